@@ -1,0 +1,5 @@
+"""`python -m gitrtc` runs the `rtc` command line."""
+
+from .cli.main import main
+
+main()

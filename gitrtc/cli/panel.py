@@ -1,0 +1,79 @@
+"""The live terminal panel of `rtc start` and its final summary (rich)."""
+
+from __future__ import annotations
+
+from rich.console import Console, Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from ..session import EndResult, Session
+
+MAX_FILE_ROWS = 15
+
+
+class SessionPanel:
+    """Renders the session's current state each time rich refreshes."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def __rich__(self) -> RenderableType:
+        s = self.session
+        head = Text.assemble(
+            ("● ", "green"), (f"session {s.manifest.session}", "bold"),
+            f"  on {s.info.branch_name}  serving {len(s.manifest.files)} files",
+            ("  (resumed)" if s.resumed else "", "yellow"),
+        )
+        urls = Table.grid(padding=(0, 1))
+        urls.add_row(Text("edit", style="bold"), Text(s.url, style="cyan"))
+        urls.add_row(Text("view", style="bold"), Text(s.readonly_url, style="cyan"))
+        files = Table("file", "kind", "state", box=None, header_style="dim")
+        for entry in s.manifest.files[:MAX_FILE_ROWS]:
+            state = s.disk.files.get(entry.path)
+            label = state.label if state else "saved"
+            style = "red" if state and state.error else ("yellow" if label == "unsaved" else "green")
+            files.add_row(entry.path, entry.kind, Text(label, style=style))
+        if len(s.manifest.files) > MAX_FILE_ROWS:
+            files.add_row(f"… {len(s.manifest.files) - MAX_FILE_ROWS} more", "", "")
+        people = Table("who", "role", "in", box=None, header_style="dim")
+        for p in s.participants():
+            people.add_row(p["name"] + (f" <{p['email']}>" if p["email"] else ""), p["role"],
+                           ", ".join(p["files"]) or "-")
+        if not s.participants():
+            people.add_row(Text("nobody yet — share the edit link", style="dim"), "", "")
+        parts: list[RenderableType] = [head, urls, files, people]
+        if s.events:
+            parts.append(Text("\n".join(list(s.events)[-3:]), style="dim"))
+        parts.append(Text("Ctrl-C or `rtc stop -m MSG` ends the session with one commit", style="dim"))
+        return Panel(Group(*parts), title="gitrtc", border_style="blue")
+
+
+def print_intro(console: Console, session: Session, notes: list[str]) -> None:
+    """The plain (non-live) start lines: URLs, skipped files, notes."""
+    s = session
+    console.print(f"● session {s.manifest.session}  serving {len(s.manifest.files)} files  {s.url}"
+                  f"   (read-only: {s.readonly_url})", highlight=False, soft_wrap=True)
+    for note in notes:
+        console.print(f"  {note}", style="yellow", highlight=False)
+    for path, reason in s.manifest.skipped:
+        console.print(f"  skipped {path}: {reason}", style="yellow", highlight=False)
+    for path, warning in s.manifest.warnings:
+        console.print(f"  note {path}: {warning}", style="yellow", highlight=False)
+
+
+def print_result(console: Console, result: EndResult) -> None:
+    """The final summary: the commit, or why there is none."""
+    if result.commit:
+        coauthors = f"{len(result.coauthors)} co-author{'s' if len(result.coauthors) != 1 else ''}"
+        console.print(
+            f"✓ 1 commit on {result.branch}  {result.commit[:7]}  "
+            f"({coauthors}, {len(result.files)} file{'s' if len(result.files) != 1 else ''})",
+            style="green", highlight=False,
+        )
+        for line in result.coauthors:
+            console.print(f"  Co-authored-by: {line}", highlight=False)
+    elif result.ended:
+        console.print(f"✓ session ended: {result.message}", highlight=False)
+    else:
+        console.print(f"✗ {result.message}", style="red", highlight=False)

@@ -1,0 +1,156 @@
+"""Write-back of shared documents to the owner's working tree.
+
+Debounced (a quiet period after the last edit, bounded so continuous typing still saves
+about every second), atomic (temp file in the same folder, fsync, rename, mode kept) and
+off the event loop. A failed write (disk full, read-only) is reported per file and
+retried on the next change; the session keeps running from its durable store. Writing is
+frozen while the work tree is on another branch than the session's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+QUIET_SECONDS = 0.25
+MAX_DELAY_SECONDS = 1.0
+
+
+def digest(data: bytes) -> str:
+    """Content hash used to recognise our own writes (never modification times)."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` atomically, keeping its permission bits."""
+    try:
+        mode = path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o644
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".rtc-tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+@dataclass(slots=True)
+class FileState:
+    """Write-back state of one shared file, as the panel and `rtc status` show it."""
+
+    path: str
+    written: str | None = None  # digest of the bytes last known to be on disk
+    dirty: bool = False
+    error: str | None = None
+    first_dirty: float = 0.0
+    timer: asyncio.TimerHandle | None = None
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @property
+    def label(self) -> str:
+        """saved / unsaved / the error."""
+        if self.error:
+            return f"not saved: {self.error}"
+        return "unsaved" if self.dirty else "saved"
+
+
+class DiskSync:
+    """Schedules and performs write-backs; `render(path)` gives the bytes to write."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        render: Callable[[str], bytes],
+        branch_ok: Callable[[], bool],
+        on_event: Callable[[str], None] | None = None,
+    ) -> None:
+        self.workdir = workdir
+        self._render = render
+        self._branch_ok = branch_ok
+        self._on_event = on_event or (lambda message: None)
+        self.files: dict[str, FileState] = {}
+        self.frozen = False
+
+    def track(self, path: str, on_disk: bytes) -> None:
+        """Start tracking a file whose current disk content is `on_disk`."""
+        self.files[path] = FileState(path, written=digest(on_disk))
+
+    def changed(self, path: str) -> None:
+        """The document of `path` changed: write it soon."""
+        state = self.files[path]
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if not state.dirty:
+            state.dirty = True
+            state.first_dirty = now
+        if state.timer is not None:
+            state.timer.cancel()
+        delay = min(QUIET_SECONDS, max(0.0, state.first_dirty + MAX_DELAY_SECONDS - now))
+        state.timer = loop.call_later(delay, self._start_write, path)
+
+    def _start_write(self, path: str) -> None:
+        state = self.files[path]
+        state.timer = None
+        if state.task is not None and not state.task.done():
+            state.timer = asyncio.get_running_loop().call_later(QUIET_SECONDS, self._start_write, path)
+            return
+        state.task = asyncio.get_running_loop().create_task(self.write(path))
+
+    async def write(self, path: str) -> None:
+        """Write `path` now if its document differs from what is on disk."""
+        state = self.files[path]
+        if not self._branch_ok():
+            if not self.frozen:
+                self.frozen = True
+                self._on_event("the work tree left the session's branch: write-back is paused")
+            return
+        if self.frozen:
+            self.frozen = False
+            self._on_event("back on the session's branch: write-back resumed")
+        state.dirty = False
+        data = self._render(path)
+        new = digest(data)
+        if new == state.written:
+            state.error = None
+            return
+        try:
+            await asyncio.get_running_loop().run_in_executor(
+                None, atomic_write, self.workdir / path, data
+            )
+        except OSError as exc:
+            state.dirty = True
+            state.error = exc.strerror or str(exc)
+            self._on_event(f"{path}: cannot write ({state.error}); kept in the session store")
+            return
+        state.written = new
+        state.error = None
+
+    async def flush(self) -> None:
+        """Write every dirty file now and wait for writes in progress."""
+        for state in self.files.values():
+            if state.timer is not None:
+                state.timer.cancel()
+                state.timer = None
+        pending = [s.task for s in self.files.values() if s.task is not None and not s.task.done()]
+        if pending:
+            await asyncio.gather(*pending)
+        for state in list(self.files.values()):
+            if state.dirty:
+                await self.write(state.path)

@@ -1,0 +1,251 @@
+"""Git through pygit2: the repository, the shared paths, and the end-of-session commit.
+
+These functions block (libgit2 does disk I/O); the session calls them in a thread.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import pygit2
+
+from .errors import BranchMovedError, CommitError, PathError, RepositoryError
+
+
+@dataclass(frozen=True, slots=True)
+class RepoInfo:
+    """Where a session lives: the work tree, the git dir and the branch at the start."""
+
+    workdir: Path
+    gitdir: Path
+    branch: str  # full ref name, e.g. refs/heads/main
+    head: str  # hex id of the branch tip at the start
+
+    @property
+    def branch_name(self) -> str:
+        """The branch's short name (`main`)."""
+        return self.branch.removeprefix("refs/heads/")
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    """What the end of a session did to the branch."""
+
+    commit: str | None  # hex id, or None when nothing changed
+    branch: str
+    files: tuple[str, ...]
+    coauthors: tuple[str, ...]
+    parent: str
+
+
+def open_repo(start: Path) -> pygit2.Repository:
+    """The repository containing `start`; `RepositoryError` if there is none or it is bare."""
+    found = pygit2.discover_repository(str(start))
+    if found is None:
+        raise RepositoryError(f"{start} is not in a git repository: run rtc inside a checkout")
+    repo = pygit2.Repository(found)
+    if repo.is_bare or repo.workdir is None:
+        raise RepositoryError(f"{found} is a bare repository: rtc needs a checkout with files")
+    return repo
+
+
+def repo_info(repo: pygit2.Repository) -> RepoInfo:
+    """The work tree, git dir and current branch; refuse detached HEAD and unborn branches."""
+    if repo.head_is_detached:
+        raise RepositoryError("HEAD is detached: check out a branch first (git switch NAME)")
+    if repo.head_is_unborn:
+        raise RepositoryError("the branch has no commits yet: make a first commit, then share")
+    return RepoInfo(
+        workdir=Path(repo.workdir).resolve(),
+        gitdir=Path(repo.path).resolve(),
+        branch=repo.head.name,
+        head=str(repo.head.target),
+    )
+
+
+def owner_identity(repo: pygit2.Repository) -> tuple[str, str]:
+    """The owner's (name, email) from git config; needed to author the commit."""
+    try:
+        sig = repo.default_signature
+    except (KeyError, pygit2.GitError):
+        raise RepositoryError(
+            "git does not know who you are: set git config user.name and user.email"
+        ) from None
+    return sig.name, sig.email
+
+
+def resolve_paths(repo: RepoInfo, cwd: Path, paths: list[str]) -> list[str]:
+    """The repository-relative (`/`-separated) files the given paths stand for.
+
+    A folder (or no path: the current folder) stands for its tracked and
+    untracked-but-not-ignored files. Raises `PathError` for a path that does not exist,
+    lies outside the repository, or reaches outside it through a symlink.
+    """
+    pygit_repo = pygit2.Repository(str(repo.gitdir))
+    targets = paths or ["."]
+    chosen: dict[str, None] = {}
+    listing: list[str] | None = None
+    for raw in targets:
+        given = Path(raw)
+        absolute = given if given.is_absolute() else cwd / given
+        if not os.path.lexists(absolute):
+            raise PathError(f"{raw}: no such file or folder")
+        real = absolute.resolve()
+        if not _inside(real, repo.workdir):
+            raise PathError(f"{raw}: outside the repository {repo.workdir} (or a symlink out of it)")
+        if _inside(real, repo.gitdir) or real.name == ".git":
+            raise PathError(f"{raw}: inside the .git folder, which cannot be shared")
+        rel = real.relative_to(repo.workdir).as_posix()
+        if real.is_dir():
+            if listing is None:
+                listing = _listed_files(pygit_repo)
+            prefix = "" if rel == "." else rel + "/"
+            for path in listing:
+                if path.startswith(prefix):
+                    chosen[path] = None
+        else:
+            chosen[rel] = None
+    return sorted(chosen)
+
+
+def _listed_files(repo: pygit2.Repository) -> list[str]:
+    """Tracked files plus untracked files that are not ignored."""
+    files = {entry.path for entry in repo.index}
+    for path, flags in repo.status(untracked_files="all").items():
+        if flags & pygit2.enums.FileStatus.WT_NEW:
+            files.add(path)
+        if flags & pygit2.enums.FileStatus.WT_DELETED:
+            files.discard(path)
+    return sorted(files)
+
+
+def _inside(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def check_under_workdir(repo: RepoInfo, rel: str) -> Path:
+    """The absolute path of a shared file, refusing one that now leads out of the repo."""
+    target = repo.workdir / rel
+    real = target.resolve()
+    if not _inside(real, repo.workdir) or _inside(real, repo.gitdir):
+        raise PathError(f"{rel}: now leads outside the repository (a symlink?)")
+    return target
+
+
+def blob_at(repo: pygit2.Repository, commit: str, path: str) -> bytes | None:
+    """The bytes of `path` in `commit`, or None if it is not there."""
+    tree = repo[commit].peel(pygit2.Tree)
+    try:
+        obj = tree[path]
+    except KeyError:
+        return None
+    return obj.data if isinstance(obj, pygit2.Blob) else None
+
+
+def commit_session(
+    repo: pygit2.Repository,
+    info: RepoInfo,
+    changes: dict[str, bytes],
+    message: str,
+    coauthors: list[tuple[str, str]],
+) -> CommitResult:
+    """Make the one commit of a session on its branch, compare-and-swap.
+
+    `changes` maps paths to their new bytes. Only paths whose bytes differ from the
+    branch tip are committed. The branch may have moved since the start: the commit
+    goes on top of the new tip when the moved commits left the session's paths alone,
+    and `BranchMovedError` is raised otherwise. The index entries of committed paths are
+    updated (only those), so `git status` is clean for them.
+    """
+    ref = repo.references.get(info.branch)
+    if ref is None:
+        raise CommitError(f"branch {info.branch_name} no longer exists: the result stays in the store")
+    tip = repo[ref.target].peel(pygit2.Commit)
+    if str(tip.id) != info.head:
+        touched = sorted(p for p in changes if blob_at(repo, info.head, p) != blob_at(repo, str(tip.id), p))
+        if touched:
+            raise BranchMovedError(
+                f"{info.branch_name} moved during the session and its new commits change "
+                f"{', '.join(touched[:3])}: the session's result stays in the store"
+            )
+    changed = {p: data for p, data in changes.items() if blob_at(repo, str(tip.id), p) != data}
+    if not changed:
+        return CommitResult(None, info.branch_name, (), (), str(tip.id))
+    index = pygit2.Index()
+    index.read_tree(tip.tree)
+    for path, data in sorted(changed.items()):
+        mode = _mode_for(index, info.workdir / path, path)
+        index.add(pygit2.IndexEntry(path, repo.create_blob(data), mode))
+    tree = index.write_tree(repo)
+    name, email = owner_identity(repo)
+    author = pygit2.Signature(name, email)
+    full_message = with_trailers(message, coauthors, email)
+    oid = repo.create_commit(None, author, author, full_message, tree, [tip.id])
+    try:
+        ref.set_target(oid, f"rtc: {message.splitlines()[0] if message else 'session'}")
+    except pygit2.GitError as exc:
+        raise CommitError(
+            f"{info.branch_name} changed while committing ({exc}): the result stays in the store"
+        ) from exc
+    _update_index(repo, changed)
+    credited = tuple(format_coauthor(n, e) for n, e in coauthors if e.lower() != email.lower())
+    return CommitResult(str(oid), info.branch_name, tuple(sorted(changed)), credited, str(tip.id))
+
+
+def _mode_for(index: pygit2.Index, disk_path: Path, path: str) -> int:
+    try:
+        return index[path].mode
+    except KeyError:
+        pass
+    try:
+        executable = os.access(disk_path, os.X_OK) and disk_path.is_file()
+    except OSError:
+        executable = False
+    return pygit2.enums.FileMode.BLOB_EXECUTABLE if executable else pygit2.enums.FileMode.BLOB
+
+
+def _update_index(repo: pygit2.Repository, changed: dict[str, bytes]) -> None:
+    """Point the committed paths' index entries at the new blobs; leave all else alone."""
+    index = repo.index
+    index.read()
+    for path, data in changed.items():
+        disk = Path(repo.workdir) / path
+        try:
+            on_disk = disk.read_bytes()
+        except OSError:
+            on_disk = None
+        if on_disk == data:
+            index.add(path)  # stats the file too, so git status sees it clean at once
+        else:
+            mode = index[path].mode if path in index else pygit2.enums.FileMode.BLOB
+            index.add(pygit2.IndexEntry(path, repo.create_blob(data), mode))
+    index.write()
+
+
+_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+def format_coauthor(name: str, email: str) -> str:
+    """`Name <email>`; a participant without an email gets a reserved `.invalid` address."""
+    if not email:
+        slug = _SLUG.sub("-", name.lower()).strip("-") or "anonymous"
+        email = f"{slug}@users.gitrtc.invalid"
+    return f"{name} <{email}>"
+
+
+def with_trailers(message: str, coauthors: list[tuple[str, str]], owner_email: str) -> str:
+    """The message followed by one `Co-authored-by:` trailer per co-author (not the owner)."""
+    lines = []
+    seen: set[str] = set()
+    for name, email in coauthors:
+        if email and email.lower() == owner_email.lower():
+            continue
+        trailer = f"Co-authored-by: {format_coauthor(name, email)}"
+        if trailer not in seen:
+            seen.add(trailer)
+            lines.append(trailer)
+    body = message.rstrip("\n")
+    return body + ("\n\n" + "\n".join(lines) if lines else "") + "\n"

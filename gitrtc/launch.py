@@ -1,0 +1,210 @@
+"""Starting a session: checks, the repository lock, resume, and `session.json`.
+
+`.git/rtc/lock` is held (flock) for as long as a session process lives, so "a session
+is already running" is decided by the kernel, not by a file that a crash can leave
+behind; `session.json` is informational (URLs, tokens, pid) and a stale one is replaced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from . import git
+from .documents import open_codec
+from .errors import NotShareableError, SessionRunningError, StoreError
+from .manifest import FileEntry, Manifest
+from .session import Session, store_path
+from .store import Store
+
+
+@dataclass(slots=True)
+class Plan:
+    """What `rtc start` was asked for."""
+
+    cwd: Path
+    paths: list[str]
+    persistent: bool = False
+    fresh: bool = False
+
+
+@dataclass(slots=True)
+class Launch:
+    """A prepared session plus the lock that proves it is the only one."""
+
+    session: Session
+    lock: IO[str]
+    notes: list[str] = field(default_factory=list)
+
+
+def rtc_dir(gitdir: Path) -> Path:
+    """The folder gitrtc keeps inside the git dir."""
+    return gitdir / "rtc"
+
+
+def session_file(gitdir: Path) -> Path:
+    """The `session.json` of the repository (design.md's public interface)."""
+    return rtc_dir(gitdir) / "session.json"
+
+
+def acquire_lock(gitdir: Path) -> IO[str]:
+    """Take the repository's session lock, or raise `SessionRunningError`."""
+    rtc_dir(gitdir).mkdir(parents=True, exist_ok=True)
+    handle = open(rtc_dir(gitdir) / "lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        url = ""
+        info = read_session_file(gitdir)
+        if info:
+            url = f" at {info.get('url', '').split('#')[0]} (pid {info.get('pid')})"
+        raise SessionRunningError(
+            f"a session is already running in this repository{url}: use rtc status or rtc stop"
+        ) from None
+    return handle
+
+
+def read_session_file(gitdir: Path) -> dict[str, Any] | None:
+    """The parsed `session.json`, or None when absent or unreadable."""
+    try:
+        return json.loads(session_file(gitdir).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def write_session_file(gitdir: Path, data: dict[str, Any]) -> None:
+    """Write `session.json` atomically with mode 0600 (it holds the tokens)."""
+    target = session_file(gitdir)
+    tmp = target.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        json.dump(data, out, indent=2)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, target)
+
+
+def remove_session_file(gitdir: Path) -> None:
+    """Remove `session.json` (at the end of a session)."""
+    try:
+        session_file(gitdir).unlink()
+    except FileNotFoundError:
+        pass
+
+
+def unfinished_sessions(gitdir: Path) -> list[Path]:
+    """Stores of sessions that did not end (newest first)."""
+    root = rtc_dir(gitdir) / "sessions"
+    if not root.is_dir():
+        return []
+    stores = [p / "store.sqlite" for p in root.iterdir() if (p / "store.sqlite").is_file()]
+    return sorted(stores, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+async def prepare(plan: Plan) -> Launch:
+    """Check everything, take the lock, and create or resume the session."""
+    repo = await asyncio.to_thread(git.open_repo, plan.cwd)
+    info = await asyncio.to_thread(git.repo_info, repo)
+    git.owner_identity(repo)
+    lock = acquire_lock(info.gitdir)
+    try:
+        return await _prepare_locked(plan, info, lock)
+    except BaseException:
+        lock.close()
+        raise
+
+
+async def _prepare_locked(plan: Plan, info: git.RepoInfo, lock: IO[str]) -> Launch:
+    notes: list[str] = []
+    existing = unfinished_sessions(info.gitdir)
+    if existing and not plan.fresh:
+        store = Store(existing[0])
+        await store.open()
+        try:
+            manifest = Manifest.from_json((await store.get_meta())["manifest"])
+        except (KeyError, TypeError, ValueError) as exc:
+            await store.close()
+            raise StoreError(
+                f"the unfinished session in {existing[0].parent} is unreadable ({exc}): "
+                "move that folder away or start with --fresh"
+            ) from exc
+        if manifest.branch != info.branch:
+            await store.close()
+            raise SessionRunningError(
+                f"an unfinished session of branch {manifest.branch.removeprefix('refs/heads/')} "
+                "exists: switch back to that branch to resume it, or start with --fresh"
+            )
+        notes.append(f"resumed unfinished session {manifest.session}")
+        if plan.paths:
+            notes.append("resuming keeps the files of the unfinished session; the paths given were ignored")
+        session = Session(info, manifest, store, resumed=True)
+        await session.start()
+        return Launch(session, lock, notes)
+    for old in existing:
+        notes.extend(await discard_session(old))
+    paths = await asyncio.to_thread(git.resolve_paths, info, plan.cwd, plan.paths)
+    manifest = Manifest.new(info.branch, info.head, plan.persistent, time.time())
+    store = Store(store_path(info.gitdir, manifest.session))
+    await store.open()
+    for path in paths:
+        try:
+            data = await asyncio.to_thread(_read_shareable, info, path)
+            codec = open_codec(path, data)
+        except NotShareableError as exc:
+            manifest.skipped.append((path, str(exc)))
+            continue
+        entry = FileEntry(path, codec.kind, manifest.room_for(path))
+        manifest.files.append(entry)
+        manifest.warnings.extend((path, w) for w in codec.warnings)
+        await store.add_file(entry.room, path, entry.kind, data)
+    await store.set_meta({"manifest": manifest.to_json()})
+    session = Session(info, manifest, store, resumed=False)
+    await session.start()
+    return Launch(session, lock, notes)
+
+
+def _read_shareable(info: git.RepoInfo, path: str) -> bytes:
+    target = info.workdir / path
+    if target.is_symlink():
+        raise NotShareableError("a symbolic link (links are not shared)")
+    git.check_under_workdir(info, path)
+    try:
+        return target.read_bytes()
+    except OSError as exc:
+        raise NotShareableError(f"cannot be read: {exc.strerror}") from exc
+
+
+async def discard_session(store_file: Path) -> list[str]:
+    """Save an unfinished session's result as a patch next to it, then drop its store."""
+    folder = store_file.parent
+    patch = folder.parent.parent / f"unfinished-{folder.name}.patch"
+    notes = []
+    try:
+        from .patch import write_patch  # local import: only needed when discarding
+
+        written = await write_patch(store_file, patch)
+        if written:
+            notes.append(f"the discarded session's changes are saved in {patch}")
+    except StoreError as exc:
+        notes.append(f"the discarded session could not be read ({exc}); its folder is kept")
+        return notes
+    shutil.rmtree(folder, ignore_errors=False)
+    return notes

@@ -1,0 +1,78 @@
+"""The session manifest: identity, epoch, tokens, base commit and the shared files.
+
+It is stored in the session store, so a resumed session keeps its id, URLs, tokens
+and room names. Room names carry the epoch: `EPOCH.HASH` for a file, `EPOCH.session`
+for the session's metadata room. A client holding state from another epoch is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+ROOM_NAME = re.compile(r"^[A-Za-z0-9._~:-]+(?:/[A-Za-z0-9._~:-]+)*$")
+EPOCH = re.compile(r"^[A-Za-z0-9_-]{8}$")
+ROLES = ("owner", "editor", "viewer")
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    """One shared file: repository-relative path, document kind and room name."""
+
+    path: str
+    kind: str
+    room: str
+
+
+@dataclass(slots=True)
+class Manifest:
+    """Everything that identifies a session and survives a restart."""
+
+    session: str
+    epoch: str
+    branch: str
+    base: str
+    tokens: dict[str, str]  # role -> token
+    files: list[FileEntry] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (path, warning)
+    persistent: bool = False
+    created: float = 0.0
+
+    @classmethod
+    def new(cls, branch: str, base: str, persistent: bool, created: float) -> Manifest:
+        """A fresh session: new id, epoch and tokens."""
+        return cls(
+            session=secrets.token_hex(8),
+            epoch=secrets.token_urlsafe(6),
+            branch=branch,
+            base=base,
+            tokens={role: secrets.token_urlsafe(24) for role in ROLES},
+            persistent=persistent,
+            created=created,
+        )
+
+    @property
+    def session_room(self) -> str:
+        """The room holding the session's shared metadata."""
+        return f"{self.epoch}.session"
+
+    def room_for(self, path: str) -> str:
+        """The room name of a path in this epoch."""
+        return f"{self.epoch}.{hashlib.sha256(path.encode()).hexdigest()[:16]}"
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-able dict for the store."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Manifest:
+        """Rebuild from `to_json` output."""
+        data = dict(data)
+        data["files"] = [FileEntry(**f) for f in data.get("files", [])]
+        data["skipped"] = [tuple(s) for s in data.get("skipped", [])]
+        data["warnings"] = [tuple(w) for w in data.get("warnings", [])]
+        return cls(**data)

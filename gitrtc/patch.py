@@ -1,0 +1,65 @@
+"""Render a stored (unfinished) session's result as a unified diff patch file."""
+
+from __future__ import annotations
+
+import asyncio
+import difflib
+from pathlib import Path
+
+from pycrdt import Doc
+
+from .documents import open_codec
+from .errors import NotShareableError, StoreError
+from .manifest import Manifest
+from .store import Store
+
+
+async def stored_changes(store: Store) -> dict[str, tuple[bytes, bytes]]:
+    """path → (original, current) for every file the stored session changed."""
+    manifest = Manifest.from_json((await store.get_meta())["manifest"])
+    kinds = {f.room: f for f in manifest.files}
+    out: dict[str, tuple[bytes, bytes]] = {}
+    touched = await store.rooms_with_updates()
+    for room, path, _kind, original in await store.files():
+        if room not in touched or room not in kinds:
+            continue
+        doc = Doc()
+        for update in await store.updates(room):
+            doc.apply_update(update)
+        try:
+            current = open_codec(path, bytes(original)).dump(doc)
+        except NotShareableError as exc:
+            raise StoreError(f"{path}: {exc}") from exc
+        if current != bytes(original):
+            out[path] = (bytes(original), current)
+    return out
+
+
+def unified_patch(changes: dict[str, tuple[bytes, bytes]]) -> str:
+    """A `git apply`-able unified diff of text changes."""
+    parts = []
+    for path, (old, new) in sorted(changes.items()):
+        diff = difflib.unified_diff(
+            old.decode("utf-8", "replace").splitlines(keepends=True),
+            new.decode("utf-8", "replace").splitlines(keepends=True),
+            f"a/{path}", f"b/{path}",
+        )
+        for line in diff:
+            parts.append(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
+    return "".join(parts)
+
+
+async def write_patch(store_file: Path, target: Path) -> bool:
+    """Write the stored session's changes to `target`; False if there were none."""
+    store = Store(store_file)
+    await store.open()
+    try:
+        changes = await stored_changes(store)
+    except KeyError as exc:
+        raise StoreError(f"no manifest in {store_file}") from exc
+    finally:
+        await store.close()
+    if not changes:
+        return False
+    await asyncio.to_thread(target.write_text, unified_patch(changes))
+    return True

@@ -1,0 +1,279 @@
+"""Rooms: one shared document, its awareness, and the connections editing it.
+
+Transport-agnostic: a `Connection` talks to its peer through any `Transport` (the
+aiohttp WebSocket adapter in `server/ws.py`, or an in-memory one). The hot path for an
+edit is: parse → apply to the doc (tagged with the sender's `ClientEdit` origin) →
+append to the durable log → once durable, forward the received bytes to the others.
+Nothing is dropped: a writer faster than the disk waits (`Store.wait_capacity`), and a
+reader that cannot keep up is disconnected with close code 1013 and resyncs on reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol
+
+from pycrdt import Awareness, Doc, TransactionEvent
+
+from . import protocol
+from .errors import ProtocolError
+from .origins import ClientEdit, Participant
+from .protocol import MessageType, SyncType
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+#: Bytes queued for one reader before it is disconnected as too slow.
+MAX_QUEUED_BYTES = 64 * 1024 * 1024
+#: Messages queued for one reader before it is disconnected as too slow.
+MAX_QUEUED_FRAMES = 200_000
+
+CLOSE_TOO_SLOW = 1013
+CLOSE_INVALID = 1007
+
+
+class Transport(Protocol):
+    """The few things a room needs from a network connection."""
+
+    async def send_bytes(self, data: bytes) -> None:
+        """Send one binary message."""
+        ...
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close the connection with a code and a short ASCII reason."""
+        ...
+
+
+class Connection:
+    """One participant's connection to one room, with its own bounded send queue."""
+
+    def __init__(self, transport: Transport, participant: Participant) -> None:
+        self.transport = transport
+        self.participant = participant
+        self.awareness_ids: set[int] = set()
+        self.closed = False
+        self.close_code: int | None = None
+        self._queue: deque[bytes] = deque()
+        self._queued_bytes = 0
+        self._wakeup = asyncio.Event()
+        self._sender = asyncio.get_running_loop().create_task(self._send_loop())
+
+    @property
+    def read_only(self) -> bool:
+        """Whether this participant may only read."""
+        return self.participant.role == "viewer"
+
+    def enqueue(self, frame: bytes) -> None:
+        """Queue a frame for sending; disconnect the reader if it has fallen too far behind."""
+        if self.closed:
+            return
+        if self._queued_bytes + len(frame) > MAX_QUEUED_BYTES or len(self._queue) >= MAX_QUEUED_FRAMES:
+            self.close_soon(CLOSE_TOO_SLOW, "too slow: reconnect to resync")
+            return
+        self._queue.append(frame)
+        self._queued_bytes += len(frame)
+        self._wakeup.set()
+
+    async def _send_loop(self) -> None:
+        try:
+            while not self.closed:
+                await self._wakeup.wait()
+                self._wakeup.clear()
+                while self._queue and not self.closed:
+                    frame = self._queue.popleft()
+                    self._queued_bytes -= len(frame)
+                    await self.transport.send_bytes(frame)
+        except (ConnectionError, RuntimeError) as exc:
+            # The peer went away mid-send; the reader side sees the close and cleans up.
+            log.debug("send to %s stopped: %s", self.participant.name, exc)
+            self.closed = True
+
+    async def drain(self) -> None:
+        """Wait until everything queued has been handed to the transport."""
+        while self._queue and not self.closed:
+            await asyncio.sleep(0.005)
+
+    def close_soon(self, code: int, reason: str) -> None:
+        """Close from synchronous code (fan-out); the close runs as a task."""
+        if self.closed:
+            return
+        asyncio.get_running_loop().create_task(self.close(code, reason))
+
+    async def close(self, code: int, reason: str) -> None:
+        """Stop sending and close the transport."""
+        if self.closed:
+            return
+        self.closed = True
+        self.close_code = code
+        self._queue.clear()
+        self._wakeup.set()
+        await self.transport.close(code, reason)
+        self._sender.cancel()
+
+
+class Room:
+    """A shared document and everyone connected to it."""
+
+    def __init__(
+        self,
+        name: str,
+        path: str | None,
+        kind: str,
+        doc: Doc,
+        store: Store | None,
+        on_change: Callable[[Room, object], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.path = path
+        self.kind = kind
+        self.doc = doc
+        self.store = store
+        self.awareness = Awareness(doc)
+        self.connections: set[Connection] = set()
+        self.accepting = True
+        self._on_change = on_change
+        self._changed = False
+        self._capture = False
+        self._captured = b""
+        self._subscription = doc.observe(self._on_transaction)
+
+    def _on_transaction(self, event: TransactionEvent) -> None:
+        self._changed = True
+        if self._capture:
+            self._captured = event.update
+
+    async def join(self, conn: Connection) -> None:
+        """Add a connection: send our state vector and everyone's presence."""
+        self.connections.add(conn)
+        conn.enqueue(protocol.sync_step1(self.doc))
+        if self.awareness.states:
+            ids = list(self.awareness.states)
+            conn.enqueue(protocol.awareness_frame(self.awareness.encode_awareness_update(ids)))
+
+    def leave(self, conn: Connection) -> None:
+        """Remove a connection and tell the others its presence is gone."""
+        self.connections.discard(conn)
+        gone = [i for i in conn.awareness_ids if i in self.awareness.states]
+        if gone:
+            self.awareness.remove_awareness_states(gone, "disconnect")
+            self._fanout(protocol.awareness_frame(self.awareness.encode_awareness_update(gone)), None)
+
+    async def receive(self, conn: Connection, frame: bytes) -> None:
+        """Handle one frame from `conn`; `ProtocolError` if it is malformed."""
+        msg = protocol.parse(frame)
+        if msg.type is MessageType.SYNC:
+            if msg.sync is SyncType.STEP1:
+                conn.enqueue(protocol.sync_step2(self._diff_for(msg.payload)))
+            else:
+                await self._receive_update(conn, frame, msg)
+        elif msg.type is MessageType.AWARENESS:
+            self._receive_awareness(conn, frame, msg.payload)
+        elif msg.type is MessageType.QUERY_AWARENESS:
+            ids = list(self.awareness.states)
+            conn.enqueue(protocol.awareness_frame(self.awareness.encode_awareness_update(ids)))
+        # AUTH messages from clients carry nothing for the server.
+
+    def _diff_for(self, state_vector: bytes) -> bytes:
+        try:
+            return self.doc.get_update(state_vector)
+        except Exception as exc:  # pycrdt raises plain exceptions for undecodable input
+            raise ProtocolError(f"malformed state vector: {exc}") from exc
+
+    async def _receive_update(self, conn: Connection, frame: bytes, msg: protocol.Message) -> None:
+        update = msg.payload
+        if update == protocol.EMPTY_UPDATE:
+            return
+        if conn.read_only:
+            if protocol.would_change(self.doc, update):
+                conn.enqueue(protocol.permission_denied("read-only"))
+            return
+        if not self.accepting:
+            conn.enqueue(protocol.permission_denied("session-ending"))
+            return
+        if self.store is not None:
+            await self.store.wait_capacity()
+        origin = ClientEdit(conn.participant)
+        self._changed = False
+        try:
+            with self.doc.transaction(origin=origin):
+                self.doc.apply_update(update)
+        except Exception as exc:  # pycrdt raises plain exceptions for undecodable updates
+            raise ProtocolError(f"malformed update: {exc}") from exc
+        forward = frame if msg.sync is SyncType.UPDATE else protocol.sync_update(update)
+        changed = self._changed
+        self._log_and_forward(update, forward, conn, conn.participant if changed else None)
+        if changed and self._on_change is not None:
+            self._on_change(self, origin)
+
+    def _log_and_forward(
+        self, update: bytes, forward: bytes, sender: Connection | None, credit: Participant | None
+    ) -> None:
+        def deliver() -> None:
+            self._fanout(forward, sender)
+
+        if self.store is None:
+            deliver()
+        else:
+            self.store.append(self.name, update, deliver, credit)
+
+    def _receive_awareness(self, conn: Connection, frame: bytes, payload: bytes) -> None:
+        try:
+            ids = _awareness_client_ids(payload)
+            self.awareness.apply_awareness_update(payload, conn)
+        except (ValueError, UnicodeDecodeError, RuntimeError, IndexError) as exc:
+            raise ProtocolError(f"malformed awareness update: {exc}") from exc
+        for client_id, present in ids:
+            if present:
+                conn.awareness_ids.add(client_id)
+            else:
+                conn.awareness_ids.discard(client_id)
+        self._fanout(frame, conn)
+
+    def _fanout(self, frame: bytes, sender: Connection | None) -> None:
+        for conn in list(self.connections):
+            if conn is not sender:
+                conn.enqueue(frame)
+
+    def edit(self, fn: Callable[[], None], origin: object) -> bool:
+        """Run a server-side edit (`fn`) as one transaction; log and forward it.
+
+        Used for disk loads and merges: the change is appended to the durable log and
+        sent to every connection. Returns whether the document changed.
+        """
+        self._changed = False
+        self._capture = True
+        try:
+            with self.doc.transaction(origin=origin):
+                fn()
+        finally:
+            self._capture = False
+        if not self._changed:
+            return False
+        update, self._captured = self._captured, b""
+        self._log_and_forward(update, protocol.sync_update(update), None, None)
+        if self._on_change is not None:
+            self._on_change(self, origin)
+        return True
+
+    async def close_all(self, code: int, reason: str) -> None:
+        """Close every connection (session end, epoch change)."""
+        await asyncio.gather(*(c.close(code, reason) for c in list(self.connections)))
+        self.connections.clear()
+
+
+def _awareness_client_ids(payload: bytes) -> list[tuple[int, bool]]:
+    """(client id, has a state) for each entry of an awareness update; validates lengths."""
+    count, pos = protocol.read_var_uint(payload, 0)
+    if count > 10_000:
+        raise ValueError("too many awareness entries")
+    out = []
+    for _ in range(count):
+        client_id, pos = protocol.read_var_uint(payload, pos)
+        _clock, pos = protocol.read_var_uint(payload, pos)
+        state, pos = protocol.read_var_bytes(payload, pos)
+        out.append((client_id, state not in (b"null", b"")))
+    return out
+

@@ -1,0 +1,155 @@
+"""Running a session in the foreground: serve, publish `session.json`, end on a signal.
+
+`run` is what `rtc start` does after parsing its options; it returns the end result
+so the CLI can choose the exit status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import shutil
+import signal
+import socket
+import time
+import webbrowser
+from dataclasses import dataclass
+
+from rich.console import Console
+from rich.live import Live
+
+from . import launch
+from .cli.panel import SessionPanel, print_intro, print_result
+from .errors import RtcError
+from .server import serve
+from .session import EndResult, Session
+
+
+@dataclass(slots=True)
+class Options:
+    """`rtc start`'s options."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    message: str | None = None
+    open_browser: bool = True
+    persistent: bool = False
+    fresh: bool = False
+    certfile: str | None = None
+    keyfile: str | None = None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` only listens on this machine."""
+    if host in ("localhost",):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def public_host(host: str) -> str:
+    """The host name to print in URLs (a wildcard bind prints this machine's address)."""
+    if host in ("0.0.0.0", "::", ""):
+        try:
+            return socket.gethostbyname(socket.gethostname())
+        except OSError:
+            return socket.gethostname()
+    return f"[{host}]" if ":" in host else host
+
+
+def control_host(host: str) -> str:
+    """Where `rtc stop`/`status` on this machine reach the server."""
+    if host in ("0.0.0.0", "", "localhost"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+async def run(plan: launch.Plan, options: Options, console: Console) -> EndResult:
+    """Prepare, serve until the session ends, then clean up."""
+    prepared = await launch.prepare(plan)
+    session = prepared.session
+    try:
+        runner, port = await serve(session, options.host, options.port, options.certfile, options.keyfile)
+    except BaseException:
+        await session.store.close()
+        prepared.lock.close()
+        raise
+    scheme = "https" if options.certfile else "http"
+    base = f"{scheme}://{public_host(options.host)}:{port}"
+    tokens = session.manifest.tokens
+    session.url = f"{base}/#t={tokens['editor']}"
+    session.readonly_url = f"{base}/#t={tokens['viewer']}"
+    launch.write_session_file(session.info.gitdir, {
+        "session": session.manifest.session,
+        "url": session.url,
+        "readonly_url": session.readonly_url,
+        "port": port,
+        "pid": os.getpid(),
+        "token": tokens["editor"],
+        "readonly_token": tokens["viewer"],
+        "owner_token": tokens["owner"],
+        "control_url": f"{scheme}://{control_host(options.host)}:{port}",
+        "epoch": session.manifest.epoch,
+        "branch": session.info.branch_name,
+        "files": [f.path for f in session.manifest.files],
+        "started": time.time(),
+        "persistent": session.manifest.persistent,
+    })
+    print_intro(console, session, prepared.notes)
+    if not options.certfile and not is_loopback(options.host):
+        console.print("⚠ listening beyond this machine without TLS: tokens travel in clear text; "
+                      "use --certfile/--keyfile", style="yellow")
+    if options.open_browser and console.is_terminal:
+        await asyncio.to_thread(webbrowser.open, session.url)
+    stop_requested = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop_requested.set)
+    try:
+        result = await _wait(session, stop_requested, options, console)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await runner.cleanup()
+        await session.store.close()
+        launch.remove_session_file(session.info.gitdir)
+        if session.result is not None and session.result.ended:
+            shutil.rmtree(session.store.path.parent, ignore_errors=True)
+        prepared.lock.close()
+    print_result(console, result)
+    return result
+
+
+async def _wait(session: Session, stop: asyncio.Event, options: Options, console: Console) -> EndResult:
+    """Show the panel until a signal or `rtc stop` ends the session."""
+    live = Live(SessionPanel(session), console=console, refresh_per_second=4, transient=True) \
+        if console.is_terminal else None
+    if live:
+        live.start()
+    try:
+        while True:
+            ended = asyncio.ensure_future(session.ended.wait())
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({ended, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            ended.cancel()
+            stopping.cancel()
+            if session.ended.is_set():
+                assert session.result is not None
+                return session.result
+            stop.clear()
+            console.print("ending the session…", highlight=False)
+            try:
+                result = await session.end(options.message)
+            except RtcError as exc:
+                console.print(f"✗ {exc}", style="red", highlight=False)
+                raise
+            if not result.ended:
+                return result  # commit failed: the store keeps the session resumable
+    finally:
+        if live:
+            live.stop()

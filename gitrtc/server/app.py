@@ -1,0 +1,138 @@
+"""The aiohttp application: routes, security headers, and running it on a socket."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+from importlib import resources
+from pathlib import Path
+
+from aiohttp import web
+
+from ..errors import RtcError
+from ..session import Session
+from .auth import require_role
+from .ws import room_socket
+
+SESSION = web.AppKey("session", Session)
+
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self' ws: wss:; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+STATIC = Path(str(resources.files("gitrtc") / "static"))
+NOT_BUILT = """<!doctype html><meta charset="utf-8"><title>gitrtc</title>
+<p>The browser client is not built. Build it with <code>npm ci && npm run build</code> in
+<code>web/</code> (or reinstall gitrtc), then reload.</p>"""
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    """Headers every response carries: no referrer, no sniffing, no framing."""
+    response = await handler(request)
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+async def index(request: web.Request) -> web.StreamResponse:
+    """The browser client's page (the token stays in the fragment, never in a path)."""
+    page = STATIC / "index.html"
+    body = page.read_text() if page.is_file() else NOT_BUILT
+    return web.Response(
+        text=body, content_type="text/html", headers={"Content-Security-Policy": CSP}
+    )
+
+
+async def static_file(request: web.Request) -> web.StreamResponse:
+    """A file of the built client; names are checked against the folder's own listing."""
+    name = request.match_info["name"]
+    allowed = {p.name for p in STATIC.iterdir() if p.is_file()} if STATIC.is_dir() else set()
+    if name not in allowed or name.startswith("."):
+        raise web.HTTPNotFound()
+    return web.FileResponse(STATIC / name, headers={"Content-Security-Policy": CSP})
+
+
+async def api_session(request: web.Request) -> web.Response:
+    """`GET /api/session`: the session as the caller's role sees it."""
+    session = request.app[SESSION]
+    role = require_role(request, session)
+    return web.json_response(session.describe(role))
+
+
+async def api_status(request: web.Request) -> web.Response:
+    """`GET /api/status` (owner): URLs, files with save state, participants, store size."""
+    session = request.app[SESSION]
+    require_role(request, session, "owner")
+    return web.json_response(await session.status())
+
+
+async def api_stop(request: web.Request) -> web.Response:
+    """`POST /api/stop` (owner): end the session, commit, answer with the result."""
+    session = request.app[SESSION]
+    require_role(request, session, "owner")
+    try:
+        body = await request.json() if request.can_read_body else {}
+    except json.JSONDecodeError:
+        raise web.HTTPBadRequest(text='{"error": "the body must be JSON"}', content_type="application/json") from None
+    if not isinstance(body, dict):
+        body = {}
+    message = body.get("message") if isinstance(body.get("message"), str) else None
+    commit = body.get("commit", True) is not False
+    try:
+        result = await session.end(message, commit=commit)
+    except RtcError as exc:
+        return web.json_response({"error": str(exc)}, status=409)
+    return web.json_response({
+        "commit": result.commit, "branch": result.branch, "files": list(result.files),
+        "coauthors": list(result.coauthors), "message": result.message, "ended": result.ended,
+    }, status=200 if result.ended else 409)
+
+
+async def room_endpoint(request: web.Request) -> web.StreamResponse:
+    """`WS /rooms/{room}`."""
+    return await room_socket(request, request.app[SESSION])
+
+
+def make_app(session: Session) -> web.Application:
+    """The application serving one session."""
+    app = web.Application(middlewares=[security_headers], client_max_size=1024 * 1024)
+    app[SESSION] = session
+    app.router.add_get("/", index)
+    app.router.add_get("/static/{name}", static_file)
+    app.router.add_get("/api/session", api_session)
+    app.router.add_get("/api/status", api_status)
+    app.router.add_post("/api/stop", api_stop)
+    app.router.add_get("/rooms/{room:.+}", room_endpoint)
+    return app
+
+
+async def serve(
+    session: Session,
+    host: str,
+    port: int,
+    certfile: str | None = None,
+    keyfile: str | None = None,
+) -> tuple[web.AppRunner, int]:
+    """Start serving; return the runner (to clean up) and the bound port."""
+    context = None
+    if certfile:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(certfile, keyfile)
+    runner = web.AppRunner(make_app(session), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, ssl_context=context, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise RtcError(
+            f"cannot listen on {host}:{port} ({exc.strerror}): choose another --port (0 = any free one)"
+        ) from exc
+    sockets = site._server.sockets if site._server else []  # aiohttp keeps the server private
+    bound = sockets[0].getsockname()[1] if sockets else port
+    await asyncio.sleep(0)
+    return runner, bound

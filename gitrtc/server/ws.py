@@ -1,0 +1,90 @@
+"""`WS /rooms/{room}`: the y-websocket endpoint, adapting aiohttp to `rooms.Connection`."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import WSMsgType, web
+
+from ..errors import ProtocolError, SessionEndedError, StaleEpochError, StoreError, UnknownRoomError
+from ..origins import Participant
+from ..rooms import CLOSE_INVALID, Connection
+from ..session import CLOSE_ENDED, Session
+from .auth import origin_allowed, request_token
+
+log = logging.getLogger(__name__)
+
+#: Largest message a client may send (a big notebook's first sync must fit).
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_UNKNOWN_ROOM = 4404
+CLOSE_UNSUPPORTED = 1003
+CLOSE_STORE_FAILED = 1011
+MAX_NAME = 80
+
+
+class AiohttpTransport:
+    """`rooms.Transport` over an aiohttp `WebSocketResponse`."""
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+
+    async def send_bytes(self, data: bytes) -> None:
+        """Send one binary message."""
+        await self.ws.send_bytes(data)
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close with a code and a short reason."""
+        await self.ws.close(code=code, message=reason.encode()[:123])
+
+
+def participant_from(request: web.Request, role: str) -> Participant:
+    """Who the connection says it is (`name`, `email` query parameters), bounded in size."""
+    name = " ".join(request.query.get("name", "").split())[:MAX_NAME] or "Anonymous"
+    email = request.query.get("email", "").strip()[:MAX_NAME]
+    if email and ("@" not in email or any(c in email for c in "<> \n")):
+        email = ""
+    return Participant(name=name, email=email, role=role)
+
+
+async def room_socket(request: web.Request, session: Session) -> web.StreamResponse:
+    """Upgrade, authenticate, join the room, and pump messages until either side closes."""
+    if not origin_allowed(request):
+        raise web.HTTPForbidden(text="cross-site WebSocket refused")
+    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=30, compress=False)
+    await ws.prepare(request)
+    role = session.role_for(request_token(request))
+    if role is None:
+        await ws.close(code=CLOSE_UNAUTHORIZED, message=b"missing or wrong token")
+        return ws
+    name = request.match_info["room"]
+    conn = Connection(AiohttpTransport(ws), participant_from(request, role))
+    try:
+        room = await session.connect(name, conn)
+    except UnknownRoomError as exc:
+        await conn.close(CLOSE_UNKNOWN_ROOM, str(exc))
+        return ws
+    except (StaleEpochError, SessionEndedError) as exc:
+        await conn.close(CLOSE_ENDED, str(exc))
+        return ws
+    try:
+        async for msg in ws:
+            if msg.type is WSMsgType.BINARY:
+                await room.receive(conn, msg.data)
+            elif msg.type is WSMsgType.TEXT:
+                await conn.close(CLOSE_UNSUPPORTED, "binary y-websocket messages only")
+                break
+            elif msg.type is WSMsgType.ERROR:
+                log.info("connection of %s failed: %s", conn.participant.name, ws.exception())
+                break
+    except ProtocolError as exc:
+        log.info("closing %s's connection: %s", conn.participant.name, exc)
+        await conn.close(CLOSE_INVALID, str(exc))
+    except StoreError as exc:
+        session.event(str(exc))
+        await conn.close(CLOSE_STORE_FAILED, "the server cannot save edits right now")
+    finally:
+        session.disconnect(conn)
+        await conn.close(ws.close_code or 1000, "")
+    return ws

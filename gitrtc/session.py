@@ -1,0 +1,349 @@
+"""Session: the shared files' rooms, participants, write-back and the end commit.
+
+Transport-agnostic: the server adapts WebSockets to `rooms.Connection`s and calls
+`connect`/`disconnect`; the CLI calls `end`. Rooms are loaded on first use (once, even
+when several clients arrive at the same instant) from the durable log if it has them,
+else from the owner's file — and that load is itself logged, so a resumed session
+rebuilds exactly the same CRDT history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pycrdt import Doc, Map
+
+from . import git
+from .disk import DiskSync
+from .documents import Codec, open_codec
+from .errors import (
+    CommitError,
+    DocumentError,
+    SessionEndedError,
+    StaleEpochError,
+    StoreError,
+    UnknownRoomError,
+)
+from .manifest import EPOCH, ROOM_NAME, FileEntry, Manifest
+from .origins import DiskLoad, Participant, StoreReplay
+from .rooms import Connection, Room
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+CLOSE_ENDED = 4410
+#: Replayed updates above which a room's log is compacted when it is loaded.
+COMPACT_AFTER = 2_000
+
+
+@dataclass(frozen=True, slots=True)
+class EndResult:
+    """How a session ended: the commit (if any) and what to tell the user."""
+
+    commit: str | None
+    branch: str
+    files: tuple[str, ...]
+    coauthors: tuple[str, ...]
+    message: str
+    ended: bool  # False when the session stays resumable (commit failed)
+
+
+class Session:
+    """A live session over a repository's files."""
+
+    def __init__(self, info: git.RepoInfo, manifest: Manifest, store: Store, resumed: bool) -> None:
+        self.info = info
+        self.manifest = manifest
+        self.store = store
+        self.resumed = resumed
+        self.state = "live"
+        self.rooms: dict[str, Room] = {}
+        self.codecs: dict[str, Codec] = {}
+        self.originals: dict[str, bytes] = {}
+        self.files: dict[str, FileEntry] = {f.room: f for f in manifest.files}
+        self.events: deque[str] = deque(maxlen=50)
+        self.connections: dict[Connection, Room] = {}
+        self.ended = asyncio.Event()
+        self.result: EndResult | None = None
+        self.url = ""
+        self.readonly_url = ""
+        self.listeners: list[Callable[[], None]] = []
+        self._loading: dict[str, asyncio.Task[Room]] = {}
+        self._end_lock = asyncio.Lock()
+        self.disk = DiskSync(info.workdir, self._render, self._on_branch, self.event)
+        store.on_failure = lambda exc: self.event(f"session store write failed: {exc}")
+
+    # -- setup -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Read the stored originals and begin tracking the files on disk."""
+        for room, path, _kind, original in await self.store.files():
+            self.originals[room] = bytes(original)
+            self.disk.track(path, bytes(original))
+        await self.room(self.manifest.session_room)
+
+    def event(self, message: str) -> None:
+        """Record something the owner should see (the panel shows the latest)."""
+        log.info("%s", message)
+        self.events.append(f"{time.strftime('%H:%M:%S')}  {message}")
+        self._notify()
+
+    def _notify(self) -> None:
+        for listener in list(self.listeners):
+            listener()
+
+    def _on_branch(self) -> bool:
+        try:
+            head = (self.info.gitdir / "HEAD").read_text().strip()
+        except OSError:
+            return False
+        return head == f"ref: {self.info.branch}"
+
+    # -- auth and rooms --------------------------------------------------------------
+
+    def role_for(self, token: str | None) -> str | None:
+        """The role a token grants, compared in constant time against every token."""
+        if not token:
+            return None
+        found = None
+        for role, expected in self.manifest.tokens.items():
+            if hmac.compare_digest(token.encode(), expected.encode()):
+                found = role
+        return found
+
+    def check_room(self, name: str) -> None:
+        """Raise `UnknownRoomError` or `StaleEpochError` unless `name` is a room here."""
+        if name == self.manifest.session_room or name in self.files:
+            return
+        if ROOM_NAME.match(name):
+            epoch = name.split(".", 1)[0]
+            if EPOCH.match(epoch) and epoch != self.manifest.epoch and "." in name:
+                raise StaleEpochError("this room belongs to an earlier session: reload")
+        raise UnknownRoomError(f"no room named {name[:60]!r} in this session")
+
+    async def room(self, name: str) -> Room:
+        """The loaded room `name`, loading it once however many ask at the same time."""
+        self.check_room(name)
+        if name in self.rooms:
+            return self.rooms[name]
+        task = self._loading.get(name)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._load(name))
+            self._loading[name] = task
+            task.add_done_callback(lambda _t: self._loading.pop(name, None))
+        return await asyncio.shield(task)
+
+    async def _load(self, name: str) -> Room:
+        entry = self.files.get(name)
+        doc = Doc()
+        room = Room(name, entry.path if entry else None, entry.kind if entry else "session",
+                    doc, self.store, self._on_change)
+        codec = None
+        if entry is not None:
+            codec = self._codec(entry)
+        updates = await self.store.updates(name)
+        if updates:
+            with doc.transaction(origin=StoreReplay()):
+                for update in updates:
+                    doc.apply_update(update)
+            if len(updates) > COMPACT_AFTER:
+                await self.store.compact(name, doc.get_update())
+        elif codec is not None and entry is not None:
+            room.edit(lambda: codec.load_into(doc, DiskLoad(entry.path)), DiskLoad(entry.path))
+        else:
+            room.edit(lambda: self._init_session_doc(doc), DiskLoad(""))
+        await self.store.flush()
+        if codec is not None and entry is not None:
+            self.codecs[name] = codec
+        self.rooms[name] = room
+        return room
+
+    def _codec(self, entry: FileEntry) -> Codec:
+        original = self.originals[entry.room]
+        codec = open_codec(entry.path, original)
+        if codec.kind != entry.kind:
+            raise DocumentError(f"{entry.path}: stored as {entry.kind}, now reads as {codec.kind}")
+        return codec
+
+    def _init_session_doc(self, doc: Doc) -> None:
+        info = doc.get("session", type=Map)
+        info["session"] = self.manifest.session
+        info["branch"] = self.info.branch_name
+        info["state"] = "live"
+
+    def _on_change(self, room: Room, origin: object) -> None:
+        if room.path is not None:
+            self.disk.changed(room.path)
+        self._notify()
+
+    def _render(self, path: str) -> bytes:
+        room_name = self.manifest.room_for(path)
+        return self.codecs[room_name].dump(self.rooms[room_name].doc)
+
+    # -- connections -----------------------------------------------------------------
+
+    async def connect(self, name: str, conn: Connection) -> Room:
+        """Join `conn` to room `name`; `SessionEndedError` once the session is ending."""
+        if self.state != "live":
+            raise SessionEndedError("the session has ended")
+        room = await self.room(name)
+        self.connections[conn] = room
+        await room.join(conn)
+        self._notify()
+        return room
+
+    def disconnect(self, conn: Connection) -> None:
+        """Forget a connection (its presence is removed for the others)."""
+        room = self.connections.pop(conn, None)
+        if room is not None:
+            room.leave(conn)
+            self._notify()
+
+    def participants(self) -> list[dict[str, Any]]:
+        """Who is connected, with their role and the files they have open."""
+        people: dict[str, dict[str, Any]] = {}
+        for conn, room in self.connections.items():
+            p = conn.participant
+            entry = people.setdefault(
+                f"{p.key}/{p.role}", {"name": p.name, "email": p.email, "role": p.role, "files": []}
+            )
+            if room.path is not None and room.path not in entry["files"]:
+                entry["files"].append(room.path)
+        return list(people.values())
+
+    def describe(self, role: str) -> dict[str, Any]:
+        """The public `/api/session` view."""
+        return {
+            "session": self.manifest.session,
+            "epoch": self.manifest.epoch,
+            "role": role,
+            "state": self.state,
+            "branch": self.info.branch_name,
+            "session_room": self.manifest.session_room,
+            "files": [{"path": f.path, "kind": f.kind, "room": f.room} for f in self.manifest.files],
+            "participants": self.participants(),
+            "commit": self.result.commit if self.result else None,
+        }
+
+    async def status(self) -> dict[str, Any]:
+        """The owner's view for `rtc status`: URLs, files with save state and store size."""
+        sizes = await self.store.room_sizes()
+        files = []
+        for f in self.manifest.files:
+            state = self.disk.files.get(f.path)
+            files.append({
+                "path": f.path, "kind": f.kind, "room": f.room,
+                "open": f.room in self.rooms,
+                "save": state.label if state else "saved",
+                "store_bytes": sizes.get(f.room, 0),
+            })
+        return {
+            **self.describe("owner"),
+            "url": self.url,
+            "readonly_url": self.readonly_url,
+            "files": files,
+            "skipped": [{"path": p, "reason": r} for p, r in self.manifest.skipped],
+            "store_bytes": sum(sizes.values()),
+            "resumed": self.resumed,
+            "events": list(self.events),
+        }
+
+    # -- the end ---------------------------------------------------------------------
+
+    async def end(self, message: str | None, commit: bool = True) -> EndResult:
+        """Stop edits, flush, commit once, tell every client, close every connection."""
+        async with self._end_lock:
+            if self.result is not None and self.result.ended:
+                return self.result
+            self.state = "ending"
+            for room in self.rooms.values():
+                room.accepting = False
+            await self.store.flush()
+            await self.disk.flush()
+            result = await self._finish(message, commit)
+            self.result = result
+            if not result.ended:
+                self.state = "live"
+                for room in self.rooms.values():
+                    room.accepting = True
+                self.event(result.message)
+                return result
+            self.state = "ended"
+            await self._announce_end(result)
+            self.ended.set()
+            self._notify()
+            return result
+
+    async def _finish(self, message: str | None, commit: bool) -> EndResult:
+        changes = await self.changed_files()
+        branch = self.info.branch_name
+        if not commit:
+            return EndResult(None, branch, tuple(sorted(changes)), (), "ended without a commit", True)
+        if not changes:
+            return EndResult(None, branch, (), (), "nothing changed: no commit", True)
+        text = message or default_message(sorted(changes))
+        credits = await self.store.credits()
+        try:
+            repo = git.open_repo(self.info.workdir)
+            done = await asyncio.to_thread(git.commit_session, repo, self.info, changes, text, credits)
+        except CommitError as exc:
+            return EndResult(None, branch, tuple(sorted(changes)), (), str(exc), False)
+        if done.commit is None:
+            return EndResult(None, branch, (), (), "nothing changed against the branch: no commit", True)
+        return EndResult(done.commit, branch, done.files, done.coauthors,
+                         f"1 commit on {branch} {done.commit[:7]}", True)
+
+    async def changed_files(self) -> dict[str, bytes]:
+        """Path → bytes for every shared file whose document differs from its original."""
+        touched = await self.store.rooms_with_updates()
+        out: dict[str, bytes] = {}
+        for entry in self.manifest.files:
+            if entry.room not in self.rooms and entry.room not in touched:
+                continue
+            room = await self.room(entry.room)
+            data = self.codecs[entry.room].dump(room.doc)
+            if data != self.originals[entry.room]:
+                out[entry.path] = data
+        return out
+
+    async def _announce_end(self, result: EndResult) -> None:
+        session_room = self.rooms.get(self.manifest.session_room)
+        if session_room is not None:
+            def mark() -> None:
+                info = session_room.doc.get("session", type=Map)
+                info["state"] = "ended"
+                info["commit"] = result.commit
+                info["message"] = result.message
+            session_room.accepting = True
+            try:
+                session_room.edit(mark, DiskLoad(""))
+                await self.store.flush()
+            except StoreError as exc:
+                self.event(str(exc))
+            for conn in list(session_room.connections):
+                await conn.drain()
+        reason = json.dumps({"commit": result.commit, "branch": result.branch})[:120]
+        await asyncio.gather(*(r.close_all(CLOSE_ENDED, reason) for r in self.rooms.values()))
+
+
+def default_message(paths: list[str]) -> str:
+    """A commit message for a session ended without `-m`."""
+    if len(paths) == 1:
+        head = f"Edit {paths[0]} in a live session"
+    else:
+        head = f"Edit {len(paths)} files in a live session"
+    return head + "\n\n" + "\n".join(f"- {p}" for p in paths)
+
+
+def store_path(gitdir: Path, session_id: str) -> Path:
+    """Where a session's durable store lives."""
+    return gitdir / "rtc" / "sessions" / session_id / "store.sqlite"

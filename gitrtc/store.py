@@ -1,0 +1,249 @@
+"""The durable session store: manifest, original file bytes, update log, credits.
+
+One SQLite database per session under `.git/rtc/sessions/ID/store.sqlite` (WAL,
+`synchronous=NORMAL`: a committed transaction survives the process being killed at any
+moment; power loss may lose the last batch). All database work runs on one dedicated
+thread so the event loop never blocks on disk; appends from one event-loop tick are
+written as one transaction, and each one's `after_durable` callback runs (in order, on
+the loop) only once it is committed — that is what makes "stored before forwarded" cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import StoreError
+from .origins import Participant
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    room TEXT PRIMARY KEY, path TEXT NOT NULL, kind TEXT NOT NULL, original BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS updates (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, room TEXT NOT NULL, data BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS updates_room ON updates (room, seq);
+CREATE TABLE IF NOT EXISTS credits (
+    key TEXT PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL
+);
+"""
+
+#: Appends waiting for the disk before a writer is made to wait (backpressure).
+MAX_PENDING = 20_000
+
+
+@dataclass(slots=True)
+class _Pending:
+    updates: list[tuple[str, bytes]] = field(default_factory=list)
+    credits: list[Participant] = field(default_factory=list)
+    callbacks: list[Callable[[], None]] = field(default_factory=list)
+
+
+class Store:
+    """A session's durable state; every method that touches the disk is async."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtc-store")
+        self._db: sqlite3.Connection | None = None
+        self._pending = _Pending()
+        self._flushing: asyncio.Task[None] | None = None
+        self._capacity = asyncio.Event()
+        self._capacity.set()
+        self._failure: BaseException | None = None
+        #: Called once, on the loop, when a write fails; the session decides what to do.
+        self.on_failure: Callable[[BaseException], None] | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open (creating if needed) the database."""
+        await self._run(self._open_sync)
+
+    def _open_sync(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the session store {self.path}: {exc}") from exc
+        self._db = db
+
+    async def close(self) -> None:
+        """Flush what is pending and close the database."""
+        await self.flush()
+        await self._run(self._close_sync)
+        self._executor.shutdown(wait=True)
+
+    def _close_sync(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    # -- manifest and files ----------------------------------------------------------
+
+    async def set_meta(self, values: dict[str, Any]) -> None:
+        """Store manifest entries (JSON values)."""
+        rows = [(k, json.dumps(v)) for k, v in values.items()]
+        await self._run(self._write, "INSERT OR REPLACE INTO meta VALUES (?, ?)", rows)
+
+    async def get_meta(self) -> dict[str, Any]:
+        """The whole manifest."""
+        rows = await self._run(self._read, "SELECT key, value FROM meta", ())
+        return {k: json.loads(v) for k, v in rows}
+
+    async def add_file(self, room: str, path: str, kind: str, original: bytes) -> None:
+        """Remember a shared file's original bytes (the base for dumps and patches)."""
+        await self._run(
+            self._write,
+            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)",
+            [(room, path, kind, original)],
+        )
+
+    async def files(self) -> list[tuple[str, str, str, bytes]]:
+        """All stored files as (room, path, kind, original bytes)."""
+        return await self._run(self._read, "SELECT room, path, kind, original FROM files", ())
+
+    # -- the update log --------------------------------------------------------------
+
+    def append(
+        self,
+        room: str,
+        update: bytes,
+        after_durable: Callable[[], None] | None = None,
+        credit: Participant | None = None,
+    ) -> None:
+        """Queue an update; `after_durable` runs on the loop once it is on disk.
+
+        Raises `StoreError` if an earlier write failed: nothing is acknowledged after that.
+        """
+        if self._failure is not None:
+            raise StoreError(f"the session store cannot be written: {self._failure}")
+        self._pending.updates.append((room, update))
+        if credit is not None:
+            self._pending.credits.append(credit)
+        if after_durable is not None:
+            self._pending.callbacks.append(after_durable)
+        if len(self._pending.updates) >= MAX_PENDING:
+            self._capacity.clear()
+        if self._flushing is None:
+            self._flushing = asyncio.get_running_loop().create_task(self._flush_loop())
+
+    async def wait_capacity(self) -> None:
+        """Wait while too many appends are waiting for the disk (writer backpressure)."""
+        await self._capacity.wait()
+
+    async def flush(self) -> None:
+        """Wait until everything appended so far is durable."""
+        while self._flushing is not None:
+            await asyncio.shield(self._flushing)
+        if self._failure is not None:
+            raise StoreError(f"the session store cannot be written: {self._failure}")
+
+    async def _flush_loop(self) -> None:
+        try:
+            while self._pending.updates or self._pending.credits:
+                batch, self._pending = self._pending, _Pending()
+                self._capacity.set()
+                try:
+                    await self._run(self._append_sync, batch.updates, batch.credits)
+                except (sqlite3.Error, OSError, StoreError) as exc:
+                    # Not durable, so not forwarded: the callbacks of this batch never run.
+                    self._failure = exc
+                    self._pending = _Pending()
+                    self._capacity.set()
+                    if self.on_failure is not None:
+                        self.on_failure(exc)
+                    return
+                for callback in batch.callbacks:
+                    callback()
+        finally:
+            self._flushing = None
+
+    def _append_sync(self, updates: list[tuple[str, bytes]], credits: list[Participant]) -> None:
+        db = self._connection()
+        with db:
+            db.execute("BEGIN")
+            db.executemany("INSERT INTO updates (room, data) VALUES (?, ?)", updates)
+            db.executemany(
+                "INSERT OR IGNORE INTO credits VALUES (?, ?, ?)",
+                [(p.key, p.name, p.email) for p in credits],
+            )
+
+    async def updates(self, room: str) -> list[bytes]:
+        """The room's logged updates, oldest first."""
+        rows = await self._run(
+            self._read, "SELECT data FROM updates WHERE room = ? ORDER BY seq", (room,)
+        )
+        return [bytes(r[0]) for r in rows]
+
+    async def rooms_with_updates(self) -> set[str]:
+        """Rooms that have anything in the log."""
+        rows = await self._run(self._read, "SELECT DISTINCT room FROM updates", ())
+        return {r[0] for r in rows}
+
+    async def compact(self, room: str, state: bytes) -> None:
+        """Replace the room's log with one update holding its whole state."""
+        await self.flush()
+        await self._run(self._compact_sync, room, state)
+
+    def _compact_sync(self, room: str, state: bytes) -> None:
+        db = self._connection()
+        with db:
+            db.execute("BEGIN")
+            db.execute("DELETE FROM updates WHERE room = ?", (room,))
+            db.execute("INSERT INTO updates (room, data) VALUES (?, ?)", (room, state))
+
+    async def room_sizes(self) -> dict[str, int]:
+        """Bytes of log per room."""
+        rows = await self._run(
+            self._read, "SELECT room, SUM(LENGTH(data)) FROM updates GROUP BY room", ()
+        )
+        return {room: int(size) for room, size in rows}
+
+    # -- credits ---------------------------------------------------------------------
+
+    async def credits(self) -> list[tuple[str, str]]:
+        """Participants whose edits were applied since the last commit: (name, email)."""
+        await self.flush()
+        rows = await self._run(self._read, "SELECT name, email FROM credits ORDER BY rowid", ())
+        return [(n, e) for n, e in rows]
+
+    async def clear_credits(self) -> None:
+        """Forget credits (after a commit that recorded them)."""
+        await self._run(self._write, "DELETE FROM credits", [()])
+
+    # -- sync helpers (store thread only) --------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StoreError(f"the session store {self.path} is not open")
+        return self._db
+
+    def _write(self, sql: str, rows: Iterable[tuple[Any, ...]]) -> None:
+        db = self._connection()
+        try:
+            with db:
+                db.execute("BEGIN")
+                db.executemany(sql, rows)
+        except sqlite3.Error as exc:
+            raise StoreError(f"the session store cannot be written: {exc}") from exc
+
+    def _read(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        try:
+            return self._connection().execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"the session store cannot be read: {exc}") from exc

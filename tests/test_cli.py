@@ -1,0 +1,235 @@
+"""`rtc` end to end as a user runs it: real processes, real repositories, checked with git."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+from pycrdt import Text
+
+from .conftest import FILES
+from .support import RTC, RtcProcess, YClient, async_wait_until, git, make_repo
+
+
+def ws_url(proc: RtcProcess, path: str, name: str, email: str, role: str = "token") -> str:
+    room = next(f["room"] for f in _files(proc) if f["path"] == path)
+    return f"{proc.ws_base}{room}?token={proc.info[role]}&name={name}&email={email}"
+
+
+def _files(proc: RtcProcess) -> list[dict]:
+    import urllib.request
+
+    req = urllib.request.Request(f"{proc.base}/api/session",
+                                 headers={"Authorization": f"Bearer {proc.info['token']}"})
+    with urllib.request.urlopen(req) as response:
+        return json.loads(response.read())["files"]
+
+
+async def edit(url: str, fn) -> None:
+    async with YClient(url) as client:
+        await client.wait_synced()
+        fn(client.doc.get("source", type=Text))
+        await asyncio.sleep(0.2)  # let the update leave before closing the socket
+
+
+def test_start_edit_stop_makes_one_commit(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", FILES)
+    (repo / "unrelated.txt").write_text("staged work\n")
+    git(repo, "add", "unrelated.txt")
+    (repo / "src/tool.py").write_text("def f():\n    return 2  # unstaged\n")
+    base = git(repo, "rev-parse", "HEAD").strip()
+    proc = RtcProcess(repo, ["README.md", "docs"])
+    try:
+        proc.wait_ready()
+        assert stat.S_IMODE(proc.session_file.stat().st_mode) == 0o600
+        for key in ("session", "url", "readonly_url", "port", "pid", "token", "readonly_token"):
+            assert key in proc.info
+        assert proc.info["url"].endswith("/#t=" + proc.info["token"])
+        asyncio.run(edit(ws_url(proc, "README.md", "Alice Doe", "alice@example.org"),
+                         lambda t: t.insert(len(t), "Alice was here.\n")))
+        asyncio.run(edit(ws_url(proc, "docs/guide.md", "Bob", ""),
+                         lambda t: t.insert(0, "Bob: ")))
+        asyncio.run(edit(ws_url(proc, "docs/guide.md", "Vera Viewer", "vera@example.org", "readonly_token"),
+                         lambda t: t.insert(0, "nope")))
+        done = proc.stop("-m", "Rework the docs")
+    finally:
+        proc.kill()
+    assert done.returncode == 0, done.stderr
+    commit = done.stdout.strip().splitlines()[0]
+    assert git(repo, "rev-parse", "HEAD").strip() == commit
+    assert git(repo, "rev-parse", "HEAD^").strip() == base
+    assert git(repo, "rev-list", "--count", f"{base}..HEAD").strip() == "1"
+    changed = git(repo, "diff-tree", "--no-commit-id", "--name-only", "-r", "HEAD").split()
+    assert sorted(changed) == ["README.md", "docs/guide.md"]
+    message = git(repo, "log", "-1", "--format=%B")
+    assert message.startswith("Rework the docs\n")
+    assert "Co-authored-by: Alice Doe <alice@example.org>" in message
+    assert "Co-authored-by: Bob <bob@users.gitrtc.invalid>" in message
+    assert "Vera" not in message and "Owner Person" not in message
+    assert git(repo, "log", "-1", "--format=%an <%ae>").strip() == "Owner Person <owner@example.org>"
+    assert git(repo, "show", "HEAD:README.md") == "# Project\n\nHello world.\nAlice was here.\n"
+    assert git(repo, "show", "HEAD:docs/guide.md").startswith("Bob: Guide")
+    status = git(repo, "status", "--porcelain")
+    assert "README.md" not in status and "guide.md" not in status
+    assert "M  unrelated.txt" in status.splitlines()  # still staged
+    assert " M src/tool.py" in status.splitlines()  # still unstaged
+    assert not proc.session_file.exists()
+    assert not list((repo / ".git/rtc/sessions").glob("*"))
+
+
+def test_nothing_changed_means_no_commit(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", FILES)
+    before = {p: (repo / p).read_bytes() for p in ("README.md", "analysis.ipynb")}
+    head = git(repo, "rev-parse", "HEAD").strip()
+    proc = RtcProcess(repo, [])
+    try:
+        proc.wait_ready()
+        out, err = proc.terminate(signal.SIGTERM)
+    finally:
+        proc.kill()
+    assert proc.proc.returncode == 0, err
+    assert "nothing changed" in out
+    assert git(repo, "rev-parse", "HEAD").strip() == head
+    assert {p: (repo / p).read_bytes() for p in before} == before
+    assert git(repo, "status", "--porcelain") == ""
+
+
+def test_sigterm_commits_with_the_start_message(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", FILES)
+    proc = RtcProcess(repo, ["README.md", "-m", "Session message"])
+    try:
+        proc.wait_ready()
+        asyncio.run(edit(ws_url(proc, "README.md", "Alice", "alice@example.org"),
+                         lambda t: t.insert(0, "X")))
+        out, err = proc.terminate(signal.SIGTERM)
+    finally:
+        proc.kill()
+    assert proc.proc.returncode == 0, err
+    assert "1 commit on main" in out
+    assert git(repo, "log", "-1", "--format=%s").strip() == "Session message"
+    assert git(repo, "show", "HEAD:README.md").startswith("X# Project")
+
+
+def run_rtc(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*RTC, *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+def test_refusals_each_have_a_one_line_reason(tmp_path: Path) -> None:
+    outside = tmp_path / "plain"
+    outside.mkdir()
+    done = run_rtc(outside, "start", "--no-open", "--port", "0")
+    assert done.returncode != 0 and "not in a git repository" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+    repo = make_repo(tmp_path / "r", FILES)
+    (tmp_path / "secret.txt").write_text("secret")
+    os.symlink(tmp_path / "secret.txt", repo / "link.txt")
+    cases = {
+        ("start", "--no-open", "--port", "0", "missing.md"): "no such file",
+        ("start", "--no-open", "--port", "0", "../secret.txt"): "outside the repository",
+        ("start", "--no-open", "--port", "0", "link.txt"): "outside the repository",
+        ("start", "--no-open", "--port", "0", ".git/config"): ".git",
+    }
+    for args, expected in cases.items():
+        done = run_rtc(repo, *args)
+        assert done.returncode != 0, args
+        assert expected in done.stderr, (args, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert "Traceback" not in done.stderr
+
+    git(repo, "checkout", "-q", "--detach")
+    done = run_rtc(repo, "start", "--no-open", "--port", "0")
+    assert done.returncode != 0 and "detached" in done.stderr
+    git(repo, "checkout", "-q", "main")
+
+    unborn = tmp_path / "unborn"
+    unborn.mkdir()
+    git(unborn, "init", "-q", "-b", "main")
+    (unborn / "a.md").write_text("a")
+    done = run_rtc(unborn, "start", "--no-open", "--port", "0")
+    assert done.returncode != 0 and "no commits yet" in done.stderr
+
+    proc = RtcProcess(repo, ["README.md"])
+    try:
+        proc.wait_ready()
+        done = run_rtc(repo / "docs", "start", "--no-open", "--port", "0")
+        assert done.returncode != 0 and "already running" in done.stderr
+    finally:
+        proc.terminate()
+        proc.kill()
+
+
+def test_unshareable_files_are_listed_and_skipped(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", {
+        **FILES, "img.png": b"\x89PNG\r\n\x1a\n\x00\x00binary", "latin1.txt": "caf\xe9".encode("latin-1"),
+    })
+    proc = RtcProcess(repo, [])
+    try:
+        proc.wait_ready()
+        paths = {f["path"] for f in _files(proc)}
+        out, _ = proc.terminate()
+    finally:
+        proc.kill()
+    assert "img.png" not in paths and "latin1.txt" not in paths
+    assert "README.md" in paths and "unrelated.txt" in paths
+    assert "skipped img.png" in out and "skipped latin1.txt" in out
+
+
+def test_stale_session_file_is_replaced_and_stop_without_session_fails(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", FILES)
+    rtc = repo / ".git" / "rtc"
+    rtc.mkdir(parents=True)
+    (rtc / "session.json").write_text(json.dumps({"pid": 999999, "url": "http://x/#t=y", "port": 1}))
+    done = run_rtc(repo, "stop")
+    assert done.returncode != 0 and "no session is running" in done.stderr
+    proc = RtcProcess(repo, ["README.md"])
+    try:
+        info = proc.wait_ready()
+        assert info["pid"] == proc.proc.pid
+        status = run_rtc(repo, "status", "--json")
+        assert status.returncode == 0, status.stderr
+        data = json.loads(status.stdout)
+        assert data["files"][0]["path"] == "README.md" and data["url"] == info["url"]
+    finally:
+        proc.terminate()
+        proc.kill()
+
+
+@pytest.mark.parametrize("touch_session_file", [False, True])
+def test_branch_moved_during_session(tmp_path: Path, touch_session_file: bool) -> None:
+    repo = make_repo(tmp_path / "r", FILES)
+    proc = RtcProcess(repo, ["README.md"])
+    try:
+        proc.wait_ready()
+        asyncio.run(edit(ws_url(proc, "README.md", "Alice", "alice@example.org"),
+                         lambda t: t.insert(0, "Live ")))
+        other = "README.md" if touch_session_file else "unrelated.txt"
+        clone = tmp_path / "clone"
+        git(tmp_path, "clone", "-q", str(repo), str(clone))
+        git(clone, "config", "user.email", "o@example.org")
+        git(clone, "config", "user.name", "O")
+        (clone / other).write_text("moved on\n")
+        git(clone, "commit", "-q", "-am", "moved")
+        git(repo, "fetch", "-q", str(clone), "main")
+        moved = git(repo, "rev-parse", "FETCH_HEAD").strip()
+        git(repo, "update-ref", "refs/heads/main", moved)
+        done = proc.stop("-m", "after move") if not touch_session_file else run_rtc(repo, "stop", "-m", "x")
+        if touch_session_file:
+            assert done.returncode != 0
+            assert "moved during the session" in done.stderr
+            assert git(repo, "rev-parse", "main").strip() == moved
+            assert proc.proc.poll() is None  # still serving; the result is kept
+            assert list((repo / ".git/rtc/sessions").glob("*/store.sqlite"))
+        else:
+            assert done.returncode == 0, done.stderr
+            assert git(repo, "rev-parse", "main^").strip() == moved
+            assert git(repo, "show", "main:README.md").startswith("Live # Project")
+            assert git(repo, "show", "main:unrelated.txt") == "moved on\n"
+    finally:
+        proc.kill()
