@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
-import json
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -22,6 +20,7 @@ from .documents import open_codec
 from .errors import NotShareableError, SessionRunningError, StoreError
 from .manifest import FileEntry, Manifest
 from .session import Session, store_path
+from .sessionfile import read_session_file, rtc_dir
 from .store import Store
 
 
@@ -44,16 +43,6 @@ class Launch:
     notes: list[str] = field(default_factory=list)
 
 
-def rtc_dir(gitdir: Path) -> Path:
-    """The folder gitrtc keeps inside the git dir."""
-    return gitdir / "rtc"
-
-
-def session_file(gitdir: Path) -> Path:
-    """The `session.json` of the repository (design.md's public interface)."""
-    return rtc_dir(gitdir) / "session.json"
-
-
 def acquire_lock(gitdir: Path) -> IO[str]:
     """Take the repository's session lock, or raise `SessionRunningError`."""
     rtc_dir(gitdir).mkdir(parents=True, exist_ok=True)
@@ -70,44 +59,6 @@ def acquire_lock(gitdir: Path) -> IO[str]:
             f"a session is already running in this repository{url}: use rtc status or rtc stop"
         ) from None
     return handle
-
-
-def read_session_file(gitdir: Path) -> dict[str, Any] | None:
-    """The parsed `session.json`, or None when absent or unreadable."""
-    try:
-        return json.loads(session_file(gitdir).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def write_session_file(gitdir: Path, data: dict[str, Any]) -> None:
-    """Write `session.json` atomically with mode 0600 (it holds the tokens)."""
-    target = session_file(gitdir)
-    tmp = target.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(data, out, indent=2)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, target)
-
-
-def remove_session_file(gitdir: Path) -> None:
-    """Remove `session.json` (at the end of a session)."""
-    try:
-        session_file(gitdir).unlink()
-    except FileNotFoundError:
-        pass
 
 
 def unfinished_sessions(gitdir: Path) -> list[Path]:

@@ -56,6 +56,8 @@ class Connection:
         self.awareness_ids: set[int] = set()
         self.closed = False
         self.close_code: int | None = None
+        #: Called once when the server closes this connection (the room forgets it at once).
+        self.on_close: Callable[[], None] | None = None
         self._queue: deque[bytes] = deque()
         self._queued_bytes = 0
         self._wakeup = asyncio.Event()
@@ -109,9 +111,11 @@ class Connection:
         self.closed = True
         self.close_code = code
         self._queue.clear()
-        self._wakeup.set()
+        self._queued_bytes = 0
+        if self.on_close is not None:
+            self.on_close()
+        self._sender.cancel()  # a send blocked on a full socket must not hold the close frame back
         await self.transport.close(code, reason)
-        self._sender.cancel()
 
 
 class Room:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from rich.console import Console
 from rich.live import Live
 
-from . import launch
+from . import launch, sessionfile
 from .cli.panel import SessionPanel, print_intro, print_result
 from .errors import RtcError
 from .server import serve
@@ -84,7 +84,7 @@ async def run(plan: launch.Plan, options: Options, console: Console) -> EndResul
     tokens = session.manifest.tokens
     session.url = f"{base}/#t={tokens['editor']}"
     session.readonly_url = f"{base}/#t={tokens['viewer']}"
-    launch.write_session_file(session.info.gitdir, {
+    sessionfile.write_session_file(session.info.gitdir, {
         "session": session.manifest.session,
         "url": session.url,
         "readonly_url": session.readonly_url,
@@ -117,7 +117,7 @@ async def run(plan: launch.Plan, options: Options, console: Console) -> EndResul
             loop.remove_signal_handler(sig)
         await runner.cleanup()
         await session.store.close()
-        launch.remove_session_file(session.info.gitdir)
+        sessionfile.remove_session_file(session.info.gitdir)
         if session.result is not None and session.result.ended:
             shutil.rmtree(session.store.path.parent, ignore_errors=True)
         prepared.lock.close()

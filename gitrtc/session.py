@@ -197,6 +197,7 @@ class Session:
             raise SessionEndedError("the session has ended")
         room = await self.room(name)
         self.connections[conn] = room
+        conn.on_close = lambda: self.disconnect(conn)
         await room.join(conn)
         self._notify()
         return room

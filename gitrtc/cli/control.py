@@ -11,7 +11,7 @@ from typing import Any
 
 from .. import git
 from ..errors import NoSessionError, RtcError
-from ..launch import pid_alive, read_session_file
+from ..sessionfile import pid_alive, read_session_file
 
 
 def running_session(cwd: Path) -> dict[str, Any]:

@@ -9,8 +9,6 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from ..launch import Plan
-from ..runner import Options, run
 from .main import cli, user_errors
 
 
@@ -29,6 +27,9 @@ from .main import cli, user_errors
 def start(paths: tuple[str, ...], host: str, port: int, message: str | None, no_open: bool,
           fresh: bool, certfile: str | None, keyfile: str | None) -> None:
     """Share PATHs (files or folders; default: this folder) live, then commit once."""
+    from ..launch import Plan  # imported here: `rtc stop`/`status` need not load the codecs
+    from ..runner import Options, run
+
     console = Console(highlight=False)
     plan = Plan(cwd=Path.cwd(), paths=list(paths), fresh=fresh)
     options = Options(host=host, port=port, message=message, open_browser=not no_open,
