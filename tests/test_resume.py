@@ -1,0 +1,60 @@
+"""Crash and resume: `kill -9` of `rtc start`, then `rtc start` again in the same repository."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from pycrdt import Doc, Text
+
+from .conftest import FILES
+from .support import RtcProcess, YClient, async_wait_until, git, make_repo
+from .test_cli import ws_url
+
+
+async def edit_and_keep(url: str, doc: Doc, text: str) -> None:
+    async with YClient(url, doc) as client:
+        await client.wait_synced()
+        source = doc.get("source", type=Text)
+        source.insert(0, text)
+        await asyncio.sleep(0.3)
+
+
+async def reconnect_with(url: str, doc: Doc, extra: str) -> str:
+    """Reconnect a client that kept its document across the crash; add an edit."""
+    async with YClient(url, doc) as client:
+        await client.wait_synced()
+        doc.get("source", type=Text).insert(0, extra)
+        await asyncio.sleep(0.3)
+        return str(doc.get("source", type=Text))
+
+
+def test_kill_9_then_start_resumes_same_session_without_duplicates(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", FILES)
+    first = RtcProcess(repo, ["README.md"])
+    kept = Doc()
+    try:
+        info = first.wait_ready()
+        url = ws_url(first, "README.md", "Alice", "alice@example.org")
+        asyncio.run(edit_and_keep(url, kept, "Before crash. "))
+    finally:
+        first.kill()  # SIGKILL: no clean-up at all
+    second = RtcProcess(repo, [])
+    try:
+        again = second.wait_ready()
+        assert again["session"] == info["session"]
+        assert again["token"] == info["token"] and again["readonly_token"] == info["readonly_token"]
+        assert again["url"].split("#")[1] == info["url"].split("#")[1]
+        url = ws_url(second, "README.md", "Alice", "alice@example.org")
+        text = asyncio.run(reconnect_with(url, kept, "After. "))
+        assert text == "After. Before crash. # Project\n\nHello world.\n"
+        asyncio.run(async_wait_until(
+            lambda: (repo / "README.md").read_text() == text, what="write-back after resume"))
+        done = second.stop("-m", "resumed")
+        out = second.output[0]
+    finally:
+        second.kill()
+    assert done.returncode == 0, done.stderr
+    assert "resumed" in out
+    assert git(repo, "show", "HEAD:README.md") == text
+    assert "Co-authored-by: Alice <alice@example.org>" in git(repo, "log", "-1", "--format=%B")
