@@ -1,10 +1,16 @@
-"""Write-back of shared documents to the owner's working tree.
+"""Write-back of shared documents to the owner's working tree, and watching it.
 
 Debounced (a quiet period after the last edit, bounded so continuous typing still saves
 about every second), atomic (temp file in the same folder, fsync, rename, mode kept) and
 off the event loop. A failed write (disk full, read-only) is reported per file and
 retried on the next change; the session keeps running from its durable store. Writing is
 frozen while the work tree is on another branch than the session's.
+
+The watcher polls the shared files' stat data and, when it changed, compares content
+hashes (never modification times: `touch` does nothing) with what the session last wrote
+or read. A real out-of-band change (another editor, `git checkout -- file`, a formatter)
+is handed to `on_disk_change`, which merges it in as CRDT operations. A deleted file is
+reported and kept; the next write-back restores it.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import hashlib
 import logging
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +63,8 @@ class FileState:
 
     path: str
     written: str | None = None  # digest of the bytes last known to be on disk
+    seen: tuple[int, int, int] | None = None  # (mtime_ns, size, inode) at the last look
+    missing: bool = False
     dirty: bool = False
     error: str | None = None
     first_dirty: float = 0.0
@@ -80,6 +88,7 @@ class DiskSync:
         render: Callable[[str], bytes],
         branch_ok: Callable[[], bool],
         on_event: Callable[[str], None] | None = None,
+        on_disk_change: Callable[[str, bytes], Awaitable[None]] | None = None,
     ) -> None:
         self.workdir = workdir
         self._render = render
@@ -87,10 +96,56 @@ class DiskSync:
         self._on_event = on_event or (lambda message: None)
         self.files: dict[str, FileState] = {}
         self.frozen = False
+        self._on_disk_change = on_disk_change
 
     def track(self, path: str, on_disk: bytes) -> None:
         """Start tracking a file whose current disk content is `on_disk`."""
-        self.files[path] = FileState(path, written=digest(on_disk))
+        self.files[path] = FileState(path, written=digest(on_disk), seen=self._stat(path))
+
+    def _stat(self, path: str) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.workdir / path)
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    async def watch(self, interval: float = 0.5) -> None:
+        """Poll the shared files forever, merging out-of-band changes (run as a task)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(interval)
+            if not self._branch_ok():
+                continue
+            paths = list(self.files)
+            stats = await loop.run_in_executor(None, lambda: [self._stat(p) for p in paths])
+            for path, stat in zip(paths, stats):
+                await self._check(path, stat)
+
+    async def _check(self, path: str, stat: tuple[int, int, int] | None) -> None:
+        state = self.files[path]
+        if stat == state.seen:
+            return
+        state.seen = stat
+        if stat is None:
+            if not state.missing:
+                state.missing = True
+                state.written = None
+                self._on_event(f"{path} was deleted on disk: kept in the session, restored at the next save")
+            return
+        state.missing = False
+        if state.task is not None and not state.task.done():
+            return  # our own write in progress; its digest decides
+        try:
+            data = await asyncio.get_running_loop().run_in_executor(None, (self.workdir / path).read_bytes)
+        except OSError as exc:
+            self._on_event(f"{path}: cannot read the changed file ({exc.strerror})")
+            return
+        new = digest(data)
+        if new == state.written:
+            return
+        state.written = new
+        if self._on_disk_change is not None:
+            await self._on_disk_change(path, data)
 
     def changed(self, path: str) -> None:
         """The document of `path` changed: write it soon."""
@@ -140,6 +195,7 @@ class DiskSync:
             self._on_event(f"{path}: cannot write ({state.error}); kept in the session store")
             return
         state.written = new
+        state.seen = self._stat(path)
         state.error = None
 
     async def flush(self) -> None:

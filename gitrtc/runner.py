@@ -76,7 +76,7 @@ async def run(plan: launch.Plan, options: Options, console: Console) -> EndResul
     try:
         runner, port = await serve(session, options.host, options.port, options.certfile, options.keyfile)
     except BaseException:
-        await session.store.close()
+        await session.close()
         prepared.lock.close()
         raise
     scheme = "https" if options.certfile else "http"
@@ -116,7 +116,7 @@ async def run(plan: launch.Plan, options: Options, console: Console) -> EndResul
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         await runner.cleanup()
-        await session.store.close()
+        await session.close()
         sessionfile.remove_session_file(session.info.gitdir)
         if session.result is not None and session.result.ended:
             shutil.rmtree(session.store.path.parent, ignore_errors=True)

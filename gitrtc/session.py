@@ -34,7 +34,7 @@ from .errors import (
     UnknownRoomError,
 )
 from .manifest import EPOCH, ROOM_NAME, FileEntry, Manifest
-from .origins import DiskLoad, Participant, StoreReplay
+from .origins import DiskLoad, DiskMerge, StoreReplay
 from .rooms import Connection, Room
 from .store import Store
 
@@ -79,7 +79,8 @@ class Session:
         self.listeners: list[Callable[[], None]] = []
         self._loading: dict[str, asyncio.Task[Room]] = {}
         self._end_lock = asyncio.Lock()
-        self.disk = DiskSync(info.workdir, self._render, self._on_branch, self.event)
+        self.disk = DiskSync(info.workdir, self._render, self._on_branch, self.event, self._merge_disk)
+        self._watcher: asyncio.Task[None] | None = None
         store.on_failure = lambda exc: self.event(f"session store write failed: {exc}")
 
     # -- setup -----------------------------------------------------------------------
@@ -90,6 +91,21 @@ class Session:
             self.originals[room] = bytes(original)
             self.disk.track(path, bytes(original))
         await self.room(self.manifest.session_room)
+        self._watcher = asyncio.get_running_loop().create_task(self.disk.watch())
+
+    async def _merge_disk(self, path: str, data: bytes) -> None:
+        """Merge a file changed on disk by someone else into its room as CRDT operations."""
+        name = self.manifest.room_for(path)
+        room = await self.room(name)
+        codec = self.codecs[name]
+        origin = DiskMerge(path)
+        try:
+            changed = room.edit(lambda: codec.apply_file(room.doc, data, origin), origin)
+        except DocumentError as exc:
+            self.event(f"{path} changed on disk but cannot be merged: {exc}")
+            return
+        if changed:
+            self.event(f"{path} changed on disk: merged into the session")
 
     def event(self, message: str) -> None:
         """Record something the owner should see (the panel shows the latest)."""
@@ -258,6 +274,16 @@ class Session:
             "events": list(self.events),
         }
 
+    async def close(self) -> None:
+        """Stop watching and close the store (after `end`, or when shutting down)."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            try:
+                await self._watcher
+            except asyncio.CancelledError:
+                pass
+        await self.store.close()
+
     # -- the end ---------------------------------------------------------------------
 
     async def end(self, message: str | None, commit: bool = True) -> EndResult:
@@ -266,6 +292,8 @@ class Session:
             if self.result is not None and self.result.ended:
                 return self.result
             self.state = "ending"
+            if self._watcher is not None:
+                self._watcher.cancel()
             for room in self.rooms.values():
                 room.accepting = False
             await self.store.flush()
@@ -274,6 +302,7 @@ class Session:
             self.result = result
             if not result.ended:
                 self.state = "live"
+                self._watcher = asyncio.get_running_loop().create_task(self.disk.watch())
                 for room in self.rooms.values():
                     room.accepting = True
                 self.event(result.message)

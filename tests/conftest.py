@@ -77,5 +77,5 @@ async def live(repo: Path) -> AsyncIterator[Live]:
         yield Live(repo, launched.session, port)
     finally:
         await runner.cleanup()
-        await launched.session.store.close()
+        await launched.session.close()
         launched.lock.close()

@@ -1,0 +1,57 @@
+"""The owner's files change on disk during a session: merged in as CRDT operations."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from pycrdt import Text
+
+from .conftest import Live
+from .support import async_wait_until
+
+
+async def test_disk_edit_is_merged_with_concurrent_client_edit(live: Live) -> None:
+    async with live.client("README.md") as alice:
+        await alice.wait_synced()
+        text = alice.doc.get("source", type=Text)
+        text.insert(len(text), "Alice's line.\n")
+        disk = live.repo / "README.md"
+        await async_wait_until(lambda: disk.read_text().endswith("Alice's line.\n"), what="write-back")
+        # another editor rewrites the file in place, changing the title only
+        disk.write_text(disk.read_text().replace("# Project", "# Better title"))
+        await async_wait_until(lambda: str(text).startswith("# Better title"), what="merge to the client")
+        assert str(text) == "# Better title\n\nHello world.\nAlice's line.\n"
+        assert any("changed on disk" in e for e in live.session.events)
+
+
+async def test_touch_changes_nothing_and_notebook_rewrite_merges_cells(live: Live) -> None:
+    nb_path = live.repo / "analysis.ipynb"
+    async with live.client("analysis.ipynb") as client:
+        await client.wait_synced()
+        before = client.doc.get_update()
+        os.utime(live.repo / "README.md")
+        nb = json.loads(nb_path.read_text())
+        nb["cells"][1]["source"] = ["print('hello')"]
+        tmp = nb_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+        os.replace(tmp, nb_path)  # saved via rename, as editors do
+        from pycrdt import Array
+        cells = client.doc.get("cells", type=Array)
+        await async_wait_until(lambda: str(cells[1]["source"]) == "print('hello')", what="cell merge")
+        assert len(cells) == 2 and cells[1]["id"] == "code1"
+        assert before != client.doc.get_update()
+    room = live.session.rooms[live.room("README.md")] if live.room("README.md") in live.session.rooms else None
+    assert room is None  # touching README.md never loaded or changed it
+
+
+async def test_deleted_file_is_reported_and_kept(live: Live) -> None:
+    async with live.client("src/tool.py") as client:
+        await client.wait_synced()
+        (live.repo / "src/tool.py").unlink()
+        await async_wait_until(lambda: any("deleted on disk" in e for e in live.session.events), what="report")
+        text = client.doc.get("source", type=Text)
+        assert str(text) == "def f():\n    return 1\n"
+        text.insert(0, "# back\n")
+        await async_wait_until(lambda: (live.repo / "src/tool.py").exists(), what="restored by write-back")
+        assert (live.repo / "src/tool.py").read_text() == "# back\ndef f():\n    return 1\n"
