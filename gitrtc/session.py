@@ -245,6 +245,7 @@ class Session:
             "role": role,
             "state": self.state,
             "branch": self.info.branch_name,
+            "base": self.manifest.base,
             "session_room": self.manifest.session_room,
             "files": [{"path": f.path, "kind": f.kind, "room": f.room} for f in self.manifest.files],
             "participants": self.participants(),

@@ -63,6 +63,19 @@ async def api_session(request: web.Request) -> web.Response:
     return web.json_response(session.describe(role))
 
 
+async def api_original(request: web.Request) -> web.Response:
+    """`GET /api/original/{room}`: a shared file's bytes at the start of the session.
+
+    `rtc join` needs them to read the room exactly as the owner's codec does.
+    """
+    session = request.app[SESSION]
+    require_role(request, session)
+    data = session.originals.get(request.match_info["room"])
+    if data is None or request.match_info["room"] not in session.files:
+        raise web.HTTPNotFound(text='{"error": "no such file room"}', content_type="application/json")
+    return web.Response(body=data, content_type="application/octet-stream")
+
+
 async def api_status(request: web.Request) -> web.Response:
     """`GET /api/status` (owner): URLs, files with save state, participants, store size."""
     session = request.app[SESSION]
@@ -105,6 +118,7 @@ def make_app(session: Session) -> web.Application:
     app.router.add_get("/static/{name}", static_file)
     app.router.add_get("/api/session", api_session)
     app.router.add_get("/api/status", api_status)
+    app.router.add_get("/api/original/{room}", api_original)
     app.router.add_post("/api/stop", api_stop)
     app.router.add_get("/rooms/{room:.+}", room_endpoint)
     return app

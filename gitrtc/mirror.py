@@ -1,0 +1,314 @@
+"""`rtc join`: mirror a session into a local folder and keep both in sync.
+
+Each shared file gets a local pycrdt doc connected to its room (`RoomLink`, which
+reconnects by itself); remote changes are written to the file with the same debounced
+atomic write-back the owner uses (`disk.DiskSync`), and local saves (any editor, a local
+JupyterLab) are merged in through the codec's diff → minimal CRDT operations. Edits made
+while disconnected stay in the local doc and reach the session through the sync
+handshake on reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import aiohttp
+from pycrdt import Doc, TransactionEvent
+
+from . import protocol
+from .disk import DiskSync
+from .documents import Codec, open_codec
+from .errors import DocumentError, JoinError
+from .origins import DiskMerge
+
+log = logging.getLogger(__name__)
+
+CLOSE_ENDED = 4410
+FATAL_CLOSES = {4401, 4403, 4404}
+
+
+@dataclass(frozen=True, slots=True)
+class JoinURL:
+    """The parts of a join URL: where the server is and the token from its fragment."""
+
+    http: str
+    ws: str
+    token: str
+
+
+def parse_join_url(url: str) -> JoinURL:
+    """Split `http://HOST:PORT/#t=TOKEN`; `JoinError` if it is not a join URL."""
+    parts = urlsplit(url)
+    token = ""
+    for item in parts.fragment.split("&"):
+        if item.startswith("t="):
+            token = item[2:]
+    if parts.scheme not in ("http", "https") or not parts.netloc or not token:
+        raise JoinError(f"{url!r} is not a session link: copy the whole URL rtc start printed (with #t=…)")
+    path = parts.path.rstrip("/")
+    ws_scheme = "wss" if parts.scheme == "https" else "ws"
+    return JoinURL(f"{parts.scheme}://{parts.netloc}{path}", f"{ws_scheme}://{parts.netloc}{path}", token)
+
+
+def safe_relative(path: str) -> PurePosixPath:
+    """A server-given path, refusing anything that could leave the mirror folder."""
+    pure = PurePosixPath(path)
+    if pure.is_absolute() or ".." in pure.parts or not pure.parts or ".git" in pure.parts:
+        raise JoinError(f"the session lists an unsafe path {path!r}: refusing to mirror it")
+    return pure
+
+
+class RoomLink:
+    """A doc kept in sync with one room over a WebSocket that reconnects by itself."""
+
+    def __init__(self, http: aiohttp.ClientSession, url: str, doc: Doc,
+                 on_remote: Callable[[], None], on_state: Callable[[str], None]) -> None:
+        self.http = http
+        self.url = url
+        self.doc = doc
+        self.synced = asyncio.Event()
+        self.ended: dict[str, Any] | None = None
+        self._on_remote = on_remote
+        self._on_state = on_state
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._applying = False
+        self._sub = doc.observe(self._local_change)
+
+    def _local_change(self, event: TransactionEvent) -> None:
+        if self._applying:
+            self._on_remote()
+            return
+        if self._ws is not None and not self._ws.closed:
+            asyncio.get_running_loop().create_task(self._send(protocol.sync_update(event.update)))
+        # offline: the edit stays in the doc and goes out in the next sync handshake
+
+    async def _send(self, frame: bytes) -> None:
+        ws = self._ws
+        if ws is not None and not ws.closed:
+            try:
+                await ws.send_bytes(frame)
+            except (ConnectionError, RuntimeError):
+                pass  # the reader notices the drop and the next handshake resends it
+
+    async def run(self) -> None:
+        """Connect, sync, follow; reconnect with back-off until the session ends."""
+        delay = 0.5
+        while self.ended is None:
+            try:
+                async with self.http.ws_connect(self.url, max_msg_size=0, heartbeat=30) as ws:
+                    self._ws = ws
+                    delay = 0.5
+                    self._on_state("connected")
+                    await ws.send_bytes(protocol.sync_step1(self.doc))
+                    await self._pump(ws)
+                    code = ws.close_code
+            except (aiohttp.ClientError, OSError) as exc:
+                code = None
+                self._on_state(f"disconnected ({exc.__class__.__name__}); retrying")
+            self._ws = None
+            if self.ended is not None or code == CLOSE_ENDED:
+                self.ended = self.ended or {}
+                return
+            if code in FATAL_CLOSES:
+                raise JoinError(f"the session refused this link (close code {code})")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10)
+
+    async def _pump(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        while True:
+            msg = await ws.receive()
+            if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED,
+                            aiohttp.WSMsgType.ERROR):
+                if ws.close_code == CLOSE_ENDED or msg.data == CLOSE_ENDED:
+                    self.ended = _end_reason(msg.extra)
+                return
+            if msg.type is not aiohttp.WSMsgType.BINARY:
+                continue
+            m = protocol.parse(msg.data)
+            if m.type is not protocol.MessageType.SYNC:
+                continue
+            if m.sync is protocol.SyncType.STEP1:
+                await ws.send_bytes(protocol.sync_step2(self.doc.get_update(m.payload)))
+                continue
+            self._applying = True
+            try:
+                self.doc.apply_update(m.payload)
+            finally:
+                self._applying = False
+            if m.sync is protocol.SyncType.STEP2:
+                self.synced.set()
+
+
+def _end_reason(extra: object) -> dict[str, Any]:
+    """The server's JSON close reason at the end of a session (commit, branch)."""
+    try:
+        data = json.loads(extra) if isinstance(extra, (str, bytes)) and extra else {}
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+class Mirror:
+    """A session mirrored into `folder`."""
+
+    def __init__(self, url: str, folder: Path, name: str, email: str,
+                 bring_changes: bool = False, say: Callable[[str], None] = print) -> None:
+        self.link = parse_join_url(url)
+        self.folder = folder
+        self.name = name
+        self.email = email
+        self.bring_changes = bring_changes
+        self.say = say
+        self.docs: dict[str, Doc] = {}
+        self.codecs: dict[str, Codec] = {}
+        self.links: dict[str, RoomLink] = {}
+        self.info: dict[str, Any] = {}
+        self.disk = DiskSync(folder, self._render, lambda: True, say, self._merge_local)
+
+    def _render(self, path: str) -> bytes:
+        return self.codecs[path].dump(self.docs[path])
+
+    async def _merge_local(self, path: str, data: bytes) -> None:
+        origin = DiskMerge(path)
+        try:
+            self.codecs[path].apply_file(self.docs[path], data, origin)
+        except DocumentError as exc:
+            self.say(f"{path}: your saved file cannot be merged ({exc}); fix it and save again")
+
+    async def run(self) -> dict[str, Any]:
+        """Mirror until the session ends; return what the server said at the end."""
+        headers = {"Authorization": f"Bearer {self.link.token}"}
+        async with aiohttp.ClientSession(headers=headers) as http:
+            self.info = await self._get_json(http, "/api/session")
+            files = self.info["files"]
+            base = self.info.get("base")
+            repo = _checkout_of(self.folder)
+            if repo is not None and base and not _has_commit(self.folder, base):
+                raise JoinError(f"this checkout does not have the session's base commit {base[:10]}: "
+                                "git fetch first, then join again")
+            params = f"token={quote(self.link.token)}&name={quote(self.name)}&email={quote(self.email)}"
+            for f in files:
+                path = str(safe_relative(f["path"]))
+                original = await self._get_bytes(http, f"/api/original/{f['room']}")
+                self.codecs[path] = open_codec(path, original)
+                doc = Doc()
+                self.docs[path] = doc
+                self.links[path] = RoomLink(http, f"{self.link.ws}/rooms/{f['room']}?{params}", doc,
+                                            lambda p=path: self._remote_changed(p),
+                                            lambda state, p=path: log.info("%s: %s", p, state))
+            tasks = [asyncio.ensure_future(link.run()) for link in self.links.values()]
+            await asyncio.gather(*(link.synced.wait() for link in self.links.values()))
+            await self._first_write(base if repo is not None else None)
+            self.say(f"● mirroring {len(files)} files of session {self.info['session']} into {self.folder}")
+            watcher = asyncio.ensure_future(self.disk.watch())
+            try:
+                await asyncio.gather(*tasks)
+            finally:
+                watcher.cancel()
+                for task in tasks:
+                    task.cancel()
+                await self.disk.flush()
+        ended = next((link.ended for link in self.links.values() if link.ended is not None), {})
+        return ended or {}
+
+    def _remote_changed(self, path: str) -> None:
+        if path in self.disk.files:
+            self.disk.changed(path)
+
+    async def _first_write(self, base: str | None) -> None:
+        for path, doc in self.docs.items():
+            target = self.folder / path
+            current = self.codecs[path].dump(doc)
+            local = target.read_bytes() if target.is_file() else None
+            if local is not None and local != current:
+                base_bytes = _blob(self.folder, base, path) if base else None
+                if base_bytes is not None and local != base_bytes:
+                    if not self.bring_changes:
+                        raise JoinError(f"{path} has uncommitted changes here: commit or stash them, "
+                                        "or join with --bring-changes to merge them into the session")
+                    merged = _merge3(path, base_bytes, current, local)
+                    self.codecs[path].apply_file(doc, merged, DiskMerge(path))
+                    self.say(f"{path}: your local changes were merged into the session")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.disk.track(path, local if local is not None else b"")
+            self.disk.changed(path)
+        await self.disk.flush()
+
+    async def _get_json(self, http: aiohttp.ClientSession, path: str) -> dict[str, Any]:
+        return json.loads(await self._get_bytes(http, path))
+
+    async def _get_bytes(self, http: aiohttp.ClientSession, path: str) -> bytes:
+        try:
+            async with http.get(self.link.http + path) as response:
+                if response.status == 401:
+                    raise JoinError("the session refused the link's token: ask for a fresh link")
+                if response.status != 200:
+                    raise JoinError(f"the session answered {response.status} for {path}")
+                return await response.read()
+        except aiohttp.ClientError as exc:
+            raise JoinError(f"cannot reach the session at {self.link.http}: {exc}") from None
+
+
+def _checkout_of(folder: Path) -> Path | None:
+    done = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=folder,
+                          capture_output=True, text=True, check=False)
+    return Path(done.stdout.strip()) if done.returncode == 0 else None
+
+
+def _has_commit(folder: Path, commit: str) -> bool:
+    done = subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=folder,
+                          capture_output=True, check=False)
+    return done.returncode == 0
+
+
+def _blob(folder: Path, commit: str, path: str) -> bytes | None:
+    top = _checkout_of(folder)
+    if top is None:
+        return None
+    rel = (folder / path).resolve().relative_to(top.resolve()).as_posix()
+    done = subprocess.run(["git", "show", f"{commit}:{rel}"], cwd=folder, capture_output=True, check=False)
+    return done.stdout if done.returncode == 0 else None
+
+
+def _merge3(path: str, base: bytes, session: bytes, local: bytes) -> bytes:
+    """Three-way merge of local changes into the session's content (nbdime for notebooks)."""
+    if path.endswith(".ipynb"):
+        import nbformat
+        from nbdime import merge_notebooks
+
+        def read(b: bytes) -> Any:
+            return nbformat.reads(b.decode(), as_version=4)
+
+        args = _nbdime_args()
+        merged, decisions = merge_notebooks(read(base), read(session), read(local), args)
+        if any(d.conflict for d in decisions):
+            raise JoinError(f"{path}: your local changes conflict with the session's; "
+                            "commit them on a branch and merge after the session")
+        return (nbformat.writes(merged) + "\n").encode()
+    with tempfile.TemporaryDirectory() as tmp:
+        names = []
+        for label, data in (("session", session), ("base", base), ("local", local)):
+            p = Path(tmp) / label
+            p.write_bytes(data)
+            names.append(str(p))
+        done = subprocess.run(["git", "merge-file", "-p", *names], capture_output=True, check=False)
+    if done.returncode != 0:
+        raise JoinError(f"{path}: your local changes conflict with the session's; "
+                        "commit them on a branch and merge after the session")
+    return done.stdout
+
+
+def _nbdime_args() -> Any:
+    import argparse
+
+    return argparse.Namespace(merge_strategy="inline", ignore_transients=True,
+                              input_strategy=None, output_strategy=None)

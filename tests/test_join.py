@@ -1,0 +1,86 @@
+"""`rtc join` mirrors a session into a collaborator's own checkout, both ways."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+from pathlib import Path
+
+from pycrdt import Text
+
+from .conftest import FILES
+from .support import RTC, RtcProcess, YClient, git, make_repo, wait_until
+from .test_cli import ws_url
+
+
+def start_join(url: str, folder: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([*RTC, "join", url, str(folder), "--name", "Joan", "--email", "joan@example.org",
+                             *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+async def remote_edit(url: str, fn) -> None:
+    async with YClient(url) as client:
+        await client.wait_synced()
+        fn(client.doc.get("source", type=Text))
+        await asyncio.sleep(0.3)
+
+
+def test_join_mirrors_both_ways_and_ends_with_the_commit(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "owner", FILES)
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(repo), str(clone))
+    owner = RtcProcess(repo, ["README.md", "docs"])
+    joiner = None
+    try:
+        info = owner.wait_ready()
+        joiner = start_join(info["url"], clone)
+        wait_until(lambda: joiner.poll() is None and "mirroring" in (joiner.stdout.readline() or ""),
+                   what="join ready")
+        # a local save in the clone (rename, as editors do) reaches the owner's disk
+        tmp = clone / "README.md.tmp"
+        tmp.write_text("# Project\n\nHello world.\nFrom Joan's editor.\n")
+        os.replace(tmp, clone / "README.md")
+        wait_until(lambda: (repo / "README.md").read_text().endswith("From Joan's editor.\n"), what="owner disk")
+        # a remote edit reaches the clone's file
+        asyncio.run(remote_edit(ws_url(owner, "docs/guide.md", "Alice", "alice@example.org"),
+                                lambda t: t.insert(0, "Alice: ")))
+        wait_until(lambda: (clone / "docs/guide.md").read_text().startswith("Alice: Guide"), what="clone disk")
+        done = owner.stop("-m", "joined work")
+        assert done.returncode == 0, done.stderr
+        out, err = joiner.communicate(timeout=30)
+        assert joiner.returncode == 0, err
+        commit = done.stdout.split()[0]
+        assert f"commit {commit[:7]} on main" in out
+    finally:
+        owner.kill()
+        if joiner is not None and joiner.poll() is None:
+            joiner.kill()
+            joiner.communicate()
+    message = git(repo, "log", "-1", "--format=%B")
+    assert "Co-authored-by: Joan <joan@example.org>" in message
+    assert "Co-authored-by: Alice <alice@example.org>" in message
+    for path in ("README.md", "docs/guide.md"):
+        assert (clone / path).read_bytes() == git(repo, "show", f"HEAD:{path}").encode()
+
+
+def test_join_refuses_uncommitted_changes_and_unknown_base(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "owner", FILES)
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(repo), str(clone))
+    (clone / "README.md").write_text("local work\n")
+    stranger = make_repo(tmp_path / "stranger", {"x.md": "x\n"})
+    owner = RtcProcess(repo, ["README.md"])
+    try:
+        info = owner.wait_ready()
+        done = subprocess.run([*RTC, "join", info["url"], str(clone)], capture_output=True, text=True, timeout=60)
+        assert done.returncode != 0 and "uncommitted changes" in done.stderr
+        assert (clone / "README.md").read_text() == "local work\n"
+        done = subprocess.run([*RTC, "join", info["url"], str(stranger)], capture_output=True, text=True, timeout=60)
+        assert done.returncode != 0 and "git fetch first" in done.stderr
+        done = subprocess.run([*RTC, "join", info["url"].split("#")[0] + "#t=wrong", str(clone)],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode != 0 and "token" in done.stderr
+    finally:
+        owner.terminate()
+        owner.kill()
