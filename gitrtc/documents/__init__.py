@@ -1,0 +1,70 @@
+"""Document codecs: file bytes ⇄ a shared pycrdt Doc, lossless.
+
+Each shared file gets a `Codec` from `open_codec`. The codec fills an empty doc from the
+file (`load_into`), turns the doc back into file bytes (`dump`: an untouched doc gives
+the original bytes exactly), and applies a later version of the file as minimal CRDT
+operations (`apply_file`), so that concurrent edits and cursors survive.
+
+Layouts are those of jupyter_ydoc / @jupyter/ydoc, so JupyterLab and any Yjs client can
+read the rooms: text files use `YUnicode` (root `source` Text), `*.ipynb` files `YNotebook`.
+
+Files larger than `MAX_FILE_BYTES` (20 MiB) are refused by default: pycrdt holds the
+GIL while it encodes or applies a document, so a huge document would stall every room.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Protocol
+
+import pycrdt
+
+from ..errors import NotShareableError
+from .notebook import NotebookCodec
+from .text import TextCodec, decode_text
+
+__all__ = ["Codec", "Kind", "MAX_FILE_BYTES", "NotebookCodec", "TextCodec", "open_codec"]
+
+Kind = Literal["text", "notebook"]
+
+#: Largest file (in bytes) `open_codec` accepts unless told otherwise: 20 MiB.
+MAX_FILE_BYTES = 20 * 1024 * 1024
+
+
+class Codec(Protocol):
+    """Turns one file's bytes into a shared doc and back."""
+
+    kind: Kind
+    warnings: list[str]
+    """Non-fatal notes to show the user (e.g. "does not validate: …")."""
+
+    def load_into(self, doc: pycrdt.Doc, origin: object) -> None:
+        """Fill an EMPTY doc from the file, in one transaction with `origin`."""
+        ...
+
+    def dump(self, doc: pycrdt.Doc) -> bytes:
+        """The file bytes the doc stands for."""
+        ...
+
+    def apply_file(self, doc: pycrdt.Doc, data: bytes, origin: object) -> bool:
+        """Apply a new version of the file as minimal operations (one transaction); True if the doc changed."""
+        ...
+
+
+def open_codec(path: str, data: bytes, max_bytes: int = MAX_FILE_BYTES) -> Codec:
+    """The codec for a file, picked by extension and content.
+
+    `*.ipynb` files that are nbformat-4 notebooks are shared as notebooks; any other
+    `.ipynb` (older nbformat, broken JSON, a structure notebook editors cannot show) is
+    shared as text with a warning saying why. Raises NotShareableError (one line: what
+    and why) for files over `max_bytes` (default `MAX_FILE_BYTES`, 20 MiB), binary files
+    (a NUL byte) and files that are not UTF-8.
+    """
+    decode_text(path, data, max_bytes)  # size, binary and encoding problems are final
+    if path.lower().endswith(".ipynb"):
+        try:
+            return NotebookCodec(path, data, max_bytes)
+        except NotShareableError as exc:  # not a notebook we can share: keep it as text
+            text = TextCodec(path, data, max_bytes)
+            text.warnings.append(f"{exc}; shared as plain text")
+            return text
+    return TextCodec(path, data, max_bytes)

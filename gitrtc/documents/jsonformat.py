@@ -1,0 +1,446 @@
+"""Format-preserving JSON: parse with source spans, write changed values back like the original.
+
+A shared document only holds *values*; a file also has a *representation* (key order,
+indentation, separators, escapes, `5` vs `5.0`, CRLF, trailing newline). `parse` keeps
+the source text of every value; `dumps_like` re-serializes a new value so that every
+subtree that is semantically unchanged is copied verbatim from the original text and
+changed containers reuse their original whitespace. An untouched value therefore
+round-trips to the exact original text, and a one-character edit changes one line.
+
+"Semantically unchanged" (`sem_equal`) is JSON equality as Yjs sees it: numbers compare
+by value (`5 == 5.0`, since Yjs stores every number as a float), booleans are not numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from difflib import SequenceMatcher
+from json.decoder import scanstring
+from json.scanner import NUMBER_RE
+from typing import Any
+
+__all__ = ["Node", "Parsed", "Style", "parse", "dumps_like", "sem_equal", "restore", "align", "intify"]
+
+_WS = re.compile(r"[ \t\n\r]*")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_NON_ASCII_ESCAPE = re.compile(r"\\u(?!00[0-7])[0-9a-fA-F]{4}")
+_CONSTANTS: dict[str, Any] = {
+    "null": None,
+    "true": True,
+    "false": False,
+    "NaN": math.nan,
+    "Infinity": math.inf,
+    "-Infinity": -math.inf,
+}
+_MAX_EXACT_FLOAT_INT = 2**53
+
+
+@dataclass(slots=True, eq=False)
+class Node:
+    """One parsed JSON value and where it sits in the source text.
+
+    For containers, `children` are the items (list) or values (object) in source order,
+    `pres` the whitespace before each item, `keys`/`raw_keys`/`colons` the object keys as
+    values and as written and the text between key and value, `comma` the whitespace
+    before a separating comma and `close` the whitespace before the closing bracket.
+    """
+
+    value: Any
+    start: int
+    end: int
+    children: list[Node] | None = None
+    pres: list[str] | None = None
+    keys: list[str] | None = None
+    raw_keys: list[str] | None = None
+    colons: list[str] | None = None
+    index: dict[str, int] | None = None
+    comma: str = ""
+    close: str = ""
+
+
+@dataclass(slots=True)
+class Style:
+    """How the file writes new containers: newline, indent unit (None = one line), etc."""
+
+    newline: str = "\n"
+    unit: str | None = " "
+    item_ws: str = " "
+    colon: str = ": "
+    ensure_ascii: bool = False
+    sort_keys: bool = True
+
+    def first_pre(self, depth: int) -> str:
+        return "" if self.unit is None else self.newline + self.unit * depth
+
+    def next_pre(self, depth: int) -> str:
+        return self.item_ws if self.unit is None else self.newline + self.unit * depth
+
+    def close(self, depth: int) -> str:
+        return "" if self.unit is None else self.newline + self.unit * depth
+
+
+@dataclass(slots=True)
+class Parsed:
+    """A parsed JSON text: the root node plus the text around it and the detected style."""
+
+    text: str
+    root: Node
+    prefix: str
+    suffix: str
+    style: Style
+    duplicate_keys: bool = False
+    big_ints: bool = False
+    """Some integer does not fit in 64 bits (Yjs cannot hold it as an integer)."""
+    lone_surrogates: bool = False
+    """Some string holds an unpaired surrogate (it cannot be encoded as UTF-8)."""
+
+    @property
+    def value(self) -> Any:
+        return self.root.value
+
+
+@dataclass(slots=True)
+class _State:
+    text: str
+    duplicate_keys: bool = False
+    big_ints: bool = False
+    lone_surrogates: bool = False
+    sorted_keys: bool = True
+    first_next_pre: str | None = None
+    first_colon: str | None = None
+
+
+def parse(text: str) -> Parsed:
+    """Parse JSON text (like `json.loads`, strict strings) keeping every value's source span.
+
+    A leading BOM is accepted and kept as part of the prefix. Raises `json.JSONDecodeError`.
+    """
+    state = _State(text)
+    start = 1 if text.startswith("\ufeff") else 0
+    pos = _WS.match(text, start).end()  # type: ignore[union-attr]
+    try:
+        root = _value(state, pos)
+    except RecursionError:
+        raise json.JSONDecodeError("JSON nested too deeply", text, pos) from None
+    end = _WS.match(text, root.end).end()  # type: ignore[union-attr]
+    if end != len(text):
+        raise json.JSONDecodeError("Extra data", text, end)
+    return Parsed(
+        text=text,
+        root=root,
+        prefix=text[: root.start],
+        suffix=text[root.end :],
+        style=_detect_style(state, root),
+        duplicate_keys=state.duplicate_keys,
+        big_ints=state.big_ints,
+        lone_surrogates=state.lone_surrogates,
+    )
+
+
+def _ws(text: str, pos: int) -> int:
+    return _WS.match(text, pos).end()  # type: ignore[union-attr]
+
+
+def _value(st: _State, pos: int) -> Node:
+    s = st.text
+    if pos >= len(s):
+        raise json.JSONDecodeError("Expecting value", s, pos)
+    c = s[pos]
+    if c == '"':
+        value, end = scanstring(s, pos + 1, True)
+        if s.find("\\u", pos, end) != -1 and _SURROGATE.search(value):
+            st.lone_surrogates = True
+        return Node(value, pos, end)
+    if c == "{":
+        return _object(st, pos)
+    if c == "[":
+        return _array(st, pos)
+    m = NUMBER_RE.match(s, pos)
+    if m is not None:
+        integer, frac, exp = m.groups()
+        try:
+            value = float(integer + (frac or "") + (exp or "")) if frac or exp else int(integer)
+        except ValueError as exc:  # e.g. an integer longer than Python's digit limit
+            raise json.JSONDecodeError(f"Bad number: {exc}", s, pos) from None
+        if type(value) is int and not -(2**63) <= value < 2**63:
+            st.big_ints = True
+        return Node(value, pos, m.end())
+    for word, const in _CONSTANTS.items():
+        if s.startswith(word, pos):
+            return Node(const, pos, pos + len(word))
+    raise json.JSONDecodeError("Expecting value", s, pos)
+
+
+def _object(st: _State, start: int) -> Node:
+    s = st.text
+    node = Node({}, start, start, children=[], pres=[], keys=[], raw_keys=[], colons=[], index={})
+    value: dict[str, Any] = node.value
+    pos = start + 1
+    item = 0
+    while True:
+        after = _ws(s, pos)
+        pre = s[pos:after]
+        pos = after
+        if item == 0 and s.startswith("}", pos):
+            node.close = pre
+            node.end = pos + 1
+            return node
+        if not s.startswith('"', pos):
+            raise json.JSONDecodeError("Expecting property name enclosed in double quotes", s, pos)
+        key, kend = scanstring(s, pos + 1, True)
+        raw_key = s[pos:kend]
+        cpos = _ws(s, kend)
+        if not s.startswith(":", cpos):
+            raise json.JSONDecodeError("Expecting ':' delimiter", s, cpos)
+        vpos = _ws(s, cpos + 1)
+        colon = s[kend:vpos]
+        child = _value(st, vpos)
+        if key in value:
+            st.duplicate_keys = True
+        elif node.keys and key < node.keys[-1]:
+            st.sorted_keys = False
+        value[key] = child.value
+        node.index[key] = len(node.children)  # type: ignore[index]
+        node.children.append(child)  # type: ignore[union-attr]
+        node.pres.append(pre)  # type: ignore[union-attr]
+        node.keys.append(key)  # type: ignore[union-attr]
+        node.raw_keys.append(raw_key)  # type: ignore[union-attr]
+        node.colons.append(colon)  # type: ignore[union-attr]
+        if st.first_colon is None:
+            st.first_colon = colon
+        if item == 1 and st.first_next_pre is None:
+            st.first_next_pre = pre
+        pos, done = _after_item(st, node, child.end, item)
+        item += 1
+        if done:
+            node.end = pos
+            return node
+
+
+def _array(st: _State, start: int) -> Node:
+    s = st.text
+    node = Node([], start, start, children=[], pres=[])
+    value: list[Any] = node.value
+    pos = start + 1
+    item = 0
+    while True:
+        after = _ws(s, pos)
+        pre = s[pos:after]
+        pos = after
+        if item == 0 and s.startswith("]", pos):
+            node.close = pre
+            node.end = pos + 1
+            return node
+        child = _value(st, pos)
+        value.append(child.value)
+        node.children.append(child)  # type: ignore[union-attr]
+        node.pres.append(pre)  # type: ignore[union-attr]
+        if item == 1 and st.first_next_pre is None:
+            st.first_next_pre = pre
+        pos, done = _after_item(st, node, child.end, item)
+        item += 1
+        if done:
+            node.end = pos
+            return node
+
+
+def _after_item(st: _State, node: Node, pos: int, item: int) -> tuple[int, bool]:
+    """Consume the whitespace and `,` or closing bracket after an item."""
+    s = st.text
+    after = _ws(s, pos)
+    gap = s[pos:after]
+    closing = "}" if isinstance(node.value, dict) else "]"
+    if s.startswith(",", after):
+        if item == 0:
+            node.comma = gap
+        return after + 1, False
+    if s.startswith(closing, after):
+        node.close = gap
+        return after + 1, True
+    raise json.JSONDecodeError(f"Expecting ',' delimiter or '{closing}'", s, after)
+
+
+def _detect_style(st: _State, root: Node) -> Style:
+    style = Style(sort_keys=st.sorted_keys)
+    if st.text.isascii():
+        style.ensure_ascii = _NON_ASCII_ESCAPE.search(st.text) is not None
+    if st.first_colon is not None:
+        style.colon = st.first_colon
+    first = root.pres[0] if root.pres else None
+    if first is not None and "\n" in first:
+        style.newline = "\r\n" if "\r\n" in first else "\n"
+        style.unit = first.rsplit("\n", 1)[1]
+    elif first is not None:
+        style.unit = None
+        style.item_ws = st.first_next_pre if st.first_next_pre is not None else " "
+    return style
+
+
+# --- semantic equality -------------------------------------------------------------
+
+
+def sem_equal(a: Any, b: Any) -> bool:
+    """JSON equality as a Yjs round trip sees it: `5 == 5.0`, `True != 1`, NaN equals NaN."""
+    ta, tb = type(a), type(b)
+    if ta is str or a is None:
+        return ta is tb and a == b
+    if ta is bool or tb is bool:
+        return ta is tb and a == b
+    if ta in (int, float):
+        if tb not in (int, float):
+            return False
+        if ta is int and tb is float and abs(a) > _MAX_EXACT_FLOAT_INT:
+            return float(a) == b
+        if tb is int and ta is float and abs(b) > _MAX_EXACT_FLOAT_INT:
+            return a == float(b)
+        return bool(a == b) or (a != a and b != b)
+    if ta is dict:
+        if tb is not dict or len(a) != len(b):
+            return False
+        for key, value in a.items():
+            if key not in b or not sem_equal(value, b[key]):
+                return False
+        return True
+    if ta is list:
+        return tb is list and len(a) == len(b) and all(map(sem_equal, a, b))
+    return bool(a == b)
+
+
+def _canonical(value: Any) -> str:
+    """A hashable key that is equal for `sem_equal` values (integral floats as ints)."""
+    return json.dumps(intify(value), sort_keys=True, ensure_ascii=True)
+
+
+def intify(value: Any) -> Any:
+    """A copy of a JSON value with integral floats (as Yjs returns numbers) turned into ints."""
+    if type(value) is float and value.is_integer() and abs(value) <= _MAX_EXACT_FLOAT_INT:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: intify(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [intify(v) for v in value]
+    return value
+
+
+def align(old: list[Any], new: list[Any]) -> list[int | None]:
+    """For each item of `new`, the index of the `old` item it continues (or None).
+
+    Equal lengths pair by position; otherwise equal items are matched in order
+    (difflib on canonical forms) and the rest of each replaced block pairs by position.
+    """
+    if len(old) == len(new):
+        return list(range(len(new)))
+    pairs: list[int | None] = [None] * len(new)
+    matcher = SequenceMatcher(None, [_canonical(v) for v in old], [_canonical(v) for v in new], autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag in ("equal", "replace"):
+            for k in range(min(i2 - i1, j2 - j1)):
+                pairs[j1 + k] = i1 + k
+    return pairs
+
+
+# --- restore and re-serialize --------------------------------------------------------
+
+
+def restore(original: Any, new: Any) -> Any:
+    """`new` with the original's representation wherever it is semantically unchanged.
+
+    Unchanged subtrees are the original objects; dicts keep the original key order with
+    new keys appended; list items are aligned (`align`); integral floats become ints
+    unless the original had a float there.
+    """
+    if sem_equal(original, new):
+        return original
+    if type(new) is dict:
+        old = original if type(original) is dict else {}
+        keys = [k for k in old if k in new] + [k for k in new if k not in old]
+        return {k: restore(old.get(k, _MISSING), new[k]) for k in keys}
+    if type(new) is list:
+        old_list = original if type(original) is list else []
+        return [restore(old_list[i] if i is not None else _MISSING, v) for i, v in zip(align(old_list, new), new)]
+    if type(new) is float and new.is_integer() and type(original) is not float and abs(new) <= _MAX_EXACT_FLOAT_INT:
+        return int(new)
+    return new
+
+
+_MISSING: Any = object()
+
+
+def dumps_like(parsed: Parsed, value: Any) -> str:
+    """Serialize `value` the way `parsed` was written, reusing its text for unchanged parts."""
+    return parsed.prefix + _emit(parsed, parsed.root, value, 1) + parsed.suffix
+
+
+def _emit(p: Parsed, node: Node | None, new: Any, depth: int) -> str:
+    if node is not None and sem_equal(node.value, new):
+        return p.text[node.start : node.end]
+    if type(new) is dict:
+        return _emit_dict(p, node if node is not None and node.keys is not None else None, new, depth)
+    if type(new) is list:
+        is_list = node is not None and node.children is not None and node.keys is None
+        return _emit_list(p, node if is_list else None, new, depth)
+    return _scalar(p.style, node, new)
+
+
+def _layout(p: Parsed, old: Node | None, depth: int) -> tuple[str, str, str, str]:
+    """Whitespace for a changed container: first item, later items, before comma, close."""
+    st = p.style
+    if old is None or not old.pres:
+        return st.first_pre(depth), st.next_pre(depth), "", st.close(depth - 1)
+    first = old.pres[0]
+    later = old.pres[1] if len(old.pres) > 1 else (first if "\n" in first else st.next_pre(depth))
+    return first, later, old.comma, old.close
+
+
+def _emit_dict(p: Parsed, old: Node | None, new: dict[str, Any], depth: int) -> str:
+    if not new:
+        return "{}"
+    if old is not None:
+        assert old.index is not None and old.keys is not None
+        kept = [k for i, k in enumerate(old.keys) if k in new and old.index[k] == i]
+        added = [k for k in new if k not in old.index]
+        order = sorted(kept + added) if p.style.sort_keys else kept + added
+    else:
+        order = sorted(new) if p.style.sort_keys else list(new)
+    first, later, comma, close = _layout(p, old, depth)
+    default_colon = old.colons[0] if old is not None and old.colons else p.style.colon
+    parts = []
+    for n, key in enumerate(order):
+        i = old.index.get(key) if old is not None else None  # type: ignore[union-attr]
+        if i is not None:
+            raw_key, colon, child = old.raw_keys[i], old.colons[i], old.children[i]  # type: ignore[union-attr,index]
+        else:
+            raw_key = json.dumps(key, ensure_ascii=p.style.ensure_ascii)
+            colon, child = default_colon, None
+        pre = first if n == 0 else later
+        parts.append(pre + raw_key + colon + _emit(p, child, new[key], depth + 1))
+    return "{" + (comma + ",").join(parts) + close + "}"
+
+
+def _emit_list(p: Parsed, old: Node | None, new: list[Any], depth: int) -> str:
+    if not new:
+        return "[]"
+    first, later, comma, close = _layout(p, old, depth)
+    children = old.children if old is not None and old.children is not None else []
+    pairs = align(old.value, new) if old is not None else [None] * len(new)
+    parts = []
+    for n, (i, item) in enumerate(zip(pairs, new)):
+        child = children[i] if i is not None else None
+        parts.append((first if n == 0 else later) + _emit(p, child, item, depth + 1))
+    return "[" + (comma + ",").join(parts) + close + "]"
+
+
+def _scalar(style: Style, node: Node | None, new: Any) -> str:
+    if new is None or type(new) is bool or type(new) is str:
+        return json.dumps(new, ensure_ascii=style.ensure_ascii)
+    if type(new) is int:
+        return str(new)
+    if type(new) is float:
+        was_float = node is not None and type(node.value) is float
+        if new.is_integer() and not was_float and abs(new) <= _MAX_EXACT_FLOAT_INT:
+            return str(int(new))
+        return json.dumps(new)
+    raise TypeError(f"not a JSON value: {type(new).__name__}")

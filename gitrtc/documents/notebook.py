@@ -1,0 +1,387 @@
+"""Notebook files (nbformat 4) ⇄ the `YNotebook` layout of jupyter_ydoc / @jupyter/ydoc.
+
+The doc holds the notebook's values (root `meta` Map: nbformat, nbformat_minor, metadata
+Map and any unknown top-level key; root `cells` Array of cell Maps, see
+`merge.notebook_ops.ycell_from_dict`). The file's representation is kept by the codec:
+`dump` serializes the doc's values through the original text (`jsonformat.dumps_like`),
+so an untouched doc gives the original bytes and an edit changes only its own lines.
+Multiline fields keep their list-of-lines or single-string form per field.
+
+Every cell in the doc has an id. A file cell without a usable one (nbformat < 4.5,
+missing, duplicate, not a string) gets a synthetic id derived from a hash of the file
+bytes and the cell index, so re-parsing the same bytes next to a doc restored from the
+session log finds the same ids. Synthetic ids are never written to the file; the file's
+own value (or its absence) is. Client-made ids are written only for nbformat >= 4.5.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+import secrets
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import nbformat
+import pycrdt
+
+from ..errors import DocumentError, NotShareableError
+from ..merge.notebook_ops import apply_notebook, ycell_from_dict
+from .jsonformat import Parsed, parse, dumps_like
+from .text import decode_text
+
+__all__ = ["NotebookCodec", "is_synthetic_id"]
+
+_SYNTHETIC = re.compile(r"^rtc-[0-9a-f]{16}-[0-9]+$")
+_MISSING: Any = object()
+_CELL_TYPES = ("code", "markdown", "raw")
+_SPLIT_MIMES = ("application/javascript", "image/svg+xml")
+_I64 = 2**63
+
+
+def is_synthetic_id(cell_id: object) -> bool:
+    """Whether a cell id was made up by gitrtc (and so is never written to a file)."""
+    return isinstance(cell_id, str) and _SYNTHETIC.match(cell_id) is not None
+
+
+@dataclass(slots=True)
+class _Reference:
+    """The file the doc is written like: its parsed text and how doc cells map onto it."""
+
+    parsed: Parsed
+    by_id: dict[str, dict[str, Any]]
+    synthetic: dict[str, Any]
+    lists: bool
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def value(self) -> dict[str, Any]:
+        return self.parsed.value  # type: ignore[no-any-return]
+
+
+class NotebookCodec:
+    """An nbformat-4 notebook as a `YNotebook` document, written back losslessly."""
+
+    kind: Literal["notebook"] = "notebook"
+
+    def __init__(self, path: str, data: bytes, max_bytes: int) -> None:
+        """Parse and check the notebook; NotShareableError (one line) if it is not one we can share."""
+        self.path = path
+        self.max_bytes = max_bytes
+        parsed = _parse_notebook(path, decode_text(path, data, max_bytes))
+        self._ids = _load_ids(parsed.value["cells"], hashlib.sha256(data).hexdigest()[:16])
+        self._ref = _reference(path, parsed, self._ids)
+        self.warnings: list[str] = list(self._ref.warnings)
+
+    # --- file → doc ---------------------------------------------------------------
+
+    def load_into(self, doc: pycrdt.Doc, origin: object) -> None:
+        """Fill an empty doc with the notebook, in one transaction with `origin`."""
+        ymeta, ycells = _roots(doc)
+        if len(ymeta) or len(ycells):
+            raise ValueError(f"{self.path}: load_into needs an empty document")
+        value = _yjs_safe(self._ref.parsed)
+        with doc.transaction(origin=origin):
+            for key, item in value.items():
+                if key == "metadata":
+                    ymeta[key] = pycrdt.Map(item)
+                elif key != "cells":
+                    ymeta[key] = item
+            if "metadata" not in value:
+                ymeta["metadata"] = pycrdt.Map()
+            ycells.extend([ycell_from_dict(cell, cid) for cell, cid in zip(value["cells"], self._ids)])
+
+    # --- doc → file ---------------------------------------------------------------
+
+    def dump(self, doc: pycrdt.Doc) -> bytes:
+        """The notebook file bytes the doc stands for (original bytes if untouched)."""
+        return dumps_like(self._ref.parsed, self.file_value(doc)).encode("utf-8")
+
+    def file_value(self, doc: pycrdt.Doc) -> dict[str, Any]:
+        """The notebook as the JSON value `dump` writes (file ids, file multiline forms)."""
+        ymeta, ycells = _roots(doc)
+        meta = ymeta.to_py() or {}
+        ref = self._ref
+        ids_allowed = _version(meta) >= (4, 5)
+        nb: dict[str, Any] = {}
+        for key, value in meta.items():
+            if key == "metadata" and value == {} and "metadata" not in ref.value:
+                continue
+            nb[key] = value
+        nb["cells"] = [self._file_cell(cell, ids_allowed) for cell in ycells.to_py() or []]
+        return nb
+
+    def _file_cell(self, cell: dict[str, Any], ids_allowed: bool) -> dict[str, Any]:
+        ref = self._ref
+        cid = cell.get("id")
+        ref_cell = ref.by_id.get(cid) if isinstance(cid, str) else None
+        refget = ref_cell.get if ref_cell is not None else (lambda key, default=None: default)
+        out: dict[str, Any] = {}
+        for key, value in cell.items():
+            if key == "execution_state":
+                continue
+            if key == "id":
+                value = self._file_id(cid, ref_cell, ids_allowed)
+                if value is _MISSING:
+                    continue
+            elif key == "cell_type" and value == "raw" and refget("cell_type", "raw") not in _CELL_TYPES:
+                value = refget("cell_type")  # a type editors do not know travels as a raw cell
+            elif key == "source":
+                value = _lines_like(refget("source", _MISSING), value, ref.lists)
+            elif key == "outputs" and isinstance(value, list):
+                ref_outputs = refget("outputs")
+                ref_outputs = ref_outputs if isinstance(ref_outputs, list) else []
+                value = [
+                    _output_like(ref_outputs[i] if i < len(ref_outputs) else None, output, ref.lists)
+                    for i, output in enumerate(value)
+                ]
+            elif key == "attachments" and isinstance(value, dict):
+                ref_att = refget("attachments")
+                ref_att = ref_att if isinstance(ref_att, dict) else {}
+                value = {name: _bundle_like(ref_att.get(name), bundle, ref.lists) for name, bundle in value.items()}
+            out[key] = value
+        if ref_cell is not None:  # layout fields the file did not have: leave them out while empty
+            for key, empty in (("source", ""), ("metadata", {}), ("outputs", []), ("execution_count", None)):
+                if key not in ref_cell and key in cell and cell[key] == empty:
+                    del out[key]
+        return out
+
+    def _file_id(self, cid: Any, ref_cell: dict[str, Any] | None, ids_allowed: bool) -> Any:
+        if cid in self._ref.synthetic:
+            return self._ref.synthetic[cid]
+        if not isinstance(cid, str) or is_synthetic_id(cid):
+            return _MISSING
+        if ids_allowed or (ref_cell is not None and "id" in ref_cell):
+            return cid
+        return _MISSING
+
+    # --- a new version of the file ------------------------------------------------
+
+    def apply_file(self, doc: pycrdt.Doc, data: bytes, origin: object) -> bool:
+        """Apply a new version of the file as minimal YNotebook operations; True if the doc changed.
+
+        DocumentError (one line, doc unchanged) if the bytes are not a notebook we can share.
+        Afterwards the doc is written like the new file.
+        """
+        try:
+            parsed = _parse_notebook(self.path, decode_text(self.path, data, self.max_bytes))
+        except NotShareableError as exc:
+            raise DocumentError(str(exc)) from None
+        current = self.file_value(doc)
+        ymeta, ycells = _roots(doc)
+        with doc.transaction(origin=origin):
+            changed = apply_notebook(ymeta, ycells, current, _yjs_safe(parsed), _choose_id)
+            ids = [str(ycell["id"]) for ycell in ycells]
+        self._ref = _reference(self.path, parsed, ids)
+        self.warnings = list(self._ref.warnings)
+        return changed
+
+
+def _choose_id(cell: dict[str, Any], current: str | None, taken: set[str]) -> str:
+    """The doc id for a cell arriving from a file: its own id if usable, else keep or make one."""
+    cid = cell.get("id")
+    if isinstance(cid, str) and cid and cid not in taken and not is_synthetic_id(cid):
+        return cid
+    if current is not None and current not in taken:
+        return current
+    return f"rtc-{secrets.token_hex(8)}-0"
+
+
+def _roots(doc: pycrdt.Doc) -> tuple[pycrdt.Map, pycrdt.Array]:
+    doc.get("state", type=pycrdt.Map)
+    return doc.get("meta", type=pycrdt.Map), doc.get("cells", type=pycrdt.Array)
+
+
+def _version(meta: dict[str, Any]) -> tuple[float, float]:
+    major, minor = meta.get("nbformat"), meta.get("nbformat_minor", 0)
+    ok = isinstance(major, (int, float)) and isinstance(minor, (int, float))
+    return (major, minor) if ok else (0, 0)  # type: ignore[return-value]
+
+
+# --- parsing and checking ------------------------------------------------------------
+
+
+def _parse_notebook(path: str, text: str) -> Parsed:
+    try:
+        parsed = parse(text)
+    except json.JSONDecodeError as exc:
+        raise NotShareableError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno} column {exc.colno})") from None
+    problem = _structure_problem(parsed)
+    if problem:
+        raise NotShareableError(f"{path}: {problem}")
+    return parsed
+
+
+def _structure_problem(parsed: Parsed) -> str | None:
+    """Why the JSON cannot be a YNotebook document (None if it can)."""
+    nb = parsed.value
+    if parsed.duplicate_keys:
+        return "a JSON object repeats a key, so the notebook's content is ambiguous"
+    if parsed.lone_surrogates:
+        return "a string holds an unpaired UTF-16 surrogate escape"
+    if not isinstance(nb, dict):
+        return "not a notebook (the JSON is not an object)"
+    major = nb.get("nbformat")
+    if type(major) is not int or major != 4:
+        return f"nbformat {major!r} notebook; only nbformat 4 is shared as a notebook (convert it with nbformat)"
+    if not isinstance(nb.get("cells"), list):
+        return "nbformat 4 notebook without a cells list"
+    if "nbformat_minor" in nb and type(nb["nbformat_minor"]) is not int:
+        return "nbformat_minor is not an integer"
+    if not isinstance(nb.get("metadata", {}), dict):
+        return "notebook metadata is not an object"
+    for i, cell in enumerate(nb["cells"]):
+        problem = _cell_problem(cell)
+        if problem:
+            return f"cell {i}: {problem}"
+    return None
+
+
+def _cell_problem(cell: Any) -> str | None:
+    if not isinstance(cell, dict):
+        return "not an object"
+    if not isinstance(cell.get("cell_type"), str):
+        return "cell_type is missing or not a string"
+    if not _is_multiline(cell.get("source", "")):
+        return "source is not a string or a list of strings"
+    if not isinstance(cell.get("metadata", {}), dict):
+        return "metadata is not an object"
+    if cell["cell_type"] != "code":
+        return None
+    outputs = cell.get("outputs", [])
+    if not isinstance(outputs, list):
+        return "outputs is not a list"
+    for output in outputs:
+        if not isinstance(output, dict) or not isinstance(output.get("output_type"), str):
+            return "an output is not an object with an output_type"
+        if output["output_type"] == "stream" and not _is_multiline(output.get("text", "")):
+            return "a stream output's text is not a string or a list of strings"
+    return None
+
+
+def _is_multiline(value: Any) -> bool:
+    return isinstance(value, str) or (isinstance(value, list) and all(isinstance(line, str) for line in value))
+
+
+def _load_ids(cells: list[dict[str, Any]], seed: str) -> list[str]:
+    """Doc ids for a freshly loaded file: its own where usable, else synthetic (deterministic)."""
+    ids: list[str] = []
+    seen: set[str] = set()
+    for i, cell in enumerate(cells):
+        cid = cell.get("id")
+        if not (isinstance(cid, str) and cid and cid not in seen and not is_synthetic_id(cid)):
+            cid = f"rtc-{seed}-{i}"
+        seen.add(cid)
+        ids.append(cid)
+    return ids
+
+
+def _reference(path: str, parsed: Parsed, ids: list[str]) -> _Reference:
+    """Map doc ids onto the file's cells; note the file's conventions and validation problems.
+
+    Where a cell's doc id is not the file's, the file's value (or its absence) is recorded
+    so that `dump` writes that instead.
+    """
+    cells: list[dict[str, Any]] = parsed.value["cells"]
+    by_id: dict[str, dict[str, Any]] = {}
+    synthetic: dict[str, Any] = {}
+    for cell, doc_id in zip(cells, ids):
+        file_id = cell.get("id", _MISSING)
+        if file_id != doc_id:
+            synthetic[doc_id] = file_id
+        by_id[doc_id] = cell
+    sources = [cell["source"] for cell in cells if "source" in cell]
+    lists = not sources or any(isinstance(s, list) for s in sources)
+    notes = _validation_warnings(path, parsed.value)
+    notes.extend(
+        f"{path}: cell {i} has cell_type {cell['cell_type']!r}, which editors show as a raw cell"
+        for i, cell in enumerate(cells)
+        if cell["cell_type"] not in _CELL_TYPES
+    )
+    return _Reference(parsed, by_id, synthetic, lists, notes)
+
+
+def _validation_warnings(path: str, nb: dict[str, Any]) -> list[str]:
+    """nbformat's complaints about the notebook, as lines for the user (never fatal)."""
+    notes: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            nbformat.validate(copy.deepcopy(nb))  # validate() repairs in place: never on our copy
+        except nbformat.ValidationError as exc:
+            first = str(getattr(exc, "message", exc)).splitlines()[0]
+            notes.append(f"{path}: does not validate as nbformat 4: {first}")
+    notes.extend(f"{path}: {w.message}" for w in caught)
+    return notes
+
+
+# --- representation helpers ------------------------------------------------------------
+
+
+def _lines_like(ref: Any, value: Any, split_new: bool) -> Any:
+    """A multiline field in the form the file had it (list of lines or one string)."""
+    if isinstance(value, list) and all(isinstance(line, str) for line in value):
+        text = "".join(value)
+    elif isinstance(value, str):
+        text = value
+    else:
+        return value
+    if isinstance(ref, list) and all(isinstance(line, str) for line in ref):
+        return ref if "".join(ref) == text else _split_like(ref, text)
+    if isinstance(ref, str):
+        return text
+    if isinstance(value, list):
+        return value
+    return text.splitlines(keepends=True) if split_new else text
+
+
+def _split_like(ref: list[str], text: str) -> list[str]:
+    """Split into lines the way the file's list was split (nbformat: str.splitlines)."""
+    joined = "".join(ref)
+    if joined.splitlines(keepends=True) != ref and re.split(r"(?<=\n)(?!$)", joined) == ref:
+        return re.split(r"(?<=\n)(?!$)", text) if text else []
+    return text.splitlines(keepends=True)
+
+
+def _output_like(ref: Any, output: Any, lists: bool) -> Any:
+    if not isinstance(output, dict):
+        return output
+    same = isinstance(ref, dict) and ref.get("output_type") == output.get("output_type")
+    ref = ref if same else {}
+    out = dict(output)
+    if "text" in out:
+        out["text"] = _lines_like(ref.get("text", _MISSING), out["text"], lists)
+    if isinstance(out.get("data"), dict):
+        out["data"] = _bundle_like(ref.get("data"), out["data"], lists)
+    return out
+
+
+def _bundle_like(ref: Any, bundle: Any, lists: bool) -> Any:
+    """A MIME bundle with each text value in the file's form (nbformat's split rules for new ones)."""
+    if not isinstance(bundle, dict):
+        return bundle
+    ref = ref if isinstance(ref, dict) else {}
+    out = {}
+    for mime, value in bundle.items():
+        is_json = mime == "application/json" or (mime.startswith("application/") and mime.endswith("+json"))
+        split = lists and (mime.startswith("text/") or mime in _SPLIT_MIMES)
+        out[mime] = value if is_json else _lines_like(ref.get(mime, _MISSING), value, split)
+    return out
+
+
+def _yjs_safe(parsed: Parsed) -> dict[str, Any]:
+    """The notebook value with integers Yjs cannot hold (beyond 64 bits) as floats."""
+    return _floats_for_big_ints(parsed.value) if parsed.big_ints else parsed.value  # type: ignore[no-any-return]
+
+
+def _floats_for_big_ints(value: Any) -> Any:
+    if type(value) is int and not -_I64 <= value < _I64:
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _floats_for_big_ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_floats_for_big_ints(v) for v in value]
+    return value
