@@ -71,6 +71,10 @@ def control_host(host: str) -> str:
 
 async def run(plan: launch.Plan, options: Options, console: Console) -> EndResult:
     """Prepare, serve until the session ends, then clean up."""
+    stop_requested = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before session.json exists: a stop is never lost
+        loop.add_signal_handler(sig, stop_requested.set)
     prepared = await launch.prepare(plan)
     session = prepared.session
     try:
@@ -106,10 +110,6 @@ async def run(plan: launch.Plan, options: Options, console: Console) -> EndResul
                       "use --certfile/--keyfile", style="yellow")
     if options.open_browser and console.is_terminal:
         await asyncio.to_thread(webbrowser.open, session.url)
-    stop_requested = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop_requested.set)
     try:
         result = await _wait(session, stop_requested, options, console)
     finally:
