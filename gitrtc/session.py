@@ -353,6 +353,7 @@ class Session:
                 info = session_room.doc.get("session", type=Map)
                 info["state"] = "ended"
                 info["commit"] = result.commit
+                info["branch"] = result.branch
                 info["message"] = result.message
             session_room.accepting = True
             try:

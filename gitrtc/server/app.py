@@ -53,7 +53,8 @@ async def static_file(request: web.Request) -> web.StreamResponse:
     allowed = {p.name for p in STATIC.iterdir() if p.is_file()} if STATIC.is_dir() else set()
     if name not in allowed or name.startswith("."):
         raise web.HTTPNotFound()
-    return web.FileResponse(STATIC / name, headers={"Content-Security-Policy": CSP})
+    # revalidated with the ETag FileResponse sends; chunk names are content-hashed anyway
+    return web.FileResponse(STATIC / name, headers={"Content-Security-Policy": CSP, "Cache-Control": "no-cache"})
 
 
 async def api_session(request: web.Request) -> web.Response:

@@ -1,0 +1,81 @@
+// The server's HTTP API and the page's own location. The token comes from the URL
+// fragment only (#t=TOKEN), so it never reaches a server log or a Referer header; it is
+// sent to this server alone: as a Bearer header to the API, as `token` to the sockets.
+
+export type Role = 'editor' | 'viewer' | 'owner';
+
+export interface FileInfo {
+  path: string;
+  kind: 'text' | 'notebook' | string;
+  room: string;
+}
+
+export interface Participant {
+  name: string;
+  email?: string | null;
+  role: Role | string;
+  rooms?: string[];
+}
+
+export interface SessionInfo {
+  session: string;
+  epoch?: string | number;
+  role: Role;
+  state: 'live' | 'ending' | 'ended' | string;
+  branch?: string | null;
+  session_room?: string | null;
+  files: FileInfo[];
+  participants?: Participant[];
+}
+
+export class ApiError extends Error {
+  constructor(readonly status: number, message: string) {
+    super(message);
+  }
+}
+
+export function fragmentParams(): URLSearchParams {
+  return new URLSearchParams(location.hash.replace(/^#/, ''));
+}
+
+export function readToken(): string | null {
+  const t = fragmentParams().get('t');
+  return t && /^[A-Za-z0-9_-]+$/.test(t) ? t : null;
+}
+
+/** The directory of the page's path, always ending in '/': the server's mount point. */
+export function baseDir(): string {
+  return location.pathname.replace(/[^/]*$/, '');
+}
+
+export function roomsUrl(): string {
+  const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  return `${scheme}//${location.host}${baseDir()}rooms`;
+}
+
+export async function fetchSession(token: string): Promise<SessionInfo> {
+  let resp: Response;
+  try {
+    resp = await fetch(`${baseDir()}api/session`, {
+      headers: { Authorization: `Bearer ${token}`, Accept: 'application/json' },
+      cache: 'no-store',
+      credentials: 'omit',
+      referrerPolicy: 'no-referrer',
+    });
+  } catch {
+    throw new ApiError(0, 'The session server cannot be reached.');
+  }
+  let body: unknown = null;
+  try {
+    body = await resp.json();
+  } catch {
+    /* not JSON */
+  }
+  if (!resp.ok) {
+    const msg = (body && typeof body === 'object' && 'error' in body) ? String((body as { error: unknown }).error) : resp.statusText;
+    throw new ApiError(resp.status, msg);
+  }
+  const info = body as SessionInfo;
+  if (!info || !Array.isArray(info.files)) throw new ApiError(resp.status, 'The server sent an unexpected answer.');
+  return info;
+}

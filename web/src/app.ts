@@ -1,0 +1,418 @@
+// The page: header (session, connection, role), sidebar (files, participants), the
+// open document, and the end-of-session state.
+import * as Y from 'yjs';
+import { Awareness } from 'y-protocols/awareness';
+import { fragmentParams, roomsUrl, type FileInfo, type SessionInfo } from './api';
+import { Connections, type Terminal } from './connection';
+import { button, h } from './dom';
+import { askIdentity, storedIdentity, type Identity } from './identity';
+import { TextView } from './textview';
+import { userState, type DocView, type Place, type ViewContext } from './views';
+
+interface PeerState {
+  user?: { name?: string; color?: string; sid?: string; role?: string };
+  place?: Place | null;
+}
+
+interface EndInfo {
+  commit: string | null;
+  branch: string | null;
+  message: string | null;
+}
+
+const CONN_TEXT: Record<string, string> = {
+  connecting: 'Connecting…',
+  online: 'Connected',
+  offline: 'Offline — reconnecting; your edits are kept',
+  closed: 'Disconnected',
+};
+
+export class App {
+  private readonly conns: Connections;
+  private readonly views = new Map<string, DocView>();
+  private current: DocView | null = null;
+  private opening: string | null = null;
+  private readonly loading = new Map<string, Promise<DocView>>();
+  private following: string | null = null;
+  private ended = false;
+  private readonly sessionDoc = new Y.Doc();
+  private readonly sessionAwareness = new Awareness(this.sessionDoc);
+  private readonly canEdit: boolean;
+  private place: Place | null = null;
+  private placeTimer: number | null = null;
+
+  // layout
+  private readonly connEl = h('span', { class: 'conn', 'data-state': 'connecting', role: 'status' });
+  private readonly stateEl = h('div', { class: 'banner', role: 'status' });
+  private readonly treeEl = h('nav', { class: 'files', 'aria-label': 'Shared files' });
+  private readonly peopleEl = h('ul', { class: 'people', 'aria-label': 'Participants' });
+  private readonly docsEl = h('main', { class: 'docs' });
+  private readonly emptyEl = h('div', { class: 'empty' }, 'Choose a file on the left.');
+  private readonly titleEl = h('span', { class: 'doc-title' });
+  private readonly sidebar: HTMLElement;
+
+  constructor(
+    root: HTMLElement,
+    private readonly info: SessionInfo,
+    private readonly identity: Identity,
+    token: string,
+  ) {
+    this.canEdit = info.role === 'editor' || info.role === 'owner';
+    this.conns = new Connections(roomsUrl(), token, identity);
+    this.conns.onChange(() => this.updateConn());
+    this.conns.onTerminal((t) => this.onTerminal(t));
+
+    const menu = button('☰', 'Show or hide the file list', 'menu-toggle', () => document.body.classList.toggle('sidebar-open'));
+    const me = button(identity.name, 'Change your display name', 'me', () => this.rename());
+    me.style.setProperty('--user-color', identity.color);
+    const header = h('header', { class: 'top' },
+      menu,
+      h('span', { class: 'brand' }, 'gitrtc'),
+      info.branch ? h('span', { class: 'branch', title: 'Branch the session commits to' }, info.branch) : null,
+      this.titleEl,
+      h('span', { class: 'spacer' }),
+      this.canEdit ? null : h('span', { class: 'badge viewonly', title: 'Your link lets you watch, not edit' }, 'view only'),
+      this.connEl,
+      me);
+    this.sidebar = h('aside', { class: 'sidebar' },
+      h('h2', null, 'Files'), this.treeEl,
+      h('h2', null, 'People'), this.peopleEl);
+    this.docsEl.appendChild(this.emptyEl);
+    root.replaceChildren(header, this.stateEl, h('div', { class: 'layout' }, this.sidebar, this.docsEl));
+    this.stateEl.hidden = true;
+    document.body.dataset.role = info.role;
+    document.body.dataset.session = 'live';
+    this.renderTree();
+
+    this.sessionAwareness.setLocalState({ user: userState(identity, info.role), file: null, place: null });
+    this.sessionAwareness.on('change', () => this.onPeers());
+    if (info.session_room) {
+      const map = this.sessionDoc.getMap('session');
+      map.observe(() => this.onSessionMap());
+      this.conns.open(info.session_room, this.sessionDoc, this.sessionAwareness);
+    }
+    this.onPeers();
+    this.updateConn();
+    window.addEventListener('hashchange', () => this.openFromHash());
+    // edits made while offline live only in this page until the connection is back
+    window.addEventListener('beforeunload', (ev) => {
+      if (!this.ended && this.conns.overall === 'offline') ev.preventDefault();
+    });
+    if (info.state === 'ended') this.end({ commit: null, branch: info.branch ?? null, message: null });
+    if (!this.openFromHash() && info.files.length === 1) void this.open(info.files[0].path);
+  }
+
+  private ctx(): ViewContext {
+    return {
+      conns: this.conns,
+      identity: this.identity,
+      canEdit: this.canEdit,
+      onPlace: (place) => this.setPlace(place),
+      onState: () => this.updateConn(),
+    };
+  }
+
+  // ---- files --------------------------------------------------------------
+
+  private renderTree(): void {
+    interface Dir { dirs: Map<string, Dir>; files: FileInfo[] }
+    const root: Dir = { dirs: new Map(), files: [] };
+    for (const f of [...this.info.files].sort((a, b) => a.path.localeCompare(b.path))) {
+      const parts = f.path.split('/');
+      let d = root;
+      for (const part of parts.slice(0, -1)) {
+        if (!d.dirs.has(part)) d.dirs.set(part, { dirs: new Map(), files: [] });
+        d = d.dirs.get(part)!;
+      }
+      d.files.push(f);
+    }
+    const build = (d: Dir): HTMLElement => {
+      const ul = h('ul', { role: 'group' });
+      for (const [name, sub] of d.dirs) {
+        const details = h('details', { open: true }, h('summary', null, `${name}/`), build(sub));
+        ul.appendChild(h('li', { class: 'dir' }, details));
+      }
+      for (const f of d.files) {
+        const name = f.path.split('/').pop() ?? f.path;
+        const a = h('a', {
+          href: '#', class: `file file-${f.kind}`, 'data-path': f.path, title: f.path,
+        }, h('span', { class: 'file-icon', 'aria-hidden': 'true' }), name,
+        h('span', { class: 'file-peers' }));
+        a.addEventListener('click', (ev) => {
+          ev.preventDefault();
+          this.following = null;
+          void this.open(f.path);
+          document.body.classList.remove('sidebar-open');
+        });
+        ul.appendChild(h('li', null, a));
+      }
+      return ul;
+    };
+    this.treeEl.replaceChildren(this.info.files.length ? build(root) : h('p', { class: 'muted' }, 'No files are shared.'));
+  }
+
+  private openFromHash(): boolean {
+    const path = fragmentParams().get('f');
+    if (path && this.info.files.some((f) => f.path === path)) {
+      if (this.current?.file.path !== path) void this.open(path, false);
+      return true;
+    }
+    return false;
+  }
+
+  private async makeView(file: FileInfo): Promise<DocView> {
+    if (file.kind === 'notebook') {
+      // the notebook view (with marked and DOMPurify) is a separate chunk
+      const { NotebookView } = await import('./notebook');
+      return new NotebookView(file, this.ctx());
+    }
+    return new TextView(file, this.ctx());
+  }
+
+  async open(path: string, updateHash = true): Promise<DocView | null> {
+    const file = this.info.files.find((f) => f.path === path);
+    if (!file) return null;
+    this.opening = path;
+    let view = this.views.get(path);
+    if (!view) {
+      let pending = this.loading.get(path);
+      if (!pending) {
+        pending = this.makeView(file).then((v) => {
+          if (this.ended) v.end();
+          this.views.set(path, v);
+          this.docsEl.appendChild(v.element);
+          return v;
+        });
+        this.loading.set(path, pending);
+      }
+      view = await pending;
+      this.loading.delete(path);
+      if (this.opening !== path) return view; // another file was chosen meanwhile
+    }
+    if (this.current !== view) {
+      this.current?.hide();
+      this.current = view;
+      view.show();
+      this.emptyEl.hidden = true;
+      this.titleEl.textContent = path;
+      document.title = `${path.split('/').pop()} — gitrtc`;
+      for (const a of this.treeEl.querySelectorAll('a.file')) {
+        a.classList.toggle('active', (a as HTMLElement).dataset.path === path);
+        if ((a as HTMLElement).dataset.path === path) a.setAttribute('aria-current', 'page');
+        else a.removeAttribute('aria-current');
+      }
+      this.setPlace({ file: path });
+      if (updateHash) {
+        const params = fragmentParams();
+        params.set('f', path);
+        history.replaceState(null, '', `#${params.toString()}`);
+      }
+    }
+    this.updateConn();
+    return view;
+  }
+
+  // ---- presence -------------------------------------------------------------
+
+  private setPlace(place: Place): void {
+    this.place = place;
+    if (this.placeTimer !== null) return;
+    this.placeTimer = window.setTimeout(() => {
+      this.placeTimer = null;
+      // `file` at the top level for any client that only wants to know where people are
+      const local = this.sessionAwareness.getLocalState() ?? {};
+      this.sessionAwareness.setLocalState({ ...local, file: this.place?.file ?? null, place: this.place });
+    }, 150);
+  }
+
+  private peers(): Array<{ clientId: number; state: PeerState }> {
+    const out: Array<{ clientId: number; state: PeerState }> = [];
+    this.sessionAwareness.getStates().forEach((state, clientId) => {
+      const s = state as PeerState;
+      if (s.user?.name) out.push({ clientId, state: s });
+    });
+    return out.sort((a, b) => String(a.state.user?.name).localeCompare(String(b.state.user?.name)));
+  }
+
+  private onPeers(): void {
+    const me = this.sessionDoc.clientID;
+    const peers = this.peers();
+    const items = peers.map(({ clientId, state }) => {
+      const user = state.user!;
+      const self = clientId === me;
+      const dot = h('span', { class: 'dot', 'aria-hidden': 'true' });
+      dot.style.backgroundColor = user.color ?? '#888';
+      const where = state.place?.file ? state.place.file.split('/').pop() : '';
+      const li = h('li', { class: 'person', 'data-sid': user.sid ?? '', 'data-name': user.name ?? '' },
+        dot,
+        h('span', { class: 'person-name' }, `${user.name}${self ? ' (you)' : ''}`),
+        user.role === 'viewer' ? h('span', { class: 'person-role' }, 'viewer') : null,
+        where ? h('span', { class: 'person-file', title: state.place?.file ?? '' }, where) : null);
+      if (!self && user.sid) {
+        const following = this.following === user.sid;
+        const b = button(following ? 'Following' : 'Follow', following ? `Stop following ${user.name}` : `Follow ${user.name}`,
+          `follow${following ? ' on' : ''}`, () => this.follow(following ? null : user.sid!));
+        b.setAttribute('aria-pressed', String(following));
+        li.appendChild(b);
+      }
+      return li;
+    });
+    this.peopleEl.replaceChildren(...items);
+    // who is in which file, as coloured dots in the tree
+    for (const a of this.treeEl.querySelectorAll<HTMLElement>('a.file')) {
+      const slot = a.querySelector('.file-peers');
+      if (!slot) continue;
+      slot.replaceChildren(...peers
+        .filter(({ clientId, state }) => clientId !== me && state.place?.file === a.dataset.path)
+        .map(({ state }) => {
+          const d = h('span', { class: 'dot small', title: state.user?.name ?? '' });
+          d.style.backgroundColor = state.user?.color ?? '#888';
+          return d;
+        }));
+    }
+    this.followStep();
+  }
+
+  private follow(sid: string | null): void {
+    this.following = sid;
+    this.onPeers();
+  }
+
+  private followStep(): void {
+    if (!this.following) return;
+    const peer = this.peers().find((p) => p.state.user?.sid === this.following);
+    if (!peer) {
+      this.following = null;
+      return;
+    }
+    const place = peer.state.place;
+    if (!place?.file) return;
+    const reveal = (view: DocView | null) => {
+      if (!view || this.current !== view) return;
+      if (view.ready) view.reveal(place);
+      else view.provider.once('sync', () => requestAnimationFrame(() => view.reveal(place)));
+    };
+    if (this.current?.file.path === place.file) reveal(this.current);
+    else void this.open(place.file).then(reveal);
+  }
+
+  // ---- connection and session state ------------------------------------------
+
+  private updateConn(): void {
+    const state = this.ended ? 'closed' : this.conns.overall;
+    this.connEl.dataset.state = state;
+    this.connEl.textContent = this.ended ? 'Session ended' : CONN_TEXT[state];
+    document.body.dataset.conn = state;
+  }
+
+  private onSessionMap(): void {
+    const map = this.sessionDoc.getMap('session');
+    const state = map.get('state');
+    if (state === 'ending' && !this.ended) this.showBanner('ending', 'The session is ending: saving the commit…');
+    if (state === 'ended') {
+      this.end({
+        commit: (map.get('commit') as string | null) ?? null,
+        branch: (map.get('branch') as string | null) ?? null,
+        message: (map.get('message') as string | null) ?? null,
+      });
+    }
+  }
+
+  private onTerminal(t: Terminal): void {
+    if (t.code === 4410) {
+      const fromMap = this.sessionDoc.getMap('session');
+      const parsed = parseReason(t.reason);
+      const commit = (fromMap.get('commit') as string | null) ?? parsed.commit;
+      const branch = (fromMap.get('branch') as string | null) ?? parsed.branch;
+      if (fromMap.get('state') === 'ended' || commit || parsed.ended) {
+        this.end({ commit, branch, message: (fromMap.get('message') as string | null) ?? null });
+      } else {
+        this.stopAll();
+        this.showBanner('error', 'This session was restarted or reset. Reload the page to join it again.', true);
+      }
+      return;
+    }
+    if (t.code === 4401) {
+      this.stopAll();
+      this.showBanner('error', 'This link is no longer valid for the session.', true);
+      return;
+    }
+    const view = [...this.views.values()].find((v) => v.file.room === t.room);
+    const why = t.code === 4404 ? 'This file is no longer part of the session.' : t.code === 4403
+      ? 'You are not allowed to open this file.' : `The server closed this document (${t.code}).`;
+    if (view) view.fail(why);
+    else if (t.room === this.info.session_room) this.showBanner('error', `Live session information is unavailable (${t.code}).`);
+  }
+
+  private stopAll(): void {
+    this.conns.stopAll();
+    for (const v of this.views.values()) v.end();
+    this.updateConn();
+  }
+
+  private end(info: EndInfo): void {
+    const already = this.ended;
+    this.ended = true;
+    document.body.dataset.session = 'ended';
+    this.stopAll();
+    const branch = info.branch ?? this.info.branch ?? null;
+    const parts: Array<Node | string> = [h('strong', null, 'Session ended. ')];
+    if (info.commit) {
+      parts.push('Committed ', h('code', { class: 'commit', 'data-commit': info.commit, title: info.commit }, info.commit.slice(0, 12)));
+      if (branch) parts.push(' on ', h('code', { class: 'branch-name' }, branch));
+      parts.push('. ');
+    } else if (info.message) {
+      // the server's summary when there is no commit ("nothing changed: no commit", an error)
+      parts.push(h('span', { class: 'end-message' }, info.message), '. ');
+    } else if (!already) {
+      parts.push('No commit was reported. ');
+    }
+    parts.push('The documents below are read-only.');
+    this.showBanner('ended', parts);
+    if (info.commit) document.body.dataset.commit = info.commit;
+    this.updateConn();
+  }
+
+  private showBanner(kind: string, content: string | Array<Node | string>, reload = false): void {
+    this.stateEl.className = `banner banner-${kind}`;
+    this.stateEl.replaceChildren(...(typeof content === 'string' ? [content] : content));
+    if (reload) this.stateEl.append(' ', button('Reload', 'Reload the page', 'reload', () => location.reload()));
+    this.stateEl.hidden = false;
+  }
+
+  /** For debugging and tests: a file's text, or a notebook's cells as JSON. */
+  snapshot(path: string): unknown {
+    const view = this.views.get(path);
+    if (view instanceof TextView) return view.model.getSource();
+    if (view && 'model' in view) return (view as unknown as { model: { cells: Array<{ toJSON(): unknown }> } }).model.cells.map((c) => c.toJSON());
+    return null;
+  }
+
+  /** For debugging and tests: the state of every room connection. */
+  connections(): ReturnType<Connections['describe']> {
+    return this.conns.describe();
+  }
+
+  private async rename(): Promise<void> {
+    if (this.ended) return;
+    await askIdentity(document.body, storedIdentity(), this.info.role);
+    // The name and email are given when connecting: reconnect with the new ones.
+    location.reload();
+  }
+}
+
+function parseReason(reason: string): { commit: string | null; branch: string | null; ended: boolean } {
+  try {
+    const v = JSON.parse(reason) as { commit?: unknown; branch?: unknown };
+    return {
+      commit: typeof v.commit === 'string' ? v.commit : null,
+      branch: typeof v.branch === 'string' ? v.branch : null,
+      ended: 'commit' in v,
+    };
+  } catch {
+    // the reason may be cut at 123 bytes: pick out what is there
+    const commit = /"commit"\s*:\s*"([0-9a-f]{4,64})/.exec(reason)?.[1] ?? null;
+    const branch = /"branch"\s*:\s*"([^"]+)"/.exec(reason)?.[1] ?? null;
+    return { commit, branch, ended: /"commit"/.test(reason) };
+  }
+}

@@ -1,0 +1,105 @@
+// One WebsocketProvider per room, all with the same identity and token. Tracks the
+// overall connection state for the indicator, and the terminal close codes:
+//   4401 bad token, 4403 not allowed, 4404 unknown room, 4410 session ended / epoch
+//   changed: y-websocket stops reconnecting for 44xx codes and emits 'closed'.
+// Any other close (network loss, 1013 "too slow", 1009) reconnects with backoff; edits
+// made meanwhile stay in the local Y.Doc and are exchanged by the sync on reconnect.
+import type * as Y from 'yjs';
+import { WebsocketProvider } from 'y-websocket';
+import type { Awareness } from 'y-protocols/awareness';
+import type { Identity } from './identity';
+
+export type Overall = 'connecting' | 'online' | 'offline' | 'closed';
+
+export interface Terminal {
+  code: number;
+  reason: string;
+  room: string;
+}
+
+export class Connections {
+  private readonly providers = new Map<WebsocketProvider, string>();
+  private readonly listeners = new Set<() => void>();
+  private readonly terminalHandlers = new Set<(t: Terminal) => void>();
+  private readonly everConnected = new WeakSet<WebsocketProvider>();
+  private readonly dead = new WeakSet<WebsocketProvider>();
+  /** set by the app when the whole session is over (4410, 4401): nothing reconnects */
+  stopped = false;
+
+  constructor(
+    private readonly serverUrl: string,
+    private readonly token: string,
+    private readonly identity: Identity,
+  ) {}
+
+  open(room: string, doc: Y.Doc, awareness?: Awareness): WebsocketProvider {
+    const params: Record<string, string> = { token: this.token, name: this.identity.name };
+    if (this.identity.email) params.email = this.identity.email;
+    const provider = new WebsocketProvider(this.serverUrl, room, doc, {
+      params,
+      awareness,
+      // Only ever sync through the server: a BroadcastChannel between tabs would let a
+      // stale tab (older epoch, viewer) push state around the server's checks.
+      disableBc: true,
+      maxBackoffTime: 5000,
+      connect: !this.stopped,
+    });
+    this.providers.set(provider, room);
+    provider.on('status', ({ status }) => {
+      if (status === 'connected') this.everConnected.add(provider);
+      this.changed();
+    });
+    provider.on('sync', () => this.changed());
+    provider.on('closed', ({ code, reason }) => {
+      this.dead.add(provider);
+      for (const handler of this.terminalHandlers) handler({ code, reason, room });
+      this.changed();
+    });
+    return provider;
+  }
+
+  close(provider: WebsocketProvider): void {
+    this.providers.delete(provider);
+    provider.destroy();
+    this.changed();
+  }
+
+  /** Stop every connection for good (session over); documents stay readable. */
+  stopAll(): void {
+    this.stopped = true;
+    for (const p of this.providers.keys()) p.disconnect();
+    this.changed();
+  }
+
+  /** For debugging and tests: each room and whether it is (or will be) connected. */
+  describe(): Array<{ room: string; connected: boolean; reconnecting: boolean }> {
+    return [...this.providers].map(([p, room]) => ({ room, connected: p.wsconnected, reconnecting: p.shouldConnect }));
+  }
+
+  get overall(): Overall {
+    if (this.stopped) return 'closed';
+    let connecting = false;
+    let offline = false;
+    for (const p of this.providers.keys()) {
+      if (this.dead.has(p)) continue;
+      if (p.wsconnected && p.synced) continue;
+      if (p.wsconnected || !this.everConnected.has(p)) connecting = true;
+      else offline = true;
+    }
+    if (offline) return 'offline';
+    if (connecting) return 'connecting';
+    return 'online';
+  }
+
+  onChange(fn: () => void): void {
+    this.listeners.add(fn);
+  }
+
+  onTerminal(fn: (t: Terminal) => void): void {
+    this.terminalHandlers.add(fn);
+  }
+
+  private changed(): void {
+    for (const fn of this.listeners) fn();
+  }
+}

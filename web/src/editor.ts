@@ -1,0 +1,92 @@
+// CodeMirror 6 set-up shared by text files and notebook cells: a Y.Text bound with
+// y-codemirror.next (remote cursors labelled with names, an UndoManager that only
+// tracks this client's edits), and a compartment that switches editing on and off.
+import * as Y from 'yjs';
+import { Compartment, EditorState, type Extension } from '@codemirror/state';
+import {
+  EditorView, keymap, lineNumbers, highlightSpecialChars, drawSelection, dropCursor,
+  highlightActiveLine, highlightActiveLineGutter, rectangularSelection, crosshairCursor,
+} from '@codemirror/view';
+import { defaultKeymap, indentWithTab } from '@codemirror/commands';
+import {
+  syntaxHighlighting, defaultHighlightStyle, indentOnInput, bracketMatching, foldGutter, foldKeymap,
+  type LanguageDescription,
+} from '@codemirror/language';
+import { searchKeymap, highlightSelectionMatches } from '@codemirror/search';
+import { yCollab, yUndoManagerKeymap } from 'y-codemirror.next';
+import type { Awareness } from 'y-protocols/awareness';
+
+export interface BoundEditor {
+  view: EditorView;
+  setEditable(editable: boolean): void;
+  destroy(): void;
+}
+
+export interface EditorOptions {
+  ytext: Y.Text;
+  awareness: Awareness;
+  /** loaded on demand (a separate chunk); null: plain text */
+  language: LanguageDescription | null;
+  editable: boolean;
+  /** whole files get line numbers and folding; notebook cells stay compact */
+  kind: 'file' | 'cell';
+  wrap?: boolean;
+  extra?: Extension;
+  label?: string;
+}
+
+const editableConf = (on: boolean): Extension => [EditorView.editable.of(on), EditorState.readOnly.of(!on)];
+
+export function bindEditor(parent: HTMLElement, opts: EditorOptions): BoundEditor {
+  const undoManager = new Y.UndoManager(opts.ytext);
+  const editable = new Compartment();
+  const language = new Compartment();
+  let destroyed = false;
+  const file = opts.kind === 'file';
+  const extensions: Extension[] = [
+    file ? [lineNumbers(), foldGutter(), highlightActiveLineGutter()] : [],
+    highlightSpecialChars(),
+    drawSelection(),
+    dropCursor(),
+    EditorState.allowMultipleSelections.of(true),
+    indentOnInput(),
+    syntaxHighlighting(defaultHighlightStyle, { fallback: true }),
+    bracketMatching(),
+    rectangularSelection(),
+    crosshairCursor(),
+    file ? highlightActiveLine() : [],
+    highlightSelectionMatches(),
+    keymap.of([...yUndoManagerKeymap, ...defaultKeymap, ...searchKeymap, ...foldKeymap, indentWithTab]),
+    opts.wrap ? EditorView.lineWrapping : [],
+    language.of(opts.language?.support ?? []),
+    yCollab(opts.ytext, opts.awareness, { undoManager }),
+    editable.of(editableConf(opts.editable)),
+    opts.label ? EditorView.contentAttributes.of({ 'aria-label': opts.label }) : [],
+    opts.extra ?? [],
+  ];
+  const view = new EditorView({
+    state: EditorState.create({ doc: opts.ytext.toString(), extensions }),
+    parent,
+  });
+  const lang = opts.language;
+  if (lang && !lang.support) {
+    lang.load().then(
+      (support) => { if (!destroyed) view.dispatch({ effects: language.reconfigure(support) }); },
+      (err) => console.warn(`gitrtc: could not load the ${lang.name} highlighter`, err),
+    );
+  }
+  let current = opts.editable;
+  return {
+    view,
+    setEditable(on: boolean) {
+      if (on === current) return;
+      current = on;
+      view.dispatch({ effects: editable.reconfigure(editableConf(on)) });
+    },
+    destroy() {
+      destroyed = true;
+      view.destroy();
+      undoManager.destroy();
+    },
+  };
+}
