@@ -9,7 +9,8 @@ frozen while the work tree is on another branch than the session's.
 The watcher polls the shared files' stat data and, when it changed, compares content
 hashes (never modification times: `touch` does nothing) with what the session last wrote
 or read. A real out-of-band change (another editor, `git checkout -- file`, a formatter)
-is handed to `on_disk_change`, which merges it in as CRDT operations. A deleted file is
+is handed to `on_disk_change` with the last bytes both sides agreed on, so it can merge
+it three-way into the document as CRDT operations. A deleted file is
 reported and kept; the next write-back restores it.
 """
 
@@ -64,6 +65,7 @@ class FileState:
     path: str
     written: str | None = None  # digest of the bytes last known to be on disk
     seen: tuple[int, int, int] | None = None  # (mtime_ns, size, inode) at the last look
+    synced: bytes | None = field(default=None, repr=False)  # last bytes disk and document agreed on
     missing: bool = False
     dirty: bool = False
     error: str | None = None
@@ -88,7 +90,8 @@ class DiskSync:
         render: Callable[[str], bytes],
         branch_ok: Callable[[], bool],
         on_event: Callable[[str], None] | None = None,
-        on_disk_change: Callable[[str, bytes], Awaitable[None]] | None = None,
+        on_disk_change: Callable[[str, bytes, bytes | None], Awaitable[None]] | None = None,
+        on_synced: Callable[[str, bytes], None] | None = None,
     ) -> None:
         self.workdir = workdir
         self._render = render
@@ -97,10 +100,12 @@ class DiskSync:
         self.files: dict[str, FileState] = {}
         self.frozen = False
         self._on_disk_change = on_disk_change
+        #: Told the bytes each time the file on disk and the document agree (a write, a merge).
+        self._on_synced = on_synced or (lambda path, data: None)
 
     def track(self, path: str, on_disk: bytes) -> None:
         """Start tracking a file whose current disk content is `on_disk`."""
-        self.files[path] = FileState(path, written=digest(on_disk), seen=self._stat(path))
+        self.files[path] = FileState(path, written=digest(on_disk), seen=self._stat(path), synced=on_disk)
 
     def _stat(self, path: str) -> tuple[int, int, int] | None:
         try:
@@ -119,9 +124,13 @@ class DiskSync:
             paths = list(self.files)
             stats = await loop.run_in_executor(None, lambda: [self._stat(p) for p in paths])
             for path, stat in zip(paths, stats):
-                await self._check(path, stat)
+                try:
+                    await self._check(path, stat)
+                except Exception as exc:  # keep watching the other files; say what failed
+                    log.exception("merging %s failed", path)
+                    self._on_event(f"{path}: a change on disk could not be merged ({exc})")
 
-    async def _check(self, path: str, stat: tuple[int, int, int] | None) -> None:
+    async def _check(self, path: str, stat: tuple[int, int, int] | None, own_write_pending: bool = True) -> None:
         state = self.files[path]
         if stat == state.seen:
             return
@@ -133,8 +142,8 @@ class DiskSync:
                 self._on_event(f"{path} was deleted on disk: kept in the session, restored at the next save")
             return
         state.missing = False
-        if state.task is not None and not state.task.done():
-            return  # our own write in progress; its digest decides
+        if own_write_pending and state.task is not None and not state.task.done():
+            return  # our own write in progress; it checks the disk before writing
         try:
             data = await asyncio.get_running_loop().run_in_executor(None, (self.workdir / path).read_bytes)
         except OSError as exc:
@@ -144,8 +153,10 @@ class DiskSync:
         if new == state.written:
             return
         state.written = new
+        base, state.synced = state.synced, data
         if self._on_disk_change is not None:
-            await self._on_disk_change(path, data)
+            await self._on_disk_change(path, data, base)
+        self._on_synced(path, data)
 
     def changed(self, path: str) -> None:
         """The document of `path` changed: write it soon."""
@@ -180,6 +191,10 @@ class DiskSync:
             self.frozen = False
             self._on_event("back on the session's branch: write-back resumed")
         state.dirty = False
+        # a save that happened since the last poll is merged first, never overwritten
+        stat = await asyncio.get_running_loop().run_in_executor(None, self._stat, path)
+        if stat != state.seen and stat is not None:
+            await self._check(path, stat, own_write_pending=False)
         data = self._render(path)
         new = digest(data)
         if new == state.written:
@@ -196,7 +211,9 @@ class DiskSync:
             return
         state.written = new
         state.seen = self._stat(path)
+        state.synced = data
         state.error = None
+        self._on_synced(path, data)
 
     async def flush(self) -> None:
         """Write every dirty file now and wait for writes in progress."""

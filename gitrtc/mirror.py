@@ -11,10 +11,10 @@ handshake on reconnect.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import subprocess
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -25,9 +25,10 @@ import aiohttp
 from pycrdt import Doc, TransactionEvent
 
 from . import protocol
-from .disk import DiskSync
+from .disk import DiskSync, atomic_write
 from .documents import Codec, open_codec
 from .errors import DocumentError, JoinError
+from .merge.three_way import merge_file_into
 from .origins import DiskMerge
 
 log = logging.getLogger(__name__)
@@ -172,17 +173,37 @@ class Mirror:
         self.codecs: dict[str, Codec] = {}
         self.links: dict[str, RoomLink] = {}
         self.info: dict[str, Any] = {}
-        self.disk = DiskSync(folder, self._render, lambda: True, say, self._merge_local)
+        self.disk = DiskSync(folder, self._render, lambda: True, say, self._merge_local, self._remember)
+        self.state_dir: Path | None = None
+
+    def _remember(self, path: str, data: bytes) -> None:
+        """Keep the last content both sides agreed on: the base for merging after a restart."""
+        if self.state_dir is not None:
+            atomic_write(self._state_file(path), data)
+
+    def _state_file(self, path: str) -> Path:
+        assert self.state_dir is not None
+        return self.state_dir / hashlib.sha256(path.encode()).hexdigest()[:24]
+
+    def _last_synced(self, path: str) -> bytes | None:
+        if self.state_dir is None:
+            return None
+        try:
+            return self._state_file(path).read_bytes()
+        except FileNotFoundError:
+            return None
 
     def _render(self, path: str) -> bytes:
         return self.codecs[path].dump(self.docs[path])
 
-    async def _merge_local(self, path: str, data: bytes) -> None:
-        origin = DiskMerge(path)
+    async def _merge_local(self, path: str, data: bytes, base: bytes | None) -> None:
         try:
-            self.codecs[path].apply_file(self.docs[path], data, origin)
-        except DocumentError as exc:
+            conflicts = merge_file_into(self.codecs[path], self.docs[path], base, data, DiskMerge(path))
+        except (DocumentError, OSError) as exc:
             self.say(f"{path}: your saved file cannot be merged ({exc}); fix it and save again")
+            return
+        if conflicts:
+            self.say(f"{path}: your save and the session's edits overlapped: merged with conflict markers")
 
     async def run(self) -> dict[str, Any]:
         """Mirror until the session ends; return what the server said at the end."""
@@ -207,6 +228,7 @@ class Mirror:
                                             lambda state, p=path: log.info("%s: %s", p, state))
             tasks = [asyncio.ensure_future(link.run()) for link in self.links.values()]
             await asyncio.gather(*(link.synced.wait() for link in self.links.values()))
+            self.state_dir = _state_dir(self.folder, repo, self.info["session"])
             await self._first_write(base if repo is not None else None)
             self.say(f"● mirroring {len(files)} files of session {self.info['session']} into {self.folder}")
             watcher = asyncio.ensure_future(self.disk.watch())
@@ -230,13 +252,13 @@ class Mirror:
             current = self.codecs[path].dump(doc)
             local = target.read_bytes() if target.is_file() else None
             if local is not None and local != current:
-                base_bytes = _blob(self.folder, base, path) if base else None
-                if base_bytes is not None and local != base_bytes:
-                    if not self.bring_changes:
+                synced = self._last_synced(path)
+                ancestor = synced if synced is not None else (_blob(self.folder, base, path) if base else None)
+                if ancestor is not None and local != ancestor:
+                    if synced is None and not self.bring_changes:
                         raise JoinError(f"{path} has uncommitted changes here: commit or stash them, "
                                         "or join with --bring-changes to merge them into the session")
-                    merged = _merge3(path, base_bytes, current, local)
-                    self.codecs[path].apply_file(doc, merged, DiskMerge(path))
+                    merge_file_into(self.codecs[path], doc, ancestor, local, DiskMerge(path))
                     self.say(f"{path}: your local changes were merged into the session")
             target.parent.mkdir(parents=True, exist_ok=True)
             self.disk.track(path, local if local is not None else b"")
@@ -258,6 +280,19 @@ class Mirror:
             raise JoinError(f"cannot reach the session at {self.link.http}: {exc}") from None
 
 
+def _state_dir(folder: Path, repo: Path | None, session: str) -> Path:
+    """Where the mirror remembers what it last synced (inside .git for a checkout)."""
+    if repo is not None:
+        done = subprocess.run(["git", "rev-parse", "--absolute-git-dir"], cwd=folder,
+                              capture_output=True, text=True, check=False)
+        root = Path(done.stdout.strip()) / "rtc" / "mirror"
+    else:
+        root = folder / ".rtc-mirror"
+    path = root / session
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def _checkout_of(folder: Path) -> Path | None:
     done = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=folder,
                           capture_output=True, text=True, check=False)
@@ -277,38 +312,3 @@ def _blob(folder: Path, commit: str, path: str) -> bytes | None:
     rel = (folder / path).resolve().relative_to(top.resolve()).as_posix()
     done = subprocess.run(["git", "show", f"{commit}:{rel}"], cwd=folder, capture_output=True, check=False)
     return done.stdout if done.returncode == 0 else None
-
-
-def _merge3(path: str, base: bytes, session: bytes, local: bytes) -> bytes:
-    """Three-way merge of local changes into the session's content (nbdime for notebooks)."""
-    if path.endswith(".ipynb"):
-        import nbformat
-        from nbdime import merge_notebooks
-
-        def read(b: bytes) -> Any:
-            return nbformat.reads(b.decode(), as_version=4)
-
-        args = _nbdime_args()
-        merged, decisions = merge_notebooks(read(base), read(session), read(local), args)
-        if any(d.conflict for d in decisions):
-            raise JoinError(f"{path}: your local changes conflict with the session's; "
-                            "commit them on a branch and merge after the session")
-        return (nbformat.writes(merged) + "\n").encode()
-    with tempfile.TemporaryDirectory() as tmp:
-        names = []
-        for label, data in (("session", session), ("base", base), ("local", local)):
-            p = Path(tmp) / label
-            p.write_bytes(data)
-            names.append(str(p))
-        done = subprocess.run(["git", "merge-file", "-p", *names], capture_output=True, check=False)
-    if done.returncode != 0:
-        raise JoinError(f"{path}: your local changes conflict with the session's; "
-                        "commit them on a branch and merge after the session")
-    return done.stdout
-
-
-def _nbdime_args() -> Any:
-    import argparse
-
-    return argparse.Namespace(merge_strategy="inline", ignore_transients=True,
-                              input_strategy=None, output_strategy=None)

@@ -33,6 +33,7 @@ from .errors import (
     StoreError,
     UnknownRoomError,
 )
+from .merge.three_way import merge_file_into
 from .manifest import EPOCH, ROOM_NAME, FileEntry, Manifest
 from .origins import DiskLoad, DiskMerge, StoreReplay
 from .rooms import Connection, Room
@@ -93,18 +94,22 @@ class Session:
         await self.room(self.manifest.session_room)
         self._watcher = asyncio.get_running_loop().create_task(self.disk.watch())
 
-    async def _merge_disk(self, path: str, data: bytes) -> None:
+    async def _merge_disk(self, path: str, data: bytes, base: bytes | None) -> None:
         """Merge a file changed on disk by someone else into its room as CRDT operations."""
         name = self.manifest.room_for(path)
         room = await self.room(name)
         codec = self.codecs[name]
         origin = DiskMerge(path)
+        conflicts: list[bool] = []
         try:
-            changed = room.edit(lambda: codec.apply_file(room.doc, data, origin), origin)
-        except DocumentError as exc:
+            changed = room.edit(lambda: conflicts.append(merge_file_into(codec, room.doc, base, data, origin)),
+                                origin)
+        except (DocumentError, OSError) as exc:
             self.event(f"{path} changed on disk but cannot be merged: {exc}")
             return
-        if changed:
+        if conflicts and conflicts[0]:
+            self.event(f"{path} changed on disk and in the session: merged with conflict markers")
+        elif changed:
             self.event(f"{path} changed on disk: merged into the session")
 
     def event(self, message: str) -> None:

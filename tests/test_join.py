@@ -84,3 +84,55 @@ def test_join_refuses_uncommitted_changes_and_unknown_base(tmp_path: Path) -> No
     finally:
         owner.terminate()
         owner.kill()
+
+
+def test_join_plain_folder_kill_and_restart_keeps_offline_edits(tmp_path: Path) -> None:
+    import json
+
+    from pycrdt import Array
+
+    repo = make_repo(tmp_path / "owner", FILES)
+    folder = tmp_path / "plain"  # not a git checkout: just a folder that mirrors the session
+    owner = RtcProcess(repo, ["README.md", "analysis.ipynb"])
+    joiner = None
+    try:
+        info = owner.wait_ready()
+        joiner = start_join(info["url"], folder)
+        wait_until(lambda: "mirroring" in (joiner.stdout.readline() or ""), what="join ready")
+        nb_path = folder / "analysis.ipynb"
+        nb = json.loads(nb_path.read_text())
+        nb["cells"][0]["source"] = ["# Title from Joan\n", "Some text"]
+        nb_path.write_text(json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n")  # in place
+
+        async def edit_other_cell() -> None:
+            async with YClient(ws_url(owner, "analysis.ipynb", "Alice", "alice@example.org")) as c:
+                await c.wait_synced()
+                c.doc.get("cells", type=Array)[1]["source"].insert(0, "# Alice\n")
+                await asyncio.sleep(0.3)
+
+        asyncio.run(edit_other_cell())
+        wait_until(lambda: "Title from Joan" in (repo / "analysis.ipynb").read_text(), what="local edit to owner")
+        wait_until(lambda: "# Alice" in nb_path.read_text(), what="remote edit to the mirror")
+        joiner.kill()
+        joiner.communicate()
+        (folder / "README.md").write_text("# Project\n\nHello world.\nWritten offline.\n")
+        asyncio.run(remote_edit(ws_url(owner, "README.md", "Alice", "alice@example.org"),
+                                lambda t: t.insert(0, "Online. ")))
+        joiner = start_join(info["url"], folder)
+        wait_until(lambda: (repo / "README.md").read_text() == "Online. # Project\n\nHello world.\nWritten offline.\n",
+                   what="offline edit merged after restart")
+        wait_until(lambda: (folder / "README.md").read_text() == (repo / "README.md").read_text(), what="mirror")
+        done = owner.stop("-m", "offline work")
+        assert done.returncode == 0, done.stderr
+        joiner.communicate(timeout=30)
+        assert joiner.returncode == 0
+    finally:
+        owner.kill()
+        if joiner is not None and joiner.poll() is None:
+            joiner.kill()
+            joiner.communicate()
+    committed = json.loads(git(repo, "show", "HEAD:analysis.ipynb"))
+    assert "".join(committed["cells"][0]["source"]) == "# Title from Joan\nSome text"
+    assert "".join(committed["cells"][1]["source"]).startswith("# Alice\n")
+    for path in ("README.md", "analysis.ipynb"):
+        assert (folder / path).read_bytes() == git(repo, "show", f"HEAD:{path}").encode()
