@@ -14,7 +14,7 @@ import pytest
 from jupyter_ydoc import YNotebook, YUnicode
 
 from gitrtc.documents import MAX_FILE_BYTES, NotebookCodec, TextCodec, open_codec
-from gitrtc.documents.jsonformat import parse, dumps_like, restore, sem_equal
+from gitrtc.documents.jsonformat import dumps_like, parse, restore, sem_equal
 from gitrtc.errors import NotShareableError
 
 CORPUS = Path(__file__).parents[1] / ".." / "shared" / "corpus"
@@ -280,6 +280,23 @@ def test_unrepresentable_notebooks_fall_back_to_text() -> None:
         doc = pycrdt.Doc()
         codec.load_into(doc, "load")
         assert codec.dump(doc) == data
+
+
+def test_unknown_cell_types_travel_as_raw_cells() -> None:
+    nb = json.loads(json.dumps(NB45))
+    nb["cells"][2]["cell_type"] = "heading"
+    nb["cells"][2]["level"] = 2
+    data = nb_bytes(nb, indent=1)
+    codec = open_codec("x.ipynb", data)
+    assert codec.kind == "notebook" and any("'heading'" in w for w in codec.warnings)
+    doc = pycrdt.Doc()
+    codec.load_into(doc, "load")
+    ycell = doc.get("cells", type=pycrdt.Array)[2]
+    assert ycell["cell_type"] == "raw"  # what @jupyter/ydoc can show
+    text = ycell["source"]
+    text += "# Heading"
+    out = json.loads(codec.dump(doc))["cells"][2]
+    assert out["cell_type"] == "heading" and out["level"] == 2 and out["source"] == ["# Heading"]
 
 
 def test_huge_integers_survive() -> None:

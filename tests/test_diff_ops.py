@@ -19,7 +19,7 @@ from nbformat.v4.rwbase import rejoin_lines
 from gitrtc.documents import open_codec
 from gitrtc.errors import DocumentError
 from gitrtc.merge.notebook_ops import cell_script, normalized, output_script
-from gitrtc.merge.text_ops import apply_text, text_edits
+from gitrtc.merge.text_ops import apply_text, rebase_text, text_edits
 
 CORPUS = Path(__file__).parents[1] / ".." / "shared" / "corpus"
 NBDIME = CORPUS / "merge" / "nbdime"
@@ -74,8 +74,8 @@ def test_text_apply_file_is_minimal_and_one_transaction() -> None:
     assert codec.apply_file(doc, "é📊 one 2 three 🎉\n".encode(), origin="disk")
     assert str(source) == "é📊 one 2 three 🎉\n"
     assert len(updates) == 1 and origins == ["disk"]
-    inserted = "".join(op.get("insert", "") for op in deltas[0])
-    assert inserted == "2 🎉" or sorted(inserted) == sorted("2 🎉")
+    # "two" → "2" and " 🎉" appended: offsets in UTF-8 bytes ("é📊" is 6 bytes)
+    assert deltas[0] == [{"retain": 11}, {"delete": 3}, {"insert": "2"}, {"retain": 6}, {"insert": " 🎉"}]
     assert codec.apply_file(doc, "é📊 one 2 three 🎉\n".encode(), origin="disk") is False
     assert len(updates) == 1
 
@@ -118,6 +118,46 @@ def test_apply_text_reaches_the_new_text(old: str, new: str) -> None:
     assert str(text) == new
     edits = text_edits(old, new)
     assert all(a[1] <= b[0] for a, b in zip(edits, edits[1:]))  # ascending, disjoint
+
+
+def test_text_out_of_band_change_with_base_keeps_unsaved_edits() -> None:
+    codec, doc = loaded("notes.txt", b"a\nb\nc\n")
+    written = codec.dump(doc)
+    source = doc.get("source", type=pycrdt.Text)
+    source.insert(4, "X")  # a participant's edit, not on disk yet: "a\nb\nXc\n"
+    assert codec.apply_file(doc, b"a\nB 2\nc\n", origin="disk", base=written)
+    assert str(source) == "a\nB 2\nXc\n"
+    assert codec.apply_file(doc, b"a\nB 2\nc\n", origin="disk")  # without base the file wins
+    assert str(source) == "a\nB 2\nc\n"
+
+
+def _crdt_merge(base: str, mine: str, theirs: str) -> str:
+    doc = pycrdt.Doc()
+    doc.get("s", type=pycrdt.Text).insert(0, base)
+    a, b = fork(doc), fork(doc)
+    apply_text(a.get("s", type=pycrdt.Text), mine)
+    apply_text(b.get("s", type=pycrdt.Text), theirs)
+    exchange(a, b)
+    return str(a.get("s", type=pycrdt.Text))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_rebase_keeps_what_a_crdt_merge_keeps(data: st.DataObject) -> None:
+    alphabet = "ab\né📊"
+    base = data.draw(st.text(alphabet=alphabet, max_size=12))
+    mine = data.draw(st.text(alphabet=alphabet, max_size=14))
+    theirs = data.draw(st.text(alphabet=alphabet, max_size=14))
+    doc = pycrdt.Doc()
+    text = doc.get("s", type=pycrdt.Text)
+    text += mine
+    rebase_text(text, base, theirs)
+    merged = str(text)
+    assert sorted(merged) == sorted(_crdt_merge(base, mine, theirs))  # same characters kept
+    if mine == base:
+        assert merged == theirs
+    if theirs == base:
+        assert merged == mine
 
 
 # --- notebooks -------------------------------------------------------------------------
@@ -177,6 +217,26 @@ def test_notebook_concurrent_disk_change_and_client_edit_converge() -> None:
     assert result["metadata"]["language_info"] == {"name": "python"}
 
 
+def test_notebook_out_of_band_change_with_base_keeps_unsaved_edits() -> None:
+    codec, doc = loaded("nb.ipynb", nb_file(BASE))
+    written = codec.dump(doc)
+    cells = cell_maps(doc)
+    text = cells[2]["source"]
+    text += "\nprint(y)"  # participants' edits, not written yet
+    cells[1]["metadata"]["tags"] = ["keep"]
+    disk = json.loads(json.dumps(BASE))
+    disk["cells"][0]["source"] = ["# Changed on disk\n", "\n", "Intro text"]
+    disk["cells"].append(md("m9", "Appended on disk"))
+    assert codec.apply_file(doc, nb_file(disk), origin="disk", base=written)
+    result = json.loads(codec.dump(doc))
+    assert [c["id"] for c in result["cells"]] == ["m1", "c1", "c2", "m9"]
+    assert result["cells"][0]["source"] == ["# Changed on disk\n", "\n", "Intro text"]
+    assert result["cells"][1]["metadata"] == {"tags": ["keep"]}
+    assert result["cells"][2]["source"] == ["print(x)\n", "print(y)"]
+    with pytest.raises(DocumentError):
+        codec.apply_file(doc, nb_file(disk), origin="disk", base=b"not json")
+
+
 def test_notebook_source_change_is_a_text_diff() -> None:
     codec, doc = loaded("nb.ipynb", nb_file(BASE))
     text = cell_maps(doc)[1]["source"]
@@ -229,6 +289,24 @@ def test_file_without_ids_keeps_doc_ids_and_writes_none() -> None:
     assert codec.dump(doc) == nb_file(new)
     resumed = open_codec("nb.ipynb", nb_file(old))  # after a crash: codec from the original bytes
     assert json.loads(resumed.dump(fork(doc))) == new
+
+
+@needs_corpus
+def test_apply_file_between_corpus_versions_dumps_the_new_bytes() -> None:
+    """Every version of an nbdime test notebook applied onto every other: the doc then
+    dumps the new file exactly (formatting follows the newest file), and applying the
+    same file again changes nothing."""
+    groups: dict[str, list[Path]] = {}
+    for path in sorted(NBDIME.glob("*.ipynb")):
+        groups.setdefault(path.name.split("--")[0].split("-test")[0], []).append(path)
+    pairs = [pair for paths in groups.values() for pair in itertools.permutations(paths, 2)]
+    assert len(pairs) > 100
+    for old, new in pairs:
+        codec, doc = loaded(old.name, old.read_bytes())
+        data = new.read_bytes()
+        codec.apply_file(doc, data, origin="disk")
+        assert codec.dump(doc) == data, (old.name, new.name)
+        assert codec.apply_file(doc, data, origin="disk") is False
 
 
 # --- nbdime semantics over the corpus --------------------------------------------------

@@ -45,8 +45,14 @@ class Codec(Protocol):
         """The file bytes the doc stands for."""
         ...
 
-    def apply_file(self, doc: pycrdt.Doc, data: bytes, origin: object) -> bool:
-        """Apply a new version of the file as minimal operations (one transaction); True if the doc changed."""
+    def apply_file(self, doc: pycrdt.Doc, data: bytes, origin: object, base: bytes | None = None) -> bool:
+        """Apply a new version of the file as minimal operations (one transaction); True if the doc changed.
+
+        Without `base` the doc becomes the file (edits it got that the file lacks are
+        undone). With `base`, the file content the doc last agreed with (the bytes last
+        written or read), only the change base → data is merged in and the doc's newer
+        edits are kept: use that for out-of-band edits of a live document.
+        """
         ...
 
 

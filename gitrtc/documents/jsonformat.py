@@ -27,14 +27,7 @@ __all__ = ["Node", "Parsed", "Style", "parse", "dumps_like", "sem_equal", "resto
 _WS = re.compile(r"[ \t\n\r]*")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _NON_ASCII_ESCAPE = re.compile(r"\\u(?!00[0-7])[0-9a-fA-F]{4}")
-_CONSTANTS: dict[str, Any] = {
-    "null": None,
-    "true": True,
-    "false": False,
-    "NaN": math.nan,
-    "Infinity": math.inf,
-    "-Infinity": -math.inf,
-}
+_CONSTANTS: dict[str, Any] = {"null": None, "true": True, "false": False, "NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 _MAX_EXACT_FLOAT_INT = 2**53
 
 
@@ -72,14 +65,11 @@ class Style:
     ensure_ascii: bool = False
     sort_keys: bool = True
 
-    def first_pre(self, depth: int) -> str:
-        return "" if self.unit is None else self.newline + self.unit * depth
-
-    def next_pre(self, depth: int) -> str:
-        return self.item_ws if self.unit is None else self.newline + self.unit * depth
-
-    def close(self, depth: int) -> str:
-        return "" if self.unit is None else self.newline + self.unit * depth
+    def indent(self, depth: int, first: bool = False) -> str:
+        """Whitespace before an item at `depth` (or before a closing bracket)."""
+        if self.unit is None:
+            return "" if first else self.item_ws
+        return self.newline + self.unit * depth
 
 
 @dataclass(slots=True)
@@ -111,6 +101,13 @@ class _State:
     sorted_keys: bool = True
     first_next_pre: str | None = None
     first_colon: str | None = None
+
+    def note_layout(self, count: int, pre: str, colon: str | None) -> None:
+        """Remember the first colon and the first whitespace before a second item."""
+        if self.first_colon is None and colon is not None:
+            self.first_colon = colon
+        if count == 2 and self.first_next_pre is None:
+            self.first_next_pre = pre
 
 
 def parse(text: str) -> Parsed:
@@ -176,45 +173,39 @@ def _value(st: _State, pos: int) -> Node:
 
 def _object(st: _State, start: int) -> Node:
     s = st.text
-    node = Node({}, start, start, children=[], pres=[], keys=[], raw_keys=[], colons=[], index={})
-    value: dict[str, Any] = node.value
+    value: dict[str, Any] = {}
+    node = Node(value, start, start, children=[], pres=[], keys=[], raw_keys=[], colons=[], index={})
+    children, pres, keys, raw_keys, colons, index = node.children, node.pres, node.keys, node.raw_keys, node.colons, node.index
+    assert children is not None and pres is not None and keys is not None and raw_keys is not None
+    assert colons is not None and index is not None
     pos = start + 1
-    item = 0
     while True:
         after = _ws(s, pos)
-        pre = s[pos:after]
-        pos = after
-        if item == 0 and s.startswith("}", pos):
-            node.close = pre
-            node.end = pos + 1
+        pre, pos = s[pos:after], after
+        if not children and s.startswith("}", pos):
+            node.close, node.end = pre, pos + 1
             return node
         if not s.startswith('"', pos):
             raise json.JSONDecodeError("Expecting property name enclosed in double quotes", s, pos)
         key, kend = scanstring(s, pos + 1, True)
-        raw_key = s[pos:kend]
         cpos = _ws(s, kend)
         if not s.startswith(":", cpos):
             raise json.JSONDecodeError("Expecting ':' delimiter", s, cpos)
         vpos = _ws(s, cpos + 1)
-        colon = s[kend:vpos]
         child = _value(st, vpos)
         if key in value:
             st.duplicate_keys = True
-        elif node.keys and key < node.keys[-1]:
+        elif keys and key < keys[-1]:
             st.sorted_keys = False
         value[key] = child.value
-        node.index[key] = len(node.children)  # type: ignore[index]
-        node.children.append(child)  # type: ignore[union-attr]
-        node.pres.append(pre)  # type: ignore[union-attr]
-        node.keys.append(key)  # type: ignore[union-attr]
-        node.raw_keys.append(raw_key)  # type: ignore[union-attr]
-        node.colons.append(colon)  # type: ignore[union-attr]
-        if st.first_colon is None:
-            st.first_colon = colon
-        if item == 1 and st.first_next_pre is None:
-            st.first_next_pre = pre
-        pos, done = _after_item(st, node, child.end, item)
-        item += 1
+        index[key] = len(children)
+        children.append(child)
+        pres.append(pre)
+        keys.append(key)
+        raw_keys.append(s[pos:kend])
+        colons.append(s[kend:vpos])
+        st.note_layout(len(children), pre, colons[-1])
+        pos, done = _after_item(st, node, child.end, len(children) - 1)
         if done:
             node.end = pos
             return node
@@ -222,26 +213,23 @@ def _object(st: _State, start: int) -> Node:
 
 def _array(st: _State, start: int) -> Node:
     s = st.text
-    node = Node([], start, start, children=[], pres=[])
-    value: list[Any] = node.value
+    value: list[Any] = []
+    node = Node(value, start, start, children=[], pres=[])
+    children, pres = node.children, node.pres
+    assert children is not None and pres is not None
     pos = start + 1
-    item = 0
     while True:
         after = _ws(s, pos)
-        pre = s[pos:after]
-        pos = after
-        if item == 0 and s.startswith("]", pos):
-            node.close = pre
-            node.end = pos + 1
+        pre, pos = s[pos:after], after
+        if not children and s.startswith("]", pos):
+            node.close, node.end = pre, pos + 1
             return node
         child = _value(st, pos)
         value.append(child.value)
-        node.children.append(child)  # type: ignore[union-attr]
-        node.pres.append(pre)  # type: ignore[union-attr]
-        if item == 1 and st.first_next_pre is None:
-            st.first_next_pre = pre
-        pos, done = _after_item(st, node, child.end, item)
-        item += 1
+        children.append(child)
+        pres.append(pre)
+        st.note_layout(len(children), pre, None)
+        pos, done = _after_item(st, node, child.end, len(children) - 1)
         if done:
             node.end = pos
             return node
@@ -349,14 +337,14 @@ def restore(original: Any, new: Any) -> Any:
     """`new` with the original's representation wherever it is semantically unchanged.
 
     Unchanged subtrees are the original objects; dicts keep the original key order with
-    new keys appended; list items are aligned (`align`); integral floats become ints
+    new keys appended (sorted: Yjs maps have no order); list items are aligned (`align`); integral floats become ints
     unless the original had a float there.
     """
     if sem_equal(original, new):
         return original
     if type(new) is dict:
         old = original if type(original) is dict else {}
-        keys = [k for k in old if k in new] + [k for k in new if k not in old]
+        keys = [k for k in old if k in new] + sorted(k for k in new if k not in old)
         return {k: restore(old.get(k, _MISSING), new[k]) for k in keys}
     if type(new) is list:
         old_list = original if type(original) is list else []
@@ -389,9 +377,9 @@ def _layout(p: Parsed, old: Node | None, depth: int) -> tuple[str, str, str, str
     """Whitespace for a changed container: first item, later items, before comma, close."""
     st = p.style
     if old is None or not old.pres:
-        return st.first_pre(depth), st.next_pre(depth), "", st.close(depth - 1)
+        return st.indent(depth, first=True), st.indent(depth), "", st.indent(depth - 1, first=True)
     first = old.pres[0]
-    later = old.pres[1] if len(old.pres) > 1 else (first if "\n" in first else st.next_pre(depth))
+    later = old.pres[1] if len(old.pres) > 1 else (first if "\n" in first else st.indent(depth))
     return first, later, old.comma, old.close
 
 
@@ -401,10 +389,10 @@ def _emit_dict(p: Parsed, old: Node | None, new: dict[str, Any], depth: int) -> 
     if old is not None:
         assert old.index is not None and old.keys is not None
         kept = [k for i, k in enumerate(old.keys) if k in new and old.index[k] == i]
-        added = [k for k in new if k not in old.index]
+        added = sorted(k for k in new if k not in old.index)  # Yjs maps have no key order
         order = sorted(kept + added) if p.style.sort_keys else kept + added
     else:
-        order = sorted(new) if p.style.sort_keys else list(new)
+        order = sorted(new)
     first, later, comma, close = _layout(p, old, depth)
     default_colon = old.colons[0] if old is not None and old.colons else p.style.colon
     parts = []

@@ -29,8 +29,8 @@ import nbformat
 import pycrdt
 
 from ..errors import DocumentError, NotShareableError
-from ..merge.notebook_ops import apply_notebook, ycell_from_dict
-from .jsonformat import Parsed, parse, dumps_like
+from ..merge import notebook_ops  # module import: gitrtc.merge imports this package too
+from .jsonformat import Parsed, dumps_like, parse
 from .text import decode_text
 
 __all__ = ["NotebookCodec", "is_synthetic_id"]
@@ -92,7 +92,7 @@ class NotebookCodec:
                     ymeta[key] = item
             if "metadata" not in value:
                 ymeta["metadata"] = pycrdt.Map()
-            ycells.extend([ycell_from_dict(cell, cid) for cell, cid in zip(value["cells"], self._ids)])
+            ycells.extend([notebook_ops.ycell_from_dict(cell, cid) for cell, cid in zip(value["cells"], self._ids)])
 
     # --- doc → file ---------------------------------------------------------------
 
@@ -101,7 +101,8 @@ class NotebookCodec:
         return dumps_like(self._ref.parsed, self.file_value(doc)).encode("utf-8")
 
     def file_value(self, doc: pycrdt.Doc) -> dict[str, Any]:
-        """The notebook as the JSON value `dump` writes (file ids, file multiline forms)."""
+        """The notebook as the JSON value `dump` writes: file ids, the file's multiline forms,
+        numbers as Yjs holds them (floats; `dump` writes ints where the file had ints)."""
         ymeta, ycells = _roots(doc)
         meta = ymeta.to_py() or {}
         ref = self._ref
@@ -160,24 +161,33 @@ class NotebookCodec:
 
     # --- a new version of the file ------------------------------------------------
 
-    def apply_file(self, doc: pycrdt.Doc, data: bytes, origin: object) -> bool:
+    def apply_file(self, doc: pycrdt.Doc, data: bytes, origin: object, base: bytes | None = None) -> bool:
         """Apply a new version of the file as minimal YNotebook operations; True if the doc changed.
 
-        DocumentError (one line, doc unchanged) if the bytes are not a notebook we can share.
-        Afterwards the doc is written like the new file.
+        Without `base` the doc becomes the new file. With `base` (the file as the doc last
+        agreed with it, e.g. the bytes last written) only the change base → data is
+        brought in (nbdime three-way merge, the file wins conflicts): edits the doc got
+        since are kept. DocumentError (one line, doc unchanged) if the bytes are not a
+        notebook we can share. Afterwards the doc is written like the new file.
         """
-        try:
-            parsed = _parse_notebook(self.path, decode_text(self.path, data, self.max_bytes))
-        except NotShareableError as exc:
-            raise DocumentError(str(exc)) from None
+        parsed = self._parse_new(data)
         current = self.file_value(doc)
+        target = _yjs_safe(parsed)
+        if base is not None:
+            target = notebook_ops.three_way(_yjs_safe(self._parse_new(base)), current, target)
         ymeta, ycells = _roots(doc)
         with doc.transaction(origin=origin):
-            changed = apply_notebook(ymeta, ycells, current, _yjs_safe(parsed), _choose_id)
+            changed = notebook_ops.apply_notebook(ymeta, ycells, current, target, _choose_id)
             ids = [str(ycell["id"]) for ycell in ycells]
         self._ref = _reference(self.path, parsed, ids)
         self.warnings = list(self._ref.warnings)
         return changed
+
+    def _parse_new(self, data: bytes) -> Parsed:
+        try:
+            return _parse_notebook(self.path, decode_text(self.path, data, self.max_bytes))
+        except NotShareableError as exc:
+            raise DocumentError(str(exc)) from None
 
 
 def _choose_id(cell: dict[str, Any], current: str | None, taken: set[str]) -> str:

@@ -11,7 +11,7 @@ from typing import Literal
 import pycrdt
 
 from ..errors import DocumentError, NotShareableError
-from ..merge.text_ops import apply_text
+from ..merge.text_ops import apply_text, rebase_text
 
 __all__ = ["TextCodec", "decode_text"]
 
@@ -33,10 +33,11 @@ class TextCodec:
 
     kind: Literal["text"] = "text"
 
-    def __init__(self, path: str, data: bytes, max_bytes: int, warnings: list[str] | None = None) -> None:
+    def __init__(self, path: str, data: bytes, max_bytes: int) -> None:
+        """Decode the file; NotShareableError (one line) if it is too large, binary or not UTF-8."""
         self.path = path
         self.max_bytes = max_bytes
-        self.warnings: list[str] = list(warnings or [])
+        self.warnings: list[str] = []
         self._text = decode_text(path, data, max_bytes)
 
     def load_into(self, doc: pycrdt.Doc, origin: object) -> None:
@@ -52,18 +53,25 @@ class TextCodec:
         """The file bytes the doc stands for."""
         return str(_roots(doc)).encode("utf-8")
 
-    def apply_file(self, doc: pycrdt.Doc, data: bytes, origin: object) -> bool:
+    def apply_file(self, doc: pycrdt.Doc, data: bytes, origin: object, base: bytes | None = None) -> bool:
         """Apply a new version of the file as minimal text edits; True if the doc changed.
 
-        DocumentError (and no change) if the new bytes are not shareable text.
+        Without `base` the doc becomes the new text. With `base` (the file as the doc last
+        agreed with it, e.g. the bytes last written) only the change base → data is
+        brought in, mapped through what the doc changed since (both kept where they
+        overlap). DocumentError (and no change) if the bytes are not shareable text.
         """
-        try:
-            text = decode_text(self.path, data, self.max_bytes)
-        except NotShareableError as exc:
-            raise DocumentError(str(exc)) from None
+        text = self._decode(data)
+        old = None if base is None else self._decode(base)
         source = _roots(doc)
         with doc.transaction(origin=origin):
-            return apply_text(source, text)
+            return apply_text(source, text) if old is None else rebase_text(source, old, text)
+
+    def _decode(self, data: bytes) -> str:
+        try:
+            return decode_text(self.path, data, self.max_bytes)
+        except NotShareableError as exc:
+            raise DocumentError(str(exc)) from None
 
 
 def _roots(doc: pycrdt.Doc) -> pycrdt.Text:

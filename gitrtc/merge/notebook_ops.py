@@ -1,17 +1,21 @@
-"""A new notebook file → the fewest YNotebook operations, using nbdime's diff.
+"""A new notebook file → the fewest YNotebook operations, using nbdime's alignment.
 
-nbdime's notebook differ aligns cells (and each cell's outputs) the way people expect:
-by id when both sides have ids, else by similar source/outputs. Its sequence diff (`addrange`/`removerange`/`patch`) becomes a script of steps (`Keep`,
-`Remove`, `Insert`, `Patch`) applied to the cells Array: inserted/removed cells are
-Array inserts/deletes, a patched cell's source is a text diff on its `Text`, metadata
-and other fields are set key by key, outputs are aligned and patched the same way.
-Yjs 13 has no move: a moved cell is a delete plus an insert (of the same id, never both).
+Cells are first anchored where they are identical; each changed block between anchors
+is aligned by nbdime's cell differ (by id when both sides have ids, else by similar
+source and outputs), or by position when the block is too big for nbdime's quadratic
+comparison. The result is a script of `Step`s (keep, patch, remove, insert) applied to
+the cells Array: inserted/removed cells are Array inserts/deletes, a patched cell's
+source is a text diff on its `Text`, metadata is set key by key, other fields are set,
+and outputs are aligned (nbdime again) and patched the same way. Yjs 13 has no move: a
+moved cell is a delete plus an insert, and keeps its id (never two cells with one id).
 
-The pure part (`normalized`, `cell_script`) decides; `apply_notebook` applies it.
+Everything is decided (`normalized`, `cell_script`, `output_script`, the ids) before
+`apply_notebook` changes the doc.
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 from collections.abc import Callable
@@ -21,6 +25,7 @@ from typing import Any
 
 import nbformat
 from nbdime.diffing.notebooks import diff_cells, diff_item_at_path
+from nbdime.merging.notebooks import merge_notebooks
 from nbformat.v4.rwbase import rejoin_lines
 from pycrdt import Array, Map, Text
 
@@ -33,6 +38,7 @@ __all__ = [
     "cell_script",
     "normalized",
     "output_script",
+    "three_way",
     "ycell_from_dict",
     "youtput_from_dict",
 ]
@@ -160,8 +166,9 @@ NBDIME_GRID_LIMIT = 400
 def cell_script(current: Any, new: Any) -> list[Step]:
     """How the cells of `current` become those of `new` (both `normalized`).
 
-    Identical cells are anchored first (difflib over whole cells, cheap); each changed
-    block between anchors is aligned by nbdime when small enough, else by position.
+    Identical cells are anchored first (difflib over whole cells, cheap); a changed block
+    of as many cells of the same types and ids is patched in place; other changed blocks
+    are aligned by nbdime when small enough, else by position.
     """
     old_cells, new_cells = current.cells, new.cells
     matcher = SequenceMatcher(None, [_canonical(c) for c in old_cells], [_canonical(c) for c in new_cells], autojunk=False)
@@ -169,12 +176,26 @@ def cell_script(current: Any, new: Any) -> list[Step]:
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag == "equal":
             steps.extend(Step("keep", i1 + k, j1 + k) for k in range(i2 - i1))
+        elif _edited_in_place(old_cells[i1:i2], new_cells[j1:j2]):
+            steps.extend(Step("patch", i1 + k, j1 + k) for k in range(i2 - i1))
         elif (i2 - i1) * (j2 - j1) <= NBDIME_GRID_LIMIT:
             block = sequence_script(diff_cells(old_cells[i1:i2], new_cells[j1:j2]), i2 - i1, j2 - j1)
             steps.extend(_shifted(step, i1, j1) for step in block)
         else:
             steps.extend(_by_position(old_cells, new_cells, i1, i2, j1, j2))
     return steps
+
+
+def _edited_in_place(old: list[Any], new: list[Any]) -> bool:
+    """Whether a changed block is the same cells edited (same count, types and ids)."""
+    if len(old) != len(new):
+        return False
+    for x, y in zip(old, new):
+        if x.get("cell_type") != y.get("cell_type"):
+            return False
+        if x.get("id") != y.get("id") and (len(old) > 1 or ("id" in x and "id" in y)):
+            return False
+    return True
 
 
 def _canonical(cell: Any) -> str:
@@ -210,6 +231,23 @@ def output_script(cur: list[Any], new: list[Any], cell_diff: list[Any] | None = 
     return sequence_script(diff, len(cur), len(new))
 
 
+_MERGE_ARGS = argparse.Namespace(
+    merge_strategy="use-remote", input_strategy=None, output_strategy=None, ignore_transients=False, log_level="INFO"
+)
+
+
+def three_way(base: dict[str, Any], current: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """`current` plus the change `base` → `new` (nbdime's merge; on a conflict `new` wins).
+
+    When `current` has not moved since `base`, that is exactly `new`.
+    """
+    base_n, current_n, new_n = normalized(base), normalized(current), normalized(new)
+    if base_n == current_n:
+        return new
+    merged, _decisions = merge_notebooks(base_n, current_n, new_n, _MERGE_ARGS)
+    return json.loads(json.dumps(merged))  # type: ignore[no-any-return]
+
+
 # --- applying ----------------------------------------------------------------------
 
 
@@ -222,11 +260,21 @@ def apply_notebook(ymeta: Map, ycells: Array, current: dict[str, Any], new: dict
     """Turn the doc (whose file view is `current`) into `new`; True if anything changed.
 
     `current["cells"][i]` must describe `ycells[i]`. Call inside one transaction.
+    Everything is decided (nbdime diffs, ids) before the first change to the doc.
     """
     cur_n, new_n = normalized(current), normalized(new)
     script = cell_script(cur_n, new_n)
-    changed = _apply_meta(ymeta, cur_n, new_n, new)
     ids = _final_ids(script, ycells, new["cells"], choose_id)
+    outputs: dict[int, list[Step]] = {}
+    for step in script:
+        if step.op in ("keep", "patch"):
+            assert step.old is not None and step.new is not None
+            cur_cell, new_cell = cur_n.cells[step.old], new_n.cells[step.new]
+            cur_out, new_out = cur_cell.get("outputs"), new_cell.get("outputs")
+            both_code = cur_cell.get("cell_type") == new_cell.get("cell_type") == "code"
+            if both_code and isinstance(cur_out, list) and isinstance(new_out, list) and not sem_equal(cur_out, new_out):
+                outputs[step.new] = output_script(cur_out, new_out, step.diff)
+    changed = _apply_meta(ymeta, cur_n, new_n, new)
     pos = 0
     for step in script:
         if step.op == "remove":
@@ -245,7 +293,7 @@ def apply_notebook(ymeta: Map, ycells: Array, current: dict[str, Any], new: dict
                 ycells.insert(pos, ycell_from_dict(raw, ids[step.new]))
                 changed = True
             else:
-                changed |= _patch_cell(ycell, old_cell, new_cell, raw, step.diff)
+                changed |= _patch_cell(ycell, old_cell, new_cell, raw, outputs.get(step.new, []))
                 if ycell.get("id") != ids[step.new]:
                     ycell["id"] = ids[step.new]
                     changed = True
@@ -274,7 +322,7 @@ def _final_ids(script: list[Step], ycells: Array, raw_cells: list[dict[str, Any]
 
 def _apply_meta(ymeta: Map, cur: Any, new: Any, raw: dict[str, Any]) -> bool:
     changed = False
-    for key in set(cur) | set(raw):
+    for key in sorted(set(cur) | set(raw)):
         if key in ("cells", "metadata"):
             continue
         if key not in raw:
@@ -304,9 +352,9 @@ def _sync_map(ymap: Map, cur: dict[str, Any], new: dict[str, Any], raw: dict[str
     return changed
 
 
-def _patch_cell(ycell: Map, cur: Any, new: Any, raw: dict[str, Any], cell_diff: list[Any] | None) -> bool:
+def _patch_cell(ycell: Map, cur: Any, new: Any, raw: dict[str, Any], outputs: list[Step]) -> bool:
     changed = False
-    for key in set(cur) | set(new):
+    for key in sorted(set(cur) | set(new)):
         if key in ("id", "execution_state", "cell_type"):
             continue
         c, n = cur.get(key, _MISSING), new.get(key, _MISSING)
@@ -318,7 +366,7 @@ def _patch_cell(ycell: Map, cur: Any, new: Any, raw: dict[str, Any], cell_diff: 
         elif key == "metadata" and isinstance(value, Map):
             changed |= _sync_map(value, c if isinstance(c, dict) else {}, n if isinstance(n, dict) else {}, raw.get("metadata") or {})
         elif key == "outputs" and isinstance(value, Array) and isinstance(n, list):
-            changed |= _patch_outputs(value, c if isinstance(c, list) else [], n, raw.get("outputs") or [], cell_diff)
+            changed |= _patch_outputs(value, c if isinstance(c, list) else [], n, raw.get("outputs") or [], outputs)
         elif key not in raw:
             if key in ycell:
                 del ycell[key]
@@ -339,8 +387,7 @@ def _layout_value(key: str, value: Any, cell_type: str | None) -> Any:
     return value
 
 
-def _patch_outputs(youtputs: Array, cur: list[Any], new: list[Any], raw: list[Any], cell_diff: list[Any] | None) -> bool:
-    script = output_script(cur, new, cell_diff)
+def _patch_outputs(youtputs: Array, cur: list[Any], new: list[Any], raw: list[Any], script: list[Step]) -> bool:
     changed = False
     pos = 0
     for step in script:
@@ -367,7 +414,7 @@ def _patch_outputs(youtputs: Array, cur: list[Any], new: list[Any], raw: list[An
 
 def _patch_output(yout: Map, cur: Any, new: Any, raw: dict[str, Any]) -> bool:
     changed = False
-    for key in set(cur) | set(new):
+    for key in sorted(set(cur) | set(new)):
         c, n = cur.get(key, _MISSING), new.get(key, _MISSING)
         if c is not _MISSING and n is not _MISSING and sem_equal(c, n):
             continue

@@ -11,10 +11,11 @@ import re
 from bisect import bisect_left
 from collections import Counter
 from difflib import SequenceMatcher
+from itertools import accumulate
 
 import pycrdt
 
-__all__ = ["apply_text", "text_edits"]
+__all__ = ["apply_text", "rebase_edits", "rebase_text", "text_edits"]
 
 #: Above this many code points (both sides of a changed region together) a character
 #: diff (difflib, quadratic in the worst case) is not attempted; lines, then words first.
@@ -24,6 +25,8 @@ TOKEN_DIFF_LIMIT = 4_000_000
 #: Code points (or tokens) one diff may put through difflib in all; beyond, blocks are
 #: replaced whole. Bounds the time of a diff of two very different big texts (~1-2 s).
 DIFFLIB_BUDGET = 100_000
+#: A region of more tokens than this that shares under 10% of them is replaced whole.
+MOSTLY_DIFFERENT_MIN = 50_000
 #: Nested anchor splits at one level before moving on to the next (a safety bound).
 MAX_DEPTH = 32
 
@@ -42,10 +45,77 @@ def apply_text(ytext: pycrdt.Text, new: str) -> bool:
     Runs inside the caller's transaction if there is one (give it your origin there).
     """
     old = str(ytext)
-    edits = text_edits(old, new)
+    return _apply_edits(ytext, old, text_edits(old, new))
+
+
+def rebase_text(ytext: pycrdt.Text, base: str, new: str) -> bool:
+    """Bring the change `base` → `new` into `ytext`, keeping what `ytext` changed since `base`.
+
+    A three-way merge done the CRDT way: where both sides changed the same region, both
+    changes are kept (nothing is lost, nothing is marked). True if `ytext` changed.
+    """
+    current = str(ytext)
+    return _apply_edits(ytext, current, rebase_edits(base, current, new))
+
+
+def rebase_edits(base: str, current: str, new: str) -> list[Edit]:
+    """Edits on `current` that carry over the change `base` → `new`.
+
+    `new`'s edits are mapped through `current`'s: text that `current` still has from
+    `base` is deleted where `new` deleted it; inserted text goes where `new` put it, after
+    `current`'s own replacement when both touched the same place.
+    """
+    ours = text_edits(base, current)
+    edits: list[Edit] = []
+    for start, end, text in text_edits(base, new):
+        pieces = _kept_pieces(start, end, ours)
+        at = _map_point(start, ours)
+        if pieces and pieces[0][0] == at:
+            edits.append((pieces[0][0], pieces[0][1], text))
+            pieces = pieces[1:]
+        elif text:
+            edits.append((at, at, text))
+        edits.extend((a, b, "") for a, b in pieces)
+    return edits
+
+
+def _map_point(p: int, ours: list[Edit]) -> int:
+    """Where position `p` of the base text is in the current text."""
+    shift = 0
+    for start, end, text in ours:
+        if end < p or (end == p and start < end) or start == end == p:
+            shift += len(text) - (end - start)  # entirely before p (or inserted right at p)
+        elif start < p < end:
+            return start + shift + len(text)  # inside text we replaced: after our replacement
+        else:
+            break
+    return p + shift
+
+
+def _kept_pieces(start: int, end: int, ours: list[Edit]) -> list[tuple[int, int]]:
+    """The parts of base[start:end] the current text still has, as current-text ranges.
+
+    Our insertions inside the range split it: what we inserted there is ours to keep.
+    """
+    pieces: list[tuple[int, int]] = []
+    cursor = start
+    for our_start, our_end, _ in ours:
+        if our_end < cursor or (our_end == cursor and our_start < our_end):
+            continue
+        if our_start >= end:
+            break
+        if our_start > cursor:
+            pieces.append((cursor, our_start))
+        cursor = max(cursor, our_end)
+    if cursor < end:
+        pieces.append((cursor, end))
+    return [(_map_point(a, ours), _map_point(a, ours) + b - a) for a, b in pieces]
+
+
+def _apply_edits(ytext: pycrdt.Text, old: str, edits: list[Edit]) -> bool:
+    """Apply code-point edits on `old` (the Text's content) as UTF-8 byte-offset operations."""
     if not edits:
         return False
-    # Convert code-point offsets to UTF-8 byte offsets in one ascending pass.
     byte_edits: list[tuple[int, int, str]] = []
     cp = byte = 0
     for start, end, text in edits:
@@ -54,8 +124,7 @@ def apply_text(ytext: pycrdt.Text, new: str) -> bool:
         byte += _utf8_len(old[start:end])
         byte_edits.append((bstart, byte, text))
         cp = end
-    doc = ytext.doc
-    with doc.transaction():
+    with ytext.doc.transaction():
         for bstart, bend, text in reversed(byte_edits):
             if bend > bstart:
                 del ytext[bstart:bend]
@@ -123,6 +192,8 @@ class _Differ:
             size = len(tokens_a) + len(tokens_b)
             if size <= TOKEN_DIFF_LIMIT and size > 2:
                 anchors = _unique_anchors(tokens_a, tokens_b)
+                if size > MOSTLY_DIFFERENT_MIN and len(anchors) * 20 < size:
+                    break  # big and barely anything in common: not worth diffing
                 if not anchors and size <= CHAR_DIFF_LIMIT and self._spend(size):
                     anchors = _difflib_anchors(tokens_a, tokens_b)
                 if anchors:
@@ -193,8 +264,5 @@ def _opcodes(matcher: SequenceMatcher[str], b: str, base: int) -> list[Edit]:
     return [(base + i1, base + i2, b[j1:j2]) for tag, i1, i2, j1, j2 in matcher.get_opcodes() if tag != "equal"]
 
 
-def _offsets(lines: list[str]) -> list[int]:
-    out = [0]
-    for line in lines:
-        out.append(out[-1] + len(line))
-    return out
+def _offsets(tokens: list[str]) -> list[int]:
+    return list(accumulate(map(len, tokens), initial=0))
