@@ -28,7 +28,6 @@ from . import protocol
 from .disk import DiskSync, atomic_write
 from .documents import Codec, open_codec
 from .errors import DocumentError, JoinError
-from .merge.three_way import merge_file_into
 from .origins import DiskMerge
 
 log = logging.getLogger(__name__)
@@ -198,12 +197,9 @@ class Mirror:
 
     async def _merge_local(self, path: str, data: bytes, base: bytes | None) -> None:
         try:
-            conflicts = merge_file_into(self.codecs[path], self.docs[path], base, data, DiskMerge(path))
-        except (DocumentError, OSError) as exc:
+            self.codecs[path].apply_file(self.docs[path], data, DiskMerge(path), base=base)
+        except DocumentError as exc:
             self.say(f"{path}: your saved file cannot be merged ({exc}); fix it and save again")
-            return
-        if conflicts:
-            self.say(f"{path}: your save and the session's edits overlapped: merged with conflict markers")
 
     async def run(self) -> dict[str, Any]:
         """Mirror until the session ends; return what the server said at the end."""
@@ -258,7 +254,7 @@ class Mirror:
                     if synced is None and not self.bring_changes:
                         raise JoinError(f"{path} has uncommitted changes here: commit or stash them, "
                                         "or join with --bring-changes to merge them into the session")
-                    merge_file_into(self.codecs[path], doc, ancestor, local, DiskMerge(path))
+                    self.codecs[path].apply_file(doc, local, DiskMerge(path), base=ancestor)
                     self.say(f"{path}: your local changes were merged into the session")
             target.parent.mkdir(parents=True, exist_ok=True)
             self.disk.track(path, local if local is not None else b"")

@@ -33,7 +33,6 @@ from .errors import (
     StoreError,
     UnknownRoomError,
 )
-from .merge.three_way import merge_file_into
 from .manifest import EPOCH, ROOM_NAME, FileEntry, Manifest
 from .origins import DiskLoad, DiskMerge, StoreReplay
 from .rooms import Connection, Room
@@ -100,16 +99,12 @@ class Session:
         room = await self.room(name)
         codec = self.codecs[name]
         origin = DiskMerge(path)
-        conflicts: list[bool] = []
         try:
-            changed = room.edit(lambda: conflicts.append(merge_file_into(codec, room.doc, base, data, origin)),
-                                origin)
-        except (DocumentError, OSError) as exc:
+            changed = room.edit(lambda: codec.apply_file(room.doc, data, origin, base=base), origin)
+        except DocumentError as exc:
             self.event(f"{path} changed on disk but cannot be merged: {exc}")
             return
-        if conflicts and conflicts[0]:
-            self.event(f"{path} changed on disk and in the session: merged with conflict markers")
-        elif changed:
+        if changed:
             self.event(f"{path} changed on disk: merged into the session")
 
     def event(self, message: str) -> None:

@@ -415,3 +415,15 @@ def test_crdt_merge_matches_nbdime(base_name: str, local_name: str, remote_name:
                 assert merged_cell[field] in (mine.get(field), theirs.get(field), nb_base.cells[i].get(field))
     losses = {"edit of a deleted cell"} if (rem_l & set(pat_r)) or (rem_r & set(pat_l)) else set()
     assert losses == EXPECTED_LOSSES.get(key, set())
+
+
+def test_notebook_same_cell_edited_on_disk_and_in_session_keeps_both() -> None:
+    codec, doc = loaded("nb.ipynb", nb_file(BASE))
+    written = codec.dump(doc)
+    text = cell_maps(doc)[2]["source"]
+    text.insert(0, "# session\n")  # unsaved participant edit of cell c2
+    disk = json.loads(json.dumps(BASE))
+    disk["cells"][2]["source"] = ["print(x)  # disk"]  # the same cell, edited in another editor
+    assert codec.apply_file(doc, nb_file(disk), origin="disk", base=written)
+    source = "".join(json.loads(codec.dump(doc))["cells"][2]["source"])
+    assert source == "# session\nprint(x)  # disk"

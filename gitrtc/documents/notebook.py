@@ -166,8 +166,8 @@ class NotebookCodec:
 
         Without `base` the doc becomes the new file. With `base` (the file as the doc last
         agreed with it, e.g. the bytes last written) only the change base → data is
-        brought in (nbdime three-way merge, the file wins conflicts): edits the doc got
-        since are kept. DocumentError (one line, doc unchanged) if the bytes are not a
+        brought in (nbdime three-way merge; a cell source both changed keeps both edits,
+        other conflicts go to the file): edits the doc got since are kept. DocumentError (one line, doc unchanged) if the bytes are not a
         notebook we can share. Afterwards the doc is written like the new file.
         """
         parsed = self._parse_new(data)

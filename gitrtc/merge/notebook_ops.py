@@ -30,7 +30,7 @@ from nbformat.v4.rwbase import rejoin_lines
 from pycrdt import Array, Map, Text
 
 from ..documents.jsonformat import intify, sem_equal
-from .text_ops import apply_text
+from .text_ops import apply_text, rebased
 
 __all__ = [
     "Step",
@@ -237,15 +237,43 @@ _MERGE_ARGS = argparse.Namespace(
 
 
 def three_way(base: dict[str, Any], current: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """`current` plus the change `base` → `new` (nbdime's merge; on a conflict `new` wins).
+    """`current` plus the change `base` → `new` (nbdime's merge).
 
-    When `current` has not moved since `base`, that is exactly `new`.
+    When `current` has not moved since `base`, that is exactly `new`. Where both changed
+    the same cell's source, both edits are kept, merged the way the CRDT merges concurrent
+    typing (`rebased`); other conflicts (outputs, metadata values) go to `new`.
     """
     base_n, current_n, new_n = normalized(base), normalized(current), normalized(new)
     if base_n == current_n:
         return new
     merged, _decisions = merge_notebooks(base_n, current_n, new_n, _MERGE_ARGS)
-    return json.loads(json.dumps(merged))  # type: ignore[no-any-return]
+    result: dict[str, Any] = json.loads(json.dumps(merged))
+    _keep_both_sources(base_n.cells, current_n.cells, new_n.cells, result.get("cells", []))
+    return result
+
+
+def _keep_both_sources(base: list[Any], current: list[Any], new: list[Any], merged: list[Any]) -> None:
+    """Re-merge the sources of cells that both sides edited, so neither edit is dropped.
+
+    Cells are matched by id; without ids (nbformat < 4.5) by position when no cell was
+    added or removed on either side.
+    """
+    def keyed(cells: list[Any]) -> dict[Any, str] | None:
+        if all(isinstance(c.get("id"), str) for c in cells):
+            return {c["id"]: c.get("source", "") for c in cells}
+        return None
+
+    b, c, n = keyed(base), keyed(current), keyed(new)
+    by_id = b is not None and c is not None and n is not None and all(isinstance(m.get("id"), str) for m in merged)
+    if not by_id:
+        if not len(base) == len(current) == len(new) == len(merged):
+            return
+        b, c, n = ({i: cell.get("source", "") for i, cell in enumerate(cells)} for cells in (base, current, new))
+    assert b is not None and c is not None and n is not None
+    for i, cell in enumerate(merged):
+        key = cell["id"] if by_id else i
+        if key in b and key in c and key in n and len({b[key], c[key], n[key]}) == 3:
+            cell["source"] = rebased(b[key], c[key], n[key])
 
 
 # --- applying ----------------------------------------------------------------------

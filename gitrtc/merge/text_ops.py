@@ -15,7 +15,7 @@ from itertools import accumulate
 
 import pycrdt
 
-__all__ = ["apply_text", "rebase_edits", "rebase_text", "text_edits"]
+__all__ = ["apply_text", "rebased", "rebase_edits", "rebase_text", "text_edits"]
 
 #: Above this many code points (both sides of a changed region together) a character
 #: diff (difflib, quadratic in the worst case) is not attempted; lines, then words first.
@@ -56,6 +56,18 @@ def rebase_text(ytext: pycrdt.Text, base: str, new: str) -> bool:
     """
     current = str(ytext)
     return _apply_edits(ytext, current, rebase_edits(base, current, new))
+
+
+def rebased(base: str, current: str, new: str) -> str:
+    """`current` with the change `base` → `new` carried over, as `rebase_text` would leave it."""
+    out = []
+    cp = 0
+    for start, end, text in rebase_edits(base, current, new):
+        out.append(current[cp:start])
+        out.append(text)
+        cp = end
+    out.append(current[cp:])
+    return "".join(out)
 
 
 def rebase_edits(base: str, current: str, new: str) -> list[Edit]:
