@@ -61,6 +61,7 @@ class Connection:
         self._queue: deque[bytes] = deque()
         self._queued_bytes = 0
         self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
         self._sender = asyncio.get_running_loop().create_task(self._send_loop())
 
     @property
@@ -88,34 +89,42 @@ class Connection:
                     frame = self._queue.popleft()
                     self._queued_bytes -= len(frame)
                     await self.transport.send_bytes(frame)
+                self._idle.set()
         except (ConnectionError, RuntimeError) as exc:
             # The peer went away mid-send; the reader side sees the close and cleans up.
             log.debug("send to %s stopped: %s", self.participant.name, exc)
-            self.closed = True
+            self._stop(None)
 
     async def drain(self) -> None:
         """Wait until everything queued has been handed to the transport."""
         while self._queue and not self.closed:
-            await asyncio.sleep(0.005)
+            self._idle.clear()
+            await self._idle.wait()
 
-    def close_soon(self, code: int, reason: str) -> None:
-        """Close from synchronous code (fan-out); the close runs as a task."""
+    def _stop(self, code: int | None) -> bool:
+        """Stop sending at once and tell the room; False if already stopped."""
         if self.closed:
-            return
-        asyncio.get_running_loop().create_task(self.close(code, reason))
-
-    async def close(self, code: int, reason: str) -> None:
-        """Stop sending and close the transport."""
-        if self.closed:
-            return
+            return False
         self.closed = True
         self.close_code = code
         self._queue.clear()
         self._queued_bytes = 0
+        self._idle.set()
         if self.on_close is not None:
             self.on_close()
-        self._sender.cancel()  # a send blocked on a full socket must not hold the close frame back
-        await self.transport.close(code, reason)
+        if asyncio.current_task() is not self._sender:
+            self._sender.cancel()  # a send blocked on a full socket must not hold the close frame back
+        return True
+
+    def close_soon(self, code: int, reason: str) -> None:
+        """Close from synchronous code (fan-out): stop now, send the close frame in a task."""
+        if self._stop(code):
+            asyncio.get_running_loop().create_task(self.transport.close(code, reason))
+
+    async def close(self, code: int, reason: str) -> None:
+        """Stop sending and close the transport."""
+        if self._stop(code):
+            await self.transport.close(code, reason)
 
 
 class Room:
