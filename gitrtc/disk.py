@@ -116,19 +116,22 @@ class DiskSync:
 
     async def watch(self, interval: float = 0.5) -> None:
         """Poll the shared files forever, merging out-of-band changes (run as a task)."""
-        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(interval)
-            if not self._branch_ok():
-                continue
-            paths = list(self.files)
-            stats = await loop.run_in_executor(None, lambda: [self._stat(p) for p in paths])
-            for path, stat in zip(paths, stats):
-                try:
-                    await self._check(path, stat)
-                except Exception as exc:  # keep watching the other files; say what failed
-                    log.exception("merging %s failed", path)
-                    self._on_event(f"{path}: a change on disk could not be merged ({exc})")
+            await self.check_all()
+
+    async def check_all(self) -> None:
+        """Look at every shared file once and merge what changed (also done at the end)."""
+        if not self._branch_ok():
+            return
+        paths = list(self.files)
+        stats = await asyncio.get_running_loop().run_in_executor(None, lambda: [self._stat(p) for p in paths])
+        for path, stat in zip(paths, stats):
+            try:
+                await self._check(path, stat)
+            except Exception as exc:  # keep watching the other files; say what failed
+                log.exception("merging %s failed", path)
+                self._on_event(f"{path}: a change on disk could not be merged ({exc})")
 
     async def _check(self, path: str, stat: tuple[int, int, int] | None, own_write_pending: bool = True) -> None:
         state = self.files[path]

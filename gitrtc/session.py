@@ -15,7 +15,6 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,7 +75,6 @@ class Session:
         self.result: EndResult | None = None
         self.url = ""
         self.readonly_url = ""
-        self.listeners: list[Callable[[], None]] = []
         self._loading: dict[str, asyncio.Task[Room]] = {}
         self._end_lock = asyncio.Lock()
         self.disk = DiskSync(info.workdir, self._render, self._on_branch, self.event, self._merge_disk)
@@ -91,7 +89,43 @@ class Session:
             self.originals[room] = bytes(original)
             self.disk.track(path, bytes(original))
         await self.room(self.manifest.session_room)
+        if self.resumed:
+            await self._reconcile_disk()
         self._watcher = asyncio.get_running_loop().create_task(self.disk.watch())
+
+    async def _reconcile_disk(self) -> None:
+        """After a crash: find out what each file on disk is relative to the session.
+
+        A file holding the session's last write-back is in sync; one still at its
+        original bytes gets the session's edits written; one the owner changed while
+        no session ran is merged in (an untouched room) or, when the session also has
+        edits the disk never saw, kept aside in the session folder and reported.
+        """
+        touched = await self.store.rooms_with_updates()
+        loop = asyncio.get_running_loop()
+        for entry in self.manifest.files:
+            original = self.originals[entry.room]
+            try:
+                disk = await loop.run_in_executor(None, (self.info.workdir / entry.path).read_bytes)
+            except OSError:
+                disk = None
+            if disk == original or disk is None:
+                if entry.room in touched:
+                    await self.room(entry.room)
+                    self.disk.changed(entry.path)
+                continue
+            room = await self.room(entry.room)
+            current = self.codecs[entry.room].dump(room.doc)
+            if disk == current:
+                self.disk.track(entry.path, disk)
+            elif current == original:
+                await self._merge_disk(entry.path, disk, original)
+            else:
+                aside = self.store.path.parent / "disk-at-resume" / entry.path
+                await loop.run_in_executor(None, _save_aside, aside, disk)
+                self.disk.changed(entry.path)
+                self.event(f"{entry.path} changed on disk while no session ran: the session's version "
+                           f"is kept, the disk's is saved as {aside}")
 
     async def _merge_disk(self, path: str, data: bytes, base: bytes | None) -> None:
         """Merge a file changed on disk by someone else into its room as CRDT operations."""
@@ -111,11 +145,6 @@ class Session:
         """Record something the owner should see (the panel shows the latest)."""
         log.info("%s", message)
         self.events.append(f"{time.strftime('%H:%M:%S')}  {message}")
-        self._notify()
-
-    def _notify(self) -> None:
-        for listener in list(self.listeners):
-            listener()
 
     def _on_branch(self) -> bool:
         try:
@@ -199,7 +228,6 @@ class Session:
     def _on_change(self, room: Room, origin: object) -> None:
         if room.path is not None:
             self.disk.changed(room.path)
-        self._notify()
 
     def _render(self, path: str) -> bytes:
         room_name = self.manifest.room_for(path)
@@ -215,7 +243,6 @@ class Session:
         self.connections[conn] = room
         conn.on_close = lambda: self.disconnect(conn)
         await room.join(conn)
-        self._notify()
         return room
 
     def disconnect(self, conn: Connection) -> None:
@@ -223,7 +250,6 @@ class Session:
         room = self.connections.pop(conn, None)
         if room is not None:
             room.leave(conn)
-            self._notify()
 
     def participants(self) -> list[dict[str, Any]]:
         """Who is connected, with their role and the files they have open."""
@@ -295,6 +321,7 @@ class Session:
             self.state = "ending"
             if self._watcher is not None:
                 self._watcher.cancel()
+            await self.disk.check_all()  # a save made just before the stop belongs in the commit
             for room in self.rooms.values():
                 room.accepting = False
             await self.store.flush()
@@ -311,7 +338,6 @@ class Session:
             self.state = "ended"
             await self._announce_end(result)
             self.ended.set()
-            self._notify()
             return result
 
     async def _finish(self, message: str | None, commit: bool) -> EndResult:
@@ -365,6 +391,11 @@ class Session:
                 await conn.drain()
         reason = json.dumps({"commit": result.commit, "branch": result.branch})[:120]
         await asyncio.gather(*(r.close_all(CLOSE_ENDED, reason) for r in self.rooms.values()))
+
+
+def _save_aside(target: Path, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
 
 
 def default_message(paths: list[str]) -> str:

@@ -14,7 +14,7 @@ import pytest
 from pycrdt import Text
 
 from .conftest import FILES
-from .support import RTC, RtcProcess, YClient, async_wait_until, git, make_repo
+from .support import RTC, RtcProcess, YClient, git, make_repo
 
 
 def ws_url(proc: RtcProcess, path: str, name: str, email: str, role: str = "token") -> str:

@@ -7,7 +7,6 @@ import base64
 import os
 import socket
 
-import aiohttp
 import pytest
 from pycrdt import Doc, Text
 

@@ -58,3 +58,27 @@ def test_kill_9_then_start_resumes_same_session_without_duplicates(tmp_path: Pat
     assert "resumed" in out
     assert git(repo, "show", "HEAD:README.md") == text
     assert "Co-authored-by: Alice <alice@example.org>" in git(repo, "log", "-1", "--format=%B")
+
+
+def test_disk_edit_after_resume_merges_without_duplicating_earlier_edits(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", FILES)
+    first = RtcProcess(repo, ["README.md"])
+    try:
+        first.wait_ready()
+        url = ws_url(first, "README.md", "Alice", "alice@example.org")
+        asyncio.run(edit_and_keep(url, Doc(), "Session edit. "))
+        asyncio.run(async_wait_until(lambda: (repo / "README.md").read_text().startswith("Session edit. "),
+                                     what="write-back before the crash"))
+    finally:
+        first.kill()
+    second = RtcProcess(repo, [])
+    try:
+        second.wait_ready()
+        disk = repo / "README.md"
+        disk.write_text(disk.read_text() + "Owner's line.\n")  # the owner's editor, after the resume
+        expected = "Session edit. # Project\n\nHello world.\nOwner's line.\n"
+        done = second.stop("-m", "after resume")
+    finally:
+        second.kill()
+    assert done.returncode == 0, done.stderr
+    assert git(repo, "show", "HEAD:README.md") == expected

@@ -244,8 +244,8 @@ def three_way(base: dict[str, Any], current: dict[str, Any], new: dict[str, Any]
     typing (`rebased`); other conflicts (outputs, metadata values) go to `new`.
     """
     base_n, current_n, new_n = normalized(base), normalized(current), normalized(new)
-    if base_n == current_n:
-        return new
+    if base_n == current_n or current_n == new_n:
+        return new  # nothing of ours to keep, or the change is already here
     merged, _decisions = merge_notebooks(base_n, current_n, new_n, _MERGE_ARGS)
     result: dict[str, Any] = json.loads(json.dumps(merged))
     _keep_both_sources(base_n.cells, current_n.cells, new_n.cells, result.get("cells", []))

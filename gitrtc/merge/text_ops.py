@@ -77,6 +77,8 @@ def rebase_edits(base: str, current: str, new: str) -> list[Edit]:
     `base` is deleted where `new` deleted it; inserted text goes where `new` put it, after
     `current`'s own replacement when both touched the same place.
     """
+    if current == new:
+        return []  # the change is already here (a file we wrote, read back): never twice
     ours = text_edits(base, current)
     edits: list[Edit] = []
     for start, end, text in text_edits(base, new):
