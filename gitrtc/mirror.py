@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -113,8 +114,10 @@ class RoomLink:
                     code = ws.close_code
             except (aiohttp.ClientError, OSError) as exc:
                 code = None
-                self._on_state(f"disconnected ({exc.__class__.__name__}); retrying")
+                log.info("connection failed: %s", exc)
             self._ws = None
+            if self.ended is None and code != CLOSE_ENDED:
+                self._on_state("disconnected")
             if self.ended is not None or code == CLOSE_ENDED:
                 self.ended = self.ended or {}
                 return
@@ -174,11 +177,27 @@ class Mirror:
         self.info: dict[str, Any] = {}
         self.disk = DiskSync(folder, self._render, lambda: True, say, self._merge_local, self._remember)
         self.state_dir: Path | None = None
+        self._state_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtc-mirror")
+        self._connected: set[str] = set()
+        self._announced = False
 
     def _remember(self, path: str, data: bytes) -> None:
         """Keep the last content both sides agreed on: the base for merging after a restart."""
-        if self.state_dir is not None:
-            atomic_write(self._state_file(path), data)
+        if self.state_dir is not None:  # one writer thread: kept in order, off the loop
+            self._state_writer.submit(atomic_write, self._state_file(path), data)
+
+    def _link_state(self, path: str, state: str) -> None:
+        """Say when the mirror as a whole loses or regains the session (not per file)."""
+        was_all = len(self._connected) == len(self.links)
+        if state == "connected":
+            self._connected.add(path)
+        else:
+            self._connected.discard(path)
+        now_all = len(self._connected) == len(self.links)
+        if was_all and not now_all:
+            self.say("● disconnected from the session: local edits are kept; reconnecting…")
+        elif now_all and not was_all and self._announced:
+            self.say("● reconnected: local edits made meanwhile are being sent")
 
     def _state_file(self, path: str) -> Path:
         assert self.state_dir is not None
@@ -208,8 +227,8 @@ class Mirror:
             self.info = await self._get_json(http, "/api/session")
             files = self.info["files"]
             base = self.info.get("base")
-            repo = _checkout_of(self.folder)
-            if repo is not None and base and not _has_commit(self.folder, base):
+            repo = await asyncio.to_thread(_checkout_of, self.folder)
+            if repo is not None and base and not await asyncio.to_thread(_has_commit, self.folder, base):
                 raise JoinError(f"this checkout does not have the session's base commit {base[:10]}: "
                                 "git fetch first, then join again")
             params = f"token={quote(self.link.token)}&name={quote(self.name)}&email={quote(self.email)}"
@@ -221,11 +240,12 @@ class Mirror:
                 self.docs[path] = doc
                 self.links[path] = RoomLink(http, f"{self.link.ws}/rooms/{f['room']}?{params}", doc,
                                             lambda p=path: self._remote_changed(p),
-                                            lambda state, p=path: log.info("%s: %s", p, state))
+                                            lambda state, p=path: self._link_state(p, state))
             tasks = [asyncio.ensure_future(link.run()) for link in self.links.values()]
             await asyncio.gather(*(link.synced.wait() for link in self.links.values()))
-            self.state_dir = _state_dir(self.folder, repo, self.info["session"])
+            self.state_dir = await asyncio.to_thread(_state_dir, self.folder, repo, self.info["session"])
             await self._first_write(base if repo is not None else None)
+            self._announced = True
             self.say(f"● mirroring {len(files)} files of session {self.info['session']} into {self.folder}")
             watcher = asyncio.ensure_future(self.disk.watch())
             try:
@@ -235,6 +255,7 @@ class Mirror:
                 for task in tasks:
                     task.cancel()
                 await self.disk.flush()
+                self._state_writer.shutdown(wait=True)
         ended = next((link.ended for link in self.links.values() if link.ended is not None), {})
         return ended or {}
 
@@ -249,7 +270,8 @@ class Mirror:
             local = target.read_bytes() if target.is_file() else None
             if local is not None and local != current:
                 synced = self._last_synced(path)
-                ancestor = synced if synced is not None else (_blob(self.folder, base, path) if base else None)
+                ancestor = synced if synced is not None or not base else \
+                    await asyncio.to_thread(_blob, self.folder, base, path)
                 if ancestor is not None and local != ancestor:
                     if synced is None and not self.bring_changes:
                         raise JoinError(f"{path} has uncommitted changes here: commit or stash them, "
