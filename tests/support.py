@@ -50,8 +50,12 @@ def make_repo(path: Path, files: dict[str, str | bytes]) -> Path:
     return path
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    """Poll `predicate` until it returns something truthy (no fixed sleeps in tests)."""
+def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition",
+               pause: Callable[[], object] = lambda: time.sleep(0.02)) -> Any:
+    """Poll `predicate` until it returns something truthy (no fixed sleeps in tests).
+
+    `pause` runs between looks (a browser test passes one that lets playwright work).
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -59,7 +63,7 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, what: str = 
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+        pause()
 
 
 async def async_wait_until(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:

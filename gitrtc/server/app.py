@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import ssl
 from importlib import resources
@@ -149,5 +148,4 @@ async def serve(
         ) from exc
     sockets = site._server.sockets if site._server else []  # aiohttp keeps the server private
     bound = sockets[0].getsockname()[1] if sockets else port
-    await asyncio.sleep(0)
     return runner, bound

@@ -14,7 +14,6 @@ import concurrent.futures
 import os
 import re
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from ..support import ROOT, RtcProcess, make_repo
+from ..support import ROOT, RtcProcess, make_repo, wait_until
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
 
@@ -160,14 +159,7 @@ def snapshot(page: Any, path: str) -> Any:
 
 def wait_for(page: Any, predicate: Callable[[], Any], what: str, timeout: float = TIMEOUT_MS / 1000) -> Any:
     """Poll a Python predicate (every 25 ms, letting playwright process events) until truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        page.wait_for_timeout(25)
+    return wait_until(predicate, timeout, what, pause=lambda: page.wait_for_timeout(25))
 
 
 def screenshot(page: Any, name: str) -> Path:
