@@ -151,6 +151,21 @@ class RoomLink:
                 self.synced.set()
 
 
+async def _first_sync(links: Any, tasks: list[asyncio.Future[None]]) -> None:
+    """Wait until every room has synced once; a link that fails first raises its error."""
+    synced = asyncio.ensure_future(asyncio.gather(*(link.synced.wait() for link in links)))
+    await asyncio.wait([synced, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    if synced.done():
+        return
+    synced.cancel()
+    for task in tasks:
+        if task.done() and task.exception() is not None:
+            for other in tasks:
+                other.cancel()
+            raise task.exception()  # type: ignore[misc]
+    raise JoinError("the session ended before this folder was synced")
+
+
 def _end_reason(extra: object) -> dict[str, Any]:
     """The server's JSON close reason at the end of a session (commit, branch)."""
     try:
@@ -180,6 +195,7 @@ class Mirror:
         self._state_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtc-mirror")
         self._connected: set[str] = set()
         self._announced = False
+        self.participants: list[dict[str, Any]] = []
 
     def _remember(self, path: str, data: bytes) -> None:
         """Keep the last content both sides agreed on: the base for merging after a restart."""
@@ -225,6 +241,7 @@ class Mirror:
         headers = {"Authorization": f"Bearer {self.link.token}"}
         async with aiohttp.ClientSession(headers=headers) as http:
             self.info = await self._get_json(http, "/api/session")
+            self.participants = self.info.get("participants", [])
             files = self.info["files"]
             base = self.info.get("base")
             repo = await asyncio.to_thread(_checkout_of, self.folder)
@@ -242,22 +259,38 @@ class Mirror:
                                             lambda p=path: self._remote_changed(p),
                                             lambda state, p=path: self._link_state(p, state))
             tasks = [asyncio.ensure_future(link.run()) for link in self.links.values()]
-            await asyncio.gather(*(link.synced.wait() for link in self.links.values()))
+            await _first_sync(self.links.values(), tasks)
             self.state_dir = await asyncio.to_thread(_state_dir, self.folder, repo, self.info["session"])
             await self._first_write(base if repo is not None else None)
             self._announced = True
             self.say(f"● mirroring {len(files)} files of session {self.info['session']} into {self.folder}")
             watcher = asyncio.ensure_future(self.disk.watch())
+            poller = asyncio.ensure_future(self._poll_participants(http))
             try:
                 await asyncio.gather(*tasks)
             finally:
                 watcher.cancel()
+                poller.cancel()
                 for task in tasks:
                     task.cancel()
                 await self.disk.flush()
                 self._state_writer.shutdown(wait=True)
         ended = next((link.ended for link in self.links.values() if link.ended is not None), {})
         return ended or {}
+
+    async def _poll_participants(self, http: aiohttp.ClientSession, every: float = 2.0) -> None:
+        """Keep `participants` fresh for the panel (who else is in the session)."""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                self.participants = (await self._get_json(http, "/api/session")).get("participants", [])
+            except JoinError as exc:
+                log.info("participants not refreshed: %s", exc)
+
+    @property
+    def connected(self) -> int:
+        """How many of the files' rooms are connected right now."""
+        return len(self._connected)
 
     def _remote_changed(self, path: str) -> None:
         if path in self.disk.files:

@@ -5,11 +5,16 @@ from __future__ import annotations
 import asyncio
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
+from rich.live import Live
 
 from .main import cli, user_errors
+
+if TYPE_CHECKING:
+    from ..mirror import Mirror
 
 
 def git_identity(folder: Path) -> tuple[str, str]:
@@ -19,6 +24,16 @@ def git_identity(folder: Path) -> tuple[str, str]:
         return done.stdout.strip()
 
     return get("user.name"), get("user.email")
+
+
+async def _run(mirror: Mirror, console: Console) -> dict[str, Any]:
+    """Run the mirror, with the live panel when the terminal can show one."""
+    if not console.is_terminal:
+        return await mirror.run()
+    from .panel import MirrorPanel
+
+    with Live(MirrorPanel(mirror), console=console, refresh_per_second=4, transient=True):
+        return await mirror.run()
 
 
 @cli.command()
@@ -40,7 +55,7 @@ def join(url: str, directory: Path | None, name: str | None, email: str | None, 
     mirror = Mirror(url, folder, name or git_name or "Anonymous", email if email is not None else git_email,
                     bring_changes, say=lambda line: console.print(line, highlight=False))
     try:
-        ended = asyncio.run(mirror.run())
+        ended = asyncio.run(_run(mirror, console))
     except KeyboardInterrupt:
         console.print("left the session; your files stay as they were last synced")
         return

@@ -7,7 +7,12 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from typing import TYPE_CHECKING
+
 from ..session import EndResult, Session
+
+if TYPE_CHECKING:
+    from ..mirror import Mirror
 
 MAX_FILE_ROWS = 15
 
@@ -77,3 +82,35 @@ def print_result(console: Console, result: EndResult) -> None:
         console.print(f"✓ session ended: {result.message}", highlight=False)
     else:
         console.print(f"✗ {result.message}", style="red", highlight=False)
+
+
+class MirrorPanel:
+    """The live panel of `rtc join`: connection, files with save state, participants."""
+
+    def __init__(self, mirror: Mirror) -> None:
+        self.mirror = mirror
+
+    def __rich__(self) -> RenderableType:
+        m = self.mirror
+        total = len(m.links)
+        up = m.connected == total and total > 0
+        head = Text.assemble(
+            ("● " if up else "○ ", "green" if up else "yellow"),
+            (f"session {m.info.get('session', '…')}", "bold"),
+            f"  on {m.info.get('branch', '…')}  mirrored into {m.folder}",
+            ("" if up else f"  (connected {m.connected}/{total}, reconnecting)", "yellow"),
+        )
+        files = Table("file", "state", box=None, header_style="dim")
+        for path in list(m.links)[:MAX_FILE_ROWS]:
+            state = m.disk.files.get(path)
+            label = state.label if state else "syncing"
+            files.add_row(path, Text(label, style="red" if state and state.error else "green"))
+        if total > MAX_FILE_ROWS:
+            files.add_row(f"… {total - MAX_FILE_ROWS} more", "")
+        people = Table("who", "role", "in", box=None, header_style="dim")
+        for p in m.participants:
+            people.add_row(p["name"] + (f" <{p['email']}>" if p.get("email") else ""), p.get("role", ""),
+                           ", ".join(p.get("files", [])) or "-")
+        return Panel(Group(head, files, people,
+                           Text("save files here with any editor; Ctrl-C leaves the session", style="dim")),
+                     title="gitrtc join", border_style="blue")
