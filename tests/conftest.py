@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,9 +70,10 @@ def repo(tmp_path: Path) -> Path:
     return make_repo(tmp_path / "repo", FILES)
 
 
-@pytest.fixture
-async def live(repo: Path) -> AsyncIterator[Live]:
-    launched = await prepare(Plan(cwd=repo, paths=["README.md", "docs", "analysis.ipynb", "src"]))
+@asynccontextmanager
+async def live_session(repo: Path, paths: list[str]) -> AsyncIterator[Live]:
+    """A real session on `repo`'s `paths`, served on a free loopback port."""
+    launched = await prepare(Plan(cwd=repo, paths=paths))
     runner, port = await serve(launched.session, "127.0.0.1", 0)
     try:
         yield Live(repo, launched.session, port)
@@ -79,3 +81,9 @@ async def live(repo: Path) -> AsyncIterator[Live]:
         await runner.cleanup()
         await launched.session.close()
         launched.lock.close()
+
+
+@pytest.fixture
+async def live(repo: Path) -> AsyncIterator[Live]:
+    async with live_session(repo, ["README.md", "docs", "analysis.ipynb", "src"]) as session:
+        yield session

@@ -136,3 +136,90 @@ def test_join_plain_folder_kill_and_restart_keeps_offline_edits(tmp_path: Path) 
     assert "".join(committed["cells"][1]["source"]).startswith("# Alice\n")
     for path in ("README.md", "analysis.ipynb"):
         assert (folder / path).read_bytes() == git(repo, "show", f"HEAD:{path}").encode()
+
+
+def test_two_mirrors_and_a_client_edit_the_same_files_at_once(tmp_path: Path) -> None:
+    import json
+
+    from pycrdt import Array
+
+    repo = make_repo(tmp_path / "owner", FILES)
+    clones = [tmp_path / "c1", tmp_path / "c2"]
+    for clone in clones:
+        git(tmp_path, "clone", "-q", str(repo), str(clone))
+    owner = RtcProcess(repo, ["README.md", "analysis.ipynb"])
+    joins: list[subprocess.Popen[str]] = []
+    try:
+        info = owner.wait_ready()
+        for clone in clones:
+            joins.append(start_join(info["url"], clone))
+        for proc in joins:
+            wait_until(lambda p=proc: "mirroring" in (p.stdout.readline() or ""), what="join ready")
+        # clone 1 saves in place, clone 2 via rename, a pycrdt client types: all at once
+        (clones[0] / "README.md").write_text("# Project\n\nHello world.\nOne.\n")
+        nb_path = clones[1] / "analysis.ipynb"
+        nb = json.loads(nb_path.read_text())
+        nb["cells"][0]["source"] = ["# Title by Two\n", "Some text"]
+        tmp = nb_path.with_name("analysis.ipynb.tmp")
+        tmp.write_text(json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+        os.replace(tmp, nb_path)
+
+        async def client() -> None:
+            async with YClient(ws_url(owner, "analysis.ipynb", "Alice", "alice@example.org")) as c:
+                await c.wait_synced()
+                c.doc.get("cells", type=Array)[1]["source"].insert(0, "# Alice\n")
+                await asyncio.sleep(0.3)
+            await remote_edit(ws_url(owner, "README.md", "Alice", "alice@example.org"), lambda t: t.insert(0, "A. "))
+
+        asyncio.run(client())
+        want_readme = "A. # Project\n\nHello world.\nOne.\n"
+
+        def notebook_ok(path: Path) -> bool:
+            cells = json.loads(path.read_text())["cells"]
+            return "".join(cells[0]["source"]) == "# Title by Two\nSome text" \
+                and "".join(cells[1]["source"]) == "# Alice\nprint('hi')" and len(cells) == 2
+
+        for folder in (repo, *clones):
+            wait_until(lambda f=folder: (f / "README.md").read_text() == want_readme, what=f"README in {folder.name}")
+            wait_until(lambda f=folder: notebook_ok(f / "analysis.ipynb"), what=f"notebook in {folder.name}")
+        done = owner.stop("-m", "three at once")
+        assert done.returncode == 0, done.stderr
+        for proc in joins:
+            proc.communicate(timeout=30)
+            assert proc.returncode == 0
+    finally:
+        owner.kill()
+        for proc in joins:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert git(repo, "show", "HEAD:README.md") == want_readme
+    for clone in clones:
+        for path in ("README.md", "analysis.ipynb"):
+            assert (clone / path).read_bytes() == git(repo, "show", f"HEAD:{path}").encode()
+
+
+def test_bring_changes_merges_uncommitted_local_work(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "owner", FILES)
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(repo), str(clone))
+    (clone / "README.md").write_text("# Project\n\nHello world.\nUncommitted here.\n")
+    owner = RtcProcess(repo, ["README.md"])
+    joiner = None
+    try:
+        info = owner.wait_ready()
+        asyncio.run(remote_edit(ws_url(owner, "README.md", "Alice", "alice@example.org"),
+                                lambda t: t.insert(0, "Live. ")))
+        joiner = start_join(info["url"], clone, "--bring-changes")
+        expected = "Live. # Project\n\nHello world.\nUncommitted here.\n"
+        wait_until(lambda: (repo / "README.md").read_text() == expected, what="local work in the session")
+        wait_until(lambda: (clone / "README.md").read_text() == expected, what="merged file in the clone")
+        done = owner.stop("-m", "brought")
+        assert done.returncode == 0, done.stderr
+        joiner.communicate(timeout=30)
+    finally:
+        owner.kill()
+        if joiner is not None and joiner.poll() is None:
+            joiner.kill()
+            joiner.communicate()
+    assert git(repo, "show", "HEAD:README.md") == expected
