@@ -223,3 +223,34 @@ def test_bring_changes_merges_uncommitted_local_work(tmp_path: Path) -> None:
             joiner.kill()
             joiner.communicate()
     assert git(repo, "show", "HEAD:README.md") == expected
+
+
+def test_join_keeps_edits_made_while_the_server_is_down(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "owner", FILES)
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(repo), str(clone))
+    owner = RtcProcess(repo, ["README.md"])
+    joiner = None
+    try:
+        info = owner.wait_ready()
+        joiner = start_join(info["url"], clone)
+        wait_until(lambda: "mirroring" in (joiner.stdout.readline() or ""), what="join ready")
+        owner.kill()  # the owner's process dies; the join keeps running and retrying
+        wait_until(lambda: "disconnected" in (joiner.stdout.readline() or ""), what="join notices")
+        expected = "# Project\n\nHello world.\nWritten while the server was down.\n"
+        (clone / "README.md").write_text(expected)
+        owner = RtcProcess(repo, ["--port", str(info["port"])])  # resumed: same URL and tokens
+        owner.wait_ready()
+        wait_until(lambda: (repo / "README.md").read_text() == expected, timeout=40,
+                   what="the offline edit reaches the resumed session")
+        done = owner.stop("-m", "offline edit")
+        assert done.returncode == 0, done.stderr
+        joiner.communicate(timeout=30)
+        assert joiner.returncode == 0
+    finally:
+        owner.kill()
+        if joiner is not None and joiner.poll() is None:
+            joiner.kill()
+            joiner.communicate()
+    assert git(repo, "show", "HEAD:README.md") == expected
+    assert "Co-authored-by: Joan <joan@example.org>" in git(repo, "log", "-1", "--format=%B")
