@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pygit2
 
+from .disk import atomic_write
 from .errors import BranchMovedError, CommitError, PathError, RepositoryError
 
 
@@ -151,25 +152,43 @@ def commit_session(
     changes: dict[str, bytes],
     message: str,
     coauthors: list[tuple[str, str]],
+    update_worktree: bool = True,
 ) -> CommitResult:
     """Make the one commit of a session on its branch, compare-and-swap.
 
     `changes` maps paths to their new bytes. Only paths whose bytes differ from the
-    branch tip are committed. The branch may have moved since the start: the commit
-    goes on top of the new tip when the moved commits left the session's paths alone,
-    and `BranchMovedError` is raised otherwise. The index entries of committed paths are
-    updated (only those), so `git status` is clean for them.
+    branch tip are committed. If the branch moved since the start, the commit goes on
+    top of the new tip: paths the moved commits also changed are merged three-way
+    (base = the session's base, git's line merge or nbdime), and a conflict raises
+    `BranchMovedError` without committing. With `update_worktree`, the index entries of
+    committed paths are updated (only those) so `git status` is clean for them, and
+    merged files still holding the session's bytes on disk get the merged bytes.
     """
     ref = repo.references.get(info.branch)
     if ref is None:
         raise CommitError(f"branch {info.branch_name} no longer exists: the result stays in the store")
     tip = repo[ref.target].peel(pygit2.Commit)
+    session_bytes = dict(changes)
+    changes = dict(changes)
+    merged: set[str] = set()
     if str(tip.id) != info.head:
-        touched = sorted(p for p in changes if blob_at(repo, info.head, p) != blob_at(repo, str(tip.id), p))
-        if touched:
+        from .merge.files import merge_file  # here: rtc stop/status import this module and stay light
+
+        conflicts = []
+        for path in sorted(changes):
+            base, ours = blob_at(repo, info.head, path), blob_at(repo, str(tip.id), path)
+            if base == ours:
+                continue  # the moved commits left this path alone
+            result = merge_file(path, base, ours, changes[path])
+            if result.conflicts:
+                conflicts.append(path)
+            changes[path] = result.data
+            merged.add(path)
+        if conflicts:
             raise BranchMovedError(
-                f"{info.branch_name} moved during the session and its new commits change "
-                f"{', '.join(touched[:3])}: the session's result stays in the store"
+                f"{info.branch_name} moved during the session and its new commits conflict with the "
+                f"session in {', '.join(conflicts[:3])}: nothing was committed; the session stays open "
+                "(rtc stop --onto-branch NAME commits it on a new branch)"
             )
     changed = {p: data for p, data in changes.items() if blob_at(repo, str(tip.id), p) != data}
     if not changed:
@@ -190,9 +209,34 @@ def commit_session(
         raise CommitError(
             f"{info.branch_name} changed while committing ({exc}): the result stays in the store"
         ) from exc
-    _update_index(repo, changed)
+    if update_worktree:
+        _write_merged(info.workdir, {p: changed[p] for p in merged if p in changed}, session_bytes)
+        _update_index(repo, changed)
     credited = tuple(format_coauthor(n, e) for n, e in coauthors if e.lower() != email.lower())
     return CommitResult(str(oid), info.branch_name, tuple(sorted(changed)), credited, str(tip.id))
+
+
+def create_branch(repo: pygit2.Repository, name: str, commit: str) -> str:
+    """Create branch `name` at `commit`; its full ref name. Refuses an existing or bad name."""
+    ref = f"refs/heads/{name}"
+    if not pygit2.reference_is_valid_name(ref):
+        raise CommitError(f"{name!r} is not a valid branch name")
+    if ref in repo.references:
+        raise CommitError(f"branch {name} already exists: choose another name for --onto-branch")
+    repo.references.create(ref, repo[commit].id)
+    return ref
+
+
+def _write_merged(workdir: Path, merged: dict[str, bytes], session: dict[str, bytes]) -> None:
+    """Put merged results in the work tree where the file still holds the session's bytes."""
+    for path, data in merged.items():
+        target = workdir / path
+        try:
+            if target.read_bytes() != session[path]:
+                continue  # the owner changed it since: leave their file alone
+        except OSError:
+            continue
+        atomic_write(target, data)
 
 
 def _mode_for(index: pygit2.Index, disk_path: Path, path: str) -> int:

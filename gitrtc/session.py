@@ -15,7 +15,7 @@ import json
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -313,8 +313,12 @@ class Session:
 
     # -- the end ---------------------------------------------------------------------
 
-    async def end(self, message: str | None, commit: bool = True) -> EndResult:
-        """Stop edits, flush, commit once, tell every client, close every connection."""
+    async def end(self, message: str | None, commit: bool = True, onto_branch: str | None = None) -> EndResult:
+        """Stop edits, flush, commit once, tell every client, close every connection.
+
+        With `onto_branch`, the commit goes on a new branch of that name made at the
+        session's base (the way out when the owner's branch moved in a conflicting way).
+        """
         async with self._end_lock:
             if self.result is not None and self.result.ended:
                 return self.result
@@ -326,7 +330,7 @@ class Session:
                 room.accepting = False
             await self.store.flush()
             await self.disk.flush()
-            result = await self._finish(message, commit)
+            result = await self._finish(message, commit, onto_branch)
             self.result = result
             if not result.ended:
                 self.state = "live"
@@ -340,9 +344,10 @@ class Session:
             self.ended.set()
             return result
 
-    async def _finish(self, message: str | None, commit: bool) -> EndResult:
+    async def _finish(self, message: str | None, commit: bool, onto_branch: str | None = None) -> EndResult:
         changes = await self.changed_files()
-        branch = self.info.branch_name
+        info = self.info
+        branch = onto_branch or info.branch_name
         if not commit:
             return EndResult(None, branch, tuple(sorted(changes)), (), "ended without a commit", True)
         if not changes:
@@ -350,8 +355,12 @@ class Session:
         text = message or default_message(sorted(changes))
         credits = await self.store.credits()
         try:
-            repo = git.open_repo(self.info.workdir)
-            done = await asyncio.to_thread(git.commit_session, repo, self.info, changes, text, credits)
+            repo = git.open_repo(info.workdir)
+            if onto_branch:
+                ref = await asyncio.to_thread(git.create_branch, repo, onto_branch, info.head)
+                info = replace(info, branch=ref)
+            done = await asyncio.to_thread(git.commit_session, repo, info, changes, text, credits,
+                                           onto_branch is None)
         except CommitError as exc:
             return EndResult(None, branch, tuple(sorted(changes)), (), str(exc), False)
         if done.commit is None:

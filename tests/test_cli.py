@@ -201,35 +201,51 @@ def test_stale_session_file_is_replaced_and_stop_without_session_fails(tmp_path:
         proc.kill()
 
 
-@pytest.mark.parametrize("touch_session_file", [False, True])
-def test_branch_moved_during_session(tmp_path: Path, touch_session_file: bool) -> None:
+@pytest.mark.parametrize("moved", ["other-file", "same-file-merges", "same-file-conflicts"])
+def test_branch_moved_during_session(tmp_path: Path, moved: str) -> None:
     repo = make_repo(tmp_path / "r", FILES)
     proc = RtcProcess(repo, ["README.md"])
     try:
         proc.wait_ready()
         asyncio.run(edit(ws_url(proc, "README.md", "Alice", "alice@example.org"),
                          lambda t: t.insert(0, "Live ")))
-        other = "README.md" if touch_session_file else "unrelated.txt"
         clone = tmp_path / "clone"
         git(tmp_path, "clone", "-q", str(repo), str(clone))
         git(clone, "config", "user.email", "o@example.org")
         git(clone, "config", "user.name", "O")
-        (clone / other).write_text("moved on\n")
+        if moved == "other-file":
+            (clone / "unrelated.txt").write_text("moved on\n")
+        elif moved == "same-file-merges":
+            (clone / "README.md").write_text("# Project\n\nHello world.\n\nA footer from the branch.\n")
+        else:
+            (clone / "README.md").write_text("# Renamed project\n\nHello world.\n")
         git(clone, "commit", "-q", "-am", "moved")
         git(repo, "fetch", "-q", str(clone), "main")
-        moved = git(repo, "rev-parse", "FETCH_HEAD").strip()
-        git(repo, "update-ref", "refs/heads/main", moved)
-        done = proc.stop("-m", "after move") if not touch_session_file else run_rtc(repo, "stop", "-m", "x")
-        if touch_session_file:
-            assert done.returncode != 0
-            assert "moved during the session" in done.stderr
-            assert git(repo, "rev-parse", "main").strip() == moved
-            assert proc.proc.poll() is None  # still serving; the result is kept
-            assert list((repo / ".git/rtc/sessions").glob("*/store.sqlite"))
-        else:
+        tip = git(repo, "rev-parse", "FETCH_HEAD").strip()
+        git(repo, "update-ref", "refs/heads/main", tip)
+        if moved != "same-file-conflicts":
+            done = proc.stop("-m", "after move")
             assert done.returncode == 0, done.stderr
-            assert git(repo, "rev-parse", "main^").strip() == moved
-            assert git(repo, "show", "main:README.md").startswith("Live # Project")
-            assert git(repo, "show", "main:unrelated.txt") == "moved on\n"
+            assert git(repo, "rev-parse", "main^").strip() == tip
+            if moved == "other-file":
+                assert git(repo, "show", "main:README.md").startswith("Live # Project")
+                assert git(repo, "show", "main:unrelated.txt") == "moved on\n"
+            else:
+                merged = "Live # Project\n\nHello world.\n\nA footer from the branch.\n"
+                assert git(repo, "show", "main:README.md") == merged
+                assert (repo / "README.md").read_text() == merged  # the work tree follows
+                assert "README.md" not in git(repo, "status", "--porcelain")
+            return
+        done = run_rtc(repo, "stop", "-m", "x")
+        assert done.returncode != 0
+        assert "moved during the session" in done.stderr and "--onto-branch" in done.stderr
+        assert git(repo, "rev-parse", "main").strip() == tip
+        assert proc.proc.poll() is None  # still serving; the result is kept
+        assert list((repo / ".git/rtc/sessions").glob("*/store.sqlite"))
+        done = proc.stop("-m", "on the side", "--onto-branch", "session-result")
+        assert done.returncode == 0, done.stderr
+        assert git(repo, "rev-parse", "main").strip() == tip
+        assert git(repo, "show", "session-result:README.md").startswith("Live # Project")
+        assert git(repo, "rev-parse", "session-result^").strip() == git(repo, "rev-parse", "main^").strip()
     finally:
         proc.kill()

@@ -95,8 +95,9 @@ async def api_stop(request: web.Request) -> web.Response:
         body = {}
     message = body.get("message") if isinstance(body.get("message"), str) else None
     commit = body.get("commit", True) is not False
+    onto = body.get("onto_branch") if isinstance(body.get("onto_branch"), str) else None
     try:
-        result = await session.end(message, commit=commit)
+        result = await session.end(message, commit=commit, onto_branch=onto)
     except RtcError as exc:
         return web.json_response({"error": str(exc)}, status=409)
     return web.json_response({
