@@ -11,7 +11,7 @@ import asyncio
 import fcntl
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO
 
@@ -106,7 +106,8 @@ async def _prepare_locked(plan: Plan, info: git.RepoInfo, lock: IO[str]) -> Laun
         notes.append(f"resumed unfinished session {manifest.session}")
         if plan.paths:
             notes.append("resuming keeps the files of the unfinished session; the paths given were ignored")
-        session = Session(info, manifest, store, resumed=True)
+        # the session's base is where it started, not wherever the branch is now
+        session = Session(replace(info, head=manifest.base), manifest, store, resumed=True)
         await session.start()
         return Launch(session, lock, notes)
     for old in existing:

@@ -82,3 +82,30 @@ def test_disk_edit_after_resume_merges_without_duplicating_earlier_edits(tmp_pat
         second.kill()
     assert done.returncode == 0, done.stderr
     assert git(repo, "show", "HEAD:README.md") == expected
+
+
+def test_branch_moved_while_no_session_ran_is_merged_not_reverted(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", FILES)
+    first = RtcProcess(repo, ["README.md"])
+    try:
+        first.wait_ready()
+        asyncio.run(edit_and_keep(ws_url(first, "README.md", "Alice", "alice@example.org"), Doc(), "Live "))
+    finally:
+        first.kill()
+    # meanwhile the owner commits a change of the same file on the branch (another clone)
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(repo), str(clone))
+    git(clone, "config", "user.email", "o@example.org")
+    git(clone, "config", "user.name", "O")
+    (clone / "README.md").write_text("# Project\n\nHello world.\n\nFooter.\n")
+    git(clone, "commit", "-q", "-am", "footer")
+    git(repo, "fetch", "-q", str(clone), "main")
+    git(repo, "update-ref", "refs/heads/main", "FETCH_HEAD")
+    second = RtcProcess(repo, [])
+    try:
+        second.wait_ready()
+        done = second.stop("-m", "resumed after the branch moved")
+    finally:
+        second.kill()
+    assert done.returncode == 0, done.stderr
+    assert git(repo, "show", "HEAD:README.md") == "Live # Project\n\nHello world.\n\nFooter.\n"
