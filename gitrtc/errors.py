@@ -73,3 +73,7 @@ class StaleEpochError(ProtocolError):
 
 class SessionEndedError(RtcError):
     """The session has ended or is ending: no new connections or edits (close code 4410)."""
+
+
+class UnknownInviteError(RtcError):
+    """`rtc kick` named nobody who was invited (or `rtc invite` got no name)."""

@@ -41,6 +41,9 @@ class Manifest:
     warnings: list[tuple[str, str]] = field(default_factory=list)  # (path, warning)
     persistent: bool = False
     created: float = 0.0
+    port: int | None = None  # the port it served on, reused on resume so links keep working
+    invites: list[dict[str, str]] = field(default_factory=list)  # {name, role, token}
+    baseline: dict[str, str] = field(default_factory=dict)  # room -> digest at the last commit
 
     @classmethod
     def new(cls, branch: str, base: str, persistent: bool, created: float) -> Manifest:

@@ -16,6 +16,7 @@ class Participant:
     name: str
     email: str
     role: str  # "owner" | "editor" | "viewer"
+    invite: str | None = None  # the `rtc invite` name whose link this is, if any
 
     @property
     def key(self) -> str:

@@ -26,12 +26,15 @@ from .server import serve
 from .session import EndResult, Session
 
 
+DEFAULT_PORT = 8765
+
+
 @dataclass(slots=True)
 class Options:
     """`rtc start`'s options."""
 
     host: str = "127.0.0.1"
-    port: int = 8765
+    port: int | None = None  # None: the port the session used before, else DEFAULT_PORT
     message: str | None = None
     open_browser: bool = True
     persistent: bool = False
@@ -77,12 +80,16 @@ async def run(plan: launch.Plan, options: Options, console: Console) -> EndResul
         loop.add_signal_handler(sig, stop_requested.set)
     prepared = await launch.prepare(plan)
     session = prepared.session
+    wanted = options.port if options.port is not None else (session.manifest.port or DEFAULT_PORT)
     try:
-        runner, port = await serve(session, options.host, options.port, options.certfile, options.keyfile)
+        runner, port = await serve(session, options.host, wanted, options.certfile, options.keyfile)
     except BaseException:
         await session.close()
         prepared.lock.close()
         raise
+    if session.manifest.port != port:
+        session.manifest.port = port
+        await session.save_manifest()
     scheme = "https" if options.certfile else "http"
     base = f"{scheme}://{public_host(options.host)}:{port}"
     tokens = session.manifest.tokens
@@ -142,6 +149,8 @@ async def _wait(session: Session, stop: asyncio.Event, options: Options, console
                 assert session.result is not None
                 return session.result
             stop.clear()
+            if session.manifest.persistent:
+                return await session.pause()
             console.print("ending the session…", highlight=False)
             try:
                 result = await session.end(options.message)

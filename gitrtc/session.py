@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import secrets
 import json
 import logging
 import time
@@ -22,7 +23,7 @@ from typing import Any
 from pycrdt import Doc, Map
 
 from . import git
-from .disk import DiskSync
+from .disk import DiskSync, digest
 from .documents import Codec, open_codec
 from .errors import (
     CommitError,
@@ -30,6 +31,7 @@ from .errors import (
     SessionEndedError,
     StaleEpochError,
     StoreError,
+    UnknownInviteError,
     UnknownRoomError,
 )
 from .manifest import EPOCH, ROOM_NAME, FileEntry, Manifest
@@ -40,6 +42,8 @@ from .store import Store
 log = logging.getLogger(__name__)
 
 CLOSE_ENDED = 4410
+CLOSE_REMOVED = 4403
+CLOSE_RESTART = 1012
 #: Replayed updates above which a room's log is compacted when it is loaded.
 COMPACT_AFTER = 2_000
 
@@ -54,6 +58,7 @@ class EndResult:
     coauthors: tuple[str, ...]
     message: str
     ended: bool  # False when the session stays resumable (commit failed)
+    paused: bool = False  # a persistent session stopped serving; rtc start resumes it
 
 
 class Session:
@@ -155,15 +160,50 @@ class Session:
 
     # -- auth and rooms --------------------------------------------------------------
 
-    def role_for(self, token: str | None) -> str | None:
-        """The role a token grants, compared in constant time against every token."""
+    def grant_for(self, token: str | None) -> tuple[str, str | None] | None:
+        """(role, invite name) a token grants; every token is compared, in constant time."""
         if not token:
             return None
-        found = None
+        found: tuple[str, str | None] | None = None
         for role, expected in self.manifest.tokens.items():
             if hmac.compare_digest(token.encode(), expected.encode()):
-                found = role
+                found = (role, None)
+        for invite in self.manifest.invites:
+            if hmac.compare_digest(token.encode(), invite["token"].encode()):
+                found = (invite["role"], invite["name"])
         return found
+
+    def role_for(self, token: str | None) -> str | None:
+        """The role a token grants (see `grant_for`)."""
+        grant = self.grant_for(token)
+        return grant[0] if grant else None
+
+    async def save_manifest(self) -> None:
+        """Persist the manifest (invites, port, baseline) in the store."""
+        await self.store.set_meta({"manifest": self.manifest.to_json()})
+
+    async def invite(self, name: str, viewer: bool) -> str:
+        """A new personal link token for `name` (editor, or viewer)."""
+        name = " ".join(name.split())[:80]
+        if not name:
+            raise UnknownInviteError("an invite needs a name")
+        token = secrets.token_urlsafe(24)
+        self.manifest.invites.append({"name": name, "role": "viewer" if viewer else "editor", "token": token})
+        await self.save_manifest()
+        self.event(f"invited {name} ({'viewer' if viewer else 'editor'})")
+        return token
+
+    async def kick(self, name: str) -> int:
+        """Revoke `name`'s links at once and close their connections; how many closed."""
+        before = len(self.manifest.invites)
+        self.manifest.invites = [i for i in self.manifest.invites if i["name"] != name]
+        if len(self.manifest.invites) == before:
+            raise UnknownInviteError(f"nobody named {name!r} was invited: see rtc status")
+        await self.save_manifest()
+        gone = [c for c in self.connections if c.participant.invite == name]
+        await asyncio.gather(*(c.close(CLOSE_REMOVED, "removed from the session") for c in gone))
+        self.event(f"removed {name}: {len(gone)} connection(s) closed")
+        return len(gone)
 
     def check_room(self, name: str) -> None:
         """Raise `UnknownRoomError` or `StaleEpochError` unless `name` is a room here."""
@@ -301,6 +341,20 @@ class Session:
             "events": list(self.events),
         }
 
+    async def pause(self) -> EndResult:
+        """Stop serving a persistent session without ending it: flush, close connections."""
+        async with self._end_lock:
+            if self._watcher is not None:
+                self._watcher.cancel()
+            await self.disk.check_all()
+            await self.store.flush()
+            await self.disk.flush()
+            await asyncio.gather(*(r.close_all(CLOSE_RESTART, "server restarting: reconnect")
+                                   for r in self.rooms.values()))
+            return EndResult(None, self.info.branch_name, (), (),
+                             "persistent session paused: rtc start resumes it with the same links",
+                             False, paused=True)
+
     async def close(self) -> None:
         """Stop watching and close the store (after `end`, or when shutting down)."""
         if self._watcher is not None:
@@ -345,11 +399,31 @@ class Session:
             return result
 
     async def _finish(self, message: str | None, commit: bool, onto_branch: str | None = None) -> EndResult:
+        if not commit:
+            changes = await self.changed_files()
+            return EndResult(None, self.info.branch_name, tuple(sorted(changes)), (), "ended without a commit", True)
+        return await self._commit(message, onto_branch)
+
+    async def commit_now(self, message: str | None) -> EndResult:
+        """Record the current state as one commit and keep the session going (`rtc commit`).
+
+        `ended` in the result means "committed (or nothing to commit)"; co-authors are
+        those who edited since the previous commit.
+        """
+        async with self._end_lock:
+            if self.state != "live":
+                raise SessionEndedError("the session is ending")
+            await self.disk.check_all()
+            await self.store.flush()
+            await self.disk.flush()
+            result = await self._commit(message, None)
+            self.event(result.message)
+            return result
+
+    async def _commit(self, message: str | None, onto_branch: str | None) -> EndResult:
         changes = await self.changed_files()
         info = self.info
         branch = onto_branch or info.branch_name
-        if not commit:
-            return EndResult(None, branch, tuple(sorted(changes)), (), "ended without a commit", True)
         if not changes:
             return EndResult(None, branch, (), (), "nothing changed: no commit", True)
         text = message or default_message(sorted(changes))
@@ -365,11 +439,23 @@ class Session:
             return EndResult(None, branch, tuple(sorted(changes)), (), str(exc), False)
         if done.commit is None:
             return EndResult(None, branch, (), (), "nothing changed against the branch: no commit", True)
+        if onto_branch is None:
+            await self._committed(done.commit, changes)
         return EndResult(done.commit, branch, done.files, done.coauthors,
                          f"1 commit on {branch} {done.commit[:7]}", True)
 
+    async def _committed(self, commit: str, changes: dict[str, bytes]) -> None:
+        """After a commit on the branch: it is the new base, and its content the new baseline."""
+        self.info = replace(self.info, head=commit)
+        self.manifest.base = commit
+        for path, data in changes.items():
+            self.manifest.baseline[self.manifest.room_for(path)] = digest(data)
+        await self.save_manifest()
+        await self.store.clear_credits()
+
     async def changed_files(self) -> dict[str, bytes]:
-        """Path → bytes for every shared file whose document differs from its original."""
+        """Path → bytes for every shared file whose document differs from the last commit
+        (or, before any, from the file at the start)."""
         touched = await self.store.rooms_with_updates()
         out: dict[str, bytes] = {}
         for entry in self.manifest.files:
@@ -377,7 +463,8 @@ class Session:
                 continue
             room = await self.room(entry.room)
             data = self.codecs[entry.room].dump(room.doc)
-            if data != self.originals[entry.room]:
+            baseline = self.manifest.baseline.get(entry.room) or digest(self.originals[entry.room])
+            if digest(data) != baseline:
                 out[entry.path] = data
         return out
 

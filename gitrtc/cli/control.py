@@ -38,7 +38,8 @@ def call(data: dict[str, Any], method: str, path: str, body: dict[str, Any] | No
             return json.loads(response.read())
     except urllib.error.HTTPError as exc:
         try:
-            detail = json.loads(exc.read()).get("message") or exc.reason
+            body = json.loads(exc.read())
+            detail = body.get("message") or body.get("error") or exc.reason
         except ValueError:
             detail = exc.reason
         raise RtcError(f"the session answered {exc.code}: {detail}") from None

@@ -35,6 +35,6 @@ def cli() -> None:
 
 def main() -> None:
     """Console-script entry point."""
-    from . import join, start, status, stop  # noqa: F401  (registers the commands)
+    from . import commit, invite, join, kick, start, status, stop  # noqa: F401  (registers the commands)
 
     cli()

@@ -29,6 +29,7 @@ class SessionPanel:
             ("● ", "green"), (f"session {s.manifest.session}", "bold"),
             f"  on {s.info.branch_name}  serving {len(s.manifest.files)} files",
             ("  (resumed)" if s.resumed else "", "yellow"),
+            ("  persistent" if s.manifest.persistent else "", "cyan"),
         )
         urls = Table.grid(padding=(0, 1))
         urls.add_row(Text("edit", style="bold"), Text(s.url, style="cyan"))
@@ -50,7 +51,9 @@ class SessionPanel:
         parts: list[RenderableType] = [head, urls, files, people]
         if s.events:
             parts.append(Text("\n".join(list(s.events)[-3:]), style="dim"))
-        parts.append(Text("Ctrl-C or `rtc stop -m MSG` ends the session with one commit", style="dim"))
+        parts.append(Text("Ctrl-C pauses (rtc start resumes); rtc commit records; rtc stop ends"
+                          if s.manifest.persistent else
+                          "Ctrl-C or `rtc stop -m MSG` ends the session with one commit", style="dim"))
         return Panel(Group(*parts), title="gitrtc", border_style="blue")
 
 
@@ -78,6 +81,8 @@ def print_result(console: Console, result: EndResult) -> None:
         )
         for line in result.coauthors:
             console.print(f"  Co-authored-by: {line}", highlight=False)
+    elif result.paused:
+        console.print(f"⏸ {result.message}", highlight=False)
     elif result.ended:
         console.print(f"✓ session ended: {result.message}", highlight=False)
     else:

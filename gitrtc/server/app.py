@@ -10,7 +10,7 @@ from pathlib import Path
 from aiohttp import web
 
 from ..errors import RtcError
-from ..session import Session
+from ..session import EndResult, Session
 from .auth import require_role
 from .ws import room_socket
 
@@ -85,25 +85,64 @@ async def api_status(request: web.Request) -> web.Response:
 
 async def api_stop(request: web.Request) -> web.Response:
     """`POST /api/stop` (owner): end the session, commit, answer with the result."""
-    session = request.app[SESSION]
-    require_role(request, session, "owner")
+    body = await owner_body(request)
+    commit = body.get("commit", True) is not False
+    message = body.get("message") if isinstance(body.get("message"), str) else None
+    onto = body.get("onto_branch") if isinstance(body.get("onto_branch"), str) else None
+    try:
+        result = await request.app[SESSION].end(message, commit=commit, onto_branch=onto)
+    except RtcError as exc:
+        return web.json_response({"error": str(exc)}, status=409)
+    return result_json(result)
+
+
+async def owner_body(request: web.Request) -> dict[str, object]:
+    """The JSON body of an owner request (after checking the owner token)."""
+    require_role(request, request.app[SESSION], "owner")
     try:
         body = await request.json() if request.can_read_body else {}
     except json.JSONDecodeError:
         raise web.HTTPBadRequest(text='{"error": "the body must be JSON"}', content_type="application/json") from None
-    if not isinstance(body, dict):
-        body = {}
-    message = body.get("message") if isinstance(body.get("message"), str) else None
-    commit = body.get("commit", True) is not False
-    onto = body.get("onto_branch") if isinstance(body.get("onto_branch"), str) else None
-    try:
-        result = await session.end(message, commit=commit, onto_branch=onto)
-    except RtcError as exc:
-        return web.json_response({"error": str(exc)}, status=409)
+    return body if isinstance(body, dict) else {}
+
+
+def result_json(result: EndResult) -> web.Response:
+    """A commit/end result as JSON; 409 when nothing could be committed."""
     return web.json_response({
         "commit": result.commit, "branch": result.branch, "files": list(result.files),
         "coauthors": list(result.coauthors), "message": result.message, "ended": result.ended,
     }, status=200 if result.ended else 409)
+
+
+async def api_commit(request: web.Request) -> web.Response:
+    """`POST /api/commit` (owner): one commit of the current state; the session goes on."""
+    body = await owner_body(request)
+    message = body.get("message") if isinstance(body.get("message"), str) else None
+    try:
+        return result_json(await request.app[SESSION].commit_now(message))
+    except RtcError as exc:
+        return web.json_response({"error": str(exc)}, status=409)
+
+
+async def api_invite(request: web.Request) -> web.Response:
+    """`POST /api/invite` (owner) `{name, viewer}`: a personal link."""
+    body = await owner_body(request)
+    session = request.app[SESSION]
+    try:
+        token = await session.invite(str(body.get("name", "")), body.get("viewer") is True)
+    except RtcError as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    return web.json_response({"token": token, "url": session.url.split("#")[0] + f"#t={token}"})
+
+
+async def api_kick(request: web.Request) -> web.Response:
+    """`POST /api/kick` (owner) `{name}`: revoke that person's links, close their connections."""
+    body = await owner_body(request)
+    try:
+        closed = await request.app[SESSION].kick(str(body.get("name", "")))
+    except RtcError as exc:
+        return web.json_response({"error": str(exc)}, status=404)
+    return web.json_response({"closed": closed})
 
 
 async def room_endpoint(request: web.Request) -> web.StreamResponse:
@@ -121,6 +160,9 @@ def make_app(session: Session) -> web.Application:
     app.router.add_get("/api/status", api_status)
     app.router.add_get("/api/original/{room}", api_original)
     app.router.add_post("/api/stop", api_stop)
+    app.router.add_post("/api/commit", api_commit)
+    app.router.add_post("/api/invite", api_invite)
+    app.router.add_post("/api/kick", api_kick)
     app.router.add_get("/rooms/{room:.+}", room_endpoint)
     return app
 

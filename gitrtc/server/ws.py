@@ -39,13 +39,13 @@ class AiohttpTransport:
         await self.ws.close(code=code, message=reason.encode()[:123])
 
 
-def participant_from(request: web.Request, role: str) -> Participant:
+def participant_from(request: web.Request, role: str, invite: str | None = None) -> Participant:
     """Who the connection says it is (`name`, `email` query parameters), bounded in size."""
     name = " ".join(request.query.get("name", "").split())[:MAX_NAME] or "Anonymous"
     email = request.query.get("email", "").strip()[:MAX_NAME]
     if email and ("@" not in email or any(c in email for c in "<> \n")):
         email = ""
-    return Participant(name=name, email=email, role=role)
+    return Participant(name=name, email=email, role=role, invite=invite)
 
 
 async def room_socket(request: web.Request, session: Session) -> web.StreamResponse:
@@ -54,12 +54,12 @@ async def room_socket(request: web.Request, session: Session) -> web.StreamRespo
         raise web.HTTPForbidden(text="cross-site WebSocket refused")
     ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=30, compress=False)
     await ws.prepare(request)
-    role = session.role_for(request_token(request))
-    if role is None:
+    grant = session.grant_for(request_token(request))
+    if grant is None:
         await ws.close(code=CLOSE_UNAUTHORIZED, message=b"missing or wrong token")
         return ws
     name = request.match_info["room"]
-    conn = Connection(AiohttpTransport(ws), participant_from(request, role))
+    conn = Connection(AiohttpTransport(ws), participant_from(request, *grant))
     try:
         room = await session.connect(name, conn)
     except UnknownRoomError as exc:

@@ -1,0 +1,25 @@
+"""`rtc commit [-m MSG]`: record the session's current state as one commit; it goes on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..errors import CommitError
+from .control import call, running_session
+from .main import cli, user_errors
+
+
+@cli.command()
+@click.option("-m", "--message", help="Commit message.")
+@user_errors
+def commit(message: str | None) -> None:
+    """Commit the running session's changes since the last commit, without ending it."""
+    result = call(running_session(Path.cwd()), "POST", "/api/commit", {"message": message})
+    if not result.get("ended", True):
+        raise CommitError(result.get("message") or "the commit failed")
+    if result.get("commit"):
+        click.echo(result["commit"])
+    else:
+        click.echo(f"✓ {result.get('message')}", err=True)
