@@ -10,7 +10,9 @@ from ..errors import ProtocolError, SessionEndedError, StaleEpochError, StoreErr
 from ..origins import Participant
 from ..rooms import CLOSE_INVALID, Connection
 from ..session import CLOSE_ENDED, Session
+from . import ratelimit
 from .auth import origin_allowed, request_token
+from .ratelimit import RateLimit
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +71,10 @@ async def room_socket(request: web.Request, session: Session) -> web.StreamRespo
         await conn.close(CLOSE_ENDED, str(exc))
         return ws
     try:
+        limit = RateLimit(ratelimit.RATE, ratelimit.BURST)
         async for msg in ws:
             if msg.type is WSMsgType.BINARY:
+                await limit.take()
                 await room.receive(conn, msg.data)
             elif msg.type is WSMsgType.TEXT:
                 await conn.close(CLOSE_UNSUPPORTED, "binary y-websocket messages only")

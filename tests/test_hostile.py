@@ -1,0 +1,218 @@
+"""Hostile and broken input: floods, fuzzed frames, traversal, failing disks, TLS, --fresh."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pycrdt import Doc, Text
+
+from gitrtc import protocol
+from gitrtc.errors import ProtocolError
+from gitrtc.origins import Participant
+from gitrtc.rooms import Connection, Room
+from gitrtc.server import ratelimit
+
+from .conftest import FILES, Live
+from .support import RTC, RtcProcess, async_wait_until, make_repo
+from .test_cli import edit, ws_url
+
+
+async def test_a_flood_is_slowed_not_dropped_and_others_go_first(live: Live, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ratelimit, "RATE", 200.0)
+    monkeypatch.setattr(ratelimit, "BURST", 20.0)
+    async with live.client("README.md", name="Flood") as flood, live.client("README.md") as other:
+        await flood.wait_synced()
+        await other.wait_synced()
+        source = flood.doc.get("source", type=Text)
+        started = time.monotonic()
+        for _ in range(400):
+            source.insert(0, "f")  # 400 update messages, as fast as the client can
+        await asyncio.sleep(0)
+        other.doc.get("source", type=Text).insert(len(other.doc.get("source", type=Text)), "mine")
+        room = live.session.rooms[live.room("README.md")]
+        server_text = room.doc.get("source", type=Text)
+        await async_wait_until(lambda: str(server_text).endswith("mine"), what="the other client's edit")
+        assert str(server_text).count("f") < 400  # served while the flood is still being read
+        await async_wait_until(lambda: str(server_text).count("f") == 400, timeout=30, what="every flood update")
+        assert time.monotonic() - started >= (400 - 20) / 200 * 0.9  # it was slowed to the rate
+
+
+class MemoryTransport:
+    """An in-memory `rooms.Transport` (the core is transport-agnostic) for fast fuzzing."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+        self.closed: tuple[int, str] | None = None
+
+    async def send_bytes(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+
+
+def valid_frames() -> list[bytes]:
+    doc = Doc(client_id=4242)  # fixed, so hypothesis sees the same frames every time
+    text = doc.get("source", type=Text)
+    updates: list[bytes] = []
+    doc.observe(lambda e: updates.append(e.update))
+    text += "hello"
+    text.insert(2, "XY")
+    del text[0:1]
+    awareness = (protocol.write_var_uint(1) + protocol.write_var_uint(7) + protocol.write_var_uint(1)
+                 + protocol.write_var_uint(2) + b"{}")
+    return [protocol.sync_step1(doc), protocol.sync_step2(doc.get_update()),
+            *(protocol.sync_update(u) for u in updates), protocol.awareness_frame(awareness), b"\x03"]
+
+
+def mutated(frame: bytes, data: st.DataObject) -> bytes:
+    raw = bytearray(frame)
+    for _ in range(data.draw(st.integers(1, 4))):
+        action = data.draw(st.sampled_from(["flip", "cut", "insert"]))
+        if action == "flip" and raw:
+            i = data.draw(st.integers(0, len(raw) - 1))
+            raw[i] ^= data.draw(st.integers(1, 255))
+        elif action == "cut" and raw:
+            del raw[data.draw(st.integers(0, len(raw) - 1)):]
+        else:
+            raw.insert(data.draw(st.integers(0, len(raw))), data.draw(st.integers(0, 255)))
+    return bytes(raw)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_fuzzed_frames_never_crash_or_corrupt_a_room(data: st.DataObject) -> None:
+    frames = valid_frames()
+
+    async def run() -> None:
+        doc = Doc()
+        doc.get("source", type=Text).insert(0, "kept")
+        room = Room("r", "f.txt", "text", doc, None)
+        conn = Connection(MemoryTransport(), Participant("Fuzz", "", "editor"))
+        await room.join(conn)
+        for _ in range(data.draw(st.integers(1, 5))):
+            frame = (data.draw(st.binary(max_size=64)) if data.draw(st.booleans())
+                     else mutated(data.draw(st.sampled_from(frames)), data))
+            try:
+                await room.receive(conn, frame)
+            except ProtocolError:
+                pass  # the server closes this connection with 1007; the room must be intact
+        text = str(doc.get("source", type=Text))
+        assert isinstance(text, str)
+        fresh = Doc()
+        fresh.apply_update(doc.get_update())  # the room's state still encodes and decodes
+        assert str(fresh.get("source", type=Text)) == text
+        await conn.close(1000, "")
+
+    asyncio.run(run())
+
+
+async def test_fuzzed_frames_over_the_wire_leave_the_session_serving(live: Live) -> None:
+    frames = valid_frames()
+    for i, frame in enumerate(frames * 3):
+        bad = bytearray(frame)
+        bad[(i * 7) % len(bad)] ^= 0x5A
+        async with live.client("README.md", name=f"F{i}") as client:
+            await client.wait_synced()
+            await client.send_raw(bytes(bad))
+            await asyncio.sleep(0)
+    async with live.client("README.md") as good:
+        await good.wait_synced()
+        good.doc.get("source", type=Text).insert(0, "ok ")
+        await async_wait_until(lambda: (live.repo / "README.md").read_text().startswith("ok "), what="disk")
+
+
+async def test_api_paths_do_not_traverse(live: Live) -> None:
+    token = live.tokens["editor"]
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
+        for path in ("/api/original/..%2F..%2Fconfig", "/api/original/../../.git/config",
+                     "/static/..%2F..%2Fsession.py", "/static/%2e%2e/__init__.py"):
+            async with http.get(live.http + path) as response:
+                assert response.status in (403, 404), path
+                assert b"[core]" not in await response.read()
+
+
+async def test_write_back_failure_is_reported_and_recovers(live: Live) -> None:
+    target = live.repo / "src" / "tool.py"
+    async with live.client("src/tool.py") as client:
+        await client.wait_synced()
+        target.unlink()
+        target.mkdir()  # the path cannot be replaced by a file now (as a full or broken disk)
+        client.doc.get("source", type=Text).insert(0, "# edit\n")
+        state = live.session.disk.files["src/tool.py"]
+        await async_wait_until(lambda: state.error, what="the failure to be reported")
+        assert "not saved" in state.label
+        assert any("cannot write" in e for e in live.session.events)
+        shutil.rmtree(target)
+        client.doc.get("source", type=Text).insert(0, "# again\n")
+        await async_wait_until(lambda: target.is_file() and target.read_text().startswith("# again\n# edit\n"),
+                               what="the next write-back restores it")
+        assert state.error is None
+
+
+def test_fresh_saves_the_unfinished_result_as_a_patch(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", FILES)
+    first = RtcProcess(repo, ["README.md"])
+    try:
+        first.wait_ready()
+        asyncio.run(edit(ws_url(first, "README.md", "A", "a@example.org"), lambda t: t.insert(0, "Unfinished ")))
+    finally:
+        first.kill()
+    (repo / "README.md").write_text("# Project\n\nHello world.\n")  # the owner resets the file
+    second = RtcProcess(repo, ["README.md", "--fresh"])
+    try:
+        info = second.wait_ready()
+        out, _ = second.terminate()
+    finally:
+        second.kill()
+    patches = list((repo / ".git" / "rtc").glob("unfinished-*.patch"))
+    assert len(patches) == 1 and str(patches[0]) in out.replace("\n", "")
+    assert "+Unfinished # Project" in patches[0].read_text()
+    check = subprocess.run(["git", "apply", "--check", str(patches[0])], cwd=repo, capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    assert info["session"]  # a new session was served
+
+
+def test_tls_and_the_warning_for_open_binds(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", FILES)
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key),
+                    "-out", str(cert)], check=True, capture_output=True)
+    proc = RtcProcess(repo, ["README.md", "--certfile", str(cert), "--keyfile", str(key)])
+    try:
+        info = proc.wait_ready()
+        assert info["url"].startswith("https://")
+        context = ssl.create_default_context(cafile=str(cert))
+        room = info["url"]  # only the token is needed from it
+        token = room.split("#t=")[1]
+
+        async def over_tls() -> int:
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"https://127.0.0.1:{info['port']}/api/session", ssl=context,
+                                    headers={"Authorization": f"Bearer {token}"}) as response:
+                    return response.status
+
+        assert asyncio.run(over_tls()) == 200
+        assert subprocess.run([*RTC, "status"], cwd=repo,
+                              capture_output=True).returncode == 0  # rtc status reaches it over TLS
+    finally:
+        proc.terminate()
+        proc.kill()
+    open_bind = RtcProcess(repo, ["README.md", "--host", "0.0.0.0"])
+    try:
+        open_bind.wait_ready()
+        out, _ = open_bind.terminate(signal.SIGTERM)
+    finally:
+        open_bind.kill()
+    assert "without TLS" in out
