@@ -147,6 +147,7 @@ class Room:
         self.awareness = Awareness(doc)
         self.connections: set[Connection] = set()
         self.accepting = True
+        self.logged_since_compaction = 0
         self._on_change = on_change
         self._changed = False
         self._capture = False
@@ -231,6 +232,7 @@ class Room:
             deliver()
         else:
             self.store.append(self.name, update, deliver, credit)
+            self.logged_since_compaction += 1
 
     def _receive_awareness(self, conn: Connection, frame: bytes, payload: bytes) -> None:
         try:

@@ -44,8 +44,10 @@ log = logging.getLogger(__name__)
 CLOSE_ENDED = 4410
 CLOSE_REMOVED = 4403
 CLOSE_RESTART = 1012
-#: Replayed updates above which a room's log is compacted when it is loaded.
+#: Logged updates above which a room's log is compacted (at load, and periodically).
 COMPACT_AFTER = 2_000
+#: Seconds between looks for rooms whose log should be compacted.
+COMPACT_EVERY = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,7 @@ class Session:
         self._end_lock = asyncio.Lock()
         self.disk = DiskSync(info.workdir, self._render, self._on_branch, self.event, self._merge_disk)
         self._watcher: asyncio.Task[None] | None = None
+        self._compactor: asyncio.Task[None] | None = None
         store.on_failure = lambda exc: self.event(f"session store write failed: {exc}")
 
     # -- setup -----------------------------------------------------------------------
@@ -97,6 +100,19 @@ class Session:
         if self.resumed:
             await self._reconcile_disk()
         self._watcher = asyncio.get_running_loop().create_task(self.disk.watch())
+        self._compactor = asyncio.get_running_loop().create_task(self._compact_periodically())
+
+    async def _compact_periodically(self) -> None:
+        """Keep the log small in a long session (streaming outputs): fold busy rooms' logs."""
+        while True:
+            await asyncio.sleep(COMPACT_EVERY)
+            for room in list(self.rooms.values()):
+                if room.logged_since_compaction > COMPACT_AFTER:
+                    room.logged_since_compaction = 0
+                    try:
+                        await self.store.compact(room.name, room.doc.get_update)
+                    except StoreError as exc:
+                        self.event(str(exc))
 
     async def _reconcile_disk(self) -> None:
         """After a crash: find out what each file on disk is relative to the session.
@@ -241,7 +257,7 @@ class Session:
                 for update in updates:
                     doc.apply_update(update)
             if len(updates) > COMPACT_AFTER:
-                await self.store.compact(name, doc.get_update())
+                await self.store.compact(name, doc.get_update)
         elif codec is not None and entry is not None:
             room.edit(lambda: codec.load_into(doc, DiskLoad(entry.path)), DiskLoad(entry.path))
         else:
@@ -357,12 +373,13 @@ class Session:
 
     async def close(self) -> None:
         """Stop watching and close the store (after `end`, or when shutting down)."""
-        if self._watcher is not None:
-            self._watcher.cancel()
-            try:
-                await self._watcher
-            except asyncio.CancelledError:
-                pass
+        for task in (self._watcher, self._compactor):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
         await self.store.close()
 
     # -- the end ---------------------------------------------------------------------

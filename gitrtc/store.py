@@ -195,10 +195,14 @@ class Store:
         rows = await self._run(self._read, "SELECT DISTINCT room FROM updates", ())
         return {r[0] for r in rows}
 
-    async def compact(self, room: str, state: bytes) -> None:
-        """Replace the room's log with one update holding its whole state."""
+    async def compact(self, room: str, state: Callable[[], bytes]) -> None:
+        """Replace the room's log with one update holding its whole state.
+
+        `state` is called only once everything appended so far is on disk, and the
+        rewrite is queued before any later append: nothing applied after it is lost.
+        """
         await self.flush()
-        await self._run(self._compact_sync, room, state)
+        await self._run(self._compact_sync, room, state())
 
     def _compact_sync(self, room: str, state: bytes) -> None:
         db = self._connection()

@@ -109,3 +109,36 @@ def test_branch_moved_while_no_session_ran_is_merged_not_reverted(tmp_path: Path
         second.kill()
     assert done.returncode == 0, done.stderr
     assert git(repo, "show", "HEAD:README.md") == "Live # Project\n\nHello world.\n\nFooter.\n"
+
+
+async def test_busy_room_log_is_compacted_and_still_replays(tmp_path: Path, monkeypatch) -> None:
+    from gitrtc import session as session_module
+
+    from .conftest import live_session
+
+    monkeypatch.setattr(session_module, "COMPACT_EVERY", 0.2)
+    monkeypatch.setattr(session_module, "COMPACT_AFTER", 50)
+    repo = make_repo(tmp_path / "r", FILES)
+    async with live_session(repo, ["README.md"]) as live:
+        async with live.client("README.md") as client:
+            await client.wait_synced()
+            text = client.doc.get("source", type=Text)
+            for i in range(300):
+                text.insert(0, "x")
+                if i % 20 == 0:
+                    await asyncio.sleep(0.01)
+            room = live.room("README.md")
+            await async_wait_until(lambda: len(str(live.session.rooms[room].doc.get("source", type=Text))) ==
+                                   len(str(text)), what="all edits applied")
+
+            async def log_rows() -> int:
+                return len(await live.session.store.updates(room))
+
+            deadline = asyncio.get_running_loop().time() + 10
+            while await log_rows() > 10:
+                assert asyncio.get_running_loop().time() < deadline, "the log was never compacted"
+                await asyncio.sleep(0.05)
+            replay = Doc()
+            for update in await live.session.store.updates(room):
+                replay.apply_update(update)
+            assert str(replay.get("source", type=Text)) == str(text)
