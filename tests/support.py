@@ -170,7 +170,14 @@ class YClient:
     def _local_change(self, event: TransactionEvent) -> None:
         if self._applying or self.ws is None or self.ws.closed:
             return
-        asyncio.get_running_loop().create_task(self.ws.send_bytes(protocol.sync_update(event.update)))
+        asyncio.get_running_loop().create_task(self._send(protocol.sync_update(event.update)))
+
+    async def _send(self, frame: bytes) -> None:
+        try:
+            if self.ws is not None:
+                await self.ws.send_bytes(frame)
+        except (ConnectionError, RuntimeError):
+            pass  # dropped connection: the edit stays in the doc and goes out on the next sync
 
     async def _read(self) -> None:
         assert self.ws is not None
@@ -208,6 +215,9 @@ class YClient:
         return self.close_code
 
     async def close(self) -> None:
+        if self._sub is not None:
+            self.doc.unobserve(self._sub)
+            self._sub = None
         if self.ws is not None and not self.ws.closed:
             await self.ws.close()
         if self._reader is not None:

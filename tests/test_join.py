@@ -254,3 +254,44 @@ def test_join_keeps_edits_made_while_the_server_is_down(tmp_path: Path) -> None:
             joiner.communicate()
     assert git(repo, "show", "HEAD:README.md") == expected
     assert "Co-authored-by: Joan <joan@example.org>" in git(repo, "log", "-1", "--format=%B")
+
+
+def test_laptop_sleeps_a_minute_while_the_server_restarts(tmp_path: Path) -> None:
+    import signal as sig
+
+    repo = make_repo(tmp_path / "owner", FILES)
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(repo), str(clone))
+    owner = RtcProcess(repo, ["README.md"])
+    joiner = None
+    try:
+        info = owner.wait_ready()
+        joiner = start_join(info["url"], clone)
+        wait_until(lambda: "mirroring" in (joiner.stdout.readline() or ""), what="join ready")
+        (clone / "README.md").write_text("# Project\n\nHello world.\nBefore sleeping.\n")
+        wait_until(lambda: "Before sleeping" in (repo / "README.md").read_text(), what="first edit")
+        joiner.send_signal(sig.SIGSTOP)  # the lid closes
+        owner.kill()
+        owner = RtcProcess(repo, ["--port", str(info["port"])])
+        owner.wait_ready()
+        asyncio.run(remote_edit(ws_url(owner, "README.md", "Alice", "alice@example.org"),
+                                lambda t: t.insert(0, "While asleep. ")))
+        import time
+
+        time.sleep(60)  # the scenario: a client paused for a minute (not a wait for a condition)
+        joiner.send_signal(sig.SIGCONT)  # the lid opens
+        expected = "While asleep. # Project\n\nHello world.\nBefore sleeping.\n"
+        wait_until(lambda: (clone / "README.md").read_text() == expected, timeout=60, what="the woken mirror")
+        (clone / "README.md").write_text(expected + "After waking.\n")
+        wait_until(lambda: (repo / "README.md").read_text() == expected + "After waking.\n", timeout=30,
+                   what="an edit after waking")
+        done = owner.stop("-m", "slept")
+        assert done.returncode == 0, done.stderr
+        joiner.communicate(timeout=30)
+    finally:
+        owner.kill()
+        if joiner is not None and joiner.poll() is None:
+            joiner.send_signal(sig.SIGCONT)
+            joiner.kill()
+            joiner.communicate()
+    assert git(repo, "show", "HEAD:README.md") == expected + "After waking.\n"
