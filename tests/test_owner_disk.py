@@ -55,3 +55,32 @@ async def test_deleted_file_is_reported_and_kept(live: Live) -> None:
         text.insert(0, "# back\n")
         await async_wait_until(lambda: (live.repo / "src/tool.py").exists(), what="restored by write-back")
         assert (live.repo / "src/tool.py").read_text() == "# back\ndef f():\n    return 1\n"
+
+
+async def test_checkout_of_another_branch_freezes_write_back(live: Live) -> None:
+    from .support import git
+
+    git(live.repo, "branch", "other")
+    async with live.client("README.md") as client:
+        await client.wait_synced()
+        git(live.repo, "symbolic-ref", "HEAD", "refs/heads/other")  # as `git checkout other` leaves HEAD
+        text = client.doc.get("source", type=Text)
+        text.insert(0, "Session: ")
+        await async_wait_until(lambda: live.session.disk.frozen, what="write-back frozen")
+        assert any("write-back is paused" in e for e in live.session.events)
+        assert not (live.repo / "README.md").read_text().startswith("Session: ")
+        git(live.repo, "symbolic-ref", "HEAD", "refs/heads/main")
+        text.insert(len(text), "!")
+        await async_wait_until(lambda: (live.repo / "README.md").read_text().startswith("Session: "),
+                               what="write-back resumes on the session's branch")
+
+
+async def test_broken_notebook_saved_on_disk_changes_nothing(live: Live) -> None:
+    nb = live.repo / "analysis.ipynb"
+    original = nb.read_bytes()
+    async with live.client("analysis.ipynb") as client:
+        await client.wait_synced()
+        nb.write_text('{"cells": [ broken json')
+        await async_wait_until(lambda: any("cannot be merged" in e for e in live.session.events), what="report")
+        name = live.room("analysis.ipynb")
+        assert live.session.codecs[name].dump(live.session.rooms[name].doc) == original  # the doc is intact
