@@ -1,0 +1,173 @@
+"""Soak: dozens of clients making random edits and reconnecting for minutes.
+
+    .venv/bin/python benchmarks/soak.py [--clients 40] [--seconds 180] [--seed 1]
+
+Starts a real `rtc start` in a throwaway repository, drives real pycrdt clients over
+WebSockets (random inserts and deletes in a Markdown file and in notebook cells, random
+disconnects with edits made while offline), then reconnects everyone, waits for
+convergence, ends the session with `rtc stop`, and checks every client's document
+against the committed files. Prints figures; exits 1 on any difference. Loopback only,
+bounded in time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from pycrdt import Array, Doc, Text
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support import RtcProcess, YClient, make_repo  # noqa: E402  (the tests' real client)
+
+NOTEBOOK = json.dumps({
+    "cells": [{"cell_type": "code", "execution_count": None, "id": f"c{i}", "metadata": {},
+               "outputs": [], "source": [f"x{i} = {i}"]} for i in range(10)],
+    "metadata": {}, "nbformat": 4, "nbformat_minor": 5,
+}, indent=1) + "\n"
+
+
+class Participant:
+    """One simulated person: a doc per file that survives reconnects."""
+
+    def __init__(self, n: int, urls: dict[str, str], rng: random.Random) -> None:
+        self.n = n
+        self.urls = urls
+        self.rng = rng
+        self.docs = {path: Doc() for path in urls}
+        self.clients: dict[str, YClient] = {}
+        self.edits = 0
+        self.reconnects = 0
+
+    async def connect(self) -> None:
+        for path, url in self.urls.items():
+            client = YClient(url, self.docs[path])
+            await client.connect()
+            await client.wait_synced(60)
+            self.clients[path] = client
+
+    async def disconnect(self) -> None:
+        for client in self.clients.values():
+            await client.close()
+        self.clients = {}
+
+    def edit(self) -> None:
+        if self.rng.random() < 0.5:
+            text = self.docs["notes.md"].get("source", type=Text)
+        else:
+            cells = self.docs["nb.ipynb"].get("cells", type=Array)
+            if len(cells) == 0:
+                return
+            text = cells[self.rng.randrange(len(cells))]["source"]
+        length = len(str(text))
+        if length > 20 and self.rng.random() < 0.3:
+            start = self.rng.randrange(length - 1)
+            chars = str(text)
+            end = min(length, start + self.rng.randint(1, 3))
+            byte_start, byte_end = len(chars[:start].encode()), len(chars[:end].encode())
+            del text[byte_start:byte_end]
+        else:
+            pos = self.rng.randint(0, length)
+            text.insert(len(str(text)[:pos].encode()), self.rng.choice(["a", "b", "é", "📊", "\n", f"{self.n}"]))
+        self.edits += 1
+
+    async def run(self, until: float) -> None:
+        await self.connect()
+        while time.monotonic() < until:
+            self.edit()
+            await asyncio.sleep(self.rng.uniform(0.02, 0.3))
+            if self.rng.random() < 0.01:
+                await self.disconnect()
+                for _ in range(self.rng.randint(0, 5)):
+                    self.edit()  # offline edits
+                await asyncio.sleep(self.rng.uniform(0.1, 2))
+                await self.connect()
+                self.reconnects += 1
+        await self.disconnect()
+
+
+def file_text(path: str, doc: Doc) -> str:
+    if path == "notes.md":
+        return str(doc.get("source", type=Text))
+    return json.dumps([str(c["source"]) for c in doc.get("cells", type=Array)])
+
+
+def committed_text(repo: Path, path: str) -> str:
+    data = subprocess.run(["git", "show", f"HEAD:{path}"], cwd=repo, capture_output=True, text=True,
+                          check=True).stdout
+    if path == "notes.md":
+        return data
+    return json.dumps(["".join(c["source"]) for c in json.loads(data)["cells"]])
+
+
+async def soak(clients: int, seconds: float, seed: int, repo: Path) -> dict[str, object]:
+    proc = RtcProcess(repo, ["notes.md", "nb.ipynb"])
+    try:
+        info = proc.wait_ready(60)
+        rooms = {}
+        import urllib.request
+
+        request = urllib.request.Request(f"{proc.base}/api/session",
+                                         headers={"Authorization": f"Bearer {info['token']}"})
+        with urllib.request.urlopen(request) as response:
+            for f in json.loads(response.read())["files"]:
+                rooms[f["path"]] = f["room"]
+        people = []
+        for n in range(clients):
+            urls = {p: f"{proc.ws_base}{r}?token={info['token']}&name=P{n}&email=p{n}@example.org"
+                    for p, r in rooms.items()}
+            people.append(Participant(n, urls, random.Random(seed * 1000 + n)))
+        started = time.monotonic()
+        await asyncio.gather(*(p.run(started + seconds) for p in people))
+        converge_start = time.monotonic()
+        for p in people:
+            await p.connect()
+        while True:
+            views = {path: {file_text(path, p.docs[path]) for p in people} for path in rooms}
+            if all(len(v) == 1 for v in views.values()):
+                break
+            if time.monotonic() - converge_start > 120:
+                raise SystemExit("clients did not converge within 120 s")
+            await asyncio.sleep(0.2)
+        converged = time.monotonic() - converge_start
+        store = sum(f.stat().st_size for f in (repo / ".git" / "rtc" / "sessions").rglob("*") if f.is_file())
+        for p in people:
+            await p.disconnect()
+        done = await asyncio.to_thread(proc.stop, "-m", "soak")
+        if done.returncode != 0:
+            raise SystemExit(f"rtc stop failed: {done.stderr}")
+        mismatches = [path for path in rooms
+                      if committed_text(repo, path) != file_text(path, people[0].docs[path])]
+        return {
+            "clients": clients, "seconds": seconds, "edits": sum(p.edits for p in people),
+            "reconnects": sum(p.reconnects for p in people), "converged_after_s": round(converged, 2),
+            "store_bytes_at_end": store, "mismatches": mismatches,
+        }
+    finally:
+        proc.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=40)
+    parser.add_argument("--seconds", type=float, default=180)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = make_repo(Path(tmp) / "soak", {"notes.md": "# Notes\n", "nb.ipynb": NOTEBOOK})
+        figures = asyncio.run(soak(args.clients, args.seconds, args.seed, repo))
+    print(json.dumps(figures, indent=2))
+    sys.exit(1 if figures["mismatches"] else 0)
+
+
+if __name__ == "__main__":
+    main()
