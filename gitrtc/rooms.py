@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-from pycrdt import Awareness, Doc, TransactionEvent
+from pycrdt import Awareness, Doc, merge_updates
 
 from . import protocol
 from .errors import ProtocolError
@@ -149,15 +149,6 @@ class Room:
         self.accepting = True
         self.logged_since_compaction = 0
         self._on_change = on_change
-        self._changed = False
-        self._capture = False
-        self._captured = b""
-        self._subscription = doc.observe(self._on_transaction)
-
-    def _on_transaction(self, event: TransactionEvent) -> None:
-        self._changed = True
-        if self._capture:
-            self._captured = event.update
 
     async def join(self, conn: Connection) -> None:
         """Add a connection: send our state vector and everyone's presence."""
@@ -210,14 +201,16 @@ class Room:
         if self.store is not None:
             await self.store.wait_capacity()
         origin = ClientEdit(conn.participant)
-        self._changed = False
+        # A client sends an update message only for its own local change; a step 2 (sent on
+        # every connect) often repeats what we have, so it is checked before it is applied.
+        # No document observer runs on this hot path (it would encode every update again).
+        changed = msg.sync is SyncType.UPDATE or protocol.would_change(self.doc, update)
         try:
             with self.doc.transaction(origin=origin):
                 self.doc.apply_update(update)
         except Exception as exc:  # pycrdt raises plain exceptions for undecodable updates
             raise ProtocolError(f"malformed update: {exc}") from exc
         forward = frame if msg.sync is SyncType.UPDATE else protocol.sync_update(update)
-        changed = self._changed
         self._log_and_forward(update, forward, conn, conn.participant if changed else None)
         if changed and self._on_change is not None:
             self._on_change(self, origin)
@@ -258,16 +251,16 @@ class Room:
         Used for disk loads and merges: the change is appended to the durable log and
         sent to every connection. Returns whether the document changed.
         """
-        self._changed = False
-        self._capture = True
+        captured: list[bytes] = []
+        subscription = self.doc.observe(lambda event: captured.append(event.update))
         try:
             with self.doc.transaction(origin=origin):
                 fn()
         finally:
-            self._capture = False
-        if not self._changed:
+            self.doc.unobserve(subscription)
+        if not captured:
             return False
-        update, self._captured = self._captured, b""
+        update = captured[0] if len(captured) == 1 else merge_updates(*captured)
         self._log_and_forward(update, protocol.sync_update(update), None, None)
         if self._on_change is not None:
             self._on_change(self, origin)
