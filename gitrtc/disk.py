@@ -70,6 +70,7 @@ class FileState:
     dirty: bool = False
     error: str | None = None
     first_dirty: float = 0.0
+    last_change: float = 0.0
     timer: asyncio.TimerHandle | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
@@ -162,25 +163,36 @@ class DiskSync:
         self._on_synced(path, data)
 
     def changed(self, path: str) -> None:
-        """The document of `path` changed: write it soon."""
+        """The document of `path` changed: write it soon.
+
+        Called for every edit, so it only notes the time; the one pending timer works out
+        when the file is due (a quiet period, or the maximum delay while typing goes on).
+        """
         state = self.files[path]
-        loop = asyncio.get_running_loop()
-        now = loop.time()
+        now = asyncio.get_running_loop().time()
+        state.last_change = now
         if not state.dirty:
             state.dirty = True
             state.first_dirty = now
-        if state.timer is not None:
-            state.timer.cancel()
-        delay = min(QUIET_SECONDS, max(0.0, state.first_dirty + MAX_DELAY_SECONDS - now))
-        state.timer = loop.call_later(delay, self._start_write, path)
+        if state.timer is None:
+            state.timer = asyncio.get_running_loop().call_at(self._due(state), self._start_write, path)
+
+    @staticmethod
+    def _due(state: FileState) -> float:
+        return min(state.last_change + QUIET_SECONDS, state.first_dirty + MAX_DELAY_SECONDS)
 
     def _start_write(self, path: str) -> None:
         state = self.files[path]
+        loop = asyncio.get_running_loop()
+        due = self._due(state)
+        if state.dirty and due > loop.time():
+            state.timer = loop.call_at(due, self._start_write, path)  # edits came in since
+            return
         state.timer = None
         if state.task is not None and not state.task.done():
-            state.timer = asyncio.get_running_loop().call_later(QUIET_SECONDS, self._start_write, path)
+            state.timer = loop.call_later(QUIET_SECONDS, self._start_write, path)
             return
-        state.task = asyncio.get_running_loop().create_task(self.write(path))
+        state.task = loop.create_task(self.write(path))
 
     async def write(self, path: str) -> None:
         """Write `path` now if its document differs from what is on disk."""
