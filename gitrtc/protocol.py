@@ -17,6 +17,8 @@ from pycrdt import Doc, Snapshot, get_update
 from .errors import ProtocolError
 
 EMPTY_UPDATE = b"\x00\x00"
+#: The state vector of an empty document (what a new client sends in its step 1).
+EMPTY_STATE_VECTOR = b"\x00"
 
 
 class MessageType(IntEnum):
@@ -81,21 +83,23 @@ def read_var_bytes(data: bytes, pos: int) -> tuple[bytes, int]:
     return data[pos:end], end
 
 
+_MESSAGE_TYPES = {t.value: t for t in MessageType}  # a dict lookup; Enum(value) is slow
+_SYNC_TYPES = {t.value: t for t in SyncType}
+
+
 def parse(frame: bytes) -> Message:
     """Decode one frame, checking every length; raise `ProtocolError` if malformed."""
     if not frame:
         raise ProtocolError("empty message")
-    try:
-        mtype = MessageType(frame[0])
-    except ValueError:
-        raise ProtocolError(f"unknown message type {frame[0]}") from None
+    mtype = _MESSAGE_TYPES.get(frame[0])
+    if mtype is None:
+        raise ProtocolError(f"unknown message type {frame[0]}")
     if mtype is MessageType.SYNC:
         if len(frame) < 2:
             raise ProtocolError("truncated sync message")
-        try:
-            stype = SyncType(frame[1])
-        except ValueError:
-            raise ProtocolError(f"unknown sync message type {frame[1]}") from None
+        stype = _SYNC_TYPES.get(frame[1])
+        if stype is None:
+            raise ProtocolError(f"unknown sync message type {frame[1]}")
         payload, _ = read_var_bytes(frame, 2)
         return Message(mtype, stype, payload)
     if mtype is MessageType.AWARENESS:

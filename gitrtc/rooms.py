@@ -38,8 +38,12 @@ CLOSE_INVALID = 1007
 class Transport(Protocol):
     """The few things a room needs from a network connection."""
 
+    def try_send(self, frames: list[bytes]) -> bool:
+        """Send these binary messages now, in one write, if that needs no waiting; else False."""
+        ...
+
     async def send_bytes(self, data: bytes) -> None:
-        """Send one binary message."""
+        """Send one binary message, waiting for the peer to take it if need be."""
         ...
 
     async def close(self, code: int, reason: str) -> None:
@@ -53,6 +57,8 @@ class Connection:
     def __init__(self, transport: Transport, participant: Participant) -> None:
         self.transport = transport
         self.participant = participant
+        #: The origin of this connection's edits (one object, not one per update).
+        self.origin = ClientEdit(participant)
         self.awareness_ids: set[int] = set()
         self.closed = False
         self.close_code: int | None = None
@@ -60,6 +66,8 @@ class Connection:
         self.on_close: Callable[[], None] | None = None
         self._queue: deque[bytes] = deque()
         self._queued_bytes = 0
+        self._sending = False
+        self._batch: list[bytes] = []
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._sender = asyncio.get_running_loop().create_task(self._send_loop())
@@ -70,14 +78,36 @@ class Connection:
         return self.participant.role == "viewer"
 
     def enqueue(self, frame: bytes) -> None:
-        """Queue a frame for sending; disconnect the reader if it has fallen too far behind."""
+        """Send a frame after everything posted or queued before it."""
+        self.flush()
+        self._send([frame])
+
+    def post(self, frame: bytes) -> bool:
+        """Add a frame to this tick's batch, which `flush` sends; True if it is the first."""
+        if self.closed:
+            return False
+        self._batch.append(frame)
+        return len(self._batch) == 1
+
+    def flush(self) -> None:
+        """Send the frames posted so far, in one socket write when the socket takes them."""
+        if self._batch:
+            batch, self._batch = self._batch, []
+            self._send(batch)
+
+    def _send(self, frames: list[bytes]) -> None:
+        """In order: at once when nothing is waiting and the socket takes them, else queued
+        for the sender task; disconnect the reader if it falls too far behind."""
         if self.closed:
             return
-        if self._queued_bytes + len(frame) > MAX_QUEUED_BYTES or len(self._queue) >= MAX_QUEUED_FRAMES:
-            self.close_soon(CLOSE_TOO_SLOW, "too slow: reconnect to resync")
+        if not self._queue and not self._sending and self.transport.try_send(frames):
             return
-        self._queue.append(frame)
-        self._queued_bytes += len(frame)
+        for frame in frames:
+            if self._queued_bytes + len(frame) > MAX_QUEUED_BYTES or len(self._queue) >= MAX_QUEUED_FRAMES:
+                self.close_soon(CLOSE_TOO_SLOW, "too slow: reconnect to resync")
+                return
+            self._queue.append(frame)
+            self._queued_bytes += len(frame)
         self._wakeup.set()
 
     async def _send_loop(self) -> None:
@@ -85,10 +115,12 @@ class Connection:
             while not self.closed:
                 await self._wakeup.wait()
                 self._wakeup.clear()
+                self._sending = True
                 while self._queue and not self.closed:
                     frame = self._queue.popleft()
                     self._queued_bytes -= len(frame)
                     await self.transport.send_bytes(frame)
+                self._sending = False
                 self._idle.set()
         except (ConnectionError, RuntimeError) as exc:
             # The peer went away mid-send; the reader side sees the close and cleans up.
@@ -97,6 +129,7 @@ class Connection:
 
     async def drain(self) -> None:
         """Wait until everything queued has been handed to the transport."""
+        self.flush()
         while self._queue and not self.closed:
             self._idle.clear()
             await self._idle.wait()
@@ -107,6 +140,7 @@ class Connection:
             return False
         self.closed = True
         self.close_code = code
+        self._batch = []
         self._queue.clear()
         self._queued_bytes = 0
         self._idle.set()
@@ -122,7 +156,8 @@ class Connection:
             asyncio.get_running_loop().create_task(self.transport.close(code, reason))
 
     async def close(self, code: int, reason: str) -> None:
-        """Stop sending and close the transport."""
+        """Send what was posted this tick if the socket takes it, stop, close the transport."""
+        self.flush()
         if self._stop(code):
             await self.transport.close(code, reason)
 
@@ -149,6 +184,11 @@ class Room:
         self.accepting = True
         self.logged_since_compaction = 0
         self._on_change = on_change
+        #: The step 2 for a new client, kept until the next change (all changes go through
+        #: this class, which drops it).
+        self._full_step2: bytes | None = None
+        #: Connections with frames posted this tick, flushed once the tick's work is done.
+        self._posted: list[Connection] = []
 
     async def join(self, conn: Connection) -> None:
         """Add a connection: send our state vector and everyone's presence."""
@@ -171,7 +211,7 @@ class Room:
         msg = protocol.parse(frame)
         if msg.type is MessageType.SYNC:
             if msg.sync is SyncType.STEP1:
-                conn.enqueue(protocol.sync_step2(self._diff_for(msg.payload)))
+                conn.enqueue(self._step2_for(msg.payload))
             else:
                 await self._receive_update(conn, frame, msg)
         elif msg.type is MessageType.AWARENESS:
@@ -181,9 +221,18 @@ class Room:
             conn.enqueue(protocol.awareness_frame(self.awareness.encode_awareness_update(ids)))
         # AUTH messages from clients carry nothing for the server.
 
-    def _diff_for(self, state_vector: bytes) -> bytes:
+    def _step2_for(self, state_vector: bytes) -> bytes:
+        """The sync step 2 answering `state_vector`.
+
+        A new client's vector is empty; its answer (the whole document, the costly
+        encode) is kept until the next change, so a crowd joining at once costs one.
+        """
+        if state_vector == protocol.EMPTY_STATE_VECTOR:
+            if self._full_step2 is None:
+                self._full_step2 = protocol.sync_step2(self.doc.get_update())
+            return self._full_step2
         try:
-            return self.doc.get_update(state_vector)
+            return protocol.sync_step2(self.doc.get_update(state_vector))
         except Exception as exc:  # pycrdt raises plain exceptions for undecodable input
             raise ProtocolError(f"malformed state vector: {exc}") from exc
 
@@ -198,13 +247,14 @@ class Room:
         if not self.accepting:
             conn.enqueue(protocol.permission_denied("session-ending"))
             return
-        if self.store is not None:
+        if self.store is not None and not self.store.has_capacity:
             await self.store.wait_capacity()
-        origin = ClientEdit(conn.participant)
+        origin = conn.origin
         # A client sends an update message only for its own local change; a step 2 (sent on
         # every connect) often repeats what we have, so it is checked before it is applied.
         # No document observer runs on this hot path (it would encode every update again).
         changed = msg.sync is SyncType.UPDATE or protocol.would_change(self.doc, update)
+        self._full_step2 = None
         try:
             with self.doc.transaction(origin=origin):
                 self.doc.apply_update(update)
@@ -218,13 +268,10 @@ class Room:
     def _log_and_forward(
         self, update: bytes, forward: bytes, sender: Connection | None, credit: Participant | None
     ) -> None:
-        def deliver() -> None:
-            self._fanout(forward, sender)
-
         if self.store is None:
-            deliver()
+            self._fanout(forward, sender)
         else:
-            self.store.append(self.name, update, deliver, credit)
+            self.store.append(self.name, update, credit, self._fanout, forward, sender)
             self.logged_since_compaction += 1
 
     def _receive_awareness(self, conn: Connection, frame: bytes, payload: bytes) -> None:
@@ -241,9 +288,21 @@ class Room:
         self._fanout(frame, conn)
 
     def _fanout(self, frame: bytes, sender: Connection | None) -> None:
-        for conn in list(self.connections):
-            if conn is not sender:
-                conn.enqueue(frame)
+        """Send `frame` to everyone but `sender`, batched per reader over this tick so a
+        burst of updates costs each reader one socket write, not one per update."""
+        first = not self._posted
+        for conn in self.connections:
+            if conn is not sender and conn.post(frame):
+                self._posted.append(conn)
+        if first and self._posted:
+            asyncio.get_running_loop().call_soon(self._flush_posted)
+
+    def _flush_posted(self) -> None:
+        posted, self._posted = self._posted, []
+        for conn in posted:
+            conn.flush()  # may close a slow reader, whose leave posts to the others
+        if self._posted:
+            asyncio.get_running_loop().call_soon(self._flush_posted)
 
     def edit(self, fn: Callable[[], None], origin: object) -> bool:
         """Run a server-side edit (`fn`) as one transaction; log and forward it.
@@ -252,6 +311,7 @@ class Room:
         sent to every connection. Returns whether the document changed.
         """
         captured: list[bytes] = []
+        self._full_step2 = None
         subscription = self.doc.observe(lambda event: captured.append(event.update))
         try:
             with self.doc.transaction(origin=origin):

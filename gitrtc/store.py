@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import struct
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -28,7 +29,8 @@ CREATE TABLE IF NOT EXISTS files (
     room TEXT PRIMARY KEY, path TEXT NOT NULL, kind TEXT NOT NULL, original BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS updates (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, room TEXT NOT NULL, data BLOB NOT NULL
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, room TEXT NOT NULL, data BLOB NOT NULL,
+    n INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS updates_room ON updates (room, seq);
 CREATE TABLE IF NOT EXISTS credits (
@@ -40,11 +42,30 @@ CREATE TABLE IF NOT EXISTS credits (
 MAX_PENDING = 20_000
 
 
+def pack(updates: list[bytes]) -> bytes:
+    """Several updates as one log row: their lengths (uint32 each), then their bytes."""
+    return struct.pack(f"<{len(updates)}I", *map(len, updates)) + b"".join(updates)
+
+
+def unpack(data: bytes, n: int) -> list[bytes]:
+    """The updates of one log row (`n` of them; a row of one is stored as is)."""
+    if n == 1:
+        return [data]
+    lengths = struct.unpack_from(f"<{n}I", data)
+    out, pos = [], 4 * n
+    for length in lengths:
+        out.append(data[pos:pos + length])
+        pos += length
+    if pos != len(data):
+        raise StoreError(f"a packed log row has {len(data) - pos} stray bytes")
+    return out
+
+
 @dataclass(slots=True)
 class _Pending:
     updates: list[tuple[str, bytes]] = field(default_factory=list)
     credits: list[Participant] = field(default_factory=list)
-    callbacks: list[Callable[[], None]] = field(default_factory=list)
+    callbacks: list[tuple[Callable[..., None], tuple[Any, ...]]] = field(default_factory=list)
 
 
 class Store:
@@ -59,6 +80,8 @@ class Store:
         self._capacity = asyncio.Event()
         self._capacity.set()
         self._failure: BaseException | None = None
+        #: Participants already credited since the last commit (one row each, not per edit).
+        self._credited: set[str] = set()
         #: Called once, on the loop, when a write fails; the session decides what to do.
         self.on_failure: Callable[[BaseException], None] | None = None
 
@@ -75,6 +98,9 @@ class Store:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.executescript(SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(updates)")}
+            if "n" not in columns:  # a store written before log rows were packed
+                db.execute("ALTER TABLE updates ADD COLUMN n INTEGER NOT NULL DEFAULT 1")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the session store {self.path}: {exc}") from exc
         self._db = db
@@ -123,24 +149,32 @@ class Store:
         self,
         room: str,
         update: bytes,
-        after_durable: Callable[[], None] | None = None,
         credit: Participant | None = None,
+        after_durable: Callable[..., None] | None = None,
+        *args: Any,
     ) -> None:
-        """Queue an update; `after_durable` runs on the loop once it is on disk.
+        """Queue an update; `after_durable(*args)` runs on the loop once it is on disk.
 
         Raises `StoreError` if an earlier write failed: nothing is acknowledged after that.
         """
         if self._failure is not None:
             raise StoreError(f"the session store cannot be written: {self._failure}")
-        self._pending.updates.append((room, update))
-        if credit is not None:
-            self._pending.credits.append(credit)
+        pending = self._pending
+        pending.updates.append((room, update))
+        if credit is not None and credit.key not in self._credited:
+            self._credited.add(credit.key)
+            pending.credits.append(credit)
         if after_durable is not None:
-            self._pending.callbacks.append(after_durable)
-        if len(self._pending.updates) >= MAX_PENDING:
+            pending.callbacks.append((after_durable, args))
+        if len(pending.updates) >= MAX_PENDING:
             self._capacity.clear()
         if self._flushing is None:
             self._flushing = asyncio.get_running_loop().create_task(self._flush_loop())
+
+    @property
+    def has_capacity(self) -> bool:
+        """False while too many appends are waiting for the disk (see `wait_capacity`)."""
+        return self._capacity.is_set()
 
     async def wait_capacity(self) -> None:
         """Wait while too many appends are waiting for the disk (writer backpressure)."""
@@ -168,16 +202,23 @@ class Store:
                     if self.on_failure is not None:
                         self.on_failure(exc)
                     return
-                for callback in batch.callbacks:
-                    callback()
+                for callback, args in batch.callbacks:
+                    callback(*args)
         finally:
             self._flushing = None
 
     def _append_sync(self, updates: list[tuple[str, bytes]], credits: list[Participant]) -> None:
+        by_room: dict[str, list[bytes]] = {}
+        for room, update in updates:
+            by_room.setdefault(room, []).append(update)
+        rows = [
+            (room, items[0] if len(items) == 1 else pack(items), len(items))
+            for room, items in by_room.items()
+        ]
         db = self._connection()
         with db:
             db.execute("BEGIN")
-            db.executemany("INSERT INTO updates (room, data) VALUES (?, ?)", updates)
+            db.executemany("INSERT INTO updates (room, data, n) VALUES (?, ?, ?)", rows)
             db.executemany(
                 "INSERT OR IGNORE INTO credits VALUES (?, ?, ?)",
                 [(p.key, p.name, p.email) for p in credits],
@@ -186,9 +227,9 @@ class Store:
     async def updates(self, room: str) -> list[bytes]:
         """The room's logged updates, oldest first."""
         rows = await self._run(
-            self._read, "SELECT data FROM updates WHERE room = ? ORDER BY seq", (room,)
+            self._read, "SELECT data, n FROM updates WHERE room = ? ORDER BY seq", (room,)
         )
-        return [bytes(r[0]) for r in rows]
+        return [update for data, n in rows for update in unpack(bytes(data), n)]
 
     async def rooms_with_updates(self) -> set[str]:
         """Rooms that have anything in the log."""
@@ -209,7 +250,7 @@ class Store:
         with db:
             db.execute("BEGIN")
             db.execute("DELETE FROM updates WHERE room = ?", (room,))
-            db.execute("INSERT INTO updates (room, data) VALUES (?, ?)", (room, state))
+            db.execute("INSERT INTO updates (room, data, n) VALUES (?, ?, 1)", (room, state))
 
     async def room_sizes(self) -> dict[str, int]:
         """Bytes of log per room."""
@@ -228,6 +269,7 @@ class Store:
 
     async def clear_credits(self) -> None:
         """Forget credits (after a commit that recorded them)."""
+        self._credited.clear()  # first: a credit appended from now on is written after the delete
         await self._run(self._write, "DELETE FROM credits", [()])
 
     # -- sync helpers (store thread only) --------------------------------------------

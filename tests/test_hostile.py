@@ -54,6 +54,10 @@ class MemoryTransport:
         self.sent: list[bytes] = []
         self.closed: tuple[int, str] | None = None
 
+    def try_send(self, frames: list[bytes]) -> bool:
+        self.sent.extend(frames)
+        return True
+
     async def send_bytes(self, data: bytes) -> None:
         self.sent.append(data)
 

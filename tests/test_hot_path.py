@@ -1,0 +1,159 @@
+"""What the fast paths must never change: every reader gets every update once and in
+order, a joiner gets the latest state, the log replays exactly, every editor is credited."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+from pycrdt import Doc, Text
+
+from gitrtc.errors import StoreError
+from gitrtc.origins import Participant
+from gitrtc.store import Store, pack, unpack
+
+from .conftest import FILES, Live
+from .support import RtcProcess, async_wait_until, git, make_repo
+from .test_cli import edit, run_rtc, ws_url
+
+
+def source(client) -> Text:  # type: ignore[no-untyped-def]
+    return client.doc.get("source", type=Text)
+
+
+async def test_a_burst_reaches_every_reader_complete_and_in_order(live: Live) -> None:
+    async with live.client("README.md") as writer:
+        await writer.wait_synced()
+        readers = [live.client("README.md", name=f"R{i}") for i in range(3)]
+        for r in readers:
+            await r.__aenter__()
+        try:
+            for r in readers:
+                await r.wait_synced()
+            seen: list[list[str]] = [[] for _ in readers]
+            texts = [source(r) for r in readers]
+            for i, t in enumerate(texts):
+                t.observe(lambda e, *_, i=i: seen[i].append(str(texts[i])))
+            text = source(writer)
+            for i in range(2000):  # one update each, sent back to back
+                text.insert(len(text), chr(ord("a") + i % 26))
+            expected = str(text)
+            await async_wait_until(lambda: all(str(source(r)) == expected for r in readers), timeout=60,
+                                   what="every reader has the burst")
+            for states in seen:  # each update applied once, in the writer's order: the text only grows
+                assert len(states) == 2000
+                assert all(b.startswith(a) and len(b) == len(a) + 1 for a, b in zip(states, states[1:]))
+        finally:
+            for r in readers:
+                await r.__aexit__(None, None, None)
+
+
+async def test_a_joiner_gets_the_latest_state_after_the_first_joiner_was_served(live: Live) -> None:
+    async with live.client("README.md") as first:
+        await first.wait_synced()  # the server now holds the encoded state for new clients
+        source(first).insert(0, "edited ")
+        await async_wait_until(lambda: (live.repo / "README.md").read_text().startswith("edited "), what="disk")
+        async with live.client("README.md", name="Second") as second:
+            await second.wait_synced()
+            assert str(source(second)).startswith("edited # Project")
+        (live.repo / "README.md").write_text("from disk\n" + (live.repo / "README.md").read_text())
+        await async_wait_until(lambda: str(source(first)).startswith("from disk\n"), what="disk change merged")
+        async with live.client("README.md", name="Third") as third:
+            await third.wait_synced()
+            assert str(source(third)) == str(source(first))
+
+
+async def _store(path: Path) -> Store:
+    store = Store(path)
+    await store.open()
+    return store
+
+
+def _updates(n: int) -> tuple[list[bytes], str]:
+    doc = Doc()
+    text = doc.get("source", type=Text)
+    out: list[bytes] = []
+    doc.observe(lambda e: out.append(e.update))
+    for i in range(n):
+        text.insert(len(text), str(i % 10))
+    return out, str(text)
+
+
+async def test_the_log_replays_every_update_in_order_across_packed_rows(tmp_path: Path) -> None:
+    updates, final = _updates(500)
+    store = await _store(tmp_path / "s.sqlite")
+    for i, update in enumerate(updates):
+        store.append("room", update)
+        if i % 97 == 0:
+            await asyncio.sleep(0)  # let some batches go to disk on their own
+    store.append("other", updates[0])
+    await store.close()
+    rows = sqlite3.connect(tmp_path / "s.sqlite").execute("SELECT COUNT(*) FROM updates").fetchone()[0]
+    assert rows < 500  # batches are stored as packed rows, not one row per keystroke
+    store = await _store(tmp_path / "s.sqlite")
+    try:
+        assert await store.updates("room") == updates
+        assert await store.updates("other") == [updates[0]]
+    finally:
+        await store.close()
+    doc = Doc()
+    for update in updates:
+        doc.apply_update(update)
+    assert str(doc.get("source", type=Text)) == final
+
+
+async def test_a_store_from_before_packed_rows_opens_and_replays(tmp_path: Path) -> None:
+    updates, _ = _updates(3)
+    db = sqlite3.connect(tmp_path / "old.sqlite")
+    db.executescript("CREATE TABLE updates (seq INTEGER PRIMARY KEY AUTOINCREMENT, room TEXT NOT NULL,"
+                     " data BLOB NOT NULL);")
+    db.executemany("INSERT INTO updates (room, data) VALUES ('r', ?)", [(u,) for u in updates])
+    db.commit()
+    db.close()
+    store = await _store(tmp_path / "old.sqlite")
+    try:
+        store.append("r", b"\x00\x00")
+        await store.flush()
+        assert await store.updates("r") == [*updates, b"\x00\x00"]
+    finally:
+        await store.close()
+
+
+def test_a_packed_row_with_stray_bytes_is_refused() -> None:
+    assert unpack(pack([b"ab", b"", b"c"]), 3) == [b"ab", b"", b"c"]
+    with pytest.raises(StoreError):
+        unpack(pack([b"ab", b"c"]) + b"x", 2)
+
+
+async def test_credits_are_written_once_and_again_after_a_commit(tmp_path: Path) -> None:
+    store = await _store(tmp_path / "c.sqlite")
+    alice, bob = Participant("Alice", "a@x.org", "editor"), Participant("Bob", "b@x.org", "editor")
+    try:
+        for _ in range(3):
+            store.append("r", b"\x00\x00", alice)
+        store.append("r", b"\x00\x00", bob)
+        assert await store.credits() == [("Alice", "a@x.org"), ("Bob", "b@x.org")]
+        await store.clear_credits()
+        store.append("r", b"\x00\x00", alice)
+        assert await store.credits() == [("Alice", "a@x.org")]
+    finally:
+        await store.close()
+
+
+def test_an_editor_is_credited_again_in_the_next_checkpoint(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", FILES)
+    proc = RtcProcess(repo, ["README.md", "--persistent"])
+    try:
+        proc.wait_ready()
+        url = ws_url(proc, "README.md", "Alice", "alice@example.org")
+        asyncio.run(edit(url, lambda t: t.insert(0, "A. ")))
+        assert run_rtc(repo, "commit", "-m", "one").returncode == 0
+        asyncio.run(edit(url, lambda t: t.insert(0, "again ")))
+        done = run_rtc(repo, "commit", "-m", "two")
+        assert done.returncode == 0, done.stderr
+        assert "Co-authored-by: Alice <alice@example.org>" in git(repo, "log", "-1", "--format=%B")
+        assert git(repo, "show", "HEAD:README.md").startswith("again A. # Project")
+    finally:
+        proc.kill()
