@@ -138,7 +138,11 @@ def check_under_workdir(repo: RepoInfo, rel: str) -> Path:
 
 def blob_at(repo: pygit2.Repository, commit: str, path: str) -> bytes | None:
     """The bytes of `path` in `commit`, or None if it is not there."""
-    tree = repo[commit].peel(pygit2.Tree)
+    return blob_in(repo[commit].peel(pygit2.Tree), path)
+
+
+def blob_in(tree: pygit2.Tree, path: str) -> bytes | None:
+    """The bytes of `path` in `tree`, or None if it is not there."""
     try:
         obj = tree[path]
     except KeyError:
@@ -190,14 +194,17 @@ def commit_session(
                 f"session in {', '.join(conflicts[:3])}: nothing was committed; the session stays open "
                 "(rtc stop --onto-branch NAME commits it on a new branch)"
             )
-    changed = {p: data for p, data in changes.items() if blob_at(repo, str(tip.id), p) != data}
+    tip_tree = tip.tree
+    changed = {p: data for p, data in changes.items() if blob_in(tip_tree, p) != data}
     if not changed:
         return CommitResult(None, info.branch_name, (), (), str(tip.id))
     index = pygit2.Index()
-    index.read_tree(tip.tree)
+    index.read_tree(tip_tree)
+    entries = {}
     for path, data in sorted(changed.items()):
         mode = _mode_for(index, info.workdir / path, path)
-        index.add(pygit2.IndexEntry(path, repo.create_blob(data), mode))
+        entries[path] = pygit2.IndexEntry(path, repo.create_blob(data), mode)
+        index.add(entries[path])
     tree = index.write_tree(repo)
     name, email = owner_identity(repo)
     author = pygit2.Signature(name, email)
@@ -211,7 +218,7 @@ def commit_session(
         ) from exc
     if update_worktree:
         _write_merged(info.workdir, {p: changed[p] for p in merged if p in changed}, session_bytes)
-        _update_index(repo, changed)
+        _update_index(repo, entries)
     credited = tuple(format_coauthor(n, e) for n, e in coauthors if e.lower() != email.lower())
     return CommitResult(str(oid), info.branch_name, tuple(sorted(changed)), credited, str(tip.id))
 
@@ -251,21 +258,16 @@ def _mode_for(index: pygit2.Index, disk_path: Path, path: str) -> int:
     return pygit2.enums.FileMode.BLOB_EXECUTABLE if executable else pygit2.enums.FileMode.BLOB
 
 
-def _update_index(repo: pygit2.Repository, changed: dict[str, bytes]) -> None:
-    """Point the committed paths' index entries at the new blobs; leave all else alone."""
+def _update_index(repo: pygit2.Repository, entries: dict[str, pygit2.IndexEntry]) -> None:
+    """Point the committed paths' index entries at the new blobs; leave all else alone.
+
+    The entries carry no stat data, so git compares those files' content once (and then
+    records their stat) instead of this writing every blob a second time.
+    """
     index = repo.index
     index.read()
-    for path, data in changed.items():
-        disk = Path(repo.workdir) / path
-        try:
-            on_disk = disk.read_bytes()
-        except OSError:
-            on_disk = None
-        if on_disk == data:
-            index.add(path)  # stats the file too, so git status sees it clean at once
-        else:
-            mode = index[path].mode if path in index else pygit2.enums.FileMode.BLOB
-            index.add(pygit2.IndexEntry(path, repo.create_blob(data), mode))
+    for entry in entries.values():
+        index.add(entry)
     index.write()
 
 
