@@ -11,6 +11,24 @@ from pathlib import Path
 from typing import Any
 
 
+def find_gitdir(start: Path) -> Path | None:
+    """The git dir of the checkout containing `start` (a linked worktree's own one), found
+    the way git does for a plain `.git` folder or `.git` file; None if there is none."""
+    for folder in (start.resolve(), *start.resolve().parents):
+        dot_git = folder / ".git"
+        if dot_git.is_dir():
+            return dot_git
+        if dot_git.is_file():
+            try:
+                line = dot_git.read_text().strip()
+            except OSError:
+                return None
+            if line.startswith("gitdir:"):
+                return (folder / line[len("gitdir:"):].strip()).resolve()
+            return None
+    return None
+
+
 def rtc_dir(gitdir: Path) -> Path:
     """The folder gitrtc keeps inside the git dir."""
     return gitdir / "rtc"

@@ -81,8 +81,10 @@ async def async_wait_until(predicate: Callable[[], Any], timeout: float = 20.0, 
 class RtcProcess:
     """`rtc start` running as a real process in a repository."""
 
-    def __init__(self, repo: Path, args: list[str], env: dict[str, str] | None = None) -> None:
+    def __init__(self, repo: Path, args: list[str], env: dict[str, str] | None = None,
+                 gitdir: Path | None = None) -> None:
         self.repo = repo
+        self.gitdir = gitdir or repo / ".git"  # a linked worktree has its own
         self.proc = subprocess.Popen(
             [*RTC, "start", "--port", "0", "--no-open", *args],
             cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -93,7 +95,7 @@ class RtcProcess:
 
     @property
     def session_file(self) -> Path:
-        return self.repo / ".git" / "rtc" / "session.json"
+        return self.gitdir / "rtc" / "session.json"
 
     def wait_ready(self, timeout: float = 30.0) -> dict[str, Any]:
         def ready() -> dict[str, Any] | None:

@@ -83,6 +83,26 @@ def test_start_edit_stop_makes_one_commit(tmp_path: Path) -> None:
     assert not list((repo / ".git/rtc/sessions").glob("*"))
 
 
+def test_a_session_in_a_linked_worktree_is_stopped_from_a_subfolder(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", FILES)
+    tree = tmp_path / "feature-tree"
+    git(repo, "worktree", "add", "-q", "-b", "feature", str(tree))
+    gitdir = Path(git(tree, "rev-parse", "--absolute-git-dir").strip())
+    proc = RtcProcess(tree, ["README.md"], gitdir=gitdir)
+    try:
+        proc.wait_ready()
+        asyncio.run(edit(ws_url(proc, "README.md", "Alice", "alice@example.org"), lambda t: t.insert(0, "W. ")))
+        done = subprocess.run([*RTC, "stop", "-m", "from the worktree"], cwd=tree / "docs",
+                              capture_output=True, text=True)
+        proc.proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert done.returncode == 0, done.stderr
+    assert git(repo, "show", "feature:README.md").startswith("W. # Project")
+    assert git(repo, "log", "-1", "--format=%s", "main").strip() == "initial"  # the main checkout's branch untouched
+    assert git(tree, "status", "--porcelain") == ""  # the committed file is clean in the worktree's index
+
+
 def test_nothing_changed_means_no_commit(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "r", FILES)
     before = {p: (repo / p).read_bytes() for p in ("README.md", "analysis.ipynb")}

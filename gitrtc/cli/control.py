@@ -9,15 +9,19 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from .. import git
 from ..errors import NoSessionError, RtcError
-from ..sessionfile import pid_alive, read_session_file
+from ..sessionfile import find_gitdir, pid_alive, read_session_file
 
 
 def running_session(cwd: Path) -> dict[str, Any]:
-    """The live session's `session.json`, or `NoSessionError`."""
-    info = git.repo_info(git.open_repo(cwd))
-    data = read_session_file(info.gitdir)
+    """The live session's `session.json`, or `NoSessionError` (found without loading git
+    itself, so `rtc stop` and `rtc status` answer at once)."""
+    gitdir = find_gitdir(cwd)
+    if gitdir is None:
+        from .. import git
+
+        gitdir = git.repo_info(git.open_repo(cwd)).gitdir  # raises the user-facing error
+    data = read_session_file(gitdir)
     if not data or not isinstance(data.get("pid"), int) or not pid_alive(data["pid"]):
         raise NoSessionError("no session is running in this repository: start one with rtc start")
     return data
