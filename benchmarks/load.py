@@ -133,8 +133,11 @@ async def w2_write(url: str, n: str, rate: str, out: str) -> None:
             sent.append(time.time())
             await client.ws.send_bytes(protocol.sync_update(outgoing.pop()))
             await asyncio.sleep(1 / per_second)
-        await asyncio.sleep(0.5)
         Path(out).write_text(json.dumps({"sent": sent}))
+        # Stay connected until killed: closing with the server's echoes unread makes the
+        # kernel reset the connection, and a server still behind would lose the updates
+        # it had not read yet (pycrdt-websocket echoes every update to its sender).
+        await asyncio.sleep(3600)
         task.cancel()
 
 
