@@ -66,11 +66,9 @@ class Connection:
         self.on_close: Callable[[], None] | None = None
         self._queue: deque[bytes] = deque()
         self._queued_bytes = 0
-        self._sending = False
         self._batch: list[bytes] = []
-        self._wakeup = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._sender = asyncio.get_running_loop().create_task(self._send_loop())
+        #: Runs only while there is a backlog (most connections never need one).
+        self._sender: asyncio.Task[None] | None = None
 
     @property
     def read_only(self) -> bool:
@@ -100,7 +98,7 @@ class Connection:
         for the sender task; disconnect the reader if it falls too far behind."""
         if self.closed:
             return
-        if not self._queue and not self._sending and self.transport.try_send(frames):
+        if self._sender is None and self.transport.try_send(frames):
             return
         for frame in frames:
             if self._queued_bytes + len(frame) > MAX_QUEUED_BYTES or len(self._queue) >= MAX_QUEUED_FRAMES:
@@ -108,31 +106,28 @@ class Connection:
                 return
             self._queue.append(frame)
             self._queued_bytes += len(frame)
-        self._wakeup.set()
+        if self._sender is None:
+            self._sender = asyncio.get_running_loop().create_task(self._send_backlog())
 
-    async def _send_loop(self) -> None:
+    async def _send_backlog(self) -> None:
         try:
-            while not self.closed:
-                await self._wakeup.wait()
-                self._wakeup.clear()
-                self._sending = True
-                while self._queue and not self.closed:
-                    frame = self._queue.popleft()
-                    self._queued_bytes -= len(frame)
-                    await self.transport.send_bytes(frame)
-                self._sending = False
-                self._idle.set()
+            while self._queue and not self.closed:
+                frame = self._queue.popleft()
+                self._queued_bytes -= len(frame)
+                await self.transport.send_bytes(frame)  # waits while the peer's socket is full
         except (ConnectionError, RuntimeError) as exc:
             # The peer went away mid-send; the reader side sees the close and cleans up.
             log.debug("send to %s stopped: %s", self.participant.name, exc)
             self._stop(None)
+        finally:
+            self._sender = None
 
     async def drain(self) -> None:
-        """Wait until everything queued has been handed to the transport."""
+        """Wait until everything posted or queued has been handed to the transport."""
         self.flush()
-        while self._queue and not self.closed:
-            self._idle.clear()
-            await self._idle.wait()
+        sender = self._sender
+        if sender is not None and not self.closed:
+            await asyncio.wait({sender})
 
     def _stop(self, code: int | None) -> bool:
         """Stop sending at once and tell the room; False if already stopped."""
@@ -143,11 +138,11 @@ class Connection:
         self._batch = []
         self._queue.clear()
         self._queued_bytes = 0
-        self._idle.set()
         if self.on_close is not None:
             self.on_close()
-        if asyncio.current_task() is not self._sender:
-            self._sender.cancel()  # a send blocked on a full socket must not hold the close frame back
+        sender = self._sender
+        if sender is not None and asyncio.current_task() is not sender:
+            sender.cancel()  # a send blocked on a full socket must not hold the close frame back
         return True
 
     def close_soon(self, code: int, reason: str) -> None:
