@@ -51,6 +51,10 @@ COMPACT_AFTER = 2_000
 COMPACT_SOON = 20_000
 #: Seconds between looks for rooms whose log should be compacted.
 COMPACT_LOOK_EVERY = 5.0
+#: Files loaded into their rooms right after the start, before anyone asks (so the first
+#: person to open one is not the one who waits for it), within this many original bytes.
+PRELOAD_FILES = 32
+PRELOAD_BYTES = 32 * 1024 * 1024
 #: Seconds between compactions of a room that is only a little behind.
 COMPACT_EVERY = 60.0
 
@@ -92,6 +96,7 @@ class Session:
         self.disk = DiskSync(info.workdir, self._render, self._on_branch, self.event, self._merge_disk)
         self._watcher: asyncio.Task[None] | None = None
         self._compactor: asyncio.Task[None] | None = None
+        self._preloader: asyncio.Task[None] | None = None
         store.on_failure = lambda exc: self.event(f"session store write failed: {exc}")
 
     # -- setup -----------------------------------------------------------------------
@@ -106,6 +111,19 @@ class Session:
             await self._reconcile_disk()
         self._watcher = asyncio.get_running_loop().create_task(self.disk.watch())
         self._compactor = asyncio.get_running_loop().create_task(self._compact_periodically())
+        self._preloader = asyncio.get_running_loop().create_task(self._preload())
+
+    async def _preload(self) -> None:
+        """Load the first shared files' rooms in the background (a few, up to a byte budget)."""
+        budget = PRELOAD_BYTES
+        for entry in self.manifest.files[:PRELOAD_FILES]:
+            budget -= len(self.originals.get(entry.room, b""))
+            if budget < 0 or self.state != "live":
+                return
+            try:
+                await self.room(entry.room)
+            except (DocumentError, StoreError) as exc:
+                self.event(f"{entry.path}: {exc}")  # the same error meets whoever opens it
 
     async def _compact_periodically(self) -> None:
         """Keep the log small in a long session (streaming outputs) and a restart fast:
@@ -372,8 +390,9 @@ class Session:
     async def pause(self) -> EndResult:
         """Stop serving a persistent session without ending it: flush, close connections."""
         async with self._end_lock:
-            if self._watcher is not None:
-                self._watcher.cancel()
+            for task in (self._watcher, self._preloader):
+                if task is not None:
+                    task.cancel()
             await self.disk.check_all()
             await self.store.flush()
             await self.disk.flush()
@@ -385,7 +404,7 @@ class Session:
 
     async def close(self) -> None:
         """Stop watching and close the store (after `end`, or when shutting down)."""
-        for task in (self._watcher, self._compactor):
+        for task in (self._watcher, self._compactor, self._preloader):
             if task is not None:
                 task.cancel()
                 try:
@@ -406,8 +425,9 @@ class Session:
             if self.result is not None and self.result.ended:
                 return self.result
             self.state = "ending"
-            if self._watcher is not None:
-                self._watcher.cancel()
+            for task in (self._watcher, self._preloader):
+                if task is not None:
+                    task.cancel()
             await self.disk.check_all()  # a save made just before the stop belongs in the commit
             for room in self.rooms.values():
                 room.accepting = False

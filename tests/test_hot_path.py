@@ -157,3 +157,11 @@ def test_an_editor_is_credited_again_in_the_next_checkpoint(tmp_path: Path) -> N
         assert git(repo, "show", "HEAD:README.md").startswith("again A. # Project")
     finally:
         proc.kill()
+
+
+async def test_shared_files_are_loaded_before_anyone_opens_them(live: Live) -> None:
+    rooms = [live.room(p) for p in ("README.md", "docs/guide.md", "analysis.ipynb", "src/tool.py")]
+    await async_wait_until(lambda: all(r in live.session.rooms for r in rooms), what="preloaded rooms")
+    async with live.client("README.md") as client:
+        await client.wait_synced()
+        assert str(source(client)) == (live.repo / "README.md").read_text()
