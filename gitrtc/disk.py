@@ -21,6 +21,7 @@ import hashlib
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,9 @@ log = logging.getLogger(__name__)
 
 QUIET_SECONDS = 0.25
 MAX_DELAY_SECONDS = 1.0
+#: A file whose rendering takes long (a large notebook: ~30 ms per MB) is written at most
+#: once per this many rendering times, so write-back holds the event loop ≤ 5% of the time.
+RENDER_DUTY = 20
 
 
 def digest(data: bytes) -> str:
@@ -58,6 +62,15 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def _write_if_new(path: Path, data: bytes, written: str | None) -> str | None:
+    """Write `data` unless its digest is `written`; the new digest, or None if unchanged."""
+    new = digest(data)
+    if new == written:
+        return None
+    atomic_write(path, data)
+    return new
+
+
 @dataclass(slots=True)
 class FileState:
     """Write-back state of one shared file, as the panel and `rtc status` show it."""
@@ -71,6 +84,8 @@ class FileState:
     error: str | None = None
     first_dirty: float = 0.0
     last_change: float = 0.0
+    rendered_at: float = 0.0
+    render_seconds: float = 0.0
     timer: asyncio.TimerHandle | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
@@ -179,7 +194,8 @@ class DiskSync:
 
     @staticmethod
     def _due(state: FileState) -> float:
-        return min(state.last_change + QUIET_SECONDS, state.first_dirty + MAX_DELAY_SECONDS)
+        due = min(state.last_change + QUIET_SECONDS, state.first_dirty + MAX_DELAY_SECONDS)
+        return max(due, state.rendered_at + RENDER_DUTY * state.render_seconds)
 
     def _start_write(self, path: str) -> None:
         state = self.files[path]
@@ -210,19 +226,20 @@ class DiskSync:
         stat = await asyncio.get_running_loop().run_in_executor(None, self._stat, path)
         if stat != state.seen and stat is not None:
             await self._check(path, stat, own_write_pending=False)
+        loop = asyncio.get_running_loop()
+        started = time.perf_counter()
         data = self._render(path)
-        new = digest(data)
-        if new == state.written:
-            state.error = None
-            return
+        state.render_seconds = time.perf_counter() - started
+        state.rendered_at = loop.time()
         try:
-            await asyncio.get_running_loop().run_in_executor(
-                None, atomic_write, self.workdir / path, data
-            )
+            new = await loop.run_in_executor(None, _write_if_new, self.workdir / path, data, state.written)
         except OSError as exc:
             state.dirty = True
             state.error = exc.strerror or str(exc)
             self._on_event(f"{path}: cannot write ({state.error}); kept in the session store")
+            return
+        if new is None:  # the file already holds these bytes
+            state.error = None
             return
         state.written = new
         state.seen = self._stat(path)
