@@ -607,6 +607,7 @@ def w7_run(kind: str, tmp: Path, stuck: bool, readers: int = 10, paste: int = 1 
             connected = json.loads(ready(stuck_out).read_text())["connected"]
             time.sleep(max(0.0, connected + W7_HOLD - time.time()))
             Path(str(stuck_out) + ".stop").write_text("1")
+            watched = time.time() - connected
             wait_for(stuck_out.exists, 30, "stuck reader's report")
         peak = sampler.stop()
     finally:
@@ -623,11 +624,11 @@ def w7_run(kind: str, tmp: Path, stuck: bool, readers: int = 10, paste: int = 1 
                                        "RSS before MB": rss0, "RSS peak MB": peak,
                                        "CPU %": (cpu1 - cpu0) / (t1 - t0) * 100}
     if stuck:
-        figures["stuck"] = describe_stuck(json.loads(stuck_out.read_text()), server_side)
+        figures["stuck"] = describe_stuck(json.loads(stuck_out.read_text()), server_side, watched)
     return figures
 
 
-def describe_stuck(report: dict[str, object], server_side: list[tuple[float, str, int]]) -> str:
+def describe_stuck(report: dict[str, object], server_side: list[tuple[float, str, int]], watched: float) -> str:
     """What became of the stuck reader, in one line."""
     start = float(report["connected"])  # type: ignore[arg-type]
     max_queued = max((q for _, _, q in server_side), default=0)
@@ -635,7 +636,7 @@ def describe_stuck(report: dict[str, object], server_side: list[tuple[float, str
     code = report["close_code"]
     drained = int(report["drained_bytes"]) / 2**20  # type: ignore[call-overload]
     if left is None:
-        what = f"still connected after {W7_HOLD:.0f} s"
+        what = f"still connected after {watched:.0f} s"
     else:
         what = f"closed by the server after {left[0] - start:.0f} s"
     if report["close_frame"]:

@@ -3,9 +3,17 @@
     python benchmarks/load.py w1-send URL OUT       # the automerge-paper trace, as fast as possible
     python benchmarks/load.py w1-recv URL LEN OUT   # until the text has LEN characters
     python benchmarks/load.py w2-write URL N RATE OUT
-    python benchmarks/load.py w2-read URL COUNT N OUT   # COUNT readers in this process
+    python benchmarks/load.py w2-read URL COUNT N OUT [count-only]   # COUNT readers in this process
     python benchmarks/load.py join URL OUT          # connect → synced time
-Each writes a small JSON file of timestamps (time.time(), shared by processes on one host).
+    python benchmarks/load.py w4-seed URL OUT
+    python benchmarks/load.py w3 PLAN OUT           # this process's share of W3's clients
+    python benchmarks/load.py w5-seed URL NOTEBOOK OUT
+    python benchmarks/load.py w5 edit|struct|kernel URL ARG SECONDS CELLS OUT
+    python benchmarks/load.py w6-join URL OUT       # retry until the server is back, then sync
+    python benchmarks/load.py w7-write URL PASTE RATE SECONDS OUT
+    python benchmarks/load.py w7-stuck URL OUT      # sync, then never read again
+Each writes a small JSON file of timestamps (time.time(), shared by processes on one host),
+atomically; OUT.ready says it is synced, OUT.go (written by the orchestrator) starts it.
 """
 
 from __future__ import annotations
@@ -241,7 +249,7 @@ def awareness_update(client_id: int, clock: int, state: dict) -> bytes:
 
 
 async def heartbeat(client: Client, interval: float, name: str) -> int:
-    """Send the client's awareness state now and every `interval` s (random phase)."""
+    """Send the client's awareness state at a random moment within `interval` s, then every `interval` s."""
     import random
 
     clock = 0
