@@ -273,6 +273,7 @@ def ingest_trace(server: Server, kind: str, tmp: Path) -> dict[str, float | str]
 def w2(kind: str, tmp: Path, readers: int, rate: float = 100.0, count: int = 300) -> dict[str, float | str]:
     """One writer typing at `rate` chars/s; `readers` readers apply every update."""
     server = SERVERS[kind]({"doc.md": b""})
+    procs: list[subprocess.Popen[bytes]] = []
     try:
         url = server.url("doc.md")
         write_out = tmp / f"w2-write-{kind}-{readers}"
@@ -280,14 +281,12 @@ def w2(kind: str, tmp: Path, readers: int, rate: float = 100.0, count: int = 300
         read_outs = [tmp / f"w2-read-{kind}-{readers}-{i}" for i in range(len(groups))]
         procs = [load("w2-read", url, str(g), str(count), str(out)) for g, out in zip(groups, read_outs) if g]
         read_outs = [o for g, o in zip(groups, read_outs) if g]
-        writer = load("w2-write", url, str(count), str(rate), str(write_out))
+        procs.append(load("w2-write", url, str(count), str(rate), str(write_out)))
         wait_for(lambda: all(Path(str(o) + ".ready").exists() for o in read_outs), 60, "readers ready")
         cpu0 = cpu_seconds(server.pid)
         Path(str(write_out) + ".go").write_text("1")
         wait_for(lambda: write_out.exists() and all(o.exists() for o in read_outs), 180, "w2 done")
         cpu1 = cpu_seconds(server.pid)
-        for p in (*procs, writer):
-            p.kill()
         sent = json.loads(write_out.read_text())["sent"]
         latencies = []
         for out in read_outs:
@@ -300,6 +299,7 @@ def w2(kind: str, tmp: Path, readers: int, rate: float = 100.0, count: int = 300
         return {"p50 ms": latencies[len(latencies) // 2], "p99 ms": latencies[int(len(latencies) * 0.99)],
                 "server CPU %": (cpu1 - cpu0) / elapsed * 100}
     finally:
+        kill_all(procs)  # also when a wait timed out
         server.stop()
 
 
