@@ -31,8 +31,8 @@ log = logging.getLogger(__name__)
 QUIET_SECONDS = 0.25
 MAX_DELAY_SECONDS = 1.0
 #: A file whose rendering takes long (a large notebook: ~30 ms per MB) is written at most
-#: once per this many rendering times, so write-back holds the event loop ≤ 5% of the time.
-RENDER_DUTY = 20
+#: once per this many rendering times, so write-back holds the event loop under 2% of the time.
+RENDER_DUTY = 60
 
 
 def digest(data: bytes) -> str:

@@ -14,6 +14,7 @@ import asyncio
 import json
 import sqlite3
 import struct
+import zlib
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ CREATE TABLE IF NOT EXISTS files (
 );
 CREATE TABLE IF NOT EXISTS updates (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, room TEXT NOT NULL, data BLOB NOT NULL,
-    n INTEGER NOT NULL DEFAULT 1
+    n INTEGER NOT NULL DEFAULT 1, z INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS updates_room ON updates (room, seq);
 CREATE TABLE IF NOT EXISTS credits (
@@ -45,6 +46,26 @@ MAX_PENDING = 20_000
 def pack(updates: list[bytes]) -> bytes:
     """Several updates as one log row: their lengths (uint32 each), then their bytes."""
     return struct.pack(f"<{len(updates)}I", *map(len, updates)) + b"".join(updates)
+
+
+#: Log rows at least this big are stored zlib-compressed when that makes them smaller.
+COMPRESS_FROM = 128
+#: The WAL is cut back to this size after checkpoints (it otherwise stays at its peak).
+WAL_LIMIT = 1024 * 1024
+
+
+def encode_row(data: bytes) -> tuple[bytes, int]:
+    """A log row's stored bytes and its `z` flag (1: zlib)."""
+    if len(data) >= COMPRESS_FROM:
+        packed = zlib.compress(data, 1)
+        if len(packed) < len(data):
+            return packed, 1
+    return data, 0
+
+
+def decode_row(data: bytes, z: int) -> bytes:
+    """The bytes `encode_row` was given."""
+    return zlib.decompress(data) if z else data
 
 
 def unpack(data: bytes, n: int) -> list[bytes]:
@@ -95,12 +116,16 @@ class Store:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # takes effect in a new database only
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
+            db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
             db.executescript(SCHEMA)
             columns = {row[1] for row in db.execute("PRAGMA table_info(updates)")}
             if "n" not in columns:  # a store written before log rows were packed
                 db.execute("ALTER TABLE updates ADD COLUMN n INTEGER NOT NULL DEFAULT 1")
+            if "z" not in columns:  # ... or compressed
+                db.execute("ALTER TABLE updates ADD COLUMN z INTEGER NOT NULL DEFAULT 0")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the session store {self.path}: {exc}") from exc
         self._db = db
@@ -212,13 +237,13 @@ class Store:
         for room, update in updates:
             by_room.setdefault(room, []).append(update)
         rows = [
-            (room, items[0] if len(items) == 1 else pack(items), len(items))
+            (room, *encode_row(items[0] if len(items) == 1 else pack(items)), len(items))
             for room, items in by_room.items()
         ]
         db = self._connection()
         with db:
             db.execute("BEGIN")
-            db.executemany("INSERT INTO updates (room, data, n) VALUES (?, ?, ?)", rows)
+            db.executemany("INSERT INTO updates (room, data, z, n) VALUES (?, ?, ?, ?)", rows)
             db.executemany(
                 "INSERT OR IGNORE INTO credits VALUES (?, ?, ?)",
                 [(p.key, p.name, p.email) for p in credits],
@@ -227,9 +252,9 @@ class Store:
     async def updates(self, room: str) -> list[bytes]:
         """The room's logged updates, oldest first."""
         rows = await self._run(
-            self._read, "SELECT data, n FROM updates WHERE room = ? ORDER BY seq", (room,)
+            self._read, "SELECT data, n, z FROM updates WHERE room = ? ORDER BY seq", (room,)
         )
-        return [update for data, n in rows for update in unpack(bytes(data), n)]
+        return [update for data, n, z in rows for update in unpack(decode_row(bytes(data), z), n)]
 
     async def rooms_with_updates(self) -> set[str]:
         """Rooms that have anything in the log."""
@@ -247,10 +272,17 @@ class Store:
 
     def _compact_sync(self, room: str, state: bytes) -> None:
         db = self._connection()
-        with db:
-            db.execute("BEGIN")
-            db.execute("DELETE FROM updates WHERE room = ?", (room,))
-            db.execute("INSERT INTO updates (room, data, n) VALUES (?, ?, 1)", (room, state))
+        try:
+            with db:
+                db.execute("BEGIN")
+                db.execute("DELETE FROM updates WHERE room = ?", (room,))
+                db.execute("INSERT INTO updates (room, data, z, n) VALUES (?, ?, ?, 1)",
+                           (room, *encode_row(state)))
+            # give the freed pages back and cut the WAL down: the file shrinks with the log
+            db.execute("PRAGMA incremental_vacuum").fetchall()
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"the session store cannot be compacted: {exc}") from exc
 
     async def room_sizes(self) -> dict[str, int]:
         """Bytes of log per room."""

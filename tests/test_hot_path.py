@@ -165,3 +165,27 @@ async def test_shared_files_are_loaded_before_anyone_opens_them(live: Live) -> N
     async with live.client("README.md") as client:
         await client.wait_synced()
         assert str(source(client)) == (live.repo / "README.md").read_text()
+
+
+async def test_compaction_gives_the_space_back(tmp_path: Path) -> None:
+    updates, final = _updates(3000)
+    path = tmp_path / "s.sqlite"
+    store = await _store(path)
+    try:
+        for i in range(0, len(updates), 50):  # many small batches, as typing makes them
+            for update in updates[i:i + 50]:
+                store.append("room", update)
+            await store.flush()
+        big = path.stat().st_size + Path(f"{path}-wal").stat().st_size
+        doc = Doc()
+        for update in await store.updates("room"):
+            doc.apply_update(update)
+        await store.compact("room", doc.get_update)
+        small = path.stat().st_size + Path(f"{path}-wal").stat().st_size
+        assert small < big / 2, (big, small)
+        replay = Doc()
+        for update in await store.updates("room"):
+            replay.apply_update(update)
+        assert str(replay.get("source", type=Text)) == final
+    finally:
+        await store.close()
