@@ -50,7 +50,8 @@ def pack(updates: list[bytes]) -> bytes:
 
 #: Log rows at least this big are stored zlib-compressed when that makes them smaller.
 COMPRESS_FROM = 128
-#: The WAL is cut back to this size after checkpoints (it otherwise stays at its peak).
+#: The WAL is checkpointed into the database at about this size and cut back to it after
+#: (by default SQLite lets it reach 4 MB and keeps it at its peak).
 WAL_LIMIT = 1024 * 1024
 
 
@@ -120,6 +121,7 @@ class Store:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
+            db.execute(f"PRAGMA wal_autocheckpoint={WAL_LIMIT // 4096}")  # pages of 4 KiB
             db.executescript(SCHEMA)
             columns = {row[1] for row in db.execute("PRAGMA table_info(updates)")}
             if "n" not in columns:  # a store written before log rows were packed
