@@ -51,8 +51,8 @@ class Client:
         self._outgoing: list[bytes] = []
         self.doc.observe(lambda e: self._outgoing.append(e.update) if self._capturing else None)
 
-    async def edit(self, fn) -> int:
-        """Run `fn` as one local transaction and send its update; how many frames were sent."""
+    def _capture(self, fn) -> list[bytes]:
+        """Run `fn` as one local transaction; the updates it made."""
         self._capturing = True
         try:
             with self.doc.transaction():
@@ -60,19 +60,18 @@ class Client:
         finally:
             self._capturing = False
         frames, self._outgoing = self._outgoing, []
+        return frames
+
+    async def edit(self, fn) -> int:
+        """Run `fn` as one local transaction and send its update; how many frames were sent."""
+        frames = self._capture(fn)
         for update in frames:
             await self.ws.send_bytes(protocol.sync_update(update))
         return len(frames)
 
     async def edit_offline(self, fn) -> bytes:
         """Run `fn` as one local transaction and return its update (not sent)."""
-        self._capturing = True
-        try:
-            with self.doc.transaction():
-                fn()
-        finally:
-            self._capturing = False
-        frames, self._outgoing = self._outgoing, []
+        frames = self._capture(fn)
         assert len(frames) == 1
         return frames[0]
 
