@@ -184,13 +184,13 @@ class DiskSync:
         when the file is due (a quiet period, or the maximum delay while typing goes on).
         """
         state = self.files[path]
-        now = asyncio.get_running_loop().time()
-        state.last_change = now
+        loop = asyncio.get_running_loop()
+        state.last_change = now = loop.time()
         if not state.dirty:
             state.dirty = True
             state.first_dirty = now
         if state.timer is None:
-            state.timer = asyncio.get_running_loop().call_at(self._due(state), self._start_write, path)
+            state.timer = loop.call_at(self._due(state), self._start_write, path)
 
     @staticmethod
     def _due(state: FileState) -> float:

@@ -51,12 +51,12 @@ COMPACT_AFTER = 2_000
 COMPACT_SOON = 20_000
 #: Seconds between looks for rooms whose log should be compacted.
 COMPACT_LOOK_EVERY = 5.0
+#: Seconds between compactions of a room that is only a little behind.
+COMPACT_EVERY = 60.0
 #: Files loaded into their rooms right after the start, before anyone asks (so the first
 #: person to open one is not the one who waits for it), within this many original bytes.
 PRELOAD_FILES = 32
 PRELOAD_BYTES = 32 * 1024 * 1024
-#: Seconds between compactions of a room that is only a little behind.
-COMPACT_EVERY = 60.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,8 @@ from typing import Any
 def find_gitdir(start: Path) -> Path | None:
     """The git dir of the checkout containing `start` (a linked worktree's own one), found
     the way git does for a plain `.git` folder or `.git` file; None if there is none."""
-    for folder in (start.resolve(), *start.resolve().parents):
+    here = start.resolve()
+    for folder in (here, *here.parents):
         dot_git = folder / ".git"
         if dot_git.is_dir():
             return dot_git

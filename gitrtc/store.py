@@ -73,6 +73,8 @@ def unpack(data: bytes, n: int) -> list[bytes]:
     """The updates of one log row (`n` of them; a row of one is stored as is)."""
     if n == 1:
         return [data]
+    if len(data) < 4 * n:
+        raise StoreError(f"a packed log row of {n} updates is only {len(data)} bytes")
     lengths = struct.unpack_from(f"<{n}I", data)
     out, pos = [], 4 * n
     for length in lengths:
@@ -253,10 +255,15 @@ class Store:
 
     async def updates(self, room: str) -> list[bytes]:
         """The room's logged updates, oldest first."""
-        rows = await self._run(
-            self._read, "SELECT data, n, z FROM updates WHERE room = ? ORDER BY seq", (room,)
-        )
-        return [update for data, n, z in rows for update in unpack(decode_row(bytes(data), z), n)]
+        return await self._run(self._updates_sync, room)
+
+    def _updates_sync(self, room: str) -> list[bytes]:
+        # decompressing and splitting a long log is real work: done here, off the loop
+        rows = self._read("SELECT data, n, z FROM updates WHERE room = ? ORDER BY seq", (room,))
+        try:
+            return [update for data, n, z in rows for update in unpack(decode_row(bytes(data), z), n)]
+        except zlib.error as exc:
+            raise StoreError(f"the session store holds a damaged log row for {room}: {exc}") from exc
 
     async def rooms_with_updates(self) -> set[str]:
         """Rooms that have anything in the log."""

@@ -189,3 +189,45 @@ async def test_compaction_gives_the_space_back(tmp_path: Path) -> None:
         assert str(replay.get("source", type=Text)) == final
     finally:
         await store.close()
+
+
+async def test_a_damaged_log_row_is_a_store_error_not_a_crash(tmp_path: Path) -> None:
+    updates, _ = _updates(300)
+    path = tmp_path / "s.sqlite"
+    store = await _store(path)
+    try:
+        for update in updates:
+            store.append("room", update)
+        store.append("short", b"x" * 4)
+        store.append("short", b"y" * 4)
+        await store.flush()
+        db = sqlite3.connect(path)
+        db.execute("UPDATE updates SET data = X'0011' WHERE room = 'short'")  # 2 bytes for 2 lengths
+        db.execute("UPDATE updates SET data = X'789c00' WHERE room = 'room' AND z = 1")  # broken zlib
+        db.commit()
+        db.close()
+        for room in ("room", "short"):
+            with pytest.raises(StoreError, match="log row"):
+                await store.updates(room)
+    finally:
+        await store.close()
+
+
+async def test_a_file_whose_log_is_damaged_is_refused_and_the_others_are_served(
+        repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gitrtc import session as session_module
+
+    from .conftest import live_session
+
+    monkeypatch.setattr(session_module, "PRELOAD_FILES", 0)  # README's room loads on first use
+    async with live_session(repo, ["README.md", "src"]) as live:
+        db = sqlite3.connect(live.session.store.path)
+        db.execute("INSERT INTO updates (room, data, n, z) VALUES (?, X'789c00', 1, 1)", (live.room("README.md"),))
+        db.commit()
+        db.close()
+        async with live.client("README.md") as client:
+            assert await client.wait_closed() == 1011
+        assert any("damaged log row" in e for e in live.session.events)
+        async with live.client("src/tool.py") as other:
+            await other.wait_synced()
+            assert str(source(other)) == "def f():\n    return 1\n"

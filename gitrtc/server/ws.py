@@ -8,7 +8,14 @@ import struct
 
 from aiohttp import WSMsgType, web
 
-from ..errors import ProtocolError, SessionEndedError, StaleEpochError, StoreError, UnknownRoomError
+from ..errors import (
+    DocumentError,
+    ProtocolError,
+    SessionEndedError,
+    StaleEpochError,
+    StoreError,
+    UnknownRoomError,
+)
 from ..origins import Participant
 from ..rooms import CLOSE_INVALID, Connection
 from ..session import CLOSE_ENDED, Session
@@ -105,6 +112,10 @@ async def room_socket(request: web.Request, session: Session) -> web.StreamRespo
         return ws
     except (StaleEpochError, SessionEndedError) as exc:
         await conn.close(CLOSE_ENDED, str(exc))
+        return ws
+    except (StoreError, DocumentError) as exc:  # the room could not be loaded
+        session.event(str(exc))
+        await conn.close(CLOSE_STORE_FAILED, "this file cannot be loaded: see rtc status")
         return ws
     try:
         limit = RateLimit(ratelimit.RATE, ratelimit.BURST)
