@@ -1,5 +1,5 @@
 """`python -m gitrtc` runs the `rtc` command line."""
 
-from .cli.main import main
+from .cli.entry import main
 
 main()

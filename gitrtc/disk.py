@@ -62,6 +62,15 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def _stat(abspath: str) -> tuple[int, int, int] | None:
+    """(mtime_ns, size, inode) of a file, or None if it is gone or unreadable."""
+    try:
+        st = os.stat(abspath)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
 def _write_if_new(path: Path, data: bytes, written: str | None) -> str | None:
     """Write `data` unless its digest is `written`; the new digest, or None if unchanged."""
     new = digest(data)
@@ -76,6 +85,7 @@ class FileState:
     """Write-back state of one shared file, as the panel and `rtc status` show it."""
 
     path: str
+    abspath: str  # the file on disk, joined once: the watcher stats every file twice a second
     written: str | None = None  # digest of the bytes last known to be on disk
     seen: tuple[int, int, int] | None = None  # (mtime_ns, size, inode) at the last look
     synced: bytes | None = field(default=None, repr=False)  # last bytes disk and document agreed on
@@ -121,14 +131,8 @@ class DiskSync:
 
     def track(self, path: str, on_disk: bytes) -> None:
         """Start tracking a file whose current disk content is `on_disk`."""
-        self.files[path] = FileState(path, written=digest(on_disk), seen=self._stat(path), synced=on_disk)
-
-    def _stat(self, path: str) -> tuple[int, int, int] | None:
-        try:
-            st = os.stat(self.workdir / path)
-        except OSError:
-            return None
-        return (st.st_mtime_ns, st.st_size, st.st_ino)
+        abspath = os.path.join(self.workdir, path)
+        self.files[path] = FileState(path, abspath, written=digest(on_disk), seen=_stat(abspath), synced=on_disk)
 
     async def watch(self, interval: float = 0.5) -> None:
         """Poll the shared files forever, merging out-of-band changes (run as a task)."""
@@ -141,7 +145,8 @@ class DiskSync:
         if not self._branch_ok():
             return
         paths = list(self.files)
-        stats = await asyncio.get_running_loop().run_in_executor(None, lambda: [self._stat(p) for p in paths])
+        targets = [state.abspath for state in self.files.values()]
+        stats = await asyncio.get_running_loop().run_in_executor(None, lambda: [_stat(t) for t in targets])
         for path, stat in zip(paths, stats):
             try:
                 await self._check(path, stat)
@@ -223,7 +228,7 @@ class DiskSync:
             self._on_event("back on the session's branch: write-back resumed")
         state.dirty = False
         # a save that happened since the last poll is merged first, never overwritten
-        stat = await asyncio.get_running_loop().run_in_executor(None, self._stat, path)
+        stat = await asyncio.get_running_loop().run_in_executor(None, _stat, state.abspath)
         if stat != state.seen and stat is not None:
             await self._check(path, stat, own_write_pending=False)
         loop = asyncio.get_running_loop()
@@ -242,7 +247,7 @@ class DiskSync:
             state.error = None
             return
         state.written = new
-        state.seen = self._stat(path)
+        state.seen = _stat(state.abspath)
         state.synced = data
         state.error = None
         self._on_synced(path, data)

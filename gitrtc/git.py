@@ -198,14 +198,11 @@ def commit_session(
     changed = {p: data for p, data in changes.items() if blob_in(tip_tree, p) != data}
     if not changed:
         return CommitResult(None, info.branch_name, (), (), str(tip.id))
-    index = pygit2.Index()
-    index.read_tree(tip_tree)
     entries = {}
     for path, data in sorted(changed.items()):
-        mode = _mode_for(index, info.workdir / path, path)
+        mode = _mode_for(tip_tree, info.workdir / path, path)
         entries[path] = pygit2.IndexEntry(path, repo.create_blob(data), mode)
-        index.add(entries[path])
-    tree = index.write_tree(repo)
+    tree = _tree_with(repo, tip_tree, {p: (e.id, e.mode) for p, e in entries.items()})
     name, email = owner_identity(repo)
     author = pygit2.Signature(name, email)
     full_message = with_trailers(message, coauthors, email)
@@ -246,9 +243,33 @@ def _write_merged(workdir: Path, merged: dict[str, bytes], session: dict[str, by
         atomic_write(target, data)
 
 
-def _mode_for(index: pygit2.Index, disk_path: Path, path: str) -> int:
+def _tree_with(repo: pygit2.Repository, base: pygit2.Tree | None,
+               blobs: dict[str, tuple[pygit2.Oid, int]]) -> pygit2.Oid:
+    """`base` with the given path → (blob, mode) entries set: only the folders on those
+    paths are rewritten (reading the whole tree into an index and writing it back costs
+    as much as the rest of the commit, and checks every object of the tree)."""
+    here: dict[str, tuple[pygit2.Oid, int]] = {}
+    below: dict[str, dict[str, tuple[pygit2.Oid, int]]] = {}
+    for path, entry in blobs.items():
+        head, sep, rest = path.partition("/")
+        if sep:
+            below.setdefault(head, {})[rest] = entry
+        else:
+            here[head] = entry
+    builder = repo.TreeBuilder(base) if base is not None else repo.TreeBuilder()
+    for name, (oid, mode) in here.items():
+        builder.insert(name, oid, mode)
+    for name, inner in below.items():
+        child = base[name] if base is not None and name in base else None
+        subtree = _tree_with(repo, child if isinstance(child, pygit2.Tree) else None, inner)
+        builder.insert(name, subtree, pygit2.enums.FileMode.TREE)
+    return builder.write()
+
+
+def _mode_for(tree: pygit2.Tree, disk_path: Path, path: str) -> int:
+    """The path's mode in `tree`; for a new file, executable or not as it is on disk."""
     try:
-        return index[path].mode
+        return tree[path].filemode
     except KeyError:
         pass
     try:

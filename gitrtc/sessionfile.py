@@ -1,51 +1,65 @@
 """`.git/rtc/session.json`: the running session's public description (mode 0600).
 
-Kept free of heavy imports: `rtc stop` and `rtc status` only need this and git.
+Kept free of heavy imports (plain `os.path`, not even pathlib or typing): `rtc stop`
+runs on this and a socket, and should take no longer than `git commit`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
+
+    StrPath = str | os.PathLike[str]
 
 
-def find_gitdir(start: Path) -> Path | None:
+def find_gitdir(start: StrPath) -> str | None:
     """The git dir of the checkout containing `start` (a linked worktree's own one), found
     the way git does for a plain `.git` folder or `.git` file; None if there is none."""
-    here = start.resolve()
-    for folder in (here, *here.parents):
-        dot_git = folder / ".git"
-        if dot_git.is_dir():
+    folder = os.path.realpath(start)
+    while True:
+        dot_git = os.path.join(folder, ".git")
+        if os.path.isdir(dot_git):
             return dot_git
-        if dot_git.is_file():
+        if os.path.isfile(dot_git):
             try:
-                line = dot_git.read_text().strip()
-            except OSError:
+                with open(dot_git, encoding="utf-8") as handle:
+                    line = handle.read().strip()
+            except (OSError, UnicodeDecodeError):
                 return None
             if line.startswith("gitdir:"):
-                return (folder / line[len("gitdir:"):].strip()).resolve()
+                return os.path.realpath(os.path.join(folder, line[len("gitdir:"):].strip()))
             return None
-    return None
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
 
 
-def rtc_dir(gitdir: Path) -> Path:
+def rtc_dir(gitdir: StrPath) -> Path:
     """The folder gitrtc keeps inside the git dir."""
-    return gitdir / "rtc"
+    from pathlib import Path
+
+    return Path(gitdir) / "rtc"
 
 
-def session_file(gitdir: Path) -> Path:
+def session_file(gitdir: StrPath) -> str:
     """The `session.json` of the repository (design.md's public interface)."""
-    return rtc_dir(gitdir) / "session.json"
+    return os.path.join(gitdir, "rtc", "session.json")
 
 
-def read_session_file(gitdir: Path) -> dict[str, Any] | None:
+def read_session_file(gitdir: StrPath) -> dict[str, Any] | None:
     """The parsed `session.json`, or None when absent or unreadable."""
     try:
-        return json.loads(session_file(gitdir).read_text())
+        with open(session_file(gitdir), encoding="utf-8") as handle:
+            data = json.load(handle)
     except (OSError, ValueError):
         return None
+    return data if isinstance(data, dict) else None
 
 
 def pid_alive(pid: int) -> bool:
@@ -62,7 +76,7 @@ def pid_alive(pid: int) -> bool:
 def write_session_file(gitdir: Path, data: dict[str, Any]) -> None:
     """Write `session.json` atomically with mode 0600 (it holds the tokens)."""
     target = session_file(gitdir)
-    tmp = target.with_suffix(".tmp")
+    tmp = target[: -len(".json")] + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
         json.dump(data, out, indent=2)
@@ -73,6 +87,6 @@ def write_session_file(gitdir: Path, data: dict[str, Any]) -> None:
 def remove_session_file(gitdir: Path) -> None:
     """Remove `session.json` (at the end of a session)."""
     try:
-        session_file(gitdir).unlink()
+        os.unlink(session_file(gitdir))
     except FileNotFoundError:
         pass

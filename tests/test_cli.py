@@ -269,3 +269,84 @@ def test_branch_moved_during_session(tmp_path: Path, moved: str) -> None:
         assert git(repo, "rev-parse", "session-result^").strip() == git(repo, "rev-parse", "main^").strip()
     finally:
         proc.kill()
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    ([], {"message": None, "no_commit": False, "onto_branch": None}),
+    (["-m", "Fix typos"], {"message": "Fix typos", "no_commit": False, "onto_branch": None}),
+    (["-mFix"], {"message": "Fix", "no_commit": False, "onto_branch": None}),
+    (["--message=a=b", "--onto-branch", "side"], {"message": "a=b", "no_commit": False, "onto_branch": "side"}),
+    (["--message", "--no-commit"], {"message": "--no-commit", "no_commit": False, "onto_branch": None}),
+    (["--no-commit"], {"message": None, "no_commit": True, "onto_branch": None}),
+    (["--help"], None), (["-h"], None), (["-m"], None), (["--no-commit=1"], None), (["extra"], None),
+    (["--onto"], None),
+])
+def test_plain_stop_forms_take_the_quick_path_and_the_rest_go_to_click(args: list[str], expected: object) -> None:
+    from gitrtc.cli.entry import plain_stop_options
+
+    assert plain_stop_options(args) == expected
+
+
+def test_quick_stop_reports_errors_as_click_does_and_help_still_works(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", FILES)
+    proc = RtcProcess(repo, ["README.md"])
+    try:
+        info = proc.wait_ready()
+        helped = run_rtc(repo, "stop", "--help")
+        assert helped.returncode == 0 and "--onto-branch" in helped.stdout
+        bad = run_rtc(repo, "stop", "--frobnicate")
+        assert bad.returncode == 2 and "No such option" in bad.stderr
+        # a session.json whose owner token is wrong: the server refuses, one line, and serves on
+        forged = dict(info, owner_token="not-the-owner")
+        proc.session_file.write_text(json.dumps(forged))
+        refused = run_rtc(repo, "stop", "-m", "x")
+        assert refused.returncode == 1, refused.stderr
+        assert refused.stderr.startswith("Error: the session answered 40") and "Traceback" not in refused.stderr
+        assert refused.stderr.count("\n") == 1
+        assert proc.proc.poll() is None
+        proc.session_file.write_text(json.dumps(info))
+        asyncio.run(edit(ws_url(proc, "README.md", "Alice", "alice@example.org"), lambda t: t.insert(0, "Hi ")))
+        done = run_rtc(repo, "stop", "--message=Greet")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == git(repo, "rev-parse", "HEAD").strip()
+        assert git(repo, "log", "-1", "--format=%s").strip() == "Greet"
+        assert done.stderr.startswith("✓ 1 commit on main")
+    finally:
+        proc.terminate()
+        proc.kill()
+
+
+def test_the_session_commit_has_the_tree_git_add_would_make(tmp_path: Path) -> None:
+    """Nested folders, an executable, new files in new folders: only the touched folders
+    are rewritten, and the tree is the one `git add -A && git commit` makes."""
+    files = {"top.md": "top\n", "a/b/c/deep.md": "deep\n", "a/side.md": "side\n", "tools/run.sh": "echo hi\n"}
+    repo = make_repo(tmp_path / "r", files)
+    (repo / "tools/run.sh").chmod(0o755)
+    git(repo, "commit", "-q", "-am", "executable")
+    (repo / "new/dir").mkdir(parents=True)
+    (repo / "new/dir/notes.md").write_text("notes\n")
+    (repo / "new/dir/go.sh").write_text("echo go\n")
+    (repo / "new/dir/go.sh").chmod(0o755)
+    by_hand = tmp_path / "by-hand"
+    subprocess.run(["cp", "-a", str(repo), str(by_hand)], check=True)
+    edited = ["top.md", "a/b/c/deep.md", "tools/run.sh", "new/dir/notes.md", "new/dir/go.sh"]
+    proc = RtcProcess(repo, [*edited, "a/side.md"])
+    try:
+        proc.wait_ready()
+        for path in edited:
+            asyncio.run(edit(ws_url(proc, path, "Alice", "alice@example.org"), lambda t: t.insert(0, "X ")))
+        done = proc.stop("-m", "same change")
+        assert done.returncode == 0, done.stderr
+    finally:
+        proc.terminate()
+        proc.kill()
+    for path in edited:
+        target = by_hand / path
+        target.write_text("X " + target.read_text())
+    git(by_hand, "add", "-A")
+    git(by_hand, "commit", "-q", "-m", "same change")
+    assert git(repo, "rev-parse", "HEAD^{tree}") == git(by_hand, "rev-parse", "HEAD^{tree}")
+    assert "100755" in git(repo, "ls-tree", "HEAD", "tools/run.sh")
+    assert "100755" in git(repo, "ls-tree", "HEAD", "new/dir/go.sh")
+    assert git(repo, "status", "--porcelain") == ""
+    git(repo, "fsck", "--strict")

@@ -91,7 +91,7 @@ def test_a_file_slow_to_render_is_written_less_often() -> None:
     from gitrtc.disk import RENDER_DUTY, DiskSync, FileState
 
     typing = dict(dirty=True, first_dirty=100.0, last_change=100.5, rendered_at=99.5)
-    quick = FileState("small.md", render_seconds=0.001, **typing)
+    quick = FileState("small.md", "/r/small.md", render_seconds=0.001, **typing)
     assert DiskSync._due(quick) == 100.75  # the quiet period after the last edit
-    slow = FileState("big.ipynb", render_seconds=0.2, **typing)
+    slow = FileState("big.ipynb", "/r/big.ipynb", render_seconds=0.2, **typing)
     assert DiskSync._due(slow) == 99.5 + RENDER_DUTY * 0.2  # the loop is held ≤ 1/RENDER_DUTY of the time

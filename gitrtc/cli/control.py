@@ -1,26 +1,35 @@
-"""Talking to the running session of this repository (for `rtc stop` and `rtc status`)."""
+"""Talking to the running session of this repository (`rtc stop`, `status`, `commit`, …).
+
+Kept to the standard library's lightest parts (no click, no urllib, no pygit2 unless git
+must explain an error): `rtc stop` runs through here without the full command line.
+"""
 
 from __future__ import annotations
 
 import json
-import ssl
-import urllib.error
-import urllib.request
-from pathlib import Path
-from typing import Any
+import os
+import socket
 
-from ..errors import NoSessionError, RtcError
+from ..errors import CommitError, NoSessionError, RtcError
 from ..sessionfile import find_gitdir, pid_alive, read_session_file
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
-def running_session(cwd: Path) -> dict[str, Any]:
+    from ..sessionfile import StrPath
+
+
+def running_session(cwd: StrPath) -> dict[str, Any]:
     """The live session's `session.json`, or `NoSessionError` (found without loading git
     itself, so `rtc stop` and `rtc status` answer at once)."""
     gitdir = find_gitdir(cwd)
     if gitdir is None:
+        from pathlib import Path
+
         from .. import git
 
-        gitdir = git.repo_info(git.open_repo(cwd)).gitdir  # raises the user-facing error
+        gitdir = git.repo_info(git.open_repo(Path(cwd))).gitdir  # raises the user-facing error
     data = read_session_file(gitdir)
     if not data or not isinstance(data.get("pid"), int) or not pid_alive(data["pid"]):
         raise NoSessionError("no session is running in this repository: start one with rtc start")
@@ -31,21 +40,101 @@ def call(data: dict[str, Any], method: str, path: str, body: dict[str, Any] | No
          timeout: float = 120) -> dict[str, Any]:
     """Call the session's owner API; errors become one-line `RtcError`s."""
     url = data.get("control_url") or f"http://127.0.0.1:{data['port']}"
-    request = urllib.request.Request(
-        url + path, method=method,
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={"Authorization": f"Bearer {data['owner_token']}", "Content-Type": "application/json"},
-    )
-    context = ssl._create_unverified_context() if url.startswith("https") else None  # local control channel
+    payload = json.dumps(body).encode() if body is not None else None
+    headers = {"Authorization": f"Bearer {data['owner_token']}", "Content-Type": "application/json"}
     try:
-        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
-            return json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        try:
-            body = json.loads(exc.read())
-            detail = body.get("message") or body.get("error") or exc.reason
-        except ValueError:
-            detail = exc.reason
-        raise RtcError(f"the session answered {exc.code}: {detail}") from None
-    except (urllib.error.URLError, OSError) as exc:
+        if url.startswith("https"):
+            status, reason, answer = _call_tls(url + path, method, payload, headers, timeout)
+        else:
+            status, reason, answer = _call_plain(url, method, path, payload, headers, timeout)
+    except OSError as exc:
         raise NoSessionError(f"cannot reach the session at {url}: {exc}") from None
+    if status >= 400:
+        try:
+            detail = json.loads(answer)
+            detail = detail.get("message") or detail.get("error") or reason
+        except (ValueError, AttributeError):
+            detail = reason
+        raise RtcError(f"the session answered {status}: {detail}")
+    try:
+        return json.loads(answer)
+    except ValueError:
+        raise RtcError(f"the session at {url} answered something that is not JSON: restart it") from None
+
+
+def _call_plain(url: str, method: str, path: str, payload: bytes | None, headers: dict[str, str],
+                timeout: float) -> tuple[int, str, bytes]:
+    """One HTTP/1.1 request on loopback, read to the end (`Connection: close`).
+
+    By hand over a socket rather than `http.client`: that module loads the email package,
+    which doubles the start-up of `rtc stop`.
+    """
+    host, _, port_text = url.split("://", 1)[1].rstrip("/").rpartition(":")
+    host, port = host.strip("[]") or "127.0.0.1", int(port_text)
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}", "Connection: close",
+             f"Content-Length: {len(payload or b'')}", *(f"{k}: {v}" for k, v in headers.items())]
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (payload or b""))
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    head, sep, body = b"".join(chunks).partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    fields = status_line.split(" ", 2)
+    if not sep or len(fields) < 2 or not fields[1].isdigit():
+        raise ConnectionError("the connection closed before a complete answer")
+    found = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines)}
+    if found.get("transfer-encoding", "").lower() == "chunked":
+        body = _unchunk(body)
+    elif "content-length" in found:
+        if len(body) < int(found["content-length"]):
+            raise ConnectionError("the answer was cut short")
+        body = body[: int(found["content-length"])]
+    return int(fields[1]), fields[2] if len(fields) > 2 else "", body
+
+
+def _unchunk(data: bytes) -> bytes:
+    """The body of a `Transfer-Encoding: chunked` answer."""
+    out = []
+    while True:
+        size_line, sep, rest = data.partition(b"\r\n")
+        if not sep:
+            raise ConnectionError("the answer was cut short")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            return b"".join(out)
+        if len(rest) < size + 2:
+            raise ConnectionError("the answer was cut short")
+        out.append(rest[:size])
+        data = rest[size + 2:]
+
+
+def _call_tls(url: str, method: str, payload: bytes | None, headers: dict[str, str],
+              timeout: float) -> tuple[int, str, bytes]:
+    """A request to a session served over TLS (its certificate is not checked: the URL
+    and token come from this repository's own `session.json`)."""
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, method=method, data=payload, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, context=ssl._create_unverified_context()) as answer:
+            return answer.status, answer.reason, answer.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, str(exc.reason), exc.read()
+    except urllib.error.URLError as exc:
+        raise ConnectionError(str(exc.reason)) from None
+
+
+def stop_session(message: str | None, no_commit: bool, onto_branch: str | None) -> tuple[str | None, str]:
+    """End this repository's running session: (the commit id or None, a summary line)."""
+    data = running_session(os.getcwd())
+    result = call(data, "POST", "/api/stop",
+                  {"message": message, "commit": not no_commit, "onto_branch": onto_branch})
+    if not result.get("ended", True):
+        raise CommitError(result.get("message") or result.get("error") or "the commit failed")
+    if result.get("commit"):
+        return result["commit"], (f"✓ 1 commit on {result['branch']}  ({len(result['coauthors'])} co-authors, "
+                                  f"{len(result['files'])} files)")
+    return None, f"✓ session ended: {result.get('message')}"

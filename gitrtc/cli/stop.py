@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from ..errors import CommitError
-from .control import call, running_session
+from .control import stop_session
 from .main import cli, user_errors
 
 
@@ -19,14 +16,7 @@ from .main import cli, user_errors
 @user_errors
 def stop(message: str | None, no_commit: bool, onto_branch: str | None) -> None:
     """End the running session with one commit and print its id."""
-    data = running_session(Path.cwd())
-    result = call(data, "POST", "/api/stop",
-                  {"message": message, "commit": not no_commit, "onto_branch": onto_branch})
-    if not result.get("ended", True):
-        raise CommitError(result.get("message") or result.get("error") or "the commit failed")
-    if result.get("commit"):
-        click.echo(result["commit"])
-        click.echo(f"✓ 1 commit on {result['branch']}  ({len(result['coauthors'])} co-authors, "
-                   f"{len(result['files'])} files)", err=True)
-    else:
-        click.echo(f"✓ session ended: {result.get('message')}", err=True)
+    commit, summary = stop_session(message, no_commit, onto_branch)
+    if commit:
+        click.echo(commit)
+    click.echo(summary, err=True)
