@@ -29,11 +29,12 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS files (
     room TEXT PRIMARY KEY, path TEXT NOT NULL, kind TEXT NOT NULL, original BLOB NOT NULL
 );
-CREATE TABLE IF NOT EXISTS updates (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT, room TEXT NOT NULL, data BLOB NOT NULL,
-    n INTEGER NOT NULL DEFAULT 1, z INTEGER NOT NULL DEFAULT 0
+CREATE TABLE IF NOT EXISTS rooms (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL);
+CREATE TABLE IF NOT EXISTS log (
+    seq INTEGER PRIMARY KEY, room INTEGER NOT NULL, data BLOB NOT NULL,
+    n INTEGER NOT NULL, z INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS updates_room ON updates (room, seq);
+CREATE INDEX IF NOT EXISTS log_room ON log (room, seq);
 CREATE TABLE IF NOT EXISTS credits (
     key TEXT PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL
 );
@@ -51,8 +52,9 @@ def pack(updates: list[bytes]) -> bytes:
 #: Log rows at least this big are stored zlib-compressed when that makes them smaller.
 COMPRESS_FROM = 128
 #: The WAL is checkpointed into the database at about this size and cut back to it after
-#: (by default SQLite lets it reach 4 MB and keeps it at its peak).
-WAL_LIMIT = 1024 * 1024
+#: (by default SQLite lets it reach 4 MB and keeps it at its peak). Successive commits
+#: mostly rewrite the same few pages, so a checkpoint copies little: a small WAL is cheap.
+WAL_LIMIT = 64 * 1024
 
 
 def encode_row(data: bytes) -> tuple[bytes, int]:
@@ -85,6 +87,23 @@ def unpack(data: bytes, n: int) -> list[bytes]:
     return out
 
 
+#: A room's newest log row takes the next batches (rewritten in place) until it holds
+#: about this many bytes; then it is compressed and a new row begins. A keystroke a
+#: transaction would otherwise cost a row and an index entry bigger than itself. Small
+#: enough that a row stays within its page: rewriting a row with overflow pages frees
+#: and allocates pages at every keystroke, and the file grows with free pages.
+ROW_TARGET = 1024
+
+
+@dataclass(slots=True)
+class _OpenRow:
+    """A room's newest log row while it still takes batches (store thread only)."""
+
+    seq: int
+    updates: list[bytes]
+    size: int
+
+
 @dataclass(slots=True)
 class _Pending:
     updates: list[tuple[str, bytes]] = field(default_factory=list)
@@ -99,6 +118,11 @@ class Store:
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtc-store")
         self._db: sqlite3.Connection | None = None
+        #: Room name → its small integer id in the log, as far as looked up (store thread
+        #: only): a row and its index entry carry a byte or two, not a 25-character name.
+        self._room_ids: dict[str, int] = {}
+        #: Room id → its newest row, still uncompressed and taking batches (store thread only).
+        self._open_rows: dict[int, _OpenRow] = {}
         self._pending = _Pending()
         self._flushing: asyncio.Task[None] | None = None
         self._capacity = asyncio.Event()
@@ -119,17 +143,16 @@ class Store:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA auto_vacuum=INCREMENTAL")  # takes effect in a new database only
+            # a page freed by a commit goes back to the file system at that commit (stores
+            # made before keep incremental mode: the mode is set when a database is made)
+            db.execute("PRAGMA auto_vacuum=FULL")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
             db.execute(f"PRAGMA wal_autocheckpoint={WAL_LIMIT // 4096}")  # pages of 4 KiB
             db.executescript(SCHEMA)
-            columns = {row[1] for row in db.execute("PRAGMA table_info(updates)")}
-            if "n" not in columns:  # a store written before log rows were packed
-                db.execute("ALTER TABLE updates ADD COLUMN n INTEGER NOT NULL DEFAULT 1")
-            if "z" not in columns:  # ... or compressed
-                db.execute("ALTER TABLE updates ADD COLUMN z INTEGER NOT NULL DEFAULT 0")
+            if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'updates'").fetchone():
+                _migrate_named_rooms(db)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the session store {self.path}: {exc}") from exc
         self._db = db
@@ -142,6 +165,14 @@ class Store:
 
     def _close_sync(self) -> None:
         if self._db is not None:
+            try:
+                with self._db:
+                    self._db.execute("BEGIN")
+                    for row in self._open_rows.values():
+                        self._seal(row)
+            except sqlite3.Error:
+                pass  # the rows stay as they are: uncompressed, and complete
+            self._open_rows = {}
             self._db.close()
             self._db = None
 
@@ -240,18 +271,47 @@ class Store:
         by_room: dict[str, list[bytes]] = {}
         for room, update in updates:
             by_room.setdefault(room, []).append(update)
-        rows = [
-            (room, *encode_row(items[0] if len(items) == 1 else pack(items)), len(items))
-            for room, items in by_room.items()
-        ]
         db = self._connection()
-        with db:
-            db.execute("BEGIN")
-            db.executemany("INSERT INTO updates (room, data, z, n) VALUES (?, ?, ?, ?)", rows)
-            db.executemany(
-                "INSERT OR IGNORE INTO credits VALUES (?, ?, ?)",
-                [(p.key, p.name, p.email) for p in credits],
-            )
+        open_rows = dict(self._open_rows)
+        try:
+            with db:
+                db.execute("BEGIN")
+                for room, items in by_room.items():
+                    self._log(self._room_id(room), items, open_rows)
+                db.executemany(
+                    "INSERT OR IGNORE INTO credits VALUES (?, ?, ?)",
+                    [(p.key, p.name, p.email) for p in credits],
+                )
+        except BaseException:
+            self._forget_uncommitted_rooms()
+            raise
+        self._open_rows = open_rows
+
+    def _log(self, room_id: int, items: list[bytes], open_rows: dict[int, _OpenRow]) -> None:
+        """Add a batch to the room's open row, or seal that and start a new one."""
+        db = self._connection()
+        size = sum(map(len, items)) + 4 * len(items)  # as packed: a length before each
+        row = open_rows.pop(room_id, None)
+        if row is not None and row.size + size <= ROW_TARGET:
+            updates = row.updates + items
+            db.execute("UPDATE log SET data = ?, n = ? WHERE seq = ?", (pack(updates), len(updates), row.seq))
+            open_rows[room_id] = _OpenRow(row.seq, updates, row.size + size)
+            return
+        if row is not None:
+            self._seal(row)
+        data = items[0] if len(items) == 1 else pack(items)
+        if size >= ROW_TARGET:
+            db.execute("INSERT INTO log (room, data, z, n) VALUES (?, ?, ?, ?)", (room_id, *encode_row(data), len(items)))
+            return
+        seq = db.execute("INSERT INTO log (room, data, z, n) VALUES (?, ?, 0, ?)", (room_id, data, len(items))).lastrowid
+        assert seq is not None
+        open_rows[room_id] = _OpenRow(seq, list(items), size)
+
+    def _seal(self, row: _OpenRow) -> None:
+        """Store a full open row compressed (when that makes it smaller)."""
+        data, z = encode_row(row.updates[0] if len(row.updates) == 1 else pack(row.updates))
+        if z:
+            self._connection().execute("UPDATE log SET data = ?, z = 1 WHERE seq = ?", (data, row.seq))
 
     async def updates(self, room: str) -> list[bytes]:
         """The room's logged updates, oldest first."""
@@ -259,7 +319,8 @@ class Store:
 
     def _updates_sync(self, room: str) -> list[bytes]:
         # decompressing and splitting a long log is real work: done here, off the loop
-        rows = self._read("SELECT data, n, z FROM updates WHERE room = ? ORDER BY seq", (room,))
+        rows = self._read("SELECT data, n, z FROM log WHERE room = (SELECT id FROM rooms WHERE name = ?)"
+                          " ORDER BY seq", (room,))
         try:
             return [update for data, n, z in rows for update in unpack(decode_row(bytes(data), z), n)]
         except zlib.error as exc:
@@ -267,7 +328,7 @@ class Store:
 
     async def rooms_with_updates(self) -> set[str]:
         """Rooms that have anything in the log."""
-        rows = await self._run(self._read, "SELECT DISTINCT room FROM updates", ())
+        rows = await self._run(self._read, "SELECT name FROM rooms WHERE id IN (SELECT DISTINCT room FROM log)", ())
         return {r[0] for r in rows}
 
     async def compact(self, room: str, state: Callable[[], bytes]) -> None:
@@ -284,19 +345,22 @@ class Store:
         try:
             with db:
                 db.execute("BEGIN")
-                db.execute("DELETE FROM updates WHERE room = ?", (room,))
-                db.execute("INSERT INTO updates (room, data, z, n) VALUES (?, ?, ?, 1)",
-                           (room, *encode_row(state)))
+                room_id = self._room_id(room)
+                db.execute("DELETE FROM log WHERE room = ?", (room_id,))
+                db.execute("INSERT INTO log (room, data, z, n) VALUES (?, ?, ?, 1)", (room_id, *encode_row(state)))
+            self._open_rows.pop(room_id, None)
             # give the freed pages back and cut the WAL down: the file shrinks with the log
             db.execute("PRAGMA incremental_vacuum").fetchall()
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         except sqlite3.Error as exc:
+            self._forget_uncommitted_rooms()
             raise StoreError(f"the session store cannot be compacted: {exc}") from exc
 
     async def room_sizes(self) -> dict[str, int]:
         """Bytes of log per room."""
         rows = await self._run(
-            self._read, "SELECT room, SUM(LENGTH(data)) FROM updates GROUP BY room", ()
+            self._read, "SELECT rooms.name, SUM(LENGTH(log.data)) FROM log JOIN rooms ON rooms.id = log.room"
+                        " GROUP BY log.room", ()
         )
         return {room: int(size) for room, size in rows}
 
@@ -314,6 +378,22 @@ class Store:
         await self._run(self._write, "DELETE FROM credits", [()])
 
     # -- sync helpers (store thread only) --------------------------------------------
+
+    def _room_id(self, room: str) -> int:
+        """The room's id, made on first use (within the caller's transaction)."""
+        found = self._room_ids.get(room)
+        if found is None:
+            db = self._connection()
+            db.execute("INSERT OR IGNORE INTO rooms (name) VALUES (?)", (room,))
+            found = db.execute("SELECT id FROM rooms WHERE name = ?", (room,)).fetchone()[0]
+            self._room_ids[room] = found
+        return found
+
+    def _forget_uncommitted_rooms(self) -> None:
+        """After a rolled-back transaction an id just made may be gone: look them up again
+        (and start new rows: the open ones may not hold what memory says)."""
+        self._room_ids = {}
+        self._open_rows = {}
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
@@ -334,3 +414,17 @@ class Store:
             return self._connection().execute(sql, args).fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"the session store cannot be read: {exc}") from exc
+
+
+def _migrate_named_rooms(db: sqlite3.Connection) -> None:
+    """Move a store written before rooms had ids (table `updates`, named rooms, maybe
+    without packed or compressed rows) into `rooms` and `log`, in one transaction."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(updates)")}
+    n = "n" if "n" in columns else "1"
+    z = "z" if "z" in columns else "0"
+    with db:
+        db.execute("BEGIN")
+        db.execute("INSERT OR IGNORE INTO rooms (name) SELECT DISTINCT room FROM updates")
+        db.execute(f"INSERT INTO log (seq, room, data, n, z) SELECT u.seq, rooms.id, u.data, {n}, {z}"
+                   " FROM updates AS u JOIN rooms ON rooms.name = u.room ORDER BY u.seq")
+        db.execute("DROP TABLE updates")
