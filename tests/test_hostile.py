@@ -210,6 +210,9 @@ def test_tls_and_the_warning_for_open_binds(tmp_path: Path) -> None:
         assert asyncio.run(over_tls()) == 200
         assert subprocess.run([*RTC, "status"], cwd=repo,
                               capture_output=True).returncode == 0  # rtc status reaches it over TLS
+        stopped = subprocess.run([*RTC, "stop", "--no-commit"], cwd=repo, capture_output=True, text=True)
+        assert stopped.returncode == 0 and "session ended" in stopped.stderr, stopped.stderr  # rtc stop too
+        assert proc.proc.wait(timeout=30) == 0
     finally:
         proc.terminate()
         proc.kill()
