@@ -24,9 +24,13 @@ class Participant:
         return self.email.lower() if self.email else f"name:{self.name}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class ClientEdit:
-    """An update received from a participant's connection."""
+    """An update received from a participant's connection.
+
+    One per connection, compared by identity: pycrdt hashes the origin of every
+    transaction, and a field-by-field hash cost more than the rest of tagging an update.
+    """
 
     participant: Participant
 

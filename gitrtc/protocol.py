@@ -9,8 +9,8 @@ the server.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import IntEnum
+from typing import NamedTuple
 
 from pycrdt import Doc, Snapshot, get_update
 
@@ -38,9 +38,9 @@ class SyncType(IntEnum):
     UPDATE = 2
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One decoded frame: its type, sync sub-type (SYNC only) and payload bytes."""
+class Message(NamedTuple):
+    """One decoded frame: its type, sync sub-type (SYNC only) and payload bytes (a tuple:
+    made for every frame, and a frozen dataclass's constructor costs several times more)."""
 
     type: MessageType
     sync: SyncType | None
