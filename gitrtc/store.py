@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 import struct
 import zlib
@@ -23,6 +24,8 @@ from typing import Any
 
 from .errors import StoreError
 from .origins import Participant
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -170,8 +173,8 @@ class Store:
                     self._db.execute("BEGIN")
                     for row in self._open_rows.values():
                         self._seal(row)
-            except sqlite3.Error:
-                pass  # the rows stay as they are: uncompressed, and complete
+            except sqlite3.Error as exc:  # the rows stay as they are: uncompressed, and complete
+                log.warning("could not compress the last log rows of %s: %s", self.path, exc)
             self._open_rows = {}
             self._db.close()
             self._db = None

@@ -69,9 +69,10 @@ def _call_plain(url: str, method: str, path: str, payload: bytes | None, headers
     By hand over a socket rather than `http.client`: that module loads the email package,
     which doubles the start-up of `rtc stop`.
     """
-    host, _, port_text = url.split("://", 1)[1].rstrip("/").rpartition(":")
+    netloc = url.split("://", 1)[1].rstrip("/")  # host:port, an IPv6 host in brackets
+    host, _, port_text = netloc.rpartition(":")
     host, port = host.strip("[]") or "127.0.0.1", int(port_text)
-    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}", "Connection: close",
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {netloc}", "Connection: close",
              f"Content-Length: {len(payload or b'')}", *(f"{k}: {v}" for k, v in headers.items())]
     with socket.create_connection((host, port), timeout=timeout) as sock:
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (payload or b""))
@@ -84,29 +85,11 @@ def _call_plain(url: str, method: str, path: str, payload: bytes | None, headers
     if not sep or len(fields) < 2 or not fields[1].isdigit():
         raise ConnectionError("the connection closed before a complete answer")
     found = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines)}
-    if found.get("transfer-encoding", "").lower() == "chunked":
-        body = _unchunk(body)
-    elif "content-length" in found:
+    if "content-length" in found:  # aiohttp answers JSON with a length, never chunked
         if len(body) < int(found["content-length"]):
             raise ConnectionError("the answer was cut short")
         body = body[: int(found["content-length"])]
     return int(fields[1]), fields[2] if len(fields) > 2 else "", body
-
-
-def _unchunk(data: bytes) -> bytes:
-    """The body of a `Transfer-Encoding: chunked` answer."""
-    out = []
-    while True:
-        size_line, sep, rest = data.partition(b"\r\n")
-        if not sep:
-            raise ConnectionError("the answer was cut short")
-        size = int(size_line.split(b";")[0], 16)
-        if size == 0:
-            return b"".join(out)
-        if len(rest) < size + 2:
-            raise ConnectionError("the answer was cut short")
-        out.append(rest[:size])
-        data = rest[size + 2:]
 
 
 def _call_tls(url: str, method: str, payload: bytes | None, headers: dict[str, str],
