@@ -148,6 +148,8 @@ class DiskSync:
         targets = [state.abspath for state in self.files.values()]
         stats = await asyncio.get_running_loop().run_in_executor(None, lambda: [_stat(t) for t in targets])
         for path, stat in zip(paths, stats):
+            if stat == self.files[path].seen:
+                continue  # the common case, without a coroutine per file
             try:
                 await self._check(path, stat)
             except Exception as exc:  # keep watching the other files; say what failed

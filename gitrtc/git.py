@@ -14,6 +14,7 @@ import pygit2
 
 from .disk import atomic_write
 from .errors import BranchMovedError, CommitError, PathError, RepositoryError
+from .gitpack import store_blobs
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,10 +199,10 @@ def commit_session(
     changed = {p: data for p, data in changes.items() if blob_in(tip_tree, p) != data}
     if not changed:
         return CommitResult(None, info.branch_name, (), (), str(tip.id))
-    entries = {}
-    for path, data in sorted(changed.items()):
-        mode = _mode_for(tip_tree, info.workdir / path, path)
-        entries[path] = pygit2.IndexEntry(path, repo.create_blob(data), mode)
+    paths = sorted(changed)
+    blobs = store_blobs(repo, [changed[path] for path in paths])
+    entries = {path: pygit2.IndexEntry(path, oid, _mode_for(tip_tree, info.workdir / path, path))
+               for path, oid in zip(paths, blobs)}
     tree = _tree_with(repo, tip_tree, {p: (e.id, e.mode) for p, e in entries.items()})
     name, email = owner_identity(repo)
     author = pygit2.Signature(name, email)

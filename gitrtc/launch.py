@@ -90,7 +90,7 @@ async def _prepare_locked(plan: Plan, info: git.RepoInfo, lock: IO[str]) -> Laun
         store = Store(existing[0])
         await store.open()
         try:
-            manifest = Manifest.from_json((await store.get_meta())["manifest"])
+            manifest = Manifest.from_meta(await store.get_meta())
         except (KeyError, TypeError, ValueError) as exc:
             await store.close()
             raise StoreError(
@@ -127,7 +127,7 @@ async def _prepare_locked(plan: Plan, info: git.RepoInfo, lock: IO[str]) -> Laun
         manifest.files.append(entry)
         manifest.warnings.extend((path, w) for w in codec.warnings)
         await store.add_file(entry.room, path, entry.kind, data)
-    await store.set_meta({"manifest": manifest.to_json()})
+    await store.set_meta(manifest.to_meta())
     session = Session(info, manifest, store, resumed=False)
     await session.start()
     return Launch(session, lock, notes)

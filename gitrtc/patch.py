@@ -16,7 +16,7 @@ from .store import Store
 
 async def stored_changes(store: Store) -> dict[str, tuple[bytes, bytes]]:
     """path → (original, current) for every file the stored session changed."""
-    manifest = Manifest.from_json((await store.get_meta())["manifest"])
+    manifest = Manifest.from_meta(await store.get_meta())
     kinds = {f.room: f for f in manifest.files}
     out: dict[str, tuple[bytes, bytes]] = {}
     touched = await store.rooms_with_updates()

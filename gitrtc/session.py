@@ -224,9 +224,10 @@ class Session:
         grant = self.grant_for(token)
         return grant[0] if grant else None
 
-    async def save_manifest(self) -> None:
-        """Persist the manifest (invites, port, baseline) in the store."""
-        await self.store.set_meta({"manifest": self.manifest.to_json()})
+    async def save_manifest(self, commit_only: bool = False) -> None:
+        """Persist the manifest (invites, port, baseline) in the store; `commit_only`:
+        just the base and baseline a commit moved."""
+        await self.store.set_meta(self.manifest.to_meta(commit_only))
 
     async def invite(self, name: str, viewer: bool) -> str:
         """A new personal link token for `name` (editor, or viewer)."""
@@ -499,7 +500,7 @@ class Session:
         self.manifest.base = commit
         for path, data in changes.items():
             self.manifest.baseline[self.manifest.room_for(path)] = digest(data)
-        await self.save_manifest()
+        await self.save_manifest(commit_only=True)
         await self.store.clear_credits()
 
     async def changed_files(self) -> dict[str, bytes]:

@@ -6,8 +6,9 @@ runs on this and a socket, and should take no longer than `git commit`.
 
 from __future__ import annotations
 
-import json
 import os
+
+from .lightjson import loads
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ def read_session_file(gitdir: StrPath) -> dict[str, Any] | None:
     """The parsed `session.json`, or None when absent or unreadable."""
     try:
         with open(session_file(gitdir), encoding="utf-8") as handle:
-            data = json.load(handle)
+            data = loads(handle.read())
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
@@ -78,6 +79,8 @@ def write_session_file(gitdir: Path, data: dict[str, Any]) -> None:
     target = session_file(gitdir)
     tmp = target[: -len(".json")] + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    import json
+
     with os.fdopen(fd, "w") as out:
         json.dump(data, out, indent=2)
     os.chmod(tmp, 0o600)

@@ -350,3 +350,44 @@ def test_the_session_commit_has_the_tree_git_add_would_make(tmp_path: Path) -> N
     assert "100755" in git(repo, "ls-tree", "HEAD", "new/dir/go.sh")
     assert git(repo, "status", "--porcelain") == ""
     git(repo, "fsck", "--strict")
+
+
+def test_a_commit_of_many_files_is_one_pack_git_reads_like_its_own(tmp_path: Path) -> None:
+    """20 edited files: their blobs land in one pack; the tree is what `git add -A` makes,
+    `git fsck` and `git gc` accept it, and the next session reads its base through it."""
+    files = {f"docs/page{i:02}.md": f"page {i}\n" for i in range(24)}
+    files["same/a.md"] = files["same/b.md"] = "twin\n"  # identical edits: one blob
+    repo = make_repo(tmp_path / "r", files)
+    by_hand = tmp_path / "by-hand"
+    subprocess.run(["cp", "-a", str(repo), str(by_hand)], check=True)
+    edited = [f"docs/page{i:02}.md" for i in range(20)] + ["same/a.md", "same/b.md"]
+    proc = RtcProcess(repo, list(files))
+    try:
+        proc.wait_ready()
+        for path in edited:
+            asyncio.run(edit(ws_url(proc, path, "Alice", "alice@example.org"), lambda t: t.insert(0, "X ")))
+        done = proc.stop("-m", "many")
+        assert done.returncode == 0, done.stderr
+    finally:
+        proc.terminate()
+        proc.kill()
+    for path in edited:
+        target = by_hand / path
+        target.write_text("X " + target.read_text())
+    git(by_hand, "add", "-A")
+    git(by_hand, "commit", "-q", "-m", "many")
+    assert git(repo, "rev-parse", "HEAD^{tree}") == git(by_hand, "rev-parse", "HEAD^{tree}")
+    assert len(list((repo / ".git/objects/pack").glob("pack-*.idx"))) == 1
+    assert git(repo, "status", "--porcelain") == ""
+    git(repo, "fsck", "--strict")
+    git(repo, "gc", "-q")
+    assert git(repo, "show", "HEAD:docs/page00.md") == "X page 0\n"
+    again = RtcProcess(repo, ["docs/page00.md"])  # the next session starts from that commit
+    try:
+        again.wait_ready()
+        asyncio.run(edit(ws_url(again, "docs/page00.md", "Bob", "bob@example.org"), lambda t: t.insert(0, "Y ")))
+        assert again.stop("-m", "again").returncode == 0
+    finally:
+        again.terminate()
+        again.kill()
+    assert git(repo, "show", "HEAD:docs/page00.md") == "Y X page 0\n"

@@ -82,3 +82,32 @@ def test_invite_and_kick(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert git(repo, "show", "HEAD:README.md").startswith("C. # Project")
     assert "Co-authored-by: Carol <carol@example.org>" in git(repo, "log", "-1", "--format=%B")
+
+
+async def test_a_commit_rewrites_only_its_part_of_the_stored_manifest(tmp_path: Path) -> None:
+    """After `rtc commit` only the base and baseline are written; reopening the store
+    gives the manifest with both, and a store written before the split still opens."""
+    from gitrtc.manifest import MANIFEST_KEY, FileEntry, Manifest
+    from gitrtc.store import Store
+
+    manifest = Manifest.new("refs/heads/main", "a" * 40, persistent=True, created=1.0)
+    manifest.files = [FileEntry(f"f{i}.md", "text", manifest.room_for(f"f{i}.md")) for i in range(3)]
+    store = Store(tmp_path / "s" / "store.sqlite")
+    await store.open()
+    await store.set_meta(manifest.to_meta())
+    manifest.invites.append({"name": "Ann", "role": "editor", "token": "t"})
+    manifest.base = "b" * 40
+    manifest.baseline[manifest.files[0].room] = "d" * 64
+    await store.set_meta(manifest.to_meta(commit_only=True))
+    await store.close()
+    reopened = Store(tmp_path / "s" / "store.sqlite")
+    await reopened.open()
+    meta = await reopened.get_meta()
+    await reopened.close()
+    loaded = Manifest.from_meta(meta)
+    assert loaded.base == "b" * 40 and loaded.baseline == {manifest.files[0].room: "d" * 64}
+    assert loaded.files == manifest.files and loaded.tokens == manifest.tokens
+    assert loaded.invites == []  # not part of a commit: written by the full save only
+    assert meta[MANIFEST_KEY]["base"] == "a" * 40  # the large entry was left alone
+    older = Manifest.from_meta({MANIFEST_KEY: meta[MANIFEST_KEY]})  # before the split
+    assert older.base == "a" * 40 and older.files == manifest.files
