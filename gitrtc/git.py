@@ -201,7 +201,7 @@ def commit_session(
         return CommitResult(None, info.branch_name, (), (), str(tip.id))
     paths = sorted(changed)
     blobs = store_blobs(repo, [changed[path] for path in paths])
-    entries = {path: pygit2.IndexEntry(path, oid, _mode_for(tip_tree, info.workdir / path, path))
+    entries = {path: pygit2.IndexEntry(path, oid, _mode_for(tip_tree, info.workdir, path))
                for path, oid in zip(paths, blobs)}
     tree = _tree_with(repo, tip_tree, {p: (e.id, e.mode) for p, e in entries.items()})
     name, email = owner_identity(repo)
@@ -267,12 +267,13 @@ def _tree_with(repo: pygit2.Repository, base: pygit2.Tree | None,
     return builder.write()
 
 
-def _mode_for(tree: pygit2.Tree, disk_path: Path, path: str) -> int:
+def _mode_for(tree: pygit2.Tree, workdir: Path, path: str) -> int:
     """The path's mode in `tree`; for a new file, executable or not as it is on disk."""
     try:
         return tree[path].filemode
     except KeyError:
         pass
+    disk_path = workdir / path
     try:
         executable = os.access(disk_path, os.X_OK) and disk_path.is_file()
     except OSError:
