@@ -290,3 +290,34 @@ async def test_keystrokes_fill_a_row_in_place_and_every_one_replays(tmp_path: Pa
         assert str(replay.get("source", type=Text)) == final
     finally:
         await store.close()
+
+
+async def test_the_wal_is_checkpointed_while_keystrokes_go_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite's own checkpoint is off (it made keystrokes wait on fsync); the store's
+    checkpoint thread keeps the WAL from growing without bound while appends go on, and
+    the data is in the database file, not only in the WAL."""
+    import gitrtc.store as store_module
+
+    monkeypatch.setattr(store_module, "CHECKPOINT_EVERY", 0.05)
+    updates, _ = _updates(3000)
+    path = tmp_path / "s.sqlite"
+    store = await _store(path)
+    wal = Path(str(path) + "-wal")
+    peak = 0
+    try:
+        for i, update in enumerate(updates):
+            store.append(f"room{i % 7}", update * 20)  # ~1 KB rows: every commit writes pages
+            await store.flush()
+            if i % 50 == 0:
+                await asyncio.sleep(0.06)  # give the checkpoint thread its turn
+                peak = max(peak, wal.stat().st_size)
+        await asyncio.sleep(0.2)
+        copy = sqlite3.connect(path)
+        assert copy.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[0] == 0
+        copy.close()
+    finally:
+        await store.close()
+    unchecked = len(updates) * 4096  # a page or more per commit, all kept without checkpoints
+    assert peak < unchecked / 8, (peak, unchecked)
+    assert path.stat().st_size > sum(map(len, updates))  # the rows reached the database file
+    assert not wal.exists() or wal.stat().st_size == 0
