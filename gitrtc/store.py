@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sqlite3
 import struct
 import zlib
@@ -47,6 +48,17 @@ CREATE TABLE IF NOT EXISTS credits (
 
 #: Appends waiting for the disk before a writer is made to wait (backpressure).
 MAX_PENDING = 20_000
+
+
+def _defer_to_the_loop() -> None:
+    """(store thread) Be scheduled as a batch thread: woken with a transaction, it no
+    longer preempts the event loop's thread on the same core mid-tick, but runs when the
+    loop waits (or its share comes up), so a busy loop hands it bigger batches. W1 on one
+    core: 22,000 hand-overs for 260,000 updates before, each two context switches."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    except (AttributeError, OSError):  # not Linux: the default policy, which works too
+        pass
 
 
 def _packed_size(updates: list[bytes]) -> int:
@@ -129,7 +141,8 @@ class Store:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtc-store")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtc-store",
+                                            initializer=_defer_to_the_loop)
         self._db: sqlite3.Connection | None = None
         #: The checkpointing connection, used only on its own thread.
         self._checkpoints = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtc-checkpoint")
