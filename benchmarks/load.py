@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import aiohttp
-from pycrdt import Doc, Text
+from pycrdt import Array, Doc, Text
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -206,13 +206,16 @@ async def w2_read(url: str, readers: str, n: str, out: str, mode: str = "apply")
             task.cancel()
 
 
-async def join(url: str, out: str) -> None:
+async def join(url: str, out: str, what: str = "text") -> None:
+    """Connect, sync; the time, and the text's length or the notebook's cell count."""
     async with aiohttp.ClientSession() as http:
         client = Client(url)
         start = time.time()
         task = asyncio.ensure_future(client.run(http))
         await client.synced.wait()
-        finish(out, json.dumps({"start": start, "synced": time.time(), "length": len(client.text)}))
+        synced = time.time()
+        size = len(client.text) if what == "text" else len(client.doc.get("cells", type=Array))
+        finish(out, json.dumps({"start": start, "synced": synced, "length": size}))
         task.cancel()
 
 
