@@ -23,6 +23,7 @@ import os
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,15 @@ MAX_DELAY_SECONDS = 1.0
 #: A file whose rendering takes long (a large notebook: ~30 ms per MB) is written at most
 #: once per this many rendering times, so write-back holds the event loop under 2% of the time.
 RENDER_DUTY = 60
+
+#: The threads that read, stat and write shared files (for every session of the process).
+#: Two: a burst of write-backs (100 files typed into at once) queues here instead of
+#: keeping every thread of the default pool busy, each taking its turn with the GIL on
+#: the event loop's core; that stalled every room's forwarding for 50–100 ms a second.
+_DISK = ThreadPoolExecutor(max_workers=2, thread_name_prefix="rtc-disk")
+WRITERS = 2
+
+Stat = tuple[int, int, int]
 
 
 def digest(data: bytes) -> str:
@@ -62,7 +72,7 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def _stat(abspath: str) -> tuple[int, int, int] | None:
+def _stat(abspath: str) -> Stat | None:
     """(mtime_ns, size, inode) of a file, or None if it is gone or unreadable."""
     try:
         st = os.stat(abspath)
@@ -71,13 +81,25 @@ def _stat(abspath: str) -> tuple[int, int, int] | None:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
-def _write_if_new(path: Path, data: bytes, written: str | None) -> str | None:
-    """Write `data` unless its digest is `written`; the new digest, or None if unchanged."""
+@dataclass(frozen=True, slots=True)
+class _WriteOutcome:
+    changed_on_disk: Stat | None = None  # the file changed since last seen: nothing written
+    written: str | None = None  # the new digest; None when the file already held the bytes
+    stat: Stat | None = None  # the file's stat once written
+
+
+def _write_back(abspath: str, data: bytes, written: str | None, seen: Stat | None, check: bool) -> _WriteOutcome:
+    """(disk thread) Write `data` unless the file changed since `seen` (with `check`: it
+    must be merged first) or already holds it; one trip to the thread per write-back."""
+    if check:
+        now = _stat(abspath)
+        if now is not None and now != seen:
+            return _WriteOutcome(changed_on_disk=now)
     new = digest(data)
     if new == written:
-        return None
-    atomic_write(path, data)
-    return new
+        return _WriteOutcome()
+    atomic_write(Path(abspath), data)
+    return _WriteOutcome(written=new, stat=_stat(abspath))
 
 
 @dataclass(slots=True)
@@ -87,7 +109,7 @@ class FileState:
     path: str
     abspath: str  # the file on disk, joined once: the watcher stats every file twice a second
     written: str | None = None  # digest of the bytes last known to be on disk
-    seen: tuple[int, int, int] | None = None  # (mtime_ns, size, inode) at the last look
+    seen: Stat | None = None  # (mtime_ns, size, inode) at the last look
     synced: bytes | None = field(default=None, repr=False)  # last bytes disk and document agreed on
     missing: bool = False
     dirty: bool = False
@@ -125,6 +147,9 @@ class DiskSync:
         self._on_event = on_event or (lambda message: None)
         self.files: dict[str, FileState] = {}
         self.frozen = False
+        #: Write-backs in progress at once: more wait their turn, so a burst (every file
+        #: typed into at once comes due together) is spread over many loop iterations.
+        self._slots = asyncio.Semaphore(WRITERS)
         self._on_disk_change = on_disk_change
         #: Told the bytes each time the file on disk and the document agree (a write, a merge).
         self._on_synced = on_synced or (lambda path, data: None)
@@ -146,7 +171,7 @@ class DiskSync:
             return
         paths = list(self.files)
         targets = [state.abspath for state in self.files.values()]
-        stats = await asyncio.get_running_loop().run_in_executor(None, lambda: [_stat(t) for t in targets])
+        stats = await asyncio.get_running_loop().run_in_executor(_DISK, lambda: [_stat(t) for t in targets])
         for path, stat in zip(paths, stats):
             if stat == self.files[path].seen:
                 continue  # the common case, without a coroutine per file
@@ -156,7 +181,7 @@ class DiskSync:
                 log.exception("merging %s failed", path)
                 self._on_event(f"{path}: a change on disk could not be merged ({exc})")
 
-    async def _check(self, path: str, stat: tuple[int, int, int] | None, own_write_pending: bool = True) -> None:
+    async def _check(self, path: str, stat: Stat | None, own_write_pending: bool = True) -> None:
         state = self.files[path]
         if stat == state.seen:
             return
@@ -171,7 +196,7 @@ class DiskSync:
         if own_write_pending and state.task is not None and not state.task.done():
             return  # our own write in progress; it checks the disk before writing
         try:
-            data = await asyncio.get_running_loop().run_in_executor(None, (self.workdir / path).read_bytes)
+            data = await asyncio.get_running_loop().run_in_executor(_DISK, (self.workdir / path).read_bytes)
         except OSError as exc:
             self._on_event(f"{path}: cannot read the changed file ({exc.strerror})")
             return
@@ -219,6 +244,10 @@ class DiskSync:
 
     async def write(self, path: str) -> None:
         """Write `path` now if its document differs from what is on disk."""
+        async with self._slots:
+            await self._write(path)
+
+    async def _write(self, path: str) -> None:
         state = self.files[path]
         if not self._branch_ok():
             if not self.frozen:
@@ -229,27 +258,31 @@ class DiskSync:
             self.frozen = False
             self._on_event("back on the session's branch: write-back resumed")
         state.dirty = False
-        # a save that happened since the last poll is merged first, never overwritten
-        stat = await asyncio.get_running_loop().run_in_executor(None, _stat, state.abspath)
-        if stat != state.seen and stat is not None:
-            await self._check(path, stat, own_write_pending=False)
         loop = asyncio.get_running_loop()
-        started = time.perf_counter()
-        data = self._render(path)
-        state.render_seconds = time.perf_counter() - started
-        state.rendered_at = loop.time()
-        try:
-            new = await loop.run_in_executor(None, _write_if_new, self.workdir / path, data, state.written)
-        except OSError as exc:
-            state.dirty = True
-            state.error = exc.strerror or str(exc)
-            self._on_event(f"{path}: cannot write ({state.error}); kept in the session store")
-            return
-        if new is None:  # the file already holds these bytes
+        check = True
+        while True:
+            started = time.perf_counter()
+            data = self._render(path)
+            state.render_seconds = time.perf_counter() - started
+            state.rendered_at = loop.time()
+            try:
+                outcome = await loop.run_in_executor(_DISK, _write_back, state.abspath, data, state.written,
+                                                     state.seen, check)
+            except OSError as exc:
+                state.dirty = True
+                state.error = exc.strerror or str(exc)
+                self._on_event(f"{path}: cannot write ({state.error}); kept in the session store")
+                return
+            if outcome.changed_on_disk is None:
+                break
+            # a save that happened since the last poll is merged first, never overwritten
+            await self._check(path, outcome.changed_on_disk, own_write_pending=False)
+            check = False
+        if outcome.written is None:  # the file already holds these bytes
             state.error = None
             return
-        state.written = new
-        state.seen = _stat(state.abspath)
+        state.written = outcome.written
+        state.seen = outcome.stat
         state.synced = data
         state.error = None
         self._on_synced(path, data)
