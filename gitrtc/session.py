@@ -14,6 +14,7 @@ import hmac
 import secrets
 import json
 import logging
+import os
 import time
 from collections import deque
 from dataclasses import dataclass, replace
@@ -93,6 +94,8 @@ class Session:
         self.readonly_url = ""
         self._loading: dict[str, asyncio.Task[Room]] = {}
         self._end_lock = asyncio.Lock()
+        self._head_seen: tuple[int, int, int] | None = None  # HEAD's stat at the last read
+        self._head_on_branch = False
         self.disk = DiskSync(info.workdir, self._render, self._on_branch, self.event, self._merge_disk)
         self._watcher: asyncio.Task[None] | None = None
         self._compactor: asyncio.Task[None] | None = None
@@ -198,11 +201,20 @@ class Session:
         self.events.append(f"{time.strftime('%H:%M:%S')}  {message}")
 
     def _on_branch(self) -> bool:
+        """Whether the work tree is on the session's branch (asked at every write-back:
+        HEAD is read again only when its stat changed; git replaces it to switch)."""
+        head = str(self.info.gitdir / "HEAD")
         try:
-            head = (self.info.gitdir / "HEAD").read_text().strip()
+            st = os.stat(head)
+            seen = (st.st_mtime_ns, st.st_size, st.st_ino)
+            if seen != self._head_seen:
+                with open(head, "rb") as handle:
+                    self._head_on_branch = handle.read().strip() == f"ref: {self.info.branch}".encode()
+                self._head_seen = seen
         except OSError:
+            self._head_seen = None
             return False
-        return head == f"ref: {self.info.branch}"
+        return self._head_on_branch
 
     # -- auth and rooms --------------------------------------------------------------
 
