@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import secrets
 import json
 import logging
 import os
+import secrets
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -428,11 +429,14 @@ class Session:
 
     # -- the end ---------------------------------------------------------------------
 
-    async def end(self, message: str | None, commit: bool = True, onto_branch: str | None = None) -> EndResult:
+    async def end(self, message: str | None, commit: bool = True, onto_branch: str | None = None,
+                  on_commit: Callable[[EndResult], Awaitable[None]] | None = None) -> EndResult:
         """Stop edits, flush, commit once, tell every client, close every connection.
 
         With `onto_branch`, the commit goes on a new branch of that name made at the
         session's base (the way out when the owner's branch moved in a conflicting way).
+        `on_commit` is awaited as soon as the commit is on the branch, before the
+        bookkeeping and the goodbyes (`rtc stop` answers then).
         """
         async with self._end_lock:
             if self.result is not None and self.result.ended:
@@ -446,7 +450,7 @@ class Session:
                 room.accepting = False
             await self.store.flush()
             await self.disk.flush()
-            result = await self._finish(message, commit, onto_branch)
+            result = await self._finish(message, commit, onto_branch, on_commit)
             self.result = result
             if not result.ended:
                 self.state = "live"
@@ -460,11 +464,12 @@ class Session:
             self.ended.set()
             return result
 
-    async def _finish(self, message: str | None, commit: bool, onto_branch: str | None = None) -> EndResult:
+    async def _finish(self, message: str | None, commit: bool, onto_branch: str | None = None,
+                      on_commit: Callable[[EndResult], Awaitable[None]] | None = None) -> EndResult:
         if not commit:
             changes = await self.changed_files()
             return EndResult(None, self.info.branch_name, tuple(sorted(changes)), (), "ended without a commit", True)
-        return await self._commit(message, onto_branch)
+        return await self._commit(message, onto_branch, on_commit)
 
     async def commit_now(self, message: str | None) -> EndResult:
         """Record the current state as one commit and keep the session going (`rtc commit`).
@@ -482,7 +487,8 @@ class Session:
             self.event(result.message)
             return result
 
-    async def _commit(self, message: str | None, onto_branch: str | None) -> EndResult:
+    async def _commit(self, message: str | None, onto_branch: str | None,
+                      on_commit: Callable[[EndResult], Awaitable[None]] | None = None) -> EndResult:
         changes = await self.changed_files()
         info = self.info
         branch = onto_branch or info.branch_name
@@ -501,10 +507,13 @@ class Session:
             return EndResult(None, branch, tuple(sorted(changes)), (), str(exc), False)
         if done.commit is None:
             return EndResult(None, branch, (), (), "nothing changed against the branch: no commit", True)
+        result = EndResult(done.commit, branch, done.files, done.coauthors,
+                           f"1 commit on {branch} {done.commit[:7]}", True)
+        if on_commit is not None:
+            await on_commit(result)
         if onto_branch is None:
             await self._committed(done.commit, changes)
-        return EndResult(done.commit, branch, done.files, done.coauthors,
-                         f"1 commit on {branch} {done.commit[:7]}", True)
+        return result
 
     async def _committed(self, commit: str, changes: dict[str, bytes]) -> None:
         """After a commit on the branch: it is the new base, and its content the new baseline."""

@@ -391,3 +391,69 @@ def test_a_commit_of_many_files_is_one_pack_git_reads_like_its_own(tmp_path: Pat
         again.terminate()
         again.kill()
     assert git(repo, "show", "HEAD:docs/page00.md") == "Y X page 0\n"
+
+
+def test_rtc_stop_answers_with_the_commit_and_connected_clients_are_then_told(tmp_path: Path) -> None:
+    """`rtc stop` returns once the commit is on the branch; a client still connected is
+    told the session ended (close 4410, the session map says so) right after."""
+    repo = make_repo(tmp_path / "r", FILES)
+    proc = RtcProcess(repo, ["README.md"])
+
+    async def scenario() -> tuple[subprocess.CompletedProcess[str], int | None, str]:
+        async with YClient(ws_url(proc, "README.md", "Alice", "alice@example.org")) as client:
+            await client.wait_synced()
+            client.doc.get("source", type=Text).insert(0, "Stay. ")
+            await asyncio.sleep(0.3)  # the edit reaches the server (and its durable log)
+            done = await asyncio.to_thread(run_rtc, repo, "stop", "-m", "while connected")
+            code = await client.wait_closed(timeout=30)
+            return done, code, git(repo, "log", "-1", "--format=%s").strip()
+
+    try:
+        proc.wait_ready()
+        done, code, subject = asyncio.run(scenario())
+        proc.proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == git(repo, "rev-parse", "HEAD").strip()
+    assert subject == "while connected"
+    assert git(repo, "show", "HEAD:README.md").startswith("Stay. ")
+    assert code == 4410
+
+
+def test_rtc_stop_reads_the_answer_to_its_length_without_waiting_for_the_hang_up(tmp_path: Path) -> None:
+    """The session answers before it has said goodbye to every client, and may keep the
+    connection open meanwhile: `rtc stop` must return on the answer, not on the close."""
+    import socket
+    import threading
+
+    repo = make_repo(tmp_path / "r", FILES)
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    body = json.dumps({"commit": "c" * 40, "branch": "main", "files": ["README.md"], "coauthors": [],
+                       "message": "1 commit on main", "ended": True}).encode()
+    release = threading.Event()
+
+    def answer_and_hold() -> None:
+        conn, _ = server.accept()
+        with conn:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            release.wait(120)  # still open: the goodbyes go on
+
+    holder = threading.Thread(target=answer_and_hold, daemon=True)
+    holder.start()
+    rtc_dir = repo / ".git" / "rtc"
+    rtc_dir.mkdir()
+    (rtc_dir / "session.json").write_text(json.dumps({"pid": os.getpid(), "port": port, "owner_token": "t",
+                                                      "control_url": f"http://127.0.0.1:{port}"}))
+    try:
+        done = subprocess.run([*RTC, "stop", "-m", "x"], cwd=repo, capture_output=True, text=True, timeout=60)
+    finally:
+        release.set()
+        server.close()
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "c" * 40

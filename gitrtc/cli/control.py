@@ -79,22 +79,36 @@ def _call_plain(url: str, method: str, path: str, payload: bytes | None, headers
     sock = _connect(host, port, timeout)
     try:
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + (payload or b""))
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
+        received = b""
+        length: int | None = None  # aiohttp answers JSON with a length, never chunked
+        while True:
+            chunk = sock.recv(65536)
+            received += chunk
+            head, sep, body = received.partition(b"\r\n\r\n")
+            if sep and length is None:
+                status, reason, found = _head(head)
+                length = int(found["content-length"]) if found.get("content-length", "").isdigit() else -1
+            if not chunk or (length is not None and 0 <= length <= len(body)):
+                break  # the whole answer: the session may still be saying goodbye to its clients
     finally:
         sock.close()
-    head, sep, body = b"".join(chunks).partition(b"\r\n\r\n")
+    if not sep:
+        raise ConnectionError("the connection closed before a complete answer")
+    if length is not None and length >= 0:
+        if len(body) < length:
+            raise ConnectionError("the answer was cut short")
+        body = body[:length]
+    return status, reason, body
+
+
+def _head(head: bytes) -> tuple[int, str, dict[str, str]]:
+    """Status, reason and lower-cased header fields of an HTTP/1.1 answer's head."""
     status_line, *header_lines = head.decode("latin-1").split("\r\n")
     fields = status_line.split(" ", 2)
-    if not sep or len(fields) < 2 or not fields[1].isdigit():
-        raise ConnectionError("the connection closed before a complete answer")
+    if len(fields) < 2 or not fields[1].isdigit():
+        raise ConnectionError(f"not an HTTP answer: {status_line[:40]!r}")
     found = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines)}
-    if "content-length" in found:  # aiohttp answers JSON with a length, never chunked
-        if len(body) < int(found["content-length"]):
-            raise ConnectionError("the answer was cut short")
-        body = body[: int(found["content-length"])]
-    return int(fields[1]), fields[2] if len(fields) > 2 else "", body
+    return int(fields[1]), fields[2] if len(fields) > 2 else "", found
 
 
 def _connect(host: str, port: int, timeout: float) -> _socket.socket:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import ssl
 from importlib import resources
 from pathlib import Path
@@ -13,6 +14,8 @@ from ..errors import RtcError
 from ..session import EndResult, Session
 from .auth import require_role
 from .ws import room_socket
+
+log = logging.getLogger(__name__)
 
 SESSION = web.AppKey("session", Session)
 
@@ -27,14 +30,12 @@ NOT_BUILT = """<!doctype html><meta charset="utf-8"><title>gitrtc</title>
 <code>web/</code> (or reinstall gitrtc), then reload.</p>"""
 
 
-@web.middleware
-async def security_headers(request: web.Request, handler):  # type: ignore[no-untyped-def]
-    """Headers every response carries: no referrer, no sniffing, no framing."""
-    response = await handler(request)
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Headers every response carries: no referrer, no sniffing, no framing (set as it
+    is prepared, so an answer sent before its handler returns has them too)."""
     response.headers.setdefault("Referrer-Policy", "no-referrer")
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Cache-Control", "no-store")
-    return response
 
 
 async def index(request: web.Request) -> web.StreamResponse:
@@ -89,11 +90,23 @@ async def api_stop(request: web.Request) -> web.Response:
     commit = body.get("commit", True) is not False
     message = body.get("message") if isinstance(body.get("message"), str) else None
     onto = body.get("onto_branch") if isinstance(body.get("onto_branch"), str) else None
+    answered: list[web.Response] = []
+
+    async def answer_now(result: EndResult) -> None:
+        """The commit is on the branch: answer before the goodbyes to every client."""
+        response = result_json(result)
+        await response.prepare(request)
+        await response.write_eof()
+        answered.append(response)
+
     try:
-        result = await request.app[SESSION].end(message, commit=commit, onto_branch=onto)
+        result = await request.app[SESSION].end(message, commit=commit, onto_branch=onto, on_commit=answer_now)
     except RtcError as exc:
+        if answered:  # the commit was made and reported; what failed after is in the log
+            log.error("after the session's commit: %s", exc)
+            return answered[0]
         return web.json_response({"error": str(exc)}, status=409)
-    return result_json(result)
+    return answered[0] if answered else result_json(result)
 
 
 async def owner_body(request: web.Request) -> dict[str, object]:
@@ -153,7 +166,8 @@ async def room_endpoint(request: web.Request) -> web.StreamResponse:
 
 def make_app(session: Session) -> web.Application:
     """The application serving one session."""
-    app = web.Application(middlewares=[security_headers], client_max_size=1024 * 1024)
+    app = web.Application(client_max_size=1024 * 1024)
+    app.on_response_prepare.append(security_headers)
     app[SESSION] = session
     app.router.add_get("/", index)
     app.router.add_get("/static/{name}", static_file)
