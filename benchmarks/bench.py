@@ -746,7 +746,8 @@ def w8(tmp: Path, files: int = 1000, edited: int = 100) -> dict[str, float | str
 
         if tree(server.workdir) != tree(by_hand):
             return {"result": "WRONG: the session's commit differs from git add -A && git commit"}
-        return {"rtc stop ms": rtc * 1000, "git add+commit ms": git_cli * 1000, "rtc server exit ms": exited * 1000}
+        return {"rtc stop ms": rtc * 1000, "git add+commit ms": git_cli * 1000,
+                "rtc stop / git (same run)": rtc / git_cli, "rtc server exit ms": exited * 1000}
     finally:
         server.stop()
 
