@@ -30,9 +30,9 @@ def store_blobs(repo: pygit2.Repository, blobs: list[bytes]) -> list[pygit2.Oid]
     objects = _objects_dir(repo) if len(blobs) >= PACK_FROM else None
     if objects is None:
         return [repo.create_blob(data) for data in blobs]
-    named = {_blob_id(data): data for data in blobs}
-    write_pack(os.path.join(objects, "pack"), named)
-    return [pygit2.Oid(raw=_blob_id(data)) for data in blobs]
+    ids = [_blob_id(data) for data in blobs]
+    write_pack(os.path.join(objects, "pack"), dict(zip(ids, blobs)))  # the same bytes twice: one entry
+    return [pygit2.Oid(raw=blob_id) for blob_id in ids]
 
 
 def write_pack(pack_dir: str, blobs: dict[bytes, bytes]) -> str:
