@@ -72,7 +72,7 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
-def _stat(abspath: str) -> Stat | None:
+def file_stat(abspath: str) -> Stat | None:
     """(mtime_ns, size, inode) of a file, or None if it is gone or unreadable."""
     try:
         st = os.stat(abspath)
@@ -92,14 +92,14 @@ def _write_back(abspath: str, data: bytes, written: str | None, seen: Stat | Non
     """(disk thread) Write `data` unless the file changed since `seen` (with `check`: it
     must be merged first) or already holds it; one trip to the thread per write-back."""
     if check:
-        now = _stat(abspath)
+        now = file_stat(abspath)
         if now is not None and now != seen:
             return _WriteOutcome(changed_on_disk=now)
     new = digest(data)
     if new == written:
         return _WriteOutcome()
     atomic_write(Path(abspath), data)
-    return _WriteOutcome(written=new, stat=_stat(abspath))
+    return _WriteOutcome(written=new, stat=file_stat(abspath))
 
 
 @dataclass(slots=True)
@@ -157,7 +157,7 @@ class DiskSync:
     def track(self, path: str, on_disk: bytes) -> None:
         """Start tracking a file whose current disk content is `on_disk`."""
         abspath = os.path.join(self.workdir, path)
-        self.files[path] = FileState(path, abspath, written=digest(on_disk), seen=_stat(abspath), synced=on_disk)
+        self.files[path] = FileState(path, abspath, written=digest(on_disk), seen=file_stat(abspath), synced=on_disk)
 
     async def watch(self, interval: float = 0.5) -> None:
         """Poll the shared files forever, merging out-of-band changes (run as a task)."""
@@ -171,7 +171,7 @@ class DiskSync:
             return
         paths = list(self.files)
         targets = [state.abspath for state in self.files.values()]
-        stats = await asyncio.get_running_loop().run_in_executor(_DISK, lambda: [_stat(t) for t in targets])
+        stats = await asyncio.get_running_loop().run_in_executor(_DISK, lambda: [file_stat(t) for t in targets])
         for path, stat in zip(paths, stats):
             if stat == self.files[path].seen:
                 continue  # the common case, without a coroutine per file

@@ -25,7 +25,7 @@ from typing import Any
 from pycrdt import Doc, Map
 
 from . import git
-from .disk import DiskSync, digest
+from .disk import DiskSync, Stat, digest, file_stat
 from .documents import Codec, open_codec
 from .errors import (
     CommitError,
@@ -95,7 +95,7 @@ class Session:
         self.readonly_url = ""
         self._loading: dict[str, asyncio.Task[Room]] = {}
         self._end_lock = asyncio.Lock()
-        self._head_seen: tuple[int, int, int] | None = None  # HEAD's stat at the last read
+        self._head_seen: Stat | None = None  # HEAD's stat at the last read
         self._head_on_branch = False
         self.disk = DiskSync(info.workdir, self._render, self._on_branch, self.event, self._merge_disk)
         self._watcher: asyncio.Task[None] | None = None
@@ -204,17 +204,18 @@ class Session:
     def _on_branch(self) -> bool:
         """Whether the work tree is on the session's branch (asked at every write-back:
         HEAD is read again only when its stat changed; git replaces it to switch)."""
-        head = str(self.info.gitdir / "HEAD")
-        try:
-            st = os.stat(head)
-            seen = (st.st_mtime_ns, st.st_size, st.st_ino)
-            if seen != self._head_seen:
-                with open(head, "rb") as handle:
-                    self._head_on_branch = handle.read().strip() == f"ref: {self.info.branch}".encode()
-                self._head_seen = seen
-        except OSError:
+        head = os.path.join(self.info.gitdir, "HEAD")
+        seen = file_stat(head)
+        if seen is None:
             self._head_seen = None
             return False
+        if seen != self._head_seen:
+            try:
+                with open(head, "rb") as handle:
+                    self._head_on_branch = handle.read().strip() == f"ref: {self.info.branch}".encode()
+            except OSError:
+                return False
+            self._head_seen = seen
         return self._head_on_branch
 
     # -- auth and rooms --------------------------------------------------------------

@@ -129,6 +129,11 @@ class _OpenRow:
     size: int
 
 
+def _fits(row: _OpenRow | None, items: list[bytes]) -> bool:
+    """Whether a batch can go into this open row in place."""
+    return row is not None and row.size + _packed_size(items) <= ROW_TARGET
+
+
 @dataclass(slots=True)
 class _Pending:
     updates: list[tuple[str, bytes]] = field(default_factory=list)
@@ -378,9 +383,8 @@ class Store:
             # SQLite hands the GIL over and back, a context switch on a busy core)
             ((room, items),) = by_room.items()
             room_id = self._room_ids.get(room)
-            row = open_rows.get(room_id) if room_id is not None else None
-            if row is not None and row.size + _packed_size(items) <= ROW_TARGET:
-                self._log(room_id, items, open_rows)  # type: ignore[arg-type]
+            if room_id is not None and _fits(open_rows.get(room_id), items):
+                self._log(room_id, items, open_rows)
                 self._open_rows = open_rows
                 return
         try:
@@ -402,7 +406,7 @@ class Store:
         db = self._connection()
         size = _packed_size(items)
         row = open_rows.pop(room_id, None)
-        if row is not None and row.size + size <= ROW_TARGET:
+        if row is not None and _fits(row, items):
             updates = row.updates + items
             db.execute("UPDATE log SET data = ?, n = ? WHERE seq = ?", (pack(updates), len(updates), row.seq))
             open_rows[room_id] = _OpenRow(row.seq, updates, row.size + size)

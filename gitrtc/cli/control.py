@@ -66,7 +66,8 @@ def call(data: dict[str, Any], method: str, path: str, body: dict[str, Any] | No
 
 def _call_plain(url: str, method: str, path: str, payload: bytes | None, headers: dict[str, str],
                 timeout: float) -> tuple[int, str, bytes]:
-    """One HTTP/1.1 request on loopback, read to the end (`Connection: close`).
+    """One HTTP/1.1 request on loopback, its answer read to its Content-Length (the
+    session may keep the connection open a moment after answering).
 
     By hand over a socket rather than `http.client`: that module loads the email package,
     which doubles the start-up of `rtc stop`.
