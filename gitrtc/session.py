@@ -297,6 +297,7 @@ class Session:
         if entry is not None:
             codec = self._codec(entry)
         updates = await self.store.updates(name)
+        loaded = False
         if updates:
             with doc.transaction(origin=StoreReplay()):
                 for update in updates:
@@ -304,13 +305,15 @@ class Session:
             if len(updates) > COMPACT_AFTER:
                 await self.store.compact(name, doc.get_update)
         elif codec is not None and entry is not None:
-            room.edit(lambda: codec.load_into(doc, DiskLoad(entry.path)), DiskLoad(entry.path))
+            loaded = room.edit(lambda: codec.load_into(doc, DiskLoad(entry.path)), DiskLoad(entry.path))
         else:
             room.edit(lambda: self._init_session_doc(doc), DiskLoad(""))
         await self.store.flush()
         if codec is not None and entry is not None:
             self.codecs[name] = codec
         self.rooms[name] = room
+        if loaded and entry is not None:
+            self.disk.changed(entry.path)  # now that it can be rendered (see `_on_change`)
         return room
 
     def _codec(self, entry: FileEntry) -> Codec:
@@ -327,7 +330,8 @@ class Session:
         info["state"] = "live"
 
     def _on_change(self, room: Room, origin: object) -> None:
-        if room.path is not None:
+        # A room still loading cannot be rendered yet: `_load` notes its change once it is in.
+        if room.path is not None and room.name in self.rooms:
             self.disk.changed(room.path)
 
     def _render(self, path: str) -> bytes:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 
+import pytest
 from pycrdt import Text
+
+from gitrtc import disk as disk_module
 
 from .conftest import Live
 from .support import async_wait_until
@@ -95,3 +99,19 @@ def test_a_file_slow_to_render_is_written_less_often() -> None:
     assert DiskSync._due(quick) == 100.75  # the quiet period after the last edit
     slow = FileState("big.ipynb", "/r/big.ipynb", render_seconds=0.2, **typing)
     assert DiskSync._due(slow) == 99.5 + RENDER_DUTY * 0.2  # the loop is held ≤ 1/RENDER_DUTY of the time
+
+
+async def test_a_write_back_due_while_a_room_loads_waits_for_the_room(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # due at once: a write-back scheduled by the load itself would run while the load
+    # still waits for the store, before the room can be rendered
+    monkeypatch.setattr(disk_module, "QUIET_SECONDS", 0.0)
+    monkeypatch.setattr(disk_module, "MAX_DELAY_SECONDS", 0.0)
+    for path in ("README.md", "analysis.ipynb", "docs/guide.md"):
+        async with live.client(path) as client:
+            await client.wait_synced()
+        await asyncio.sleep(0.05)
+        state = live.session.disk.files[path]
+        failed = state.task is not None and state.task.done() and state.task.exception() is not None
+        assert not failed, f"{path}: the write-back failed: {state.task.exception()!r}"
