@@ -106,3 +106,38 @@ async def test_resync_after_being_dropped_gets_the_full_document(live: Live) -> 
         async with YClient(live.ws("README.md", name="Late"), doc) as late:
             await late.wait_synced()
             assert str(doc.get("source", type=Text)).startswith("before # Project")
+
+
+async def test_a_peer_that_stops_answering_pings_is_dropped_while_one_that_answers_stays(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ws_module, "PING_EVERY", 0.2)
+    url = live.ws("README.md", name="Frozen")
+    room_path = url.split(f":{live.port}", 1)[1]
+    async with live.client("README.md", name="Awake") as awake, live.client("README.md") as writer:
+        await awake.wait_synced()
+        await writer.wait_synced()
+        room = live.session.rooms[live.room("README.md")]
+        frozen_reader, frozen_writer = await raw_upgrade(live.port, room_path)
+        names = lambda: {c.participant.name for c in room.connections}  # noqa: E731
+        await async_wait_until(lambda: "Frozen" in names(), what="the frozen peer joins")
+        await async_wait_until(lambda: "Frozen" not in names(), timeout=10, what="the frozen peer is dropped")
+        assert await asyncio.wait_for(frozen_reader.read(), 10) is not None  # its socket was closed
+        frozen_writer.close()
+        await asyncio.sleep(1.0)  # five more ping periods: the peer that answers stays
+        assert awake.close_code is None and "Awake" in names()
+        writer.doc.get("source", type=Text).insert(0, "still here ")
+        awake_text = awake.doc.get("source", type=Text)
+        await async_wait_until(lambda: str(awake_text).startswith("still here "), what="an edit after the pings")
+
+
+async def test_a_client_ping_is_answered(live: Live) -> None:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http, http.ws_connect(live.ws("README.md"), autoping=False) as ws:
+        await ws.ping(b"are you there")
+        while True:
+            msg = await asyncio.wait_for(ws.receive(), 10)
+            if msg.type is aiohttp.WSMsgType.PONG:
+                break
+        assert msg.data == b"are you there"

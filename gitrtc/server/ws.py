@@ -35,6 +35,11 @@ CLOSE_STORE_FAILED = 1011
 MAX_NAME = 80
 #: Bytes buffered in a socket beyond which frames wait in the connection's queue instead.
 WRITE_BUFFER_LIMIT = 256 * 1024
+#: Seconds between the server's pings. A peer that has not answered one by the next is
+#: dropped, so a dead or stuck peer goes within two periods.
+PING_EVERY = 20.0
+#: RFC 6455: a final ping frame without payload.
+PING_FRAME = b"\x89\x00"
 
 
 def frame_header(length: int) -> bytes:
@@ -58,6 +63,37 @@ class AiohttpTransport:
     def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None) -> None:
         self.ws = ws
         self.transport = transport
+        #: The peer answered the last ping (set by the receive loop on a pong).
+        self.answered = True
+        self._pinger: asyncio.TimerHandle | None = None
+
+    def keep_alive(self) -> None:
+        """Ping the peer every `PING_EVERY` seconds and drop it once it misses one.
+
+        One timer per connection and nothing per message: aiohttp's own heartbeat reset a
+        timer and scheduled a callback for every message received.
+        """
+        self._pinger = asyncio.get_running_loop().call_later(PING_EVERY, self._ping)
+
+    def stop_keep_alive(self) -> None:
+        """No more pings (the connection is over)."""
+        if self._pinger is not None:
+            self._pinger.cancel()
+            self._pinger = None
+
+    def _ping(self) -> None:
+        transport = self.transport
+        if transport is None or self.ws.closed or transport.is_closing():
+            self._pinger = None
+            return
+        if not self.answered:  # dead, or not reading: nothing to say goodbye to
+            log.info("dropping a connection that did not answer a ping within %.0f s", PING_EVERY)
+            self._pinger = None
+            transport.abort()
+            return
+        self.answered = False
+        transport.write(PING_FRAME)
+        self._pinger = asyncio.get_running_loop().call_later(PING_EVERY, self._ping)
 
     def try_send(self, frames: list[bytes]) -> bool:
         """Write these binary frames now, in one write, if the socket's buffer has room."""
@@ -97,14 +133,15 @@ async def room_socket(request: web.Request, session: Session) -> web.StreamRespo
     """Upgrade, authenticate, join the room, and pump messages until either side closes."""
     if not origin_allowed(request):
         raise web.HTTPForbidden(text="cross-site WebSocket refused")
-    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, heartbeat=30, compress=False)
+    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, autoping=False, compress=False)
     await ws.prepare(request)
     grant = session.grant_for(request_token(request))
     if grant is None:
         await ws.close(code=CLOSE_UNAUTHORIZED, message=b"missing or wrong token")
         return ws
     name = request.match_info["room"]
-    conn = Connection(AiohttpTransport(ws, request.transport), participant_from(request, *grant))
+    transport = AiohttpTransport(ws, request.transport)
+    conn = Connection(transport, participant_from(request, *grant))
     try:
         room = await session.connect(name, conn)
     except UnknownRoomError as exc:
@@ -117,12 +154,17 @@ async def room_socket(request: web.Request, session: Session) -> web.StreamRespo
         session.event(str(exc))
         await conn.close(CLOSE_STORE_FAILED, "this file cannot be loaded: see rtc status")
         return ws
+    transport.keep_alive()
     try:
         limit = RateLimit(ratelimit.RATE, ratelimit.BURST)
         async for msg in ws:
             if msg.type is WSMsgType.BINARY:
                 await limit.take()
                 await room.receive(conn, msg.data)
+            elif msg.type is WSMsgType.PONG:
+                transport.answered = True
+            elif msg.type is WSMsgType.PING:
+                await ws.pong(msg.data)
             elif msg.type is WSMsgType.TEXT:
                 await conn.close(CLOSE_UNSUPPORTED, "binary y-websocket messages only")
                 break
@@ -136,6 +178,7 @@ async def room_socket(request: web.Request, session: Session) -> web.StreamRespo
         session.event(str(exc))
         await conn.close(CLOSE_STORE_FAILED, "the server cannot save edits right now")
     finally:
+        transport.stop_keep_alive()
         session.disconnect(conn)
         await conn.close(ws.close_code or 1000, "")
     return ws
