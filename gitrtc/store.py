@@ -20,13 +20,13 @@ import sqlite3
 import struct
 import zlib
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import StoreError
 from .origins import Participant
+from .worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ def _fits(row: _OpenRow | None, items: list[bytes]) -> bool:
 class _Pending:
     updates: list[tuple[str, bytes]] = field(default_factory=list)
     credits: list[Participant] = field(default_factory=list)
-    callbacks: list[tuple[Callable[..., None], tuple[Any, ...]]] = field(default_factory=list)
+    callbacks: list[tuple[Callable[..., Callable[[], None] | None], tuple[Any, ...]]] = field(default_factory=list)
 
 
 class Store:
@@ -146,11 +146,10 @@ class Store:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtc-store",
-                                            initializer=_defer_to_the_loop)
+        self._worker = Worker("rtc-store", initializer=_defer_to_the_loop)
         self._db: sqlite3.Connection | None = None
         #: The checkpointing connection, used only on its own thread.
-        self._checkpoints = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtc-checkpoint")
+        self._checkpoints = Worker("rtc-checkpoint")
         self._checkpoint_db: sqlite3.Connection | None = None
         self._checkpointer: asyncio.Task[None] | None = None
         self._wrote = asyncio.Event()
@@ -207,20 +206,19 @@ class Store:
             except asyncio.CancelledError:
                 pass
             self._checkpointer = None
-        await asyncio.get_running_loop().run_in_executor(self._checkpoints, self._close_checkpoint_db)
-        self._checkpoints.shutdown(wait=True)
+        await self._checkpoints.run(self._close_checkpoint_db)
+        self._checkpoints.close()
         await self._run(self._close_sync)  # the last connection to close folds the WAL in
-        self._executor.shutdown(wait=True)
+        self._worker.close()
 
     async def _checkpoint_loop(self) -> None:
         """Checkpoint at most every `CHECKPOINT_EVERY` seconds while appends come in."""
-        loop = asyncio.get_running_loop()
         while True:
             await self._wrote.wait()
             await asyncio.sleep(CHECKPOINT_EVERY)
             self._wrote.clear()
             try:
-                await loop.run_in_executor(self._checkpoints, self._checkpoint_sync)
+                await self._checkpoints.run(self._checkpoint_sync)
             except sqlite3.Error as exc:  # the WAL still holds every commit: the next one retries
                 log.warning("checkpoint of %s failed: %s", self.path, exc)
 
@@ -253,7 +251,7 @@ class Store:
             self._db = None
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        return await self._worker.run(fn, *args)
 
     # -- manifest and files ----------------------------------------------------------
 
@@ -286,10 +284,13 @@ class Store:
         room: str,
         update: bytes,
         credit: Participant | None = None,
-        after_durable: Callable[..., None] | None = None,
+        after_durable: Callable[..., Callable[[], None] | None] | None = None,
         *args: Any,
     ) -> None:
         """Queue an update; `after_durable(*args)` runs on the loop once it is on disk.
+
+        If it returns a function, that runs once every callback of the same batch has run
+        (a reader's frames of a whole batch go out in one write).
 
         Raises `StoreError` if an earlier write failed: nothing is acknowledged after that.
         """
@@ -334,7 +335,7 @@ class Store:
         self._capacity.set()
         self._writing = True
         self._idle.clear()
-        self._executor.submit(self._write_batch, asyncio.get_running_loop(), batch)
+        self._worker.post(self._write_batch, asyncio.get_running_loop(), batch)
 
     def _write_batch(self, loop: asyncio.AbstractEventLoop, batch: _Pending) -> None:
         """(store thread) Commit a batch, then tell the loop how it went."""
@@ -361,11 +362,20 @@ class Store:
                 self.on_failure(error)
             return
         self._wrote.set()
+        finish: list[Callable[[], None]] = []
         for callback, args in batch.callbacks:
             try:
-                callback(*args)
+                after = callback(*args)
             except Exception:  # one reader's trouble must not hold back the next batches
                 log.exception("forwarding a stored update failed")
+                continue
+            if after is not None:
+                finish.append(after)
+        for after in finish:
+            try:
+                after()
+            except Exception:
+                log.exception("forwarding a stored batch failed")
         if self._pending.updates or self._pending.credits:
             self._write_next()
         else:
