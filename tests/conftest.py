@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from gitrtc import eventloop
 from gitrtc.launch import Plan, prepare
 from gitrtc.server import serve
 from gitrtc.session import Session
@@ -63,6 +64,11 @@ class Live:
     @property
     def http(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, object]:
+    """In-process servers run on the loop `rtc start` runs on (uvloop where installed)."""
+    return {"loop": eventloop.loop_factory()}
 
 
 @pytest.fixture

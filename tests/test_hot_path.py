@@ -317,3 +317,15 @@ async def test_the_wal_is_checkpointed_while_keystrokes_go_on(tmp_path: Path, mo
     assert peak < unchecked / 4, (peak, unchecked)
     assert path.stat().st_size > sum(map(len, updates))  # the rows reached the database file
     assert not wal.exists() or wal.stat().st_size == 0
+
+
+def test_the_cli_runs_on_uvloop_where_it_is_installed() -> None:
+    import asyncio
+
+    from gitrtc import eventloop
+
+    async def loop_module() -> str:
+        return type(asyncio.get_running_loop()).__module__
+
+    expected = "uvloop" if eventloop.uvloop is not None else "asyncio"
+    assert eventloop.run(loop_module()).startswith(expected)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,6 +45,7 @@ async def _run(mirror: Mirror, console: Console) -> dict[str, Any]:
 @user_errors
 def join(url: str, directory: Path | None, name: str | None, email: str | None, bring_changes: bool) -> None:
     """Mirror the session at URL into DIRECTORY (default: this checkout) until it ends."""
+    from .. import eventloop
     from ..mirror import Mirror  # imported here: other commands need not load the codecs
 
     folder = (directory or Path.cwd()).resolve()
@@ -55,7 +55,7 @@ def join(url: str, directory: Path | None, name: str | None, email: str | None, 
     mirror = Mirror(url, folder, name or git_name or "Anonymous", email if email is not None else git_email,
                     bring_changes, say=lambda line: console.print(line, highlight=False))
     try:
-        ended = asyncio.run(_run(mirror, console))
+        ended = eventloop.run(_run(mirror, console))
     except KeyboardInterrupt:
         console.print("left the session; your files stay as they were last synced")
         return

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 
@@ -30,12 +29,13 @@ def start(paths: tuple[str, ...], host: str, port: int | None, message: str | No
           fresh: bool, persistent: bool, certfile: str | None, keyfile: str | None) -> None:
     """Share PATHs (files or folders; default: this folder) live, then commit once."""
     from ..launch import Plan  # imported here: `rtc stop`/`status` need not load the codecs
+    from .. import eventloop
     from ..runner import Options, run
 
     console = Console(highlight=False)
     plan = Plan(cwd=Path.cwd(), paths=list(paths), fresh=fresh, persistent=persistent)
     options = Options(host=host, port=port, message=message, open_browser=not no_open,
                       fresh=fresh, persistent=persistent, certfile=certfile, keyfile=keyfile)
-    result = asyncio.run(run(plan, options, console))
+    result = eventloop.run(run(plan, options, console))
     if not (result.ended or result.paused):
         sys.exit(1)
