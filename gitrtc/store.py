@@ -2,13 +2,16 @@
 
 One SQLite database per session under `.git/rtc/sessions/ID/store.sqlite` (WAL,
 `synchronous=NORMAL`: a committed transaction survives the process being killed at any
-moment; power loss may lose the last batch). All database work runs on one dedicated
-thread so the event loop never blocks on disk; appends from one event-loop tick are
-written as one transaction, and each one's `after_durable` callback runs (in order, on
-the loop) only once it is committed — that is what makes "stored before forwarded" cheap.
+moment; power loss may lose the last batch), and beside it the update journal
+`store.journal` (see `journal.py`). All disk work runs on one dedicated thread so the
+event loop never blocks on disk; appends from one event-loop tick are written together,
+and each one's `after_durable` callback runs (in order, on the loop) only once they are
+written — that is what makes "stored before forwarded" cheap. A batch of a room already
+in the log is appended to the journal (one `write`); the journal is folded into the log
+in one transaction when it passes `JOURNAL_LIMIT`, before any other write to the log,
+before every read of it, and at close and open (a kill leaves it unfolded).
 Checkpoints (the WAL copied into the database, with two fsyncs) run on a second thread
-and connection, so no keystroke waits for one.
-"""
+and connection, so no keystroke waits for one."""
 
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import StoreError
+from .journal import Journal, encode
 from .origins import Participant
 from .worker import Worker
 
@@ -76,6 +80,9 @@ COMPRESS_FROM = 128
 #: The WAL is cut back to this size when it restarts (by default SQLite keeps it at its
 #: peak). Successive commits mostly rewrite the same few pages, so a checkpoint copies little.
 WAL_LIMIT = 64 * 1024
+#: The update journal is folded into the log once it holds this many bytes (and whenever
+#: the log is read): a keystroke is one `write` to the journal, a fold one transaction.
+JOURNAL_LIMIT = 256 * 1024
 #: Seconds between checkpoints while appends go on. SQLite's own (every 1,000 pages, inside
 #: the commit that crosses the line, fsyncs included) made every tenth keystroke wait
 #: 1–2 ms; a checkpoint on its own connection and thread holds no writer up.
@@ -148,6 +155,10 @@ class Store:
         self.path = path
         self._worker = Worker("rtc-store", initializer=_defer_to_the_loop)
         self._db: sqlite3.Connection | None = None
+        #: Keystrokes of known rooms go here first (store thread only; see `journal.py`).
+        self._journal = Journal(path.with_name(path.stem + ".journal"))
+        #: What the journal holds and the log does not yet: (room id, updates) per batch.
+        self._journaled: list[tuple[int, list[bytes]]] = []
         #: The checkpointing connection, used only on its own thread.
         self._checkpoints = Worker("rtc-checkpoint")
         self._checkpoint_db: sqlite3.Connection | None = None
@@ -195,6 +206,29 @@ class Store:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the session store {self.path}: {exc}") from exc
         self._db = db
+        try:
+            self._recover_journal(db)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot read the session's update journal {self._journal.path}: {exc}") from exc
+
+    def _recover_journal(self, db: sqlite3.Connection) -> None:
+        """Fold what the journal holds from the last run (a kill leaves it there) into the log."""
+        records = self._journal.open()
+        if not records:
+            return
+        known = {row[0] for row in db.execute("SELECT id FROM rooms")}
+        stray = [r for r in records if r[0] not in known]
+        if stray:  # power loss lost a room's first commit: never guess which room they belong to
+            aside = self._journal.path.with_name(self._journal.path.name + ".unknown-rooms")
+            with open(aside, "ab") as out:
+                for room_id, update in stray:
+                    out.write(encode(room_id, [update]))
+            log.warning("%d journaled updates of rooms the store does not know are kept in %s",
+                        len(stray), aside)
+        self._journaled = [(room_id, [update]) for room_id, update in records if room_id in known]
+        self._fold()
+        if stray:
+            self._journal.clear()
 
     async def close(self) -> None:
         """Flush what is pending and close the database."""
@@ -240,6 +274,10 @@ class Store:
     def _close_sync(self) -> None:
         if self._db is not None:
             try:
+                self._fold()
+            except (sqlite3.Error, OSError) as exc:  # the journal keeps them: the next open folds them
+                log.warning("could not fold the update journal of %s: %s", self.path, exc)
+            try:
                 with self._db:
                     self._db.execute("BEGIN")
                     for row in self._open_rows.values():
@@ -249,6 +287,7 @@ class Store:
             self._open_rows = {}
             self._db.close()
             self._db = None
+        self._journal.close(remove=not self._journaled and self._journal.size == 0)
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await self._worker.run(fn, *args)
@@ -382,17 +421,19 @@ class Store:
         by_room: dict[str, list[bytes]] = {}
         for room, update in updates:
             by_room.setdefault(room, []).append(update)
-        db = self._connection()
-        open_rows = dict(self._open_rows)
         if len(by_room) == 1 and not credits:
-            # a keystroke: usually one statement, committed by itself (each call into
-            # SQLite hands the GIL over and back, a context switch on a busy core)
+            # a keystroke: one write to the journal
             ((room, items),) = by_room.items()
             room_id = self._room_ids.get(room)
-            if room_id is not None and _fits(open_rows.get(room_id), items):
-                self._log(room_id, items, open_rows)
-                self._open_rows = open_rows
+            if room_id is not None:
+                self._journal.append(room_id, items)
+                self._journaled.append((room_id, items))
+                if self._journal.size >= JOURNAL_LIMIT:
+                    self._fold()
                 return
+        self._fold()  # first: the log keeps each room's updates in order
+        db = self._connection()
+        open_rows = dict(self._open_rows)
         try:
             with db:
                 db.execute("BEGIN")
@@ -406,6 +447,27 @@ class Store:
             self._forget_uncommitted_rooms()
             raise
         self._open_rows = open_rows
+
+    def _fold(self) -> None:
+        """Move what the journal holds into the log, one transaction, then empty it."""
+        if not self._journaled:
+            return
+        by_room: dict[int, list[bytes]] = {}
+        for room_id, items in self._journaled:
+            by_room.setdefault(room_id, []).extend(items)
+        db = self._connection()
+        open_rows = dict(self._open_rows)
+        try:
+            with db:
+                db.execute("BEGIN")
+                for room_id, items in by_room.items():
+                    self._log(room_id, items, open_rows)
+        except BaseException:
+            self._forget_uncommitted_rooms()
+            raise
+        self._open_rows = open_rows
+        self._journaled = []
+        self._journal.clear()  # if this fails, the next open folds them again: harmless repeats
 
     def _log(self, room_id: int, items: list[bytes], open_rows: dict[int, _OpenRow]) -> None:
         """Add a batch to the room's open row, or seal that and start a new one."""
@@ -439,7 +501,7 @@ class Store:
 
     def _updates_sync(self, room: str) -> list[bytes]:
         # decompressing and splitting a long log is real work: done here, off the loop
-        rows = self._read("SELECT data, n, z FROM log WHERE room = (SELECT id FROM rooms WHERE name = ?)"
+        rows = self._read_log("SELECT data, n, z FROM log WHERE room = (SELECT id FROM rooms WHERE name = ?)"
                           " ORDER BY seq", (room,))
         try:
             return [update for data, n, z in rows for update in unpack(decode_row(bytes(data), z), n)]
@@ -448,7 +510,7 @@ class Store:
 
     async def rooms_with_updates(self) -> set[str]:
         """Rooms that have anything in the log."""
-        rows = await self._run(self._read, "SELECT name FROM rooms WHERE id IN (SELECT DISTINCT room FROM log)", ())
+        rows = await self._run(self._read_log, "SELECT name FROM rooms WHERE id IN (SELECT DISTINCT room FROM log)", ())
         return {r[0] for r in rows}
 
     async def compact(self, room: str, state: Callable[[], bytes]) -> None:
@@ -463,6 +525,7 @@ class Store:
     def _compact_sync(self, room: str, state: bytes) -> None:
         db = self._connection()
         try:
+            self._fold()
             with db:
                 db.execute("BEGIN")
                 room_id = self._room_id(room)
@@ -472,14 +535,14 @@ class Store:
             # give the freed pages back and cut the WAL down: the file shrinks with the log
             db.execute("PRAGMA incremental_vacuum").fetchall()
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:
             self._forget_uncommitted_rooms()
             raise StoreError(f"the session store cannot be compacted: {exc}") from exc
 
     async def room_sizes(self) -> dict[str, int]:
         """Bytes of log per room."""
         rows = await self._run(
-            self._read, "SELECT rooms.name, SUM(LENGTH(log.data)) FROM log JOIN rooms ON rooms.id = log.room"
+            self._read_log, "SELECT rooms.name, SUM(LENGTH(log.data)) FROM log JOIN rooms ON rooms.id = log.room"
                         " GROUP BY log.room", ()
         )
         return {room: int(size) for room, size in rows}
@@ -528,6 +591,14 @@ class Store:
                 db.executemany(sql, rows)
         except sqlite3.Error as exc:
             raise StoreError(f"the session store cannot be written: {exc}") from exc
+
+    def _read_log(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """`_read`, once the journal is folded into the log."""
+        try:
+            self._fold()
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"the session's update journal cannot be folded into its store: {exc}") from exc
+        return self._read(sql, args)
 
     def _read(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         try:

@@ -182,24 +182,30 @@ async def test_shared_files_are_loaded_before_anyone_opens_them(live: Live) -> N
         assert str(source(client)) == (live.repo / "README.md").read_text()
 
 
+def _on_disk(path: Path) -> int:
+    """A store's bytes on disk: the database, its WAL and the update journal."""
+    files = (path, Path(f"{path}-wal"), path.with_name(path.stem + ".journal"))
+    return sum(f.stat().st_size for f in files if f.exists())
+
+
 async def test_compaction_gives_the_space_back(tmp_path: Path) -> None:
     updates, final = _updates(3000)
     path = tmp_path / "s.sqlite"
     store = await _store(path)
     store.append("other", b"\x00\x00")
     await store.flush()
-    empty = path.stat().st_size + Path(f"{path}-wal").stat().st_size  # tables, indexes, a WAL
+    empty = _on_disk(path)  # tables, indexes, a WAL
     try:
         for i in range(0, len(updates), 50):  # many small batches, as typing makes them
             for update in updates[i:i + 50]:
                 store.append("room", update)
             await store.flush()
-        big = path.stat().st_size + Path(f"{path}-wal").stat().st_size
+        big = _on_disk(path)
         doc = Doc()
         for update in await store.updates("room"):
             doc.apply_update(update)
         await store.compact("room", doc.get_update)
-        small = path.stat().st_size + Path(f"{path}-wal").stat().st_size
+        small = _on_disk(path)
         assert small - empty < (big - empty) / 2, (empty, big, small)
         replay = Doc()
         for update in await store.updates("room"):
@@ -254,42 +260,86 @@ async def test_a_file_whose_log_is_damaged_is_refused_and_the_others_are_served(
             assert str(source(other)) == "def f():\n    return 1\n"
 
 
-async def test_keystrokes_fill_a_row_in_place_and_every_one_replays(tmp_path: Path) -> None:
-    """One durable commit per keystroke, yet not one row per keystroke: the room's newest
-    row takes batches until it is full, then is compressed. Nothing is lost on a kill
-    (rows are complete at every commit) or on a close (open rows are sealed)."""
-    from gitrtc.store import ROW_TARGET
+async def test_keystrokes_go_to_the_journal_and_what_a_kill_leaves_replays_them_all(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One durable write per keystroke, to the update journal, which is folded into the
+    log as it fills (so it stays small) and at close. What a kill -9 leaves (the log and
+    the journal as they are) replays every update, and a close leaves no journal."""
+    import shutil
 
+    import gitrtc.store as store_module
+
+    monkeypatch.setattr(store_module, "JOURNAL_LIMIT", 16 * 1024)
+    monkeypatch.setattr(store_module, "CHECKPOINT_EVERY", 3600.0)  # files stay still while copied
     updates, final = _updates(3000)
     path = tmp_path / "s.sqlite"
+    journal = tmp_path / "s.journal"
     store = await _store(path)
+    peak = 0
     for i, update in enumerate(updates):
         store.append("room" if i % 3 else "other", update)
-        await store.flush()  # a transaction each, as keystrokes arrive one per tick
+        await store.flush()  # a write each, as keystrokes arrive one per tick
+        peak = max(peak, journal.stat().st_size)
+    assert 0 < journal.stat().st_size and peak < 16 * 1024 + 1024  # folded as it filled
     db = sqlite3.connect(path)
-    rows = db.execute("SELECT COUNT(*), SUM(z) FROM log").fetchone()
-    size = sum(map(len, updates))
-    assert rows[0] <= 2 * (size // ROW_TARGET + 2) and rows[1] >= 1  # full rows compressed
-    # what a kill -9 now would leave: a second connection reads every committed update
-    copy = Store(path)
-    await copy.open()
+    rows, compressed = db.execute("SELECT COUNT(*), SUM(z) FROM log").fetchone()
+    assert rows < 100 and compressed >= 1  # folds are packed rows, not one row per keystroke
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    for name in ("s.sqlite", "s.sqlite-wal", "s.journal"):
+        shutil.copy2(tmp_path / name, killed / name)
+    copy = await _store(killed / "s.sqlite")
     try:
         assert await copy.updates("room") == [u for i, u in enumerate(updates) if i % 3]
+        assert await copy.updates("other") == updates[0::3]
     finally:
         await copy.close()
-    open_rows = "SELECT COUNT(*) FROM log WHERE z = 0 AND n > 1"
-    assert db.execute(open_rows).fetchone()[0] >= 1  # each room's newest row, still taking batches
+    assert not (killed / "s.journal").exists()
     await store.close()
-    assert db.execute(open_rows).fetchone()[0] == 0  # sealed (compressed) on close
+    assert not journal.exists()
+    assert db.execute("SELECT COUNT(*) FROM log WHERE z = 0 AND n > 1").fetchone()[0] == 0  # sealed
     store = await _store(path)
     try:
-        assert await store.updates("other") == updates[0::3]
         replay = Doc()
         for update in await store.updates("room") + await store.updates("other"):
             replay.apply_update(update)
         assert str(replay.get("source", type=Text)) == final
     finally:
         await store.close()
+
+
+async def test_a_journal_cut_short_by_a_crash_keeps_every_whole_record(tmp_path: Path) -> None:
+    from gitrtc import journal as journal_module
+
+    updates, _ = _updates(50)
+    path = tmp_path / "s.sqlite"
+    store = await _store(path)
+    store.append("room", updates[0])
+    await store.flush()  # the room is in the log: what follows goes to the journal
+    for update in updates[1:]:
+        store.append("room", update)
+        await store.flush()
+    journal = tmp_path / "s.journal"
+    data = journal.read_bytes()
+    assert journal_module.decode(data) == ([(1, u) for u in updates[1:]], len(data))
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    for name in ("s.sqlite", "s.sqlite-wal"):
+        (killed / name).write_bytes((tmp_path / name).read_bytes())
+    (killed / "s.journal").write_bytes(data[:-3])  # the last record torn in mid-write
+    await store.close()
+    copy = await _store(killed / "s.sqlite")
+    try:
+        assert await copy.updates("room") == updates[:-1]
+        copy.append("room", updates[-1])  # appends go on after the cut
+        await copy.flush()
+    finally:
+        await copy.close()
+    again = await _store(killed / "s.sqlite")
+    try:
+        assert await again.updates("room") == updates
+    finally:
+        await again.close()
 
 
 async def test_the_wal_is_checkpointed_while_keystrokes_go_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -329,3 +379,17 @@ def test_the_cli_runs_on_uvloop_where_it_is_installed() -> None:
 
     expected = "uvloop" if eventloop.uvloop is not None else "asyncio"
     assert eventloop.run(loop_module()).startswith(expected)
+
+
+def test_a_journal_stops_at_a_zero_filled_or_garbled_tail() -> None:
+    from gitrtc import journal as journal_module
+
+    good = journal_module.encode(3, [b"first", b"second"]) + journal_module.encode(7, [b"third"])
+    expected = [(3, b"first"), (3, b"second"), (7, b"third")]
+    assert journal_module.decode(good) == (expected, len(good))
+    # power loss can leave a file's end as zeros; a bit flip garbles a record
+    assert journal_module.decode(good + bytes(64)) == (expected, len(good))
+    flipped = bytearray(good)
+    flipped[-1] ^= 0x01
+    cut = len(good) - len(journal_module.encode(7, [b"third"]))
+    assert journal_module.decode(bytes(flipped)) == (expected[:2], cut)
