@@ -198,8 +198,10 @@ def wait_idle(pid: int, timeout: float = 30.0) -> None:
 
 
 def sqlite_bytes(db: Path, journal_only: bool = False) -> int:
-    """A SQLite database's size on disk with its journal (-wal, or -journal); or the journal's."""
-    files = [Path(f"{db}-wal"), Path(f"{db}-journal")] + ([] if journal_only else [db])
+    """A SQLite database's size on disk with its journals (-wal or -journal, and gitrtc's
+    update journal `*.journal` beside it); or the journals'."""
+    journals = [Path(f"{db}-wal"), Path(f"{db}-journal"), db.with_name(db.stem + ".journal")]
+    files = journals + ([] if journal_only else [db])
     return sum(p.stat().st_size for p in files if p.exists())
 
 
@@ -569,8 +571,8 @@ def w6(kind: str, tmp: Path, settle: float = 8.0) -> dict[str, float | str]:
             return {"result": f"WRONG text after the restart ({got['length']} of {len(end)} characters)"}
         serving = got["synced"] - start
         time.sleep(settle)  # past the compactor's next look (every 5 s)
-        return {"serving again s": serving, "store MB at kill (sqlite+wal)": killed_size / 2**20,
-                "of which WAL MB": killed_wal / 2**20,
+        return {"serving again s": serving, "store MB at kill (sqlite+wal+journal)": killed_size / 2**20,
+                "of which WAL and journal MB": killed_wal / 2**20,
                 "logged MB at kill (rtc status)": logged / 2**20,
                 f"store MB {settle:.0f} s after resume": sqlite_bytes(store) / 2**20,
                 f"logged MB {settle:.0f} s after resume": float(gitrtc_status(server)["store_bytes"]) / 2**20}  # type: ignore[arg-type]
@@ -580,8 +582,8 @@ def w6(kind: str, tmp: Path, settle: float = 8.0) -> dict[str, float | str]:
         server.stop()
 
 
-#: Seconds the stuck reader is watched after it connected: past gitrtc's (aiohttp) heartbeat,
-#: 30 s + 15 s for the pong, and uvicorn's, 20 s + 20 s. The node server gives up later: it
+#: Seconds the stuck reader is watched after it connected: past gitrtc's keep-alive (a ping
+#: every 20 s, dropped at the first one unanswered: 40 s) and uvicorn's, 20 s + 20 s. The node server gives up later: it
 #: pings every 30 s, closes at the first missed pong (60 s) and destroys the socket 30 s
 #: after that (90 s), so within this window it is reported as still connected.
 W7_HOLD = 55.0
