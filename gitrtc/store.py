@@ -209,7 +209,7 @@ class Store:
         try:
             self._recover_journal(db)
         except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot read the session's update journal {self._journal.path}: {exc}") from exc
+            raise StoreError(f"cannot open the session's update journal {self._journal.path}: {exc}") from exc
 
     def _recover_journal(self, db: sqlite3.Connection) -> None:
         """Fold what the journal holds from the last run (a kill leaves it there) into the log."""
