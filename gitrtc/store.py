@@ -432,42 +432,45 @@ class Store:
                     self._fold()
                 return
         self._fold()  # first: the log keeps each room's updates in order
-        db = self._connection()
-        open_rows = dict(self._open_rows)
-        try:
-            with db:
-                db.execute("BEGIN")
-                for room, items in by_room.items():
-                    self._log(self._room_id(room), items, open_rows)
-                db.executemany(
-                    "INSERT OR IGNORE INTO credits VALUES (?, ?, ?)",
-                    [(p.key, p.name, p.email) for p in credits],
-                )
-        except BaseException:
-            self._forget_uncommitted_rooms()
-            raise
-        self._open_rows = open_rows
+
+        def write(open_rows: dict[int, _OpenRow]) -> None:
+            for room, items in by_room.items():
+                self._log(self._room_id(room), items, open_rows)
+            self._connection().executemany(
+                "INSERT OR IGNORE INTO credits VALUES (?, ?, ?)",
+                [(p.key, p.name, p.email) for p in credits],
+            )
+
+        self._in_transaction(write)
 
     def _fold(self) -> None:
         """Move what the journal holds into the log, one transaction, then empty it."""
         if not self._journaled:
             return
-        by_room: dict[int, list[bytes]] = {}
+        by_id: dict[int, list[bytes]] = {}
         for room_id, items in self._journaled:
-            by_room.setdefault(room_id, []).extend(items)
+            by_id.setdefault(room_id, []).extend(items)
+
+        def write(open_rows: dict[int, _OpenRow]) -> None:
+            for room_id, items in by_id.items():
+                self._log(room_id, items, open_rows)
+
+        self._in_transaction(write)
+        self._journaled = []
+        self._journal.clear()  # if this fails, the next open folds them again: harmless repeats
+
+    def _in_transaction(self, write: Callable[[dict[int, _OpenRow]], None]) -> None:
+        """`write(open_rows)` as one transaction; the open rows it leaves count once it commits."""
         db = self._connection()
         open_rows = dict(self._open_rows)
         try:
             with db:
                 db.execute("BEGIN")
-                for room_id, items in by_room.items():
-                    self._log(room_id, items, open_rows)
+                write(open_rows)
         except BaseException:
             self._forget_uncommitted_rooms()
             raise
         self._open_rows = open_rows
-        self._journaled = []
-        self._journal.clear()  # if this fails, the next open folds them again: harmless repeats
 
     def _log(self, room_id: int, items: list[bytes], open_rows: dict[int, _OpenRow]) -> None:
         """Add a batch to the room's open row, or seal that and start a new one."""
