@@ -146,6 +146,8 @@ class _Pending:
     updates: list[tuple[str, bytes]] = field(default_factory=list)
     credits: list[Participant] = field(default_factory=list)
     callbacks: list[tuple[Callable[..., Callable[[], None] | None], tuple[Any, ...]]] = field(default_factory=list)
+    #: (set by the store thread) The batch wrote the database, not only the journal.
+    logged: bool = False
 
 
 class Store:
@@ -227,8 +229,7 @@ class Store:
                         len(stray), aside)
         self._journaled = [(room_id, [update]) for room_id, update in records if room_id in known]
         self._fold()
-        if stray:
-            self._journal.clear()
+        self._journal.clear()  # the stray ones too, now kept aside
 
     async def close(self) -> None:
         """Flush what is pending and close the database."""
@@ -246,7 +247,8 @@ class Store:
         self._worker.close()
 
     async def _checkpoint_loop(self) -> None:
-        """Checkpoint at most every `CHECKPOINT_EVERY` seconds while appends come in."""
+        """Checkpoint at most every `CHECKPOINT_EVERY` seconds while batches write the
+        database (a batch that went only to the journal leaves the WAL as it was)."""
         while True:
             await self._wrote.wait()
             await asyncio.sleep(CHECKPOINT_EVERY)
@@ -378,7 +380,7 @@ class Store:
 
     def _commit(self, batch: _Pending) -> _Pending:
         """(store thread) Commit a batch; `_written` gets it back on the loop."""
-        self._append_sync(batch.updates, batch.credits)
+        batch.logged = self._append_sync(batch.updates, batch.credits)
         return batch
 
     def _written(self, batch: _Pending, error: BaseException | None) -> None:
@@ -396,7 +398,8 @@ class Store:
             if self.on_failure is not None:
                 self.on_failure(error)
             return
-        self._wrote.set()
+        if batch.logged:  # a checkpoint has something to copy
+            self._wrote.set()
         finish: list[Callable[[], None]] = []
         for callback, args in batch.callbacks:
             try:
@@ -417,7 +420,8 @@ class Store:
             self._writing = False
             self._idle.set()
 
-    def _append_sync(self, updates: list[tuple[str, bytes]], credits: list[Participant]) -> None:
+    def _append_sync(self, updates: list[tuple[str, bytes]], credits: list[Participant]) -> bool:
+        """Write a batch; True if it wrote the database (not only the journal)."""
         by_room: dict[str, list[bytes]] = {}
         for room, update in updates:
             by_room.setdefault(room, []).append(update)
@@ -428,9 +432,10 @@ class Store:
             if room_id is not None:
                 self._journal.append(room_id, items)
                 self._journaled.append((room_id, items))
-                if self._journal.size >= JOURNAL_LIMIT:
-                    self._fold()
-                return
+                if self._journal.size < JOURNAL_LIMIT:
+                    return False
+                self._fold()
+                return True
         self._fold()  # first: the log keeps each room's updates in order
 
         def write(open_rows: dict[int, _OpenRow]) -> None:
@@ -442,6 +447,7 @@ class Store:
             )
 
         self._in_transaction(write)
+        return True
 
     def _fold(self) -> None:
         """Move what the journal holds into the log, one transaction, then empty it."""
