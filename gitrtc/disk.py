@@ -50,8 +50,10 @@ def digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` atomically, keeping its permission bits."""
+def atomic_write(path: Path, data: bytes) -> Stat:
+    """Replace `path` with `data` atomically, keeping its permission bits; the new file's
+    stat, taken before it is in place, so a save by someone else right after is never
+    mistaken for ours."""
     try:
         mode = path.stat().st_mode & 0o7777
     except FileNotFoundError:
@@ -62,7 +64,8 @@ def atomic_write(path: Path, data: bytes) -> None:
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
-        os.chmod(tmp, mode)
+            os.chmod(tmp, mode)
+            st = os.fstat(out.fileno())  # a rename keeps inode, size and mtime
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -70,6 +73,7 @@ def atomic_write(path: Path, data: bytes) -> None:
         except FileNotFoundError:
             pass
         raise
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 def file_stat(abspath: str) -> Stat | None:
@@ -98,8 +102,7 @@ def _write_back(abspath: str, data: bytes, written: str | None, seen: Stat | Non
     new = digest(data)
     if new == written:
         return _WriteOutcome()
-    atomic_write(Path(abspath), data)
-    return _WriteOutcome(written=new, stat=file_stat(abspath))
+    return _WriteOutcome(written=new, stat=atomic_write(Path(abspath), data))
 
 
 @dataclass(slots=True)
