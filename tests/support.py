@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from pycrdt import Doc, TransactionEvent
+from pycrdt import Doc, Text, TransactionEvent
 
 from gitrtc import protocol
 
@@ -154,6 +154,7 @@ class YClient:
         self._reader: asyncio.Task[None] | None = None
         self._sub = None
         self._applying = False
+        self._sending: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> YClient:
         await self.connect()
@@ -172,7 +173,9 @@ class YClient:
     def _local_change(self, event: TransactionEvent) -> None:
         if self._applying or self.ws is None or self.ws.closed:
             return
-        asyncio.get_running_loop().create_task(self._send(protocol.sync_update(event.update)))
+        task = asyncio.get_running_loop().create_task(self._send(protocol.sync_update(event.update)))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
 
     async def _send(self, frame: bytes) -> None:
         try:
@@ -220,6 +223,8 @@ class YClient:
         if self._sub is not None:
             self.doc.unobserve(self._sub)
             self._sub = None
+        if self._sending:  # edits made just before closing leave first, as a real client's would
+            await asyncio.gather(*self._sending)
         if self.ws is not None and not self.ws.closed:
             await self.ws.close()
         if self._reader is not None:
@@ -237,3 +242,18 @@ async def get_json(url: str, token: str | None) -> tuple[int, Any]:
     async with aiohttp.ClientSession() as http:
         async with http.get(url, headers=headers) as response:
             return response.status, await response.json(content_type=None)
+
+
+async def edit_stored(url: str, fn: Callable[[Text], Any], doc: Doc | None = None) -> str:
+    """Apply `fn` to the room's `source` through one client and return the text once a
+    second client has received the edit: the server forwards an update only after it is
+    stored, so from then on it survives a `kill -9`."""
+    async with YClient(url) as witness, YClient(url, doc) as client:
+        await witness.wait_synced()
+        await client.wait_synced()
+        source = client.doc.get("source", type=Text)
+        fn(source)
+        expected = str(source)
+        seen = witness.doc.get("source", type=Text)
+        await async_wait_until(lambda: str(seen) == expected, what="the edit to be stored and forwarded")
+        return expected

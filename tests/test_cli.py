@@ -14,7 +14,7 @@ import pytest
 from pycrdt import Text
 
 from .conftest import FILES
-from .support import RTC, RtcProcess, YClient, git, make_repo
+from .support import RTC, RtcProcess, YClient, async_wait_until, git, make_repo
 
 
 def ws_url(proc: RtcProcess, path: str, name: str, email: str, role: str = "token") -> str:
@@ -394,7 +394,8 @@ def test_rtc_stop_answers_with_the_commit_and_connected_clients_are_then_told(tm
         async with YClient(ws_url(proc, "README.md", "Alice", "alice@example.org")) as client:
             await client.wait_synced()
             client.doc.get("source", type=Text).insert(0, "Stay. ")
-            await asyncio.sleep(0.3)  # the edit reaches the server (and its durable log)
+            await async_wait_until(lambda: (repo / "README.md").read_text().startswith("Stay. "),
+                                   what="the edit at the server (its write-back)")
             done = await asyncio.to_thread(run_rtc, repo, "stop", "-m", "while connected")
             code = await client.wait_closed(timeout=30)
             return done, code, git(repo, "log", "-1", "--format=%s").strip()

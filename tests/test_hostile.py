@@ -23,8 +23,8 @@ from gitrtc.rooms import Connection, Room
 from gitrtc.server import ratelimit
 
 from .conftest import FILES, Live
-from .support import RTC, RtcProcess, async_wait_until, make_repo
-from .test_cli import edit, ws_url
+from .support import RTC, RtcProcess, async_wait_until, edit_stored, make_repo
+from .test_cli import ws_url
 
 
 async def test_a_flood_is_slowed_not_dropped_and_others_go_first(live: Live, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -170,7 +170,7 @@ def test_fresh_saves_the_unfinished_result_as_a_patch(tmp_path: Path) -> None:
     first = RtcProcess(repo, ["README.md"])
     try:
         first.wait_ready()
-        asyncio.run(edit(ws_url(first, "README.md", "A", "a@example.org"), lambda t: t.insert(0, "Unfinished ")))
+        asyncio.run(edit_stored(ws_url(first, "README.md", "A", "a@example.org"), lambda t: t.insert(0, "Unfinished ")))
     finally:
         first.kill()
     (repo / "README.md").write_text("# Project\n\nHello world.\n")  # the owner resets the file

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import threading
 from pathlib import Path
+from typing import Any
 
+import pytest
 from pycrdt import Text
 
 from .conftest import FILES
@@ -14,9 +17,64 @@ from .support import RTC, RtcProcess, YClient, git, make_repo, wait_until
 from .test_cli import ws_url
 
 
-def start_join(url: str, folder: Path, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([*RTC, "join", url, str(folder), "--name", "Joan", "--email", "joan@example.org",
-                             *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+class JoinProcess:
+    """`rtc join` as a real process; its output is read by threads, so a wait for a line
+    times out with a message instead of blocking on a pipe."""
+
+    def __init__(self, url: str, folder: Path, *extra: str) -> None:
+        self.proc = subprocess.Popen([*RTC, "join", url, str(folder), "--name", "Joan", "--email",
+                                      "joan@example.org", *extra],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self._looked = 0  # lines before this one were matched by an earlier `wait_for`
+        self._readers = [threading.Thread(target=self._read, args=(stream, lines), daemon=True)
+                         for stream, lines in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _read(stream: Any, lines: list[str]) -> None:
+        with stream:
+            for line in stream:
+                lines.append(line)
+
+    def wait_for(self, text: str, timeout: float = 30.0) -> str:
+        """The next line of output that contains `text`."""
+        def found() -> str | None:
+            for i in range(self._looked, len(self.out)):
+                if text in self.out[i]:
+                    self._looked = i + 1
+                    return self.out[i]
+            if self.proc.poll() is not None and not any(r.is_alive() for r in self._readers):
+                raise AssertionError(f"rtc join exited ({self.proc.returncode}) before printing {text!r}: "
+                                     f"{''.join(self.err)[-2000:]}")
+            return None
+        return wait_until(found, timeout=timeout, what=f"rtc join to print {text!r}")
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+        """Wait for the exit; all of stdout and stderr."""
+        self.proc.wait(timeout)
+        for reader in self._readers:
+            reader.join(timeout)
+        return "".join(self.out), "".join(self.err)
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def kill(self) -> None:
+        self.proc.kill()
+
+    def send_signal(self, signal: int) -> None:
+        self.proc.send_signal(signal)
+
+
+def start_join(url: str, folder: Path, *extra: str) -> JoinProcess:
+    return JoinProcess(url, folder, *extra)
 
 
 async def remote_edit(url: str, fn) -> None:
@@ -35,8 +93,7 @@ def test_join_mirrors_both_ways_and_ends_with_the_commit(tmp_path: Path) -> None
     try:
         info = owner.wait_ready()
         joiner = start_join(info["url"], clone)
-        wait_until(lambda: joiner.poll() is None and "mirroring" in (joiner.stdout.readline() or ""),
-                   what="join ready")
+        joiner.wait_for("mirroring")
         # a local save in the clone (rename, as editors do) reaches the owner's disk
         tmp = clone / "README.md.tmp"
         tmp.write_text("# Project\n\nHello world.\nFrom Joan's editor.\n")
@@ -98,7 +155,7 @@ def test_join_plain_folder_kill_and_restart_keeps_offline_edits(tmp_path: Path) 
     try:
         info = owner.wait_ready()
         joiner = start_join(info["url"], folder)
-        wait_until(lambda: "mirroring" in (joiner.stdout.readline() or ""), what="join ready")
+        joiner.wait_for("mirroring")
         nb_path = folder / "analysis.ipynb"
         nb = json.loads(nb_path.read_text())
         nb["cells"][0]["source"] = ["# Title from Joan\n", "Some text"]
@@ -148,13 +205,13 @@ def test_two_mirrors_and_a_client_edit_the_same_files_at_once(tmp_path: Path) ->
     for clone in clones:
         git(tmp_path, "clone", "-q", str(repo), str(clone))
     owner = RtcProcess(repo, ["README.md", "analysis.ipynb"])
-    joins: list[subprocess.Popen[str]] = []
+    joins: list[JoinProcess] = []
     try:
         info = owner.wait_ready()
         for clone in clones:
             joins.append(start_join(info["url"], clone))
         for proc in joins:
-            wait_until(lambda p=proc: "mirroring" in (p.stdout.readline() or ""), what="join ready")
+            proc.wait_for("mirroring")
         # clone 1 saves in place, clone 2 via rename, a pycrdt client types: all at once
         (clones[0] / "README.md").write_text("# Project\n\nHello world.\nOne.\n")
         nb_path = clones[1] / "analysis.ipynb"
@@ -234,9 +291,9 @@ def test_join_keeps_edits_made_while_the_server_is_down(tmp_path: Path) -> None:
     try:
         info = owner.wait_ready()
         joiner = start_join(info["url"], clone)
-        wait_until(lambda: "mirroring" in (joiner.stdout.readline() or ""), what="join ready")
+        joiner.wait_for("mirroring")
         owner.kill()  # the owner's process dies; the join keeps running and retrying
-        wait_until(lambda: "disconnected" in (joiner.stdout.readline() or ""), what="join notices")
+        joiner.wait_for("disconnected")
         expected = "# Project\n\nHello world.\nWritten while the server was down.\n"
         (clone / "README.md").write_text(expected)
         owner = RtcProcess(repo, ["--port", str(info["port"])])  # resumed: same URL and tokens
@@ -256,6 +313,7 @@ def test_join_keeps_edits_made_while_the_server_is_down(tmp_path: Path) -> None:
     assert "Co-authored-by: Joan <joan@example.org>" in git(repo, "log", "-1", "--format=%B")
 
 
+@pytest.mark.timeout(300)  # a minute asleep, two starts and a restart: more than the usual bound
 def test_laptop_sleeps_a_minute_while_the_server_restarts(tmp_path: Path) -> None:
     import signal as sig
 
@@ -267,7 +325,7 @@ def test_laptop_sleeps_a_minute_while_the_server_restarts(tmp_path: Path) -> Non
     try:
         info = owner.wait_ready()
         joiner = start_join(info["url"], clone)
-        wait_until(lambda: "mirroring" in (joiner.stdout.readline() or ""), what="join ready")
+        joiner.wait_for("mirroring")
         (clone / "README.md").write_text("# Project\n\nHello world.\nBefore sleeping.\n")
         wait_until(lambda: "Before sleeping" in (repo / "README.md").read_text(), what="first edit")
         joiner.send_signal(sig.SIGSTOP)  # the lid closes

@@ -10,7 +10,7 @@ from pathlib import Path
 from pycrdt import Text
 
 from .conftest import FILES
-from .support import RtcProcess, YClient, git, make_repo
+from .support import RtcProcess, YClient, async_wait_until, git, make_repo
 from .test_cli import edit, run_rtc, ws_url
 
 
@@ -66,8 +66,9 @@ def test_invite_and_kick(tmp_path: Path) -> None:
                 await vic.wait_synced()
                 carol.doc.get("source", type=Text).insert(0, "C. ")
                 vic.doc.get("source", type=Text).insert(0, "V. ")
-                await asyncio.sleep(0.3)
-                assert vic.auth_messages  # the viewer invite is read-only
+                await async_wait_until(lambda: vic.auth_messages, what="the viewer invite to be read-only")
+                await async_wait_until(lambda: (repo / "README.md").read_text().startswith("C. "),
+                                       what="Carol's edit, before she is kicked")
                 kicked = await asyncio.to_thread(run_rtc, repo, "kick", "Carol")
                 assert kicked.returncode == 0, kicked.stderr
                 assert await carol.wait_closed() == 4403

@@ -107,6 +107,9 @@ def test_session_end_shows_the_commit_and_stops_editing(start_session, people):
     assert git(session.repo, "show", f"{commit}:README.md") == README + "Last words."
     assert "Co-authored-by: Ada <ada@example.org>" in git(session.repo, "log", "-1", "--format=%B", commit)
     # and the page will not reconnect: every room connection is closed for good
-    rooms = page.evaluate("() => window.gitrtc.connections()")
-    assert len(rooms) == 3, rooms  # the session room, README.md, analysis.ipynb
-    assert all(not r["connected"] and not r["reconnecting"] for r in rooms), rooms
+    def all_closed() -> bool:
+        rooms = page.evaluate("() => window.gitrtc.connections()")
+        assert len(rooms) == 3, rooms  # the session room, README.md, analysis.ipynb
+        return all(not r["connected"] and not r["reconnecting"] for r in rooms)
+
+    wait_for(page, all_closed, "every room connection closed for good")
