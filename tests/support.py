@@ -244,16 +244,22 @@ async def get_json(url: str, token: str | None) -> tuple[int, Any]:
             return response.status, await response.json(content_type=None)
 
 
-async def edit_stored(url: str, fn: Callable[[Text], Any], doc: Doc | None = None) -> str:
-    """Apply `fn` to the room's `source` through one client and return the text once a
-    second client has received the edit: the server forwards an update only after it is
-    stored, so from then on it survives a `kill -9`."""
-    async with YClient(url) as witness, YClient(url, doc) as client:
-        await witness.wait_synced()
+async def edit(url: str, fn: Callable[[Text], Any], doc: Doc | None = None) -> str:
+    """Apply `fn` to the room's `source` through one client, which then closes (its edit
+    leaves before the close); the text it left with."""
+    async with YClient(url, doc) as client:
         await client.wait_synced()
         source = client.doc.get("source", type=Text)
         fn(source)
-        expected = str(source)
+        return str(source)
+
+
+async def edit_stored(url: str, fn: Callable[[Text], Any], doc: Doc | None = None) -> str:
+    """`edit`, returning once a second client has received the edit: the server forwards
+    an update only after it is stored, so from then on it survives a `kill -9`."""
+    async with YClient(url) as witness:
+        await witness.wait_synced()
+        expected = await edit(url, fn, doc)
         seen = witness.doc.get("source", type=Text)
         await async_wait_until(lambda: str(seen) == expected, what="the edit to be stored and forwarded")
         return expected

@@ -14,7 +14,7 @@ import pytest
 from pycrdt import Text
 
 from .conftest import FILES
-from .support import RTC, RtcProcess, YClient, async_wait_until, git, make_repo
+from .support import RTC, RtcProcess, YClient, async_wait_until, edit, git, make_repo
 
 
 def ws_url(proc: RtcProcess, path: str, name: str, email: str, role: str = "token") -> str:
@@ -29,13 +29,6 @@ def _files(proc: RtcProcess) -> list[dict]:
                                  headers={"Authorization": f"Bearer {proc.info['token']}"})
     with urllib.request.urlopen(req) as response:
         return json.loads(response.read())["files"]
-
-
-async def edit(url: str, fn) -> None:
-    async with YClient(url) as client:
-        await client.wait_synced()
-        fn(client.doc.get("source", type=Text))
-        await asyncio.sleep(0.2)  # let the update leave before closing the socket
 
 
 def test_start_edit_stop_makes_one_commit(tmp_path: Path) -> None:

@@ -15,8 +15,8 @@ from gitrtc.origins import Participant
 from gitrtc.store import Store, encode_row, pack, unpack
 
 from .conftest import FILES, Live
-from .support import RtcProcess, async_wait_until, git, make_repo
-from .test_cli import edit, run_rtc, ws_url
+from .support import RtcProcess, async_wait_until, edit, git, make_repo
+from .test_cli import run_rtc, ws_url
 
 
 def source(client) -> Text:  # type: ignore[no-untyped-def]

@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pycrdt import Text
 
 from .conftest import FILES
-from .support import RTC, RtcProcess, YClient, git, make_repo, wait_until
+from .support import RTC, RtcProcess, YClient, edit, git, make_repo, wait_until
 from .test_cli import ws_url
 
 
@@ -36,8 +35,8 @@ class JoinProcess:
     @staticmethod
     def _read(stream: Any, lines: list[str]) -> None:
         with stream:
-            for line in stream:
-                lines.append(line)
+            for line in stream:  # one by one: a waiter sees each line as it arrives
+                lines.append(line)  # noqa: PERF402
 
     def wait_for(self, text: str, timeout: float = 30.0) -> str:
         """The next line of output that contains `text`."""
@@ -77,13 +76,6 @@ def start_join(url: str, folder: Path, *extra: str) -> JoinProcess:
     return JoinProcess(url, folder, *extra)
 
 
-async def remote_edit(url: str, fn) -> None:
-    async with YClient(url) as client:
-        await client.wait_synced()
-        fn(client.doc.get("source", type=Text))
-        await asyncio.sleep(0.3)
-
-
 def test_join_mirrors_both_ways_and_ends_with_the_commit(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "owner", FILES)
     clone = tmp_path / "clone"
@@ -100,7 +92,7 @@ def test_join_mirrors_both_ways_and_ends_with_the_commit(tmp_path: Path) -> None
         os.replace(tmp, clone / "README.md")
         wait_until(lambda: (repo / "README.md").read_text().endswith("From Joan's editor.\n"), what="owner disk")
         # a remote edit reaches the clone's file
-        asyncio.run(remote_edit(ws_url(owner, "docs/guide.md", "Alice", "alice@example.org"),
+        asyncio.run(edit(ws_url(owner, "docs/guide.md", "Alice", "alice@example.org"),
                                 lambda t: t.insert(0, "Alice: ")))
         wait_until(lambda: (clone / "docs/guide.md").read_text().startswith("Alice: Guide"), what="clone disk")
         done = owner.stop("-m", "joined work")
@@ -165,7 +157,6 @@ def test_join_plain_folder_kill_and_restart_keeps_offline_edits(tmp_path: Path) 
             async with YClient(ws_url(owner, "analysis.ipynb", "Alice", "alice@example.org")) as c:
                 await c.wait_synced()
                 c.doc.get("cells", type=Array)[1]["source"].insert(0, "# Alice\n")
-                await asyncio.sleep(0.3)
 
         asyncio.run(edit_other_cell())
         wait_until(lambda: "Title from Joan" in (repo / "analysis.ipynb").read_text(), what="local edit to owner")
@@ -173,7 +164,7 @@ def test_join_plain_folder_kill_and_restart_keeps_offline_edits(tmp_path: Path) 
         joiner.kill()
         joiner.communicate()
         (folder / "README.md").write_text("# Project\n\nHello world.\nWritten offline.\n")
-        asyncio.run(remote_edit(ws_url(owner, "README.md", "Alice", "alice@example.org"),
+        asyncio.run(edit(ws_url(owner, "README.md", "Alice", "alice@example.org"),
                                 lambda t: t.insert(0, "Online. ")))
         joiner = start_join(info["url"], folder)
         wait_until(lambda: (repo / "README.md").read_text() == "Online. # Project\n\nHello world.\nWritten offline.\n",
@@ -225,8 +216,7 @@ def test_two_mirrors_and_a_client_edit_the_same_files_at_once(tmp_path: Path) ->
             async with YClient(ws_url(owner, "analysis.ipynb", "Alice", "alice@example.org")) as c:
                 await c.wait_synced()
                 c.doc.get("cells", type=Array)[1]["source"].insert(0, "# Alice\n")
-                await asyncio.sleep(0.3)
-            await remote_edit(ws_url(owner, "README.md", "Alice", "alice@example.org"), lambda t: t.insert(0, "A. "))
+            await edit(ws_url(owner, "README.md", "Alice", "alice@example.org"), lambda t: t.insert(0, "A. "))
 
         asyncio.run(client())
         want_readme = "A. # Project\n\nHello world.\nOne.\n"
@@ -265,7 +255,7 @@ def test_bring_changes_merges_uncommitted_local_work(tmp_path: Path) -> None:
     joiner = None
     try:
         info = owner.wait_ready()
-        asyncio.run(remote_edit(ws_url(owner, "README.md", "Alice", "alice@example.org"),
+        asyncio.run(edit(ws_url(owner, "README.md", "Alice", "alice@example.org"),
                                 lambda t: t.insert(0, "Live. ")))
         joiner = start_join(info["url"], clone, "--bring-changes")
         expected = "Live. # Project\n\nHello world.\nUncommitted here.\n"
@@ -332,7 +322,7 @@ def test_laptop_sleeps_a_minute_while_the_server_restarts(tmp_path: Path) -> Non
         owner.kill()
         owner = RtcProcess(repo, ["--port", str(info["port"])])
         owner.wait_ready()
-        asyncio.run(remote_edit(ws_url(owner, "README.md", "Alice", "alice@example.org"),
+        asyncio.run(edit(ws_url(owner, "README.md", "Alice", "alice@example.org"),
                                 lambda t: t.insert(0, "While asleep. ")))
         import time
 

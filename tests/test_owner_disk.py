@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-
 from pathlib import Path
 
 import pytest
@@ -119,7 +117,7 @@ async def test_a_write_back_due_while_a_room_loads_waits_for_the_room(
             assert state.task is None
             async with live.client(path) as client:
                 await client.wait_synced()
-            task = await async_wait_until(lambda: state.task if state.task and state.task.done() else None,
+            task = await async_wait_until(lambda s=state: s.task if s.task and s.task.done() else None,
                                           what=f"{path}: the load's write-back to run")
             assert task.exception() is None, f"{path}: the write-back failed: {task.exception()!r}"
 

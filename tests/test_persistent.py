@@ -10,8 +10,8 @@ from pathlib import Path
 from pycrdt import Text
 
 from .conftest import FILES
-from .support import RtcProcess, YClient, async_wait_until, git, make_repo
-from .test_cli import edit, run_rtc, ws_url
+from .support import RtcProcess, YClient, async_wait_until, edit, git, make_repo
+from .test_cli import run_rtc, ws_url
 
 
 def test_commit_pause_resume_stop(tmp_path: Path) -> None:

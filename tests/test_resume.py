@@ -6,25 +6,11 @@ import asyncio
 from pathlib import Path
 
 import pytest
-
 from pycrdt import Doc, Text
 
 from .conftest import FILES
-from .support import RtcProcess, YClient, async_wait_until, edit_stored, git, make_repo
+from .support import RtcProcess, async_wait_until, edit, edit_stored, git, make_repo
 from .test_cli import ws_url
-
-
-async def edit_and_keep(url: str, doc: Doc, text: str) -> None:
-    await edit_stored(url, lambda source: source.insert(0, text), doc)
-
-
-async def reconnect_with(url: str, doc: Doc, extra: str) -> str:
-    """Reconnect a client that kept its document across the crash; add an edit."""
-    async with YClient(url, doc) as client:
-        await client.wait_synced()
-        doc.get("source", type=Text).insert(0, extra)
-        await asyncio.sleep(0.3)
-        return str(doc.get("source", type=Text))
 
 
 def test_kill_9_then_start_resumes_same_session_without_duplicates(tmp_path: Path) -> None:
@@ -34,7 +20,7 @@ def test_kill_9_then_start_resumes_same_session_without_duplicates(tmp_path: Pat
     try:
         info = first.wait_ready()
         url = ws_url(first, "README.md", "Alice", "alice@example.org")
-        asyncio.run(edit_and_keep(url, kept, "Before crash. "))
+        asyncio.run(edit_stored(url, lambda t: t.insert(0, "Before crash. "), kept))
     finally:
         first.kill()  # SIGKILL: no clean-up at all
     second = RtcProcess(repo, [])
@@ -44,7 +30,7 @@ def test_kill_9_then_start_resumes_same_session_without_duplicates(tmp_path: Pat
         assert again["token"] == info["token"] and again["readonly_token"] == info["readonly_token"]
         assert again["url"].split("#")[1] == info["url"].split("#")[1]
         url = ws_url(second, "README.md", "Alice", "alice@example.org")
-        text = asyncio.run(reconnect_with(url, kept, "After. "))
+        text = asyncio.run(edit(url, lambda t: t.insert(0, "After. "), kept))  # the doc kept across the crash
         assert text == "After. Before crash. # Project\n\nHello world.\n"
         asyncio.run(async_wait_until(
             lambda: (repo / "README.md").read_text() == text, what="write-back after resume"))
@@ -64,7 +50,7 @@ def test_disk_edit_after_resume_merges_without_duplicating_earlier_edits(tmp_pat
     try:
         first.wait_ready()
         url = ws_url(first, "README.md", "Alice", "alice@example.org")
-        asyncio.run(edit_and_keep(url, Doc(), "Session edit. "))
+        asyncio.run(edit_stored(url, lambda t: t.insert(0, "Session edit. ")))
         asyncio.run(async_wait_until(lambda: (repo / "README.md").read_text().startswith("Session edit. "),
                                      what="write-back before the crash"))
     finally:
@@ -87,7 +73,7 @@ def test_branch_moved_while_no_session_ran_is_merged_not_reverted(tmp_path: Path
     first = RtcProcess(repo, ["README.md"])
     try:
         first.wait_ready()
-        asyncio.run(edit_and_keep(ws_url(first, "README.md", "Alice", "alice@example.org"), Doc(), "Live "))
+        asyncio.run(edit_stored(ws_url(first, "README.md", "Alice", "alice@example.org"), lambda t: t.insert(0, "Live ")))
     finally:
         first.kill()
     # meanwhile the owner commits a change of the same file on the branch (another clone)
