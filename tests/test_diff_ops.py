@@ -18,8 +18,8 @@ from nbformat.v4.rwbase import rejoin_lines
 
 from gitrtc.documents import open_codec
 from gitrtc.errors import DocumentError
-from gitrtc.merge.notebook_ops import cell_script, normalized, output_script
-from gitrtc.merge.text_ops import apply_text, rebase_text, text_edits
+from gitrtc.documents.notebook_ops import cell_script, normalized, output_script
+from gitrtc.documents.text_ops import apply_text, rebase_text, text_edits
 
 CORPUS = Path(__file__).parents[1] / ".." / "shared" / "corpus"
 NBDIME = CORPUS / "merge" / "nbdime"

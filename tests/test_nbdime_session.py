@@ -13,7 +13,7 @@ from nbformat.v4.rwbase import rejoin_lines
 from pycrdt import Doc
 
 from gitrtc.documents import open_codec
-from gitrtc.merge.notebook_ops import normalized
+from gitrtc.documents.notebook_ops import normalized
 
 from .conftest import live_session
 from .support import CORPUS, YClient, async_wait_until, make_repo

@@ -2,7 +2,7 @@
 
 The doc holds the notebook's values (root `meta` Map: nbformat, nbformat_minor, metadata
 Map and any unknown top-level key; root `cells` Array of cell Maps, see
-`merge.notebook_ops.ycell_from_dict`). The file's representation is kept by the codec:
+`notebook_ops.ycell_from_dict`). The file's representation is kept by the codec:
 `dump` serializes the doc's values through the original text (`jsonformat.dumps_like`),
 so an untouched doc gives the original bytes and an edit changes only its own lines.
 Multiline fields keep their list-of-lines or single-string form per field.
@@ -29,7 +29,7 @@ import nbformat
 import pycrdt
 
 from ..errors import DocumentError, NotShareableError
-from ..merge import notebook_ops  # module import: gitrtc.merge imports this package too
+from . import notebook_ops
 from .jsonformat import Parsed, dumps_like, parse
 from .text import decode_text
 

@@ -11,7 +11,7 @@ from typing import Literal
 import pycrdt
 
 from ..errors import DocumentError, NotShareableError
-from ..merge.text_ops import apply_text, rebase_text
+from .text_ops import apply_text, rebase_text
 
 __all__ = ["TextCodec", "decode_text"]
 

@@ -29,7 +29,7 @@ from nbdime.merging.notebooks import merge_notebooks
 from nbformat.v4.rwbase import rejoin_lines
 from pycrdt import Array, Map, Text
 
-from ..documents.jsonformat import intify, sem_equal
+from .jsonformat import intify, sem_equal
 from .text_ops import apply_text, rebased
 
 __all__ = [
