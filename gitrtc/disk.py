@@ -143,8 +143,13 @@ class DiskSync:
         on_event: Callable[[str], None] | None = None,
         on_disk_change: Callable[[str, bytes, bytes | None], Awaitable[None]] | None = None,
         on_synced: Callable[[str, bytes], None] | None = None,
+        quiet: float = QUIET_SECONDS,
+        max_delay: float = MAX_DELAY_SECONDS,
     ) -> None:
         self.workdir = workdir
+        #: Seconds without edits before a write, and the longest a write waits while typing goes on.
+        self.quiet = quiet
+        self.max_delay = max_delay
         self._render = render
         self._branch_ok = branch_ok
         self._on_event = on_event or (lambda message: None)
@@ -227,9 +232,8 @@ class DiskSync:
         if state.timer is None:
             state.timer = loop.call_at(self._due(state), self._start_write, path)
 
-    @staticmethod
-    def _due(state: FileState) -> float:
-        due = min(state.last_change + QUIET_SECONDS, state.first_dirty + MAX_DELAY_SECONDS)
+    def _due(self, state: FileState) -> float:
+        due = min(state.last_change + self.quiet, state.first_dirty + self.max_delay)
         return max(due, state.rendered_at + RENDER_DUTY * state.render_seconds)
 
     def _start_write(self, path: str) -> None:
@@ -241,7 +245,7 @@ class DiskSync:
             return
         state.timer = None
         if state.task is not None and not state.task.done():
-            state.timer = loop.call_later(QUIET_SECONDS, self._start_write, path)
+            state.timer = loop.call_later(self.quiet, self._start_write, path)
             return
         state.task = loop.create_task(self.write(path))
 

@@ -13,11 +13,13 @@ import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import TracebackType
 from typing import IO
 
 from . import git
 from .documents import open_codec
 from .errors import NotShareableError, SessionRunningError, StoreError
+from .limits import DEFAULT, Limits
 from .manifest import FileEntry, Manifest
 from .session import Session, store_path
 from .sessionfile import read_session_file, rtc_dir
@@ -32,15 +34,34 @@ class Plan:
     paths: list[str]
     persistent: bool = False
     fresh: bool = False
+    limits: Limits = DEFAULT
 
 
 @dataclass(slots=True)
 class Launch:
-    """A prepared session plus the lock that proves it is the only one."""
+    """A prepared (started) session plus the lock that proves it is the only one.
+
+    `async with launch:` owns both: on the way out, however it is left, the session is
+    closed (background tasks stopped, store closed), an ended session's store removed,
+    and only then the lock released (so no new `rtc start` sees a half-removed store).
+    """
 
     session: Session
     lock: IO[str]
     notes: list[str] = field(default_factory=list)
+
+    async def __aenter__(self) -> Session:
+        return self.session
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        try:
+            await self.session.close()
+            result = self.session.result
+            if result is not None and result.ended:
+                shutil.rmtree(self.session.store.path.parent, ignore_errors=True)
+        finally:
+            self.lock.close()
 
 
 def acquire_lock(gitdir: Path) -> IO[str]:
@@ -87,7 +108,7 @@ async def _prepare_locked(plan: Plan, info: git.RepoInfo, lock: IO[str]) -> Laun
     notes: list[str] = []
     existing = unfinished_sessions(info.gitdir)
     if existing and not plan.fresh:
-        store = Store(existing[0])
+        store = Store(existing[0], plan.limits)
         await store.open()
         try:
             manifest = Manifest.from_meta(await store.get_meta())
@@ -107,19 +128,19 @@ async def _prepare_locked(plan: Plan, info: git.RepoInfo, lock: IO[str]) -> Laun
         if plan.paths:
             notes.append("resuming keeps the files of the unfinished session; the paths given were ignored")
         # the session's base is where it started, not wherever the branch is now
-        session = Session(replace(info, head=manifest.base), manifest, store, resumed=True)
-        await session.start()
+        session = Session(replace(info, head=manifest.base), manifest, store, resumed=True, limits=plan.limits)
+        await _start(session)
         return Launch(session, lock, notes)
     for old in existing:
         notes.extend(await discard_session(old))
     paths = await asyncio.to_thread(git.resolve_paths, info, plan.cwd, plan.paths)
     manifest = Manifest.new(info.branch, info.head, plan.persistent, time.time())
-    store = Store(store_path(info.gitdir, manifest.session))
+    store = Store(store_path(info.gitdir, manifest.session), plan.limits)
     await store.open()
     for path in paths:
         try:
             data = await asyncio.to_thread(_read_shareable, info, path)
-            codec = open_codec(path, data)
+            codec = open_codec(path, data, plan.limits.max_file_bytes)
         except NotShareableError as exc:
             manifest.skipped.append((path, str(exc)))
             continue
@@ -128,9 +149,18 @@ async def _prepare_locked(plan: Plan, info: git.RepoInfo, lock: IO[str]) -> Laun
         manifest.warnings.extend((path, w) for w in codec.warnings)
         await store.add_file(entry.room, path, entry.kind, data)
     await store.set_meta(manifest.to_meta())
-    session = Session(info, manifest, store, resumed=False)
-    await session.start()
+    session = Session(info, manifest, store, resumed=False, limits=plan.limits)
+    await _start(session)
     return Launch(session, lock, notes)
+
+
+async def _start(session: Session) -> None:
+    """Start `session`; if that fails, close what it started (the store) and re-raise."""
+    try:
+        await session.start()
+    except BaseException:
+        await session.close()
+        raise
 
 
 def _read_shareable(info: git.RepoInfo, path: str) -> bytes:

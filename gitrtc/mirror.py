@@ -28,13 +28,13 @@ from pycrdt import Doc, TransactionEvent
 from . import protocol
 from .disk import DiskSync, atomic_write
 from .documents import Codec, open_codec
-from .errors import DocumentError, JoinError
+from .errors import CLOSE_CODES, DocumentError, JoinError
 from .origins import DiskMerge
 
 log = logging.getLogger(__name__)
 
-CLOSE_ENDED = 4410
-FATAL_CLOSES = {4401, 4403, 4404}
+CLOSE_ENDED = CLOSE_CODES["ENDED"]
+FATAL_CLOSES = {CLOSE_CODES["UNAUTHORIZED"], CLOSE_CODES["FORBIDDEN"], CLOSE_CODES["UNKNOWN_ROOM"]}
 
 
 @dataclass(frozen=True, slots=True)

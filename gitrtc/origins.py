@@ -1,7 +1,10 @@
-"""Typed origins for CRDT transactions: who or what made a change.
+"""Typed origins for CRDT transactions: who or what made a change, and what follows.
 
-Dirtiness and co-authorship are derived from these, never guessed: an edit is a
-participant's only if it arrived as a `ClientEdit` from that participant's connection.
+Every transaction on a session's documents is tagged with one of these (`Origin`).
+Whether a change is credited to someone and whether it must be written back to the
+owner's file are decided here, from the origin, and nowhere else (`credit_for`,
+`dirties_disk`): an edit is a participant's only if it arrived as a `ClientEdit` from
+that participant's connection and changed something.
 """
 
 from __future__ import annotations
@@ -54,4 +57,36 @@ class StoreReplay:
     """Updates replayed from the durable log when a session resumes."""
 
 
-Origin = ClientEdit | DiskLoad | DiskMerge | StoreReplay
+@dataclass(frozen=True, slots=True)
+class ServerEdit:
+    """A change the server makes itself (the session room's state, the end notice)."""
+
+
+Origin = ClientEdit | DiskLoad | DiskMerge | StoreReplay | ServerEdit
+
+
+def credit_for(origin: object) -> Participant | None:
+    """Who a change with this origin is credited to as a co-author, if anyone.
+
+    Only a participant's own edits, and only if they may edit: a file loaded or merged
+    from disk is the owner's (the commit's author), a replay was credited when it first
+    happened, and the server's own changes are nobody's. The caller credits only a
+    change that changed something (a client's resync repeating what we have is not one).
+    Rooms ask once per connection (its origin is fixed), so this costs nothing per update.
+    """
+    if isinstance(origin, ClientEdit) and origin.participant.role != "viewer":
+        return origin.participant
+    return None
+
+
+def dirties_disk(origin: object) -> bool:
+    """Whether a change with this origin makes the shared file's bytes on disk stale.
+
+    A client's edit does. A load or merge from disk does too, but only in case the
+    rendering differs from the bytes read (a normalized file, or client edits merged
+    alongside): the write-back renders, compares with what the disk holds, and writes
+    nothing when they are equal, so what was just read is never written back as is.
+    A replay from the log does not (the resume's disk reconcile decides), nor does the
+    server's own change (the session room has no file).
+    """
+    return isinstance(origin, (ClientEdit, DiskMerge, DiskLoad))

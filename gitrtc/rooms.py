@@ -19,20 +19,13 @@ from typing import Protocol
 from pycrdt import Awareness, Doc, merge_updates
 
 from . import protocol
-from .errors import ProtocolError
-from .origins import ClientEdit, Participant
+from .errors import ProtocolError, TooSlowError
+from .limits import DEFAULT, Limits
+from .origins import ClientEdit, Participant, credit_for
 from .protocol import MessageType, SyncType
 from .store import Store
 
 log = logging.getLogger(__name__)
-
-#: Bytes queued for one reader before it is disconnected as too slow.
-MAX_QUEUED_BYTES = 64 * 1024 * 1024
-#: Messages queued for one reader before it is disconnected as too slow.
-MAX_QUEUED_FRAMES = 200_000
-
-CLOSE_TOO_SLOW = 1013
-CLOSE_INVALID = 1007
 
 
 class Transport(Protocol):
@@ -54,11 +47,15 @@ class Transport(Protocol):
 class Connection:
     """One participant's connection to one room, with its own bounded send queue."""
 
-    def __init__(self, transport: Transport, participant: Participant) -> None:
+    def __init__(self, transport: Transport, participant: Participant, limits: Limits = DEFAULT) -> None:
         self.transport = transport
         self.participant = participant
         #: The origin of this connection's edits (one object, not one per update).
         self.origin = ClientEdit(participant)
+        #: Who this connection's changes are credited to (`origins.credit_for`, asked once).
+        self.credit = credit_for(self.origin)
+        self._max_queued_bytes = limits.max_queued_bytes
+        self._max_queued_frames = limits.max_queued_frames
         self.awareness_ids: set[int] = set()
         self.closed = False
         self.close_code: int | None = None
@@ -101,8 +98,8 @@ class Connection:
         if self._sender is None and self.transport.try_send(frames):
             return
         for frame in frames:
-            if self._queued_bytes + len(frame) > MAX_QUEUED_BYTES or len(self._queue) >= MAX_QUEUED_FRAMES:
-                self.close_soon(CLOSE_TOO_SLOW, "too slow: reconnect to resync")
+            if self._queued_bytes + len(frame) > self._max_queued_bytes or len(self._queue) >= self._max_queued_frames:
+                self.close_soon(TooSlowError.close_code, "too slow: reconnect to resync")
                 return
             self._queue.append(frame)
             self._queued_bytes += len(frame)
@@ -256,7 +253,7 @@ class Room:
         except Exception as exc:  # pycrdt raises plain exceptions for undecodable updates
             raise ProtocolError(f"malformed update: {exc}") from exc
         forward = frame if msg.sync is SyncType.UPDATE else protocol.sync_update(update)
-        self._log_and_forward(update, forward, conn, conn.participant if changed else None)
+        self._log_and_forward(update, forward, conn, conn.credit if changed else None)
         if changed and self._on_change is not None:
             self._on_change(self, origin)
 
@@ -312,7 +309,8 @@ class Room:
     def edit(self, fn: Callable[[], None], origin: object) -> bool:
         """Run a server-side edit (`fn`) as one transaction; log and forward it.
 
-        Used for disk loads and merges: the change is appended to the durable log and
+        Used for disk loads and merges and the server's own changes: the change is
+        appended to the durable log (credited as `origins.credit_for(origin)` says) and
         sent to every connection. Returns whether the document changed.
         """
         captured: list[bytes] = []
@@ -326,7 +324,7 @@ class Room:
         if not captured:
             return False
         update = captured[0] if len(captured) == 1 else merge_updates(*captured)
-        self._log_and_forward(update, protocol.sync_update(update), None, None)
+        self._log_and_forward(update, protocol.sync_update(update), None, credit_for(origin))
         if self._on_change is not None:
             self._on_change(self, origin)
         return True

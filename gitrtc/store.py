@@ -8,7 +8,7 @@ event loop never blocks on disk; appends from one event-loop tick are written to
 and each one's `after_durable` callback runs (in order, on the loop) only once they are
 written — that is what makes "stored before forwarded" cheap. A batch of a room already
 in the log is appended to the journal (one `write`); the journal is folded into the log
-in one transaction when it passes `JOURNAL_LIMIT`, before any other write to the log,
+in one transaction when it passes `Limits.journal_limit`, before any other write to the log,
 before every read of it, and at close and open (a kill leaves it unfolded).
 Checkpoints (the WAL copied into the database, with two fsyncs) run on a second thread
 and connection, so no keystroke waits for one."""
@@ -29,6 +29,7 @@ from typing import Any
 
 from .errors import StoreError
 from .journal import Journal, encode
+from .limits import DEFAULT, Limits
 from .origins import Participant
 from .worker import Worker
 
@@ -80,13 +81,12 @@ COMPRESS_FROM = 128
 #: The WAL is cut back to this size when it restarts (by default SQLite keeps it at its
 #: peak). Successive commits mostly rewrite the same few pages, so a checkpoint copies little.
 WAL_LIMIT = 64 * 1024
-#: The update journal is folded into the log once it holds this many bytes (and whenever
-#: the log is read): a keystroke is one `write` to the journal, a fold one transaction.
-JOURNAL_LIMIT = 256 * 1024
-#: Seconds between checkpoints while appends go on. SQLite's own (every 1,000 pages, inside
-#: the commit that crosses the line, fsyncs included) made every tenth keystroke wait
-#: 1–2 ms; a checkpoint on its own connection and thread holds no writer up.
-CHECKPOINT_EVERY = 0.5
+# The update journal is folded into the log once it holds `Limits.journal_limit` bytes
+# (and whenever the log is read): a keystroke is one `write` to the journal, a fold one
+# transaction. Checkpoints run every `Limits.checkpoint_every` seconds while appends go
+# on. SQLite's own (every 1,000 pages, inside the commit that crosses the line, fsyncs
+# included) made every tenth keystroke wait 1–2 ms; a checkpoint on its own connection
+# and thread holds no writer up.
 
 
 def encode_row(data: bytes) -> tuple[bytes, int]:
@@ -153,8 +153,10 @@ class _Pending:
 class Store:
     """A session's durable state; every method that touches the disk is async."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, limits: Limits = DEFAULT) -> None:
         self.path = path
+        self._journal_limit = limits.journal_limit
+        self._checkpoint_every = limits.checkpoint_every
         self._worker = Worker("rtc-store", initializer=_defer_to_the_loop)
         self._db: sqlite3.Connection | None = None
         #: Keystrokes of known rooms go here first (store thread only; see `journal.py`).
@@ -247,11 +249,11 @@ class Store:
         self._worker.close()
 
     async def _checkpoint_loop(self) -> None:
-        """Checkpoint at most every `CHECKPOINT_EVERY` seconds while batches write the
+        """Checkpoint at most every `checkpoint_every` seconds while batches write the
         database (a batch that went only to the journal leaves the WAL as it was)."""
         while True:
             await self._wrote.wait()
-            await asyncio.sleep(CHECKPOINT_EVERY)
+            await asyncio.sleep(self._checkpoint_every)
             self._wrote.clear()
             try:
                 await self._checkpoints.run(self._checkpoint_sync)
@@ -432,7 +434,7 @@ class Store:
             if room_id is not None:
                 self._journal.append(room_id, items)
                 self._journaled.append((room_id, items))
-                if self._journal.size < JOURNAL_LIMIT:
+                if self._journal.size < self._journal_limit:
                     return False
                 self._fold()
                 return True

@@ -12,6 +12,7 @@ import pytest
 
 from gitrtc import eventloop
 from gitrtc.launch import Plan, prepare
+from gitrtc.limits import DEFAULT, Limits
 from gitrtc.server import serve
 from gitrtc.session import Session
 
@@ -76,10 +77,20 @@ def repo(tmp_path: Path) -> Path:
     return make_repo(tmp_path / "repo", FILES)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "limits(**fields): the `live` session's `Limits` (gitrtc/limits.py)")
+
+
+def limits_of(request: pytest.FixtureRequest) -> Limits:
+    """The `Limits` a test asks for with `@pytest.mark.limits(...)` (else the defaults)."""
+    marker = request.node.get_closest_marker("limits")
+    return Limits(**marker.kwargs) if marker else DEFAULT
+
+
 @asynccontextmanager
-async def live_session(repo: Path, paths: list[str]) -> AsyncIterator[Live]:
+async def live_session(repo: Path, paths: list[str], limits: Limits = DEFAULT) -> AsyncIterator[Live]:
     """A real session on `repo`'s `paths`, served on a free loopback port."""
-    launched = await prepare(Plan(cwd=repo, paths=paths))
+    launched = await prepare(Plan(cwd=repo, paths=paths, limits=limits))
     runner, port = await serve(launched.session, "127.0.0.1", 0)
     try:
         yield Live(repo, launched.session, port)
@@ -90,6 +101,6 @@ async def live_session(repo: Path, paths: list[str]) -> AsyncIterator[Live]:
 
 
 @pytest.fixture
-async def live(repo: Path) -> AsyncIterator[Live]:
-    async with live_session(repo, ["README.md", "docs", "analysis.ipynb", "src"]) as session:
+async def live(repo: Path, request: pytest.FixtureRequest) -> AsyncIterator[Live]:
+    async with live_session(repo, ["README.md", "docs", "analysis.ipynb", "src"], limits_of(request)) as session:
         yield session

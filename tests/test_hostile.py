@@ -20,16 +20,14 @@ from gitrtc import protocol
 from gitrtc.errors import ProtocolError
 from gitrtc.origins import Participant
 from gitrtc.rooms import Connection, Room
-from gitrtc.server import ratelimit
 
 from .conftest import FILES, Live
 from .support import RTC, RtcProcess, async_wait_until, edit_stored, make_repo
 from .test_cli import ws_url
 
 
-async def test_a_flood_is_slowed_not_dropped_and_others_go_first(live: Live, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ratelimit, "RATE", 200.0)
-    monkeypatch.setattr(ratelimit, "BURST", 20.0)
+@pytest.mark.limits(rate=200.0, burst=20.0)
+async def test_a_flood_is_slowed_not_dropped_and_others_go_first(live: Live) -> None:
     async with live.client("README.md", name="Flood") as flood, live.client("README.md") as other:
         await flood.wait_synced()
         await other.wait_synced()

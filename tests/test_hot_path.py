@@ -12,6 +12,7 @@ from pycrdt import Doc, Text
 
 from gitrtc.errors import StoreError
 from gitrtc.origins import Participant
+from gitrtc.limits import DEFAULT, Limits
 from gitrtc.store import Store, encode_row, pack, unpack
 
 from .conftest import FILES, Live
@@ -65,8 +66,8 @@ async def test_a_joiner_gets_the_latest_state_after_the_first_joiner_was_served(
             assert str(source(third)) == str(source(first))
 
 
-async def _store(path: Path) -> Store:
-    store = Store(path)
+async def _store(path: Path, limits: Limits = DEFAULT) -> Store:
+    store = Store(path, limits)
     await store.open()
     return store
 
@@ -189,14 +190,12 @@ def _on_disk(path: Path) -> int:
 
 
 @pytest.mark.parametrize("where", ["in the database", "in the journal"])
-async def test_compaction_gives_the_space_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
-    import gitrtc.store as store_module
-
-    if where == "in the database":
-        monkeypatch.setattr(store_module, "JOURNAL_LIMIT", 0)  # each batch folded at once, as typed
+async def test_compaction_gives_the_space_back(tmp_path: Path, where: str) -> None:
+    # in the database: each batch folded at once, as typed
+    limits = Limits(journal_limit=0) if where == "in the database" else DEFAULT
     updates, final = _updates(3000)
     path = tmp_path / "s.sqlite"
-    store = await _store(path)
+    store = await _store(path, limits)
     store.append("other", b"\x00\x00")
     await store.flush()
     empty = _on_disk(path)  # tables, indexes, a WAL
@@ -249,13 +248,11 @@ async def test_a_damaged_log_row_is_a_store_error_not_a_crash(tmp_path: Path) ->
 
 
 async def test_a_file_whose_log_is_damaged_is_refused_and_the_others_are_served(
-        repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from gitrtc import session as session_module
-
+        repo: Path) -> None:
     from .conftest import live_session
 
-    monkeypatch.setattr(session_module, "PRELOAD_FILES", 0)  # README's room loads on first use
-    async with live_session(repo, ["README.md", "src"]) as live:
+    # no preload: README's room loads on first use
+    async with live_session(repo, ["README.md", "src"], Limits(preload_files=0)) as live:
         db = sqlite3.connect(live.session.store.path)
         db.execute("INSERT OR IGNORE INTO rooms (name) VALUES (?)", (live.room("README.md"),))
         db.execute("INSERT INTO log (room, data, n, z) SELECT id, X'789c00', 1, 1 FROM rooms WHERE name = ?",
@@ -271,20 +268,18 @@ async def test_a_file_whose_log_is_damaged_is_refused_and_the_others_are_served(
 
 
 async def test_keystrokes_go_to_the_journal_and_what_a_kill_leaves_replays_them_all(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path) -> None:
     """One durable write per keystroke, to the update journal, which is folded into the
     log as it fills (so it stays small) and at close. What a kill -9 leaves (the log and
     the journal as they are) replays every update, and a close leaves no journal."""
     import shutil
 
-    import gitrtc.store as store_module
-
-    monkeypatch.setattr(store_module, "JOURNAL_LIMIT", 16 * 1024)
-    monkeypatch.setattr(store_module, "CHECKPOINT_EVERY", 3600.0)  # files stay still while copied
+    # no checkpoints: files stay still while copied
+    limits = Limits(journal_limit=16 * 1024, checkpoint_every=3600.0)
     updates, final = _updates(3000)
     path = tmp_path / "s.sqlite"
     journal = tmp_path / "s.journal"
-    store = await _store(path)
+    store = await _store(path, limits)
     peak = 0
     for i, update in enumerate(updates):
         store.append("room" if i % 3 else "other", update)
@@ -298,7 +293,7 @@ async def test_keystrokes_go_to_the_journal_and_what_a_kill_leaves_replays_them_
     killed.mkdir()
     for name in ("s.sqlite", "s.sqlite-wal", "s.journal"):
         shutil.copy2(tmp_path / name, killed / name)
-    copy = await _store(killed / "s.sqlite")
+    copy = await _store(killed / "s.sqlite", limits)
     try:
         assert await copy.updates("room") == [u for i, u in enumerate(updates) if i % 3]
         assert await copy.updates("other") == updates[0::3]
@@ -308,7 +303,7 @@ async def test_keystrokes_go_to_the_journal_and_what_a_kill_leaves_replays_them_
     await store.close()
     assert not journal.exists()
     assert db.execute("SELECT COUNT(*) FROM log WHERE z = 0 AND n > 1").fetchone()[0] == 0  # sealed
-    store = await _store(path)
+    store = await _store(path, limits)
     try:
         replay = Doc()
         for update in await store.updates("room") + await store.updates("other"):
@@ -352,17 +347,15 @@ async def test_a_journal_cut_short_by_a_crash_keeps_every_whole_record(tmp_path:
         await again.close()
 
 
-async def test_the_wal_is_checkpointed_while_keystrokes_go_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_wal_is_checkpointed_while_keystrokes_go_on(tmp_path: Path) -> None:
     """SQLite's own checkpoint is off (it made keystrokes wait on fsync); the store's
     checkpoint thread keeps the WAL from growing without bound while appends go on, and
     the data is in the database file, not only in the WAL."""
-    import gitrtc.store as store_module
-
-    monkeypatch.setattr(store_module, "CHECKPOINT_EVERY", 0.05)
-    monkeypatch.setattr(store_module, "JOURNAL_LIMIT", 0)  # every batch folded: a commit per keystroke
+    # every batch folded: a commit per keystroke
+    limits = Limits(checkpoint_every=0.05, journal_limit=0)
     updates, _ = _updates(3000)
     path = tmp_path / "s.sqlite"
-    store = await _store(path)
+    store = await _store(path, limits)
     wal = Path(str(path) + "-wal")
     peak = 0
     try:

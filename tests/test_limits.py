@@ -10,15 +10,14 @@ import socket
 import pytest
 from pycrdt import Doc, Text
 
-from gitrtc import protocol, rooms
-from gitrtc.server import ws as ws_module
+from gitrtc import protocol
 
 from .conftest import Live
 from .support import async_wait_until
 
 
-async def test_oversized_message_closes_1009_and_others_continue(live: Live, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ws_module, "MAX_MESSAGE_BYTES", 100_000)
+@pytest.mark.limits(max_message_bytes=100_000)
+async def test_oversized_message_closes_1009_and_others_continue(live: Live) -> None:
     async with live.client("README.md") as good, live.client("README.md", name="Big") as big:
         await good.wait_synced()
         await big.wait_synced()
@@ -61,10 +60,8 @@ def close_code_of(stream: bytes) -> int | None:
     return None
 
 
-async def test_reader_that_stops_reading_is_closed_1013_while_healthy_readers_get_everything(
-    live: Live, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(rooms, "MAX_QUEUED_BYTES", 4 * 1024 * 1024)
+@pytest.mark.limits(max_queued_bytes=4 * 1024 * 1024)
+async def test_reader_that_stops_reading_is_closed_1013_while_healthy_readers_get_everything(live: Live) -> None:
     url = live.ws("README.md", name="Stuck")
     async with live.client("README.md") as writer, live.client("README.md", name="Healthy") as healthy:
         stuck_reader, stuck_writer = await raw_upgrade(live.port, url.split(f":{live.port}", 1)[1])
@@ -110,10 +107,8 @@ async def test_resync_after_being_dropped_gets_the_full_document(live: Live) -> 
             assert str(doc.get("source", type=Text)).startswith("before # Project")
 
 
-async def test_a_peer_that_stops_answering_pings_is_dropped_while_one_that_answers_stays(
-    live: Live, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(ws_module, "PING_EVERY", 0.5)  # a busy test machine may stall the loop 0.2 s
+@pytest.mark.limits(ping_every=0.5)  # a busy test machine may stall the loop 0.2 s
+async def test_a_peer_that_stops_answering_pings_is_dropped_while_one_that_answers_stays(live: Live) -> None:
     url = live.ws("README.md", name="Frozen")
     room_path = url.split(f":{live.port}", 1)[1]
     async with live.client("README.md", name="Awake") as awake, live.client("README.md") as writer:

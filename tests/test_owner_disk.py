@@ -10,7 +10,7 @@ import pytest
 from pycrdt import Text
 
 from gitrtc import disk as disk_module
-from gitrtc import session as session_module
+from gitrtc.limits import Limits
 
 from .conftest import Live, live_session
 from .support import async_wait_until
@@ -98,20 +98,20 @@ def test_a_file_slow_to_render_is_written_less_often() -> None:
 
     typing = dict(dirty=True, first_dirty=100.0, last_change=100.5, rendered_at=99.5)
     quick = FileState("small.md", "/r/small.md", render_seconds=0.001, **typing)
-    assert DiskSync._due(quick) == 100.75  # the quiet period after the last edit
+    sync = DiskSync(Path("/r"), lambda path: b"", lambda: True)
+    assert sync._due(quick) == 100.75  # the quiet period after the last edit
     slow = FileState("big.ipynb", "/r/big.ipynb", render_seconds=0.2, **typing)
-    assert DiskSync._due(slow) == 99.5 + RENDER_DUTY * 0.2  # the loop is held ≤ 1/RENDER_DUTY of the time
+    assert sync._due(slow) == 99.5 + RENDER_DUTY * 0.2  # the loop is held ≤ 1/RENDER_DUTY of the time
 
 
 async def test_a_write_back_due_while_a_room_loads_waits_for_the_room(
-    repo: Path, monkeypatch: pytest.MonkeyPatch
+    repo: Path,
 ) -> None:
     # due at once: a write-back scheduled by the load itself would run while the load
-    # still waits for the store, before the room can be rendered
-    monkeypatch.setattr(disk_module, "QUIET_SECONDS", 0.0)
-    monkeypatch.setattr(disk_module, "MAX_DELAY_SECONDS", 0.0)
-    monkeypatch.setattr(session_module, "PRELOAD_FILES", 0)  # each room loads when its client joins
-    async with live_session(repo, ["README.md", "docs", "analysis.ipynb", "src"]) as live:
+    # still waits for the store, before the room can be rendered; no preload: each room
+    # loads when its client joins
+    limits = Limits(write_quiet_seconds=0.0, write_max_delay_seconds=0.0, preload_files=0)
+    async with live_session(repo, ["README.md", "docs", "analysis.ipynb", "src"], limits) as live:
         for path in ("README.md", "analysis.ipynb", "docs/guide.md"):
             state = live.session.disk.files[path]
             assert state.task is None

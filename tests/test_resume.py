@@ -96,22 +96,19 @@ def test_branch_moved_while_no_session_ran_is_merged_not_reverted(tmp_path: Path
 
 
 @pytest.mark.parametrize("trigger", ["every minute", "busy room"])
-async def test_busy_room_log_is_compacted_and_still_replays(tmp_path: Path, monkeypatch, trigger: str) -> None:
-    from gitrtc import session as session_module
+async def test_busy_room_log_is_compacted_and_still_replays(tmp_path: Path, trigger: str) -> None:
+    from gitrtc.limits import Limits
 
     from .conftest import live_session
 
-    monkeypatch.setattr(session_module, "COMPACT_LOOK_EVERY", 0.1)
     if trigger == "every minute":  # a little behind, compacted at the minute
-        monkeypatch.setattr(session_module, "COMPACT_EVERY", 0.2)
-        monkeypatch.setattr(session_module, "COMPACT_AFTER", 50)
+        limits = Limits(compact_look_every=0.1, compact_every=0.2, compact_after=50)
         behind = 50
     else:  # far behind: compacted at the next look, long before the minute
-        monkeypatch.setattr(session_module, "COMPACT_EVERY", 3600)
-        monkeypatch.setattr(session_module, "COMPACT_SOON", 100)
+        limits = Limits(compact_look_every=0.1, compact_every=3600, compact_soon=100)
         behind = 100
     repo = make_repo(tmp_path / "r", FILES)
-    async with live_session(repo, ["README.md"]) as live:
+    async with live_session(repo, ["README.md"], limits) as live:
         async with live.client("README.md") as client:
             await client.wait_synced()
             text = client.doc.get("source", type=Text)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 from rich.console import Console, Group, RenderableType
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from typing import TYPE_CHECKING
-
-from ..session import EndResult, Session
+from ..session import EndResult, SessionSnapshot
 
 if TYPE_CHECKING:
     from ..mirror import Mirror
@@ -18,55 +19,52 @@ MAX_FILE_ROWS = 15
 
 
 class SessionPanel:
-    """Renders the session's current state each time rich refreshes."""
+    """Renders the session's current state each time rich refreshes (from a snapshot)."""
 
-    def __init__(self, session: Session) -> None:
-        self.session = session
+    def __init__(self, snapshot: Callable[[], SessionSnapshot]) -> None:
+        self.snapshot = snapshot
 
     def __rich__(self) -> RenderableType:
-        s = self.session
+        s = self.snapshot()
         head = Text.assemble(
-            ("● ", "green"), (f"session {s.manifest.session}", "bold"),
-            f"  on {s.info.branch_name}  serving {len(s.manifest.files)} files",
+            ("● ", "green"), (f"session {s.session}", "bold"),
+            f"  on {s.branch}  serving {len(s.files)} files",
             ("  (resumed)" if s.resumed else "", "yellow"),
-            ("  persistent" if s.manifest.persistent else "", "cyan"),
+            ("  persistent" if s.persistent else "", "cyan"),
         )
         urls = Table.grid(padding=(0, 1))
         urls.add_row(Text("edit", style="bold"), Text(s.url, style="cyan"))
         urls.add_row(Text("view", style="bold"), Text(s.readonly_url, style="cyan"))
         files = Table("file", "kind", "state", box=None, header_style="dim")
-        for entry in s.manifest.files[:MAX_FILE_ROWS]:
-            state = s.disk.files.get(entry.path)
-            label = state.label if state else "saved"
-            style = "red" if state and state.error else ("yellow" if label == "unsaved" else "green")
-            files.add_row(entry.path, entry.kind, Text(label, style=style))
-        if len(s.manifest.files) > MAX_FILE_ROWS:
-            files.add_row(f"… {len(s.manifest.files) - MAX_FILE_ROWS} more", "", "")
+        for f in s.files[:MAX_FILE_ROWS]:
+            style = "red" if f.error else ("yellow" if f.save == "unsaved" else "green")
+            files.add_row(f.path, f.kind, Text(f.save, style=style))
+        if len(s.files) > MAX_FILE_ROWS:
+            files.add_row(f"… {len(s.files) - MAX_FILE_ROWS} more", "", "")
         people = Table("who", "role", "in", box=None, header_style="dim")
-        for p in s.participants():
+        for p in s.participants:
             people.add_row(p["name"] + (f" <{p['email']}>" if p["email"] else ""), p["role"],
                            ", ".join(p["files"]) or "-")
-        if not s.participants():
+        if not s.participants:
             people.add_row(Text("nobody yet — share the edit link", style="dim"), "", "")
         parts: list[RenderableType] = [head, urls, files, people]
         if s.events:
-            parts.append(Text("\n".join(list(s.events)[-3:]), style="dim"))
+            parts.append(Text("\n".join(s.events[-3:]), style="dim"))
         parts.append(Text("Ctrl-C pauses (rtc start resumes); rtc commit records; rtc stop ends"
-                          if s.manifest.persistent else
+                          if s.persistent else
                           "Ctrl-C or `rtc stop -m MSG` ends the session with one commit", style="dim"))
         return Panel(Group(*parts), title="gitrtc", border_style="blue")
 
 
-def print_intro(console: Console, session: Session, notes: list[str]) -> None:
+def print_intro(console: Console, s: SessionSnapshot, notes: list[str]) -> None:
     """The plain (non-live) start lines: URLs, skipped files, notes."""
-    s = session
-    console.print(f"● session {s.manifest.session}  serving {len(s.manifest.files)} files  {s.url}"
+    console.print(f"● session {s.session}  serving {len(s.files)} files  {s.url}"
                   f"   (read-only: {s.readonly_url})", highlight=False, soft_wrap=True)
     for note in notes:
         console.print(f"  {note}", style="yellow", highlight=False)
-    for path, reason in s.manifest.skipped:
+    for path, reason in s.skipped:
         console.print(f"  skipped {path}: {reason}", style="yellow", highlight=False)
-    for path, warning in s.manifest.warnings:
+    for path, warning in s.warnings:
         console.print(f"  note {path}: {warning}", style="yellow", highlight=False)
 
 

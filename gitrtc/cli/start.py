@@ -30,7 +30,7 @@ def start(paths: tuple[str, ...], host: str, port: int | None, message: str | No
     """Share PATHs (files or folders; default: this folder) live, then commit once."""
     from ..launch import Plan  # imported here: `rtc stop`/`status` need not load the codecs
     from .. import eventloop
-    from ..runner import Options, run
+    from .runner import Options, run
 
     console = Console(highlight=False)
     plan = Plan(cwd=Path.cwd(), paths=list(paths), fresh=fresh, persistent=persistent)

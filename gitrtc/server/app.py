@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 import logging
 import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
-from ..errors import RtcError
+from ..errors import BadRequestError, RtcError, UnknownRoomError
 from ..session import EndResult, Session
+from . import views
 from .auth import require_role
 from .ws import room_socket
 
@@ -28,6 +32,16 @@ STATIC = Path(str(resources.files("gitrtc") / "static"))
 NOT_BUILT = """<!doctype html><meta charset="utf-8"><title>gitrtc</title>
 <p>The browser client is not built. Build it with <code>npm ci && npm run build</code> in
 <code>web/</code> (or reinstall gitrtc), then reload.</p>"""
+
+
+@web.middleware
+async def rtc_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Answer any `RtcError` a handler raises as `{"error": message}` with the error
+    class's own `http_status` (the one table in `errors.py`)."""
+    try:
+        return await handler(request)
+    except RtcError as exc:
+        return web.json_response({"error": str(exc)}, status=exc.http_status)
 
 
 async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -61,7 +75,7 @@ async def api_session(request: web.Request) -> web.Response:
     """`GET /api/session`: the session as the caller's role sees it."""
     session = request.app[SESSION]
     role = require_role(request, session)
-    return web.json_response(session.describe(role))
+    return web.json_response(views.describe(session, role))
 
 
 async def api_original(request: web.Request) -> web.Response:
@@ -73,7 +87,7 @@ async def api_original(request: web.Request) -> web.Response:
     require_role(request, session)
     data = session.originals.get(request.match_info["room"])
     if data is None or request.match_info["room"] not in session.files:
-        raise web.HTTPNotFound(text='{"error": "no such file room"}', content_type="application/json")
+        raise UnknownRoomError("no such file room")
     return web.Response(body=data, content_type="application/octet-stream")
 
 
@@ -81,7 +95,7 @@ async def api_status(request: web.Request) -> web.Response:
     """`GET /api/status` (owner): URLs, files with save state, participants, store size."""
     session = request.app[SESSION]
     require_role(request, session, "owner")
-    return web.json_response(await session.status())
+    return web.json_response(await views.status(session))
 
 
 async def api_stop(request: web.Request) -> web.Response:
@@ -105,7 +119,7 @@ async def api_stop(request: web.Request) -> web.Response:
         if answered:  # the commit was made and reported; what failed after is in the log
             log.error("after the session's commit: %s", exc)
             return answered[0]
-        return web.json_response({"error": str(exc)}, status=409)
+        raise
     return answered[0] if answered else result_json(result)
 
 
@@ -116,7 +130,7 @@ async def owner_body(request: web.Request) -> dict[str, object]:
         # package, 25 ms of the first owner request (the one rtc stop makes)
         body = json.loads(await request.read()) if request.can_read_body else {}
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise web.HTTPBadRequest(text='{"error": "the body must be JSON"}', content_type="application/json") from None
+        raise BadRequestError("the body must be JSON") from None
     return body if isinstance(body, dict) else {}
 
 
@@ -132,30 +146,21 @@ async def api_commit(request: web.Request) -> web.Response:
     """`POST /api/commit` (owner): one commit of the current state; the session goes on."""
     body = await owner_body(request)
     message = body.get("message") if isinstance(body.get("message"), str) else None
-    try:
-        return result_json(await request.app[SESSION].commit_now(message))
-    except RtcError as exc:
-        return web.json_response({"error": str(exc)}, status=409)
+    return result_json(await request.app[SESSION].commit_now(message))
 
 
 async def api_invite(request: web.Request) -> web.Response:
     """`POST /api/invite` (owner) `{name, viewer}`: a personal link."""
     body = await owner_body(request)
     session = request.app[SESSION]
-    try:
-        token = await session.invite(str(body.get("name", "")), body.get("viewer") is True)
-    except RtcError as exc:
-        return web.json_response({"error": str(exc)}, status=400)
+    token = await session.invite(str(body.get("name", "")), body.get("viewer") is True)
     return web.json_response({"token": token, "url": session.url.split("#")[0] + f"#t={token}"})
 
 
 async def api_kick(request: web.Request) -> web.Response:
     """`POST /api/kick` (owner) `{name}`: revoke that person's links, close their connections."""
     body = await owner_body(request)
-    try:
-        closed = await request.app[SESSION].kick(str(body.get("name", "")))
-    except RtcError as exc:
-        return web.json_response({"error": str(exc)}, status=404)
+    closed = await request.app[SESSION].kick(str(body.get("name", "")))
     return web.json_response({"closed": closed})
 
 
@@ -165,8 +170,8 @@ async def room_endpoint(request: web.Request) -> web.StreamResponse:
 
 
 def make_app(session: Session) -> web.Application:
-    """The application serving one session."""
-    app = web.Application(client_max_size=1024 * 1024)
+    """The application serving one session (its `Limits` are the session's)."""
+    app = web.Application(client_max_size=1024 * 1024, middlewares=[rtc_errors])
     app.on_response_prepare.append(security_headers)
     app[SESSION] = session
     app.router.add_get("/", index)
@@ -207,3 +212,19 @@ async def serve(
     sockets = site._server.sockets if site._server else []  # aiohttp keeps the server private
     bound = sockets[0].getsockname()[1] if sockets else port
     return runner, bound
+
+
+@asynccontextmanager
+async def serving(
+    session: Session,
+    host: str,
+    port: int,
+    certfile: str | None = None,
+    keyfile: str | None = None,
+) -> AsyncIterator[int]:
+    """Serve `session` for the duration of the block; yields the bound port."""
+    runner, bound = await serve(session, host, port, certfile, keyfile)
+    try:
+        yield bound
+    finally:
+        await runner.cleanup()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..errors import ForbiddenError, UnauthorizedError
 from ..session import Session
 
 
@@ -16,18 +17,13 @@ def request_token(request: web.Request) -> str | None:
 
 
 def require_role(request: web.Request, session: Session, *allowed: str) -> str:
-    """The caller's role; a JSON 401 (bad token) or 403 (role not allowed) otherwise."""
+    """The caller's role; `UnauthorizedError` (bad token) or `ForbiddenError` (role not
+    allowed) otherwise, which the error middleware answers with their statuses."""
     role = session.role_for(request_token(request))
     if role is None:
-        raise web.HTTPUnauthorized(
-            text='{"error": "missing or wrong token: use the link rtc start printed"}',
-            content_type="application/json",
-        )
+        raise UnauthorizedError("missing or wrong token: use the link rtc start printed")
     if allowed and role not in allowed:
-        raise web.HTTPForbidden(
-            text=f'{{"error": "the {role} link may not do this"}}',
-            content_type="application/json",
-        )
+        raise ForbiddenError(f"the {role} link may not do this")
     return role
 
 

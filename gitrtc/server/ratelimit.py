@@ -10,11 +10,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-#: Sustained messages per second per connection (typing is ~10/s, a busy kernel ~100/s,
-#: a program replaying a whole editing history a few 10,000/s).
-RATE = 50_000.0
-#: Messages a connection may send at once before it is slowed (a large paste, a resync).
-BURST = 100_000.0
 #: A reader yields to the other connections after this many messages in a row, so one
 #: busy connection cannot starve the rest between its rate-limit waits.
 FAIR_SHARE = 32
@@ -23,7 +18,8 @@ FAIR_SHARE = 32
 class RateLimit:
     """A token bucket of `burst` messages refilled at `rate` per second."""
 
-    def __init__(self, rate: float = RATE, burst: float = BURST) -> None:
+    def __init__(self, rate: float, burst: float) -> None:
+        """`rate` and `burst` come from the session's `Limits`."""
         self.rate = rate
         self.burst = burst
         self.tokens = burst

@@ -9,35 +9,25 @@ import struct
 from aiohttp import WSMsgType, web
 
 from ..errors import (
+    CLOSE_CODES,
     DocumentError,
+    ForbiddenError,
     ProtocolError,
-    SessionEndedError,
-    StaleEpochError,
+    RtcError,
     StoreError,
-    UnknownRoomError,
+    UnauthorizedError,
 )
 from ..origins import Participant
-from ..rooms import CLOSE_INVALID, Connection
-from ..session import CLOSE_ENDED, Session
-from . import ratelimit
+from ..rooms import Connection
+from ..session import Session
 from .auth import origin_allowed, request_token
 from .ratelimit import RateLimit
 
 log = logging.getLogger(__name__)
 
-#: Largest message a client may send (a big notebook's first sync must fit).
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-CLOSE_UNAUTHORIZED = 4401
-CLOSE_FORBIDDEN = 4403
-CLOSE_UNKNOWN_ROOM = 4404
-CLOSE_UNSUPPORTED = 1003
-CLOSE_STORE_FAILED = 1011
 MAX_NAME = 80
 #: Bytes buffered in a socket beyond which frames wait in the connection's queue instead.
 WRITE_BUFFER_LIMIT = 256 * 1024
-#: Seconds between the server's pings. A peer that has not answered one by the next is
-#: dropped, so a dead or stuck peer goes within two periods.
-PING_EVERY = 20.0
 #: RFC 6455: a final ping frame without payload.
 PING_FRAME = b"\x89\x00"
 
@@ -60,20 +50,24 @@ class AiohttpTransport:
     full, and the connection's sender task then waits for the peer through aiohttp.
     """
 
-    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None) -> None:
+    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None,
+                 ping_every: float = 20.0) -> None:
         self.ws = ws
         self.transport = transport
+        #: Seconds between pings. A peer that has not answered one by the next is dropped,
+        #: so a dead or stuck peer goes within two periods.
+        self.ping_every = ping_every
         #: The peer answered the last ping (set by the receive loop on a pong).
         self.answered = True
         self._pinger: asyncio.TimerHandle | None = None
 
     def keep_alive(self) -> None:
-        """Ping the peer every `PING_EVERY` seconds and drop it once it misses one.
+        """Ping the peer every `ping_every` seconds and drop it once it misses one.
 
         One timer per connection and nothing per message: aiohttp's own heartbeat reset a
         timer and scheduled a callback for every message received.
         """
-        self._pinger = asyncio.get_running_loop().call_later(PING_EVERY, self._ping)
+        self._pinger = asyncio.get_running_loop().call_later(self.ping_every, self._ping)
 
     def stop_keep_alive(self) -> None:
         """No more pings (the connection is over)."""
@@ -87,13 +81,13 @@ class AiohttpTransport:
             self._pinger = None
             return
         if not self.answered:  # dead, or not reading: nothing to say goodbye to
-            log.info("dropping a connection that did not answer a ping within %.0f s", PING_EVERY)
+            log.info("dropping a connection that did not answer a ping within %.0f s", self.ping_every)
             self._pinger = None
             transport.abort()
             return
         self.answered = False
         transport.write(PING_FRAME)
-        self._pinger = asyncio.get_running_loop().call_later(PING_EVERY, self._ping)
+        self._pinger = asyncio.get_running_loop().call_later(self.ping_every, self._ping)
 
     def try_send(self, frames: list[bytes]) -> bool:
         """Write these binary frames now, in one write, if the socket's buffer has room."""
@@ -132,31 +126,29 @@ def participant_from(request: web.Request, role: str, invite: str | None = None)
 async def room_socket(request: web.Request, session: Session) -> web.StreamResponse:
     """Upgrade, authenticate, join the room, and pump messages until either side closes."""
     if not origin_allowed(request):
-        raise web.HTTPForbidden(text="cross-site WebSocket refused")
-    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, autoping=False, compress=False)
+        raise ForbiddenError("cross-site WebSocket refused")
+    limits = session.limits
+    ws = web.WebSocketResponse(max_msg_size=limits.max_message_bytes, autoping=False, compress=False)
     await ws.prepare(request)
     grant = session.grant_for(request_token(request))
     if grant is None:
-        await ws.close(code=CLOSE_UNAUTHORIZED, message=b"missing or wrong token")
+        await ws.close(code=UnauthorizedError.close_code, message=b"missing or wrong token")
         return ws
     name = request.match_info["room"]
-    transport = AiohttpTransport(ws, request.transport)
-    conn = Connection(transport, participant_from(request, *grant))
+    transport = AiohttpTransport(ws, request.transport, limits.ping_every)
+    conn = Connection(transport, participant_from(request, *grant), limits)
     try:
         room = await session.connect(name, conn)
-    except UnknownRoomError as exc:
-        await conn.close(CLOSE_UNKNOWN_ROOM, str(exc))
-        return ws
-    except (StaleEpochError, SessionEndedError) as exc:
-        await conn.close(CLOSE_ENDED, str(exc))
-        return ws
     except (StoreError, DocumentError) as exc:  # the room could not be loaded
         session.event(str(exc))
-        await conn.close(CLOSE_STORE_FAILED, "this file cannot be loaded: see rtc status")
+        await conn.close(exc.close_code, "this file cannot be loaded: see rtc status")
+        return ws
+    except RtcError as exc:  # no such room, an earlier epoch's, the session ended
+        await conn.close(exc.close_code, str(exc))
         return ws
     transport.keep_alive()
     try:
-        limit = RateLimit(ratelimit.RATE, ratelimit.BURST)
+        limit = RateLimit(limits.rate, limits.burst)
         async for msg in ws:
             if msg.type is WSMsgType.BINARY:
                 await limit.take()
@@ -166,19 +158,19 @@ async def room_socket(request: web.Request, session: Session) -> web.StreamRespo
             elif msg.type is WSMsgType.PING:
                 await ws.pong(msg.data)
             elif msg.type is WSMsgType.TEXT:
-                await conn.close(CLOSE_UNSUPPORTED, "binary y-websocket messages only")
+                await conn.close(CLOSE_CODES["UNSUPPORTED"], "binary y-websocket messages only")
                 break
             elif msg.type is WSMsgType.ERROR:
                 log.info("connection of %s failed: %s", conn.participant.name, ws.exception())
                 break
     except ProtocolError as exc:
         log.info("closing %s's connection: %s", conn.participant.name, exc)
-        await conn.close(CLOSE_INVALID, str(exc))
+        await conn.close(exc.close_code, str(exc))
     except StoreError as exc:
         session.event(str(exc))
-        await conn.close(CLOSE_STORE_FAILED, "the server cannot save edits right now")
+        await conn.close(exc.close_code, "the server cannot save edits right now")
     finally:
         transport.stop_keep_alive()
         session.disconnect(conn)
-        await conn.close(ws.close_code or 1000, "")
+        await conn.close(ws.close_code or CLOSE_CODES["NORMAL"], "")
     return ws

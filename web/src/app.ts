@@ -3,6 +3,7 @@
 import * as Y from 'yjs';
 import { Awareness } from 'y-protocols/awareness';
 import { fragmentParams, roomsUrl, type FileInfo, type SessionInfo } from './api';
+import { CLOSE } from './closecodes';
 import { Connections, type Terminal } from './connection';
 import { button, h } from './dom';
 import { askIdentity, storedIdentity, type Identity } from './identity';
@@ -319,7 +320,7 @@ export class App {
   }
 
   private onTerminal(t: Terminal): void {
-    if (t.code === 4410) {
+    if (t.code === CLOSE.ENDED) {
       const fromMap = this.sessionDoc.getMap('session');
       const parsed = parseReason(t.reason);
       const commit = (fromMap.get('commit') as string | null) ?? parsed.commit;
@@ -332,13 +333,13 @@ export class App {
       }
       return;
     }
-    if (t.code === 4401) {
+    if (t.code === CLOSE.UNAUTHORIZED) {
       this.stopAll();
       this.showBanner('error', 'This link is no longer valid for the session.', true);
       return;
     }
     const view = [...this.views.values()].find((v) => v.file.room === t.room);
-    const why = t.code === 4404 ? 'This file is no longer part of the session.' : t.code === 4403
+    const why = t.code === CLOSE.UNKNOWN_ROOM ? 'This file is no longer part of the session.' : t.code === CLOSE.FORBIDDEN
       ? 'You are not allowed to open this file.' : `The server closed this document (${t.code}).`;
     if (view) view.fail(why);
     else if (t.room === this.info.session_room) this.showBanner('error', `Live session information is unavailable (${t.code}).`);

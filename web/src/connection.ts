@@ -1,8 +1,8 @@
 // One WebsocketProvider per room, all with the same identity and token. Tracks the
 // overall connection state for the indicator, and the terminal close codes:
-//   4401 bad token, 4403 not allowed, 4404 unknown room, 4410 session ended / epoch
-//   changed: y-websocket stops reconnecting for 44xx codes and emits 'closed'.
-// Any other close (network loss, 1013 "too slow", 1009) reconnects with backoff; edits
+//   CLOSE.UNAUTHORIZED, FORBIDDEN, UNKNOWN_ROOM, ENDED (session ended / epoch changed;
+//   see closecodes.ts): y-websocket stops reconnecting for 44xx codes and emits 'closed'.
+// Any other close (network loss, CLOSE.TOO_SLOW, TOO_BIG) reconnects with backoff; edits
 // made meanwhile stay in the local Y.Doc and are exchanged by the sync on reconnect.
 import type * as Y from 'yjs';
 import { WebsocketProvider } from 'y-websocket';
@@ -23,7 +23,7 @@ export class Connections {
   private readonly terminalHandlers = new Set<(t: Terminal) => void>();
   private readonly everConnected = new WeakSet<WebsocketProvider>();
   private readonly dead = new WeakSet<WebsocketProvider>();
-  /** set by the app when the whole session is over (4410, 4401): nothing reconnects */
+  /** set by the app when the whole session is over (CLOSE.ENDED, CLOSE.UNAUTHORIZED): nothing reconnects */
   stopped = false;
 
   constructor(

@@ -3,6 +3,7 @@
 import './app.css';
 import { ApiError, fetchSession, readToken } from './api';
 import { App } from './app';
+import { HTTP } from './closecodes';
 import { h } from './dom';
 import { getIdentity } from './identity';
 
@@ -22,7 +23,7 @@ async function boot(): Promise<void> {
   try {
     info = await fetchSession(token);
   } catch (err) {
-    if (err instanceof ApiError && err.status === 401) {
+    if (err instanceof ApiError && err.status === HTTP.UnauthorizedError) {
       fatal(root, 'This link is not valid', 'The token was not accepted: the session may have ended, or the link is incomplete.');
     } else {
       fatal(root, 'Cannot reach the session', err instanceof Error ? err.message : String(err));

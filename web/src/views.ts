@@ -34,7 +34,7 @@ export interface DocView {
   end(): void;
   /** scroll to a participant's place (Follow) */
   reveal(place: Place): void;
-  /** the room was closed for good (4403/4404): show why */
+  /** the room was closed for good (CLOSE.FORBIDDEN / UNKNOWN_ROOM): show why */
   fail(message: string): void;
   destroy(): void;
 }

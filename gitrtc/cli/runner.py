@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
-import shutil
 import signal
 import socket
 import time
@@ -19,11 +18,11 @@ from dataclasses import dataclass
 from rich.console import Console
 from rich.live import Live
 
-from . import launch, sessionfile
-from .cli.panel import SessionPanel, print_intro, print_result
-from .errors import RtcError
-from .server import serve
-from .session import EndResult, Session
+from .. import launch, sessionfile
+from ..errors import RtcError
+from ..server import serving
+from ..session import EndResult, Session
+from .panel import SessionPanel, print_intro, print_result
 
 
 DEFAULT_PORT = 8765
@@ -73,20 +72,41 @@ def control_host(host: str) -> str:
 
 
 async def run(plan: launch.Plan, options: Options, console: Console) -> EndResult:
-    """Prepare, serve until the session ends, then clean up."""
+    """Prepare, serve until the session ends, then clean up.
+
+    One structured lifecycle: `async with` the prepared launch (lock, store, session's
+    background tasks) and, inside it, the server; each is released however the block
+    is left, innermost first.
+    """
     stop_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):  # before session.json exists: a stop is never lost
         loop.add_signal_handler(sig, stop_requested.set)
-    prepared = await launch.prepare(plan)
-    session = prepared.session
-    wanted = options.port if options.port is not None else (session.manifest.port or DEFAULT_PORT)
     try:
-        runner, port = await serve(session, options.host, wanted, options.certfile, options.keyfile)
-    except BaseException:
-        await session.close()
-        prepared.lock.close()
-        raise
+        prepared = await launch.prepare(plan)
+        async with prepared as session:
+            wanted = options.port if options.port is not None else (session.manifest.port or DEFAULT_PORT)
+            try:
+                async with serving(session, options.host, wanted, options.certfile, options.keyfile) as port:
+                    await _publish(session, options, port)
+                    print_intro(console, session.snapshot(), prepared.notes)
+                    if not options.certfile and not is_loopback(options.host):
+                        console.print("⚠ listening beyond this machine without TLS: tokens travel in clear "
+                                      "text; use --certfile/--keyfile", style="yellow")
+                    if options.open_browser and console.is_terminal:
+                        await asyncio.to_thread(webbrowser.open, session.url)
+                    result = await _wait(session, stop_requested, options, console)
+            finally:
+                sessionfile.remove_session_file(session.info.gitdir)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    print_result(console, result)
+    return result
+
+
+async def _publish(session: Session, options: Options, port: int) -> None:
+    """Note the port in the store and write `session.json` (URLs, tokens, pid)."""
     if session.manifest.port != port:
         session.manifest.port = port
         await session.save_manifest()
@@ -111,30 +131,11 @@ async def run(plan: launch.Plan, options: Options, console: Console) -> EndResul
         "started": time.time(),
         "persistent": session.manifest.persistent,
     })
-    print_intro(console, session, prepared.notes)
-    if not options.certfile and not is_loopback(options.host):
-        console.print("⚠ listening beyond this machine without TLS: tokens travel in clear text; "
-                      "use --certfile/--keyfile", style="yellow")
-    if options.open_browser and console.is_terminal:
-        await asyncio.to_thread(webbrowser.open, session.url)
-    try:
-        result = await _wait(session, stop_requested, options, console)
-    finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
-        await runner.cleanup()
-        await session.close()
-        sessionfile.remove_session_file(session.info.gitdir)
-        if session.result is not None and session.result.ended:
-            shutil.rmtree(session.store.path.parent, ignore_errors=True)
-        prepared.lock.close()
-    print_result(console, result)
-    return result
 
 
 async def _wait(session: Session, stop: asyncio.Event, options: Options, console: Console) -> EndResult:
     """Show the panel until a signal or `rtc stop` ends the session."""
-    live = Live(SessionPanel(session), console=console, refresh_per_second=4, transient=True) \
+    live = Live(SessionPanel(session.snapshot), console=console, refresh_per_second=4, transient=True) \
         if console.is_terminal else None
     if live:
         live.start()

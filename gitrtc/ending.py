@@ -1,0 +1,216 @@
+"""The ending of a session: commit now, pause, or end (stop edits, commit, say goodbye).
+
+One lock orders them; each first settles the disk (last saves in, every file written)
+so the commit holds exactly what everyone sees. A commit that fails leaves the session
+live and resumable; `EndResult` says what happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+
+from pycrdt import Map
+
+from . import git
+from .bridge import DiskBridge
+from .disk import digest
+from .errors import CommitError, RestartingError, SessionEndedError, StoreError
+from .manifest import Manifest
+from .origins import ServerEdit
+from .registry import RoomRegistry
+from .store import Store
+from .supervisor import Supervisor
+
+#: The background task that watches the disk (stopped while a session ends or pauses).
+WATCH = "watch"
+PRELOAD = "preload"
+
+OnCommit = Callable[["EndResult"], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class EndResult:
+    """How a session ended: the commit (if any) and what to tell the user."""
+
+    commit: str | None
+    branch: str
+    files: tuple[str, ...]
+    coauthors: tuple[str, ...]
+    message: str
+    ended: bool  # False when the session stays resumable (commit failed)
+    paused: bool = False  # a persistent session stopped serving; rtc start resumes it
+
+
+class Ending:
+    """Commits and the end of the session; owns the session's state and commit base."""
+
+    def __init__(self, info: git.RepoInfo, manifest: Manifest, store: Store, registry: RoomRegistry,
+                 bridge: DiskBridge, tasks: Supervisor, event: Callable[[str], None]) -> None:
+        #: The repository, with `head` the session's base (it moves with each `commit_now`).
+        self.info = info
+        self.manifest = manifest
+        self.store = store
+        self.registry = registry
+        self.bridge = bridge
+        self.tasks = tasks
+        self._event = event
+        self.state = "live"  # "live" | "ending" | "ended"
+        self.result: EndResult | None = None
+        self.ended = asyncio.Event()
+        self._lock = asyncio.Lock()
+
+    async def save_manifest(self, commit_only: bool = False) -> None:
+        """Persist the manifest (invites, port, baseline) in the store; `commit_only`:
+        just the base and baseline a commit moved."""
+        await self.store.set_meta(self.manifest.to_meta(commit_only))
+
+    def _accepting(self, accepting: bool) -> None:
+        for room in self.registry.rooms.values():
+            room.accepting = accepting
+
+    async def end(self, message: str | None, commit: bool = True, onto_branch: str | None = None,
+                  on_commit: OnCommit | None = None) -> EndResult:
+        """Stop edits, flush, commit once, tell every client, close every connection.
+
+        With `onto_branch`, the commit goes on a new branch of that name made at the
+        session's base (the way out when the owner's branch moved in a conflicting way).
+        `on_commit` is awaited as soon as the commit is on the branch, before the
+        bookkeeping and the goodbyes (`rtc stop` answers then).
+        """
+        async with self._lock:
+            if self.result is not None and self.result.ended:
+                return self.result
+            self.state = "ending"
+            await self.tasks.stop(WATCH, PRELOAD)
+            self._accepting(False)
+            await self.bridge.settle()
+            result = await self._finish(message, commit, onto_branch, on_commit)
+            self.result = result
+            if not result.ended:
+                self.state = "live"
+                self.tasks.start(WATCH, self.bridge.watch())
+                self._accepting(True)
+                self._event(result.message)
+                return result
+            self.state = "ended"
+            await self._announce_end(result)
+            self.ended.set()
+            return result
+
+    async def _finish(self, message: str | None, commit: bool, onto_branch: str | None = None,
+                      on_commit: OnCommit | None = None) -> EndResult:
+        if not commit:
+            changes = await self.changed_files()
+            return EndResult(None, self.info.branch_name, tuple(sorted(changes)), (), "ended without a commit", True)
+        return await self._commit(message, onto_branch, on_commit)
+
+    async def commit_now(self, message: str | None) -> EndResult:
+        """Record the current state as one commit and keep the session going (`rtc commit`).
+
+        `ended` in the result means "committed (or nothing to commit)"; co-authors are
+        those who edited since the previous commit.
+        """
+        async with self._lock:
+            if self.state != "live":
+                raise SessionEndedError("the session is ending")
+            await self.bridge.settle()
+            result = await self._commit(message, None)
+            self._event(result.message)
+            return result
+
+    async def pause(self) -> EndResult:
+        """Stop serving a persistent session without ending it: flush, close connections."""
+        async with self._lock:
+            await self.tasks.stop(WATCH, PRELOAD)
+            await self.bridge.settle()
+            await asyncio.gather(*(r.close_all(RestartingError.close_code, "server restarting: reconnect")
+                                   for r in self.registry.rooms.values()))
+            return EndResult(None, self.info.branch_name, (), (),
+                             "persistent session paused: rtc start resumes it with the same links",
+                             False, paused=True)
+
+    async def _commit(self, message: str | None, onto_branch: str | None,
+                      on_commit: OnCommit | None = None) -> EndResult:
+        changes = await self.changed_files()
+        info = self.info
+        branch = onto_branch or info.branch_name
+        if not changes:
+            return EndResult(None, branch, (), (), "nothing changed: no commit", True)
+        text = message or default_message(sorted(changes))
+        credits = await self.store.credits()
+        try:
+            repo = git.open_repo(info.workdir)
+            if onto_branch:
+                ref = await asyncio.to_thread(git.create_branch, repo, onto_branch, info.head)
+                info = replace(info, branch=ref)
+            done = await asyncio.to_thread(git.commit_session, repo, info, changes, text, credits,
+                                           onto_branch is None)
+        except CommitError as exc:
+            return EndResult(None, branch, tuple(sorted(changes)), (), str(exc), False)
+        if done.commit is None:
+            return EndResult(None, branch, (), (), "nothing changed against the branch: no commit", True)
+        result = EndResult(done.commit, branch, done.files, done.coauthors,
+                           f"1 commit on {branch} {done.commit[:7]}", True)
+        if on_commit is not None:
+            await on_commit(result)
+        if onto_branch is None:
+            await self._committed(done.commit, changes)
+        return result
+
+    async def _committed(self, commit: str, changes: dict[str, bytes]) -> None:
+        """After a commit on the branch: it is the new base, and its content the new baseline."""
+        self.info = replace(self.info, head=commit)
+        self.manifest.base = commit
+        for path, data in changes.items():
+            self.manifest.baseline[self.manifest.room_for(path)] = digest(data)
+        await self.save_manifest(commit_only=True)
+        await self.store.clear_credits()
+
+    async def changed_files(self) -> dict[str, bytes]:
+        """Path → bytes for every shared file whose document differs from the last commit
+        (or, before any, from the file at the start)."""
+        touched = await self.store.rooms_with_updates()
+        registry = self.registry
+        out: dict[str, bytes] = {}
+        for entry in self.manifest.files:
+            if entry.room not in registry.rooms and entry.room not in touched:
+                continue
+            room = await registry.room(entry.room)
+            data = registry.codecs[entry.room].dump(room.doc)
+            baseline = self.manifest.baseline.get(entry.room) or digest(registry.originals[entry.room])
+            if digest(data) != baseline:
+                out[entry.path] = data
+        return out
+
+    async def _announce_end(self, result: EndResult) -> None:
+        session_room = self.registry.rooms.get(self.manifest.session_room)
+        if session_room is not None:
+            def mark() -> None:
+                info = session_room.doc.get("session", type=Map)
+                info["state"] = "ended"
+                info["commit"] = result.commit
+                info["branch"] = result.branch
+                info["message"] = result.message
+            session_room.accepting = True
+            try:
+                session_room.edit(mark, ServerEdit())
+                await self.store.flush()
+            except StoreError as exc:
+                self._event(str(exc))
+            for conn in list(session_room.connections):
+                await conn.drain()
+        reason = json.dumps({"commit": result.commit, "branch": result.branch})[:120]
+        await asyncio.gather(*(r.close_all(SessionEndedError.close_code, reason)
+                               for r in self.registry.rooms.values()))
+
+
+def default_message(paths: list[str]) -> str:
+    """A commit message for a session ended without `-m`."""
+    if len(paths) == 1:
+        head = f"Edit {paths[0]} in a live session"
+    else:
+        head = f"Edit {len(paths)} files in a live session"
+    return head + "\n\n" + "\n".join(f"- {p}" for p in paths)

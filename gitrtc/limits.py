@@ -1,0 +1,58 @@
+"""`Limits`: every size, rate and period a session is bounded by, in one settings object.
+
+Made once at the top (`rtc start`'s runner, the test fixtures) and passed down to the
+parts that use it (`Session` → rooms, registry, disk bridge; the server app → the
+WebSocket endpoint; `Store`). Tests construct one with `Limits(...)`/`replace` instead
+of patching module constants. The defaults are the product's figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """A session's bounds (frozen: a part keeps the copy it was given)."""
+
+    #: Largest message a client may send (a big notebook's first sync must fit).
+    max_message_bytes: int = 64 * MiB
+    #: Largest shared file (pycrdt holds the whole document in memory, several times).
+    max_file_bytes: int = 20 * MiB
+    #: Bytes queued for one reader before it is disconnected as too slow.
+    max_queued_bytes: int = 64 * MiB
+    #: Messages queued for one reader before it is disconnected as too slow.
+    max_queued_frames: int = 200_000
+    #: Sustained messages per second per connection (typing is ~10/s, a busy kernel
+    #: ~100/s, a program replaying a whole editing history a few 10,000/s).
+    rate: float = 50_000.0
+    #: Messages a connection may send at once before it is slowed (a paste, a resync).
+    burst: float = 100_000.0
+    #: Seconds between the server's pings; a peer silent for two periods is dropped.
+    ping_every: float = 20.0
+    #: Logged updates above which a room's log is compacted (at load, and once a minute).
+    compact_after: int = 2_000
+    #: Logged updates above which a busy room's log is compacted at the next look, so a
+    #: restart never replays more than about this many (a replay costs ~4 µs per update).
+    compact_soon: int = 20_000
+    #: Seconds between looks for rooms whose log should be compacted.
+    compact_look_every: float = 5.0
+    #: Seconds between compactions of a room that is only a little behind.
+    compact_every: float = 60.0
+    #: Files loaded into their rooms right after the start, before anyone asks, within
+    #: `preload_bytes` of original bytes.
+    preload_files: int = 32
+    preload_bytes: int = 32 * MiB
+    #: Journal bytes beyond which the store folds the journal into the log.
+    journal_limit: int = 256 * 1024
+    #: Seconds between the store's checkpoints while batches are written.
+    checkpoint_every: float = 0.5
+    #: A file is written back after this many quiet seconds since the last edit ...
+    write_quiet_seconds: float = 0.25
+    #: ... or at the latest this long after its first unsaved edit.
+    write_max_delay_seconds: float = 1.0
+
+
+DEFAULT = Limits()

@@ -1,0 +1,153 @@
+"""The room registry: each room loaded once (however many ask at the same instant),
+from the durable log if it has it, else from the owner's file; its log kept compact.
+
+A load from the file is itself logged, so a resumed session rebuilds exactly the same
+CRDT history. Which rooms exist is the manifest's business; this module only loads,
+keeps and compacts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from pycrdt import Doc, Map
+
+from . import git
+from .documents import Codec, open_codec
+from .errors import DocumentError, StaleEpochError, StoreError, UnknownRoomError
+from .limits import Limits
+from .manifest import EPOCH, ROOM_NAME, FileEntry, Manifest
+from .origins import DiskLoad, ServerEdit, StoreReplay
+from .rooms import Room
+from .store import Store
+
+
+class RoomRegistry:
+    """The session's loaded rooms, their codecs, and the shared files' original bytes."""
+
+    def __init__(self, info: git.RepoInfo, manifest: Manifest, store: Store, limits: Limits,
+                 on_change: Callable[[Room, object], None], event: Callable[[str], None]) -> None:
+        self.info = info
+        self.manifest = manifest
+        self.store = store
+        self.limits = limits
+        self.rooms: dict[str, Room] = {}
+        self.codecs: dict[str, Codec] = {}
+        #: Room → the file's bytes at the start of the session (from the store).
+        self.originals: dict[str, bytes] = {}
+        self.files: dict[str, FileEntry] = {f.room: f for f in manifest.files}
+        #: Called when a loaded file room's document changed (origin given); see `_load`.
+        self.on_loaded_change: Callable[[Room, object], None] = on_change
+        self._event = event
+        self._loading: dict[str, asyncio.Task[Room]] = {}
+
+    def check(self, name: str) -> None:
+        """Raise `UnknownRoomError` or `StaleEpochError` unless `name` is a room here."""
+        if name == self.manifest.session_room or name in self.files:
+            return
+        if ROOM_NAME.match(name):
+            epoch = name.split(".", 1)[0]
+            if EPOCH.match(epoch) and epoch != self.manifest.epoch and "." in name:
+                raise StaleEpochError("this room belongs to an earlier session: reload")
+        raise UnknownRoomError(f"no room named {name[:60]!r} in this session")
+
+    async def room(self, name: str) -> Room:
+        """The loaded room `name`, loading it once however many ask at the same time."""
+        self.check(name)
+        if name in self.rooms:
+            return self.rooms[name]
+        task = self._loading.get(name)
+        if task is None:
+            # a task, not a plain await: several callers share one load, and one caller
+            # giving up (its client left) must not cancel it for the others
+            task = asyncio.get_running_loop().create_task(self._load(name))
+            self._loading[name] = task
+            task.add_done_callback(lambda _t: self._loading.pop(name, None))
+        return await asyncio.shield(task)
+
+    async def _load(self, name: str) -> Room:
+        entry = self.files.get(name)
+        doc = Doc()
+        room = Room(name, entry.path if entry else None, entry.kind if entry else "session",
+                    doc, self.store, self._on_change)
+        codec = None
+        if entry is not None:
+            codec = self._codec(entry)
+        updates = await self.store.updates(name)
+        loaded = False
+        if updates:
+            with doc.transaction(origin=StoreReplay()):
+                for update in updates:
+                    doc.apply_update(update)
+            if len(updates) > self.limits.compact_after:
+                await self.store.compact(name, doc.get_update)
+        elif codec is not None and entry is not None:
+            origin = DiskLoad(entry.path)
+            loaded = room.edit(lambda: codec.load_into(doc, origin), origin)
+        else:
+            room.edit(lambda: self._init_session_doc(doc), ServerEdit())
+        await self.store.flush()
+        if codec is not None and entry is not None:
+            self.codecs[name] = codec
+        self.rooms[name] = room
+        if loaded:
+            # now that it can be rendered (see `_on_change`)
+            self.on_loaded_change(room, DiskLoad(entry.path if entry else ""))
+        return room
+
+    def _codec(self, entry: FileEntry) -> Codec:
+        original = self.originals[entry.room]
+        codec = open_codec(entry.path, original, self.limits.max_file_bytes)
+        if codec.kind != entry.kind:
+            raise DocumentError(f"{entry.path}: stored as {entry.kind}, now reads as {codec.kind}")
+        return codec
+
+    def _init_session_doc(self, doc: Doc) -> None:
+        info = doc.get("session", type=Map)
+        info["session"] = self.manifest.session
+        info["branch"] = self.info.branch_name
+        info["state"] = "live"
+
+    def _on_change(self, room: Room, origin: object) -> None:
+        # A room still loading cannot be rendered yet: `_load` reports its change once it is in.
+        if room.name in self.rooms:
+            self.on_loaded_change(room, origin)
+
+    def render(self, path: str) -> bytes:
+        """The bytes of shared file `path` as its (loaded) document reads now."""
+        name = self.manifest.room_for(path)
+        return self.codecs[name].dump(self.rooms[name].doc)
+
+    async def preload(self, still_live: Callable[[], bool]) -> None:
+        """Load the first shared files' rooms in the background (a few, up to a byte
+        budget), so the first person to open one is not the one who waits for it."""
+        budget = self.limits.preload_bytes
+        for entry in self.manifest.files[: self.limits.preload_files]:
+            budget -= len(self.originals.get(entry.room, b""))
+            if budget < 0 or not still_live():
+                return
+            try:
+                await self.room(entry.room)
+            except (DocumentError, StoreError) as exc:
+                self._event(f"{entry.path}: {exc}")  # the same error meets whoever opens it
+
+    async def compact_periodically(self) -> None:
+        """Keep the log small in a long session (streaming outputs) and a restart fast:
+        fold a room's log into one update once a minute, or sooner when it is busy."""
+        loop = asyncio.get_running_loop()
+        limits = self.limits
+        last = loop.time()
+        while True:
+            await asyncio.sleep(limits.compact_look_every)
+            minute = loop.time() - last >= limits.compact_every
+            if minute:
+                last = loop.time()
+            for room in list(self.rooms.values()):
+                logged = room.logged_since_compaction
+                if logged > limits.compact_soon or (minute and logged > limits.compact_after):
+                    room.logged_since_compaction = 0
+                    try:
+                        await self.store.compact(room.name, room.doc.get_update)
+                    except StoreError as exc:
+                        self._event(str(exc))

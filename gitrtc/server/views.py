@@ -1,0 +1,49 @@
+"""The API's JSON views of a session: `/api/session` (any role) and `/api/status` (owner)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..session import Session
+
+
+def describe(session: Session, role: str) -> dict[str, Any]:
+    """The public `/api/session` view."""
+    m = session.manifest
+    return {
+        "session": m.session,
+        "epoch": m.epoch,
+        "role": role,
+        "state": session.state,
+        "branch": session.info.branch_name,
+        "base": m.base,
+        "session_room": m.session_room,
+        "files": [{"path": f.path, "kind": f.kind, "room": f.room} for f in m.files],
+        "participants": session.participants(),
+        "commit": session.result.commit if session.result else None,
+    }
+
+
+async def status(session: Session) -> dict[str, Any]:
+    """The owner's view for `rtc status`: URLs, files with save state and store size."""
+    sizes = await session.store.room_sizes()
+    states = session.bridge.disk.files
+    files = []
+    for f in session.manifest.files:
+        state = states.get(f.path)
+        files.append({
+            "path": f.path, "kind": f.kind, "room": f.room,
+            "open": f.room in session.registry.rooms,
+            "save": state.label if state else "saved",
+            "store_bytes": sizes.get(f.room, 0),
+        })
+    return {
+        **describe(session, "owner"),
+        "url": session.url,
+        "readonly_url": session.readonly_url,
+        "files": files,
+        "skipped": [{"path": p, "reason": r} for p, r in session.manifest.skipped],
+        "store_bytes": sum(sizes.values()),
+        "resumed": session.resumed,
+        "events": list(session.events),
+    }
