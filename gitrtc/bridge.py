@@ -38,12 +38,7 @@ class DiskBridge:
         self._head_on_branch = False
         self.disk = DiskSync(info.workdir, registry.render, self.on_branch, event, self.merge,
                              quiet=limits.write_quiet_seconds, max_delay=limits.write_max_delay_seconds)
-        registry.on_loaded_change = self.room_changed
-
-    def track_originals(self) -> None:
-        """Start tracking every shared file at its original bytes."""
-        for entry in self.manifest.files:
-            self.disk.track(entry.path, self.registry.originals[entry.room])
+        registry.on_loaded_change = self.room_changed  # the one hook from the rooms to the disk
 
     def room_changed(self, room: Room, origin: object) -> None:
         """(room hook) A loaded room's document changed: write its file soon if the

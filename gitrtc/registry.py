@@ -27,7 +27,7 @@ class RoomRegistry:
     """The session's loaded rooms, their codecs, and the shared files' original bytes."""
 
     def __init__(self, info: git.RepoInfo, manifest: Manifest, store: Store, limits: Limits,
-                 on_change: Callable[[Room, object], None], event: Callable[[str], None]) -> None:
+                 event: Callable[[str], None]) -> None:
         self.info = info
         self.manifest = manifest
         self.store = store
@@ -37,8 +37,9 @@ class RoomRegistry:
         #: Room → the file's bytes at the start of the session (from the store).
         self.originals: dict[str, bytes] = {}
         self.files: dict[str, FileEntry] = {f.room: f for f in manifest.files}
-        #: Called when a loaded file room's document changed (origin given); see `_load`.
-        self.on_loaded_change: Callable[[Room, object], None] = on_change
+        #: Called when a loaded room's document changed, with the change's origin (the disk
+        #: bridge hooks in here); a room still loading reports its load once it is in.
+        self.on_loaded_change: Callable[[Room, object], None] = lambda room, origin: None
         self._event = event
         self._loading: dict[str, asyncio.Task[Room]] = {}
 

@@ -82,7 +82,7 @@ class Session:
         self.readonly_url = ""
         self.events = EventLog()
         self.tasks = Supervisor(self.events)
-        self.registry = RoomRegistry(info, manifest, store, limits, lambda room, origin: None, self.events)
+        self.registry = RoomRegistry(info, manifest, store, limits, self.events)
         self.bridge = DiskBridge(info, manifest, self.registry, store, limits, self.events)
         self.access = Access(manifest, self.save_manifest, self.events)
         self.ending = Ending(info, manifest, store, self.registry, self.bridge, self.tasks, self.events)
