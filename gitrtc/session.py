@@ -162,7 +162,7 @@ class Session:
 
     async def save_manifest(self, commit_only: bool = False) -> None:
         """Persist the manifest in the store (see `Ending.save_manifest`)."""
-        await self.store.set_meta(self.manifest.to_meta(commit_only))
+        await self.ending.save_manifest(commit_only)
 
     async def end(self, message: str | None, commit: bool = True, onto_branch: str | None = None,
                   on_commit: OnCommit | None = None) -> EndResult:
