@@ -15,7 +15,7 @@ from gitrtc.launch import Plan, prepare
 from gitrtc.server import serve
 from gitrtc.session import Session
 
-from .support import YClient, make_repo
+from .support import CORPUS, YClient, make_repo
 
 NOTEBOOK = json.dumps({
     "cells": [
@@ -93,3 +93,11 @@ async def live_session(repo: Path, paths: list[str]) -> AsyncIterator[Live]:
 async def live(repo: Path) -> AsyncIterator[Live]:
     async with live_session(repo, ["README.md", "docs", "analysis.ipynb", "src"]) as session:
         yield session
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say so when the tests over the real-world corpus skipped for want of it."""
+    if not CORPUS.is_dir():
+        terminalreporter.write_line(
+            f"the test corpus is not at {CORPUS}: the tests that read it skipped (see tests/corpus.py)", yellow=True
+        )

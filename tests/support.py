@@ -18,8 +18,9 @@ from pycrdt import Doc, Text, TransactionEvent
 
 from gitrtc import protocol
 
+from .corpus import CORPUS, corpus_file, corpus_names, nbdime_file  # noqa: F401  (re-exported for the tests)
+
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT.parent / "shared" / "corpus"
 RTC = [sys.executable, "-m", "gitrtc"]
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from pathlib import Path
 from typing import Any
 
 import nbformat
@@ -21,9 +20,8 @@ from gitrtc.errors import DocumentError
 from gitrtc.merge.notebook_ops import cell_script, normalized, output_script
 from gitrtc.merge.text_ops import apply_text, rebase_text, text_edits
 
-CORPUS = Path(__file__).parents[1] / ".." / "shared" / "corpus"
-NBDIME = CORPUS / "merge" / "nbdime"
-needs_corpus = pytest.mark.skipif(not NBDIME.is_dir(), reason=f"test corpus not found at {CORPUS.resolve()}")
+from .support import corpus_names, nbdime_file
+
 
 
 def fork(doc: pycrdt.Doc) -> pycrdt.Doc:
@@ -296,21 +294,20 @@ def test_file_without_ids_keeps_doc_ids_and_writes_none() -> None:
     assert json.loads(resumed.dump(fork(doc))) == new
 
 
-@needs_corpus
 def test_apply_file_between_corpus_versions_dumps_the_new_bytes() -> None:
     """Every version of an nbdime test notebook applied onto every other: the doc then
     dumps the new file exactly (formatting follows the newest file), and applying the
     same file again changes nothing."""
-    groups: dict[str, list[Path]] = {}
-    for path in sorted(NBDIME.glob("*.ipynb")):
-        groups.setdefault(path.name.split("--")[0].split("-test")[0], []).append(path)
-    pairs = [pair for paths in groups.values() for pair in itertools.permutations(paths, 2)]
+    groups: dict[str, list[str]] = {}
+    for name in sorted(n.rsplit("/", 1)[1] for n in corpus_names("merge/nbdime", "*.ipynb")):
+        groups.setdefault(name.split("--")[0].split("-test")[0], []).append(name)
+    pairs = [pair for names in groups.values() for pair in itertools.permutations(names, 2)]
     assert len(pairs) > 100
     for old, new in pairs:
-        codec, doc = loaded(old.name, old.read_bytes())
-        data = new.read_bytes()
+        codec, doc = loaded(old, nbdime_file(old))
+        data = nbdime_file(new)
         codec.apply_file(doc, data, origin="disk")
-        assert codec.dump(doc) == data, (old.name, new.name)
+        assert codec.dump(doc) == data, (old, new)
         assert codec.apply_file(doc, data, origin="disk") is False
 
 
@@ -320,9 +317,8 @@ ARGS = _build_arg_parser().parse_args(["", "", ""])
 
 
 def _triples() -> list[Any]:
-    if not NBDIME.is_dir():
-        return [pytest.param(None, None, None, id="no-corpus")]
-    found = [(n, f"{n}--1.ipynb", f"{n}--2.ipynb", f"{n}--3.ipynb") for n in sorted({p.name.split("--")[0] for p in NBDIME.glob("*--3.ipynb")})]
+    threes = corpus_names("merge/nbdime", "*--3.ipynb")
+    found = [(n, f"{n}--1.ipynb", f"{n}--2.ipynb", f"{n}--3.ipynb") for n in sorted({p.rsplit("/", 1)[1].split("--")[0] for p in threes})]
     found.append(("cellids", "cellids--base.ipynb", "cellids--local.ipynb", "cellids--remote.ipynb"))
     found.append(("multilevel", "multilevel-test-base.ipynb", "multilevel-test-local.ipynb", "multilevel-test-remote.ipynb"))
     variants = {
@@ -376,10 +372,9 @@ def _side_changes(base: Any, side: Any) -> tuple[set[int], dict[int, Any], list[
     return removed, patched, inserted, outputs  # type: ignore[return-value]
 
 
-@needs_corpus
 @pytest.mark.parametrize(("base_name", "local_name", "remote_name"), _triples())
 def test_crdt_merge_matches_nbdime(base_name: str, local_name: str, remote_name: str) -> None:
-    base, local, remote = (NBDIME.joinpath(n).read_bytes() for n in (base_name, local_name, remote_name))
+    base, local, remote = (nbdime_file(n) for n in (base_name, local_name, remote_name))
     key = f"{local_name}+{remote_name}"
     merged, decisions = merge_notebooks(*(rejoin_lines(nbformat.from_dict(json.loads(x))) for x in (base, local, remote)), ARGS)
     conflict = any(d.conflict for d in decisions)
