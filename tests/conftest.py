@@ -15,7 +15,8 @@ from gitrtc.launch import Plan, prepare
 from gitrtc.server import serve
 from gitrtc.session import Session
 
-from .support import CORPUS, YClient, make_repo
+from .corpus import CORPUS
+from .support import YClient, make_repo
 
 NOTEBOOK = json.dumps({
     "cells": [

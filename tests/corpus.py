@@ -43,20 +43,27 @@ CORPUS = _find_corpus()
 
 #: The corpus's files (paths relative to CORPUS), from the committed list.
 FILES = tuple(
-    line for line in (Path(__file__).with_name("corpus.txt")).read_text().splitlines() if line and not line.startswith("#")
+    line
+    for line in Path(__file__).with_name("corpus.txt").read_text().splitlines()
+    if line and not line.startswith("#")
 )
 
 
 def corpus_names(folder: str, pattern: str = "*") -> list[str]:
     """The listed files directly in `folder` (e.g. "merge/nbdime") whose name matches `pattern`."""
     prefix = folder.rstrip("/") + "/"
-    return [f for f in FILES if f.startswith(prefix) and "/" not in f[len(prefix):]
-            and fnmatch.fnmatchcase(f[len(prefix):], pattern)]
+    return [
+        f
+        for f in FILES
+        if f.startswith(prefix) and "/" not in f[len(prefix) :] and fnmatch.fnmatchcase(f[len(prefix) :], pattern)
+    ]
 
 
 def missing_message(rel: str) -> str:
-    return (f"test corpus file {rel} is not at {CORPUS}: the corpus is read from ../shared/corpus "
-            f"beside the project (see its README.md), or from $GITRTC_CORPUS")
+    return (
+        f"test corpus file {rel} is not at {CORPUS}: the corpus is read from ../shared/corpus "
+        f"beside the project (see its README.md), or from $GITRTC_CORPUS"
+    )
 
 
 def corpus_file(rel: str) -> Path:
@@ -75,6 +82,11 @@ def corpus_file(rel: str) -> Path:
 def nbdime_file(name: str) -> bytes:
     """The bytes of one of nbdime's test notebooks (`merge/nbdime/NAME`), for a test."""
     return corpus_file(f"merge/nbdime/{name}").read_bytes()
+
+
+def nbdime_triples() -> list[str]:
+    """The names NAME of nbdime's merge cases `NAME--1/2/3.ipynb` (base, local, remote)."""
+    return sorted({name.rsplit("/", 1)[1].split("--")[0] for name in corpus_names("merge/nbdime", "*--3.ipynb")})
 
 
 def require(rel: str) -> Path:

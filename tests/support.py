@@ -18,7 +18,7 @@ from pycrdt import Doc, Text, TransactionEvent
 
 from gitrtc import protocol
 
-from .corpus import CORPUS, corpus_file, corpus_names, nbdime_file  # noqa: F401  (re-exported for the tests)
+from .corpus import CORPUS  # noqa: F401  (where the real-world test data is: see corpus.py)
 
 ROOT = Path(__file__).resolve().parents[1]
 RTC = [sys.executable, "-m", "gitrtc"]

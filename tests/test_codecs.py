@@ -16,9 +16,11 @@ from gitrtc.documents import MAX_FILE_BYTES, NotebookCodec, TextCodec, open_code
 from gitrtc.documents.jsonformat import dumps_like, parse, restore, sem_equal
 from gitrtc.errors import NotShareableError
 
-from .support import corpus_file, corpus_names
+from .corpus import corpus_file, corpus_names
 
-NOTEBOOKS = sorted(n for d in ("notebooks/nbformat", "notebooks/pdsh", "merge/nbdime") for n in corpus_names(d, "*.ipynb"))
+NOTEBOOKS = sorted(
+    n for d in ("notebooks/nbformat", "notebooks/pdsh", "merge/nbdime") for n in corpus_names(d, "*.ipynb")
+)
 corpus_params = [pytest.param(n, id=n) for n in NOTEBOOKS]
 
 #: Files of the corpus that are not nbformat-4 notebooks, so they are shared as text.
@@ -157,7 +159,7 @@ def test_jupyter_ydoc_reads_the_layout(name: str) -> None:
         warnings.simplefilter("always")
         seen = YNotebook(doc).get(deduplicate=False)
     assert len(seen["cells"]) == len(original["cells"])
-    for mine, theirs in zip(original["cells"], seen["cells"]):
+    for mine, theirs in zip(original["cells"], seen["cells"], strict=True):
         assert "".join(mine.get("source", "")) == theirs["source"]
         assert mine.get("metadata", {}) == theirs["metadata"]
     assert seen["metadata"] == original.get("metadata", {})
@@ -168,7 +170,8 @@ def test_jupyter_ydoc_reads_the_layout(name: str) -> None:
 
 NB45 = {
     "cells": [
-        {"cell_type": "code", "execution_count": 5, "id": "a1", "metadata": {"x": 1.0, "n": 2}, "outputs": [], "source": ["a = 1\n", "b = 2"]},
+        {"cell_type": "code", "execution_count": 5, "id": "a1", "metadata": {"x": 1.0, "n": 2}, "outputs": [],
+         "source": ["a = 1\n", "b = 2"]},
         {"cell_type": "markdown", "id": "a1", "metadata": {}, "source": "dup id, one string"},
         {"attachments": {}, "cell_type": "raw", "metadata": {}, "source": []},
     ],
@@ -295,7 +298,8 @@ def test_unknown_cell_types_travel_as_raw_cells() -> None:
 
 
 def test_huge_integers_survive() -> None:
-    data = b'{"cells": [], "metadata": {"big": 123456789012345678901234567890, "n": 9007199254740993}, "nbformat": 4, "nbformat_minor": 5}'
+    data = (b'{"cells": [], "metadata": {"big": 123456789012345678901234567890, "n": 9007199254740993}, '
+            b'"nbformat": 4, "nbformat_minor": 5}')
     codec = open_codec("x.ipynb", data)
     doc = pycrdt.Doc()
     codec.load_into(doc, "load")
@@ -369,9 +373,10 @@ def test_load_into_is_one_transaction_with_the_origin() -> None:
         doc = pycrdt.Doc()
         updates: list[bytes] = []
         origins: list[object] = []
-        doc.observe(lambda event: updates.append(event.update))
+        # pycrdt counts a callback's parameters, so the loop's lists are not bound as defaults
+        doc.observe(lambda event: updates.append(event.update))  # noqa: B023  (used in this iteration)
         shared = doc.get(root, type=pycrdt.Array if root == "cells" else pycrdt.Text)
-        shared.observe(lambda event, txn: origins.append(txn.origin))
+        shared.observe(lambda event, txn: origins.append(txn.origin))  # noqa: B023
         codec.load_into(doc, origin="disk-load")
         assert len(updates) == 1 and origins == ["disk-load"]
 

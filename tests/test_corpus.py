@@ -15,5 +15,5 @@ def test_the_list_names_every_corpus_file() -> None:
 
 def test_a_missing_corpus_file_fails_the_test_where_the_corpus_is_required(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GITRTC_REQUIRE_CORPUS", "1")
-    with pytest.raises(pytest.fail.Exception, match="notebooks/not-there.ipynb"):
+    with pytest.raises(pytest.fail.Exception, match=r"notebooks/not-there\.ipynb"):
         corpus_file("notebooks/not-there.ipynb")

@@ -33,7 +33,7 @@ def test_kill_9_during_a_burst_loses_nothing_and_duplicates_nothing(tmp_path: Pa
         urls = [ws_url(owner, "README.md", f"P{i}", f"p{i}@example.org") for i in range(3)]
 
         async def before_crash() -> None:
-            clients = [YClient(url, doc) for url, doc in zip(urls, docs)]
+            clients = [YClient(url, doc) for url, doc in zip(urls, docs, strict=True)]
             for c in clients:
                 await c.connect()
                 await c.wait_synced()
@@ -52,7 +52,7 @@ def test_kill_9_during_a_burst_loses_nothing_and_duplicates_nothing(tmp_path: Pa
         owner.wait_ready()
 
         async def after_restart() -> str:
-            clients = [YClient(url, doc) for url, doc in zip(urls, docs)]
+            clients = [YClient(url, doc) for url, doc in zip(urls, docs, strict=True)]
             for c in clients:
                 await c.connect()
                 await c.wait_synced()

@@ -20,8 +20,7 @@ from gitrtc.errors import DocumentError
 from gitrtc.merge.notebook_ops import cell_script, normalized, output_script
 from gitrtc.merge.text_ops import apply_text, rebase_text, text_edits
 
-from .support import corpus_names, nbdime_file
-
+from .corpus import corpus_names, nbdime_file, nbdime_triples
 
 
 def fork(doc: pycrdt.Doc) -> pycrdt.Doc:
@@ -51,14 +50,14 @@ def test_text_concurrent_disk_change_and_client_edit_converge() -> None:
     base = "alpha\nbeta\ngamma\ndelta\n"
     codec, a = loaded("notes.txt", base.encode())
     b = fork(a)
-    cursor = b.get("source", type=pycrdt.Text).sticky_index(len("alpha\nbeta\ngamma\nde".encode()))
+    cursor = b.get("source", type=pycrdt.Text).sticky_index(len(b"alpha\nbeta\ngamma\nde"))
     assert codec.apply_file(a, b"alpha\nBETA 2\ngamma\ndelta\n", origin="disk") is True
     source_b = b.get("source", type=pycrdt.Text)
     source_b.insert(len(str(source_b)), "epsilon\n")  # another participant types at the end
     exchange(a, b)
     expected = "alpha\nBETA 2\ngamma\ndelta\nepsilon\n"
     assert str(a.get("source", type=pycrdt.Text)) == str(source_b) == expected
-    assert cursor.get_index() == len("alpha\nBETA 2\ngamma\nde".encode())  # the cursor moved with its text
+    assert cursor.get_index() == len(b"alpha\nBETA 2\ngamma\nde")  # the cursor moved with its text
 
 
 def test_text_apply_file_is_minimal_and_one_transaction() -> None:
@@ -115,7 +114,7 @@ def test_apply_text_reaches_the_new_text(old: str, new: str) -> None:
     apply_text(text, new)
     assert str(text) == new
     edits = text_edits(old, new)
-    assert all(a[1] <= b[0] for a, b in zip(edits, edits[1:]))  # ascending, disjoint
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(edits))  # ascending, disjoint
 
 
 def test_text_out_of_band_change_with_base_keeps_unsaved_edits() -> None:
@@ -167,11 +166,13 @@ def test_rebase_keeps_what_a_crdt_merge_keeps(data: st.DataObject) -> None:
 
 
 def notebook(*cells: dict[str, Any], minor: int = 5) -> dict[str, Any]:
-    return {"cells": list(cells), "metadata": {"kernelspec": {"name": "python3"}}, "nbformat": 4, "nbformat_minor": minor}
+    return {"cells": list(cells), "metadata": {"kernelspec": {"name": "python3"}}, "nbformat": 4,
+            "nbformat_minor": minor}
 
 
 def code(cid: str, source: str, *outputs: dict[str, Any], count: int | None = None) -> dict[str, Any]:
-    return {"cell_type": "code", "execution_count": count, "id": cid, "metadata": {}, "outputs": list(outputs), "source": source.splitlines(True)}
+    return {"cell_type": "code", "execution_count": count, "id": cid, "metadata": {}, "outputs": list(outputs),
+            "source": source.splitlines(True)}
 
 
 def md(cid: str, source: str) -> dict[str, Any]:
@@ -186,7 +187,8 @@ def nb_file(nb: dict[str, Any]) -> bytes:
     return (json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
-BASE = notebook(md("m1", "# Title\n\nIntro text"), code("c1", "x = 1\ny = 2", stream("1\n"), count=1), code("c2", "print(x)"))
+BASE = notebook(md("m1", "# Title\n\nIntro text"), code("c1", "x = 1\ny = 2", stream("1\n"), count=1),
+                code("c2", "print(x)"))
 
 
 def cell_maps(doc: pycrdt.Doc) -> list[pycrdt.Map]:
@@ -317,19 +319,21 @@ ARGS = _build_arg_parser().parse_args(["", "", ""])
 
 
 def _triples() -> list[Any]:
-    threes = corpus_names("merge/nbdime", "*--3.ipynb")
-    found = [(n, f"{n}--1.ipynb", f"{n}--2.ipynb", f"{n}--3.ipynb") for n in sorted({p.rsplit("/", 1)[1].split("--")[0] for p in threes})]
+    found = [(n, f"{n}--1.ipynb", f"{n}--2.ipynb", f"{n}--3.ipynb") for n in nbdime_triples()]
     found.append(("cellids", "cellids--base.ipynb", "cellids--local.ipynb", "cellids--remote.ipynb"))
-    found.append(("multilevel", "multilevel-test-base.ipynb", "multilevel-test-local.ipynb", "multilevel-test-remote.ipynb"))
+    found.append(
+        ("multilevel", "multilevel-test-base.ipynb", "multilevel-test-local.ipynb", "multilevel-test-remote.ipynb")
+    )
     variants = {
-        "single_cell_nb": ["changed_ec", "changed_metadata", "changed_output", "changed_source", "changed_source_output", "changed_source_output_ec", "json_output"],
+        "single_cell_nb": ["changed_ec", "changed_metadata", "changed_output", "changed_source",
+                           "changed_source_output", "changed_source_output_ec", "json_output"],
         "multi_cell_nb": ["local", "remote", "cellchange"],
         "attachment": ["change_attachment", "remove_attachment", "empty_attachments_list"],
     }
     for base, names in variants.items():
         for x, y in itertools.combinations(names, 2):
             found.append((f"{base}:{x}+{y}", f"{base}.ipynb", f"{base}--{x}.ipynb", f"{base}--{y}.ipynb"))
-    return [pytest.param(b, l, r, id=name) for name, b, l, r in found]
+    return [pytest.param(base, local, remote, id=name) for name, base, local, remote in found]
 
 
 #: Non-conflicting merges where the CRDT differs from nbdime, and why: both sides made
@@ -360,7 +364,8 @@ def _side_changes(base: Any, side: Any) -> tuple[set[int], dict[int, Any], list[
     """Base cells a side removed and changed (→ new cell), the cells and outputs it inserted."""
     steps = cell_script(base, side)
     removed = {s.old for s in steps if s.op == "remove"}
-    patched = {s.old: side.cells[s.new] for s in steps if s.op in ("keep", "patch") and base.cells[s.old] != side.cells[s.new]}
+    patched = {s.old: side.cells[s.new] for s in steps
+               if s.op in ("keep", "patch") and base.cells[s.old] != side.cells[s.new]}
     inserted = [side.cells[s.new] for s in steps if s.op == "insert"]
     outputs: list[tuple[int, str]] = []
     for s in steps:
@@ -376,7 +381,9 @@ def _side_changes(base: Any, side: Any) -> tuple[set[int], dict[int, Any], list[
 def test_crdt_merge_matches_nbdime(base_name: str, local_name: str, remote_name: str) -> None:
     base, local, remote = (nbdime_file(n) for n in (base_name, local_name, remote_name))
     key = f"{local_name}+{remote_name}"
-    merged, decisions = merge_notebooks(*(rejoin_lines(nbformat.from_dict(json.loads(x))) for x in (base, local, remote)), ARGS)
+    merged, decisions = merge_notebooks(
+        *(rejoin_lines(nbformat.from_dict(json.loads(x))) for x in (base, local, remote)), ARGS
+    )
     conflict = any(d.conflict for d in decisions)
 
     codec_a, a = loaded(base_name, base)

@@ -87,7 +87,7 @@ async def test_reader_that_stops_reading_is_closed_1013_while_healthy_readers_ge
         for _ in range(150):  # 15 MB through the room, at the pace of the healthy reader
             text.insert(0, chunk)
             expected = len(text)
-            await async_wait_until(lambda: len(healthy_text) == expected, timeout=30,
+            await async_wait_until(lambda expected=expected: len(healthy_text) == expected, timeout=30,
                                    what="the healthy reader receives every update")
         assert str(healthy_text) == str(text)
         assert healthy.close_code is None

@@ -8,11 +8,9 @@ import pytest
 
 from gitrtc.merge.files import merge_file
 
-from .support import corpus_names, nbdime_file
+from .corpus import nbdime_file, nbdime_triples
 
-
-
-TRIPLES = sorted({p.rsplit("/", 1)[1].split("--")[0] for p in corpus_names("merge/nbdime", "*--3.ipynb")})
+TRIPLES = nbdime_triples()
 
 
 @pytest.mark.parametrize("name", TRIPLES)
@@ -24,8 +22,8 @@ def test_notebook_triples_conflict_as_nbdime_says_and_keep_both_sides(name: str)
 
 
 def test_notebook_clean_merge_takes_both_sides() -> None:
-    base, local, remote = (nbdime_file(n)
-                           for n in ("multi_cell_nb.ipynb", "multi_cell_nb--local.ipynb", "multi_cell_nb--remote.ipynb"))
+    names = ("multi_cell_nb.ipynb", "multi_cell_nb--local.ipynb", "multi_cell_nb--remote.ipynb")
+    base, local, remote = (nbdime_file(n) for n in names)
     result = merge_file("nb.ipynb", base, local, remote)
     assert not result.conflicts
     def sources(data: bytes) -> set[str]:

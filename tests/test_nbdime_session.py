@@ -16,7 +16,8 @@ from gitrtc.documents import open_codec
 from gitrtc.merge.notebook_ops import normalized
 
 from .conftest import live_session
-from .support import CORPUS, YClient, async_wait_until, make_repo, nbdime_file
+from .corpus import CORPUS, nbdime_file
+from .support import YClient, async_wait_until, make_repo
 from .test_diff_ops import ARGS, SAME_CHANGE_TWICE, _triples
 
 
