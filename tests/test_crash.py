@@ -39,9 +39,10 @@ def test_kill_9_during_a_burst_loses_nothing_and_duplicates_nothing(tmp_path: Pa
                 await c.wait_synced()
             stop = asyncio.Event()
             typing = asyncio.ensure_future(burst(clients, stop, typed))
-            await asyncio.sleep(0.5)
+            await async_wait_until(lambda: sum(typed) >= 150, what="a burst under way")
             await asyncio.to_thread(owner.kill)  # SIGKILL mid-burst
-            await asyncio.sleep(0.1)
+            killed_at = sum(typed)
+            await async_wait_until(lambda: sum(typed) >= killed_at + 30, what="typing on after the kill")
             stop.set()
             await typing
             for c in clients:
