@@ -60,6 +60,7 @@ def corpus_names(folder: str, pattern: str = "*") -> list[str]:
 
 
 def missing_message(rel: str) -> str:
+    """What a test says when the corpus file `rel` is not where it looked."""
     return (
         f"test corpus file {rel} is not at {CORPUS}: the corpus is read from ../shared/corpus "
         f"beside the project (see its README.md), or from $GITRTC_CORPUS"
@@ -87,11 +88,3 @@ def nbdime_file(name: str) -> bytes:
 def nbdime_triples() -> list[str]:
     """The names NAME of nbdime's merge cases `NAME--1/2/3.ipynb` (base, local, remote)."""
     return sorted({name.rsplit("/", 1)[1].split("--")[0] for name in corpus_names("merge/nbdime", "*--3.ipynb")})
-
-
-def require(rel: str) -> Path:
-    """The corpus file `rel`, for a benchmark: it must be there."""
-    path = CORPUS / rel
-    if not path.is_file():
-        raise SystemExit(missing_message(rel))
-    return path
