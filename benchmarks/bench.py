@@ -33,8 +33,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.corpus import CORPUS  # noqa: E402  (where the real-world data is; no heavy imports)
+
 PY = sys.executable
-TRACE = ROOT.parent / "shared" / "corpus" / "traces" / "automerge-paper.json.gz"
+TRACE = CORPUS / "traces" / "automerge-paper.json.gz"
 TASKSET = shutil.which("taskset")
 
 
@@ -327,7 +331,7 @@ W4_NOTEBOOK_BYTES = 5 * 2**20
 
 
 def w4_notebook() -> tuple[dict[str, object], bytes]:
-    folder = ROOT.parent / "shared" / "corpus" / "notebooks" / "pdsh"
+    folder = CORPUS / "notebooks" / "pdsh"
     books = sorted(folder.glob("*.ipynb"), key=lambda p: p.stat().st_size, reverse=True)
     nb: dict[str, object] = dict(json.loads(books[0].read_text()))
     cells: list[object] = []
@@ -488,7 +492,7 @@ W5_EDITED = (20, 60, 100)
 
 
 def w5_notebook() -> dict[str, object]:
-    folder = ROOT.parent / "shared" / "corpus" / "notebooks" / "pdsh"
+    folder = CORPUS / "notebooks" / "pdsh"
     books = [json.loads((folder / name).read_text()) for name in W5_SOURCES]
     nb = dict(books[0])
     nb["cells"] = [cell for book in books for cell in book["cells"]][:W5_CELLS]

@@ -32,8 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gitrtc import protocol  # noqa: E402  (frame helpers only; no server code)
+from tests.corpus import CORPUS  # noqa: E402
 
-TRACE = ROOT.parent / "shared" / "corpus" / "traces" / "automerge-paper.json.gz"
+TRACE = CORPUS / "traces" / "automerge-paper.json.gz"
 
 
 class Client:

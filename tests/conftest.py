@@ -16,6 +16,7 @@ from gitrtc.limits import DEFAULT, Limits
 from gitrtc.server import serve
 from gitrtc.session import Session
 
+from .corpus import CORPUS
 from .support import YClient, make_repo
 
 NOTEBOOK = json.dumps({
@@ -104,3 +105,11 @@ async def live_session(repo: Path, paths: list[str], limits: Limits = DEFAULT) -
 async def live(repo: Path, request: pytest.FixtureRequest) -> AsyncIterator[Live]:
     async with live_session(repo, ["README.md", "docs", "analysis.ipynb", "src"], limits_of(request)) as session:
         yield session
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say so when the tests over the real-world corpus skipped for want of it."""
+    if not CORPUS.is_dir():
+        terminalreporter.write_line(
+            f"the test corpus is not at {CORPUS}: the tests that read it skipped (see tests/corpus.py)", yellow=True
+        )

@@ -18,8 +18,9 @@ from pycrdt import Doc, Text, TransactionEvent
 
 from gitrtc import protocol
 
+from .corpus import CORPUS  # noqa: F401  (where the real-world test data is: see corpus.py)
+
 ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT.parent / "shared" / "corpus"
 RTC = [sys.executable, "-m", "gitrtc"]
 
 

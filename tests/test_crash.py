@@ -33,15 +33,16 @@ def test_kill_9_during_a_burst_loses_nothing_and_duplicates_nothing(tmp_path: Pa
         urls = [ws_url(owner, "README.md", f"P{i}", f"p{i}@example.org") for i in range(3)]
 
         async def before_crash() -> None:
-            clients = [YClient(url, doc) for url, doc in zip(urls, docs)]
+            clients = [YClient(url, doc) for url, doc in zip(urls, docs, strict=True)]
             for c in clients:
                 await c.connect()
                 await c.wait_synced()
             stop = asyncio.Event()
             typing = asyncio.ensure_future(burst(clients, stop, typed))
-            await asyncio.sleep(0.5)
+            await async_wait_until(lambda: sum(typed) >= 150, what="a burst under way")
             await asyncio.to_thread(owner.kill)  # SIGKILL mid-burst
-            await asyncio.sleep(0.1)
+            killed_at = sum(typed)
+            await async_wait_until(lambda: sum(typed) >= killed_at + 30, what="typing on after the kill")
             stop.set()
             await typing
             for c in clients:
@@ -52,7 +53,7 @@ def test_kill_9_during_a_burst_loses_nothing_and_duplicates_nothing(tmp_path: Pa
         owner.wait_ready()
 
         async def after_restart() -> str:
-            clients = [YClient(url, doc) for url, doc in zip(urls, docs)]
+            clients = [YClient(url, doc) for url, doc in zip(urls, docs, strict=True)]
             for c in clients:
                 await c.connect()
                 await c.wait_synced()

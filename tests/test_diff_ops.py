@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from pathlib import Path
 from typing import Any
 
 import nbformat
@@ -21,9 +20,7 @@ from gitrtc.errors import DocumentError
 from gitrtc.documents.notebook_ops import cell_script, normalized, output_script
 from gitrtc.documents.text_ops import apply_text, rebase_text, text_edits
 
-CORPUS = Path(__file__).parents[1] / ".." / "shared" / "corpus"
-NBDIME = CORPUS / "merge" / "nbdime"
-needs_corpus = pytest.mark.skipif(not NBDIME.is_dir(), reason=f"test corpus not found at {CORPUS.resolve()}")
+from .corpus import corpus_names, nbdime_file, nbdime_triples
 
 
 def fork(doc: pycrdt.Doc) -> pycrdt.Doc:
@@ -53,14 +50,14 @@ def test_text_concurrent_disk_change_and_client_edit_converge() -> None:
     base = "alpha\nbeta\ngamma\ndelta\n"
     codec, a = loaded("notes.txt", base.encode())
     b = fork(a)
-    cursor = b.get("source", type=pycrdt.Text).sticky_index(len("alpha\nbeta\ngamma\nde".encode()))
+    cursor = b.get("source", type=pycrdt.Text).sticky_index(len(b"alpha\nbeta\ngamma\nde"))
     assert codec.apply_file(a, b"alpha\nBETA 2\ngamma\ndelta\n", origin="disk") is True
     source_b = b.get("source", type=pycrdt.Text)
     source_b.insert(len(str(source_b)), "epsilon\n")  # another participant types at the end
     exchange(a, b)
     expected = "alpha\nBETA 2\ngamma\ndelta\nepsilon\n"
     assert str(a.get("source", type=pycrdt.Text)) == str(source_b) == expected
-    assert cursor.get_index() == len("alpha\nBETA 2\ngamma\nde".encode())  # the cursor moved with its text
+    assert cursor.get_index() == len(b"alpha\nBETA 2\ngamma\nde")  # the cursor moved with its text
 
 
 def test_text_apply_file_is_minimal_and_one_transaction() -> None:
@@ -117,7 +114,7 @@ def test_apply_text_reaches_the_new_text(old: str, new: str) -> None:
     apply_text(text, new)
     assert str(text) == new
     edits = text_edits(old, new)
-    assert all(a[1] <= b[0] for a, b in zip(edits, edits[1:]))  # ascending, disjoint
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(edits))  # ascending, disjoint
 
 
 def test_text_out_of_band_change_with_base_keeps_unsaved_edits() -> None:
@@ -169,11 +166,13 @@ def test_rebase_keeps_what_a_crdt_merge_keeps(data: st.DataObject) -> None:
 
 
 def notebook(*cells: dict[str, Any], minor: int = 5) -> dict[str, Any]:
-    return {"cells": list(cells), "metadata": {"kernelspec": {"name": "python3"}}, "nbformat": 4, "nbformat_minor": minor}
+    return {"cells": list(cells), "metadata": {"kernelspec": {"name": "python3"}}, "nbformat": 4,
+            "nbformat_minor": minor}
 
 
 def code(cid: str, source: str, *outputs: dict[str, Any], count: int | None = None) -> dict[str, Any]:
-    return {"cell_type": "code", "execution_count": count, "id": cid, "metadata": {}, "outputs": list(outputs), "source": source.splitlines(True)}
+    return {"cell_type": "code", "execution_count": count, "id": cid, "metadata": {}, "outputs": list(outputs),
+            "source": source.splitlines(True)}
 
 
 def md(cid: str, source: str) -> dict[str, Any]:
@@ -188,7 +187,8 @@ def nb_file(nb: dict[str, Any]) -> bytes:
     return (json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
-BASE = notebook(md("m1", "# Title\n\nIntro text"), code("c1", "x = 1\ny = 2", stream("1\n"), count=1), code("c2", "print(x)"))
+BASE = notebook(md("m1", "# Title\n\nIntro text"), code("c1", "x = 1\ny = 2", stream("1\n"), count=1),
+                code("c2", "print(x)"))
 
 
 def cell_maps(doc: pycrdt.Doc) -> list[pycrdt.Map]:
@@ -296,21 +296,20 @@ def test_file_without_ids_keeps_doc_ids_and_writes_none() -> None:
     assert json.loads(resumed.dump(fork(doc))) == new
 
 
-@needs_corpus
 def test_apply_file_between_corpus_versions_dumps_the_new_bytes() -> None:
     """Every version of an nbdime test notebook applied onto every other: the doc then
     dumps the new file exactly (formatting follows the newest file), and applying the
     same file again changes nothing."""
-    groups: dict[str, list[Path]] = {}
-    for path in sorted(NBDIME.glob("*.ipynb")):
-        groups.setdefault(path.name.split("--")[0].split("-test")[0], []).append(path)
-    pairs = [pair for paths in groups.values() for pair in itertools.permutations(paths, 2)]
+    groups: dict[str, list[str]] = {}
+    for name in sorted(n.rsplit("/", 1)[1] for n in corpus_names("merge/nbdime", "*.ipynb")):
+        groups.setdefault(name.split("--")[0].split("-test")[0], []).append(name)
+    pairs = [pair for names in groups.values() for pair in itertools.permutations(names, 2)]
     assert len(pairs) > 100
     for old, new in pairs:
-        codec, doc = loaded(old.name, old.read_bytes())
-        data = new.read_bytes()
+        codec, doc = loaded(old, nbdime_file(old))
+        data = nbdime_file(new)
         codec.apply_file(doc, data, origin="disk")
-        assert codec.dump(doc) == data, (old.name, new.name)
+        assert codec.dump(doc) == data, (old, new)
         assert codec.apply_file(doc, data, origin="disk") is False
 
 
@@ -320,20 +319,21 @@ ARGS = _build_arg_parser().parse_args(["", "", ""])
 
 
 def _triples() -> list[Any]:
-    if not NBDIME.is_dir():
-        return [pytest.param(None, None, None, id="no-corpus")]
-    found = [(n, f"{n}--1.ipynb", f"{n}--2.ipynb", f"{n}--3.ipynb") for n in sorted({p.name.split("--")[0] for p in NBDIME.glob("*--3.ipynb")})]
+    found = [(n, f"{n}--1.ipynb", f"{n}--2.ipynb", f"{n}--3.ipynb") for n in nbdime_triples()]
     found.append(("cellids", "cellids--base.ipynb", "cellids--local.ipynb", "cellids--remote.ipynb"))
-    found.append(("multilevel", "multilevel-test-base.ipynb", "multilevel-test-local.ipynb", "multilevel-test-remote.ipynb"))
+    found.append(
+        ("multilevel", "multilevel-test-base.ipynb", "multilevel-test-local.ipynb", "multilevel-test-remote.ipynb")
+    )
     variants = {
-        "single_cell_nb": ["changed_ec", "changed_metadata", "changed_output", "changed_source", "changed_source_output", "changed_source_output_ec", "json_output"],
+        "single_cell_nb": ["changed_ec", "changed_metadata", "changed_output", "changed_source",
+                           "changed_source_output", "changed_source_output_ec", "json_output"],
         "multi_cell_nb": ["local", "remote", "cellchange"],
         "attachment": ["change_attachment", "remove_attachment", "empty_attachments_list"],
     }
     for base, names in variants.items():
         for x, y in itertools.combinations(names, 2):
             found.append((f"{base}:{x}+{y}", f"{base}.ipynb", f"{base}--{x}.ipynb", f"{base}--{y}.ipynb"))
-    return [pytest.param(b, l, r, id=name) for name, b, l, r in found]
+    return [pytest.param(base, local, remote, id=name) for name, base, local, remote in found]
 
 
 #: Non-conflicting merges where the CRDT differs from nbdime, and why: both sides made
@@ -364,7 +364,8 @@ def _side_changes(base: Any, side: Any) -> tuple[set[int], dict[int, Any], list[
     """Base cells a side removed and changed (→ new cell), the cells and outputs it inserted."""
     steps = cell_script(base, side)
     removed = {s.old for s in steps if s.op == "remove"}
-    patched = {s.old: side.cells[s.new] for s in steps if s.op in ("keep", "patch") and base.cells[s.old] != side.cells[s.new]}
+    patched = {s.old: side.cells[s.new] for s in steps
+               if s.op in ("keep", "patch") and base.cells[s.old] != side.cells[s.new]}
     inserted = [side.cells[s.new] for s in steps if s.op == "insert"]
     outputs: list[tuple[int, str]] = []
     for s in steps:
@@ -376,12 +377,13 @@ def _side_changes(base: Any, side: Any) -> tuple[set[int], dict[int, Any], list[
     return removed, patched, inserted, outputs  # type: ignore[return-value]
 
 
-@needs_corpus
 @pytest.mark.parametrize(("base_name", "local_name", "remote_name"), _triples())
 def test_crdt_merge_matches_nbdime(base_name: str, local_name: str, remote_name: str) -> None:
-    base, local, remote = (NBDIME.joinpath(n).read_bytes() for n in (base_name, local_name, remote_name))
+    base, local, remote = (nbdime_file(n) for n in (base_name, local_name, remote_name))
     key = f"{local_name}+{remote_name}"
-    merged, decisions = merge_notebooks(*(rejoin_lines(nbformat.from_dict(json.loads(x))) for x in (base, local, remote)), ARGS)
+    merged, decisions = merge_notebooks(
+        *(rejoin_lines(nbformat.from_dict(json.loads(x))) for x in (base, local, remote)), ARGS
+    )
     conflict = any(d.conflict for d in decisions)
 
     codec_a, a = loaded(base_name, base)

@@ -28,7 +28,7 @@ def test_blobs_go_into_one_pack_that_git_verifies(tmp_path: Path) -> None:
     assert len(packs) == 1
     verified = git(repo_dir, "verify-pack", "-v", str(packs[0]))
     assert f"non delta: {len(CONTENTS)} objects" in verified
-    for oid, data in zip(oids, blobs):
+    for oid, data in zip(oids, blobs, strict=True):
         assert oid == pygit2.hash(data)
         shown = subprocess.run(["git", "cat-file", "blob", str(oid)], cwd=repo_dir, capture_output=True, check=True)
         assert shown.stdout == data
@@ -58,7 +58,9 @@ def test_a_linked_worktree_packs_into_the_common_object_folder(tmp_path: Path) -
 
 
 @pytest.mark.parametrize("setting", [("core.sharedRepository", "group"), ("extensions.objectFormat", "sha256")])
-def test_repositories_with_their_own_rules_get_loose_blobs_from_libgit2(tmp_path: Path, setting: tuple[str, str]) -> None:
+def test_repositories_with_their_own_rules_get_loose_blobs_from_libgit2(
+    tmp_path: Path, setting: tuple[str, str]
+) -> None:
     repo_dir = make_repo(tmp_path / "r", {"README.md": "hi\n"})
     repo = pygit2.Repository(str(repo_dir))
     repo.config[setting[0]] = setting[1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import signal
 import ssl
@@ -22,7 +23,7 @@ from gitrtc.origins import Participant
 from gitrtc.rooms import Connection, Room
 
 from .conftest import FILES, Live
-from .support import RTC, RtcProcess, async_wait_until, edit_stored, make_repo
+from .support import RTC, RtcProcess, YClient, async_wait_until, edit_stored, make_repo
 from .test_cli import ws_url
 
 
@@ -119,19 +120,86 @@ def test_fuzzed_frames_never_crash_or_corrupt_a_room(data: st.DataObject) -> Non
     asyncio.run(run())
 
 
-async def test_fuzzed_frames_over_the_wire_leave_the_session_serving(live: Live) -> None:
-    frames = valid_frames()
-    for i, frame in enumerate(frames * 3):
-        bad = bytearray(frame)
+def _u(n: int) -> bytes:
+    return protocol.write_var_uint(n)
+
+
+#: Malformed frames and their fate over the wire: the close code the server answers with,
+#: or None when the frame carries nothing for the server and the connection serves on.
+BAD_FRAMES: dict[str, tuple[bytes | str, int | None]] = {
+    "an empty frame": (b"", 1007),
+    "an unknown message type": (b"\x63hello", 1007),
+    "a sync message without its step": (b"\x00", 1007),
+    "an unknown sync step": (b"\x00\x07\x00", 1007),
+    "a payload shorter than its length": (b"\x00\x02\x10abc", 1007),
+    "an update that does not decode": (protocol.sync_update(b"\xff\xff\xff\xff"), 1007),
+    "a state vector that does not decode": (b"\x00\x00\x03\xff\xff\xff", 1007),
+    "awareness that is not JSON": (protocol.awareness_frame(_u(1) + _u(7) + _u(1) + _u(9) + b"{not json"), 1007),
+    "awareness cut short": (protocol.awareness_frame(_u(5) + _u(7)), 1007),
+    "a text frame": ("hello", 1003),
+    "an auth message": (b"\x02\x00", None),
+    "an awareness query with trailing bytes": (b"\x03junk", None),
+}
+
+
+async def _fate(client: YClient, frame: bytes | str) -> int | None:
+    """Send `frame`, then a sync step 1 on the same connection: the close code if the server
+    closed it (frames are handled in order, so the step 1 is never answered), or None when
+    the step 2 answer came back (the frame was taken or ignored, and the connection serves)."""
+    assert client.ws is not None
+    client.synced.clear()
+    if isinstance(frame, str):
+        await client.ws.send_str(frame)
+    else:
+        await client.send_raw(frame)
+    with contextlib.suppress(ConnectionError):  # already closing: the close code tells
+        await client.send_raw(protocol.sync_step1(client.doc))
+    await async_wait_until(lambda: client.closed.is_set() or client.synced.is_set(), what="the frame's fate")
+    return client.close_code if client.closed.is_set() else None
+
+
+async def _core_fate(room: Room, frame: bytes) -> int | None:
+    """What the core does with `frame` in a copy of `room`: 1007 if it is malformed, else None."""
+    doc = Doc()
+    doc.apply_update(room.doc.get_update())
+    copy = Room("copy", room.path, room.kind, doc, None)
+    conn = Connection(MemoryTransport(), Participant("Fuzz", "", "editor"))
+    await copy.join(conn)
+    try:
+        await copy.receive(conn, frame)
+    except ProtocolError:
+        return 1007
+    return None
+
+
+async def test_each_bad_frame_over_the_wire_meets_its_fate_and_the_session_loses_nothing(live: Live) -> None:
+    async with live.client("README.md", name="Saver") as saver:
+        await saver.wait_synced()
+        saver.doc.get("source", type=Text).insert(0, "saved ")
+        await async_wait_until(lambda: (live.repo / "README.md").read_text().startswith("saved "), what="disk")
+    for what, (frame, expected) in BAD_FRAMES.items():
+        async with live.client("README.md", name="Fuzz") as client:
+            await client.wait_synced()
+            assert await _fate(client, frame) == expected, what
+    mutations = [bytearray(frame) for frame in valid_frames() * 3]
+    for i, bad in enumerate(mutations):
         bad[(i * 7) % len(bad)] ^= 0x5A
         async with live.client("README.md", name=f"F{i}") as client:
             await client.wait_synced()
-            await client.send_raw(bytes(bad))
-            await asyncio.sleep(0)
-    async with live.client("README.md") as good:
+            expected = await _core_fate(live.session.rooms[live.room("README.md")], bytes(bad))
+            assert await _fate(client, bytes(bad)) == expected, (i, bytes(bad))
+    async with live.client("README.md", name="Second") as good:  # a second client is served
         await good.wait_synced()
-        good.doc.get("source", type=Text).insert(0, "ok ")
-        await async_wait_until(lambda: (live.repo / "README.md").read_text().startswith("ok "), what="disk")
+        text = good.doc.get("source", type=Text)
+        assert str(text).startswith("saved ")
+        text.insert(0, "ok ")
+        await async_wait_until(lambda: (live.repo / "README.md").read_text().startswith("ok saved "), what="disk")
+        room = live.session.rooms[live.room("README.md")]
+        replay = Doc()  # and the session's log still holds every saved edit
+        for update in await live.session.store.updates(live.room("README.md")):
+            replay.apply_update(update)
+        assert str(replay.get("source", type=Text)) == str(room.doc.get("source", type=Text))
+        assert str(replay.get("source", type=Text)).startswith("ok saved ")
 
 
 async def test_api_paths_do_not_traverse(live: Live) -> None:

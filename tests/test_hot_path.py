@@ -4,6 +4,7 @@ order, a joiner gets the latest state, the log replays exactly, every editor is 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sqlite3
 from pathlib import Path
 
@@ -45,7 +46,7 @@ async def test_a_burst_reaches_every_reader_complete_and_in_order(live: Live) ->
                                    what="every reader has the burst")
             for states in seen:  # each update applied once, in the writer's order: the text only grows
                 assert len(states) == 2000
-                assert all(b.startswith(a) and len(b) == len(a) + 1 for a, b in zip(states, states[1:]))
+                assert all(b.startswith(a) and len(b) == len(a) + 1 for a, b in itertools.pairwise(states))
         finally:
             for r in readers:
                 await r.__aexit__(None, None, None)

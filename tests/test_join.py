@@ -36,7 +36,7 @@ class JoinProcess:
     def _read(stream: Any, lines: list[str]) -> None:
         with stream:
             for line in stream:  # one by one: a waiter sees each line as it arrives
-                lines.append(line)  # noqa: PERF402
+                lines.append(line)
 
     def wait_for(self, text: str, timeout: float = 30.0) -> str:
         """The next line of output that contains `text`."""

@@ -84,7 +84,7 @@ async def test_reader_that_stops_reading_is_closed_1013_while_healthy_readers_ge
         for _ in range(150):  # 15 MB through the room, at the pace of the healthy reader
             text.insert(0, chunk)
             expected = len(text)
-            await async_wait_until(lambda: len(healthy_text) == expected, timeout=30,
+            await async_wait_until(lambda expected=expected: len(healthy_text) == expected, timeout=30,
                                    what="the healthy reader receives every update")
         assert str(healthy_text) == str(text)
         assert healthy.close_code is None
@@ -121,11 +121,34 @@ async def test_a_peer_that_stops_answering_pings_is_dropped_while_one_that_answe
         await async_wait_until(lambda: "Frozen" not in names(), timeout=10, what="the frozen peer is dropped")
         assert await asyncio.wait_for(frozen_reader.read(), 10) is not None  # its socket was closed
         frozen_writer.close()
-        await asyncio.sleep(2.5)  # five more ping periods: the peer that answers stays
-        assert awake.close_code is None and "Awake" in names()
+        await five_pings_answered(live.ws("README.md", name="Counter"))  # five more ping periods
+        assert awake.close_code is None and "Awake" in names()  # the peer that answers stays
         writer.doc.get("source", type=Text).insert(0, "still here ")
         awake_text = awake.doc.get("source", type=Text)
         await async_wait_until(lambda: str(awake_text).startswith("still here "), what="an edit after the pings")
+
+
+async def five_pings_answered(url: str) -> None:
+    """Return once a peer at `url` that answers pings by hand has had five: a wait on the
+    server's own clock instead of a fixed sleep."""
+    import aiohttp
+
+    pings = 0
+
+    async def answer(ws: aiohttp.ClientWebSocketResponse) -> None:
+        nonlocal pings
+        async for msg in ws:
+            if msg.type is aiohttp.WSMsgType.PING:
+                await ws.pong(msg.data)
+                pings += 1
+
+    async with aiohttp.ClientSession() as http, http.ws_connect(url, autoping=False) as ws:
+        answering = asyncio.ensure_future(answer(ws))
+        try:
+            await async_wait_until(lambda: pings >= 5 or answering.done(), timeout=60, what="five pings")
+        finally:
+            answering.cancel()
+        assert pings >= 5, "the server dropped a peer that answered its pings"
 
 
 async def test_a_client_ping_is_answered(live: Live) -> None:

@@ -8,27 +8,22 @@ import pytest
 
 from gitrtc.merge.files import merge_file
 
-from .support import CORPUS
+from .corpus import nbdime_file, nbdime_triples
 
-NBDIME = CORPUS / "merge" / "nbdime"
-TRIPLES = sorted({p.name.split("--")[0] for p in NBDIME.glob("*--3.ipynb")}) if NBDIME.is_dir() else []
+TRIPLES = nbdime_triples()
 
 
-@pytest.mark.parametrize("name", TRIPLES or ["no-corpus"])
+@pytest.mark.parametrize("name", TRIPLES)
 def test_notebook_triples_conflict_as_nbdime_says_and_keep_both_sides(name: str) -> None:
-    if name == "no-corpus":
-        pytest.skip("the shared corpus (../shared/corpus) is not here")
-    base, local, remote = (NBDIME.joinpath(f"{name}--{i}.ipynb").read_bytes() for i in (1, 2, 3))
+    base, local, remote = (nbdime_file(f"{name}--{i}.ipynb") for i in (1, 2, 3))
     result = merge_file(f"{name}.ipynb", base, local, remote)
     assert result.conflicts  # every NAME--1/2/3 triple in nbdime's corpus is a conflict case
     json.loads(result.data)  # still a notebook: the owner can open and resolve it
 
 
 def test_notebook_clean_merge_takes_both_sides() -> None:
-    if not NBDIME.is_dir():
-        pytest.skip("the shared corpus (../shared/corpus) is not here")
-    base, local, remote = (NBDIME.joinpath(n).read_bytes()
-                           for n in ("multi_cell_nb.ipynb", "multi_cell_nb--local.ipynb", "multi_cell_nb--remote.ipynb"))
+    names = ("multi_cell_nb.ipynb", "multi_cell_nb--local.ipynb", "multi_cell_nb--remote.ipynb")
+    base, local, remote = (nbdime_file(n) for n in names)
     result = merge_file("nb.ipynb", base, local, remote)
     assert not result.conflicts
     def sources(data: bytes) -> set[str]:

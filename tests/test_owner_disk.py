@@ -60,7 +60,8 @@ async def test_deleted_file_is_reported_and_kept(live: Live) -> None:
         assert str(text) == "def f():\n    return 1\n"
         text.insert(0, "# back\n")
         restored = live.repo / "src/tool.py"
-        await async_wait_until(lambda: restored.is_file() and restored.read_text() == "# back\ndef f():\n    return 1\n",
+        want = "# back\ndef f():\n    return 1\n"
+        await async_wait_until(lambda: restored.is_file() and restored.read_text() == want,
                                what="restored by write-back, with the edit")
 
 
@@ -96,7 +97,7 @@ async def test_broken_notebook_saved_on_disk_changes_nothing(live: Live) -> None
 def test_a_file_slow_to_render_is_written_less_often() -> None:
     from gitrtc.disk import RENDER_DUTY, DiskSync, FileState
 
-    typing = dict(dirty=True, first_dirty=100.0, last_change=100.5, rendered_at=99.5)
+    typing = {"dirty": True, "first_dirty": 100.0, "last_change": 100.5, "rendered_at": 99.5}
     quick = FileState("small.md", "/r/small.md", render_seconds=0.001, **typing)
     sync = DiskSync(Path("/r"), lambda path: b"", lambda: True)
     assert sync._due(quick) == 100.75  # the quiet period after the last edit

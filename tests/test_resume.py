@@ -73,7 +73,8 @@ def test_branch_moved_while_no_session_ran_is_merged_not_reverted(tmp_path: Path
     first = RtcProcess(repo, ["README.md"])
     try:
         first.wait_ready()
-        asyncio.run(edit_stored(ws_url(first, "README.md", "Alice", "alice@example.org"), lambda t: t.insert(0, "Live ")))
+        url = ws_url(first, "README.md", "Alice", "alice@example.org")
+        asyncio.run(edit_stored(url, lambda t: t.insert(0, "Live ")))
     finally:
         first.kill()
     # meanwhile the owner commits a change of the same file on the branch (another clone)

@@ -56,7 +56,13 @@ async def test_viewer_cannot_edit_but_reads(live: Live) -> None:
         source(editor).insert(0, "ok ")
         await async_wait_until(lambda: str(source(viewer)).startswith("HACK ok ") or
                                str(source(viewer)).startswith("ok HACK "), what="viewer receives")
-        await asyncio.sleep(0.3)
+        # A barrier instead of a wait: the server had judged HACK (the denial came back) before
+        # a third client's marker, and forwards edits in the order it takes them, so HACK would
+        # reach the editor before the marker does.
+        async with live.client("README.md", name="Marker") as marker:
+            await marker.wait_synced()
+            source(marker).insert(len(source(marker)), "<marker>")
+            await async_wait_until(lambda: str(source(editor)).endswith("<marker>"), what="the marker")
         assert "HACK" not in str(source(editor))
         assert viewer.ws is not None and not viewer.ws.closed
     assert "HACK" not in str(live.session.rooms[live.room("README.md")].doc.get("source", type=Text))

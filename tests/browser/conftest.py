@@ -23,7 +23,9 @@ import pytest
 
 from ..support import ROOT, RtcProcess, make_repo, wait_until
 
-playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
+playwright_api = pytest.importorskip(
+    "playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')"
+)
 
 CHROMIUM = os.environ.get("GITRTC_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -13,12 +13,14 @@ from .conftest import Session, run_async
 
 NOTEBOOK = json.dumps({
     "cells": [
-        {"cell_type": "markdown", "id": "intro", "metadata": {}, "source": ["# Shared analysis\n", "\n", "Some *text*."]},
+        {"cell_type": "markdown", "id": "intro", "metadata": {},
+         "source": ["# Shared analysis\n", "\n", "Some *text*."]},
         {"cell_type": "code", "execution_count": 1, "id": "load", "metadata": {"tags": ["setup"]},
          "outputs": [{"name": "stdout", "output_type": "stream", "text": ["loaded\n"]}],
          "source": ["data = [1, 2, 3]\n", "print('loaded')"]},
         {"cell_type": "code", "execution_count": 2, "id": "total", "metadata": {},
-         "outputs": [{"data": {"text/plain": ["6"]}, "execution_count": 2, "metadata": {}, "output_type": "execute_result"}],
+         "outputs": [{"data": {"text/plain": ["6"]}, "execution_count": 2, "metadata": {},
+                      "output_type": "execute_result"}],
          "source": ["sum(data)"]},
         {"cell_type": "markdown", "id": "outro", "metadata": {}, "source": ["The end."]},
     ],

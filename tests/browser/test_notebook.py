@@ -37,8 +37,8 @@ def test_cell_operations_end_up_in_the_commit(start_session, people):
     # "total" becomes a Markdown cell
     page.select_option(".cell[data-cell-id=total] select.cell-type", "markdown")
     expect(page.locator(".cell[data-cell-id=total]")).to_have_attribute("data-cell-type", "markdown")
-    wait_for(page, lambda: [c["cell_type"] for c in snapshot(page, "analysis.ipynb")] == ["code", "code", "markdown", "markdown"],
-             "the type change")
+    types = ["code", "code", "markdown", "markdown"]
+    wait_for(page, lambda: [c["cell_type"] for c in snapshot(page, "analysis.ipynb")] == types, "the type change")
     wait_for(page, lambda: snapshot(page, "analysis.ipynb")[1]["source"] == "new_cell = True", "the typing")
 
     commit = session.stop("Rework the analysis")
