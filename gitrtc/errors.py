@@ -77,3 +77,17 @@ class SessionEndedError(RtcError):
 
 class UnknownInviteError(RtcError):
     """`rtc kick` named nobody who was invited (or `rtc invite` got no name)."""
+
+
+class UnsafePathError(PathError, OSError):
+    """A path would lead out of its folder (`..`, absolute, or a symbolic link): never followed.
+
+    Also an `OSError`, so code that reports a failed read or write refuses it as well;
+    `link` is True when the path itself is the symbolic link (git commits it as a link).
+    """
+
+    link = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.strerror = message

@@ -24,7 +24,7 @@ from typing import Any
 
 from pycrdt import Doc, Map
 
-from . import git
+from . import git, safefs
 from .disk import DiskSync, Stat, digest, file_stat
 from .documents import Codec, open_codec
 from .errors import (
@@ -34,11 +34,13 @@ from .errors import (
     StaleEpochError,
     StoreError,
     UnknownInviteError,
+    UnsafePathError,
     UnknownRoomError,
 )
 from .manifest import EPOCH, ROOM_NAME, FileEntry, Manifest
 from .origins import DiskLoad, DiskMerge, StoreReplay
 from .rooms import Connection, Room
+from .sessionfile import rtc_dir
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -161,7 +163,10 @@ class Session:
         for entry in self.manifest.files:
             original = self.originals[entry.room]
             try:
-                disk = await loop.run_in_executor(None, (self.info.workdir / entry.path).read_bytes)
+                disk = await loop.run_in_executor(None, safefs.read_file, self.info.workdir, entry.path)
+            except UnsafePathError as exc:
+                self.disk.linked(entry.path, exc)
+                continue
             except OSError:
                 disk = None
             if disk == original or disk is None:
@@ -495,11 +500,13 @@ class Session:
     async def _commit(self, message: str | None, onto_branch: str | None,
                       on_commit: Callable[[EndResult], Awaitable[None]] | None = None) -> EndResult:
         changes = await self.changed_files()
+        links = await self.disk.links()  # shared files that became symbolic links: committed as links
+        kept = await self._keep_linked({p: changes.pop(p) for p in links if p in changes})
         info = self.info
         branch = onto_branch or info.branch_name
-        if not changes:
-            return EndResult(None, branch, (), (), "nothing changed: no commit", True)
-        text = message or default_message(sorted(changes))
+        if not changes and not links:
+            return EndResult(None, branch, (), (), "nothing changed: no commit" + kept, True)
+        text = message or default_message(sorted({*changes, *links}))
         credits = await self.store.credits()
         try:
             repo = git.open_repo(info.workdir)
@@ -507,18 +514,31 @@ class Session:
                 ref = await asyncio.to_thread(git.create_branch, repo, onto_branch, info.head)
                 info = replace(info, branch=ref)
             done = await asyncio.to_thread(git.commit_session, repo, info, changes, text, credits,
-                                           onto_branch is None)
+                                           onto_branch is None, links)
         except CommitError as exc:
             return EndResult(None, branch, tuple(sorted(changes)), (), str(exc), False)
         if done.commit is None:
-            return EndResult(None, branch, (), (), "nothing changed against the branch: no commit", True)
+            return EndResult(None, branch, (), (), "nothing changed against the branch: no commit" + kept, True)
         result = EndResult(done.commit, branch, done.files, done.coauthors,
-                           f"1 commit on {branch} {done.commit[:7]}", True)
+                           f"1 commit on {branch} {done.commit[:7]}{kept}", True)
         if on_commit is not None:
             await on_commit(result)
         if onto_branch is None:
             await self._committed(done.commit, changes)
         return result
+
+    async def _keep_linked(self, versions: dict[str, bytes]) -> str:
+        """Save the session's version of files that became symbolic links (the commit
+        records the links) under `.git/rtc/linked-SESSION/`; what to add to the message."""
+        if not versions:
+            return ""
+        folder = rtc_dir(self.info.gitdir) / f"linked-{self.manifest.session}"
+        for path, data in versions.items():
+            await asyncio.to_thread(_save_aside, folder / path, data)
+            self.event(f"{path} is a symbolic link on disk: committed as a link; the session's version "
+                       f"is kept in {folder / path}")
+        return f" ({len(versions)} file(s) that became symbolic links committed as links; " \
+               f"the session's versions are kept in {folder})"
 
     async def _committed(self, commit: str, changes: dict[str, bytes]) -> None:
         """After a commit on the branch: it is the new base, and its content the new baseline."""
@@ -566,8 +586,9 @@ class Session:
 
 
 def _save_aside(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(data)
+    """Keep a copy of a file's bytes under `.git/rtc` (owner-only, like all of it)."""
+    safefs.private_dir(target.parent)
+    safefs.write_private(target, data)
 
 
 def default_message(paths: list[str]) -> str:
