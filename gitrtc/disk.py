@@ -59,11 +59,12 @@ def digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def atomic_write(path: Path, data: bytes) -> Stat:
-    """Replace `path` with `data` atomically, keeping its permission bits, never through a
-    link in its last component (`safefs.replace_file`); the new file's stat, taken before
-    it is in place, so a save by someone else right after is never mistaken for ours."""
-    return _stat(safefs.replace_file(path.parent, path.name, data))
+def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> Stat:
+    """Replace `path` with `data` atomically, keeping its permission bits (`mode` for a new
+    file: 0o600 for gitrtc's own files under `.git/rtc`), never through a link in its last
+    component (`safefs.replace_file`); the new file's stat, taken before it is in place, so
+    a save by someone else right after is never mistaken for ours."""
+    return _stat(safefs.replace_file(path.parent, path.name, data, mode))
 
 
 def _stat(st: os.stat_result) -> Stat:
@@ -84,8 +85,12 @@ def shared_stat(root: Path, path: str) -> Stat | None:
 
 def _poll(root: Path, paths: list[str]) -> list[Stat | None]:
     """(disk thread) `shared_stat` of every shared file, each folder opened once."""
+    try:
+        stats = safefs.lstat_all(root, paths)
+    except OSError:  # the folder itself is gone: every file is
+        return [None] * len(paths)
     out: list[Stat | None] = []
-    for st in safefs.lstat_all(root, paths):
+    for st in stats:
         if isinstance(st, UnsafePathError):
             out.append(THROUGH_LINK)
         else:
