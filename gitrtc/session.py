@@ -34,8 +34,8 @@ from .errors import (
     StaleEpochError,
     StoreError,
     UnknownInviteError,
-    UnsafePathError,
     UnknownRoomError,
+    UnsafePathError,
 )
 from .manifest import EPOCH, ROOM_NAME, FileEntry, Manifest
 from .origins import DiskLoad, DiskMerge, StoreReplay
@@ -537,8 +537,7 @@ class Session:
             await asyncio.to_thread(_save_aside, folder / path, data)
             self.event(f"{path} is a symbolic link on disk: committed as a link; the session's version "
                        f"is kept in {folder / path}")
-        return f" ({len(versions)} file(s) that became symbolic links committed as links; " \
-               f"the session's versions are kept in {folder})"
+        return f" ({len(versions)} file(s) became symbolic links: the session's versions are kept in {folder})"
 
     async def _committed(self, commit: str, changes: dict[str, bytes]) -> None:
         """After a commit on the branch: it is the new base, and its content the new baseline."""
