@@ -38,7 +38,7 @@ class SessionPanel:
         for entry in s.manifest.files[:MAX_FILE_ROWS]:
             state = s.disk.files.get(entry.path)
             label = state.label if state else "saved"
-            style = "red" if state and state.error else ("yellow" if label == "unsaved" else "green")
+            style = "red" if state and (state.error or state.linked) else ("yellow" if label == "unsaved" else "green")
             files.add_row(entry.path, entry.kind, Text(label, style=style))
         if len(s.manifest.files) > MAX_FILE_ROWS:
             files.add_row(f"… {len(s.manifest.files) - MAX_FILE_ROWS} more", "", "")
@@ -109,7 +109,7 @@ class MirrorPanel:
         for path in list(m.links)[:MAX_FILE_ROWS]:
             state = m.disk.files.get(path)
             label = state.label if state else "syncing"
-            files.add_row(path, Text(label, style="red" if state and state.error else "green"))
+            files.add_row(path, Text(label, style="red" if state and (state.error or state.linked) else "green"))
         if total > MAX_FILE_ROWS:
             files.add_row(f"… {total - MAX_FILE_ROWS} more", "")
         people = Table("who", "role", "in", box=None, header_style="dim")
