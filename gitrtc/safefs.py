@@ -129,19 +129,23 @@ def lstat_all(root: StrPath, rels: Sequence[str]) -> list[os.stat_result | None 
     opened[""] = os.open(root, _ROOT)
     try:
         for rel in rels:
-            try:
-                parts = _parts(rel)
-            except UnsafePathError as exc:
-                out.append(exc)
-                continue
-            folder = _folder_fd(opened, parts)
+            key, _, name = rel.rpartition("/")
+            if key in opened and name not in ("", ".", "..") and not rel.startswith("/"):
+                folder = opened[key]  # the usual case: a folder already opened in this poll
+            else:
+                try:
+                    parts = _parts(rel)
+                except UnsafePathError as exc:
+                    out.append(exc)
+                    continue
+                folder = _folder_fd(opened, parts)
             if isinstance(folder, str):
                 out.append(UnsafePathError(f"{rel} is in {folder}, a symbolic link now (not followed)"))
             elif folder is None:
                 out.append(None)  # a folder on the way is gone
             else:
                 try:
-                    out.append(os.stat(parts[-1], dir_fd=folder, follow_symlinks=False))
+                    out.append(os.stat(name, dir_fd=folder, follow_symlinks=False))
                 except OSError:
                     out.append(None)  # gone, or unreadable: as a missing file
     finally:

@@ -185,3 +185,31 @@ async def test_a_link_brought_by_a_fast_forward_is_not_followed_nor_replaced(liv
     assert (live.repo / "README.md").is_symlink() and secret.read_text() == "TOP SECRET\n"
     kept = live.repo / ".git" / "rtc" / f"linked-{live.session.manifest.session}" / "README.md"
     assert kept.read_text() == "Edited. # Project\n\nHello world.\n"
+
+
+def test_safefs_refuses_every_way_out_of_its_folder(tmp_path: Path) -> None:
+    from gitrtc import safefs
+    from gitrtc.errors import UnsafePathError
+
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    (root / "d").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "f").write_text("outside\n")
+    (root / "d" / "f").write_text("inside\n")
+    os.symlink(outside, root / "ld")
+    os.symlink(outside / "f", root / "lf")
+    os.mkfifo(root / "fifo")
+    for rel in ("../outside/f", "/etc/passwd", "d/../lf", "d//f", "ld/f", "lf"):
+        with pytest.raises(UnsafePathError):
+            safefs.read_file(root, rel)
+        with pytest.raises(UnsafePathError):
+            safefs.replace_file(root, rel, b"x")
+    with pytest.raises(OSError):
+        safefs.read_file(root, "fifo")  # refused at once, not a hang
+    assert safefs.read_file(root, "d/f") == b"inside\n"
+    assert safefs.readlink(root, "lf") == str(outside / "f") and safefs.readlink(root, "d/f") is None
+    stats = safefs.lstat_all(root, ["d/f", "lf", "ld/f", "gone/f", "/d/f"])
+    assert [type(s).__name__ for s in stats] == ["stat_result", "stat_result", "UnsafePathError", "NoneType",
+                                                 "UnsafePathError"]
+    assert stat.S_ISLNK(stats[1].st_mode)  # the link's own stat, never its target's
+    assert files_in(outside) == {"f": b"outside\n"} and sorted(os.listdir(root)) == ["d", "fifo", "ld", "lf"]
