@@ -228,7 +228,7 @@ class DiskSync:
         try:
             data = await asyncio.get_running_loop().run_in_executor(_DISK, safefs.read_file, self.workdir, path)
         except UnsafePathError as exc:
-            self.linked(path, exc)
+            self.mark_linked(path, exc)
             return
         except OSError as exc:
             self._on_event(f"{path}: cannot read the changed file ({exc.strerror})")
@@ -243,7 +243,7 @@ class DiskSync:
             await self._on_disk_change(path, data, base)
         self._on_synced(path, data)
 
-    def linked(self, path: str, exc: UnsafePathError) -> None:
+    def mark_linked(self, path: str, exc: UnsafePathError) -> None:
         """`path` is (or is under) a symbolic link now: report it once and freeze it."""
         state = self.files[path]
         if state.linked is None:
@@ -342,7 +342,7 @@ class DiskSync:
                                                      state.seen, check)
             except UnsafePathError as exc:
                 state.dirty = True
-                self.linked(path, exc)
+                self.mark_linked(path, exc)
                 return
             except OSError as exc:
                 state.dirty = True

@@ -165,7 +165,7 @@ class Session:
             try:
                 disk = await loop.run_in_executor(None, safefs.read_file, self.info.workdir, entry.path)
             except UnsafePathError as exc:
-                self.disk.linked(entry.path, exc)
+                self.disk.mark_linked(entry.path, exc)
                 continue
             except OSError:
                 disk = None

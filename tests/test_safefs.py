@@ -213,3 +213,25 @@ def test_safefs_refuses_every_way_out_of_its_folder(tmp_path: Path) -> None:
                                                  "UnsafePathError"]
     assert stat.S_ISLNK(stats[1].st_mode)  # the link's own stat, never its target's
     assert files_in(outside) == {"f": b"outside\n"} and sorted(os.listdir(root)) == ["d", "fifo", "ld", "lf"]
+
+
+async def test_a_link_replaced_by_a_file_again_is_merged_and_written_back(live: Live, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP SECRET\n")
+    readme = live.repo / "README.md"
+    async with live.client("README.md") as editor:
+        await editor.wait_synced()
+        text = editor.doc.get("source", type=Text)
+        readme.unlink()
+        os.symlink(secret, readme)
+        await async_wait_until(lambda: reported(live) or "TOP SECRET" in str(text), what="the link to be noticed")
+        assert "TOP SECRET" not in str(text)
+        text.insert(len(text), "Typed while frozen.\n")
+        readme.unlink()
+        readme.write_text("# Owner's title\n\nHello world.\n")  # the owner puts a file back
+        expected = "# Owner's title\n\nHello world.\nTyped while frozen.\n"
+        await async_wait_until(lambda: str(text) == expected, what="the file merged into the session")
+        await async_wait_until(lambda: readme.read_text() == expected, what="write-back resumed")
+        assert any("README.md: it is a regular file again: no longer frozen" in e for e in live.session.events)
+        assert live.session.disk.files["README.md"].label == "saved"
+    assert secret.read_text() == "TOP SECRET\n"
