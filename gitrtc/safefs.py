@@ -43,7 +43,8 @@ def _parts(rel: str) -> list[str]:
     return parts
 
 
-def _linked(rel: str, name: str, parts: Sequence[str], index: int) -> UnsafePathError:
+def _linked(rel: str, parts: Sequence[str], index: int) -> UnsafePathError:
+    """The error for `rel` whose component `index` is a symbolic link."""
     if index == len(parts) - 1:
         exc = UnsafePathError(f"{rel} is a symbolic link now (not followed)")
         exc.link = True
@@ -70,7 +71,7 @@ def _open_parent(root: StrPath, rel: str) -> tuple[int, str, list[str]]:
                 child = os.open(name, _DIR, dir_fd=fd)
             except OSError as exc:
                 if exc.errno in (errno.ENOTDIR, errno.ELOOP) and _is_link(fd, name):
-                    raise _linked(rel, name, parts, index) from None
+                    raise _linked(rel, parts, index) from None
                 raise
             os.close(fd)
             fd = child
@@ -88,7 +89,7 @@ def read_file(root: StrPath, rel: str) -> bytes:
             fd = os.open(name, _READ, dir_fd=folder)
         except OSError as exc:
             if exc.errno == errno.ELOOP and _is_link(folder, name):
-                raise _linked(rel, name, parts, len(parts) - 1) from None
+                raise _linked(rel, parts, len(parts) - 1) from None
             raise
     finally:
         os.close(folder)
@@ -201,7 +202,7 @@ def replace_file(root: StrPath, rel: str, data: bytes, mode: int = 0o644) -> os.
             pass
         else:
             if stat.S_ISLNK(old.st_mode):
-                raise _linked(rel, name, parts, len(parts) - 1)
+                raise _linked(rel, parts, len(parts) - 1)
             mode = stat.S_IMODE(old.st_mode)
         tmp, fd = _temporary(folder, name)
         try:
