@@ -13,9 +13,9 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from . import git
+from . import git, safefs
 from .disk import DiskSync, Stat, file_stat
-from .errors import DocumentError
+from .errors import DocumentError, UnsafePathError
 from .limits import Limits
 from .manifest import Manifest
 from .origins import DiskMerge, dirties_disk
@@ -94,7 +94,10 @@ class DiskBridge:
         for entry in self.manifest.files:
             original = self.registry.originals[entry.room]
             try:
-                disk = await loop.run_in_executor(None, (self.info.workdir / entry.path).read_bytes)
+                disk = await loop.run_in_executor(None, safefs.read_file, self.info.workdir, entry.path)
+            except UnsafePathError as exc:
+                self.disk.mark_linked(entry.path, exc)
+                continue
             except OSError:
                 disk = None
             if disk == original or disk is None:
@@ -110,7 +113,7 @@ class DiskBridge:
                 await self.merge(entry.path, disk, original)
             else:
                 aside = self.store.path.parent / "disk-at-resume" / entry.path
-                await loop.run_in_executor(None, _save_aside, aside, disk)
+                await loop.run_in_executor(None, save_aside, aside, disk)
                 self.disk.changed(entry.path)
                 self._event(f"{entry.path} changed on disk while no session ran: the session's version "
                             f"is kept, the disk's is saved as {aside}")
@@ -122,6 +125,7 @@ class DiskBridge:
         await self.disk.flush()
 
 
-def _save_aside(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(data)
+def save_aside(target: Path, data: bytes) -> None:
+    """Keep a copy of a file's bytes under `.git/rtc` (owner-only, like all of it)."""
+    safefs.private_dir(target.parent)
+    safefs.write_private(target, data)

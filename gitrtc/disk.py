@@ -12,6 +12,11 @@ or read. A real out-of-band change (another editor, `git checkout -- file`, a fo
 is handed to `on_disk_change` with the last bytes both sides agreed on, so it can merge
 it three-way into the document as CRDT operations. A deleted file is
 reported and kept; the next write-back restores it.
+
+Shared paths are read, stat'ed and written through `safefs`, never through a symbolic
+link: a file (or a folder above it) that becomes a link is reported and frozen — not read,
+not written, its state `frozen: …` — until it is a regular file again (then merged like any
+save); the end commit records such a file as the link itself (`links`).
 """
 
 from __future__ import annotations
@@ -20,12 +25,14 @@ import asyncio
 import hashlib
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from . import safefs
+from .errors import UnsafePathError
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +50,8 @@ _DISK = ThreadPoolExecutor(max_workers=2, thread_name_prefix="rtc-disk")
 WRITERS = 2
 
 Stat = tuple[int, int, int]
+#: The poll's value for a file whose folder became a symbolic link (never a real stat).
+THROUGH_LINK: Stat = (-1, -1, -1)
 
 
 def digest(data: bytes) -> str:
@@ -50,30 +59,43 @@ def digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def atomic_write(path: Path, data: bytes) -> Stat:
-    """Replace `path` with `data` atomically, keeping its permission bits; the new file's
-    stat, taken before it is in place, so a save by someone else right after is never
-    mistaken for ours."""
-    try:
-        mode = path.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        mode = 0o644
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".rtc-tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-            os.chmod(tmp, mode)
-            st = os.fstat(out.fileno())  # a rename keeps inode, size and mtime
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> Stat:
+    """Replace `path` with `data` atomically, keeping its permission bits (`mode` for a new
+    file: 0o600 for gitrtc's own files under `.git/rtc`), never through a link in its last
+    component (`safefs.replace_file`); the new file's stat, taken before it is in place, so
+    a save by someone else right after is never mistaken for ours."""
+    return _stat(safefs.replace_file(path.parent, path.name, data, mode))
+
+
+def _stat(st: os.stat_result) -> Stat:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def shared_stat(root: Path, path: str) -> Stat | None:
+    """(mtime_ns, size, inode) of shared file `path` itself (a link's own, not its
+    target's), `THROUGH_LINK` when a folder above it is a link, None if it is gone."""
+    try:
+        st = safefs.lstat(root, path)
+    except UnsafePathError:
+        return THROUGH_LINK
+    except OSError:
+        return None
+    return None if st is None else _stat(st)
+
+
+def _poll(root: Path, paths: list[str]) -> list[Stat | None]:
+    """(disk thread) `shared_stat` of every shared file, each folder opened once."""
+    try:
+        stats = safefs.lstat_all(root, paths)
+    except OSError:  # the folder itself is gone: every file is
+        return [None] * len(paths)
+    out: list[Stat | None] = []
+    for st in stats:
+        if isinstance(st, UnsafePathError):
+            out.append(THROUGH_LINK)
+        else:
+            out.append(None if st is None else _stat(st))
+    return out
 
 
 def file_stat(abspath: str) -> Stat | None:
@@ -92,17 +114,18 @@ class _WriteOutcome:
     stat: Stat | None = None  # the file's stat once written
 
 
-def _write_back(abspath: str, data: bytes, written: str | None, seen: Stat | None, check: bool) -> _WriteOutcome:
+def _write_back(root: Path, path: str, data: bytes, written: str | None, seen: Stat | None,
+                check: bool) -> _WriteOutcome:
     """(disk thread) Write `data` unless the file changed since `seen` (with `check`: it
     must be merged first) or already holds it; one trip to the thread per write-back."""
     if check:
-        now = file_stat(abspath)
+        now = shared_stat(root, path)
         if now is not None and now != seen:
             return _WriteOutcome(changed_on_disk=now)
     new = digest(data)
     if new == written:
         return _WriteOutcome()
-    return _WriteOutcome(written=new, stat=atomic_write(Path(abspath), data))
+    return _WriteOutcome(written=new, stat=_stat(safefs.replace_file(root, path, data)))
 
 
 @dataclass(slots=True)
@@ -115,6 +138,7 @@ class FileState:
     seen: Stat | None = None  # (mtime_ns, size, inode) at the last look
     synced: bytes | None = field(default=None, repr=False)  # last bytes disk and document agreed on
     missing: bool = False
+    linked: str | None = None  # why the file is frozen: it or a folder above it is a symbolic link
     dirty: bool = False
     error: str | None = None
     first_dirty: float = 0.0
@@ -126,7 +150,9 @@ class FileState:
 
     @property
     def label(self) -> str:
-        """saved / unsaved / the error."""
+        """saved / unsaved / frozen / the error."""
+        if self.linked:
+            return f"frozen: {self.linked}"
         if self.error:
             return f"not saved: {self.error}"
         return "unsaved" if self.dirty else "saved"
@@ -165,7 +191,8 @@ class DiskSync:
     def track(self, path: str, on_disk: bytes) -> None:
         """Start tracking a file whose current disk content is `on_disk`."""
         abspath = os.path.join(self.workdir, path)
-        self.files[path] = FileState(path, abspath, written=digest(on_disk), seen=file_stat(abspath), synced=on_disk)
+        self.files[path] = FileState(path, abspath, written=digest(on_disk), seen=shared_stat(self.workdir, path),
+                                     synced=on_disk)
 
     async def watch(self, interval: float = 0.5) -> None:
         """Poll the shared files forever, merging out-of-band changes (run as a task)."""
@@ -178,8 +205,7 @@ class DiskSync:
         if not self._branch_ok():
             return
         paths = list(self.files)
-        targets = [state.abspath for state in self.files.values()]
-        stats = await asyncio.get_running_loop().run_in_executor(_DISK, lambda: [file_stat(t) for t in targets])
+        stats = await asyncio.get_running_loop().run_in_executor(_DISK, _poll, self.workdir, paths)
         for path, stat in zip(paths, stats):
             if stat == self.files[path].seen:
                 continue  # the common case, without a coroutine per file
@@ -195,6 +221,7 @@ class DiskSync:
             return
         state.seen = stat
         if stat is None:
+            self._unlinked(state, "the symbolic link was removed")
             if not state.missing:
                 state.missing = True
                 state.written = None
@@ -204,10 +231,14 @@ class DiskSync:
         if own_write_pending and state.task is not None and not state.task.done():
             return  # our own write in progress; it checks the disk before writing
         try:
-            data = await asyncio.get_running_loop().run_in_executor(_DISK, (self.workdir / path).read_bytes)
+            data = await asyncio.get_running_loop().run_in_executor(_DISK, safefs.read_file, self.workdir, path)
+        except UnsafePathError as exc:
+            self.mark_linked(path, exc)
+            return
         except OSError as exc:
             self._on_event(f"{path}: cannot read the changed file ({exc.strerror})")
             return
+        self._unlinked(state, "it is a regular file again")
         new = digest(data)
         if new == state.written:
             return
@@ -216,6 +247,41 @@ class DiskSync:
         if self._on_disk_change is not None:
             await self._on_disk_change(path, data, base)
         self._on_synced(path, data)
+
+    def mark_linked(self, path: str, exc: UnsafePathError) -> None:
+        """`path` is (or is under) a symbolic link now: report it once and freeze it."""
+        state = self.files[path]
+        if state.linked is None:
+            state.linked = str(exc)
+            what = "committed as a link" if exc.link else "committed with the session's version"
+            self._on_event(f"{exc}: frozen — not read, not written, {what}; your edits stay in the session")
+
+    def _unlinked(self, state: FileState, why: str) -> None:
+        if state.linked is not None:
+            state.linked = None
+            self._on_event(f"{state.path}: {why}: no longer frozen")
+            if state.dirty:
+                self.changed(state.path)  # edits made while frozen are written now
+
+    async def links(self) -> dict[str, str]:
+        """Path → link text of the frozen files that are themselves symbolic links now
+        (what the end commit records for them, as git would)."""
+        frozen = [state.path for state in self.files.values() if state.linked is not None]
+        if not frozen:
+            return {}
+
+        def read() -> dict[str, str]:
+            out = {}
+            for path in frozen:
+                try:
+                    text = safefs.readlink(self.workdir, path)
+                except OSError:
+                    continue  # a folder above is the link, or it is gone: not a link to commit
+                if text is not None:
+                    out[path] = text
+            return out
+
+        return await asyncio.get_running_loop().run_in_executor(_DISK, read)
 
     def changed(self, path: str) -> None:
         """The document of `path` changed: write it soon.
@@ -264,6 +330,9 @@ class DiskSync:
         if self.frozen:
             self.frozen = False
             self._on_event("back on the session's branch: write-back resumed")
+        if state.linked is not None:
+            state.dirty = True  # frozen: written once the path is a regular file again
+            return
         state.dirty = False
         loop = asyncio.get_running_loop()
         check = True
@@ -273,8 +342,12 @@ class DiskSync:
             state.render_seconds = time.perf_counter() - started
             state.rendered_at = loop.time()
             try:
-                outcome = await loop.run_in_executor(_DISK, _write_back, state.abspath, data, state.written,
+                outcome = await loop.run_in_executor(_DISK, _write_back, self.workdir, path, data, state.written,
                                                      state.seen, check)
+            except UnsafePathError as exc:
+                state.dirty = True
+                self.mark_linked(path, exc)
+                return
             except OSError as exc:
                 state.dirty = True
                 state.error = exc.strerror or str(exc)
@@ -284,6 +357,9 @@ class DiskSync:
                 break
             # a save that happened since the last poll is merged first, never overwritten
             await self._check(path, outcome.changed_on_disk, own_write_pending=False)
+            if state.linked is not None:
+                state.dirty = True
+                return
             check = False
         if outcome.written is None:  # the file already holds these bytes
             state.error = None

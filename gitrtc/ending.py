@@ -15,12 +15,13 @@ from dataclasses import dataclass, replace
 from pycrdt import Map
 
 from . import git
-from .bridge import DiskBridge
+from .bridge import DiskBridge, save_aside
 from .disk import digest
 from .errors import CommitError, RestartingError, SessionEndedError, StoreError
 from .manifest import Manifest
 from .origins import ServerEdit
 from .registry import RoomRegistry
+from .sessionfile import rtc_dir
 from .store import Store
 from .supervisor import Supervisor
 
@@ -135,11 +136,13 @@ class Ending:
     async def _commit(self, message: str | None, onto_branch: str | None,
                       on_commit: OnCommit | None = None) -> EndResult:
         changes = await self.changed_files()
+        links = await self.bridge.disk.links()  # shared files that became symbolic links: committed as links
+        kept = await self._keep_linked({p: changes.pop(p) for p in links if p in changes})
         info = self.info
         branch = onto_branch or info.branch_name
-        if not changes:
-            return EndResult(None, branch, (), (), "nothing changed: no commit", True)
-        text = message or default_message(sorted(changes))
+        if not changes and not links:
+            return EndResult(None, branch, (), (), "nothing changed: no commit" + kept, True)
+        text = message or default_message(sorted({*changes, *links}))
         credits = await self.store.credits()
         try:
             repo = git.open_repo(info.workdir)
@@ -147,18 +150,30 @@ class Ending:
                 ref = await asyncio.to_thread(git.create_branch, repo, onto_branch, info.head)
                 info = replace(info, branch=ref)
             done = await asyncio.to_thread(git.commit_session, repo, info, changes, text, credits,
-                                           onto_branch is None)
+                                           onto_branch is None, links)
         except CommitError as exc:
             return EndResult(None, branch, tuple(sorted(changes)), (), str(exc), False)
         if done.commit is None:
-            return EndResult(None, branch, (), (), "nothing changed against the branch: no commit", True)
+            return EndResult(None, branch, (), (), "nothing changed against the branch: no commit" + kept, True)
         result = EndResult(done.commit, branch, done.files, done.coauthors,
-                           f"1 commit on {branch} {done.commit[:7]}", True)
+                           f"1 commit on {branch} {done.commit[:7]}{kept}", True)
         if on_commit is not None:
             await on_commit(result)
         if onto_branch is None:
             await self._committed(done.commit, changes)
         return result
+
+    async def _keep_linked(self, versions: dict[str, bytes]) -> str:
+        """Save the session's version of files that became symbolic links (the commit
+        records the links) under `.git/rtc/linked-SESSION/`; what to add to the message."""
+        if not versions:
+            return ""
+        folder = rtc_dir(self.info.gitdir) / f"linked-{self.manifest.session}"
+        for path, data in versions.items():
+            await asyncio.to_thread(save_aside, folder / path, data)
+            self._event(f"{path} is a symbolic link on disk: committed as a link; the session's version "
+                       f"is kept in {folder / path}")
+        return f" ({len(versions)} file(s) became symbolic links: the session's versions are kept in {folder})"
 
     async def _committed(self, commit: str, changes: dict[str, bytes]) -> None:
         """After a commit on the branch: it is the new base, and its content the new baseline."""

@@ -166,3 +166,18 @@ class RestartingError(RtcError):
 
     http_status = 503
     close_code = CLOSE_CODES["RESTART"]
+
+
+
+class UnsafePathError(PathError, OSError):
+    """A path would lead out of its folder (`..`, absolute, or a symbolic link): never followed.
+
+    Also an `OSError`, so code that reports a failed read or write refuses it as well;
+    `link` is True when the path itself is the symbolic link (git commits it as a link).
+    """
+
+    link = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.strerror = message

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 import pygit2
 
-from .disk import atomic_write
-from .errors import BranchMovedError, CommitError, PathError, RepositoryError
+from . import safefs
+from .errors import BranchMovedError, CommitError, PathError, RepositoryError, UnsafePathError
 from .gitpack import store_blobs
 
 
@@ -128,15 +129,6 @@ def _inside(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
-def check_under_workdir(repo: RepoInfo, rel: str) -> Path:
-    """The absolute path of a shared file, refusing one that now leads out of the repo."""
-    target = repo.workdir / rel
-    real = target.resolve()
-    if not _inside(real, repo.workdir) or _inside(real, repo.gitdir):
-        raise PathError(f"{rel}: now leads outside the repository (a symlink?)")
-    return target
-
-
 def blob_at(repo: pygit2.Repository, commit: str, path: str) -> bytes | None:
     """The bytes of `path` in `commit`, or None if it is not there."""
     return blob_in(repo[commit].peel(pygit2.Tree), path)
@@ -158,6 +150,7 @@ def commit_session(
     message: str,
     coauthors: list[tuple[str, str]],
     update_worktree: bool = True,
+    links: dict[str, str] | None = None,
 ) -> CommitResult:
     """Make the one commit of a session on its branch, compare-and-swap.
 
@@ -168,6 +161,8 @@ def commit_session(
     `BranchMovedError` without committing. With `update_worktree`, the index entries of
     committed paths are updated (only those) so `git status` is clean for them, and
     merged files still holding the session's bytes on disk get the merged bytes.
+    `links` maps shared paths that became symbolic links to their link text: they are
+    committed as links (mode 120000), as git would, never as their target.
     """
     ref = repo.references.get(info.branch)
     if ref is None:
@@ -197,12 +192,14 @@ def commit_session(
             )
     tip_tree = tip.tree
     changed = {p: data for p, data in changes.items() if blob_in(tip_tree, p) != data}
-    if not changed:
+    linked = _changed_links(repo, tip_tree, links or {})
+    if not changed and not linked:
         return CommitResult(None, info.branch_name, (), (), str(tip.id))
     paths = sorted(changed)
     blobs = store_blobs(repo, [changed[path] for path in paths])
     entries = {path: pygit2.IndexEntry(path, oid, _mode_for(tip_tree, info.workdir, path))
                for path, oid in zip(paths, blobs)}
+    entries.update(linked)
     tree = _tree_with(repo, tip_tree, {p: (e.id, e.mode) for p, e in entries.items()})
     name, email = owner_identity(repo)
     author = pygit2.Signature(name, email)
@@ -218,7 +215,23 @@ def commit_session(
         _write_merged(info.workdir, {p: changed[p] for p in merged if p in changed}, session_bytes)
         _update_index(repo, entries)
     credited = tuple(format_coauthor(n, e) for n, e in coauthors if e.lower() != email.lower())
-    return CommitResult(str(oid), info.branch_name, tuple(sorted(changed)), credited, str(tip.id))
+    return CommitResult(str(oid), info.branch_name, tuple(sorted(entries)), credited, str(tip.id))
+
+
+def _changed_links(repo: pygit2.Repository, tree: pygit2.Tree,
+                   links: dict[str, str]) -> dict[str, pygit2.IndexEntry]:
+    """Index entries (mode 120000, blob = the link text) of the links `tree` lacks."""
+    out = {}
+    for path, text in links.items():
+        oid = repo.create_blob(os.fsencode(text))
+        try:
+            entry = tree[path]
+            if entry.filemode == pygit2.enums.FileMode.LINK and entry.id == oid:
+                continue
+        except KeyError:
+            pass
+        out[path] = pygit2.IndexEntry(path, oid, pygit2.enums.FileMode.LINK)
+    return out
 
 
 def create_branch(repo: pygit2.Repository, name: str, commit: str) -> str:
@@ -235,13 +248,16 @@ def create_branch(repo: pygit2.Repository, name: str, commit: str) -> str:
 def _write_merged(workdir: Path, merged: dict[str, bytes], session: dict[str, bytes]) -> None:
     """Put merged results in the work tree where the file still holds the session's bytes."""
     for path, data in merged.items():
-        target = workdir / path
         try:
-            if target.read_bytes() != session[path]:
-                continue  # the owner changed it since: leave their file alone
-        except OSError:
+            current = safefs.read_file(workdir, path)
+        except OSError:  # gone, unreadable, or a symbolic link now (`UnsafePathError`)
             continue
-        atomic_write(target, data)
+        if current != session[path]:
+            continue  # the owner changed it since: leave their file alone
+        try:
+            safefs.replace_file(workdir, path, data)
+        except UnsafePathError:
+            continue  # it became a symbolic link meanwhile: never written through
 
 
 def _tree_with(repo: pygit2.Repository, base: pygit2.Tree | None,
@@ -273,11 +289,11 @@ def _mode_for(tree: pygit2.Tree, workdir: Path, path: str) -> int:
         return tree[path].filemode
     except KeyError:
         pass
-    disk_path = workdir / path
     try:
-        executable = os.access(disk_path, os.X_OK) and disk_path.is_file()
+        st = safefs.lstat(workdir, path)  # a link's own mode, never its target's
     except OSError:
-        executable = False
+        st = None
+    executable = st is not None and stat.S_ISREG(st.st_mode) and bool(st.st_mode & 0o100)
     return pygit2.enums.FileMode.BLOB_EXECUTABLE if executable else pygit2.enums.FileMode.BLOB
 
 

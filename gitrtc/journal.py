@@ -63,8 +63,9 @@ class Journal:
 
     def open(self) -> list[tuple[int, bytes]]:
         """Open (creating if needed); the records already there, a torn end cut off."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
         try:
+            os.fchmod(fd, 0o600)  # owner-only whatever the umask, like all of .git/rtc
             with os.fdopen(os.dup(fd), "rb") as existing:
                 data = existing.read()
             records, intact = decode(data)

@@ -16,9 +16,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from . import git
+from . import git, safefs
 from .documents import open_codec
-from .errors import NotShareableError, SessionRunningError, StoreError
+from .errors import NotShareableError, SessionRunningError, StoreError, UnsafePathError
 from .limits import DEFAULT, Limits
 from .manifest import FileEntry, Manifest
 from .session import Session, store_path
@@ -66,7 +66,9 @@ class Launch:
 
 def acquire_lock(gitdir: Path) -> IO[str]:
     """Take the repository's session lock, or raise `SessionRunningError`."""
-    rtc_dir(gitdir).mkdir(parents=True, exist_ok=True)
+    for folder in (rtc_dir(gitdir), rtc_dir(gitdir) / "sessions"):
+        safefs.private_dir(folder)  # owner-only, whatever the umask: the stores hold the tokens
+    safefs.private_file(rtc_dir(gitdir) / "lock")
     handle = open(rtc_dir(gitdir) / "lock", "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -164,12 +166,12 @@ async def _start(session: Session) -> None:
 
 
 def _read_shareable(info: git.RepoInfo, path: str) -> bytes:
-    target = info.workdir / path
-    if target.is_symlink():
-        raise NotShareableError("a symbolic link (links are not shared)")
-    git.check_under_workdir(info, path)
+    """The file's bytes, read without following a symbolic link (`safefs`)."""
     try:
-        return target.read_bytes()
+        return safefs.read_file(info.workdir, path)
+    except UnsafePathError as exc:
+        raise NotShareableError("a symbolic link (links are not shared)" if exc.link
+                                else "in a folder that is a symbolic link (not followed)") from exc
     except OSError as exc:
         raise NotShareableError(f"cannot be read: {exc.strerror}") from exc
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pycrdt import Doc
 
+from . import safefs
 from .documents import open_codec
 from .errors import NotShareableError, StoreError
 from .manifest import Manifest
@@ -61,5 +62,5 @@ async def write_patch(store_file: Path, target: Path) -> bool:
         await store.close()
     if not changes:
         return False
-    await asyncio.to_thread(target.write_text, unified_patch(changes))
+    await asyncio.to_thread(safefs.write_private, target, unified_patch(changes).encode())
     return True

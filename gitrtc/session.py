@@ -234,7 +234,7 @@ class Session:
         for entry in self.manifest.files:
             state = states.get(entry.path)
             files.append(FileView(entry.path, entry.kind, state.label if state else "saved",
-                                  bool(state and state.error)))
+                                  bool(state and (state.error or state.linked))))
         m = self.manifest
         return SessionSnapshot(
             session=m.session, branch=self.info.branch_name, url=self.url, readonly_url=self.readonly_url,

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import safefs
 from .errors import StoreError
 from .journal import Journal, encode
 from .limits import DEFAULT, Limits
@@ -194,8 +195,16 @@ class Store:
         self._checkpointer = asyncio.get_running_loop().create_task(self._checkpoint_loop())
 
     def _open_sync(self) -> None:
+        try:  # owner-only, whatever the umask: the manifest holds the tokens
+            safefs.private_dir(self.path.parent)
+            safefs.private_file(self.path)  # SQLite gives -wal and -shm the database's mode
+            for end in ("-wal", "-shm"):
+                left = self.path.with_name(self.path.name + end)
+                if left.exists():
+                    os.chmod(left, 0o600)  # made by an older gitrtc
+        except OSError as exc:
+            raise StoreError(f"cannot create the session store {self.path}: {exc}") from exc
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             # a page freed by a commit goes back to the file system at that commit (stores
             # made before keep incremental mode: the mode is set when a database is made)
@@ -224,9 +233,8 @@ class Store:
         stray = [r for r in records if r[0] not in known]
         if stray:  # power loss lost a room's first commit: never guess which room they belong to
             aside = self._journal.path.with_name(self._journal.path.name + ".unknown-rooms")
-            with open(aside, "ab") as out:
-                for room_id, update in stray:
-                    out.write(encode(room_id, [update]))
+            safefs.write_private(aside, b"".join(encode(room_id, [update]) for room_id, update in stray),
+                                 append=True)
             log.warning("%d journaled updates of rooms the store does not know are kept in %s",
                         len(stray), aside)
         self._journaled = [(room_id, [update]) for room_id, update in records if room_id in known]

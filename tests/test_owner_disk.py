@@ -10,6 +10,7 @@ import pytest
 from pycrdt import Text
 
 from gitrtc import disk as disk_module
+from gitrtc import safefs
 from gitrtc.limits import Limits
 
 from .conftest import Live, live_session
@@ -134,14 +135,14 @@ async def test_a_save_right_after_a_write_back_is_merged_not_missed(
         def __getattr__(self, name: str) -> object:
             return getattr(os, name)
 
-        def replace(self, src: str, dst: str | os.PathLike[str]) -> None:
-            os.replace(src, dst)
-            if Path(dst) == target and not saved:
+        def replace(self, src: str, dst: str, **dir_fds: int) -> None:
+            os.replace(src, dst, **dir_fds)  # a name in the folder's descriptor (safefs)
+            if dst == target.name and not saved:
                 saved.append(target.read_text() + "Saved by an editor.\n")
                 with open(target, "w") as out:  # in place, as many editors save
                     out.write(saved[0])
 
-    monkeypatch.setattr(disk_module, "os", EditorAfterRename())
+    monkeypatch.setattr(safefs, "os", EditorAfterRename())
     async with live.client("README.md") as client:
         await client.wait_synced()
         text = client.doc.get("source", type=Text)

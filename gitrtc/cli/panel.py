@@ -107,7 +107,7 @@ class MirrorPanel:
         for path in list(m.links)[:MAX_FILE_ROWS]:
             state = m.disk.files.get(path)
             label = state.label if state else "syncing"
-            files.add_row(path, Text(label, style="red" if state and state.error else "green"))
+            files.add_row(path, Text(label, style="red" if state and (state.error or state.linked) else "green"))
         if total > MAX_FILE_ROWS:
             files.add_row(f"… {total - MAX_FILE_ROWS} more", "")
         people = Table("who", "role", "in", box=None, header_style="dim")

@@ -40,4 +40,5 @@ export const HTTP = {
   UnauthorizedError: 401,
   UnknownInviteError: 404,
   UnknownRoomError: 404,
+  UnsafePathError: 500,
 } as const;
