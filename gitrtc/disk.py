@@ -27,6 +27,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import DocumentError
+
 log = logging.getLogger(__name__)
 
 QUIET_SECONDS = 0.25
@@ -133,7 +135,8 @@ class FileState:
 
 
 class DiskSync:
-    """Schedules and performs write-backs; `render(path)` gives the bytes to write."""
+    """Schedules and performs write-backs; `render(path)` gives the bytes to write (or raises
+    `DocumentError`: the file is not written and the error is shown until a write succeeds)."""
 
     def __init__(
         self,
@@ -265,7 +268,14 @@ class DiskSync:
         check = True
         while True:
             started = time.perf_counter()
-            data = self._render(path)
+            try:
+                data = self._render(path)
+            except DocumentError as exc:  # the document cannot be written as it is: say so, keep it dirty
+                state.dirty = True
+                if state.error != str(exc):
+                    self._on_event(str(exc))
+                state.error = str(exc)
+                return
             state.render_seconds = time.perf_counter() - started
             state.rendered_at = loop.time()
             try:

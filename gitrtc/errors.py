@@ -77,3 +77,7 @@ class SessionEndedError(RtcError):
 
 class UnknownInviteError(RtcError):
     """`rtc kick` named nobody who was invited (or `rtc invite` got no name)."""
+
+
+class RejectedEditError(RtcError):
+    """A participant's edit would make a document that cannot be written; it is refused."""

@@ -40,6 +40,7 @@ from .manifest import EPOCH, ROOM_NAME, FileEntry, Manifest
 from .origins import DiskLoad, DiskMerge, StoreReplay
 from .rooms import Connection, Room
 from .store import Store
+from .validation import DocumentGuard
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,8 @@ class Session:
         self._watcher: asyncio.Task[None] | None = None
         self._compactor: asyncio.Task[None] | None = None
         self._preloader: asyncio.Task[None] | None = None
+        #: Path → why, for documents the last `changed_files` could not render (kept in the store).
+        self.unwritable: dict[str, str] = {}
         store.on_failure = lambda exc: self.event(f"session store write failed: {exc}")
 
     # -- setup -----------------------------------------------------------------------
@@ -169,8 +172,12 @@ class Session:
                     await self.room(entry.room)
                     self.disk.changed(entry.path)
                 continue
-            room = await self.room(entry.room)
-            current = self.codecs[entry.room].dump(room.doc)
+            await self.room(entry.room)
+            try:
+                current = self._render(entry.path)
+            except DocumentError as exc:
+                self.event(str(exc))
+                continue
             if disk == current:
                 self.disk.track(entry.path, disk)
             elif current == original:
@@ -311,6 +318,8 @@ class Session:
         await self.store.flush()
         if codec is not None and entry is not None:
             self.codecs[name] = codec
+            room.guard = DocumentGuard(doc, codec, entry.path)
+            room.guard.learn(doc.get_update())
         self.rooms[name] = room
         if loaded and entry is not None:
             self.disk.changed(entry.path)  # now that it can be rendered (see `_on_change`)
@@ -335,8 +344,10 @@ class Session:
             self.disk.changed(room.path)
 
     def _render(self, path: str) -> bytes:
-        room_name = self.manifest.room_for(path)
-        return self.codecs[room_name].dump(self.rooms[room_name].doc)
+        """The file bytes of `path`'s document, checked (`DocumentError` if they must not be written)."""
+        guard = self.rooms[self.manifest.room_for(path)].guard
+        assert guard is not None  # every shared file's room has one
+        return guard.render()
 
     # -- connections -----------------------------------------------------------------
 
@@ -378,10 +389,17 @@ class Session:
             "branch": self.info.branch_name,
             "base": self.manifest.base,
             "session_room": self.manifest.session_room,
-            "files": [{"path": f.path, "kind": f.kind, "room": f.room} for f in self.manifest.files],
+            "files": [self._describe_file(f) for f in self.manifest.files],
             "participants": self.participants(),
             "commit": self.result.commit if self.result else None,
         }
+
+    def _describe_file(self, f: FileEntry) -> dict[str, Any]:
+        out: dict[str, Any] = {"path": f.path, "kind": f.kind, "room": f.room}
+        state = self.disk.files.get(f.path)
+        if state is not None and state.error:
+            out["save_error"] = state.error  # write-back fails: every participant should know
+        return out
 
     async def status(self) -> dict[str, Any]:
         """The owner's view for `rtc status`: URLs, files with save state and store size."""
@@ -393,6 +411,7 @@ class Session:
                 "path": f.path, "kind": f.kind, "room": f.room,
                 "open": f.room in self.rooms,
                 "save": state.label if state else "saved",
+                "error": state.error if state else None,
                 "store_bytes": sizes.get(f.room, 0),
             })
         return {
@@ -498,7 +517,7 @@ class Session:
         info = self.info
         branch = onto_branch or info.branch_name
         if not changes:
-            return EndResult(None, branch, (), (), "nothing changed: no commit", True)
+            return self._held_back(EndResult(None, branch, (), (), "nothing changed: no commit", True))
         text = message or default_message(sorted(changes))
         credits = await self.store.credits()
         try:
@@ -511,14 +530,26 @@ class Session:
         except CommitError as exc:
             return EndResult(None, branch, tuple(sorted(changes)), (), str(exc), False)
         if done.commit is None:
-            return EndResult(None, branch, (), (), "nothing changed against the branch: no commit", True)
-        result = EndResult(done.commit, branch, done.files, done.coauthors,
-                           f"1 commit on {branch} {done.commit[:7]}", True)
+            return self._held_back(EndResult(None, branch, (), (), "nothing changed against the branch: no commit", True))
+        result = self._held_back(EndResult(done.commit, branch, done.files, done.coauthors,
+                                           f"1 commit on {branch} {done.commit[:7]}", True))
         if on_commit is not None:
             await on_commit(result)
         if onto_branch is None:
             await self._committed(done.commit, changes)
         return result
+
+    def _held_back(self, result: EndResult) -> EndResult:
+        """`result`, reporting the documents that could not be written (see `changed_files`):
+        they are kept in the store and the session is not ended, so nothing is lost."""
+        if not self.unwritable:
+            return result
+        for problem in self.unwritable.values():
+            self.event(problem)
+        paths = ", ".join(sorted(self.unwritable))
+        return replace(result, ended=False, message=(
+            f"{result.message}; not committed: {paths} (cannot be written: see rtc status); the session "
+            "goes on with it kept in its store: fix it there, or end with rtc stop --no-commit to drop it"))
 
     async def _committed(self, commit: str, changes: dict[str, bytes]) -> None:
         """After a commit on the branch: it is the new base, and its content the new baseline."""
@@ -534,11 +565,16 @@ class Session:
         (or, before any, from the file at the start)."""
         touched = await self.store.rooms_with_updates()
         out: dict[str, bytes] = {}
+        self.unwritable = {}
         for entry in self.manifest.files:
             if entry.room not in self.rooms and entry.room not in touched:
                 continue
-            room = await self.room(entry.room)
-            data = self.codecs[entry.room].dump(room.doc)
+            await self.room(entry.room)
+            try:
+                data = self._render(entry.path)
+            except DocumentError as exc:  # reported by the end; the other files are committed
+                self.unwritable[entry.path] = str(exc)
+                continue
             baseline = self.manifest.baseline.get(entry.room) or digest(self.originals[entry.room])
             if digest(data) != baseline:
                 out[entry.path] = data
