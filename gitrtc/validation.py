@@ -25,7 +25,6 @@ bad some other way is reported and never written or committed as such.
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import warnings
@@ -38,6 +37,7 @@ from pycrdt import Doc
 
 from . import yupdate
 from .documents import MAX_FILE_BYTES, Codec
+from .documents.jsonformat import intify
 from .documents.notebook import value_problem
 from .errors import DocumentError, ProtocolError, RejectedEditError
 
@@ -58,7 +58,10 @@ KNOWN_ROOTS: dict[str, frozenset[str]] = {
     "notebook": frozenset({"meta", "cells", "state"}),
 }
 
-_UNKNOWN = "?"  # the root of an item placed next to one the index does not know
+#: The root of an item next to items the index does not know (collected deleted items after
+#: a resume, or items never seen: yrs keeps those pending). It is treated as structure, so a
+#: notebook is checked whole; new roots cannot hide behind it (a root's first item names it).
+_UNKNOWN = "?"
 
 
 class Place(NamedTuple):
@@ -133,7 +136,7 @@ class ItemIndex:
 class Checked(NamedTuple):
     """A client's update that passed `DocumentGuard.check`: accept it with `DocumentGuard.accept`."""
 
-    new: ItemIndex
+    items: list[tuple[int, int, int, Place]]  # (client, start, end, place) of its new items
     credit: bool  # it touches a root the file renders
     structural: bool
     growth: int  # an upper bound of the bytes it adds
@@ -166,28 +169,29 @@ class DocumentGuard:
         except (RejectedEditError, ProtocolError) as exc:  # the server made it: say so, keep going
             log.warning("a server-side update of a %s document could not be indexed: %s", self.kind, exc)
             return
-        new = ItemIndex()
-        structural = self._place(decoded, new)
-        self._merge(new)
-        self._size_bound = None
+        items, structural = self._place(decoded)
+        for item in items:
+            self.index.add(*item)
+        if self._size_bound is not None:
+            self._size_bound += len(update)  # an upper bound: re-measured only near the limit
         if structural or decoded.deletes:
             self.version += 1
 
     def check(self, update: bytes) -> Checked:
         """Decide on a client's update before it is applied; `RejectedEditError` (with the
         reason for the client) if it must be refused, `ProtocolError` if it is malformed."""
+        typed = self._typed(update)
+        if typed is not None:
+            return typed
         decoded = yupdate.decode(update, MAX_DEPTH)
-        new = ItemIndex()
-        structural = self._place(decoded, new)
+        items, structural = self._place(decoded)
         credit = False
-        growth = 0
-        for client, start, end, place in new.items():
-            if place.root not in self.known_roots:
+        for _client, _start, _end, place in items:
+            if place.root not in self.known_roots and place.root != _UNKNOWN:
                 raise RejectedEditError(f"a root type {place.root[:40]!r} that a {self.kind} document does not have")
             if place.root in self.rendered_roots:
                 credit = True
-        for s in decoded.structs:
-            growth += s.size
+        growth = sum(s.size for s in decoded.structs)
         for client, ranges in decoded.deletes.items():
             for clock, length in ranges:
                 for place in self.index.overlapping(client, clock, length):
@@ -199,11 +203,34 @@ class DocumentGuard:
             problem = self._notebook_problem(self._would_be(update))
             if problem:
                 raise RejectedEditError(problem)
-        return Checked(new, credit, structural, growth)
+        return Checked(items, credit, structural, growth)
+
+    def _typed(self, update: bytes) -> Checked | None:
+        """The hot path: characters typed next to characters the room knows need no more
+        than a look-up and the size check; None for anything else."""
+        try:
+            typed = yupdate.typed_characters(update)
+        except (IndexError, UnicodeDecodeError):
+            return None  # `decode` says what is wrong with it
+        if typed is None:
+            return None
+        client, clock, length, origin, right, size = typed
+        place = None
+        for near in (origin, right):
+            if near is not None:
+                place = self.index.find(*near)
+                if place is not None:
+                    break
+        if place is None or place.structural or place.root == _UNKNOWN:
+            return None
+        self._check_size(size)
+        return Checked([(client, clock, clock + length, place)], place.root in self.rendered_roots, False, size)
 
     def accept(self, checked: Checked) -> None:
         """The checked update was applied: remember its items and growth."""
-        self._merge(checked.new)
+        add = self.index.add
+        for item in checked.items:
+            add(*item)
         if self._size_bound is not None:
             self._size_bound += checked.growth
         if checked.structural:
@@ -243,7 +270,7 @@ class DocumentGuard:
         return self._value_problem(value, nbformat_schema=False)
 
     def _value_problem(self, value: Any, nbformat_schema: bool) -> str | None:
-        problem = json_problem(value, allow_nan=not self.strict) or value_problem(value)
+        problem = json_problem(value, allow_nan=not self.strict) or value_problem(value, floats=True)
         if problem is None and nbformat_schema:
             problem = nbformat_problem(value)
         return problem
@@ -269,13 +296,10 @@ class DocumentGuard:
         scratch.apply_update(update)
         return scratch
 
-    def _merge(self, new: ItemIndex) -> None:
-        for client, start, end, place in new.items():
-            self.index.add(client, start, end, place)
-
-    def _place(self, decoded: yupdate.Update, new: ItemIndex) -> bool:
-        """Place every struct of `decoded` into `new`; True if any is structure.
+    def _place(self, decoded: yupdate.Update) -> tuple[list[tuple[int, int, int, Place]], bool]:
+        """Place every struct of `decoded`: its new items and whether any is structure.
         `RejectedEditError` if one nests too deep."""
+        new = ItemIndex()
         waiting = decoded.structs
         structural = False
         while waiting:
@@ -289,11 +313,10 @@ class DocumentGuard:
                 new.add(s.client, s.clock, s.clock + s.length, place)
             if len(later) == len(waiting):  # next to items nobody knows (yrs keeps them pending)
                 for s in later:
-                    place = Place(_UNKNOWN, 1, True)
-                    new.add(s.client, s.clock, s.clock + s.length, place)
-                return True
+                    new.add(s.client, s.clock, s.clock + s.length, Place(_UNKNOWN, 1, True))
+                return new.items(), True
             waiting = later
-        return structural
+        return new.items(), structural
 
     def _place_one(self, s: yupdate.Struct, new: ItemIndex) -> Place | None:
         parent = s.parent
@@ -305,9 +328,12 @@ class DocumentGuard:
                 return None
             root, level = found.root, found.level + 1
         else:
-            near = s.origin or s.right
-            assert near is not None  # the format has a parent when it has neither
-            found = new.find(*near) or self.index.find(*near)
+            found = None
+            for near in (s.origin, s.right):  # the format has a parent when it has neither
+                if near is not None:
+                    found = new.find(*near) or self.index.find(*near)
+                    if found is not None:
+                        break
             if found is None:
                 return None
             root, level = found.root, found.level
@@ -349,7 +375,7 @@ def nbformat_problem(nb: dict[str, Any]) -> str | None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            nbformat.validate(copy.deepcopy(nb))  # validate() repairs in place: never on our value
+            nbformat.validate(intify(nb))  # a copy (validate() repairs in place), with Yjs' floats as ints
         except nbformat.ValidationError as exc:
             return "does not validate as nbformat 4: " + str(getattr(exc, "message", exc)).splitlines()[0][:200]
     return None

@@ -148,6 +148,59 @@ class _Reader:
         raise ProtocolError(f"malformed update: unknown value tag {tag}")
 
 
+def typed_characters(update: bytes) -> tuple[int, int, int, ID | None, ID | None, int] | None:
+    """The hot path's shortcut: if `update` is one run of characters typed next to existing
+    ones (one struct of one client, no deletions: what a keystroke sends), its (client,
+    clock, length, origin, right, UTF-8 size); else None (use `decode`). Raises IndexError on
+    truncated input (the caller falls back to `decode`, which reports it)."""
+    data = update
+    if data[0] != 1 or data[1] != 1:
+        return None
+    pos = 2
+    nums = []
+    info = 0
+    for i in range(7):  # client, clock, [info], origin client, origin clock, right client, right clock
+        if i == 2:
+            info = data[pos]
+            pos += 1
+            if info & 0x1F != STRING or not info & 0xC0 or info & 0x20:
+                return None
+            continue
+        if i >= 5 and not info & 0x40:
+            break
+        if i in (3, 4) and not info & 0x80:
+            nums.append(0)
+            continue
+        byte = data[pos]
+        pos += 1
+        value = byte & 0x7F
+        shift = 7
+        while byte >= 0x80:
+            byte = data[pos]
+            pos += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+        nums.append(value)
+    byte = data[pos]  # the string's UTF-8 size
+    pos += 1
+    size = byte & 0x7F
+    shift = 7
+    while byte >= 0x80:
+        byte = data[pos]
+        pos += 1
+        size |= (byte & 0x7F) << shift
+        shift += 7
+    end = pos + size
+    if end + 1 != len(data) or data[end] != 0:  # then an empty delete set, and nothing more
+        return None
+    text = data[pos:end]
+    length = size if text.isascii() else \
+        len(text.decode("utf-8", "surrogatepass").encode("utf-16-le", "surrogatepass")) // 2
+    origin = (nums[2], nums[3]) if info & 0x80 else None
+    right = (nums[4], nums[5]) if info & 0x40 else None
+    return nums[0], nums[1], length, origin, right, size
+
+
 def decode(update: bytes, max_depth: int) -> Update:
     """Decode a v1 update: `ProtocolError` if it is malformed, `RejectedEditError` (with
     the reason) if it holds content a file cannot hold or values nested deeper than
@@ -183,7 +236,7 @@ def _decode(r: _Reader) -> Update:
                 if info & 0x20:
                     key = r.string()
             start = r.pos
-            length, depth, type_ref = 1, 0, -1
+            length, depth, type_ref, size = 1, 0, -1, -1
             if kind == STRING:
                 size = r.uint()
                 text = r.take(size)
@@ -204,7 +257,8 @@ def _decode(r: _Reader) -> Update:
                     raise RejectedEditError("an XML shared type: documents hold only maps, arrays and text")
             else:
                 raise RejectedEditError(_FORBIDDEN.get(kind) or f"unknown content kind {kind}")
-            size = r.pos - start
+            if size < 0:
+                size = r.pos - start
             structs.append(Struct(client, clock, length, kind, parent, origin, right, key, size, depth, type_ref))
             clock += length
     deletes: dict[int, list[tuple[int, int]]] = {}

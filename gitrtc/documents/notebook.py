@@ -244,16 +244,22 @@ def _structure_problem(parsed: Parsed) -> str | None:
     return value_problem(nb)
 
 
-def value_problem(nb: Any) -> str | None:
-    """Why a notebook value is not one gitrtc can share and write (None if it is one)."""
+def value_problem(nb: Any, floats: bool = False) -> str | None:
+    """Why a notebook value is not one gitrtc can share and write (None if it is one);
+    `floats`: integers may be floats (a document's values: Yjs holds every number as one)."""
+    def integer(value: Any) -> bool:
+        if floats and type(value) is float:
+            return value.is_integer()
+        return type(value) is int
+
     if not isinstance(nb, dict):
         return "not a notebook (the JSON is not an object)"
     major = nb.get("nbformat")
-    if type(major) is not int or major != 4:
+    if not integer(major) or major != 4:
         return f"nbformat {major!r} notebook; only nbformat 4 is shared as a notebook (convert it with nbformat)"
     if not isinstance(nb.get("cells"), list):
         return "nbformat 4 notebook without a cells list"
-    if "nbformat_minor" in nb and type(nb["nbformat_minor"]) is not int:
+    if "nbformat_minor" in nb and not integer(nb["nbformat_minor"]):
         return "nbformat_minor is not an integer"
     if not isinstance(nb.get("metadata", {}), dict):
         return "notebook metadata is not an object"
