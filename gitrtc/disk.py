@@ -146,6 +146,7 @@ class DiskSync:
         on_event: Callable[[str], None] | None = None,
         on_disk_change: Callable[[str, bytes, bytes | None], Awaitable[None]] | None = None,
         on_synced: Callable[[str, bytes], None] | None = None,
+        on_error: Callable[[str, str | None], None] | None = None,
     ) -> None:
         self.workdir = workdir
         self._render = render
@@ -159,6 +160,8 @@ class DiskSync:
         self._on_disk_change = on_disk_change
         #: Told the bytes each time the file on disk and the document agree (a write, a merge).
         self._on_synced = on_synced or (lambda path, data: None)
+        #: Told each time a file's write-back error appears, changes or clears (None).
+        self._on_error = on_error or (lambda path, error: None)
 
     def track(self, path: str, on_disk: bytes) -> None:
         """Start tracking a file whose current disk content is `on_disk`."""
@@ -274,7 +277,7 @@ class DiskSync:
                 state.dirty = True
                 if state.error != str(exc):
                     self._on_event(str(exc))
-                state.error = str(exc)
+                self._set_error(state, str(exc))
                 return
             state.render_seconds = time.perf_counter() - started
             state.rendered_at = loop.time()
@@ -283,7 +286,7 @@ class DiskSync:
                                                      state.seen, check)
             except OSError as exc:
                 state.dirty = True
-                state.error = exc.strerror or str(exc)
+                self._set_error(state, exc.strerror or str(exc))
                 self._on_event(f"{path}: cannot write ({state.error}); kept in the session store")
                 return
             if outcome.changed_on_disk is None:
@@ -292,13 +295,18 @@ class DiskSync:
             await self._check(path, outcome.changed_on_disk, own_write_pending=False)
             check = False
         if outcome.written is None:  # the file already holds these bytes
-            state.error = None
+            self._set_error(state, None)
             return
         state.written = outcome.written
         state.seen = outcome.stat
         state.synced = data
-        state.error = None
+        self._set_error(state, None)
         self._on_synced(path, data)
+
+    def _set_error(self, state: FileState, error: str | None) -> None:
+        if state.error != error:
+            state.error = error
+            self._on_error(state.path, error)
 
     async def flush(self) -> None:
         """Write every dirty file now and wait for writes in progress."""

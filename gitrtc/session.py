@@ -98,7 +98,8 @@ class Session:
         self._end_lock = asyncio.Lock()
         self._head_seen: Stat | None = None  # HEAD's stat at the last read
         self._head_on_branch = False
-        self.disk = DiskSync(info.workdir, self._render, self._on_branch, self.event, self._merge_disk)
+        self.disk = DiskSync(info.workdir, self._render, self._on_branch, self.event, self._merge_disk,
+                             on_error=self._on_save_error)
         self._watcher: asyncio.Task[None] | None = None
         self._compactor: asyncio.Task[None] | None = None
         self._preloader: asyncio.Task[None] | None = None
@@ -342,6 +343,15 @@ class Session:
         # A room still loading cannot be rendered yet: `_load` notes its change once it is in.
         if room.path is not None and room.name in self.rooms:
             self.disk.changed(room.path)
+
+    def _on_save_error(self, path: str, error: str | None) -> None:
+        """Show every participant which files cannot be written back (`save_errors` in the
+        session room: path → error; the browser's status bar shows it)."""
+        room = self.rooms.get(self.manifest.session_room)
+        if room is None:
+            return
+        errors = {p: s.error for p, s in self.disk.files.items() if s.error}
+        room.edit(lambda: room.doc.get("session", type=Map).__setitem__("save_errors", errors), DiskLoad(""))
 
     def _render(self, path: str) -> bytes:
         """The file bytes of `path`'s document, checked (`DocumentError` if they must not be written)."""

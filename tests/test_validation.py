@@ -100,6 +100,10 @@ async def test_a_document_that_cannot_be_written_never_blocks_the_end(live: Live
                                what="README.md written")
         state = session.disk.files[NB]
         await async_wait_until(lambda: state.error, what="the write-back failure of the notebook")
+        async with live.client("session", role="viewer") as browser:  # what the status bar shows
+            await browser.wait_synced()
+            errors = browser.doc.get("session", type=Map)
+            await async_wait_until(lambda: NB in (errors.get("save_errors") or {}), what="save_errors")
         status, described = await get_json(live.http + "/api/session", live.tokens["editor"])
         assert status == 200
         assert any(f["path"] == NB and "bytearray" in f["save_error"] for f in described["files"])
