@@ -96,10 +96,16 @@ class _Reader:
         except UnicodeDecodeError as exc:
             raise ProtocolError(f"malformed update: a string is not UTF-8 ({exc.reason})") from None
 
-    def skip_string(self) -> int:
-        length = self.uint()
-        self.take(length)
-        return length
+    def skip_string(self) -> bool:
+        """Skip a string; whether it is valid UTF-8 (so a JSON string)."""
+        raw = self.take(self.uint())
+        if raw.isascii():
+            return True
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        return True
 
     def signed(self) -> None:
         byte = self.data[self.pos]
@@ -120,8 +126,7 @@ class _Reader:
             self.signed()
             return depth, True
         if tag == 119:  # string
-            self.skip_string()
-            return depth, True
+            return depth, self.skip_string()
         if tag == 124:  # float32
             return depth, math.isfinite(struct.unpack(">f", self.take(4))[0])
         if tag == 123:  # float64
@@ -132,8 +137,8 @@ class _Reader:
         if tag in (118, 117):  # object, array
             deepest, plain = depth, True
             for _ in range(self.uint()):
-                if tag == 118:
-                    self.skip_string()
+                if tag == 118 and not self.skip_string():
+                    return deepest, False
                 inner, ok = self.any(depth + 1)
                 deepest = max(deepest, inner)
                 plain = plain and ok
@@ -194,8 +199,7 @@ def typed_characters(update: bytes) -> tuple[int, int, int, ID | None, ID | None
     if end + 1 != len(data) or data[end] != 0:  # then an empty delete set, and nothing more
         return None
     text = data[pos:end]
-    length = size if text.isascii() else \
-        len(text.decode("utf-8", "surrogatepass").encode("utf-16-le", "surrogatepass")) // 2
+    length = size if text.isascii() else len(text.decode("utf-8").encode("utf-16-le")) // 2
     origin = (nums[2], nums[3]) if info & 0x80 else None
     right = (nums[4], nums[5]) if info & 0x40 else None
     return nums[0], nums[1], length, origin, right, size
@@ -238,10 +242,10 @@ def _decode(r: _Reader) -> Update:
             start = r.pos
             length, depth, type_ref, size = 1, 0, -1, -1
             if kind == STRING:
-                size = r.uint()
+                size = length = r.uint()
                 text = r.take(size)
-                length = size if text.isascii() else \
-                    len(text.decode("utf-8", "surrogatepass").encode("utf-16-le", "surrogatepass")) // 2
+                if not text.isascii():
+                    length = _utf16_length(text)
             elif kind == ANY:
                 length = r.uint()
                 for _ in range(length):
@@ -283,4 +287,12 @@ _FORBIDDEN = {
 def _why_not_plain(depth: int, max_depth: int) -> str:
     if depth > max_depth:
         return f"a value nested deeper than {max_depth} levels"
-    return "a value that is not JSON (bytes, undefined, NaN or infinity)"
+    return "a value that is not JSON (bytes, undefined, NaN, infinity or text that is not UTF-8)"
+
+
+def _utf16_length(text: bytes) -> int:
+    """Yjs' length of a string (UTF-16 code units); `RejectedEditError` if it is not UTF-8."""
+    try:
+        return len(text.decode("utf-8").encode("utf-16-le")) // 2
+    except UnicodeDecodeError:
+        raise RejectedEditError("text that is not valid UTF-8") from None
