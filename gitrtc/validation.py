@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 import nbformat
 from pycrdt import Doc
 
-from . import yupdate
+from . import protocol, yupdate
 from .documents import MAX_FILE_BYTES, Codec
 from .documents.jsonformat import intify
 from .documents.notebook import value_problem
@@ -169,7 +169,11 @@ class DocumentGuard:
         except (RejectedEditError, ProtocolError) as exc:  # the server made it: say so, keep going
             log.warning("a server-side update of a %s document could not be indexed: %s", self.kind, exc)
             return
-        items, structural = self._place(decoded)
+        try:
+            items, structural = self._place(decoded)
+        except RejectedEditError as exc:
+            log.warning("a server-side update of a %s document could not be indexed: %s", self.kind, exc)
+            return
         for item in items:
             self.index.add(*item)
         if self._size_bound is not None:
@@ -311,12 +315,23 @@ class DocumentGuard:
                     continue
                 structural = structural or place.structural
                 new.add(s.client, s.clock, s.clock + s.length, place)
-            if len(later) == len(waiting):  # next to items nobody knows (yrs keeps them pending)
+            if len(later) == len(waiting):  # next to items the index does not know
+                self._refuse_pending(later, new)
                 for s in later:
                     new.add(s.client, s.clock, s.clock + s.length, Place(_UNKNOWN, 1, True))
                 return new.items(), True
             waiting = later
         return new.items(), structural
+
+    def _refuse_pending(self, structs: list[yupdate.Struct], new: ItemIndex) -> None:
+        """`RejectedEditError` if an item refers to one the document does not have (yrs would
+        keep it pending forever: it follows an edit that was refused, or never sent)."""
+        have = protocol.state_vector(self.doc.get_state())
+        for s in structs:
+            for ref in (s.origin, s.right, s.parent if isinstance(s.parent, tuple) else None):
+                if ref is not None and ref[1] >= have.get(ref[0], 0) and new.find(*ref) is None:
+                    raise RejectedEditError("it builds on an edit the server does not have (one it refused?): "
+                                            "reload to get the shared version")
 
     def _place_one(self, s: yupdate.Struct, new: ItemIndex) -> Place | None:
         parent = s.parent

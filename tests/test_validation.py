@@ -51,6 +51,10 @@ async def test_edits_that_would_make_a_notebook_unwritable_are_refused_for_their
             bad(meta, cells)
             await async_wait_until(lambda: len(editor.auth_messages) > before, what=f"the refusal of {what}")
             assert denied_reasons(editor)[-1].startswith("invalid-edit: "), what
+        before = len(editor.auth_messages)
+        cells[2]["source"].insert(0, "y")  # builds on the refused cell: refused too
+        await async_wait_until(lambda: len(editor.auth_messages) > before, what="the refusal of a follow-up")
+        assert "reload" in denied_reasons(editor)[-1]
         # the connection is still open, and the sender's next ordinary edit goes through
         first_source(editor).insert(0, "Still here. ")
         seen = first_source(witness)
