@@ -61,6 +61,13 @@ export class App {
     this.conns = new Connections(roomsUrl(), token, identity);
     this.conns.onChange(() => this.updateConn());
     this.conns.onTerminal((t) => this.onTerminal(t));
+    this.conns.onRefused(({ reason }) => {
+      // a change the server would not accept (it would make the file unwritable): ours only
+      if (reason.startsWith('invalid-edit: ')) {
+        this.showBanner('error', `Your last change was not accepted: ${reason.slice(14)}. `
+          + 'Reload the page to continue from the shared version.', true);
+      }
+    });
 
     const menu = button('☰', 'Show or hide the file list', 'menu-toggle', () => document.body.classList.toggle('sidebar-open'));
     const me = button(identity.name, 'Change your display name', 'me', () => this.rename());
