@@ -275,6 +275,8 @@ class DocumentGuard:
 
     def _value_problem(self, value: Any, nbformat_schema: bool) -> str | None:
         problem = json_problem(value, allow_nan=not self.strict) or value_problem(value, floats=True)
+        if problem is None and self.strict:
+            problem = required_keys_problem(value)
         if problem is None and nbformat_schema:
             problem = nbformat_problem(value)
         return problem
@@ -382,6 +384,43 @@ def json_problem(value: Any, max_depth: int = MAX_DEPTH, allow_nan: bool = False
                 return "a number that JSON cannot hold (NaN or infinity)"
         elif item is not None and not isinstance(item, (str, int, bool)):
             return f"a value that is not JSON ({type(item).__name__})"
+    return None
+
+
+#: The keys nbformat 4's schema requires of a cell, by cell type, and of an output, by type.
+CELL_KEYS = {
+    "code": ("metadata", "source", "outputs", "execution_count"),
+    "markdown": ("metadata", "source"),
+    "raw": ("metadata", "source"),
+}
+OUTPUT_KEYS = {
+    "stream": ("name", "text"),
+    "display_data": ("data", "metadata"),
+    "execute_result": ("data", "metadata", "execution_count"),
+    "error": ("ename", "evalue", "traceback"),
+}
+
+
+def required_keys_problem(nb: dict[str, Any]) -> str | None:
+    """The first key nbformat 4 requires that a notebook value lacks (a fast subset of the
+    schema, for every structural edit; the whole schema is checked at write-back)."""
+    for key in ("metadata", "nbformat_minor"):
+        if key not in nb:
+            return f"the notebook has no {key}"
+    for i, cell in enumerate(nb["cells"]):
+        cell_type = cell.get("cell_type")
+        if cell_type not in CELL_KEYS:
+            return f"cell {i}: cell_type {str(cell_type)[:20]!r} is not code, markdown or raw"
+        for key in CELL_KEYS[cell_type]:
+            if key not in cell:
+                return f"cell {i}: a {cell_type} cell needs {key}"
+        for output in cell.get("outputs", ()) if cell_type == "code" else ():
+            kind = output.get("output_type")
+            if kind not in OUTPUT_KEYS:
+                return f"cell {i}: an output of unknown type {str(kind)[:20]!r}"
+            for key in OUTPUT_KEYS[kind]:
+                if key not in output:
+                    return f"cell {i}: an output of type {kind!r} needs {key}"
     return None
 
 

@@ -40,6 +40,8 @@ async def test_edits_that_would_make_a_notebook_unwritable_are_refused_for_their
         "deep plain value": lambda meta, cells: meta["metadata"].__setitem__("deep", _nested(MAX_DEPTH + 5)),
         "deep shared maps": lambda meta, cells: _nest_maps(meta["metadata"], MAX_DEPTH + 5),
         "cell without a type": lambda meta, cells: cells.append(Map({"source": Text("x"), "metadata": Map()})),
+        "cell without its metadata": lambda meta, cells: cells[1].pop("metadata"),
+        "output without its text": lambda meta, cells: cells[1]["outputs"][0].pop("text"),
         "unknown root": lambda meta, cells: meta.doc.get("hidden", type=Map).__setitem__("x", 1),
     }
     async with live.client(NB, name="Witness", email="w@example.org") as witness, live.client(NB) as editor:
@@ -52,7 +54,7 @@ async def test_edits_that_would_make_a_notebook_unwritable_are_refused_for_their
             await async_wait_until(lambda: len(editor.auth_messages) > before, what=f"the refusal of {what}")
             assert denied_reasons(editor)[-1].startswith("invalid-edit: "), what
         before = len(editor.auth_messages)
-        cells[2]["source"].insert(0, "y")  # builds on the refused cell: refused too
+        cells[len(cells) - 1]["source"].insert(0, "y")  # builds on the refused cell: refused too
         await async_wait_until(lambda: len(editor.auth_messages) > before, what="the refusal of a follow-up")
         assert "reload" in denied_reasons(editor)[-1]
         # the connection is still open, and the sender's next ordinary edit goes through
