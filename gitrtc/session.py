@@ -540,7 +540,8 @@ class Session:
         except CommitError as exc:
             return EndResult(None, branch, tuple(sorted(changes)), (), str(exc), False)
         if done.commit is None:
-            return self._held_back(EndResult(None, branch, (), (), "nothing changed against the branch: no commit", True))
+            return self._held_back(EndResult(None, branch, (), (), "nothing changed against the branch: no commit",
+                                             True))
         result = self._held_back(EndResult(done.commit, branch, done.files, done.coauthors,
                                            f"1 commit on {branch} {done.commit[:7]}", True))
         if on_commit is not None:
