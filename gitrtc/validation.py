@@ -62,6 +62,8 @@ KNOWN_ROOTS: dict[str, frozenset[str]] = {
 #: a resume, or items never seen: yrs keeps those pending). It is treated as structure, so a
 #: notebook is checked whole; new roots cannot hide behind it (a root's first item names it).
 _UNKNOWN = "?"
+#: Root types that are maps (their items are keyed); the others are arrays or texts.
+MAP_ROOTS = frozenset({"meta", "state"})
 
 
 class Place(NamedTuple):
@@ -271,6 +273,9 @@ class DocumentGuard:
             value = codec.file_value(doc)
         except RecursionError:
             return f"a value nested deeper than {MAX_DEPTH} levels"
+        except Exception as exc:  # shared types where the layout has others: refused, and logged
+            log.info("a would-be %s cannot be read as a notebook", self.path, exc_info=True)
+            return f"the notebook could not be read back ({type(exc).__name__})"
         return self._value_problem(value, nbformat_schema=False)
 
     def _value_problem(self, value: Any, nbformat_schema: bool) -> str | None:
@@ -338,6 +343,8 @@ class DocumentGuard:
     def _place_one(self, s: yupdate.Struct, new: ItemIndex) -> Place | None:
         parent = s.parent
         if isinstance(parent, str):
+            if parent in self.known_roots and (s.key is not None) != (parent in MAP_ROOTS):
+                raise RejectedEditError(f"an item of the root {parent[:40]!r} as if it were of another type")
             root, level = parent, 1
         elif parent is not None:
             found = new.find(*parent) or self.index.find(*parent)

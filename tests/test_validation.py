@@ -43,6 +43,8 @@ async def test_edits_that_would_make_a_notebook_unwritable_are_refused_for_their
         "cell without its metadata": lambda meta, cells: cells[1].pop("metadata"),
         "output without its text": lambda meta, cells: cells[1]["outputs"][0].pop("text"),
         "unknown root": lambda meta, cells: meta.doc.get("hidden", type=Map).__setitem__("x", 1),
+        "a root used as another type": lambda meta, cells: meta.doc.get("cells", type=Map).__setitem__("x", 1),
+        "a cell that is not a map": lambda meta, cells: cells.append(5),
     }
     async with live.client(NB, name="Witness", email="w@example.org") as witness, live.client(NB) as editor:
         await witness.wait_synced()
@@ -54,7 +56,8 @@ async def test_edits_that_would_make_a_notebook_unwritable_are_refused_for_their
             await async_wait_until(lambda: len(editor.auth_messages) > before, what=f"the refusal of {what}")
             assert denied_reasons(editor)[-1].startswith("invalid-edit: "), what
         before = len(editor.auth_messages)
-        cells[len(cells) - 1]["source"].insert(0, "y")  # builds on the refused cell: refused too
+        typeless = next(c for c in cells if isinstance(c, Map) and "cell_type" not in c)
+        typeless["source"].insert(0, "y")  # builds on the refused cell: refused too
         await async_wait_until(lambda: len(editor.auth_messages) > before, what="the refusal of a follow-up")
         assert "reload" in denied_reasons(editor)[-1]
         # the connection is still open, and the sender's next ordinary edit goes through
