@@ -33,7 +33,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import nbformat
-from pycrdt import Doc
+from pycrdt import Array, Doc, Map, Text
 
 from . import protocol, yupdate
 from .documents import MAX_FILE_BYTES, Codec
@@ -270,6 +270,9 @@ class DocumentGuard:
         """Why a would-be notebook `doc` may not be accepted (None if it may)."""
         codec: Any = self.codec
         try:
+            problem = layout_problem(doc)
+            if problem:
+                return problem
             value = codec.file_value(doc)
         except RecursionError:
             return f"a value nested deeper than {MAX_DEPTH} levels"
@@ -369,6 +372,22 @@ class DocumentGuard:
 
 
 # --- checking what a document renders to ------------------------------------------------
+
+
+def layout_problem(doc: Doc) -> str | None:
+    """Why a notebook document does not have the `YNotebook` layout editors rely on (cells
+    are maps, a cell's source is a text, its metadata a map, a code cell's outputs an
+    array), or None: a cell of another shape would break every participant's view of it."""
+    for i, cell in enumerate(doc.get("cells", type=Array)):
+        if not isinstance(cell, Map):
+            return f"cell {i} is not a shared map"
+        if not isinstance(cell.get("source"), Text):
+            return f"cell {i}: its source is not a shared text"
+        if not isinstance(cell.get("metadata"), Map):
+            return f"cell {i}: its metadata is not a shared map"
+        if cell.get("cell_type") == "code" and not isinstance(cell.get("outputs"), Array):
+            return f"cell {i}: a code cell's outputs are not a shared array"
+    return None
 
 
 def json_problem(value: Any, max_depth: int = MAX_DEPTH, allow_nan: bool = False) -> str | None:

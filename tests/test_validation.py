@@ -45,6 +45,7 @@ async def test_edits_that_would_make_a_notebook_unwritable_are_refused_for_their
         "unknown root": lambda meta, cells: meta.doc.get("hidden", type=Map).__setitem__("x", 1),
         "a root used as another type": lambda meta, cells: meta.doc.get("cells", type=Map).__setitem__("x", 1),
         "a cell that is not a map": lambda meta, cells: cells.append(5),
+        "a source that is not a text": lambda meta, cells: cells[1].__setitem__("source", "plain"),
     }
     async with live.client(NB, name="Witness", email="w@example.org") as witness, live.client(NB) as editor:
         await witness.wait_synced()
