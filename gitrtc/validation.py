@@ -162,6 +162,7 @@ class DocumentGuard:
         #: Counts structural changes, so the write-back check runs only after one.
         self.version = 0
         self._checked_version = -1
+        self._failed: tuple[int, str] | None = None  # (version, error) of the last check that failed
         self._size_bound: int | None = None  # exact size at the last measure + growth since
 
     def learn(self, update: bytes) -> None:
@@ -247,6 +248,8 @@ class DocumentGuard:
         `DocumentError` (one line: what is wrong, that the file is kept in the store)
         if they must not be written."""
         codec: Any = self.codec
+        if self._failed is not None and self._failed[0] == self.version:
+            raise DocumentError(self._failed[1])  # nothing structural changed since: no need to look again
         problem = None
         try:
             if self.kind == "notebook" and self.version != self._checked_version:
@@ -259,7 +262,11 @@ class DocumentGuard:
             log.exception("rendering %s failed", self.path)
             problem = f"cannot be rendered ({type(exc).__name__}: {str(exc)[:100]})"
         if problem:
-            raise DocumentError(f"{self.path}: {problem}: not written, kept in the session store")
+            error = f"{self.path}: {problem}: not written, kept in the session store"
+            if self.kind == "notebook":  # only a structural change can mend it (typing can mend a text)
+                self._failed = (self.version, error)
+            raise DocumentError(error)
+        self._failed = None
         self._checked_version = self.version
         if len(data) > self.max_bytes:
             raise DocumentError(f"{self.path}: {len(data)} bytes is over the {self.max_bytes}-byte limit for "
