@@ -13,12 +13,14 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from pycrdt import Map
+
 from . import git, safefs
 from .disk import DiskSync, Stat, file_stat
 from .errors import DocumentError, UnsafePathError
 from .limits import Limits
 from .manifest import Manifest
-from .origins import DiskMerge, dirties_disk
+from .origins import DiskMerge, ServerEdit, dirties_disk
 from .registry import RoomRegistry
 from .rooms import Room
 from .store import Store
@@ -37,7 +39,8 @@ class DiskBridge:
         self._head_seen: Stat | None = None  # HEAD's stat at the last read
         self._head_on_branch = False
         self.disk = DiskSync(info.workdir, registry.render, self.on_branch, event, self.merge,
-                             quiet=limits.write_quiet_seconds, max_delay=limits.write_max_delay_seconds)
+                             quiet=limits.write_quiet_seconds, max_delay=limits.write_max_delay_seconds,
+                             on_error=self._on_save_error)
         registry.on_loaded_change = self.room_changed  # the one hook from the rooms to the disk
 
     def room_changed(self, room: Room, origin: object) -> None:
@@ -45,6 +48,15 @@ class DiskBridge:
         origin says the disk is now stale (`origins.dirties_disk`)."""
         if room.path is not None and dirties_disk(origin):
             self.disk.changed(room.path)
+
+    def _on_save_error(self, path: str, error: str | None) -> None:
+        """Show every participant which files cannot be written back (`save_errors` in the
+        session room: path → error; the browser's status bar shows it)."""
+        room = self.registry.rooms.get(self.manifest.session_room)
+        if room is None:
+            return
+        errors = {p: s.error for p, s in self.disk.files.items() if s.error}
+        room.edit(lambda: room.doc.get("session", type=Map).__setitem__("save_errors", errors), ServerEdit())
 
     async def watch(self) -> None:
         """Poll the shared files forever, merging out-of-band saves (a background task)."""
@@ -105,8 +117,12 @@ class DiskBridge:
                     await self.registry.room(entry.room)
                     self.disk.changed(entry.path)
                 continue
-            room = await self.registry.room(entry.room)
-            current = self.registry.codecs[entry.room].dump(room.doc)
+            await self.registry.room(entry.room)
+            try:
+                current = self.registry.render(entry.path)
+            except DocumentError as exc:
+                self._event(str(exc))
+                continue
             if disk == current:
                 self.disk.track(entry.path, disk)
             elif current == original:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import safefs
-from .errors import UnsafePathError
+from .errors import DocumentError, UnsafePathError
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,8 @@ class FileState:
 
 
 class DiskSync:
-    """Schedules and performs write-backs; `render(path)` gives the bytes to write."""
+    """Schedules and performs write-backs; `render(path)` gives the bytes to write (or raises
+    `DocumentError`: the file is not written and the error is shown until a write succeeds)."""
 
     def __init__(
         self,
@@ -171,6 +172,7 @@ class DiskSync:
         on_synced: Callable[[str, bytes], None] | None = None,
         quiet: float = QUIET_SECONDS,
         max_delay: float = MAX_DELAY_SECONDS,
+        on_error: Callable[[str, str | None], None] | None = None,
     ) -> None:
         self.workdir = workdir
         #: Seconds without edits before a write, and the longest a write waits while typing goes on.
@@ -187,6 +189,8 @@ class DiskSync:
         self._on_disk_change = on_disk_change
         #: Told the bytes each time the file on disk and the document agree (a write, a merge).
         self._on_synced = on_synced or (lambda path, data: None)
+        #: Told each time a file's write-back error appears, changes or clears (None).
+        self._on_error = on_error or (lambda path, error: None)
 
     def track(self, path: str, on_disk: bytes) -> None:
         """Start tracking a file whose current disk content is `on_disk`."""
@@ -338,7 +342,14 @@ class DiskSync:
         check = True
         while True:
             started = time.perf_counter()
-            data = self._render(path)
+            try:
+                data = self._render(path)
+            except DocumentError as exc:  # the document cannot be written as it is: say so, keep it dirty
+                state.dirty = True
+                if state.error != str(exc):
+                    self._on_event(str(exc))
+                self._set_error(state, str(exc))
+                return
             state.render_seconds = time.perf_counter() - started
             state.rendered_at = loop.time()
             try:
@@ -350,7 +361,7 @@ class DiskSync:
                 return
             except OSError as exc:
                 state.dirty = True
-                state.error = exc.strerror or str(exc)
+                self._set_error(state, exc.strerror or str(exc))
                 self._on_event(f"{path}: cannot write ({state.error}); kept in the session store")
                 return
             if outcome.changed_on_disk is None:
@@ -362,13 +373,18 @@ class DiskSync:
                 return
             check = False
         if outcome.written is None:  # the file already holds these bytes
-            state.error = None
+            self._set_error(state, None)
             return
         state.written = outcome.written
         state.seen = outcome.stat
         state.synced = data
-        state.error = None
+        self._set_error(state, None)
         self._on_synced(path, data)
+
+    def _set_error(self, state: FileState, error: str | None) -> None:
+        if state.error != error:
+            state.error = error
+            self._on_error(state.path, error)
 
     async def flush(self) -> None:
         """Write every dirty file now and wait for writes in progress."""

@@ -17,7 +17,7 @@ from pycrdt import Map
 from . import git
 from .bridge import DiskBridge, save_aside
 from .disk import digest
-from .errors import CommitError, RestartingError, SessionEndedError, StoreError
+from .errors import CommitError, DocumentError, RestartingError, SessionEndedError, StoreError
 from .manifest import Manifest
 from .origins import ServerEdit
 from .registry import RoomRegistry
@@ -62,6 +62,9 @@ class Ending:
         self.result: EndResult | None = None
         self.ended = asyncio.Event()
         self._lock = asyncio.Lock()
+        #: Path → why, for documents the last `changed_files` could not render (never
+        #: committed as such; see `_held_back`).
+        self.unwritable: dict[str, str] = {}
 
     async def save_manifest(self, commit_only: bool = False) -> None:
         """Persist the manifest (invites, port, baseline) in the store; `commit_only`:
@@ -106,7 +109,7 @@ class Ending:
         if not commit:
             changes = await self.changed_files()
             return EndResult(None, self.info.branch_name, tuple(sorted(changes)), (), "ended without a commit", True)
-        return await self._commit(message, onto_branch, on_commit)
+        return await self._commit(message, onto_branch, on_commit, final=True)
 
     async def commit_now(self, message: str | None) -> EndResult:
         """Record the current state as one commit and keep the session going (`rtc commit`).
@@ -134,10 +137,11 @@ class Ending:
                              False, paused=True)
 
     async def _commit(self, message: str | None, onto_branch: str | None,
-                      on_commit: OnCommit | None = None) -> EndResult:
+                      on_commit: OnCommit | None = None, final: bool = False) -> EndResult:
         changes = await self.changed_files()
         links = await self.bridge.disk.links()  # shared files that became symbolic links: committed as links
         kept = await self._keep_linked({p: changes.pop(p) for p in links if p in changes})
+        kept += await self._held_back(final)
         info = self.info
         branch = onto_branch or info.branch_name
         if not changes and not links:
@@ -162,6 +166,25 @@ class Ending:
         if onto_branch is None:
             await self._committed(done.commit, changes)
         return result
+
+    async def _held_back(self, final: bool) -> str:
+        """Report the documents that could not be written (see `changed_files`): the other
+        files are committed without them. At the end of the session each one's document is
+        kept as a Yjs update under `.git/rtc/unwritable-SESSION/`, so the end is never
+        blocked and nothing is lost; mid-session it simply stays in the session."""
+        if not self.unwritable:
+            return ""
+        folder = rtc_dir(self.info.gitdir) / f"unwritable-{self.manifest.session}"
+        for path, why in sorted(self.unwritable.items()):
+            self._event(why)
+            if final:
+                room = self.registry.rooms[self.manifest.room_for(path)]
+                await asyncio.to_thread(save_aside, folder / f"{path}.yjs", room.doc.get_update())
+        paths = ", ".join(sorted(self.unwritable))
+        if final:
+            return (f"; not committed: {paths} (cannot be written: see the events); "
+                    f"its document is kept in {folder} as a Yjs update")
+        return f"; not committed: {paths} (cannot be written: see rtc status); it stays in the session"
 
     async def _keep_linked(self, versions: dict[str, bytes]) -> str:
         """Save the session's version of files that became symbolic links (the commit
@@ -190,11 +213,16 @@ class Ending:
         touched = await self.store.rooms_with_updates()
         registry = self.registry
         out: dict[str, bytes] = {}
+        self.unwritable = {}
         for entry in self.manifest.files:
             if entry.room not in registry.rooms and entry.room not in touched:
                 continue
-            room = await registry.room(entry.room)
-            data = registry.codecs[entry.room].dump(room.doc)
+            await registry.room(entry.room)
+            try:
+                data = registry.render(entry.path)
+            except DocumentError as exc:  # reported by the end; the other files are committed
+                self.unwritable[entry.path] = str(exc)
+                continue
             baseline = self.manifest.baseline.get(entry.room) or digest(registry.originals[entry.room])
             if digest(data) != baseline:
                 out[entry.path] = data

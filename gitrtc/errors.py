@@ -181,3 +181,9 @@ class UnsafePathError(PathError, OSError):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.strerror = message
+
+
+class RejectedEditError(RtcError):
+    """A participant's edit would make a document that cannot be written; it is refused."""
+
+    http_status = 422

@@ -181,14 +181,21 @@ async def discard_session(store_file: Path) -> list[str]:
     folder = store_file.parent
     patch = folder.parent.parent / f"unfinished-{folder.name}.patch"
     notes = []
+    problems: list[str] = []
     try:
         from .patch import write_patch  # local import: only needed when discarding
 
-        written = await write_patch(store_file, patch)
+        written = await write_patch(store_file, patch, problems)
         if written:
             notes.append(f"the discarded session's changes are saved in {patch}")
     except StoreError as exc:
         notes.append(f"the discarded session could not be read ({exc}); its folder is kept")
+        return notes
+    if problems:  # documents the patch cannot hold: their store is kept, out of the way of resumes
+        kept = folder.parent.parent / f"unfinished-{folder.name}"
+        await asyncio.to_thread(shutil.move, folder, kept)
+        notes.extend(problems)
+        notes.append(f"the discarded session's store is kept in {kept}")
         return notes
     shutil.rmtree(folder, ignore_errors=False)
     return notes

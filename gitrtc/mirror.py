@@ -137,6 +137,11 @@ class RoomLink:
             if msg.type is not aiohttp.WSMsgType.BINARY:
                 continue
             m = protocol.parse(msg.data)
+            if m.type is protocol.MessageType.AUTH:  # the server refused a change of ours (not applied there)
+                reason, _ = protocol.read_var_bytes(m.payload, 1)
+                log.warning("%s: the session refused a change: %s", self.url.split("?")[0],
+                            reason.decode("ascii", "replace"))
+                continue
             if m.type is not protocol.MessageType.SYNC:
                 continue
             if m.sync is protocol.SyncType.STEP1:

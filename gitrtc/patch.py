@@ -10,13 +10,15 @@ from pycrdt import Doc
 
 from . import safefs
 from .documents import open_codec
-from .errors import NotShareableError, StoreError
+from .errors import DocumentError, NotShareableError, StoreError
 from .manifest import Manifest
 from .store import Store
+from .validation import DocumentGuard
 
 
-async def stored_changes(store: Store) -> dict[str, tuple[bytes, bytes]]:
-    """path → (original, current) for every file the stored session changed."""
+async def stored_changes(store: Store, problems: list[str] | None = None) -> dict[str, tuple[bytes, bytes]]:
+    """path → (original, current) for every file the stored session changed; a document
+    that cannot be written (see `validation`) is left out and its problem added to `problems`."""
     manifest = Manifest.from_meta(await store.get_meta())
     kinds = {f.room: f for f in manifest.files}
     out: dict[str, tuple[bytes, bytes]] = {}
@@ -28,9 +30,14 @@ async def stored_changes(store: Store) -> dict[str, tuple[bytes, bytes]]:
         for update in await store.updates(room):
             doc.apply_update(update)
         try:
-            current = open_codec(path, bytes(original)).dump(doc)
+            current = DocumentGuard(doc, open_codec(path, bytes(original)), path).render()
         except NotShareableError as exc:
             raise StoreError(f"{path}: {exc}") from exc
+        except DocumentError as exc:
+            if problems is None:
+                raise
+            problems.append(str(exc))
+            continue
         if current != bytes(original):
             out[path] = (bytes(original), current)
     return out
@@ -50,12 +57,13 @@ def unified_patch(changes: dict[str, tuple[bytes, bytes]]) -> str:
     return "".join(parts)
 
 
-async def write_patch(store_file: Path, target: Path) -> bool:
-    """Write the stored session's changes to `target`; False if there were none."""
+async def write_patch(store_file: Path, target: Path, problems: list[str] | None = None) -> bool:
+    """Write the stored session's changes to `target`; False if there were none. Documents
+    that cannot be written are left out, their problems added to `problems`."""
     store = Store(store_file)
     await store.open()
     try:
-        changes = await stored_changes(store)
+        changes = await stored_changes(store, problems)
     except KeyError as exc:
         raise StoreError(f"no manifest in {store_file}") from exc
     finally:

@@ -160,6 +160,16 @@ def would_change(doc: Doc, update: bytes) -> bool:
     return not _ranges_covered(deletes, known)
 
 
+def state_vector(data: bytes) -> dict[int, int]:
+    """Decode an encoded state vector: client → the next clock it will use."""
+    out: dict[int, int] = {}
+    count, pos = read_var_uint(data, 0)
+    for _ in range(count):
+        client, pos = read_var_uint(data, pos)
+        out[client], pos = read_var_uint(data, pos)
+    return out
+
+
 DeleteSet = dict[int, list[tuple[int, int]]]
 
 

@@ -21,6 +21,7 @@ from .manifest import EPOCH, ROOM_NAME, FileEntry, Manifest
 from .origins import DiskLoad, ServerEdit, StoreReplay
 from .rooms import Room
 from .store import Store
+from .validation import DocumentGuard
 
 
 class RoomRegistry:
@@ -91,6 +92,8 @@ class RoomRegistry:
         await self.store.flush()
         if codec is not None and entry is not None:
             self.codecs[name] = codec
+            room.guard = DocumentGuard(doc, codec, entry.path)
+            room.guard.learn(doc.get_update())
         self.rooms[name] = room
         if loaded:
             # now that it can be rendered (see `_on_change`)
@@ -116,9 +119,11 @@ class RoomRegistry:
             self.on_loaded_change(room, origin)
 
     def render(self, path: str) -> bytes:
-        """The bytes of shared file `path` as its (loaded) document reads now."""
-        name = self.manifest.room_for(path)
-        return self.codecs[name].dump(self.rooms[name].doc)
+        """The bytes of shared file `path` as its (loaded) document reads now, checked
+        (`DocumentError` if they must not be written)."""
+        guard = self.rooms[self.manifest.room_for(path)].guard
+        assert guard is not None  # every shared file's room has one
+        return guard.render()
 
     async def preload(self, still_live: Callable[[], bool]) -> None:
         """Load the first shared files' rooms in the background (a few, up to a byte

@@ -19,11 +19,12 @@ from typing import Protocol
 from pycrdt import Awareness, Doc, merge_updates
 
 from . import protocol
-from .errors import ProtocolError, TooSlowError
+from .errors import ProtocolError, RejectedEditError, TooSlowError
 from .limits import DEFAULT, Limits
 from .origins import ClientEdit, Participant, credit_for
 from .protocol import MessageType, SyncType
 from .store import Store
+from .validation import DocumentGuard
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +176,8 @@ class Room:
         self.connections: set[Connection] = set()
         self.accepting = True
         self.logged_since_compaction = 0
+        #: Checks clients' updates before they are applied (a shared file's room; see `validation`).
+        self.guard: DocumentGuard | None = None
         self._on_change = on_change
         #: The step 2 for a new client, kept until the next change (all changes go through
         #: this class, which drops it).
@@ -246,14 +249,27 @@ class Room:
         # every connect) often repeats what we have, so it is checked before it is applied.
         # No document observer runs on this hot path (it would encode every update again).
         changed = msg.sync is SyncType.UPDATE or protocol.would_change(self.doc, update)
+        checked = None
+        guard = self.guard
+        if changed and guard is not None:
+            try:
+                checked = guard.check(update)
+            except RejectedEditError as exc:  # not applied, not forwarded: the sender is told why
+                log.info("refused an edit of %s by %s: %s", self.path, conn.participant.name, exc)
+                conn.enqueue(protocol.permission_denied(f"invalid-edit: {exc}".encode("ascii", "replace").decode()))
+                return
         self._full_step2 = None
         try:
             with self.doc.transaction(origin=origin):
                 self.doc.apply_update(update)
         except Exception as exc:  # pycrdt raises plain exceptions for undecodable updates
             raise ProtocolError(f"malformed update: {exc}") from exc
+        credit = changed
+        if guard is not None and checked is not None:
+            guard.accept(checked)
+            credit = checked.credit  # edits of roots the file does not render earn no credit
         forward = frame if msg.sync is SyncType.UPDATE else protocol.sync_update(update)
-        self._log_and_forward(update, forward, conn, conn.credit if changed else None)
+        self._log_and_forward(update, forward, conn, conn.credit if credit else None)
         if changed and self._on_change is not None:
             self._on_change(self, origin)
 
@@ -324,6 +340,8 @@ class Room:
         if not captured:
             return False
         update = captured[0] if len(captured) == 1 else merge_updates(*captured)
+        if self.guard is not None:
+            self.guard.learn(update)
         self._log_and_forward(update, protocol.sync_update(update), None, credit_for(origin))
         if self._on_change is not None:
             self._on_change(self, origin)

@@ -18,9 +18,11 @@ from hypothesis import strategies as st
 from pycrdt import Doc, Text
 
 from gitrtc import protocol
+from gitrtc.documents import open_codec
 from gitrtc.errors import ProtocolError
 from gitrtc.origins import Participant
 from gitrtc.rooms import Connection, Room
+from gitrtc.validation import DocumentGuard
 
 from .conftest import FILES, Live
 from .support import RTC, RtcProcess, YClient, async_wait_until, edit_stored, make_repo
@@ -101,6 +103,8 @@ def test_fuzzed_frames_never_crash_or_corrupt_a_room(data: st.DataObject) -> Non
         doc = Doc()
         doc.get("source", type=Text).insert(0, "kept")
         room = Room("r", "f.txt", "text", doc, None)
+        room.guard = DocumentGuard(doc, open_codec("f.txt", b"kept"), "f.txt")  # decodes every update first
+        room.guard.learn(doc.get_update())
         conn = Connection(MemoryTransport(), Participant("Fuzz", "", "editor"))
         await room.join(conn)
         for _ in range(data.draw(st.integers(1, 5))):

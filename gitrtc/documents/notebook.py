@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import re
 import secrets
 import warnings
@@ -33,7 +34,7 @@ from . import notebook_ops
 from .jsonformat import Parsed, dumps_like, parse
 from .text import decode_text
 
-__all__ = ["NotebookCodec", "is_synthetic_id"]
+__all__ = ["NotebookCodec", "is_synthetic_id", "value_problem"]
 
 _SYNTHETIC = re.compile(r"^rtc-[0-9a-f]{16}-[0-9]+$")
 _MISSING: Any = object()
@@ -56,6 +57,7 @@ class _Reference:
     synthetic: dict[str, Any]
     lists: bool
     warnings: list[str] = field(default_factory=list)
+    schema_valid: bool = True
 
     @property
     def value(self) -> dict[str, Any]:
@@ -75,6 +77,9 @@ class NotebookCodec:
         self._ids = _load_ids(parsed.value["cells"], hashlib.sha256(data).hexdigest()[:16])
         self._ref = _reference(path, parsed, self._ids)
         self.warnings: list[str] = list(self._ref.warnings)
+        #: The file validated against nbformat's schema and held no NaN when the session
+        #: began: what the session writes must too (see `validation.DocumentGuard`).
+        self.schema_valid = self._ref.schema_valid and not _has_nan(parsed.value)
 
     # --- file → doc ---------------------------------------------------------------
 
@@ -98,7 +103,11 @@ class NotebookCodec:
 
     def dump(self, doc: pycrdt.Doc) -> bytes:
         """The notebook file bytes the doc stands for (original bytes if untouched)."""
-        return dumps_like(self._ref.parsed, self.file_value(doc)).encode("utf-8")
+        return self.dump_value(self.file_value(doc))
+
+    def dump_value(self, value: dict[str, Any]) -> bytes:
+        """The file bytes of a notebook value from `file_value` (written like the file)."""
+        return dumps_like(self._ref.parsed, value).encode("utf-8")
 
     def file_value(self, doc: pycrdt.Doc) -> dict[str, Any]:
         """The notebook as the JSON value `dump` writes: file ids, the file's multiline forms,
@@ -232,14 +241,25 @@ def _structure_problem(parsed: Parsed) -> str | None:
         return "a JSON object repeats a key, so the notebook's content is ambiguous"
     if parsed.lone_surrogates:
         return "a string holds an unpaired UTF-16 surrogate escape"
+    return value_problem(nb)
+
+
+def value_problem(nb: Any, floats: bool = False) -> str | None:
+    """Why a notebook value is not one gitrtc can share and write (None if it is one);
+    `floats`: integers may be floats (a document's values: Yjs holds every number as one)."""
+    def integer(value: Any) -> bool:
+        if floats and type(value) is float:
+            return value.is_integer()
+        return type(value) is int
+
     if not isinstance(nb, dict):
         return "not a notebook (the JSON is not an object)"
     major = nb.get("nbformat")
-    if type(major) is not int or major != 4:
+    if not integer(major) or major != 4:
         return f"nbformat {major!r} notebook; only nbformat 4 is shared as a notebook (convert it with nbformat)"
     if not isinstance(nb.get("cells"), list):
         return "nbformat 4 notebook without a cells list"
-    if "nbformat_minor" in nb and type(nb["nbformat_minor"]) is not int:
+    if "nbformat_minor" in nb and not integer(nb["nbformat_minor"]):
         return "nbformat_minor is not an integer"
     if not isinstance(nb.get("metadata", {}), dict):
         return "notebook metadata is not an object"
@@ -306,12 +326,13 @@ def _reference(path: str, parsed: Parsed, ids: list[str]) -> _Reference:
     sources = [cell["source"] for cell in cells if "source" in cell]
     lists = not sources or any(isinstance(s, list) for s in sources)
     notes = _validation_warnings(path, parsed.value)
+    schema_valid = not notes
     notes.extend(
         f"{path}: cell {i} has cell_type {cell['cell_type']!r}, which editors show as a raw cell"
         for i, cell in enumerate(cells)
         if cell["cell_type"] not in _CELL_TYPES
     )
-    return _Reference(parsed, by_id, synthetic, lists, notes)
+    return _Reference(parsed, by_id, synthetic, lists, notes, schema_valid)
 
 
 def _validation_warnings(path: str, nb: dict[str, Any]) -> list[str]:
@@ -326,6 +347,20 @@ def _validation_warnings(path: str, nb: dict[str, Any]) -> list[str]:
             notes.append(f"{path}: does not validate as nbformat 4: {first}")
     notes.extend(f"{path}: {w.message}" for w in caught)
     return notes
+
+
+def _has_nan(value: Any) -> bool:
+    """Whether a JSON value holds NaN or an infinity (a file may; JSON does not allow it)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return True
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 # --- representation helpers ------------------------------------------------------------

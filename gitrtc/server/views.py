@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..manifest import FileEntry
 from ..session import Session
 
 
@@ -18,10 +19,18 @@ def describe(session: Session, role: str) -> dict[str, Any]:
         "branch": session.info.branch_name,
         "base": m.base,
         "session_room": m.session_room,
-        "files": [{"path": f.path, "kind": f.kind, "room": f.room} for f in m.files],
+        "files": [_describe_file(session, f) for f in m.files],
         "participants": session.participants(),
         "commit": session.result.commit if session.result else None,
     }
+
+
+def _describe_file(session: Session, f: FileEntry) -> dict[str, Any]:
+    out: dict[str, Any] = {"path": f.path, "kind": f.kind, "room": f.room}
+    state = session.bridge.disk.files.get(f.path)
+    if state is not None and state.error:
+        out["save_error"] = state.error  # write-back fails: every participant should know
+    return out
 
 
 async def status(session: Session) -> dict[str, Any]:
@@ -35,6 +44,7 @@ async def status(session: Session) -> dict[str, Any]:
             "path": f.path, "kind": f.kind, "room": f.room,
             "open": f.room in session.registry.rooms,
             "save": state.label if state else "saved",
+            "error": state.error if state else None,
             "store_bytes": sizes.get(f.room, 0),
         })
     return {

@@ -113,3 +113,23 @@ def test_session_end_shows_the_commit_and_stops_editing(start_session, people):
         return all(not r["connected"] and not r["reconnecting"] for r in rooms)
 
     wait_for(page, all_closed, "every room connection closed for good")
+
+
+def test_a_failing_write_back_shows_in_the_status_bar(start_session, people):
+    session = start_session({"README.md": README})
+    page = people.page()
+    join(page, session.url_for("README.md"), "Ada")
+    target = session.repo / "README.md"
+    target.unlink()
+    target.mkdir()  # the file cannot be replaced now (as on a full or read-only disk)
+    editor = page.locator(".doc-text .cm-content")
+    editor.click()
+    page.keyboard.type("Unsaved ")
+    conn = page.locator(".conn")
+    expect(conn).to_have_attribute("data-save", "error", timeout=20_000)
+    expect(conn).to_contain_text("1 file not saved")
+    assert "README.md" in (conn.get_attribute("title") or "")
+    target.rmdir()
+    page.keyboard.type("again ")
+    wait_for(page, lambda: target.is_file() and "Unsaved again " in target.read_text(), "the write-back to recover")
+    expect(conn).not_to_have_attribute("data-save", "error", timeout=20_000)

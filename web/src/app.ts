@@ -62,6 +62,13 @@ export class App {
     this.conns = new Connections(roomsUrl(), token, identity);
     this.conns.onChange(() => this.updateConn());
     this.conns.onTerminal((t) => this.onTerminal(t));
+    this.conns.onRefused(({ reason }) => {
+      // a change the server would not accept (it would make the file unwritable): ours only
+      if (reason.startsWith('invalid-edit: ')) {
+        this.showBanner('error', `Your last change was not accepted: ${reason.slice(14)}. `
+          + 'Reload the page to continue from the shared version.', true);
+      }
+    });
 
     const menu = button('☰', 'Show or hide the file list', 'menu-toggle', () => document.body.classList.toggle('sidebar-open'));
     const me = button(identity.name, 'Change your display name', 'me', () => this.rename());
@@ -304,10 +311,22 @@ export class App {
     this.connEl.dataset.state = state;
     this.connEl.textContent = this.ended ? 'Session ended' : CONN_TEXT[state];
     document.body.dataset.conn = state;
+    // files the owner's machine cannot write back (the server lists them in the session room)
+    const raw = this.sessionDoc.getMap('session').get('save_errors');
+    const errors = raw && typeof raw === 'object' ? Object.entries(raw as Record<string, unknown>) : [];
+    if (errors.length && !this.ended) {
+      this.connEl.dataset.save = 'error';
+      this.connEl.textContent += ` · ${errors.length === 1 ? '1 file' : `${errors.length} files`} not saved`;
+      this.connEl.title = errors.map(([path, error]) => `${path}: ${String(error)}`).join('\n');
+    } else {
+      delete this.connEl.dataset.save;
+      this.connEl.removeAttribute('title');
+    }
   }
 
   private onSessionMap(): void {
     const map = this.sessionDoc.getMap('session');
+    this.updateConn();
     const state = map.get('state');
     if (state === 'ending' && !this.ended) this.showBanner('ending', 'The session is ending: saving the commit…');
     if (state === 'ended') {

@@ -28,6 +28,7 @@ export const HTTP = {
   PathError: 500,
   PermissionDeniedError: 403,
   ProtocolError: 400,
+  RejectedEditError: 422,
   RemovedError: 403,
   RepositoryError: 500,
   RestartingError: 503,

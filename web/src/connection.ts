@@ -7,6 +7,7 @@
 import type * as Y from 'yjs';
 import { WebsocketProvider } from 'y-websocket';
 import type { Awareness } from 'y-protocols/awareness';
+import { readAuthMessage } from 'y-protocols/auth';
 import type { Identity } from './identity';
 
 export type Overall = 'connecting' | 'online' | 'offline' | 'closed';
@@ -17,10 +18,17 @@ export interface Terminal {
   room: string;
 }
 
+/** The server refused one of our changes (y-protocols' permission-denied auth message). */
+export interface Refusal {
+  room: string;
+  reason: string;
+}
+
 export class Connections {
   private readonly providers = new Map<WebsocketProvider, string>();
   private readonly listeners = new Set<() => void>();
   private readonly terminalHandlers = new Set<(t: Terminal) => void>();
+  private readonly refusalHandlers = new Set<(r: Refusal) => void>();
   private readonly everConnected = new WeakSet<WebsocketProvider>();
   private readonly dead = new WeakSet<WebsocketProvider>();
   /** set by the app when the whole session is over (CLOSE.ENDED, CLOSE.UNAUTHORIZED): nothing reconnects */
@@ -45,6 +53,12 @@ export class Connections {
       connect: !this.stopped,
     });
     this.providers.set(provider, room);
+    // y-websocket only logs a refusal; the app shows it (e.g. an edit the server would not accept)
+    provider.messageHandlers[2] = (_encoder, decoder) => {
+      readAuthMessage(decoder, doc, (_doc, reason) => {
+        for (const handler of this.refusalHandlers) handler({ room, reason });
+      });
+    };
     provider.on('status', ({ status }) => {
       if (status === 'connected') this.everConnected.add(provider);
       this.changed();
@@ -97,6 +111,10 @@ export class Connections {
 
   onTerminal(fn: (t: Terminal) => void): void {
     this.terminalHandlers.add(fn);
+  }
+
+  onRefused(fn: (r: Refusal) => void): void {
+    this.refusalHandlers.add(fn);
   }
 
   private changed(): void {
