@@ -168,6 +168,8 @@ class Store:
         self._checkpoints = Worker("rtc-checkpoint")
         self._checkpoint_db: sqlite3.Connection | None = None
         self._checkpointer: asyncio.Task[None] | None = None
+        #: Checkpoints completed so far (the WAL is folded into the database file at each).
+        self.checkpoints = 0
         self._wrote = asyncio.Event()
         #: Room name → its small integer id in the log, as far as looked up (store thread
         #: only): a row and its index entry carry a byte or two, not a 25-character name.
@@ -267,6 +269,8 @@ class Store:
                 await self._checkpoints.run(self._checkpoint_sync)
             except sqlite3.Error as exc:  # the WAL still holds every commit: the next one retries
                 log.warning("checkpoint of %s failed: %s", self.path, exc)
+            else:
+                self.checkpoints += 1
 
     def _checkpoint_sync(self) -> None:
         db = self._checkpoint_db

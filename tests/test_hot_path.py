@@ -363,8 +363,9 @@ async def test_the_wal_is_checkpointed_while_keystrokes_go_on(tmp_path: Path) ->
         for i, update in enumerate(updates):
             store.append(f"room{i % 7}", update * 20)  # ~1 KB rows: every commit writes pages
             await store.flush()
-            if i % 50 == 0:
-                await asyncio.sleep(0.06)  # give the checkpoint thread its turn
+            if i % 50 == 0:  # the checkpoint thread's turn, however slow the machine
+                done = store.checkpoints
+                await async_wait_until(lambda done=done: store.checkpoints > done, what="a checkpoint")
                 peak = max(peak, wal.stat().st_size)
     finally:
         await store.close()
