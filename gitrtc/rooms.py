@@ -18,7 +18,7 @@ from typing import Protocol
 
 from pycrdt import Awareness, Doc, merge_updates
 
-from . import protocol
+from . import awareness, protocol
 from .errors import ProtocolError
 from .origins import ClientEdit, Participant
 from .protocol import MessageType, SyncType
@@ -59,7 +59,11 @@ class Connection:
         self.participant = participant
         #: The origin of this connection's edits (one object, not one per update).
         self.origin = ClientEdit(participant)
+        #: The awareness client ids this connection introduced (it alone may update them).
         self.awareness_ids: set[int] = set()
+        #: Whether document updates are accepted (not for viewers, nor in the session room,
+        #: whose document only the server writes).
+        self.may_write = participant.role != "viewer"
         self.closed = False
         self.close_code: int | None = None
         #: Called once when the server closes this connection (the room forgets it at once).
@@ -72,8 +76,8 @@ class Connection:
 
     @property
     def read_only(self) -> bool:
-        """Whether this participant may only read."""
-        return self.participant.role == "viewer"
+        """Whether this connection may only read."""
+        return not self.may_write
 
     def enqueue(self, frame: bytes) -> None:
         """Send a frame after everything posted or queued before it."""
@@ -175,6 +179,8 @@ class Room:
         self.doc = doc
         self.store = store
         self.awareness = Awareness(doc)
+        #: Which connection introduced each client's awareness state (see `awareness.py`).
+        self.awareness_owners: dict[int, Connection] = {}
         self.connections: set[Connection] = set()
         self.accepting = True
         self.logged_since_compaction = 0
@@ -196,10 +202,14 @@ class Room:
     def leave(self, conn: Connection) -> None:
         """Remove a connection and tell the others its presence is gone."""
         self.connections.discard(conn)
-        gone = [i for i in conn.awareness_ids if i in self.awareness.states]
+        mine = [i for i in conn.awareness_ids if self.awareness_owners.get(i) is conn]
+        gone = [i for i in mine if i in self.awareness.states]
         if gone:
             self.awareness.remove_awareness_states(gone, "disconnect")
             self._fanout(protocol.awareness_frame(self.awareness.encode_awareness_update(gone)), None)
+        for client_id in mine:  # a long session's comings and goings leave nothing behind
+            del self.awareness_owners[client_id]
+            self.awareness.meta.pop(client_id, None)
 
     async def receive(self, conn: Connection, frame: bytes) -> None:
         """Handle one frame from `conn`; `ProtocolError` if it is malformed."""
@@ -270,16 +280,27 @@ class Room:
             self.logged_since_compaction += 1
 
     def _receive_awareness(self, conn: Connection, frame: bytes, payload: bytes) -> None:
+        """Apply and forward a client's presence, unless `awareness.refusal` refuses it."""
+        entries = awareness.parse(payload)
+        owners = self.awareness_owners
+        for entry in entries:  # the same person reconnecting before their old connection is dropped
+            owner = owners.get(entry.client_id)
+            if owner is not None and owner is not conn and owner.participant == conn.participant:
+                owner.awareness_ids.discard(entry.client_id)
+                del owners[entry.client_id]
+        others = [e.client_id for e in entries if owners.get(e.client_id, conn) is not conn]
+        refused = awareness.refusal(entries, conn.participant.role, conn.awareness_ids, others,
+                                    self.awareness.client_id)
+        if refused is not None:
+            conn.enqueue(protocol.permission_denied(refused))
+            return
         try:
-            ids = _awareness_client_ids(payload)
             self.awareness.apply_awareness_update(payload, conn)
         except (ValueError, UnicodeDecodeError, RuntimeError, IndexError) as exc:
             raise ProtocolError(f"malformed awareness update: {exc}") from exc
-        for client_id, present in ids:
-            if present:
-                conn.awareness_ids.add(client_id)
-            else:
-                conn.awareness_ids.discard(client_id)
+        for entry in entries:
+            conn.awareness_ids.add(entry.client_id)
+            owners[entry.client_id] = conn
         self._fanout(frame, conn)
 
     def _fanout(self, frame: bytes, sender: Connection | None) -> None:
@@ -335,18 +356,4 @@ class Room:
         """Close every connection (session end, epoch change)."""
         await asyncio.gather(*(c.close(code, reason) for c in list(self.connections)))
         self.connections.clear()
-
-
-def _awareness_client_ids(payload: bytes) -> list[tuple[int, bool]]:
-    """(client id, has a state) for each entry of an awareness update; validates lengths."""
-    count, pos = protocol.read_var_uint(payload, 0)
-    if count > 10_000:
-        raise ValueError("too many awareness entries")
-    out = []
-    for _ in range(count):
-        client_id, pos = protocol.read_var_uint(payload, pos)
-        _clock, pos = protocol.read_var_uint(payload, pos)
-        state, pos = protocol.read_var_bytes(payload, pos)
-        out.append((client_id, state not in (b"null", b"")))
-    return out
 

@@ -345,6 +345,8 @@ class Session:
         if self.state != "live":
             raise SessionEndedError("the session has ended")
         room = await self.room(name)
+        if name == self.manifest.session_room:
+            conn.may_write = False  # its document (the session's state) is the server's alone
         self.connections[conn] = room
         conn.on_close = lambda: self.disconnect(conn)
         await room.join(conn)

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from ..errors import RtcError
 from ..session import EndResult, Session
+from . import guard
 from .auth import require_role
 from .ws import room_socket
 
@@ -166,7 +167,8 @@ async def room_endpoint(request: web.Request) -> web.StreamResponse:
 
 def make_app(session: Session) -> web.Application:
     """The application serving one session."""
-    app = web.Application(client_max_size=1024 * 1024)
+    app = web.Application(client_max_size=1024 * 1024,
+                          middlewares=[guard.make_host_check(session), guard.make_token_mark(session)])
     app.on_response_prepare.append(security_headers)
     app[SESSION] = session
     app.router.add_get("/", index)
@@ -194,8 +196,15 @@ async def serve(
     if certfile:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(certfile, keyfile)
-    runner = web.AppRunner(make_app(session), access_log=None, handle_signals=False)
+    guard.raise_fd_limit()
+    app = make_app(session)
+    connections = app[guard.GUARD] = guard.ConnectionGuard()
+    # keepalive_timeout: aiohttp closes a connection that has not sent a whole request this
+    # long after connecting or after its last answer (slowloris; see guard.py)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=guard.IDLE_TIMEOUT)
     await runner.setup()
+    assert runner.server is not None
+    connections.attach(runner.server)
     site = web.TCPSite(runner, host, port, ssl_context=context, reuse_address=True)
     try:
         await site.start()

@@ -15,6 +15,10 @@ import time
 RATE = 50_000.0
 #: Messages a connection may send at once before it is slowed (a large paste, a resync).
 BURST = 100_000.0
+#: Presence (awareness) messages per second per connection, and at once: a cursor moving
+#: as fast as one types, and the renewal every 15 s. Every one is relayed to the whole room.
+AWARENESS_RATE = 30.0
+AWARENESS_BURST = 120.0
 #: A reader yields to the other connections after this many messages in a row, so one
 #: busy connection cannot starve the rest between its rate-limit waits.
 FAIR_SHARE = 32

@@ -17,6 +17,7 @@ from ..errors import (
     UnknownRoomError,
 )
 from ..origins import Participant
+from ..protocol import MessageType
 from ..rooms import CLOSE_INVALID, Connection
 from ..session import CLOSE_ENDED, Session
 from . import ratelimit
@@ -38,6 +39,8 @@ WRITE_BUFFER_LIMIT = 256 * 1024
 #: Seconds between the server's pings. A peer that has not answered one by the next is
 #: dropped, so a dead or stuck peer goes within two periods.
 PING_EVERY = 20.0
+#: The first byte of a y-websocket awareness message.
+AWARENESS_MESSAGE = bytes([MessageType.AWARENESS])
 #: RFC 6455: a final ping frame without payload.
 PING_FRAME = b"\x89\x00"
 
@@ -157,9 +160,12 @@ async def room_socket(request: web.Request, session: Session) -> web.StreamRespo
     transport.keep_alive()
     try:
         limit = RateLimit(ratelimit.RATE, ratelimit.BURST)
+        presence = RateLimit(ratelimit.AWARENESS_RATE, ratelimit.AWARENESS_BURST)
         async for msg in ws:
             if msg.type is WSMsgType.BINARY:
                 await limit.take()
+                if msg.data[:1] == AWARENESS_MESSAGE:  # relayed to the whole room: slower
+                    await presence.take()
                 await room.receive(conn, msg.data)
             elif msg.type is WSMsgType.PONG:
                 transport.answered = True
