@@ -28,8 +28,9 @@ MAX_IDS_PER_CONNECTION = 4
 MAX_STATE_BYTES = 8 * 1024
 #: Characters of `user.name` (the browser's name field takes 80).
 MAX_NAME = 80
-#: A colour that is safe to put into CSS: `#rgb` or `#rrggbb`, nothing else.
-COLOR = re.compile(r"#[0-9a-fA-F]{3}(?:[0-9a-fA-F]{3})?\Z")
+#: A colour that is safe to put into CSS: hex digits only (`#rgb`, `#rgba`, `#rrggbb`, or
+#: `#rrggbbaa`, which the browser client uses for the light variant).
+COLOR = re.compile(r"#(?:[0-9a-fA-F]{3,4}|[0-9a-fA-F]{6}|[0-9a-fA-F]{8})\Z")
 #: The roles a connection of each role may claim in `user.role` (an owner's browser shows
 #: itself as an editor in file rooms).
 CLAIMABLE = {
@@ -114,7 +115,7 @@ def state_problem(state: dict[str, Any], role: str) -> str | None:
     for field in COLOR_FIELDS:
         value = user.get(field)
         if value is not None and (not isinstance(value, str) or not COLOR.match(value)):
-            return f"user.{field} must be #rgb or #rrggbb"
+            return f"user.{field} must be a hex colour such as #rrggbb"
     claimed = user.get("role")
     if claimed is not None and claimed not in CLAIMABLE.get(role, ()):
         return f"a {role} cannot claim the role {str(claimed)[:20]!r}"

@@ -109,6 +109,7 @@ async def test_nobody_can_update_or_remove_another_connections_presence(live: Li
 @pytest.mark.parametrize(("user", "why"), [
     ({"name": "V", "color": "red; background: url(https://evil.example/x.png)"}, b"user.color"),
     ({"name": "V", "color": "#12345g"}, b"user.color"),
+    ({"name": "V", "color": "#12345"}, b"user.color"),
     ({"name": "V", "colorLight": "#fff;position:fixed"}, b"user.colorLight"),
     ({"name": "V" * 81}, b"user.name"),
     ({"name": "V", "role": "editor"}, b"cannot claim"),
@@ -148,8 +149,8 @@ GUARDS: list[guard.ConnectionGuard] = []
 class RecordedGuard(guard.ConnectionGuard):
     """The server's guard, kept where the test can read its counts."""
 
-    def __init__(self) -> None:
-        super().__init__(per_address=20)
+    def __init__(self, per_address: int | None = None, total: int | None = None) -> None:
+        super().__init__(per_address=20, total=total)
         GUARDS.append(self)
 
 

@@ -196,9 +196,10 @@ async def serve(
     if certfile:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(certfile, keyfile)
-    guard.raise_fd_limit()
+    files = guard.raise_fd_limit()
     app = make_app(session)
-    connections = app[guard.GUARD] = guard.ConnectionGuard()
+    total = guard.MAX_PENDING if files < 0 else min(guard.MAX_PENDING, files // 2)  # -1: unlimited
+    connections = app[guard.GUARD] = guard.ConnectionGuard(total=total)
     # keepalive_timeout: aiohttp closes a connection that has not sent a whole request this
     # long after connecting or after its last answer (slowloris; see guard.py)
     runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=guard.IDLE_TIMEOUT)

@@ -34,9 +34,11 @@ log = logging.getLogger(__name__)
 #: Seconds a connection may take to send a request's headers, from its start or from the
 #: end of its previous answer (WebSockets are not affected once upgraded).
 IDLE_TIMEOUT = 10.0
-#: Connections without a valid token yet, per client address and in all.
-MAX_PENDING_PER_ADDRESS = 64
-MAX_PENDING = 512
+#: Connections without a valid token yet, per client address (a crowd behind one NAT
+#: joining at once, each browser opening a few) and in all (at most half the open-files
+#: limit, see `serve`).
+MAX_PENDING_PER_ADDRESS = 256
+MAX_PENDING = 4096
 #: Host names always answered (besides IP literals and the names in the session's URLs).
 LOCAL_NAMES = frozenset({"localhost"})
 #: A `Host` header: `[IPv6]` or a name/IPv4 address, then an optional port.
@@ -53,9 +55,9 @@ class ConnectionGuard:
     two calls every `RequestHandler` makes to its `web.Server` on connect and disconnect.
     """
 
-    def __init__(self, per_address: int = MAX_PENDING_PER_ADDRESS, total: int = MAX_PENDING) -> None:
-        self.per_address = per_address
-        self.total = total
+    def __init__(self, per_address: int | None = None, total: int | None = None) -> None:
+        self.per_address = MAX_PENDING_PER_ADDRESS if per_address is None else per_address
+        self.total = MAX_PENDING if total is None else total
         self._pending: dict[RequestHandler, str] = {}
         self._count: Counter[str] = Counter()
         self.refused = 0
@@ -160,7 +162,8 @@ def make_token_mark(session: Session) -> Callable[[web.Request, Handler], Awaita
 
 
 def raise_fd_limit() -> int:
-    """Raise the soft limit of open files to the hard one; return the new soft limit."""
+    """Raise the soft limit of open files to the hard one; return the new soft limit
+    (`resource.RLIM_INFINITY`, -1, when unlimited)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY or (hard != resource.RLIM_INFINITY and soft >= hard):
         return soft
