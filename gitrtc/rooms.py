@@ -283,12 +283,10 @@ class Room:
         """Apply and forward a client's presence, unless `awareness.refusal` refuses it."""
         entries = awareness.parse(payload)
         owners = self.awareness_owners
-        for entry in entries:  # the same person reconnecting before their old connection is dropped
-            owner = owners.get(entry.client_id)
-            if owner is not None and owner is not conn and owner.participant == conn.participant:
-                owner.awareness_ids.discard(entry.client_id)
-                del owners[entry.client_id]
-        others = [e.client_id for e in entries if owners.get(e.client_id, conn) is not conn]
+        # ids of other people's connections (the same person reconnecting before their old
+        # connection is dropped takes theirs over)
+        others = [e.client_id for e in entries
+                  if (owner := owners.get(e.client_id, conn)) is not conn and owner.participant != conn.participant]
         refused = awareness.refusal(entries, conn.participant.role, conn.awareness_ids, others,
                                     self.awareness.client_id)
         if refused is not None:
@@ -299,6 +297,9 @@ class Room:
         except (ValueError, UnicodeDecodeError, RuntimeError, IndexError) as exc:
             raise ProtocolError(f"malformed awareness update: {exc}") from exc
         for entry in entries:
+            previous = owners.get(entry.client_id)
+            if previous is not None and previous is not conn:
+                previous.awareness_ids.discard(entry.client_id)
             conn.awareness_ids.add(entry.client_id)
             owners[entry.client_id] = conn
         self._fanout(frame, conn)

@@ -106,6 +106,24 @@ async def test_nobody_can_update_or_remove_another_connections_presence(live: Li
         assert room.awareness.states[500]["user"]["name"] == "Ann"
 
 
+async def test_the_same_person_reconnecting_takes_their_presence_over(live: Live) -> None:
+    async with live.client("README.md", name="Ann") as old, live.client("README.md", name="Vic", role="viewer") as vic:
+        await old.wait_synced()
+        await vic.wait_synced()
+        await old.send_raw(awareness_update((700, 1, {"user": {"name": "Ann"}})))
+        await async_wait_until(lambda: any(b'"Ann"' in f for f in vic.awareness_frames), what="Ann")
+        async with live.client("README.md", name="Ann") as new:  # same link, name and email
+            await new.wait_synced()
+            await new.send_raw(awareness_update((700, 2, {"user": {"name": "Ann", "color": "#0a0"}})))
+            await async_wait_until(lambda: any(b"#0a0" in f for f in vic.awareness_frames), what="the new state")
+            await old.close()
+            room = live.session.rooms[live.room("README.md")]
+            await async_wait_until(lambda: all(c.participant.name != "Ann" or c.awareness_ids for c in room.connections),
+                                   what="the old connection left")
+            assert room.awareness.states[700]["user"]["color"] == "#0a0"
+            assert denials(new) == []
+
+
 @pytest.mark.parametrize(("user", "why"), [
     ({"name": "V", "color": "red; background: url(https://evil.example/x.png)"}, b"user.color"),
     ({"name": "V", "color": "#12345g"}, b"user.color"),
