@@ -301,3 +301,12 @@ async def test_a_websocket_through_another_host_name_is_refused(live: Live) -> N
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
             await http.ws_connect(live.ws("README.md"), headers={"Host": f"evil.example:{live.port}"})
         assert refused.value.status == 421
+
+
+def test_host_names_answered() -> None:
+    names = {"localhost", "studio.lan"}
+    for host in ("Studio.LAN:8000", "studio.lan.", "localhost", "[::1]:1", "[fe80::1]", "10.0.0.5:80", None):
+        assert guard.host_allowed(host, names), host
+    for host in ("evil.example", "evil.example:80", "evil.example@127.0.0.1", "", "studio.lan:x", "127.0.0.1.evil.example"):
+        assert not guard.host_allowed(host, names), host
+

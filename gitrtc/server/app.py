@@ -198,6 +198,7 @@ async def serve(
         context.load_cert_chain(certfile, keyfile)
     files = guard.raise_fd_limit()
     app = make_app(session)
+    app[guard.BOUND_HOST] = host
     total = guard.MAX_PENDING if files < 0 else min(guard.MAX_PENDING, files // 2)  # -1: unlimited
     connections = app[guard.GUARD] = guard.ConnectionGuard(total=total)
     # keepalive_timeout: aiohttp closes a connection that has not sent a whole request this

@@ -105,11 +105,15 @@ class ConnectionGuard:
 
 
 GUARD = web.AppKey("guard", ConnectionGuard)
+#: The host the server was told to listen on (`--host`), answered before the URLs exist.
+BOUND_HOST = web.AppKey("bound_host", str)
 
 
-def allowed_hosts(session: Session) -> set[str]:
-    """The host names this session answers to: its URLs' and `localhost`."""
+def allowed_hosts(session: Session, bound: str | None = None) -> set[str]:
+    """The host names this session answers to: its URLs', the bound one, `localhost`."""
     names = set(LOCAL_NAMES)
+    if bound:
+        names.add(bound.lower())
     for url in (session.url, session.readonly_url):
         name = urlsplit(url).hostname if url else None
         if name:
@@ -138,7 +142,7 @@ def make_host_check(session: Session) -> Callable[[web.Request, Handler], Awaita
     @web.middleware
     async def check_host(request: web.Request, handler: Handler) -> web.StreamResponse:
         host = request.headers.get("Host")
-        if not host_allowed(host, allowed_hosts(session)):
+        if not host_allowed(host, allowed_hosts(session, request.app.get(BOUND_HOST))):
             return web.json_response(
                 {"error": f"this server does not answer for {host[:80]!r}: use the link rtc start printed"},
                 status=421,
