@@ -4,8 +4,9 @@
   or of its previous answer (aiohttp's `keepalive_timeout` runs from the connection's
   start and is not reset by a partial request, so one setting bounds both the header read
   and the idle keep-alive); one address may hold at most `MAX_PENDING_PER_ADDRESS`
-  connections that have not yet shown a valid token (`MAX_PENDING` in all); and the soft
-  file descriptor limit is raised to the hard one at start.
+  connections that have not yet shown a valid token (`MAX_PENDING` in all), the oldest
+  closed beyond that; and the soft file descriptor limit is raised to the hard one at
+  start.
 - DNS rebinding: a page on a name the attacker controls that resolves to this machine is
   same-origin with it in the browser. Requests whose `Host` is a name the session did not
   give out are refused with 421 before any route (WebSocket upgrades included). IP
@@ -19,7 +20,6 @@ import ipaddress
 import logging
 import re
 import resource
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
@@ -48,9 +48,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class ConnectionGuard:
-    """Counts the connections that have not shown a valid token, and refuses more than
-    `per_address` from one address (or `total` in all) at once.
+    """Counts the connections that have not shown a valid token; beyond `per_address` from
+    one address (or `total` in all), the oldest of them is closed to make room.
 
+    Closing the oldest rather than refusing the newest keeps the server reachable for
+    the people a flood shares an address with (loopback, a NAT): their request follows
+    their connect within milliseconds, while a flood's connections wait to be dropped.
     aiohttp has no hook for a connection before its first request: the guard wraps the
     two calls every `RequestHandler` makes to its `web.Server` on connect and disconnect.
     """
@@ -58,9 +61,11 @@ class ConnectionGuard:
     def __init__(self, per_address: int | None = None, total: int | None = None) -> None:
         self.per_address = MAX_PENDING_PER_ADDRESS if per_address is None else per_address
         self.total = MAX_PENDING if total is None else total
-        self._pending: dict[RequestHandler, str] = {}
-        self._count: Counter[str] = Counter()
-        self.refused = 0
+        #: Waiting connections in the order they came, in all and per address.
+        self._pending: dict[RequestHandler, tuple[str, asyncio.Transport]] = {}
+        self._by_address: dict[str, dict[RequestHandler, None]] = {}
+        #: Connections closed to make room.
+        self.evicted = 0
 
     def attach(self, server: web.Server) -> None:
         """Watch the connections `server` (a runner's) accepts."""
@@ -80,23 +85,31 @@ class ConnectionGuard:
     def _connected(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
         peer = transport.get_extra_info("peername")
         address = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
-        if self._count[address] >= self.per_address or len(self._pending) >= self.total:
-            self.refused += 1
-            if self.refused in (1, 100, 10_000):
-                log.warning("refusing connections from %s: %d already wait for a request",
-                            address, self._count[address])
-            transport.abort()
-            return
-        self._pending[handler] = address
-        self._count[address] += 1
+        same = self._by_address.get(address)
+        if same is not None and len(same) >= self.per_address:
+            self._evict(next(iter(same)))
+        if len(self._pending) >= self.total:
+            self._evict(next(iter(self._pending)))
+        self._pending[handler] = (address, transport)
+        self._by_address.setdefault(address, {})[handler] = None
+
+    def _evict(self, handler: RequestHandler) -> None:
+        address, transport = self._pending[handler]
+        self.evicted += 1
+        if self.evicted in (1, 100, 10_000):
+            log.warning("closing connections that sent no valid token (%d so far; the last from %s)",
+                        self.evicted, address)
+        self.authenticated(handler)
+        transport.abort()
 
     def authenticated(self, handler: RequestHandler) -> None:
         """`handler`'s connection showed a valid token (or is gone): it no longer counts."""
-        address = self._pending.pop(handler, None)
-        if address is not None:
-            self._count[address] -= 1
-            if not self._count[address]:
-                del self._count[address]
+        found = self._pending.pop(handler, None)
+        if found is not None:
+            same = self._by_address[found[0]]
+            del same[handler]
+            if not same:
+                del self._by_address[found[0]]
 
     @property
     def pending(self) -> int:
