@@ -6,15 +6,16 @@ from __future__ import annotations
 import asyncio
 import json
 import resource
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
-from pycrdt import Map
+from pycrdt import Map, Text
 
 from gitrtc import protocol
-from gitrtc.server import guard
+from gitrtc.server import guard, ratelimit
 
 from .conftest import Live, live_session
 from .support import YClient, async_wait_until, get_json
@@ -156,6 +157,24 @@ async def test_a_large_state_is_refused(live: Live) -> None:
         await big.send_raw(awareness_update((901, 2, {"user": {"name": "Big"}})))
         await async_wait_until(lambda: any(b'"Big"' in f for f in other.awareness_frames), what="the small state")
         assert not any(b"xxxx" in f for f in other.awareness_frames)
+
+
+async def test_presence_messages_are_slowed_down(live: Live, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ratelimit, "AWARENESS_RATE", 100.0)
+    monkeypatch.setattr(ratelimit, "AWARENESS_BURST", 10.0)
+    async with live.client("README.md", name="Fast") as fast, live.client("README.md", name="Other") as other:
+        await fast.wait_synced()
+        await other.wait_synced()
+        started = time.monotonic()
+        for clock in range(1, 211):
+            await fast.send_raw(awareness_update((31, clock, {"user": {"name": "Fast", "n": clock}})))
+        await async_wait_until(lambda: any(b'"n": 210}' in f for f in other.awareness_frames), what="the last")
+        assert time.monotonic() - started >= 1.8  # (210 - 10) / 100 per second
+        # other kinds of messages on other connections are not held up
+        source = other.doc.get("source", type=Text)
+        source.insert(0, "still quick ")
+        await async_wait_until(lambda: str(fast.doc.get("source", type=Text)).startswith("still quick "), 2.0,
+                               what="an edit")
 
 
 # -- slowloris ------------------------------------------------------------------------------

@@ -39,8 +39,8 @@ WRITE_BUFFER_LIMIT = 256 * 1024
 #: Seconds between the server's pings. A peer that has not answered one by the next is
 #: dropped, so a dead or stuck peer goes within two periods.
 PING_EVERY = 20.0
-#: The first byte of a y-websocket awareness message.
-AWARENESS_MESSAGE = bytes([MessageType.AWARENESS])
+#: First bytes of y-websocket awareness and awareness-query messages (their own rate limit).
+PRESENCE_MESSAGES = (bytes([MessageType.AWARENESS]), bytes([MessageType.QUERY_AWARENESS]))
 #: RFC 6455: a final ping frame without payload.
 PING_FRAME = b"\x89\x00"
 
@@ -164,7 +164,7 @@ async def room_socket(request: web.Request, session: Session) -> web.StreamRespo
         async for msg in ws:
             if msg.type is WSMsgType.BINARY:
                 await limit.take()
-                if msg.data[:1] == AWARENESS_MESSAGE:  # relayed to the whole room: slower
+                if msg.data[:1] in PRESENCE_MESSAGES:  # relayed to the whole room, or all of it sent back
                     await presence.take()
                 await room.receive(conn, msg.data)
             elif msg.type is WSMsgType.PONG:
