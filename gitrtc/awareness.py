@@ -103,15 +103,23 @@ def refusal(
 
 
 def state_problem(state: dict[str, Any], role: str) -> str | None:
-    """What is wrong with one client's state for a connection of `role`, or None."""
+    """What is wrong with one client's state for a connection of `role`, or None.
+
+    The fields the browser client reads (`user`, `file`, `place`, `cursor`) must have
+    their shapes: a number where a path is expected breaks every page's list of people.
+    """
+    problem = _place_problem(state) or _cursor_problem(state.get("cursor"))
+    if problem:
+        return problem
     user = state.get("user")
     if user is None:
         return None
     if not isinstance(user, dict):
         return "user must be an object"
-    name = user.get("name")
-    if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME):
-        return f"user.name must be a string of at most {MAX_NAME} characters"
+    for field in ("name", "sid"):
+        value = user.get(field)
+        if value is not None and (not isinstance(value, str) or len(value) > MAX_NAME):
+            return f"user.{field} must be a string of at most {MAX_NAME} characters"
     for field in COLOR_FIELDS:
         value = user.get(field)
         if value is not None and (not isinstance(value, str) or not COLOR.match(value)):
@@ -120,3 +128,47 @@ def state_problem(state: dict[str, Any], role: str) -> str | None:
     if claimed is not None and claimed not in CLAIMABLE.get(role, ()):
         return f"a {role} cannot claim the role {str(claimed)[:20]!r}"
     return None
+
+
+def _place_problem(state: dict[str, Any]) -> str | None:
+    """`file` a path or null; `place` null or `{file, cell?, line?}`."""
+    if not _optional(state.get("file"), str):
+        return "file must be a string or null"
+    place = state.get("place")
+    if place is None:
+        return None
+    if (not isinstance(place, dict) or not _optional(place.get("file"), str)
+            or not _optional(place.get("cell"), str) or not _optional(place.get("line"), int)):
+        return "place must be {file, cell, line} with a string, a string and an integer"
+    return None
+
+
+def _cursor_problem(cursor: object) -> str | None:
+    """`cursor` null or `{anchor, head}`, each a Yjs relative position as JSON or null."""
+    if cursor is None:
+        return None
+    if not isinstance(cursor, dict) or not all(_relative_position(cursor.get(k)) for k in ("anchor", "head")):
+        return "cursor must be {anchor, head} of Yjs relative positions"
+    return None
+
+
+def _relative_position(value: object) -> bool:
+    if value is None:
+        return True
+    if not isinstance(value, dict):
+        return False
+    return (_optional(value.get("tname"), str) and _optional(value.get("assoc"), int)
+            and _item_id(value.get("type")) and _item_id(value.get("item")))
+
+
+def _item_id(value: object) -> bool:
+    """A Yjs item id as JSON (`{client, clock}`) or null."""
+    if value is None:
+        return True
+    return (isinstance(value, dict) and isinstance(value.get("client"), int)
+            and isinstance(value.get("clock"), int))
+
+
+def _optional(value: object, kind: type) -> bool:
+    """`value` is null or of `kind` (a bool is not an int here)."""
+    return value is None or (isinstance(value, kind) and not isinstance(value, bool))

@@ -134,6 +134,7 @@ async def test_the_same_person_reconnecting_takes_their_presence_over(live: Live
     ({"name": "V", "role": "editor"}, b"cannot claim"),
     ({"name": "V", "role": "owner"}, b"cannot claim"),
     ("not an object", b"user must be"),
+    ({"name": "V", "sid": ["x"]}, b"user.sid"),
 ])
 async def test_invalid_presence_fields_never_reach_the_others(live: Live, user: object, why: bytes) -> None:
     async with live.client("README.md", role="viewer", name="V") as viewer, live.client("README.md") as other:
@@ -145,6 +146,30 @@ async def test_invalid_presence_fields_never_reach_the_others(live: Live, user: 
         await viewer.send_raw(awareness_update((900, 2, {"user": {"name": "V", "color": "#abc", "role": "viewer"}})))
         await async_wait_until(lambda: any(b"#abc" in f for f in other.awareness_frames), what="the valid state")
         assert not any(b"evil" in f or b"position" in f or b"VVVV" in f for f in other.awareness_frames)
+
+
+@pytest.mark.parametrize(("state", "why"), [
+    ({"file": 5}, b"file must be"),
+    ({"place": {"file": 5}}, b"place must be"),
+    ({"place": {"file": "a.md", "line": "9"}}, b"place must be"),
+    ({"place": "README.md"}, b"place must be"),
+    ({"cursor": {"anchor": "x", "head": None}}, b"cursor must be"),
+    ({"cursor": {"anchor": {"type": {"client": "a", "clock": 1}}, "head": None}}, b"cursor must be"),
+])
+async def test_presence_fields_the_page_reads_must_have_their_shape(live: Live, state: dict[str, object],
+                                                                     why: bytes) -> None:
+    async with live.client("session", name="Odd") as odd, live.client("session", name="Other") as other:
+        await odd.wait_synced()
+        await other.wait_synced()
+        await odd.send_raw(awareness_update((910, 1, {"user": {"name": "Odd"}, **state})))
+        await async_wait_until(lambda: denials(odd), what="refused")
+        assert why in denials(odd)[0]
+        at = {"type": {"client": 1, "clock": 2}, "tname": None, "item": None, "assoc": 0}
+        good = {"user": {"name": "Odd", "sid": "abc"}, "file": "README.md",
+                "place": {"file": "README.md", "cell": None, "line": 3}, "cursor": {"anchor": at, "head": at}}
+        await odd.send_raw(awareness_update((910, 2, good)))
+        await async_wait_until(lambda: any(b'"Odd"' in f for f in other.awareness_frames), what="the valid state")
+        assert len([f for f in other.awareness_frames if b'"Odd"' in f]) == 1
 
 
 async def test_a_large_state_is_refused(live: Live) -> None:

@@ -14,8 +14,18 @@ export function safeColor(value: unknown, fallback = '#888888'): string {
   return typeof value === 'string' && COLOR.test(value) ? value : fallback;
 }
 
-/** Make one remote state's `user` safe to display (in place). */
+function isPlace(v: unknown): boolean {
+  if (v === null || v === undefined) return true;
+  if (typeof v !== 'object') return false;
+  const p = v as Record<string, unknown>;
+  return typeof p.file === 'string' && (p.cell == null || typeof p.cell === 'string')
+    && (p.line == null || typeof p.line === 'number');
+}
+
+/** Make one remote state safe to display (in place): `user`, `file`, `place`. */
 export function cleanState(state: Record<string, unknown>): void {
+  if (state.file != null && typeof state.file !== 'string') state.file = null;
+  if (!isPlace(state.place)) state.place = null;
   const user = state.user;
   if (user === undefined || user === null) return;
   if (typeof user !== 'object' || Array.isArray(user)) {
@@ -24,6 +34,7 @@ export function cleanState(state: Record<string, unknown>): void {
   }
   const u = user as Record<string, unknown>;
   if (u.name !== undefined) u.name = String(u.name).slice(0, MAX_NAME);
+  if (u.sid !== undefined) u.sid = String(u.sid).slice(0, MAX_NAME);
   if (u.color !== undefined) u.color = safeColor(u.color);
   if (u.colorLight !== undefined) {
     const color = u.color as string | undefined;
