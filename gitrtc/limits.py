@@ -30,6 +30,17 @@ class Limits:
     rate: float = 50_000.0
     #: Messages a connection may send at once before it is slowed (a paste, a resync).
     burst: float = 100_000.0
+    #: Presence (awareness) messages per second per connection, and at once: a cursor
+    #: moving as fast as one types, and the renewal every 15 s; each is relayed to the room.
+    presence_rate: float = 30.0
+    presence_burst: float = 120.0
+    #: Seconds a connection may take to send a whole request (after connecting or after its
+    #: last answer) before it is closed (slowloris; `server/guard.py`).
+    idle_timeout: float = 10.0
+    #: Connections that have not yet shown a valid token, per address and in all (the total
+    #: is also at most half the open-files limit); beyond, the oldest such one is closed.
+    pending_per_address: int = 256
+    pending_total: int = 4096
     #: Seconds between the server's pings; a peer silent for two periods is dropped.
     ping_every: float = 20.0
     #: Logged updates above which a room's log is compacted (at load, and once a minute).

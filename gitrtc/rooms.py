@@ -18,7 +18,7 @@ from typing import Protocol
 
 from pycrdt import Awareness, Doc, merge_updates
 
-from . import protocol
+from . import awareness, protocol
 from .errors import ProtocolError, RejectedEditError, TooSlowError
 from .limits import DEFAULT, Limits
 from .origins import ClientEdit, Participant, credit_for
@@ -57,7 +57,11 @@ class Connection:
         self.credit = credit_for(self.origin)
         self._max_queued_bytes = limits.max_queued_bytes
         self._max_queued_frames = limits.max_queued_frames
+        #: The awareness client ids this connection introduced (it alone may update them).
         self.awareness_ids: set[int] = set()
+        #: Whether document updates are accepted (not for viewers, nor in the session room,
+        #: whose document only the server writes).
+        self.may_write = participant.role != "viewer"
         self.closed = False
         self.close_code: int | None = None
         #: Called once when the server closes this connection (the room forgets it at once).
@@ -70,8 +74,8 @@ class Connection:
 
     @property
     def read_only(self) -> bool:
-        """Whether this participant may only read."""
-        return self.participant.role == "viewer"
+        """Whether this connection may only read."""
+        return not self.may_write
 
     def enqueue(self, frame: bytes) -> None:
         """Send a frame after everything posted or queued before it."""
@@ -173,6 +177,8 @@ class Room:
         self.doc = doc
         self.store = store
         self.awareness = Awareness(doc)
+        #: Which connection introduced each client's awareness state (see `awareness.py`).
+        self.awareness_owners: dict[int, Connection] = {}
         self.connections: set[Connection] = set()
         self.accepting = True
         self.logged_since_compaction = 0
@@ -196,10 +202,14 @@ class Room:
     def leave(self, conn: Connection) -> None:
         """Remove a connection and tell the others its presence is gone."""
         self.connections.discard(conn)
-        gone = [i for i in conn.awareness_ids if i in self.awareness.states]
+        mine = [i for i in conn.awareness_ids if self.awareness_owners.get(i) is conn]
+        gone = [i for i in mine if i in self.awareness.states]
         if gone:
             self.awareness.remove_awareness_states(gone, "disconnect")
             self._fanout(protocol.awareness_frame(self.awareness.encode_awareness_update(gone)), None)
+        for client_id in mine:  # a long session's comings and goings leave nothing behind
+            del self.awareness_owners[client_id]
+            self.awareness.meta.pop(client_id, None)
 
     async def receive(self, conn: Connection, frame: bytes) -> None:
         """Handle one frame from `conn`; `ProtocolError` if it is malformed."""
@@ -283,16 +293,28 @@ class Room:
             self.logged_since_compaction += 1
 
     def _receive_awareness(self, conn: Connection, frame: bytes, payload: bytes) -> None:
+        """Apply and forward a client's presence, unless `awareness.refusal` refuses it."""
+        entries = awareness.parse(payload)
+        owners = self.awareness_owners
+        # ids of other people's connections (the same person reconnecting before their old
+        # connection is dropped takes theirs over)
+        others = [e.client_id for e in entries
+                  if (owner := owners.get(e.client_id, conn)) is not conn and owner.participant != conn.participant]
+        refused = awareness.refusal(entries, conn.participant.role, conn.awareness_ids, others,
+                                    self.awareness.client_id)
+        if refused is not None:
+            conn.enqueue(protocol.permission_denied(refused))
+            return
         try:
-            ids = _awareness_client_ids(payload)
             self.awareness.apply_awareness_update(payload, conn)
         except (ValueError, UnicodeDecodeError, RuntimeError, IndexError) as exc:
             raise ProtocolError(f"malformed awareness update: {exc}") from exc
-        for client_id, present in ids:
-            if present:
-                conn.awareness_ids.add(client_id)
-            else:
-                conn.awareness_ids.discard(client_id)
+        for entry in entries:
+            previous = owners.get(entry.client_id)
+            if previous is not None and previous is not conn:
+                previous.awareness_ids.discard(entry.client_id)
+            conn.awareness_ids.add(entry.client_id)
+            owners[entry.client_id] = conn
         self._fanout(frame, conn)
 
     def _fanout(self, frame: bytes, sender: Connection | None) -> None:
@@ -351,18 +373,4 @@ class Room:
         """Close every connection (session end, epoch change)."""
         await asyncio.gather(*(c.close(code, reason) for c in list(self.connections)))
         self.connections.clear()
-
-
-def _awareness_client_ids(payload: bytes) -> list[tuple[int, bool]]:
-    """(client id, has a state) for each entry of an awareness update; validates lengths."""
-    count, pos = protocol.read_var_uint(payload, 0)
-    if count > 10_000:
-        raise ValueError("too many awareness entries")
-    out = []
-    for _ in range(count):
-        client_id, pos = protocol.read_var_uint(payload, pos)
-        _clock, pos = protocol.read_var_uint(payload, pos)
-        state, pos = protocol.read_var_bytes(payload, pos)
-        out.append((client_id, state not in (b"null", b"")))
-    return out
 

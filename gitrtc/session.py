@@ -122,6 +122,8 @@ class Session:
         if self.state != "live":
             raise SessionEndedError("the session has ended")
         room = await self.registry.room(name)
+        if name == self.manifest.session_room:
+            conn.may_write = False  # its document (the session's state) is the server's alone
         self.access.joined(conn, room)
         await room.join(conn)
         return room

@@ -15,7 +15,7 @@ from aiohttp.typedefs import Handler
 
 from ..errors import BadRequestError, RtcError, UnknownRoomError
 from ..session import EndResult, Session
-from . import views
+from . import guard, views
 from .auth import require_role
 from .ws import room_socket
 
@@ -171,7 +171,8 @@ async def room_endpoint(request: web.Request) -> web.StreamResponse:
 
 def make_app(session: Session) -> web.Application:
     """The application serving one session (its `Limits` are the session's)."""
-    app = web.Application(client_max_size=1024 * 1024, middlewares=[rtc_errors])
+    app = web.Application(client_max_size=1024 * 1024,
+                          middlewares=[guard.make_host_check(session), guard.make_token_mark(session), rtc_errors])
     app.on_response_prepare.append(security_headers)
     app[SESSION] = session
     app.router.add_get("/", index)
@@ -199,8 +200,18 @@ async def serve(
     if certfile:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(certfile, keyfile)
-    runner = web.AppRunner(make_app(session), access_log=None, handle_signals=False)
+    files = guard.raise_fd_limit()
+    app = make_app(session)
+    app[guard.BOUND_HOST] = host
+    limits = session.limits
+    total = limits.pending_total if files < 0 else min(limits.pending_total, files // 2)  # -1: unlimited
+    connections = app[guard.GUARD] = guard.ConnectionGuard(limits.pending_per_address, total)
+    # keepalive_timeout: aiohttp closes a connection that has not sent a whole request this
+    # long after connecting or after its last answer (slowloris; see guard.py)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=limits.idle_timeout)
     await runner.setup()
+    assert runner.server is not None
+    connections.attach(runner.server)
     site = web.TCPSite(runner, host, port, ssl_context=context, reuse_address=True)
     try:
         await site.start()

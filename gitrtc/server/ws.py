@@ -18,6 +18,7 @@ from ..errors import (
     UnauthorizedError,
 )
 from ..origins import Participant
+from ..protocol import MessageType
 from ..rooms import Connection
 from ..session import Session
 from .auth import origin_allowed, request_token
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 MAX_NAME = 80
 #: Bytes buffered in a socket beyond which frames wait in the connection's queue instead.
 WRITE_BUFFER_LIMIT = 256 * 1024
+#: First bytes of y-websocket awareness and awareness-query messages (their own rate limit).
+PRESENCE_MESSAGES = (bytes([MessageType.AWARENESS]), bytes([MessageType.QUERY_AWARENESS]))
 #: RFC 6455: a final ping frame without payload.
 PING_FRAME = b"\x89\x00"
 
@@ -149,9 +152,12 @@ async def room_socket(request: web.Request, session: Session) -> web.StreamRespo
     transport.keep_alive()
     try:
         limit = RateLimit(limits.rate, limits.burst)
+        presence = RateLimit(limits.presence_rate, limits.presence_burst)
         async for msg in ws:
             if msg.type is WSMsgType.BINARY:
                 await limit.take()
+                if msg.data[:1] in PRESENCE_MESSAGES:  # relayed to the whole room, or all of it sent back
+                    await presence.take()
                 await room.receive(conn, msg.data)
             elif msg.type is WSMsgType.PONG:
                 transport.answered = True

@@ -7,6 +7,7 @@ import { CLOSE } from './closecodes';
 import { Connections, type Terminal } from './connection';
 import { button, h } from './dom';
 import { askIdentity, storedIdentity, type Identity } from './identity';
+import { guardAwareness, safeColor } from './presence';
 import { TextView } from './textview';
 import { userState, type DocView, type Place, type ViewContext } from './views';
 
@@ -92,6 +93,7 @@ export class App {
     document.body.dataset.session = 'live';
     this.renderTree();
 
+    guardAwareness(this.sessionAwareness);
     this.sessionAwareness.setLocalState({ user: userState(identity, info.role), file: null, place: null });
     this.sessionAwareness.on('change', () => this.onPeers());
     if (info.session_room) {
@@ -249,7 +251,7 @@ export class App {
       const user = state.user!;
       const self = clientId === me;
       const dot = h('span', { class: 'dot', 'aria-hidden': 'true' });
-      dot.style.backgroundColor = user.color ?? '#888';
+      dot.style.backgroundColor = safeColor(user.color);
       const where = state.place?.file ? state.place.file.split('/').pop() : '';
       const li = h('li', { class: 'person', 'data-sid': user.sid ?? '', 'data-name': user.name ?? '' },
         dot,
@@ -274,7 +276,7 @@ export class App {
         .filter(({ clientId, state }) => clientId !== me && state.place?.file === a.dataset.path)
         .map(({ state }) => {
           const d = h('span', { class: 'dot small', title: state.user?.name ?? '' });
-          d.style.backgroundColor = state.user?.color ?? '#888';
+          d.style.backgroundColor = safeColor(state.user?.color);
           return d;
         }));
     }

@@ -58,7 +58,7 @@ function save(v: Stored): void {
 
 function make(v: Stored): Identity {
   const color = v.color && /^#[0-9a-f]{6}$/i.test(v.color) ? v.color : colorFor(v.name);
-  return { name: v.name.trim(), email: (v.email ?? '').trim(), color, colorLight: `${color}33`, sid: randomId() };
+  return { name: v.name.trim().slice(0, 80), email: (v.email ?? '').trim(), color, colorLight: `${color}33`, sid: randomId() };
 }
 
 const EMAIL = /^[^\s<>@]+@[^\s<>@]+$/;

@@ -14,6 +14,7 @@ import { bindEditor, type BoundEditor } from './editor';
 import { MARKDOWN, notebookLanguage } from './languages';
 import type { LanguageDescription } from '@codemirror/language';
 import { renderOutputs, type Output } from './outputs';
+import { guardAwareness, safeColor } from './presence';
 import { renderMarkdown, type Attachments } from './sanitize';
 import { userState, type DocView, type Place, type ViewContext } from './views';
 
@@ -235,11 +236,11 @@ class CellView {
   setPresence(users: RemoteUser[]): void {
     this.presence.replaceChildren(...users.map((u) => {
       const tag = h('span', { class: 'presence-tag', title: `${u.name} is here` }, u.name.slice(0, 1).toUpperCase());
-      tag.style.backgroundColor = u.color;
+      tag.style.backgroundColor = safeColor(u.color);
       return tag;
     }));
     this.element.classList.toggle('has-remote', users.length > 0);
-    if (users.length) this.element.style.setProperty('--remote-color', users[0].color);
+    if (users.length) this.element.style.setProperty('--remote-color', safeColor(users[0].color));
   }
 
   get ysource(): Y.Text {
@@ -278,6 +279,7 @@ export class NotebookView implements DocView {
       this.status, this.list, this.adders);
     this.element.hidden = true;
     if (this.adders) this.adders.hidden = true;
+    guardAwareness(this.model.awareness);
     this.model.awareness.setLocalStateField('user', userState(ctx.identity, ctx.canEdit ? 'editor' : 'viewer'));
     this.model.changed.connect((_, change) => {
       if (change.cellsChange) this.reconcile();
@@ -433,7 +435,7 @@ export class NotebookView implements DocView {
         const pos = Y.createAbsolutePositionFromRelativePosition(Y.createRelativePositionFromJSON(cursor.head), doc);
         if (!pos) return;
         const list = byText.get(pos.type) ?? [];
-        list.push({ name: String(user.name ?? '?'), color: String(user.color ?? '#888') });
+        list.push({ name: String(user.name ?? '?'), color: safeColor(user.color) });
         byText.set(pos.type, list);
       } catch {
         /* a cursor in a cell we have not received yet */

@@ -7,6 +7,7 @@ import type { FileInfo } from './api';
 import { h } from './dom';
 import { bindEditor, type BoundEditor } from './editor';
 import { isProse, languageFor } from './languages';
+import { guardAwareness } from './presence';
 import { userState, type DocView, type Place, type ViewContext } from './views';
 
 export class TextView implements DocView {
@@ -25,6 +26,7 @@ export class TextView implements DocView {
     this.element = h('section', { class: 'doc doc-text', 'data-path': file.path, 'data-ready': 'false' }, this.status, host);
     this.element.hidden = true;
     const awareness = this.model.awareness;
+    guardAwareness(awareness);
     awareness.setLocalStateField('user', userState(ctx.identity, ctx.canEdit ? 'editor' : 'viewer'));
     const lang = languageFor(file.path);
     this.editor = bindEditor(host, {
