@@ -23,6 +23,7 @@ from . import launch, sessionfile
 from .cli.panel import SessionPanel, print_intro, print_result
 from .errors import RtcError
 from .server import serve
+from .server.control_socket import remove_control_socket, serve_control_socket
 from .session import EndResult, Session
 
 
@@ -87,6 +88,9 @@ async def run(plan: launch.Plan, options: Options, console: Console) -> EndResul
         await session.close()
         prepared.lock.close()
         raise
+    control_socket = sessionfile.control_socket(session.info.gitdir)
+    if control_socket and not await serve_control_socket(runner, control_socket):
+        control_socket = None
     if session.manifest.port != port:
         session.manifest.port = port
         await session.save_manifest()
@@ -105,6 +109,8 @@ async def run(plan: launch.Plan, options: Options, console: Console) -> EndResul
         "readonly_token": tokens["viewer"],
         "owner_token": tokens["owner"],
         "control_url": f"{scheme}://{control_host(options.host)}:{port}",
+        **({"socket": control_socket} if control_socket else {}),
+        **({"certfile": os.path.abspath(options.certfile)} if options.certfile else {}),
         "epoch": session.manifest.epoch,
         "branch": session.info.branch_name,
         "files": [f.path for f in session.manifest.files],
@@ -123,6 +129,8 @@ async def run(plan: launch.Plan, options: Options, console: Console) -> EndResul
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         await runner.cleanup()
+        if control_socket:
+            remove_control_socket(control_socket)
         await session.close()
         sessionfile.remove_session_file(session.info.gitdir)
         if session.result is not None and session.result.ended:
