@@ -25,12 +25,12 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import nbformat
 import pycrdt
 
 from ..errors import DocumentError, NotShareableError
 from ..merge import notebook_ops  # module import: gitrtc.merge imports this package too
 from .jsonformat import Parsed, dumps_like, parse
+from .nbformat_import import nbformat
 from .text import decode_text
 
 __all__ = ["NotebookCodec", "is_synthetic_id"]
