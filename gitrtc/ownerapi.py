@@ -26,6 +26,8 @@ from .sessionfile import find_gitdir, pid_alive, read_session_file
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import ssl
+    from io import BufferedReader
     from typing import Any
 
     from .sessionfile import StrPath
@@ -107,7 +109,7 @@ def _connect(data: dict[str, Any], timeout: float) -> socket.socket:
         raise
 
 
-def _tls_context(data: dict[str, Any]) -> Any:
+def _tls_context(data: dict[str, Any]) -> ssl.SSLContext:
     """A TLS context that trusts the session's own certificate (`certfile`) and nothing else."""
     import ssl
 
@@ -130,7 +132,7 @@ def _session_host(data: dict[str, Any], connected: str) -> str:
     return host or connected.strip("[]")
 
 
-def _read_answer(stream: Any) -> tuple[int, str, bytes]:
+def _read_answer(stream: BufferedReader) -> tuple[int, str, bytes]:
     """Status, reason and body of one HTTP/1.1 answer, read to its Content-Length: the
     session may keep the connection open a moment after answering (its goodbyes)."""
     status_line = stream.readline(MAX_HEAD_LINE).decode("latin-1")
