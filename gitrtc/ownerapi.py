@@ -57,7 +57,7 @@ def call(data: dict[str, Any], method: str, path: str, body: dict[str, Any] | No
 
     Errors become one-line `RtcError`s: `NoSessionError` when the session cannot be reached.
     """
-    where = data.get("socket") or data.get("control_url") or f"http://127.0.0.1:{data.get('port')}"
+    where = data.get("socket") or _control_url(data)
     payload = json.dumps(body).encode() if body is not None else b""
     head = (f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
             f"Authorization: Bearer {data.get('owner_token', '')}\r\n"
@@ -96,9 +96,10 @@ def _connect(data: dict[str, Any], timeout: float) -> socket.socket:
             sock.close()
             raise
         return sock
-    url = data.get("control_url") or f"http://127.0.0.1:{data.get('port')}"
-    scheme, _, netloc = url.partition("://")
+    scheme, _, netloc = _control_url(data).partition("://")
     host, _, port = netloc.rstrip("/").rpartition(":")
+    if not port.isdigit():
+        raise ConnectionError("session.json has no usable control_url: restart the session")
     sock = socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
     if scheme != "https":
         return sock
@@ -107,6 +108,11 @@ def _connect(data: dict[str, Any], timeout: float) -> socket.socket:
     except BaseException:
         sock.close()
         raise
+
+
+def _control_url(data: dict[str, Any]) -> str:
+    """The session's TCP address for owner requests (`http(s)://host:port`)."""
+    return str(data.get("control_url") or f"http://127.0.0.1:{data.get('port')}")
 
 
 def _tls_context(data: dict[str, Any]) -> ssl.SSLContext:
