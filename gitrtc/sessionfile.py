@@ -1,14 +1,13 @@
 """`.git/rtc/session.json`: the running session's public description (mode 0600).
 
-Kept free of heavy imports (plain `os.path`, not even pathlib or typing): `rtc stop`
-runs on this and a socket, and should take no longer than `git commit`.
+Kept free of heavy imports (plain `os.path` and `json`, not even pathlib or typing):
+`rtc stop` runs on this and `ownerapi.py`, and should take no longer than `git commit`.
 """
 
 from __future__ import annotations
 
+import json
 import os
-
-from .lightjson import loads
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -53,11 +52,19 @@ def session_file(gitdir: StrPath) -> str:
     return os.path.join(gitdir, "rtc", "session.json")
 
 
+def control_socket(gitdir: StrPath) -> str | None:
+    """Where the session serves its owner API on a Unix-domain socket (`.git/rtc/control.sock`),
+    or None when the path is too long for one (104 bytes on macOS, 108 on Linux): then the
+    owner commands use TCP."""
+    path = os.path.join(os.path.abspath(gitdir), "rtc", "control.sock")
+    return path if len(os.fsencode(path)) < 104 else None
+
+
 def read_session_file(gitdir: StrPath) -> dict[str, Any] | None:
     """The parsed `session.json`, or None when absent or unreadable."""
     try:
         with open(session_file(gitdir), encoding="utf-8") as handle:
-            data = loads(handle.read())
+            data = json.load(handle)
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
@@ -79,8 +86,6 @@ def write_session_file(gitdir: Path, data: dict[str, Any]) -> None:
     target = session_file(gitdir)
     tmp = target[: -len(".json")] + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    import json
-
     with os.fdopen(fd, "w") as out:
         json.dump(data, out, indent=2)
     os.chmod(tmp, 0o600)

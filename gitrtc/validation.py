@@ -32,12 +32,12 @@ from bisect import bisect_right
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import nbformat
 from pycrdt import Array, Doc, Map, Text
 
 from . import protocol, yupdate
 from .documents import MAX_FILE_BYTES, Codec
 from .documents.jsonformat import intify
+from .documents.nbformat_import import nbformat
 from .documents.notebook import value_problem
 from .errors import DocumentError, ProtocolError, RejectedEditError
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..errors import CommitError
-from .control import call, running_session
+from ..ownerapi import call, running_session
 from .main import cli, user_errors
 
 

@@ -2,7 +2,7 @@
 
 Ending a session should take no longer than `git commit`; importing click alone costs
 as much as the whole commit. So the plain forms of `rtc stop` (`-m/--message`,
-`--no-commit`, `--onto-branch`) run straight through `control.stop_session`, and
+`--no-commit`, `--onto-branch`) run straight through `ownerapi.stop_session`, and
 everything else (help, other verbs, anything unusual) goes to the click group in
 `main`, which defines the options and their help.
 """
@@ -44,7 +44,7 @@ def main() -> None:
         full_command_line()
         return
     from ..errors import RtcError
-    from .control import stop_session
+    from ..ownerapi import stop_session
 
     try:
         commit, summary = stop_session(options["message"], bool(options["no_commit"]),  # type: ignore[arg-type]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .control import call, running_session
+from ..ownerapi import call, running_session
 from .main import cli, user_errors
 
 

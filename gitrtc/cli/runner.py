@@ -87,8 +87,10 @@ async def run(plan: launch.Plan, options: Options, console: Console) -> EndResul
         async with prepared as session:
             wanted = options.port if options.port is not None else (session.manifest.port or DEFAULT_PORT)
             try:
-                async with serving(session, options.host, wanted, options.certfile, options.keyfile) as port:
-                    await _publish(session, options, port)
+                control = sessionfile.control_socket(session.info.gitdir)
+                async with serving(session, options.host, wanted, options.certfile, options.keyfile,
+                                   control) as (port, control):
+                    await _publish(session, options, port, control)
                     print_intro(console, session.snapshot(), prepared.notes)
                     if not options.certfile and not is_loopback(options.host):
                         console.print("⚠ listening beyond this machine without TLS: tokens travel in clear "
@@ -105,7 +107,7 @@ async def run(plan: launch.Plan, options: Options, console: Console) -> EndResul
     return result
 
 
-async def _publish(session: Session, options: Options, port: int) -> None:
+async def _publish(session: Session, options: Options, port: int, control_socket: str | None) -> None:
     """Note the port in the store and write `session.json` (URLs, tokens, pid)."""
     if session.manifest.port != port:
         session.manifest.port = port
@@ -125,6 +127,8 @@ async def _publish(session: Session, options: Options, port: int) -> None:
         "readonly_token": tokens["viewer"],
         "owner_token": tokens["owner"],
         "control_url": f"{scheme}://{control_host(options.host)}:{port}",
+        **({"socket": control_socket} if control_socket else {}),
+        **({"certfile": os.path.abspath(options.certfile)} if options.certfile else {}),
         "epoch": session.manifest.epoch,
         "branch": session.info.branch_name,
         "files": [f.path for f in session.manifest.files],

@@ -9,7 +9,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from .control import call, running_session
+from ..ownerapi import call, running_session
 from .main import cli, user_errors
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .control import stop_session
+from ..ownerapi import stop_session
 from .main import cli, user_errors
 
 

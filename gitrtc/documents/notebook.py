@@ -26,12 +26,12 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import nbformat
 import pycrdt
 
 from ..errors import DocumentError, NotShareableError
 from . import notebook_ops
 from .jsonformat import Parsed, dumps_like, parse
+from .nbformat_import import nbformat
 from .text import decode_text
 
 __all__ = ["NotebookCodec", "is_synthetic_id", "value_problem"]

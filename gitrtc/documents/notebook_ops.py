@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from difflib import SequenceMatcher
 from typing import Any
 
-import nbformat
+from ..documents.nbformat_import import nbformat  # before nbdime, which imports nbformat
+
+# isort: split
 from nbdime.diffing.notebooks import diff_cells, diff_item_at_path
 from nbdime.merging.notebooks import merge_notebooks
 from nbformat.v4.rwbase import rejoin_lines

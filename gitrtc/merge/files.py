@@ -55,7 +55,9 @@ def _merge_text(base: bytes, ours: bytes, theirs: bytes) -> FileMerge:
 
 def _merge_notebook(base: bytes, ours: bytes, theirs: bytes) -> FileMerge | None:
     """nbdime's merge, or None when a side is not a notebook nbdime can read."""
-    import nbformat
+    from ..documents.nbformat_import import nbformat  # before nbdime, which imports nbformat
+
+    # isort: split
     from nbdime import merge_notebooks
     from nbdime.nbmergeapp import _build_arg_parser
 

@@ -16,6 +16,7 @@ from aiohttp.typedefs import Handler
 from ..errors import BadRequestError, RtcError, UnknownRoomError
 from ..session import EndResult, Session
 from . import guard, views
+from .control_socket import remove_control_socket, serve_control_socket
 from .auth import require_role
 from .ws import room_socket
 
@@ -232,10 +233,17 @@ async def serving(
     port: int,
     certfile: str | None = None,
     keyfile: str | None = None,
-) -> AsyncIterator[int]:
-    """Serve `session` for the duration of the block; yields the bound port."""
+    control_socket: str | None = None,
+) -> AsyncIterator[tuple[int, str | None]]:
+    """Serve `session` for the duration of the block, on TCP and (where it can) on the
+    owner's Unix control socket `control_socket`; yields the bound port and the socket
+    served (None: the owner commands use TCP)."""
     runner, bound = await serve(session, host, port, certfile, keyfile)
     try:
-        yield bound
+        if control_socket and not await serve_control_socket(runner, control_socket):
+            control_socket = None
+        yield bound, control_socket
     finally:
         await runner.cleanup()
+        if control_socket:
+            remove_control_socket(control_socket)
