@@ -77,3 +77,11 @@ class SessionEndedError(RtcError):
 
 class UnknownInviteError(RtcError):
     """`rtc kick` named nobody who was invited (or `rtc invite` got no name)."""
+
+
+class RequestError(RtcError):
+    """A request on a room's request channel was refused (answered, the connection kept)."""
+
+
+class KernelError(RequestError):
+    """A kernel could not be started, or is not there to take a request."""

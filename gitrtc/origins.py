@@ -54,4 +54,14 @@ class StoreReplay:
     """Updates replayed from the durable log when a session resumes."""
 
 
-Origin = ClientEdit | DiskLoad | DiskMerge | StoreReplay
+Origin = ClientEdit | DiskLoad | DiskMerge | StoreReplay  # | KernelOutput (defined below)
+
+
+@dataclass(frozen=True, slots=True)
+class KernelOutput:
+    """Outputs (and execution counts) a shared kernel produced, written by the server.
+
+    Credited to nobody: running a cell is not editing it.
+    """
+
+    path: str

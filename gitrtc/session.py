@@ -37,7 +37,9 @@ from .errors import (
     UnknownRoomError,
 )
 from .manifest import EPOCH, ROOM_NAME, FileEntry, Manifest
+from .kernels.service import KernelService
 from .origins import DiskLoad, DiskMerge, StoreReplay
+from .requests import RequestChannel
 from .rooms import Connection, Room
 from .store import Store
 
@@ -102,6 +104,10 @@ class Session:
         self._compactor: asyncio.Task[None] | None = None
         self._preloader: asyncio.Task[None] | None = None
         store.on_failure = lambda exc: self.event(f"session store write failed: {exc}")
+        #: The rooms' request channel and its services (kernels run code when enabled).
+        self.requests = RequestChannel()
+        self.kernels = KernelService(self)
+        self.requests.register("kernel", self.kernels)
 
     # -- setup -----------------------------------------------------------------------
 
@@ -243,13 +249,17 @@ class Session:
         just the base and baseline a commit moved."""
         await self.store.set_meta(self.manifest.to_meta(commit_only))
 
-    async def invite(self, name: str, viewer: bool) -> str:
-        """A new personal link token for `name` (editor, or viewer)."""
+    async def invite(self, name: str, viewer: bool, no_run: bool = False) -> str:
+        """A new personal link token for `name` (editor, or viewer; `no_run`: an editor who
+        may not run code)."""
         name = " ".join(name.split())[:80]
         if not name:
             raise UnknownInviteError("an invite needs a name")
         token = secrets.token_urlsafe(24)
-        self.manifest.invites.append({"name": name, "role": "viewer" if viewer else "editor", "token": token})
+        invite = {"name": name, "role": "viewer" if viewer else "editor", "token": token}
+        if no_run and not viewer:
+            invite["run"] = False  # read by `KernelService.refusal`
+        self.manifest.invites.append(invite)
         await self.save_manifest()
         self.event(f"invited {name} ({'viewer' if viewer else 'editor'})")
         return token
@@ -293,6 +303,7 @@ class Session:
         doc = Doc()
         room = Room(name, entry.path if entry else None, entry.kind if entry else "session",
                     doc, self.store, self._on_change)
+        room.requests = self.requests.receive
         codec = None
         if entry is not None:
             codec = self._codec(entry)
@@ -355,6 +366,7 @@ class Session:
         room = self.connections.pop(conn, None)
         if room is not None:
             room.leave(conn)
+            self.requests.disconnected(conn)
 
     def participants(self) -> list[dict[str, Any]]:
         """Who is connected, with their role and the files they have open."""
@@ -381,6 +393,7 @@ class Session:
             "files": [{"path": f.path, "kind": f.kind, "room": f.room} for f in self.manifest.files],
             "participants": self.participants(),
             "commit": self.result.commit if self.result else None,
+            "kernels": self.kernels.describe(),
         }
 
     async def status(self) -> dict[str, Any]:
@@ -412,6 +425,7 @@ class Session:
             for task in (self._watcher, self._preloader):
                 if task is not None:
                     task.cancel()
+            await self.requests.close()  # kernels end (their outputs so far are in the doc)
             await self.disk.check_all()
             await self.store.flush()
             await self.disk.flush()
@@ -423,6 +437,7 @@ class Session:
 
     async def close(self) -> None:
         """Stop watching and close the store (after `end`, or when shutting down)."""
+        await self.requests.close()
         for task in (self._watcher, self._compactor, self._preloader):
             if task is not None:
                 task.cancel()
@@ -450,6 +465,7 @@ class Session:
             for task in (self._watcher, self._preloader):
                 if task is not None:
                     task.cancel()
+            await self.requests.close()  # kernels end first: their last outputs go in the commit
             await self.disk.check_all()  # a save made just before the stop belongs in the commit
             for room in self.rooms.values():
                 room.accepting = False

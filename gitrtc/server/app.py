@@ -139,11 +139,12 @@ async def api_commit(request: web.Request) -> web.Response:
 
 
 async def api_invite(request: web.Request) -> web.Response:
-    """`POST /api/invite` (owner) `{name, viewer}`: a personal link."""
+    """`POST /api/invite` (owner) `{name, viewer, no_run}`: a personal link."""
     body = await owner_body(request)
     session = request.app[SESSION]
     try:
-        token = await session.invite(str(body.get("name", "")), body.get("viewer") is True)
+        token = await session.invite(str(body.get("name", "")), body.get("viewer") is True,
+                                     no_run=body.get("no_run") is True)
     except RtcError as exc:
         return web.json_response({"error": str(exc)}, status=400)
     return web.json_response({"token": token, "url": session.url.split("#")[0] + f"#t={token}"})
