@@ -44,6 +44,11 @@ class Sink(Protocol):
         """Apply `ops` (in order) to the outputs of cell `cell_id`."""
         ...
 
+    async def settled(self) -> None:
+        """Wait until what was applied has reached the participants (so an event sent
+        next, "done", never overtakes the outputs it announces)."""
+        ...
+
 
 def output_from_msg(msg_type: str, content: dict[str, Any]) -> dict[str, Any] | None:
     """The nbformat output a display/result/error message stands for (None for others)."""
@@ -266,6 +271,12 @@ class DocSink:
         """Apply `ops` to cell `cell_id` in one transaction (a deleted cell takes nothing)."""
         self.room.edit(lambda: self._apply(cell_id, ops), self.origin)
 
+    async def settled(self) -> None:
+        """Wait until the writes are durable, hence forwarded (the room forwards a change
+        once it is stored)."""
+        if self.room.store is not None:
+            await self.room.store.flush()
+
     def _find(self, cell_id: str) -> Map | None:
         cells = self.room.doc.get("cells", type=Array)
         index = self._index.get(cell_id)
@@ -343,3 +354,6 @@ class ListSink:
             elif kind == "count":
                 self.counts[cell_id] = op[1]
         self.publish(cell_id, outputs, self.counts.get(cell_id))
+
+    async def settled(self) -> None:
+        """Published at once, on the same connection as the events: nothing to wait for."""

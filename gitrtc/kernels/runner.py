@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import KernelError, RequestError
+from ..errors import KernelError, RequestError, StoreError
 from ..requests import push
 from .outputs import CellRun, Sink, Spill
 from .process import KernelProcess
@@ -76,6 +76,7 @@ class KernelRunner:
         self._worker: asyncio.Task[None] | None = None
         self._lifecycle = asyncio.Lock()
         self._spills = itertools.count(1)
+        self._tasks: set[asyncio.Task[None]] = set()
         self.closed = False
 
     # -- what participants see ---------------------------------------------------------
@@ -122,11 +123,22 @@ class KernelRunner:
         return [c for c, _ in cells]
 
     async def interrupt(self) -> None:
-        """Drop the queue and interrupt the running cell."""
+        """Drop the queue and interrupt the running cell (once the kernel has begun it: an
+        interrupt that arrives before is lost, so it waits for that)."""
         self._cancel_queue()
-        if self.process is not None and self.current is not None:
-            await self.process.interrupt()
+        execution = self._current_exec
+        if self.process is not None and execution is not None:
+            if execution.began:
+                await self.process.interrupt()
+            else:
+                execution.interrupt_when_begun = True
         self._status(self.status)
+
+    async def _begun(self, execution: _Execution) -> None:
+        """The kernel began running `execution`'s code."""
+        self._cell(execution.job, "running", started=time.time())
+        if execution.interrupt_when_begun and self.process is not None:
+            await self.process.interrupt()
 
     async def restart(self) -> None:
         """Drop the queue, stop the kernel (whatever it runs fails) and start a fresh one."""
@@ -220,7 +232,6 @@ class KernelRunner:
         execution = _Execution(self, job, run)
         self._current_exec = execution
         run.start()
-        self._cell(job, "running", started=time.time())
         self._status("busy")
         try:
             msg_id = process.execute(job.code, execution)
@@ -236,6 +247,10 @@ class KernelRunner:
             if self.asking is job:
                 self.asking = None
             run.finish()
+        try:
+            await self.sink.settled()
+        except StoreError as exc:  # the session reports a failing store itself; the run still ends
+            log.error("outputs of cell %s may not be saved: %s", job.cell_id, exc)
         failed = run.failed or execution.error is not None
         extra: dict[str, Any] = {"ended": time.time(), "execution_count": run.execution_count}
         if execution.error is not None:
@@ -260,6 +275,8 @@ class _Execution:
         self.run = run
         self.done = asyncio.Event()
         self.error: str | None = None
+        self.began = False
+        self.interrupt_when_begun = False
         self._idle = False
         self._replied = False
 
@@ -269,6 +286,11 @@ class _Execution:
                 self._idle = True
                 self._check()
             return
+        if msg_type == "execute_input" and not self.began:
+            self.began = True
+            task = asyncio.get_running_loop().create_task(self.runner._begun(self))
+            self.runner._tasks.add(task)
+            task.add_done_callback(self.runner._tasks.discard)
         self.run.handle(msg_type, content)
 
     def on_reply(self, content: dict[str, Any]) -> None:
