@@ -392,3 +392,37 @@ async def test_kernels_end_with_the_session(live: Live) -> None:
         for _ in range(200):
             os.kill(pid, 0)
             await asyncio.sleep(0.05)
+
+
+def test_the_cli_enables_kernels_and_invites_without_run(tmp_path: Path) -> None:
+    from .support import RtcProcess, get_json, make_repo
+    from .test_cli import run_rtc
+
+    repo = make_repo(tmp_path / "r", {"nb.ipynb": notebook(CELLS)})
+    proc = RtcProcess(repo, ["nb.ipynb", "--kernels"])
+    try:
+        info = proc.wait_ready()
+        status = run_rtc(repo, "status")
+        assert "code runs on this machine" in status.stdout, status.stdout
+        token = run_rtc(repo, "invite", "Nora", "--no-run").stdout.strip().split("#t=")[1]
+
+        async def scenario() -> None:
+            code, described = await get_json(f"{proc.base}/api/session", token)
+            assert code == 200 and described["kernels"]["enabled"] is True
+            assert described["kernels"]["owner"] == "Owner Person"
+            room = described["files"][0]["room"]
+            async with Client(f"{proc.ws_base}{room}?token={token}&name=Nora") as nora:
+                answer = await nora.ask("run_all")
+                assert not answer["ok"] and "does not allow running code" in answer["error"]
+            async with Client(f"{proc.ws_base}{room}?token={info['token']}&name=Ed") as ed:
+                answer = await ed.ask("run", {"cells": ["c2"]})
+                assert answer["ok"], answer
+                await async_wait_until(lambda: ed.cell_state("c2") == "done", 60, "a run through rtc start")
+
+        asyncio.run(scenario())
+        done = proc.stop("-m", "ran")
+        assert done.returncode == 0, done.stderr
+    finally:
+        proc.kill()
+    saved = json.loads(git(repo, "show", "HEAD:nb.ipynb"))
+    assert saved["cells"][1]["outputs"][0]["data"] == {"text/plain": "42"}
