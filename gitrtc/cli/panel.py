@@ -30,6 +30,7 @@ class SessionPanel:
             f"  on {s.info.branch_name}  serving {len(s.manifest.files)} files",
             ("  (resumed)" if s.resumed else "", "yellow"),
             ("  persistent" if s.manifest.persistent else "", "cyan"),
+            ("  code runs here (--kernels)" if s.kernels.enabled else "", "magenta"),
         )
         urls = Table.grid(padding=(0, 1))
         urls.add_row(Text("edit", style="bold"), Text(s.url, style="cyan"))
