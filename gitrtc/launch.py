@@ -84,6 +84,8 @@ async def prepare(plan: Plan) -> Launch:
         raise
     launch.session.kernels.enabled = plan.kernels
     launch.session.kernels.owner = owner
+    if plan.kernels and launch.session.resumed:
+        launch.notes.append("kernels do not survive a restart: their state is gone, run the cells again")
     return launch
 
 

@@ -164,6 +164,14 @@ async def test_bad_requests_are_answered_and_the_connection_kept(live: Live) -> 
         assert "unknown kernel op" in alice.answers[6]["error"]
         state = await alice.ask("state")
         assert state["ok"] and state["data"]["enabled"] is True
+        # a burst beyond the rate limit is refused, request by request, and the socket stays
+        first = max(alice.answers) + 1
+        for rid in range(first, first + 150):
+            body = json.dumps({"id": rid, "service": "kernel", "op": "state"}).encode()
+            await alice.send_raw(protocol.request_frame(body))
+        await async_wait_until(lambda: all(r in alice.answers for r in range(first, first + 150)), what="150 answers")
+        refused = [r for r in range(first, first + 150) if not alice.answers[r]["ok"]]
+        assert refused and all(alice.answers[r]["error"] == "too many requests: slow down" for r in refused)
         assert not alice.closed.is_set()
 
 
