@@ -54,7 +54,7 @@ class StoreReplay:
     """Updates replayed from the durable log when a session resumes."""
 
 
-Origin = ClientEdit | DiskLoad | DiskMerge | StoreReplay  # | KernelOutput (defined below)
+Origin = ClientEdit | DiskLoad | DiskMerge | StoreReplay
 
 
 @dataclass(frozen=True, slots=True)

@@ -172,6 +172,8 @@ class KernelService:
                                    "use the shared kernel, or ask someone to switch theirs off")
             name = await self._kernel_name(call.room)
             conn = call.conn
+            if conn.closed or key in self.private:  # it left, or asked twice, while we looked
+                return {"private": not conn.closed}
             sink = ListSink(lambda cell, outputs, count: push(
                 conn, "kernel.outputs", {"scope": "private", "cell": cell, "outputs": outputs,
                                          "execution_count": count}))

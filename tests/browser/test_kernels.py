@@ -35,3 +35,30 @@ def test_shift_enter_runs_the_cell_for_everyone(start_session, people):
     saved = json.loads(git(session.repo, "show", "HEAD:analysis.ipynb"))
     load = next(c for c in saved["cells"] if c["id"] == "load")
     assert "".join(load["outputs"][0]["text"]) == "loaded\nfrom Ada\n"
+
+
+def test_private_kernel_and_input_prompt(start_session, people):
+    session = start_session({"analysis.ipynb": NOTEBOOK}, ["analysis.ipynb", "--kernels"])
+    ada = join(people.page(), session.url_for("analysis.ipynb"), "Ada", "ada@example.org")
+    bob = join(people.page(), session.url_for("analysis.ipynb"), "Bob", "bob@example.org")
+
+    bob.check(".kernel-private")
+    expect(bob.locator(".kernel-message")).to_have_text("")
+    bob.click(".cell[data-cell-id=total] .cm-content")
+    bob.keyboard.press("Control+a")
+    bob.keyboard.type("print('secret', input('word? '))")
+    bob.keyboard.press("Shift+Enter")
+    prompt = bob.locator(".cell[data-cell-id=total] .kernel-stdin")
+    expect(prompt).to_contain_text("word?", timeout=60_000)
+    prompt.locator("input").fill("swordfish")
+    prompt.locator("input").press("Enter")
+    private = bob.locator(".cell[data-cell-id=total] .cell-private-outputs")
+    expect(private).to_contain_text("secret swordfish", timeout=60_000)
+    expect(bob.locator(".kernel-status")).to_have_attribute("data-scope", "private")
+    # the shared document and the other browser never see it
+    expect(ada.locator(".cell[data-cell-id=total] .cell-outputs")).to_contain_text("6")
+    assert "swordfish" not in ada.content()
+    expect(ada.locator(".kernel-stdin")).to_have_count(0)
+    # switching back drops the private outputs
+    bob.uncheck(".kernel-private")
+    expect(bob.locator(".cell-private-outputs")).to_have_count(0)
