@@ -266,6 +266,21 @@ async def test_display_update_clear_and_error(live: Live) -> None:
         assert outs[2]["ename"] == "ZeroDivisionError"
 
 
+async def test_a_progress_bar_keeps_only_what_a_terminal_shows(live: Live) -> None:
+    code = ("import sys, time\n"
+            "for i in range(5):\n"
+            "    print(f'\\r{i * 25}%', end='', flush=True)\n"
+            "    time.sleep(0.1)\n"
+            "print('\\rdone')\n"
+            "print('ab\\bc')")
+    async with client(live) as alice:
+        await alice.wait_synced()
+        await set_source(live, alice, 0, code)
+        assert (await alice.ask("run", {"cells": ["c1"]}))["ok"]
+        await async_wait_until(lambda: alice.cell_state("c1") == "done", 60, "done")
+        assert text_of(alice.doc, "c1") == "done\nac\n"
+
+
 async def test_input_is_asked_of_the_runner(live: Live) -> None:
     async with client(live, name="Alice") as alice, client(live, name="Bob") as bob:
         await alice.wait_synced()

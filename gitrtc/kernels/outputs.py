@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import re
 from collections.abc import Callable
 from concurrent.futures import Executor
 from pathlib import Path
@@ -62,6 +64,41 @@ def output_from_msg(msg_type: str, content: dict[str, Any]) -> dict[str, Any] | 
         return {"output_type": "error", "ename": content.get("ename", ""), "evalue": content.get("evalue", ""),
                 "traceback": list(content.get("traceback", []))}
     return None
+
+
+_BACKSPACE = re.compile(r"[^\n]\x08")
+_CR_NEWLINE = re.compile(r"\r+\n")
+
+
+def overwrites(text: str) -> bool:
+    """Whether stream text holds carriage returns or backspaces (a progress bar)."""
+    return "\r" in text or "\x08" in text
+
+
+def remove_overwritten(text: str) -> str:
+    """Stream text as a terminal shows it, as JupyterLab keeps it: a backspace erases the
+    character before it, a carriage return goes back to the line's start and what follows
+    overwrites it (a trailing one stays, for the next chunk to overwrite)."""
+    while True:
+        shorter = _BACKSPACE.sub("", text)
+        if len(shorter) == len(text):
+            break
+        text = shorter
+    text = _CR_NEWLINE.sub("\n", text)
+    lines = []
+    for line in text.split("\n"):
+        if "\r" in line:
+            parts = line.split("\r")
+            shown = ""
+            for part in parts:
+                shown = part + shown[len(part):]
+            line = shown + ("\r" if parts[-1] == "" else "")
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _common_prefix(a: str, b: str) -> int:
+    return len(os.path.commonprefix([a, b]))
 
 
 class Spill:
@@ -307,9 +344,18 @@ class DocSink:
                 if (isinstance(last, Map) and last.get("output_type") == "stream"
                         and last.get("name") == op[1] and isinstance(last.get("text"), Text)):
                     text = last["text"]
-                    text.insert(len(text), op[2])
+                    old = str(text) if overwrites(op[2]) or str(text).endswith("\r") else None
+                    if old is None:
+                        text.insert(len(text), op[2])
+                    else:  # rewrite only from where the shown text changes
+                        new = remove_overwritten(old + op[2])
+                        keep = _common_prefix(old, new)
+                        if keep < len(old):
+                            del text[keep:]
+                        text.insert(keep, new[keep:])
                 else:
-                    outputs.append(Map({"output_type": "stream", "name": op[1], "text": Text(op[2])}))
+                    outputs.append(Map({"output_type": "stream", "name": op[1],
+                                        "text": Text(remove_overwritten(op[2]))}))
             elif kind == "append":
                 outputs.append(Map(op[1]))
             elif kind == "update":
@@ -343,9 +389,9 @@ class ListSink:
             elif kind == "stream":
                 last = outputs[-1] if outputs else None
                 if last is not None and last.get("output_type") == "stream" and last.get("name") == op[1]:
-                    last["text"] += op[2]
+                    last["text"] = remove_overwritten(last["text"] + op[2])
                 else:
-                    outputs.append({"output_type": "stream", "name": op[1], "text": op[2]})
+                    outputs.append({"output_type": "stream", "name": op[1], "text": remove_overwritten(op[2])})
             elif kind == "append":
                 outputs.append(dict(op[1]))
             elif kind == "update":
