@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from pycrdt import Array, Map
@@ -222,11 +222,11 @@ class KernelService:
             self._specs[name] = await asyncio.to_thread(check_kernelspec, name)
         return name
 
-    def _cwd(self, room: Room) -> Any:
+    def _cwd(self, room: Room) -> Path:
         folder = PurePosixPath(room.path or "").parent
         return self.session.info.workdir / folder
 
-    def _outputs_dir(self) -> Any:
+    def _outputs_dir(self) -> Path:
         return self.session.store.path.parent / "outputs"
 
     def _snapshot(self, room: Room, conn: Connection) -> dict[str, Any]:

@@ -190,7 +190,9 @@ export class KernelPanel {
     const status = String(kernel.status ?? 'unknown');
     this.statusText.dataset.status = status;
     this.statusText.dataset.scope = kernel.scope ?? 'shared';
+    const queued = Array.isArray(kernel.queue) ? kernel.queue.length : 0;
     this.statusText.textContent = `${scope} (${kernel.kernel ?? '?'}): ${status}` +
+      (queued ? ` · ${queued} queued` : '') +
       (status === 'dead' && kernel.last_error ? ` — ${kernel.last_error}` : '');
   }
 

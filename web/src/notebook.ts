@@ -86,6 +86,7 @@ class CellView {
       extra: [
         Prec.high(keymap.of([
           { key: 'Shift-Enter', run: () => { this.nb.next(this); return true; } },
+          { key: 'Mod-Enter', run: () => { this.nb.run(this); return true; } },
           {
             key: 'Escape',
             run: () => {
