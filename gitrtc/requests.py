@@ -28,7 +28,6 @@ import json
 import logging
 import time
 import weakref
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -216,5 +215,3 @@ class RequestChannel:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-
-Handler = Callable[["Room", "Connection", bytes], Awaitable[None]]

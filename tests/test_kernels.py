@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from pycrdt import Array, Map, Text
+from pycrdt import Array, Text
 
 from gitrtc import protocol
 from gitrtc.kernels import outputs as kernel_outputs
