@@ -266,6 +266,18 @@ async def test_display_update_clear_and_error(live: Live) -> None:
         assert outs[2]["ename"] == "ZeroDivisionError"
 
 
+async def test_a_display_updated_from_another_cell(live: Live) -> None:
+    async with client(live) as alice:
+        await alice.wait_synced()
+        await set_source(live, alice, 0, "from IPython.display import display\nh = display('start', display_id=True)")
+        await set_source(live, alice, 1, "for i in range(500):\n    h.update(i)")
+        assert (await alice.ask("run", {"cells": ["c1", "c2"]}))["ok"]
+        await async_wait_until(lambda: alice.cell_state("c2") == "done", 60, "done")
+        shown = cell(alice.doc, "c1")["outputs"]
+        assert len(shown) == 1 and shown[0]["data"]["text/plain"] == "499"
+        assert cell(alice.doc, "c2")["outputs"] == []
+
+
 async def test_a_progress_bar_keeps_only_what_a_terminal_shows(live: Live) -> None:
     code = ("import sys, time\n"
             "for i in range(5):\n"

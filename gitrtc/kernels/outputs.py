@@ -138,6 +138,8 @@ class CellRun:
         #: display_id → [(cell id, output index)], shared by every run of one kernel.
         self.displays = displays
         self.ops: list[Op] = []
+        #: updates of displays shown by other cells, by (cell id, output index)
+        self.others: dict[tuple[str, int], Op] = {}
         self.outputs = 0  # outputs in the cell now
         self.last_stream: str | None = None  # name of the last output if it is a stream
         self.used = 0
@@ -169,10 +171,13 @@ class CellRun:
             display_id = (content.get("transient") or {}).get("display_id")
             for cell_id, index in self.displays.get(display_id, []) if isinstance(display_id, str) else []:
                 op = ("update", index, content.get("data", {}), content.get("metadata", {}))
-                if cell_id == self.cell_id:
-                    self._add(op)
+                if cell_id != self.cell_id:
+                    self.others[(cell_id, index)] = op  # the latest wins; written at the next flush
+                    self._schedule()
+                elif self.ops and self.ops[-1][:2] == op[:2]:
+                    self.ops[-1] = op  # an update of an update not yet written replaces it
                 else:
-                    self.sink.apply(cell_id, [op])
+                    self._add(op)
         elif msg_type == "execute_input":
             count = content.get("execution_count")
             if isinstance(count, int):
@@ -294,6 +299,10 @@ class CellRun:
         if self.ops:
             ops, self.ops = self.ops, []
             self.sink.apply(self.cell_id, ops)
+        if self.others:
+            others, self.others = self.others, {}
+            for (cell_id, _index), op in others.items():
+                self.sink.apply(cell_id, [op])
 
 
 class DocSink:
