@@ -56,12 +56,19 @@ def check_kernelspec(name: str) -> str:
                           "pick another kernel in the notebook's metadata") from None
 
 
+def _open_log(path: Path) -> Any:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return open(path, "ab")
+
+
 class KernelProcess:
     """A started kernel and the readers that route its messages."""
 
-    def __init__(self, name: str, cwd: Path, on_death: Any) -> None:
+    def __init__(self, name: str, cwd: Path, on_death: Any, log: Path | None = None) -> None:
         self.name = name
         self.cwd = cwd
+        #: Where the kernel process's own stdout/stderr go (not into the owner's terminal).
+        self.log = log
         self._on_death = on_death
         self.km: Any = None
         self.kc: Any = None
@@ -75,12 +82,19 @@ class KernelProcess:
         from jupyter_client.kernelspec import NoSuchKernel
 
         self.km = AsyncKernelManager(kernel_name=self.name)
+        handle = await asyncio.to_thread(_open_log, self.log) if self.log is not None else None
         try:
-            await self.km.start_kernel(cwd=str(self.cwd))
+            if handle is None:
+                await self.km.start_kernel(cwd=str(self.cwd))
+            else:
+                await self.km.start_kernel(cwd=str(self.cwd), stdout=handle, stderr=handle)
         except NoSuchKernel:
             raise KernelError(f"no kernel named {self.name!r} is installed on the owner's machine") from None
         except (OSError, RuntimeError) as exc:
             raise KernelError(f"the kernel {self.name!r} could not be started: {exc}") from exc
+        finally:
+            if handle is not None:
+                handle.close()  # the kernel process has its own copy
         self.kc = self.km.client()
         self.kc.start_channels()
         try:
@@ -152,6 +166,8 @@ class KernelProcess:
         if provisioner is not None:
             code = await provisioner.poll()
         self.dead = f"the kernel process exited with code {code}" if code is not None else "the kernel process exited"
+        if self.log is not None:
+            self.dead += f" (its own output is in {self.log})"
         log.info("kernel %s: %s", self.name, self.dead)
         for execution in list(self.executions.values()):
             execution.on_death(self.dead)

@@ -181,7 +181,7 @@ class KernelRunner:
 
     async def _start_locked(self) -> None:
         self._status("starting")
-        process = KernelProcess(self.kernel_name, self.cwd, self._died)
+        process = KernelProcess(self.kernel_name, self.cwd, self._died, self.outputs_dir / "kernels.log")
         try:
             await process.start()
         except KernelError as exc:
