@@ -310,9 +310,11 @@ async def test_input_is_asked_of_the_runner(live: Live) -> None:
 async def test_interrupt_and_restart(live: Live) -> None:
     async with client(live) as alice:
         await alice.wait_synced()
-        await set_source(live, alice, 0, "x = 5\nwhile True:\n    pass")
+        await set_source(live, alice, 0, "x = 5\nprint('looping', flush=True)\nwhile True:\n    pass")
         assert (await alice.ask("run", {"cells": ["c1", "c2"]}))["ok"]
-        await async_wait_until(lambda: alice.cell_state("c1") == "running", 60, "running")
+        # in the loop for sure (an interrupt before `x = 5` ran would leave no x to show)
+        await async_wait_until(lambda: "looping" in text_of(alice.doc, "c1"), 60, "the loop")
+        assert alice.cell_state("c1") == "running"
         assert (await alice.ask("interrupt"))["ok"]
         await async_wait_until(lambda: alice.cell_state("c1") == "error", 60, "interrupted")
         assert alice.cell_state("c2") == "cancelled"
