@@ -278,6 +278,19 @@ async def test_a_display_updated_from_another_cell(live: Live) -> None:
         assert cell(alice.doc, "c2")["outputs"] == []
 
 
+async def test_a_few_plots_fit_in_a_cell(live: Live) -> None:
+    code = ("from IPython.display import display\n"
+            "for i in range(3):\n"
+            "    display({'image/png': str(i) * 300_000}, raw=True)")
+    async with client(live) as alice:
+        await alice.wait_synced()
+        await set_source(live, alice, 0, code)
+        assert (await alice.ask("run", {"cells": ["c1"]}))["ok"]
+        await async_wait_until(lambda: alice.cell_state("c1") == "done", 60, "done")
+        shown = cell(alice.doc, "c1")["outputs"]
+        assert [o["data"]["image/png"][:1] for o in shown] == ["0", "1", "2"]  # no truncation
+
+
 async def test_a_progress_bar_keeps_only_what_a_terminal_shows(live: Live) -> None:
     code = ("import sys, time\n"
             "for i in range(5):\n"
@@ -371,7 +384,7 @@ async def test_a_flood_is_bounded_and_edits_keep_flowing(live: Live, monkeypatch
         await async_wait_until(lambda: bob.cell_state("c1") == "done", 120, "the flood to end")
         outs = cell(bob.doc, "c1")["outputs"]
         kept = text_of(bob.doc, "c1")
-        assert len(kept) <= kernel_outputs.MAX_CELL_OUTPUT
+        assert len(kept) <= kernel_outputs.MAX_CELL_TEXT
         note = [o for o in outs if o["output_type"] == "display_data"]
         assert note and "truncated" in note[0]["data"]["text/plain"]
         full = Path(note[0]["metadata"]["gitrtc"]["file"])

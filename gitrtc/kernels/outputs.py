@@ -9,8 +9,10 @@ text; `display_data`/`execute_result`/`error` add an output; `update_display_dat
 replaces the data of every output shown with that `display_id`; `clear_output(wait=True)`
 clears at the next output. Operations are applied at most every `FLUSH_EVERY` seconds per
 cell (and at once at the end), so a flood costs a few document updates a second. What a
-cell keeps is capped (`MAX_CELL_OUTPUT` characters): past it the cell says so, and the
-rest of its stream text goes to a file under the session folder.
+cell run keeps is capped (`MAX_CELL_TEXT` characters of stream text, `MAX_CELL_OUTPUT` in
+all, so a few plots fit but a million-line print does not): past either the cell says so,
+further rich outputs are dropped, and the run's whole stream text goes to a file under
+the session folder.
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ from ..rooms import Room
 
 log = logging.getLogger(__name__)
 
-#: Characters of output one cell run keeps (Jupyter's own limits are of this order).
-MAX_CELL_OUTPUT = 256 * 1024
+#: Characters of stream text one cell run keeps in the notebook (the rest goes to a file).
+MAX_CELL_TEXT = 256 * 1024
+#: Characters of output of any kind (images are base64 text) one cell run keeps.
+MAX_CELL_OUTPUT = 16 * 1024 * 1024
 #: Seconds between two writes of one cell's outputs.
 FLUSH_EVERY = 0.08
 
@@ -142,7 +146,8 @@ class CellRun:
         self.others: dict[tuple[str, int], Op] = {}
         self.outputs = 0  # outputs in the cell now
         self.last_stream: str | None = None  # name of the last output if it is a stream
-        self.used = 0
+        self.used = 0  # characters of output kept (all kinds)
+        self.text_used = 0  # of which stream text
         self.kept: list[str] = []  # the stream text kept so far (written to the spill on truncation)
         self.truncated = False
         self.pending_clear = False
@@ -211,10 +216,11 @@ class CellRun:
             assert self.spill is not None
             self.spill.write(text)
             return
-        room = MAX_CELL_OUTPUT - self.used
+        room = min(MAX_CELL_TEXT - self.text_used, MAX_CELL_OUTPUT - self.used)
         kept = text[:room]
         if kept:
             self.used += len(kept)
+            self.text_used += len(kept)
             self.kept.append(kept)
             if self.last_stream == name and self.ops and self.ops[-1][0] == "stream" and self.ops[-1][1] == name:
                 self.ops[-1] = ("stream", name, self.ops[-1][2] + kept)  # coalesce while waiting
@@ -246,8 +252,9 @@ class CellRun:
         self.spill = self._spill_factory()
         self.spill.write("".join(self.kept))
         self.kept = []
-        note = (f"Output truncated after {MAX_CELL_OUTPUT // 1024} KiB; the full text output is kept "
-                f"on the owner's machine in {self.spill.path}")
+        note = (f"Output truncated (at most {MAX_CELL_TEXT // 1024} KiB of text and "
+                f"{MAX_CELL_OUTPUT // 1024 // 1024} MiB in all are kept in the notebook); the full text "
+                f"output is kept on the owner's machine in {self.spill.path}")
         self._add(("append", {"output_type": "display_data", "data": {"text/plain": note},
                               "metadata": {"gitrtc": {"truncated": True, "file": str(self.spill.path)}}}))
         self.outputs += 1
@@ -263,7 +270,8 @@ class CellRun:
         self.ops.append(("clear",))
         self.outputs = 0
         self.last_stream = None
-        self.used = 0
+        self.used = 0  # characters of output kept (all kinds)
+        self.text_used = 0  # of which stream text
         self.kept = []
         self._schedule()
 
