@@ -23,6 +23,8 @@ class Access:
         self._event = event
         #: Every open connection and the room it is in.
         self.connections: dict[Connection, Room] = {}
+        #: Called with each connection that left (the session's request channel hooks in).
+        self.on_left: Callable[[Connection], None] = lambda conn: None
 
     def grant_for(self, token: str | None) -> tuple[str, str | None] | None:
         """(role, invite name) a token grants; every token is compared, in constant time."""
@@ -42,13 +44,17 @@ class Access:
         grant = self.grant_for(token)
         return grant[0] if grant else None
 
-    async def invite(self, name: str, viewer: bool) -> str:
-        """A new personal link token for `name` (editor, or viewer)."""
+    async def invite(self, name: str, viewer: bool, no_run: bool = False) -> str:
+        """A new personal link token for `name` (editor, or viewer; `no_run`: an editor who
+        may not run code)."""
         name = " ".join(name.split())[:80]
         if not name:
             raise BadRequestError("an invite needs a name")
         token = secrets.token_urlsafe(24)
-        self.manifest.invites.append({"name": name, "role": "viewer" if viewer else "editor", "token": token})
+        invite = {"name": name, "role": "viewer" if viewer else "editor", "token": token}
+        if no_run and not viewer:
+            invite["run"] = False  # read by `kernels.service.KernelService.refusal`
+        self.manifest.invites.append(invite)
         await self._save()
         self._event(f"invited {name} ({'viewer' if viewer else 'editor'})")
         return token
@@ -75,6 +81,7 @@ class Access:
         room = self.connections.pop(conn, None)
         if room is not None:
             room.leave(conn)
+            self.on_left(conn)
 
     def participants(self) -> list[dict[str, Any]]:
         """Who is connected, with their role and the files they have open."""

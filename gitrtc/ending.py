@@ -65,6 +65,9 @@ class Ending:
         #: Path → why, for documents the last `changed_files` could not render (never
         #: committed as such; see `_held_back`).
         self.unwritable: dict[str, str] = {}
+        #: Awaited first when the session ends or pauses (the session stops its kernels
+        #: there, so their last outputs are in the commit).
+        self.before_stop: Callable[[], Awaitable[None]] | None = None
 
     async def save_manifest(self, commit_only: bool = False) -> None:
         """Persist the manifest (invites, port, baseline) in the store; `commit_only`:
@@ -89,6 +92,8 @@ class Ending:
                 return self.result
             self.state = "ending"
             await self.tasks.stop(WATCH, PRELOAD)
+            if self.before_stop is not None:
+                await self.before_stop()
             self._accepting(False)
             await self.bridge.settle()
             result = await self._finish(message, commit, onto_branch, on_commit)
@@ -129,6 +134,8 @@ class Ending:
         """Stop serving a persistent session without ending it: flush, close connections."""
         async with self._lock:
             await self.tasks.stop(WATCH, PRELOAD)
+            if self.before_stop is not None:
+                await self.before_stop()
             await self.bridge.settle()
             await asyncio.gather(*(r.close_all(RestartingError.close_code, "server restarting: reconnect")
                                    for r in self.registry.rooms.values()))

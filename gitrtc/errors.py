@@ -187,3 +187,15 @@ class RejectedEditError(RtcError):
     """A participant's edit would make a document that cannot be written; it is refused."""
 
     http_status = 422
+
+
+class RequestError(RtcError):
+    """A request on a room's request channel was refused (answered, the connection kept)."""
+
+    http_status = 400
+
+
+class KernelError(RequestError):
+    """A kernel could not be started, or is not there to take a request."""
+
+    http_status = 409

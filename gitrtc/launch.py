@@ -35,6 +35,7 @@ class Plan:
     persistent: bool = False
     fresh: bool = False
     limits: Limits = DEFAULT
+    kernels: bool = False  # participants may run notebooks' code on this machine
 
 
 @dataclass(slots=True)
@@ -97,13 +98,18 @@ async def prepare(plan: Plan) -> Launch:
     """Check everything, take the lock, and create or resume the session."""
     repo = await asyncio.to_thread(git.open_repo, plan.cwd)
     info = await asyncio.to_thread(git.repo_info, repo)
-    git.owner_identity(repo)
+    owner, _email = git.owner_identity(repo)
     lock = acquire_lock(info.gitdir)
     try:
-        return await _prepare_locked(plan, info, lock)
+        launch = await _prepare_locked(plan, info, lock)
     except BaseException:
         lock.close()
         raise
+    launch.session.kernels.enabled = plan.kernels
+    launch.session.kernels.owner = owner
+    if plan.kernels and launch.session.resumed:
+        launch.notes.append("kernels do not survive a restart: their state is gone, run the cells again")
+    return launch
 
 
 async def _prepare_locked(plan: Plan, info: git.RepoInfo, lock: IO[str]) -> Launch:

@@ -87,6 +87,17 @@ def dirties_disk(origin: object) -> bool:
     alongside): the write-back renders, compares with what the disk holds, and writes
     nothing when they are equal, so what was just read is never written back as is.
     A replay from the log does not (the resume's disk reconcile decides), nor does the
-    server's own change (the session room has no file).
+    server's own change (the session room has no file). A shared kernel's outputs do.
     """
-    return isinstance(origin, (ClientEdit, DiskMerge, DiskLoad))
+    return isinstance(origin, (ClientEdit, DiskMerge, DiskLoad, KernelOutput))
+
+
+@dataclass(frozen=True, slots=True)
+class KernelOutput:
+    """Outputs (and execution counts) a shared kernel produced, written by the server.
+
+    Credited to nobody (running a cell is not editing it), but the notebook on disk is
+    stale after one (`dirties_disk`).
+    """
+
+    path: str

@@ -2,7 +2,8 @@
 
 A frame is `[message type][...]`: SYNC (`[0][step1|step2|update][varbytes]`), AWARENESS
 (`[1][varbytes]`), AUTH (`[2][0 = permission denied][varstring reason]`) and
-QUERY_AWARENESS (`[3]`). pycrdt's helpers assume well-formed input; this module validates
+QUERY_AWARENESS (`[3]`), plus gitrtc's REQUEST (`[100][varstring JSON]`, see
+`gitrtc.requests`). pycrdt's helpers assume well-formed input; this module validates
 every length so a malformed frame becomes a `ProtocolError`, never an IndexError deep in
 the server.
 """
@@ -28,6 +29,9 @@ class MessageType(IntEnum):
     AWARENESS = 1
     AUTH = 2
     QUERY_AWARENESS = 3
+    #: gitrtc's attributed request/response channel (`gitrtc.requests`); y-protocols
+    #: leaves numbers above its own four free, and clients that do not know it ignore it.
+    REQUEST = 100
 
 
 class SyncType(IntEnum):
@@ -126,6 +130,11 @@ def sync_update(update: bytes) -> bytes:
 def awareness_frame(update: bytes) -> bytes:
     """An AWARENESS frame carrying an encoded awareness update."""
     return bytes([MessageType.AWARENESS]) + write_var_uint(len(update)) + update
+
+
+def request_frame(payload: bytes) -> bytes:
+    """A REQUEST frame carrying `payload` (UTF-8 JSON) as var-bytes."""
+    return bytes([MessageType.REQUEST]) + write_var_uint(len(payload)) + payload
 
 
 def permission_denied(reason: str) -> bytes:

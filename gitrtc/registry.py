@@ -9,7 +9,7 @@ keeps and compacts them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from pycrdt import Doc, Map
 
@@ -19,7 +19,7 @@ from .errors import DocumentError, StaleEpochError, StoreError, UnknownRoomError
 from .limits import Limits
 from .manifest import EPOCH, ROOM_NAME, FileEntry, Manifest
 from .origins import DiskLoad, ServerEdit, StoreReplay
-from .rooms import Room
+from .rooms import Connection, Room
 from .store import Store
 from .validation import DocumentGuard
 
@@ -41,6 +41,8 @@ class RoomRegistry:
         #: Called when a loaded room's document changed, with the change's origin (the disk
         #: bridge hooks in here); a room still loading reports its load once it is in.
         self.on_loaded_change: Callable[[Room, object], None] = lambda room, origin: None
+        #: Where every room's REQUEST frames go (the session sets its `RequestChannel.receive`).
+        self.requests: Callable[[Room, Connection, bytes], Awaitable[None]] | None = None
         self._event = event
         self._loading: dict[str, asyncio.Task[Room]] = {}
 
@@ -73,6 +75,7 @@ class RoomRegistry:
         doc = Doc()
         room = Room(name, entry.path if entry else None, entry.kind if entry else "session",
                     doc, self.store, self._on_change)
+        room.requests = self.requests
         codec = None
         if entry is not None:
             codec = self._codec(entry)

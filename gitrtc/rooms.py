@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from pycrdt import Awareness, Doc, merge_updates
@@ -185,6 +185,8 @@ class Room:
         #: Checks clients' updates before they are applied (a shared file's room; see `validation`).
         self.guard: DocumentGuard | None = None
         self._on_change = on_change
+        #: Where REQUEST frames go (`requests.RequestChannel.receive`); None: ignored.
+        self.requests: Callable[[Room, Connection, bytes], Awaitable[None]] | None = None
         #: The step 2 for a new client, kept until the next change (all changes go through
         #: this class, which drops it).
         self._full_step2: bytes | None = None
@@ -224,6 +226,9 @@ class Room:
         elif msg.type is MessageType.QUERY_AWARENESS:
             ids = list(self.awareness.states)
             conn.enqueue(protocol.awareness_frame(self.awareness.encode_awareness_update(ids)))
+        elif msg.type is MessageType.REQUEST:
+            if self.requests is not None:
+                await self.requests(self, conn, msg.payload)
         # AUTH messages from clients carry nothing for the server.
 
     def _step2_for(self, state_vector: bytes) -> bytes:

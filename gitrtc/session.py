@@ -5,7 +5,9 @@
 - `bridge.DiskBridge`: write-back, merges of saves made on disk, the HEAD watcher,
   the reconcile after a crash;
 - `ending.Ending`: `commit_now`, `pause`, `end`;
-- `supervisor.Supervisor`: the background tasks (disk watcher, compactor, preloader).
+- `supervisor.Supervisor`: the background tasks (disk watcher, compactor, preloader);
+- `requests.RequestChannel`: the rooms' request channel, with its `kernel` service
+  (`kernels.service.KernelService`: notebooks' code, when the owner allows it).
 
 `Session` wires them together and owns their lifecycle: `async with session:` starts
 it (originals read, disk tracked, tasks running) and closes it (tasks stopped, store
@@ -30,9 +32,11 @@ from .documents import Codec
 from .ending import PRELOAD, WATCH, EndResult, Ending, OnCommit, default_message
 from .errors import SessionEndedError
 from .events import EventLog
+from .kernels.service import KernelService
 from .limits import DEFAULT, Limits
 from .manifest import FileEntry, Manifest
 from .registry import RoomRegistry
+from .requests import RequestChannel
 from .rooms import Connection, Room
 from .store import Store
 from .supervisor import Supervisor
@@ -67,6 +71,7 @@ class SessionSnapshot:
     events: tuple[str, ...]
     skipped: tuple[tuple[str, str], ...]
     warnings: tuple[tuple[str, str], ...]
+    kernels: bool = False  # participants may run code on this machine
 
 
 class Session:
@@ -87,6 +92,12 @@ class Session:
         self.access = Access(manifest, self.save_manifest, self.events)
         self.ending = Ending(info, manifest, store, self.registry, self.bridge, self.tasks, self.events)
         store.on_failure = lambda exc: self.events(f"session store write failed: {exc}")
+        self.requests = RequestChannel()
+        self.kernels = KernelService(self)
+        self.requests.register("kernel", self.kernels)
+        self.registry.requests = self.requests.receive
+        self.access.on_left = self.requests.disconnected
+        self.ending.before_stop = self.requests.close
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -111,7 +122,9 @@ class Session:
         self.tasks.start(PRELOAD, self.registry.preload(lambda: self.state == "live"))
 
     async def close(self) -> None:
-        """Stop the background tasks and close the store (after `end`, or when shutting down)."""
+        """Stop the kernels, the background tasks, and close the store (after `end`, or when
+        shutting down)."""
+        await self.requests.close()
         await self.tasks.close()
         await self.store.close()
 
@@ -146,9 +159,9 @@ class Session:
         """The role a token grants."""
         return self.access.role_for(token)
 
-    async def invite(self, name: str, viewer: bool) -> str:
+    async def invite(self, name: str, viewer: bool, no_run: bool = False) -> str:
         """A new personal link token for `name` (see `Access.invite`)."""
-        return await self.access.invite(name, viewer)
+        return await self.access.invite(name, viewer, no_run)
 
     async def kick(self, name: str) -> int:
         """Revoke `name`'s links and close their connections (see `Access.kick`)."""
@@ -242,7 +255,7 @@ class Session:
             session=m.session, branch=self.info.branch_name, url=self.url, readonly_url=self.readonly_url,
             resumed=self.resumed, persistent=m.persistent, files=tuple(files),
             participants=tuple(self.access.participants()), events=tuple(self.events.lines),
-            skipped=tuple(m.skipped), warnings=tuple(m.warnings),
+            skipped=tuple(m.skipped), warnings=tuple(m.warnings), kernels=self.kernels.enabled,
         )
 
 

@@ -13,8 +13,10 @@ from .main import cli, user_errors
 @cli.command()
 @click.argument("name")
 @click.option("--viewer", is_flag=True, help="A read-only link.")
+@click.option("--no-run", is_flag=True, help="An editor who may not run code (see rtc start --kernels).")
 @user_errors
-def invite(name: str, viewer: bool) -> None:
+def invite(name: str, viewer: bool, no_run: bool) -> None:
     """Print a new link for NAME (revoke it with rtc kick NAME)."""
-    result = call(running_session(Path.cwd()), "POST", "/api/invite", {"name": name, "viewer": viewer})
+    result = call(running_session(Path.cwd()), "POST", "/api/invite",
+                  {"name": name, "viewer": viewer, "no_run": no_run})
     click.echo(result["url"])

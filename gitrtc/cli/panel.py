@@ -31,6 +31,7 @@ class SessionPanel:
             f"  on {s.branch}  serving {len(s.files)} files",
             ("  (resumed)" if s.resumed else "", "yellow"),
             ("  persistent" if s.persistent else "", "cyan"),
+            ("  code runs here (--kernels)" if s.kernels else "", "magenta"),
         )
         urls = Table.grid(padding=(0, 1))
         urls.add_row(Text("edit", style="bold"), Text(s.url, style="cyan"))

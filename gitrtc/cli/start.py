@@ -22,18 +22,20 @@ from .main import cli, user_errors
               help="Discard an unfinished session (its changes are saved as a patch) instead of resuming it.")
 @click.option("--persistent", is_flag=True,
               help="Keep the session across restarts: Ctrl-C pauses it, rtc commit records, rtc stop ends it.")
+@click.option("--kernels", is_flag=True,
+              help="Let participants run notebooks' code, in kernels on this machine (rtc invite --no-run excepts someone).")
 @click.option("--certfile", type=click.Path(exists=True, dir_okay=False), help="TLS certificate (PEM).")
 @click.option("--keyfile", type=click.Path(exists=True, dir_okay=False), help="TLS private key (PEM).")
 @user_errors
 def start(paths: tuple[str, ...], host: str, port: int | None, message: str | None, no_open: bool,
-          fresh: bool, persistent: bool, certfile: str | None, keyfile: str | None) -> None:
+          fresh: bool, persistent: bool, kernels: bool, certfile: str | None, keyfile: str | None) -> None:
     """Share PATHs (files or folders; default: this folder) live, then commit once."""
     from ..launch import Plan  # imported here: `rtc stop`/`status` need not load the codecs
     from .. import eventloop
     from .runner import Options, run
 
     console = Console(highlight=False)
-    plan = Plan(cwd=Path.cwd(), paths=list(paths), fresh=fresh, persistent=persistent)
+    plan = Plan(cwd=Path.cwd(), paths=list(paths), fresh=fresh, persistent=persistent, kernels=kernels)
     options = Options(host=host, port=port, message=message, open_browser=not no_open,
                       fresh=fresh, persistent=persistent, certfile=certfile, keyfile=keyfile)
     result = eventloop.run(run(plan, options, console))

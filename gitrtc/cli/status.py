@@ -27,6 +27,10 @@ def status(as_json: bool) -> None:
     console.print(f"session {info['session']} on {info['branch']} ({info['state']})"
                   f"{'  resumed' if info.get('resumed') else ''}")
     console.print(f"  edit: {info['url']}\n  view: {info['readonly_url']}")
+    kernels = info.get("kernels") or {}
+    if kernels.get("enabled"):
+        console.print(f"  code runs on this machine: {len(kernels.get('shared', {}))} shared and "
+                      f"{kernels.get('private', 0)} private kernel(s)")
     table = Table("file", "kind", "state", "store", box=None)
     for f in info["files"]:
         table.add_row(f["path"], f["kind"], f["save"], f"{f['store_bytes']:,} B")

@@ -151,10 +151,11 @@ async def api_commit(request: web.Request) -> web.Response:
 
 
 async def api_invite(request: web.Request) -> web.Response:
-    """`POST /api/invite` (owner) `{name, viewer}`: a personal link."""
+    """`POST /api/invite` (owner) `{name, viewer, no_run}`: a personal link."""
     body = await owner_body(request)
     session = request.app[SESSION]
-    token = await session.invite(str(body.get("name", "")), body.get("viewer") is True)
+    token = await session.invite(str(body.get("name", "")), body.get("viewer") is True,
+                                 no_run=body.get("no_run") is True)
     return web.json_response({"token": token, "url": session.url.split("#")[0] + f"#t={token}"})
 
 

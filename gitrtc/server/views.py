@@ -22,6 +22,7 @@ def describe(session: Session, role: str) -> dict[str, Any]:
         "files": [_describe_file(session, f) for f in m.files],
         "participants": session.participants(),
         "commit": session.result.commit if session.result else None,
+        "kernels": session.kernels.describe(),
     }
 
 

@@ -15,6 +15,7 @@ import { MARKDOWN, notebookLanguage } from './languages';
 import type { LanguageDescription } from '@codemirror/language';
 import { renderOutputs, type Output } from './outputs';
 import { guardAwareness, safeColor } from './presence';
+import { KernelPanel } from './kernel';
 import { renderMarkdown, type Attachments } from './sanitize';
 import { userState, type DocView, type Place, type ViewContext } from './views';
 
@@ -64,6 +65,7 @@ class CellView {
         this.typeSelect,
         button('↑', 'Move cell up', 'cell-up', () => nb.move(this, -1)),
         button('↓', 'Move cell down', 'cell-down', () => nb.move(this, 1)),
+        button('▶', 'Run this cell (Shift-Enter)', 'cell-run', () => nb.run(this)),
         button('+', 'Insert a code cell below', 'cell-add', () => nb.insert(this, 'code')),
         button('✕', 'Delete cell', 'cell-delete', () => nb.remove(this)));
     } else {
@@ -85,6 +87,7 @@ class CellView {
       extra: [
         Prec.high(keymap.of([
           { key: 'Shift-Enter', run: () => { this.nb.next(this); return true; } },
+          { key: 'Mod-Enter', run: () => { this.nb.run(this); return true; } },
           {
             key: 'Escape',
             run: () => {
@@ -258,6 +261,7 @@ export class NotebookView implements DocView {
   readonly element: HTMLElement;
   readonly provider: WebsocketProvider;
   readonly model = new YNotebook();
+  readonly kernel: KernelPanel;
   private readonly list: HTMLElement;
   private readonly status: HTMLElement;
   private readonly adders: HTMLElement | null;
@@ -286,6 +290,8 @@ export class NotebookView implements DocView {
     });
     this.model.awareness.on('change', () => this.updatePresence());
     this.provider = ctx.conns.open(file.room, this.model.ydoc, this.model.awareness);
+    this.kernel = new KernelPanel(this.element, this.provider);
+    this.element.insertBefore(this.kernel.element, this.list);
     this.provider.on('sync', (isSynced: boolean) => {
       if (isSynced && !this.synced) {
         this.synced = true;
@@ -414,8 +420,14 @@ export class NotebookView implements DocView {
     });
   }
 
-  /** Shift-Enter: leave this cell, go to the next one (a new code cell at the end). */
+  /** Run a code cell (when the owner allows this participant to run code). */
+  run(view: CellView): void {
+    if (view.type === 'code') void this.kernel.runCell(view.id);
+  }
+
+  /** Shift-Enter: run this cell, leave it, go to the next one (a new code cell at the end). */
   next(view: CellView): void {
+    this.run(view);
     view.stopEditing();
     const i = this.indexOf(view);
     const nextCell = this.model.cells[i + 1];
