@@ -55,3 +55,12 @@ class StoreReplay:
 
 
 Origin = ClientEdit | DiskLoad | DiskMerge | StoreReplay
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class RemoteSync:
+    """Updates a client (`rtc join`'s mirror, a test client) received from the server.
+
+    One per client, compared by identity: the client's observer sends every transaction
+    except these back to the server, and reports these as remote changes.
+    """
