@@ -106,7 +106,8 @@ class RoomClient:
         if ready is not None:
             ready.set()
         assert self.ws is not None
-        return await self._read(self.ws)
+        async with self.ws:  # closed when the read ends or the task is cancelled
+            return await self._read(self.ws)
 
     async def _open(self, http: aiohttp.ClientSession, headers: Mapping[str, str] | None) -> None:
         self.closed.clear()

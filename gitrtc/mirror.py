@@ -105,17 +105,18 @@ class _Plan:
 
 async def _first_sync(clients: list[RoomClient], tasks: list[asyncio.Future[None]]) -> None:
     """Wait until every room has synced once; a link that fails first raises its error."""
-    synced = asyncio.ensure_future(asyncio.gather(*(client.synced.wait() for client in clients)))
-    await asyncio.wait([synced, *tasks], return_when=asyncio.FIRST_COMPLETED)
-    if synced.done():
-        return
-    synced.cancel()
-    for task in tasks:
-        if task.done() and task.exception() is not None:
-            for other in tasks:
-                other.cancel()
-            raise task.exception()  # type: ignore[misc]
-    raise JoinError("the session ended before this folder was synced")
+    waiting = {asyncio.ensure_future(client.synced.wait()) for client in clients}
+    try:
+        while waiting:
+            done, _ = await asyncio.wait({*waiting, *tasks}, return_when=asyncio.FIRST_COMPLETED)
+            for task in tasks:
+                if task.done():
+                    task.result()  # a link that failed raises its error here
+                    raise JoinError("the session ended before this folder was synced")
+            waiting -= done
+    finally:
+        for wait in waiting:
+            wait.cancel()
 
 
 def _end_reason(extra: str) -> dict[str, Any]:

@@ -84,7 +84,7 @@ def join(args: tuple[str, ...], name: str | None, email: str | None, bring_chang
     git_name, git_email = user_identity(folder)
     console = Console(highlight=False)
     mirror = Mirror(url, folder, name or git_name or "Anonymous", email if email is not None else git_email,
-                    bring_changes, say=lambda line: console.print(line, highlight=False, markup=False))
+                    bring_changes, say=lambda line: console.print(line, highlight=False, markup=False, soft_wrap=True))
     try:
         ended = eventloop.run(_run(mirror, console))
     except KeyboardInterrupt:
