@@ -17,7 +17,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 from pycrdt import Doc, TransactionEvent
@@ -41,6 +41,10 @@ def awareness_update(client_id: int, clock: int, state: dict[str, Any] | None) -
     data = json.dumps(state).encode()
     return (protocol.write_var_uint(1) + protocol.write_var_uint(client_id) + protocol.write_var_uint(clock)
             + protocol.write_var_uint(len(data)) + data)
+
+
+def _undecodable(exc: Exception) -> ProtocolError:
+    return ProtocolError(f"the server sent an update that cannot be applied ({exc})")
 
 
 class RoomClient:
@@ -85,7 +89,7 @@ class RoomClient:
 
     # -- one connection ---------------------------------------------------------------
 
-    async def __aenter__(self) -> RoomClient:
+    async def __aenter__(self) -> Self:
         await self.connect()
         return self
 
@@ -151,22 +155,21 @@ class RoomClient:
         return self.close_code
 
     def _apply(self, update: bytes) -> None:
-        try:
-            if self._sub is None:
-                self.doc.apply_update(update)  # nothing observes the origin: no transaction to tag
-            else:
-                with self.doc.transaction(origin=self.origin):
-                    self.doc.apply_update(update)
-        except ProtocolError:
-            raise
-        except ExceptionGroup:
-            raise  # an observer failed (pycrdt groups their errors): not the update's fault
-        except Exception as exc:  # pycrdt raises plain exceptions for an undecodable update
-            raise ProtocolError(f"the server sent an update that cannot be applied ({exc})") from exc
+        if self._sub is None:  # nothing observes the origin: no transaction to tag
+            try:
+                self.doc.apply_update(update)
+            except Exception as exc:  # pycrdt raises plain exceptions for an undecodable update
+                raise _undecodable(exc) from exc
+            return
+        with self.doc.transaction(origin=self.origin):  # observers run as this exits
+            try:
+                self.doc.apply_update(update)
+            except Exception as exc:
+                raise _undecodable(exc) from exc
 
     def _observe(self, event: TransactionEvent) -> None:
         """Decide from the transaction's origin: remote → report it, anything else → send it."""
-        if event.transaction.origin() == self._remote:
+        if event.transaction.origin() == self._remote:  # type: ignore[attr-defined]  # not in pycrdt's stub
             if self.on_remote_change is not None:
                 self.on_remote_change()
             return

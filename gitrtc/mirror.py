@@ -21,7 +21,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,12 +103,13 @@ class _Plan:
     keep: bool = False  # keep a copy of `local`: it is not committed and will be replaced
 
 
-async def _first_sync(clients: list[RoomClient], tasks: list[asyncio.Future[None]]) -> None:
+async def _first_sync(clients: list[RoomClient], tasks: Sequence[asyncio.Future[None]]) -> None:
     """Wait until every room has synced once; a link that fails first raises its error."""
     waiting = {asyncio.ensure_future(client.synced.wait()) for client in clients}
     try:
         while waiting:
-            done, _ = await asyncio.wait({*waiting, *tasks}, return_when=asyncio.FIRST_COMPLETED)
+            pending: set[asyncio.Future[Any]] = {*waiting, *tasks}
+            done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             for task in tasks:
                 if task.done():
                     task.result()  # a link that failed raises its error here
@@ -143,7 +144,7 @@ class Mirror:
         self.email = email
         self.bring_changes = bring_changes
         self.say = say
-        self.docs: dict[str, Doc] = {}
+        self.docs: dict[str, Doc[Any]] = {}
         self.codecs: dict[str, Codec] = {}
         self.links: dict[str, RoomClient] = {}
         self.info: dict[str, Any] = {}
@@ -207,7 +208,7 @@ class Mirror:
             for f in files:
                 original = await self._get_bytes(http, f"/api/original/{f.room}")
                 self.codecs[f.path] = _open(f, original)
-                doc = Doc()
+                doc: Doc[Any] = Doc()
                 self.docs[f.path] = doc
                 client = RoomClient(f"{self.link.ws}/rooms/{f.room}?{params}", doc, heartbeat=30,
                                     max_msg_size=MAX_MESSAGE_BYTES)

@@ -155,10 +155,6 @@ class YClient(RoomClient):
         elif message.type is protocol.MessageType.AWARENESS:
             self.awareness_frames.append(frame)
 
-    async def __aenter__(self) -> YClient:
-        await self.connect()
-        return self
-
     async def send_raw(self, data: bytes) -> None:
         await self.send(data)
 

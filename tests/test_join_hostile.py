@@ -198,7 +198,7 @@ async def test_hostile_names_are_refused_and_nothing_is_written(tmp_path: Path, 
     server = await serve(hostile, session, rooms)
     folder = tmp_path / "join"  # a plain folder: the mirror's state would go inside it
     before = listing(tmp_path)
-    code, out, err = await rtc_join(server.url, str(folder))
+    code, _out, err = await rtc_join(server.url, str(folder))
     one_line_refusal(code, err, "unsafe", word)
     assert listing(tmp_path) - before <= {"join"}, "rtc join wrote something"
     assert not any(folder.iterdir())
@@ -208,7 +208,7 @@ async def test_a_malformed_update_from_the_server_is_a_one_line_error(tmp_path: 
                                                                       hostile: list[HostileServer]) -> None:
     server = await serve(hostile, session_json(), {GOOD_ROOM: (b"hello\n", b"\x07garbage-not-an-update")})
     folder = tmp_path / "join"
-    code, out, err = await rtc_join(server.url, str(folder))
+    code, _out, err = await rtc_join(server.url, str(folder))
     one_line_refusal(code, err, "cannot be applied")
     assert not (folder / "README.md").exists()
 
@@ -217,13 +217,13 @@ async def test_base_null_does_not_skip_the_checks(tmp_path: Path, hostile: list[
     clone = make_repo(tmp_path / "clone", FILES)
     (clone / "README.md").write_text("uncommitted work\n")
     server = await serve(hostile, session_json(base=None), {GOOD_ROOM: (b"hello\n", text_update("hello\n"))})
-    code, out, err = await rtc_join(server.url, str(clone))
+    code, _out, err = await rtc_join(server.url, str(clone))
     one_line_refusal(code, err, "base")
     assert (clone / "README.md").read_text() == "uncommitted work\n"
     for odd in (["a list"], "HEAD", "0" * 39, 42):
         hostile_session = session_json(base=odd)
         server.session = hostile_session
-        code, out, err = await rtc_join(server.url, str(clone))
+        code, _out, err = await rtc_join(server.url, str(clone))
         one_line_refusal(code, err, "base")
         assert (clone / "README.md").read_text() == "uncommitted work\n"
 
@@ -238,7 +238,7 @@ async def test_a_symlinked_folder_in_dir_is_not_followed(tmp_path: Path) -> None
     owner = RtcProcess(repo, ["README.md", "docs"])
     try:
         info = owner.wait_ready()
-        code, out, err = await rtc_join(info["url"], str(folder))
+        code, _out, err = await rtc_join(info["url"], str(folder))
         one_line_refusal(code, err, "symbolic link")
     finally:
         owner.terminate()
@@ -257,7 +257,7 @@ async def test_a_symlinked_file_in_dir_is_not_read_or_replaced(tmp_path: Path) -
     owner = RtcProcess(repo, ["README.md"])
     try:
         info = owner.wait_ready()
-        code, out, err = await rtc_join(info["url"], str(folder), "--bring-changes")
+        code, _out, err = await rtc_join(info["url"], str(folder), "--bring-changes")
         one_line_refusal(code, err, "symbolic link")
         assert "private" not in (repo / "README.md").read_text()
     finally:
@@ -301,7 +301,7 @@ async def test_an_untracked_file_in_the_way_is_not_overwritten(tmp_path: Path) -
     owner = RtcProcess(repo, ["README.md"])
     try:
         info = owner.wait_ready()
-        code, out, err = await rtc_join(info["url"], str(folder))
+        code, _out, err = await rtc_join(info["url"], str(folder))
         one_line_refusal(code, err, "README.md", "--bring-changes")
     finally:
         owner.terminate()
@@ -343,6 +343,6 @@ async def test_the_link_can_stay_out_of_the_process_list(tmp_path: Path, how: st
 
 def test_no_link_anywhere_is_a_one_line_error(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "RTC_JOIN_URL"}
-    done = subprocess.run([*RTC, "join", str(tmp_path)], capture_output=True, text=True, env=env, timeout=60)
+    done = subprocess.run([*RTC, "join", str(tmp_path)], check=False, capture_output=True, text=True, env=env, timeout=60)
     one_line_refusal(done.returncode, done.stderr, "RTC_JOIN_URL")
     assert listing(tmp_path) == set()

@@ -76,7 +76,9 @@ def join(args: tuple[str, ...], name: str | None, email: str | None, bring_chang
     """
     from .. import eventloop
     from ..git import user_identity
-    from ..mirror import Mirror  # imported here: other commands need not load the codecs
+    from ..mirror import (
+        Mirror,  # imported here: other commands need not load the codecs
+    )
 
     url, directory = link_and_folder(args)
     folder = (directory or Path.cwd()).resolve()
