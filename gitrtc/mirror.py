@@ -31,11 +31,11 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 from pycrdt import Doc
 
-from . import git, joinnames, mirrorfs
+from . import git, joinnames, mirrorfs, protocol
 from .client import CLOSE_REFUSED, RoomClient
 from .disk import DiskSync
 from .documents import MAX_FILE_BYTES, Codec, open_codec
-from .errors import DocumentError, JoinError, RtcError
+from .errors import DocumentError, JoinError, ProtocolError, RtcError
 from .joinnames import SharedFile
 from .origins import DiskMerge
 
@@ -213,6 +213,7 @@ class Mirror:
                 client = RoomClient(f"{self.link.ws}/rooms/{f.room}?{params}", doc, heartbeat=30,
                                     max_msg_size=MAX_MESSAGE_BYTES)
                 client.on_remote_change = lambda p=f.path: self._remote_changed(p)
+                client.on_message = lambda m, frame, p=f.path: self._server_message(p, m)
                 self.links[f.path] = client
             tasks = [asyncio.ensure_future(self._follow(http, path, client)) for path, client in self.links.items()]
             try:
@@ -279,6 +280,15 @@ class Mirror:
     def connected(self) -> int:
         """How many of the files' rooms are connected right now."""
         return len(self._connected)
+
+    def _server_message(self, path: str, message: protocol.Message) -> None:
+        """The server refused a change of ours (not applied there): say so in the log."""
+        if message.type is protocol.MessageType.AUTH:
+            try:
+                reason = protocol.read_var_bytes(message.payload, 1)[0].decode("ascii", "replace")
+            except ProtocolError:
+                reason = "no reason given"
+            log.warning("%s: the session refused a change: %s", path, joinnames.label(reason))
 
     def _remote_changed(self, path: str) -> None:
         if path in self.disk.files:
