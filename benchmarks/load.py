@@ -31,23 +31,21 @@ from pycrdt import Array, Doc, Text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gitrtc import protocol  # noqa: E402  (frame helpers only; no server code)
+from gitrtc import protocol  # noqa: E402  (frame helpers and the client; no server code)
+from gitrtc.client import RoomClient  # noqa: E402
 from tests.corpus import CORPUS  # noqa: E402
 
 TRACE = CORPUS / "traces" / "automerge-paper.json.gz"
 
 
-class Client:
-    """A minimal y-websocket client: sync, then apply whatever arrives."""
+class Client(RoomClient):
+    """The package's client (`gitrtc/client.py`) as the load generator drives it: nothing
+    observed or sent by itself (`send_local=False`: each role sends what it makes), the
+    text at hand, and a transaction's updates captured to send or to keep."""
 
     def __init__(self, url: str, apply: bool = True) -> None:
-        self.url = url
-        self.apply = apply  # False: time updates without applying them (W7, see w7_write)
-        self.doc = Doc()
+        super().__init__(url, send_local=False, apply=apply)  # apply=False: W7, see w7_write
         self.text = self.doc.get("source", type=Text)
-        self.synced = asyncio.Event()
-        self.updates = 0
-        self.on_update = None
         self._capturing = False
         self._outgoing: list[bytes] = []
         self.doc.observe(lambda e: self._outgoing.append(e.update) if self._capturing else None)
@@ -75,31 +73,6 @@ class Client:
         frames = self._capture(fn)
         assert len(frames) == 1
         return frames[0]
-
-    async def run(self, http: aiohttp.ClientSession, ready: asyncio.Event | None = None) -> None:
-        async with http.ws_connect(self.url, max_msg_size=0, compress=0) as ws:
-            self.ws = ws
-            await ws.send_bytes(protocol.sync_step1(self.doc))
-            if ready is not None:
-                ready.set()
-            async for msg in ws:
-                if msg.type is not aiohttp.WSMsgType.BINARY:
-                    continue
-                m = protocol.parse(msg.data)
-                if m.type is not protocol.MessageType.SYNC:
-                    continue
-                if m.sync is protocol.SyncType.STEP1:
-                    await ws.send_bytes(protocol.sync_step2(self.doc.get_update(m.payload)))
-                    continue
-                if m.sync is protocol.SyncType.STEP2:
-                    self.doc.apply_update(m.payload)
-                    self.synced.set()
-                else:
-                    if self.apply:
-                        self.doc.apply_update(m.payload)
-                    self.updates += 1
-                    if self.on_update is not None:
-                        self.on_update(self)
 
 
 def finish(out: str, text: str) -> None:
@@ -244,23 +217,14 @@ async def w4_seed(url: str, out: str) -> None:
 # -- W3: many rooms ------------------------------------------------------------------
 
 
-def awareness_update(client_id: int, clock: int, state: dict) -> bytes:
-    """A y-protocols awareness update for one client (what y-websocket sends)."""
-    data = json.dumps(state).encode()
-    return (protocol.write_var_uint(1) + protocol.write_var_uint(client_id) + protocol.write_var_uint(clock)
-            + protocol.write_var_uint(len(data)) + data)
-
-
 async def heartbeat(client: Client, interval: float, name: str) -> int:
     """Send the client's awareness state at a random moment within `interval` s, then every `interval` s."""
     import random
 
-    clock = 0
     state = {"user": {"name": name, "color": "#%06x" % random.randrange(1 << 24)}}
     await asyncio.sleep(random.random() * interval)
     while True:
-        clock += 1
-        await client.ws.send_bytes(protocol.awareness_frame(awareness_update(client.doc.client_id, clock, state)))
+        await client.send_awareness(state)  # the next clock each time
         await asyncio.sleep(interval)
 
 

@@ -334,3 +334,70 @@ def with_trailers(message: str, coauthors: list[tuple[str, str]], owner_email: s
             lines.append(trailer)
     body = message.rstrip("\n")
     return body + ("\n\n" + "\n".join(lines) if lines else "") + "\n"
+
+
+# -- for `rtc join`: the joiner's checkout (no git subprocesses) ----------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Checkout:
+    """The checkout a folder is in: its work tree and its git dir."""
+
+    workdir: Path
+    gitdir: Path
+
+
+def checkout_of(folder: Path) -> Checkout | None:
+    """The checkout containing `folder`, or None for a plain folder (or a bare repository)."""
+    found = pygit2.discover_repository(str(folder))
+    if found is None:
+        return None
+    repo = pygit2.Repository(found)
+    if repo.is_bare or repo.workdir is None:
+        return None
+    return Checkout(Path(repo.workdir).resolve(), Path(repo.path).resolve())
+
+
+def has_commit(checkout: Checkout, commit: str) -> bool:
+    """True if the checkout's repository has `commit` (a full hex id) as a commit."""
+    repo = pygit2.Repository(str(checkout.gitdir))
+    try:
+        obj = repo.get(commit)
+    except (ValueError, pygit2.GitError):
+        return False
+    return isinstance(obj, pygit2.Commit)
+
+
+def committed_blob(checkout: Checkout, commit: str, path: Path) -> bytes | None:
+    """The bytes the file at `path` (absolute, in the work tree) has in `commit`; None if
+    it is not there."""
+    try:
+        rel = path.relative_to(checkout.workdir).as_posix()
+    except ValueError:
+        return None
+    return blob_at(pygit2.Repository(str(checkout.gitdir)), commit, rel)
+
+
+def user_identity(folder: Path) -> tuple[str, str]:
+    """user.name / user.email from git config for `folder` (empty strings when unset)."""
+    found = pygit2.discover_repository(str(folder))
+    configs: list[pygit2.Config] = []
+    if found is not None:
+        configs.append(pygit2.Repository(found).config)
+    else:  # a plain folder: the user's global settings, as `git config` would read them
+        for get in (pygit2.Config.get_global_config, pygit2.Config.get_xdg_config,
+                    pygit2.Config.get_system_config):
+            try:
+                configs.append(get())
+            except (OSError, pygit2.GitError):
+                continue
+
+    def value(key: str) -> str:
+        for config in configs:
+            try:
+                return str(config[key])
+            except KeyError:
+                continue
+        return ""
+
+    return value("user.name"), value("user.email")

@@ -1,40 +1,52 @@
 """`rtc join`: mirror a session into a local folder and keep both in sync.
 
-Each shared file gets a local pycrdt doc connected to its room (`RoomLink`, which
-reconnects by itself); remote changes are written to the file with the same debounced
-atomic write-back the owner uses (`disk.DiskSync`), and local saves (any editor, a local
-JupyterLab) are merged in through the codec's diff → minimal CRDT operations. Edits made
-while disconnected stay in the local doc and reach the session through the sync
-handshake on reconnect.
+Each shared file gets a local pycrdt doc kept in sync with its room by a
+`client.RoomClient` (which reconnects by itself); remote changes are written to the file
+with the same debounced atomic write-back the owner uses (`disk.DiskSync`), and local
+saves (any editor, a local JupyterLab) are merged in through the codec's diff → minimal
+CRDT operations. Edits made while disconnected stay in the local doc and reach the
+session through the sync handshake on reconnect.
+
+The server is not trusted: everything it names is validated (`joinnames`) before it is
+used; the first write of each file goes through `safefs` (never through a symlink);
+the mirror's own state lives in one fixed folder (`.git/rtc/join/` of the checkout, or
+`DIR/.rtc-join/`); and a local file that is not committed is never replaced without the
+user asking (`--bring-changes`) and a copy kept there.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import json
 import logging
-import subprocess
+import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 import aiohttp
-from pycrdt import Doc, TransactionEvent
+from pycrdt import Doc
 
-from . import protocol
-from .disk import DiskSync, atomic_write
-from .documents import Codec, open_codec
-from .errors import CLOSE_CODES, DocumentError, JoinError
+from . import git, joinnames, protocol, safefs
+from .client import CLOSE_REFUSED, RoomClient
+from .disk import DiskSync
+from .documents import MAX_FILE_BYTES, Codec, open_codec
+from .errors import DocumentError, JoinError, ProtocolError, RtcError, UnsafePathError
+from .joinnames import SharedFile
 from .origins import DiskMerge
 
 log = logging.getLogger(__name__)
 
-CLOSE_ENDED = CLOSE_CODES["ENDED"]
-FATAL_CLOSES = {CLOSE_CODES["UNAUTHORIZED"], CLOSE_CODES["FORBIDDEN"], CLOSE_CODES["UNKNOWN_ROOM"]}
+#: Largest answer accepted from the server's HTTP API (a file's original bytes are at
+#: most `MAX_FILE_BYTES`; the session listing is far smaller).
+MAX_RESPONSE_BYTES = MAX_FILE_BYTES + 1024 * 1024
+#: Largest WebSocket message accepted from the server (a whole document with its history).
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,136 +60,78 @@ class JoinURL:
 
 def parse_join_url(url: str) -> JoinURL:
     """Split `http://HOST:PORT/#t=TOKEN`; `JoinError` if it is not a join URL."""
-    parts = urlsplit(url)
+    parts = urlsplit(url.strip())
     token = ""
     for item in parts.fragment.split("&"):
         if item.startswith("t="):
             token = item[2:]
     if parts.scheme not in ("http", "https") or not parts.netloc or not token:
-        raise JoinError(f"{url!r} is not a session link: copy the whole URL rtc start printed (with #t=…)")
+        shown = url.split("#")[0]  # never echo the token
+        raise JoinError(f"{shown!r} is not a session link: copy the whole URL rtc start printed (with #t=…)")
     path = parts.path.rstrip("/")
     ws_scheme = "wss" if parts.scheme == "https" else "ws"
     return JoinURL(f"{parts.scheme}://{parts.netloc}{path}", f"{ws_scheme}://{parts.netloc}{path}", token)
 
 
-def safe_relative(path: str) -> PurePosixPath:
-    """A server-given path, refusing anything that could leave the mirror folder."""
-    pure = PurePosixPath(path)
-    if pure.is_absolute() or ".." in pure.parts or not pure.parts or ".git" in pure.parts:
-        raise JoinError(f"the session lists an unsafe path {path!r}: refusing to mirror it")
-    return pure
+@dataclass(frozen=True, slots=True)
+class StateDir:
+    """Where the mirror keeps its own state: `root/prefix/` (one fixed place per folder)."""
+
+    root: Path
+    prefix: str
+
+    @property
+    def path(self) -> Path:
+        return self.root / self.prefix
+
+    def write(self, rel: str, data: bytes) -> Path:
+        """(thread) Write a state file (0600, folders 0700); its path."""
+        write_local(self.root, f"{self.prefix}/{rel}", data, mode=0o600, folder_mode=0o700)
+        return self.path / rel
+
+    def read(self, rel: str) -> bytes | None:
+        """(thread) A state file's bytes, or None."""
+        return read_local(self.root, f"{self.prefix}/{rel}")
 
 
-class RoomLink:
-    """A doc kept in sync with one room over a WebSocket that reconnects by itself."""
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What the first write does with one file, decided before anything is written."""
 
-    def __init__(self, http: aiohttp.ClientSession, url: str, doc: Doc,
-                 on_remote: Callable[[], None], on_state: Callable[[str], None]) -> None:
-        self.http = http
-        self.url = url
-        self.doc = doc
-        self.synced = asyncio.Event()
-        self.ended: dict[str, Any] | None = None
-        self._on_remote = on_remote
-        self._on_state = on_state
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
-        self._applying = False
-        self._sub = doc.observe(self._local_change)
-
-    def _local_change(self, event: TransactionEvent) -> None:
-        if self._applying:
-            self._on_remote()
-            return
-        if self._ws is not None and not self._ws.closed:
-            asyncio.get_running_loop().create_task(self._send(protocol.sync_update(event.update)))
-        # offline: the edit stays in the doc and goes out in the next sync handshake
-
-    async def _send(self, frame: bytes) -> None:
-        ws = self._ws
-        if ws is not None and not ws.closed:
-            try:
-                await ws.send_bytes(frame)
-            except (ConnectionError, RuntimeError):
-                pass  # the reader notices the drop and the next handshake resends it
-
-    async def run(self) -> None:
-        """Connect, sync, follow; reconnect with back-off until the session ends."""
-        delay = 0.5
-        while self.ended is None:
-            try:
-                async with self.http.ws_connect(self.url, max_msg_size=0, heartbeat=30) as ws:
-                    self._ws = ws
-                    delay = 0.5
-                    self._on_state("connected")
-                    await ws.send_bytes(protocol.sync_step1(self.doc))
-                    await self._pump(ws)
-                    code = ws.close_code
-            except (aiohttp.ClientError, OSError) as exc:
-                code = None
-                log.info("connection failed: %s", exc)
-            self._ws = None
-            if self.ended is None and code != CLOSE_ENDED:
-                self._on_state("disconnected")
-            if self.ended is not None or code == CLOSE_ENDED:
-                self.ended = self.ended or {}
-                return
-            if code in FATAL_CLOSES:
-                raise JoinError(f"the session refused this link (close code {code})")
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10)
-
-    async def _pump(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        while True:
-            msg = await ws.receive()
-            if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED,
-                            aiohttp.WSMsgType.ERROR):
-                if ws.close_code == CLOSE_ENDED or msg.data == CLOSE_ENDED:
-                    self.ended = _end_reason(msg.extra)
-                return
-            if msg.type is not aiohttp.WSMsgType.BINARY:
-                continue
-            m = protocol.parse(msg.data)
-            if m.type is protocol.MessageType.AUTH:  # the server refused a change of ours (not applied there)
-                reason, _ = protocol.read_var_bytes(m.payload, 1)
-                log.warning("%s: the session refused a change: %s", self.url.split("?")[0],
-                            reason.decode("ascii", "replace"))
-                continue
-            if m.type is not protocol.MessageType.SYNC:
-                continue
-            if m.sync is protocol.SyncType.STEP1:
-                await ws.send_bytes(protocol.sync_step2(self.doc.get_update(m.payload)))
-                continue
-            self._applying = True
-            try:
-                self.doc.apply_update(m.payload)
-            finally:
-                self._applying = False
-            if m.sync is protocol.SyncType.STEP2:
-                self.synced.set()
+    local: bytes | None  # the file here before the join
+    merge_base: bytes | None  # merge `local` into the session from this base
+    merge: bool = False
+    keep: bool = False  # keep a copy of `local`: it is not committed and will be replaced
 
 
-async def _first_sync(links: Any, tasks: list[asyncio.Future[None]]) -> None:
+async def _first_sync(clients: list[RoomClient], tasks: Sequence[asyncio.Future[None]]) -> None:
     """Wait until every room has synced once; a link that fails first raises its error."""
-    synced = asyncio.ensure_future(asyncio.gather(*(link.synced.wait() for link in links)))
-    await asyncio.wait([synced, *tasks], return_when=asyncio.FIRST_COMPLETED)
-    if synced.done():
-        return
-    synced.cancel()
-    for task in tasks:
-        if task.done() and task.exception() is not None:
-            for other in tasks:
-                other.cancel()
-            raise task.exception()  # type: ignore[misc]
-    raise JoinError("the session ended before this folder was synced")
-
-
-def _end_reason(extra: object) -> dict[str, Any]:
-    """The server's JSON close reason at the end of a session (commit, branch)."""
+    waiting = {asyncio.ensure_future(client.synced.wait()) for client in clients}
     try:
-        data = json.loads(extra) if isinstance(extra, (str, bytes)) and extra else {}
+        while waiting:
+            pending: set[asyncio.Future[Any]] = {*waiting, *tasks}
+            done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in tasks:
+                if task.done():
+                    task.result()  # a link that failed raises its error here
+                    raise JoinError("the session ended before this folder was synced")
+            waiting -= done
+    finally:
+        for wait in waiting:
+            wait.cancel()
+
+
+def _end_reason(extra: str) -> dict[str, Any]:
+    """The server's JSON close reason at the end of a session: a commit id and a branch."""
+    try:
+        data = json.loads(extra) if extra else {}
     except ValueError:
         return {}
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    commit = data.get("commit")
+    return {"commit": commit if isinstance(commit, str) and joinnames.COMMIT_ID.fullmatch(commit) else None,
+            "branch": joinnames.label(data.get("branch"))}
 
 
 class Mirror:
@@ -191,21 +145,23 @@ class Mirror:
         self.email = email
         self.bring_changes = bring_changes
         self.say = say
-        self.docs: dict[str, Doc] = {}
+        self.docs: dict[str, Doc[Any]] = {}
         self.codecs: dict[str, Codec] = {}
-        self.links: dict[str, RoomLink] = {}
+        self.links: dict[str, RoomClient] = {}
         self.info: dict[str, Any] = {}
         self.disk = DiskSync(folder, self._render, lambda: True, say, self._merge_local, self._remember)
-        self.state_dir: Path | None = None
+        self.state: StateDir | None = None
+        self._state_key = ""
         self._state_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtc-mirror")
         self._connected: set[str] = set()
         self._announced = False
+        self._ended: dict[str, Any] | None = None
         self.participants: list[dict[str, Any]] = []
 
     def _remember(self, path: str, data: bytes) -> None:
         """Keep the last content both sides agreed on: the base for merging after a restart."""
-        if self.state_dir is not None:  # one writer thread: kept in order, off the loop
-            self._state_writer.submit(atomic_write, self._state_file(path), data)
+        if self.state is not None:  # one writer thread: kept in order, off the loop
+            self._state_writer.submit(self.state.write, self._state_file(path), data)
 
     def _link_state(self, path: str, state: str) -> None:
         """Say when the mirror as a whole loses or regains the session (not per file)."""
@@ -220,17 +176,10 @@ class Mirror:
         elif now_all and not was_all and self._announced:
             self.say("● reconnected: local edits made meanwhile are being sent")
 
-    def _state_file(self, path: str) -> Path:
-        assert self.state_dir is not None
-        return self.state_dir / hashlib.sha256(path.encode()).hexdigest()[:24]
-
-    def _last_synced(self, path: str) -> bytes | None:
-        if self.state_dir is None:
-            return None
-        try:
-            return self._state_file(path).read_bytes()
-        except FileNotFoundError:
-            return None
+    def _state_file(self, path: str) -> str:
+        """A state file's name: a hash of the session, this folder and the path (never a
+        name the server chose)."""
+        return "synced/" + hashlib.sha256(f"{self._state_key}\0{path}".encode()).hexdigest()[:32]
 
     def _render(self, path: str) -> bytes:
         return self.codecs[path].dump(self.docs[path])
@@ -245,30 +194,39 @@ class Mirror:
         """Mirror until the session ends; return what the server said at the end."""
         headers = {"Authorization": f"Bearer {self.link.token}"}
         async with aiohttp.ClientSession(headers=headers) as http:
-            self.info = await self._get_json(http, "/api/session")
-            self.participants = self.info.get("participants", [])
-            files = self.info["files"]
-            base = self.info.get("base")
-            repo = await asyncio.to_thread(_checkout_of, self.folder)
-            if repo is not None and base and not await asyncio.to_thread(_has_commit, self.folder, base):
-                raise JoinError(f"this checkout does not have the session's base commit {base[:10]}: "
-                                "git fetch first, then join again")
-            params = f"token={quote(self.link.token)}&name={quote(self.name)}&email={quote(self.email)}"
+            info = await self._get_json(http, "/api/session")
+            session = joinnames.session_id(info.get("session"))
+            files = joinnames.shared_files(info.get("files"))
+            self.info = {"session": session, "branch": joinnames.label(info.get("branch"))}
+            self.participants = joinnames.participants(info.get("participants"))
+            checkout = await asyncio.to_thread(git.checkout_of, self.folder)
+            base = await self._check_base(checkout, info.get("base"))
+            self.state = self._state_dir(checkout)
+            self._state_key = f"{session}\0{self.folder}"
+            for f in files:  # fail before connecting if a path leads through a link here
+                await asyncio.to_thread(read_local, self.folder, f.path)
+            params = f"name={quote(self.name)}&email={quote(self.email)}"  # the token goes in a header
             for f in files:
-                path = str(safe_relative(f["path"]))
-                original = await self._get_bytes(http, f"/api/original/{f['room']}")
-                self.codecs[path] = open_codec(path, original)
-                doc = Doc()
-                self.docs[path] = doc
-                self.links[path] = RoomLink(http, f"{self.link.ws}/rooms/{f['room']}?{params}", doc,
-                                            lambda p=path: self._remote_changed(p),
-                                            lambda state, p=path: self._link_state(p, state))
-            tasks = [asyncio.ensure_future(link.run()) for link in self.links.values()]
-            await _first_sync(self.links.values(), tasks)
-            self.state_dir = await asyncio.to_thread(_state_dir, self.folder, repo, self.info["session"])
-            await self._first_write(base if repo is not None else None)
+                original = await self._get_bytes(http, f"/api/original/{f.room}")
+                self.codecs[f.path] = _open(f, original)
+                doc: Doc[Any] = Doc()
+                self.docs[f.path] = doc
+                client = RoomClient(f"{self.link.ws}/rooms/{f.room}?{params}", doc, heartbeat=30,
+                                    max_msg_size=MAX_MESSAGE_BYTES)
+                client.on_remote_change = lambda p=f.path: self._remote_changed(p)
+                client.on_message = lambda m, frame, p=f.path: self._server_message(p, m)
+                self.links[f.path] = client
+            tasks = [asyncio.ensure_future(self._follow(http, path, client)) for path, client in self.links.items()]
+            try:
+                await _first_sync(list(self.links.values()), tasks)
+                await self._first_write(files, checkout, base)
+            except BaseException:
+                for task in tasks:
+                    task.cancel()
+                self._state_writer.shutdown(wait=True)
+                raise
             self._announced = True
-            self.say(f"● mirroring {len(files)} files of session {self.info['session']} into {self.folder}")
+            self.say(f"● mirroring {len(files)} files of session {session} into {self.folder}")
             watcher = asyncio.ensure_future(self.disk.watch())
             poller = asyncio.ensure_future(self._poll_participants(http))
             try:
@@ -279,50 +237,113 @@ class Mirror:
                 for task in tasks:
                     task.cancel()
                 await self.disk.flush()
+                for client in self.links.values():
+                    await client.flush()
                 self._state_writer.shutdown(wait=True)
-        ended = next((link.ended for link in self.links.values() if link.ended is not None), {})
-        return ended or {}
+        return self._ended or {}
+
+    async def _follow(self, http: aiohttp.ClientSession, path: str, client: RoomClient) -> None:
+        code = await client.follow(http, on_state=lambda state: self._link_state(path, state))
+        if code in CLOSE_REFUSED:
+            raise JoinError(f"the session refused this link (close code {code})")
+        self._ended = self._ended or _end_reason(client.close_reason)
+
+    async def _check_base(self, checkout: git.Checkout | None, base: object) -> str | None:
+        """The session's base commit, which a checkout must have (none needed in a plain folder)."""
+        if checkout is None:
+            return None
+        if self.folder == checkout.gitdir or checkout.gitdir in self.folder.parents:
+            raise JoinError(f"{self.folder} is inside a .git folder: join into a work tree or a plain folder")
+        commit = joinnames.commit_id(base)
+        if not await asyncio.to_thread(git.has_commit, checkout, commit):
+            raise JoinError(f"this checkout does not have the session's base commit {commit[:10]}: "
+                            "git fetch first, then join again")
+        return commit
+
+    def _state_dir(self, checkout: git.Checkout | None) -> StateDir:
+        """`.git/rtc/join/` of the checkout, or `DIR/.rtc-join/` for a plain folder."""
+        if checkout is not None:
+            return StateDir(checkout.gitdir, "rtc/join")
+        return StateDir(self.folder, joinnames.STATE_FOLDER)
 
     async def _poll_participants(self, http: aiohttp.ClientSession, every: float = 2.0) -> None:
         """Keep `participants` fresh for the panel (who else is in the session)."""
         while True:
             await asyncio.sleep(every)
             try:
-                self.participants = (await self._get_json(http, "/api/session")).get("participants", [])
+                info = await self._get_json(http, "/api/session")
             except JoinError as exc:
                 log.info("participants not refreshed: %s", exc)
+                continue
+            self.participants = joinnames.participants(info.get("participants"))
 
     @property
     def connected(self) -> int:
         """How many of the files' rooms are connected right now."""
         return len(self._connected)
 
+    def _server_message(self, path: str, message: protocol.Message) -> None:
+        """The server refused a change of ours (not applied there): say so in the log."""
+        if message.type is protocol.MessageType.AUTH:
+            try:
+                reason = protocol.read_var_bytes(message.payload, 1)[0].decode("ascii", "replace")
+            except ProtocolError:
+                reason = "no reason given"
+            log.warning("%s: the session refused a change: %s", path, joinnames.label(reason))
+
     def _remote_changed(self, path: str) -> None:
         if path in self.disk.files:
             self.disk.changed(path)
 
-    async def _first_write(self, base: str | None) -> None:
-        for path, doc in self.docs.items():
-            target = self.folder / path
-            current = self.codecs[path].dump(doc)
-            local = target.read_bytes() if target.is_file() else None
-            if local is not None and local != current:
-                synced = self._last_synced(path)
-                ancestor = synced if synced is not None or not base else \
-                    await asyncio.to_thread(_blob, self.folder, base, path)
-                if ancestor is not None and local != ancestor:
-                    if synced is None and not self.bring_changes:
-                        raise JoinError(f"{path} has uncommitted changes here: commit or stash them, "
-                                        "or join with --bring-changes to merge them into the session")
-                    self.codecs[path].apply_file(doc, local, DiskMerge(path), base=ancestor)
-                    self.say(f"{path}: your local changes were merged into the session")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            self.disk.track(path, local if local is not None else b"")
-            self.disk.changed(path)
-        await self.disk.flush()
+    async def _plan(self, f: SharedFile, checkout: git.Checkout | None, base: str | None) -> _Plan:
+        """Decide what happens to the file here; refuse before anything is written."""
+        local = await asyncio.to_thread(read_local, self.folder, f.path)
+        current = self.codecs[f.path].dump(self.docs[f.path])
+        if local is None or local == current:
+            return _Plan(local, None)
+        assert self.state is not None
+        synced = await asyncio.to_thread(self.state.read, self._state_file(f.path))
+        if synced is not None:  # mirrored here before: merge what changed here since
+            return _Plan(local, synced, merge=True, keep=local != synced)
+        committed = None
+        if checkout is not None and base is not None:
+            committed = await asyncio.to_thread(git.committed_blob, checkout, base, self.folder / f.path)
+        if local == committed:
+            return _Plan(local, None)  # in git: the session's version replaces it
+        if not self.bring_changes:
+            if committed is None:
+                raise JoinError(f"{f.path} exists here but is not committed in the session's base: move it "
+                                "away, or join with --bring-changes to merge it into the session")
+            raise JoinError(f"{f.path} has uncommitted changes here: commit or stash them, "
+                            "or join with --bring-changes to merge them into the session")
+        return _Plan(local, committed, merge=True, keep=True)
+
+    async def _first_write(self, files: list[SharedFile], checkout: git.Checkout | None,
+                           base: str | None) -> None:
+        plans = {f.path: await self._plan(f, checkout, base) for f in files}
+        assert self.state is not None
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        for path, plan in plans.items():
+            if plan.keep and plan.local is not None:
+                kept = await asyncio.to_thread(self.state.write, f"kept/{stamp}/{path}", plan.local)
+                self.say(f"{path}: your version from before this join is kept at {kept}")
+            if plan.merge and plan.local is not None:
+                self.codecs[path].apply_file(self.docs[path], plan.local, DiskMerge(path), base=plan.merge_base)
+                self.say(f"{path}: your local changes were merged into the session")
+            data = self.codecs[path].dump(self.docs[path])
+            if data != plan.local:
+                await asyncio.to_thread(write_local, self.folder, path, data)
+            self.disk.track(path, data)
+            self._remember(path, data)
 
     async def _get_json(self, http: aiohttp.ClientSession, path: str) -> dict[str, Any]:
-        return json.loads(await self._get_bytes(http, path))
+        try:
+            data = json.loads(await self._get_bytes(http, path))
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise JoinError(f"the session's {path} is not a JSON object: is this a gitrtc session link?")
+        return data
 
     async def _get_bytes(self, http: aiohttp.ClientSession, path: str) -> bytes:
         try:
@@ -331,40 +352,49 @@ class Mirror:
                     raise JoinError("the session refused the link's token: ask for a fresh link")
                 if response.status != 200:
                     raise JoinError(f"the session answered {response.status} for {path}")
-                return await response.read()
+                if (response.content_length or 0) > MAX_RESPONSE_BYTES:
+                    raise JoinError(f"the session's answer for {path} is larger than {MAX_RESPONSE_BYTES} bytes")
+                data = bytearray()
+                async for chunk in response.content.iter_any():
+                    data += chunk
+                    if len(data) > MAX_RESPONSE_BYTES:
+                        raise JoinError(f"the session's answer for {path} is larger than {MAX_RESPONSE_BYTES} bytes")
+                return bytes(data)
         except aiohttp.ClientError as exc:
             raise JoinError(f"cannot reach the session at {self.link.http}: {exc}") from None
 
 
-def _state_dir(folder: Path, repo: Path | None, session: str) -> Path:
-    """Where the mirror remembers what it last synced (inside .git for a checkout)."""
-    if repo is not None:
-        done = subprocess.run(["git", "rev-parse", "--absolute-git-dir"], cwd=folder,
-                              capture_output=True, text=True, check=False)
-        root = Path(done.stdout.strip()) / "rtc" / "mirror"
-    else:
-        root = folder / ".rtc-mirror"
-    path = root / session
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+def _open(f: SharedFile, original: bytes) -> Codec:
+    """The codec of a shared file from its original bytes (sent by the server: may be anything)."""
+    try:
+        return open_codec(f.path, original)
+    except RtcError as exc:
+        raise JoinError(f"the session's {f.path} cannot be mirrored: {exc}") from exc
 
 
-def _checkout_of(folder: Path) -> Path | None:
-    done = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=folder,
-                          capture_output=True, text=True, check=False)
-    return Path(done.stdout.strip()) if done.returncode == 0 else None
+def _refused(root: Path, rel: str, exc: OSError) -> JoinError:
+    return JoinError(f"{root / rel}: {exc.strerror or exc} — rtc join does not read or write through symbolic "
+                     "links or over what is not a regular file; remove it or join into another folder")
 
 
-def _has_commit(folder: Path, commit: str) -> bool:
-    done = subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=folder,
-                          capture_output=True, check=False)
-    return done.returncode == 0
-
-
-def _blob(folder: Path, commit: str, path: str) -> bytes | None:
-    top = _checkout_of(folder)
-    if top is None:
+def read_local(root: Path, rel: str) -> bytes | None:
+    """(thread) The bytes of root/rel read without following a link (`safefs`), or None if
+    it (or a folder on the way) does not exist."""
+    try:
+        return safefs.read_file(root, rel)
+    except FileNotFoundError:
         return None
-    rel = (folder / path).resolve().relative_to(top.resolve()).as_posix()
-    done = subprocess.run(["git", "show", f"{commit}:{rel}"], cwd=folder, capture_output=True, check=False)
-    return done.stdout if done.returncode == 0 else None
+    except OSError as exc:  # a link (UnsafePathError), a folder where a file is, a FIFO …
+        raise _refused(root, rel, exc) from None
+
+
+def write_local(root: Path, rel: str, data: bytes, mode: int = 0o644, folder_mode: int = 0o777) -> None:
+    """(thread) Replace root/rel atomically without following a link, making missing folders."""
+    try:
+        safefs.replace_file(root, rel, data, mode, make_folders=folder_mode)
+    except (UnsafePathError, NotADirectoryError, IsADirectoryError) as exc:
+        raise _refused(root, rel, exc) from None
+    except OSError as exc:
+        if exc.errno == errno.EINVAL:  # not a regular file
+            raise _refused(root, rel, exc) from None
+        raise

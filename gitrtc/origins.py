@@ -62,9 +62,6 @@ class ServerEdit:
     """A change the server makes itself (the session room's state, the end notice)."""
 
 
-Origin = ClientEdit | DiskLoad | DiskMerge | StoreReplay | ServerEdit
-
-
 def credit_for(origin: object) -> Participant | None:
     """Who a change with this origin is credited to as a co-author, if anyone.
 
@@ -101,3 +98,15 @@ class KernelOutput:
     """
 
     path: str
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class RemoteSync:
+    """Updates a client (`rtc join`'s mirror, a test client) received from the server.
+
+    One per client, compared by identity: the client's observer sends every transaction
+    except these back to the server, and reports these as remote changes.
+    """
+
+
+Origin = ClientEdit | DiskLoad | DiskMerge | StoreReplay | ServerEdit | KernelOutput | RemoteSync

@@ -61,14 +61,24 @@ def _is_link(dir_fd: int, name: str) -> bool:
         return False
 
 
-def _open_parent(root: StrPath, rel: str) -> tuple[int, str, list[str]]:
-    """(descriptor of the folder holding `rel`, its last name, all names); no links followed."""
+def _open_parent(root: StrPath, rel: str, make: int | None = None) -> tuple[int, str, list[str]]:
+    """(descriptor of the folder holding `rel`, its last name, all names); no links
+    followed. With `make`, missing folders are made with that mode."""
     parts = _parts(rel)
     fd = os.open(root, _ROOT)
     try:
         for index, name in enumerate(parts[:-1]):
             try:
-                child = os.open(name, _DIR, dir_fd=fd)
+                try:
+                    child = os.open(name, _DIR, dir_fd=fd)
+                except FileNotFoundError:
+                    if make is None:
+                        raise
+                    try:
+                        os.mkdir(name, make, dir_fd=fd)  # never follows a link in the last component
+                    except FileExistsError:
+                        pass  # made meanwhile: opened (without following) just below
+                    child = os.open(name, _DIR, dir_fd=fd)
             except OSError as exc:
                 if exc.errno in (errno.ENOTDIR, errno.ELOOP) and _is_link(fd, name):
                     raise _linked(rel, parts, index) from None
@@ -188,13 +198,15 @@ def readlink(root: StrPath, rel: str) -> str | None:
         os.close(folder)
 
 
-def replace_file(root: StrPath, rel: str, data: bytes, mode: int = 0o644) -> os.stat_result:
+def replace_file(root: StrPath, rel: str, data: bytes, mode: int = 0o644,
+                 make_folders: int | None = None) -> os.stat_result:
     """Replace `rel` with `data` atomically (temporary file + rename in the same folder
     descriptor), keeping the permission bits of the file it replaces (`mode` for a new
     one). Refuses a path that is or passes through a link. The new file's stat is taken
     before the rename (a rename keeps inode, size and mtime), so a save by someone else
-    right after is never mistaken for ours."""
-    folder, name, parts = _open_parent(root, rel)
+    right after is never mistaken for ours. With `make_folders`, missing folders are made
+    with that mode."""
+    folder, name, parts = _open_parent(root, rel, make_folders)
     try:
         try:
             old = os.stat(name, dir_fd=folder, follow_symlinks=False)
@@ -203,6 +215,8 @@ def replace_file(root: StrPath, rel: str, data: bytes, mode: int = 0o644) -> os.
         else:
             if stat.S_ISLNK(old.st_mode):
                 raise _linked(rel, parts, len(parts) - 1)
+            if not stat.S_ISREG(old.st_mode):
+                raise OSError(errno.EINVAL, "not a regular file", rel)
             mode = stat.S_IMODE(old.st_mode)
         tmp, fd = _temporary(folder, name)
         try:

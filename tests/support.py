@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from pycrdt import Doc, Text, TransactionEvent
+from pycrdt import Doc, Text
 
 from gitrtc import protocol
+from gitrtc.client import RoomClient
 
 from .corpus import CORPUS  # noqa: F401  (where the real-world test data is: see corpus.py)
 
@@ -139,102 +140,24 @@ class RtcProcess:
         self.proc.communicate(timeout=10)
 
 
-class YClient:
-    """A real y-websocket client built from pycrdt, over aiohttp."""
+class YClient(RoomClient):
+    """The package's y-websocket client (`gitrtc.client.RoomClient`), keeping the auth
+    and awareness frames it receives for tests to look at."""
 
     def __init__(self, url: str, doc: Doc | None = None) -> None:
-        self.url = url
-        self.doc = doc or Doc()
-        self.synced = asyncio.Event()
-        self.closed = asyncio.Event()
-        self.close_code: int | None = None
+        super().__init__(url, doc)
         self.auth_messages: list[bytes] = []
         self.awareness_frames: list[bytes] = []
-        self._session: aiohttp.ClientSession | None = None
-        self.ws: aiohttp.ClientWebSocketResponse | None = None
-        self._reader: asyncio.Task[None] | None = None
-        self._sub = None
-        self._applying = False
-        self._sending: set[asyncio.Task[None]] = set()
+        self.on_message = self._keep
 
-    async def __aenter__(self) -> YClient:
-        await self.connect()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def connect(self, headers: dict[str, str] | None = None) -> None:
-        self._session = aiohttp.ClientSession()
-        self.ws = await self._session.ws_connect(self.url, headers=headers, max_msg_size=0)
-        self._sub = self.doc.observe(self._local_change)
-        await self.ws.send_bytes(protocol.sync_step1(self.doc))
-        self._reader = asyncio.get_running_loop().create_task(self._read())
-
-    def _local_change(self, event: TransactionEvent) -> None:
-        if self._applying or self.ws is None or self.ws.closed:
-            return
-        task = asyncio.get_running_loop().create_task(self._send(protocol.sync_update(event.update)))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
-
-    async def _send(self, frame: bytes) -> None:
-        try:
-            if self.ws is not None:
-                await self.ws.send_bytes(frame)
-        except (ConnectionError, RuntimeError):
-            pass  # dropped connection: the edit stays in the doc and goes out on the next sync
-
-    async def _read(self) -> None:
-        assert self.ws is not None
-        async for msg in self.ws:
-            if msg.type is not aiohttp.WSMsgType.BINARY:
-                continue
-            m = protocol.parse(msg.data)
-            if m.type is protocol.MessageType.SYNC:
-                if m.sync is protocol.SyncType.STEP1:
-                    await self.ws.send_bytes(protocol.sync_step2(self.doc.get_update(m.payload)))
-                else:
-                    self._applying = True
-                    try:
-                        self.doc.apply_update(m.payload)
-                    finally:
-                        self._applying = False
-                    if m.sync is protocol.SyncType.STEP2:
-                        self.synced.set()
-            elif m.type is protocol.MessageType.AUTH:
-                self.auth_messages.append(msg.data)
-            elif m.type is protocol.MessageType.AWARENESS:
-                self.awareness_frames.append(msg.data)
-        self.close_code = self.ws.close_code
-        self.closed.set()
+    def _keep(self, message: protocol.Message, frame: bytes) -> None:
+        if message.type is protocol.MessageType.AUTH:
+            self.auth_messages.append(frame)
+        elif message.type is protocol.MessageType.AWARENESS:
+            self.awareness_frames.append(frame)
 
     async def send_raw(self, data: bytes) -> None:
-        assert self.ws is not None
-        await self.ws.send_bytes(data)
-
-    async def wait_synced(self, timeout: float = 20) -> None:
-        await asyncio.wait_for(asyncio.shield(self.synced.wait()), timeout)
-
-    async def wait_closed(self, timeout: float = 20) -> int | None:
-        await asyncio.wait_for(asyncio.shield(self.closed.wait()), timeout)
-        return self.close_code
-
-    async def close(self) -> None:
-        if self._sub is not None:
-            self.doc.unobserve(self._sub)
-            self._sub = None
-        if self._sending:  # edits made just before closing leave first, as a real client's would
-            await asyncio.gather(*self._sending)
-        if self.ws is not None and not self.ws.closed:
-            await self.ws.close()
-        if self._reader is not None:
-            try:
-                await asyncio.wait_for(self._reader, 5)
-            except (asyncio.TimeoutError, aiohttp.ClientError):
-                self._reader.cancel()
-        if self._session is not None:
-            await self._session.close()
+        await self.send(data)
 
 
 async def get_json(url: str, token: str | None) -> tuple[int, Any]:

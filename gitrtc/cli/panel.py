@@ -108,13 +108,13 @@ class MirrorPanel:
         for path in list(m.links)[:MAX_FILE_ROWS]:
             state = m.disk.files.get(path)
             label = state.label if state else "syncing"
-            files.add_row(path, Text(label, style="red" if state and (state.error or state.linked) else "green"))
+            files.add_row(Text(path), Text(label, style="red" if state and (state.error or state.linked) else "green"))
         if total > MAX_FILE_ROWS:
             files.add_row(f"… {total - MAX_FILE_ROWS} more", "")
         people = Table("who", "role", "in", box=None, header_style="dim")
         for p in m.participants:
-            people.add_row(p["name"] + (f" <{p['email']}>" if p.get("email") else ""), p.get("role", ""),
-                           ", ".join(p.get("files", [])) or "-")
+            people.add_row(Text(p["name"] + (f" <{p['email']}>" if p.get("email") else "")),  # names are
+                           Text(p.get("role", "")), Text(", ".join(p.get("files", [])) or "-"))  # not markup
         return Panel(Group(head, files, people,
                            Text("save files here with any editor; Ctrl-C leaves the session", style="dim")),
                      title="gitrtc join", border_style="blue")
