@@ -50,37 +50,34 @@ class Client(YClient):
         self.frames: list[bytes] = []
         self.anonymous: list[dict[str, Any]] = []  # answers to requests without a usable id
         self._ids = itertools.count(1)
+        self.on_message = self._keep_channel
 
-    async def _read(self) -> None:
-        """YClient's reader, also keeping every frame and the channel's answers and events."""
-        assert self.ws is not None
-        async for msg in self.ws:
-            if msg.type is not aiohttp.WSMsgType.BINARY:
-                continue
-            self.frames.append(msg.data)
-            m = protocol.parse(msg.data)
-            if m.type is protocol.MessageType.REQUEST:
-                body, _ = protocol.read_var_bytes(msg.data, 1)
-                message = json.loads(body)
-                if "event" in message:
-                    self.events.append(message)
-                elif message.get("id") is None:
-                    self.anonymous.append(message)
-                else:
-                    self.answers[message["id"]] = message
-            elif m.type is protocol.MessageType.SYNC:
-                if m.sync is protocol.SyncType.STEP1:
-                    await self.ws.send_bytes(protocol.sync_step2(self.doc.get_update(m.payload)))
-                else:
-                    self._applying = True
-                    try:
-                        self.doc.apply_update(m.payload)
-                    finally:
-                        self._applying = False
-                    if m.sync is protocol.SyncType.STEP2:
-                        self.synced.set()
-        self.close_code = self.ws.close_code
-        self.closed.set()
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> int | None:
+        """The package client's reader, also keeping every binary frame received (to check
+        on the wire that a private output never reaches another participant)."""
+        receive = ws.receive
+
+        async def recording(*args: Any, **kwargs: Any) -> aiohttp.WSMessage:
+            msg = await receive(*args, **kwargs)
+            if msg.type is aiohttp.WSMsgType.BINARY:
+                self.frames.append(msg.data)
+            return msg
+
+        ws.receive = recording  # type: ignore[method-assign]
+        return await super()._read(ws)
+
+    def _keep_channel(self, m: protocol.Message, frame: bytes) -> None:
+        """YClient's auth/awareness frames, and the request channel's answers and events."""
+        self._keep(m, frame)
+        if m.type is protocol.MessageType.REQUEST:
+            body, _ = protocol.read_var_bytes(frame, 1)
+            message = json.loads(body)
+            if "event" in message:
+                self.events.append(message)
+            elif message.get("id") is None:
+                self.anonymous.append(message)
+            else:
+                self.answers[message["id"]] = message
 
     async def ask(self, op: str, args: dict[str, Any] | None = None, service: str = "kernel",
                   timeout: float = 60) -> dict[str, Any]:
