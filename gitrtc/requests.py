@@ -105,7 +105,8 @@ def decode(payload: bytes, max_bytes: int = DEFAULT.request_bytes) -> tuple[int 
     if not isinstance(message, dict):
         raise RequestError("malformed request: not a JSON object")
     rid = message.get("id")
-    if not (rid is None or isinstance(rid, str) and len(rid) <= 64 or isinstance(rid, int) and not isinstance(rid, bool)):
+    short = isinstance(rid, str) and len(rid) <= 64
+    if not (rid is None or short or (isinstance(rid, int) and not isinstance(rid, bool))):
         raise RequestError("malformed request: id must be a short string or an integer")
     service, op, args = message.get("service"), message.get("op"), message.get("args", {})
     if not isinstance(service, str) or not isinstance(op, str):
@@ -130,7 +131,7 @@ class _Answered(RequestError):
 class _Bucket:
     """A token bucket per connection; an empty one refuses (requests are not edits)."""
 
-    __slots__ = ("rate", "burst", "tokens", "stamp", "in_flight")
+    __slots__ = ("burst", "in_flight", "rate", "stamp", "tokens")
 
     def __init__(self, rate: float, burst: float) -> None:
         self.rate = rate

@@ -37,7 +37,7 @@ ANSWER_TIMEOUT = 120.0
 class RoomClient:
     """One room's document, kept in sync, plus the room's request channel."""
 
-    def __init__(self, http: aiohttp.ClientSession, url: str, doc: Doc | None = None,
+    def __init__(self, http: aiohttp.ClientSession, url: str, doc: Doc[Any] | None = None,
                  ssl_context: ssl.SSLContext | None = None) -> None:
         self.http = http
         self.url = url
@@ -46,11 +46,11 @@ class RoomClient:
         self.closed = asyncio.Event()
         #: Called with every pushed event (`{"event": name, "ok": True, "data": ...}`).
         self.on_event: Callable[[dict[str, Any]], None] = lambda message: None
-        #: Called after every change the server sent was applied.
+        #: Called after each change the server sent has been applied (outside the transaction).
         self.on_remote: Callable[[], None] = lambda: None
         self.close_code: int | None = None
         self._ssl = ssl_context
-        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._ws: aiohttp.ClientWebSocketResponse[bool] | None = None
         self._answers: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._ids = itertools.count(1)
         self._applying = False
@@ -68,12 +68,13 @@ class RoomClient:
     async def connect(self) -> None:
         """Open the connection and start the sync handshake (`synced` is set at its end)."""
         try:
-            self._ws = await self.http.ws_connect(self.url, max_msg_size=0, heartbeat=30,
-                                               ssl=self._ssl if self._ssl is not None else True)
+            ws = await self.http.ws_connect(self.url, max_msg_size=0, heartbeat=30,
+                                            ssl=self._ssl if self._ssl is not None else True)
         except (aiohttp.ClientError, OSError) as exc:
             raise JoinError(f"cannot reach the session: {exc}") from None
-        await self._ws.send_bytes(protocol.sync_step1(self.doc))
-        self._reader = asyncio.get_running_loop().create_task(self._read(self._ws))
+        self._ws = ws
+        await ws.send_bytes(protocol.sync_step1(self.doc))
+        self._reader = asyncio.get_running_loop().create_task(self._read(ws))
 
     async def close(self) -> None:
         """Close the connection (edits not yet sent are lost with the local document)."""
@@ -118,7 +119,6 @@ class RoomClient:
 
     def _local_change(self, event: TransactionEvent) -> None:
         if self._applying:
-            self.on_remote()
             return
         ws = self._ws
         if ws is not None and not ws.closed:
@@ -126,7 +126,7 @@ class RoomClient:
             self._sends.add(task)
             task.add_done_callback(self._sends.discard)
 
-    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse[bool]) -> None:
         try:
             async for msg in ws:
                 if msg.type is not aiohttp.WSMsgType.BINARY:
@@ -145,6 +145,7 @@ class RoomClient:
                         self._applying = False
                     if m.sync is protocol.SyncType.STEP2:
                         self.synced.set()
+                    self.on_remote()
         finally:
             self.close_code = ws.close_code
             self.closed.set()
@@ -207,7 +208,7 @@ def summarize(output: dict[str, Any]) -> str:
     if isinstance(text, list):
         text = "".join(str(t) for t in text)
     shown = [f"[{', '.join(others)}]"] if others else []
-    if isinstance(text, str) and (text and not others or not any(k.startswith("image/") for k in others)):
+    if isinstance(text, str) and text and not any(k.startswith("image/") for k in others):
         shown.append(text)
     return "\n".join(shown)
 
@@ -333,7 +334,7 @@ class CellRunner:
         index = next((i for i, (c, _) in enumerate(self.cells()) if c == cell_id), None)
         return f"cell {index}" if index is not None else f"cell {cell_id}"
 
-    def _print_new(self, cell_id: str, cell: Map) -> None:
+    def _print_new(self, cell_id: str, cell: Map[Any]) -> None:
         outputs = cell.get("outputs")
         items = list(outputs) if isinstance(outputs, Array) else []
         printed = self._printed.get(cell_id)
@@ -356,7 +357,7 @@ class CellRunner:
                 if index < len(items) - 1:
                     printed.outputs, printed.chars = index + 1, 0
                 continue
-            shown = summarize(output.to_py())
+            shown = summarize(output.to_py() or {})
             if shown:
                 self.write(shown if shown.endswith("\n") else shown + "\n")
             printed.outputs, printed.chars = index + 1, 0

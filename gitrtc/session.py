@@ -29,7 +29,7 @@ from .access import Access
 from .bridge import DiskBridge
 from .disk import DiskSync
 from .documents import Codec
-from .ending import PRELOAD, WATCH, EndResult, Ending, OnCommit, default_message
+from .ending import PRELOAD, WATCH, Ending, EndResult, OnCommit, default_message
 from .errors import SessionEndedError
 from .events import EventLog
 from .kernels.service import KernelService

@@ -35,7 +35,8 @@ CELLS = [
 
 
 def notebook(cells: list[dict[str, Any]], kernelspec: bool = True) -> str:
-    metadata = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}} if kernelspec else {}
+    spec = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    metadata = {"kernelspec": spec} if kernelspec else {}
     return json.dumps({"cells": cells, "metadata": metadata, "nbformat": 4, "nbformat_minor": 5},
                       indent=1, sort_keys=True) + "\n"
 
@@ -378,10 +379,10 @@ async def test_a_flood_is_bounded_and_edits_keep_flowing(live: Live) -> None:
         # while it floods, edits in the same notebook and in another room go through at once
         for i in range(5):
             carol.doc.get("source", type=Text).insert(0, f"{i}")
-            await async_wait_until(lambda: str(dave.doc.get("source", type=Text)).startswith(f"{i}"), 5,
+            await async_wait_until(lambda i=i: str(dave.doc.get("source", type=Text)).startswith(f"{i}"), 5,
                                    "an edit in another room")
             alice.doc.get("cells", type=Array)[2]["source"].insert(0, f"{i}")
-            await async_wait_until(lambda: cell(bob.doc, "m1")["source"].startswith(f"{i}"), 5,
+            await async_wait_until(lambda i=i: cell(bob.doc, "m1")["source"].startswith(f"{i}"), 5,
                                    "an edit in the flooding notebook")
         await async_wait_until(lambda: bob.cell_state("c1") == "done", 120, "the flood to end")
         outs = cell(bob.doc, "c1")["outputs"]

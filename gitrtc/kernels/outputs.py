@@ -104,7 +104,7 @@ def _size(chars: int) -> str:
 
 
 def _common_prefix(a: str, b: str) -> int:
-    return len(os.path.commonprefix([a, b]))
+    return len(os.path.commonprefix([a, b]))  # noqa: RUF071 (strings, compared by character on purpose)
 
 
 class Spill:
@@ -158,7 +158,7 @@ class CellRun:
         self.pending_clear = False
         self.failed = False
         self.execution_count: int | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
         self._last_flush = 0.0
 
     def start(self) -> None:
@@ -336,7 +336,7 @@ class DocSink:
         if self.room.store is not None:
             await self.room.store.flush()
 
-    def _find(self, cell_id: str) -> Map | None:
+    def _find(self, cell_id: str) -> Map[Any] | None:
         cells = self.room.doc.get("cells", type=Array)
         index = self._index.get(cell_id)
         if index is not None and index < len(cells):

@@ -78,8 +78,8 @@ class KernelProcess:
 
     async def start(self) -> None:
         """Start the kernel and wait until it answers; `KernelError` if it cannot."""
-        from jupyter_client import AsyncKernelManager
         from jupyter_client.kernelspec import NoSuchKernel
+        from jupyter_client.manager import AsyncKernelManager
 
         self.km = AsyncKernelManager(kernel_name=self.name)
         handle = await asyncio.to_thread(_open_log, self.log) if self.log is not None else None
@@ -159,7 +159,7 @@ class KernelProcess:
                 execution.on_stdin(msg.get("content", {}))
 
     async def _watch(self) -> None:
-        while await self.km.is_alive():
+        while await self.km.is_alive():  # noqa: ASYNC110 (nothing to wait on: a process is polled)
             await asyncio.sleep(self.watch_every)
         code = None
         provisioner = getattr(self.km, "provisioner", None)

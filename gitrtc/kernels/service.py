@@ -259,4 +259,4 @@ _OPS = {
     "private": KernelService._private,
 }
 
-__all__ = ["KernelService", "KernelError"]
+__all__ = ["KernelError", "KernelService"]
