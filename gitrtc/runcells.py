@@ -187,6 +187,7 @@ class Report:
 
     states: dict[str, str] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)  # "cell 3", by cell id
 
     @property
     def failed(self) -> list[str]:
@@ -324,6 +325,7 @@ class CellRunner:
             if not ended:
                 break
             self._waiting.remove(cell_id)
+            self.report.labels[cell_id] = self._label(cell_id)
             state = self.report.states[cell_id]
             if state == "cancelled":
                 self.write(f"── {self._label(cell_id)}: cancelled (an earlier cell failed)\n")

@@ -63,7 +63,8 @@ def test_rtc_run_prints_outputs_and_refuses_with_a_reason(tmp_path: Path) -> Non
         failed = run_rtc(tmp_path, "run", link, "work/nb.ipynb", "--all")
         assert "ZeroDivisionError" in failed.stdout and "never" not in failed.stdout
         assert "cancelled" in failed.stdout
-        assert "did not complete" in one_line_error(failed)
+        assert "\x1b[" not in failed.stdout  # a traceback's colours only on a terminal
+        assert "did not complete (cell 3: error, cell 4: cancelled)" in one_line_error(failed)
         assert "only code cells run" in one_line_error(run_rtc(tmp_path, "run", link, "work/nb.ipynb", "1"))
         assert "does not share" in one_line_error(run_rtc(tmp_path, "run", link, "other.ipynb"))
         viewer = f"{proc.base}/#t={info['readonly_token']}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import re
 import sys
 from pathlib import Path
 
@@ -45,13 +46,17 @@ def _ask(prompt: str, password: bool) -> str:
     return getpass.getpass(prompt) if password else input(prompt)
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def _write(text: str) -> None:
-    sys.stdout.write(text)
+    """Print outputs as they come (a traceback's colours only on a terminal)."""
+    sys.stdout.write(text if sys.stdout.isatty() else _ANSI.sub("", text))
     sys.stdout.flush()
 
 
-@cli.command(context_settings={"ignore_unknown_options": False})
-@click.argument("args", nargs=-1, required=True)
+@cli.command()
+@click.argument("args", nargs=-1, required=True, metavar="[URL] NOTEBOOK [CELL]...")
 @click.option("--all", "everything", is_flag=True, help="Run every code cell (the default when no CELL is given).")
 @click.option("--name", help="Your name, shown as who ran the cells (default: git config user.name).")
 @user_errors
@@ -75,4 +80,4 @@ def run(args: tuple[str, ...], everything: bool, name: str | None) -> None:
     failed = report.failed
     if failed:
         raise RequestError(f"{len(failed)} of {len(report.states)} cells did not complete "
-                           f"({', '.join(f'{c}: {report.states[c]}' for c in failed[:5])})")
+                           f"({', '.join(f'{report.labels.get(c, c)}: {report.states[c]}' for c in failed[:5])})")
