@@ -51,7 +51,7 @@ class Access:
         if not name:
             raise BadRequestError("an invite needs a name")
         token = secrets.token_urlsafe(24)
-        invite = {"name": name, "role": "viewer" if viewer else "editor", "token": token}
+        invite: dict[str, Any] = {"name": name, "role": "viewer" if viewer else "editor", "token": token}
         if no_run and not viewer:
             invite["run"] = False  # read by `kernels.service.KernelService.refusal`
         self.manifest.invites.append(invite)

@@ -65,5 +65,36 @@ class Limits:
     #: ... or at the latest this long after its first unsaved edit.
     write_max_delay_seconds: float = 1.0
 
+    # -- the request channel (`requests.py`) --------------------------------------------
+    #: Largest request a client may send (an `input()` answer, a list of cell ids).
+    request_bytes: int = 64 * 1024
+    #: Sustained requests per second per connection, and the burst allowed above it
+    #: (beyond, a request is refused with an error answer, not delayed).
+    request_rate: float = 20.0
+    request_burst: float = 100.0
+    #: Requests of one connection being worked on at once.
+    requests_in_flight: int = 32
+
+    # -- kernels (`kernels/`) -----------------------------------------------------------
+    #: Characters of stream text one cell run keeps in the notebook (the rest goes to a file).
+    cell_text: int = 256 * 1024
+    #: Characters of output of any kind (images are base64 text) one cell run keeps.
+    cell_output: int = 16 * MiB
+    #: Seconds between two writes of one cell's outputs (a flood costs a few updates a second).
+    output_flush_every: float = 0.08
+    #: Private kernels one session may run at once (each is a process on the owner's machine).
+    private_kernels: int = 4
+    #: Cells one `run` request may name, and cells one kernel may have waiting.
+    run_cells: int = 1_000
+    kernel_queue: int = 1_000
+    #: Characters of one `input()` answer.
+    input_chars: int = 16 * 1024
+    #: Cell states remembered per kernel (the newest are kept).
+    cell_states: int = 10_000
+    #: Seconds a kernel may take to start and answer its first request.
+    kernel_start_timeout: float = 60.0
+    #: Seconds between two looks at whether a kernel process is alive.
+    kernel_watch_every: float = 0.5
+
 
 DEFAULT = Limits()

@@ -45,7 +45,7 @@ class Manifest:
     persistent: bool = False
     created: float = 0.0
     port: int | None = None  # the port it served on, reused on resume so links keep working
-    invites: list[dict[str, str]] = field(default_factory=list)  # {name, role, token}
+    invites: list[dict[str, Any]] = field(default_factory=list)  # {name, role, token, run?: false}
     baseline: dict[str, str] = field(default_factory=dict)  # room -> digest at the last commit
 
     @classmethod

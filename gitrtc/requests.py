@@ -33,19 +33,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from . import protocol
 from .errors import ProtocolError, RequestError
+from .limits import DEFAULT, Limits
 
 if TYPE_CHECKING:
     from .rooms import Connection, Room
 
 log = logging.getLogger(__name__)
-
-#: Largest request a client may send (an `input()` answer, a list of cell ids).
-MAX_REQUEST_BYTES = 64 * 1024
-#: Sustained requests per second per connection, and the burst allowed above it.
-RATE = 20.0
-BURST = 100.0
-#: Requests of one connection being worked on at once.
-MAX_IN_FLIGHT = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,16 +87,17 @@ def broadcast(room: Room, event: str, data: Any) -> None:
         conn.enqueue(frame)
 
 
-def decode(payload: bytes) -> tuple[int | str | None, str, str, dict[str, Any]]:
-    """(id, service, op, args) of a request frame's payload; `RequestError` if it is not one."""
+def decode(payload: bytes, max_bytes: int = DEFAULT.request_bytes) -> tuple[int | str | None, str, str, dict[str, Any]]:
+    """(id, service, op, args) of a request frame's payload (its JSON at most `max_bytes`);
+    `RequestError` if it is not one."""
     try:
         body, end = protocol.read_var_bytes(payload, 0)
     except ProtocolError as exc:
         raise RequestError(f"malformed request: {exc}") from None
     if end != len(payload):
         raise RequestError("malformed request: bytes after the JSON")
-    if len(body) > MAX_REQUEST_BYTES:
-        raise RequestError(f"request too big: at most {MAX_REQUEST_BYTES // 1024} KiB")
+    if len(body) > max_bytes:
+        raise RequestError(f"request too big: at most {_size(max_bytes)}")
     try:
         message = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
@@ -111,7 +105,8 @@ def decode(payload: bytes) -> tuple[int | str | None, str, str, dict[str, Any]]:
     if not isinstance(message, dict):
         raise RequestError("malformed request: not a JSON object")
     rid = message.get("id")
-    if not (rid is None or isinstance(rid, str) and len(rid) <= 64 or isinstance(rid, int) and not isinstance(rid, bool)):
+    short = isinstance(rid, str) and len(rid) <= 64
+    if not (rid is None or short or (isinstance(rid, int) and not isinstance(rid, bool))):
         raise RequestError("malformed request: id must be a short string or an integer")
     service, op, args = message.get("service"), message.get("op"), message.get("args", {})
     if not isinstance(service, str) or not isinstance(op, str):
@@ -119,6 +114,10 @@ def decode(payload: bytes) -> tuple[int | str | None, str, str, dict[str, Any]]:
     if not isinstance(args, dict):
         raise _Answered(rid, "malformed request: args must be a JSON object")
     return rid, service, op, args
+
+
+def _size(n: int) -> str:
+    return f"{n // 1024} KiB" if n >= 1024 and n % 1024 == 0 else f"{n} bytes"
 
 
 class _Answered(RequestError):
@@ -132,16 +131,19 @@ class _Answered(RequestError):
 class _Bucket:
     """A token bucket per connection; an empty one refuses (requests are not edits)."""
 
-    __slots__ = ("tokens", "stamp", "in_flight")
+    __slots__ = ("burst", "in_flight", "rate", "stamp", "tokens")
 
-    def __init__(self) -> None:
-        self.tokens = BURST
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
         self.stamp = time.monotonic()
         self.in_flight = 0
 
     def take(self) -> bool:
+        """Use one token; False if none is left."""
         now = time.monotonic()
-        self.tokens = min(BURST, self.tokens + (now - self.stamp) * RATE)
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
         if self.tokens < 1:
             return False
@@ -150,9 +152,11 @@ class _Bucket:
 
 
 class RequestChannel:
-    """Dispatches a session's requests to its services and answers them."""
+    """Dispatches a session's requests to its services and answers them (bounded by the
+    session's `Limits`: request size, rate, burst, requests in flight)."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: Limits = DEFAULT) -> None:
+        self.limits = limits
         self.services: dict[str, Service] = {}
         self._buckets: weakref.WeakKeyDictionary[Connection, _Bucket] = weakref.WeakKeyDictionary()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -165,16 +169,16 @@ class RequestChannel:
         """(Room hook) Handle one REQUEST frame's payload: answer at once or start a task."""
         rid: int | str | None = None
         try:
-            rid, name, op, args = decode(payload)
+            rid, name, op, args = decode(payload, self.limits.request_bytes)
             service = self.services.get(name)
             if service is None:
                 raise RequestError(f"unknown service {name[:40]!r}: this server offers {sorted(self.services)}")
             bucket = self._buckets.get(conn)
             if bucket is None:
-                bucket = self._buckets[conn] = _Bucket()
+                bucket = self._buckets[conn] = _Bucket(self.limits.request_rate, self.limits.request_burst)
             if not bucket.take():
                 raise RequestError("too many requests: slow down")
-            if bucket.in_flight >= MAX_IN_FLIGHT:
+            if bucket.in_flight >= self.limits.requests_in_flight:
                 raise RequestError("too many requests at once: wait for the answers")
         except _Answered as exc:
             conn.enqueue(encode({"id": exc.rid, "ok": False, "error": str(exc)}))

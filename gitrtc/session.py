@@ -29,7 +29,7 @@ from .access import Access
 from .bridge import DiskBridge
 from .disk import DiskSync
 from .documents import Codec
-from .ending import PRELOAD, WATCH, EndResult, Ending, OnCommit, default_message
+from .ending import PRELOAD, WATCH, Ending, EndResult, OnCommit, default_message
 from .errors import SessionEndedError
 from .events import EventLog
 from .kernels.service import KernelService
@@ -92,7 +92,7 @@ class Session:
         self.access = Access(manifest, self.save_manifest, self.events)
         self.ending = Ending(info, manifest, store, self.registry, self.bridge, self.tasks, self.events)
         store.on_failure = lambda exc: self.events(f"session store write failed: {exc}")
-        self.requests = RequestChannel()
+        self.requests = RequestChannel(limits)
         self.kernels = KernelService(self)
         self.requests.register("kernel", self.kernels)
         self.registry.requests = self.requests.receive

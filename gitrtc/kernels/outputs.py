@@ -7,10 +7,10 @@ shared kernel, under the `KernelOutput` origin), `ListSink` keeps them for one p
 `output_from_msg`: consecutive `stream` messages of the same name append to one output's
 text; `display_data`/`execute_result`/`error` add an output; `update_display_data`
 replaces the data of every output shown with that `display_id`; `clear_output(wait=True)`
-clears at the next output. Operations are applied at most every `FLUSH_EVERY` seconds per
-cell (and at once at the end), so a flood costs a few document updates a second. What a
-cell run keeps is capped (`MAX_CELL_TEXT` characters of stream text, `MAX_CELL_OUTPUT` in
-all, so a few plots fit but a million-line print does not): past either the cell says so,
+clears at the next output. Operations are applied at most every `Limits.output_flush_every`
+seconds per cell (and at once at the end), so a flood costs a few document updates a
+second. What a cell run keeps is capped (`Limits.cell_text` characters of stream text,
+`Limits.cell_output` in all, so a few plots fit but a million-line print does not): past either the cell says so,
 further rich outputs are dropped, and the run's whole stream text goes to a file under
 the session folder.
 """
@@ -29,16 +29,10 @@ from typing import Any, Protocol
 
 from pycrdt import Array, Map, Text
 
+from ..limits import DEFAULT, Limits
 from ..rooms import Room
 
 log = logging.getLogger(__name__)
-
-#: Characters of stream text one cell run keeps in the notebook (the rest goes to a file).
-MAX_CELL_TEXT = 256 * 1024
-#: Characters of output of any kind (images are base64 text) one cell run keeps.
-MAX_CELL_OUTPUT = 16 * 1024 * 1024
-#: Seconds between two writes of one cell's outputs.
-FLUSH_EVERY = 0.08
 
 Op = tuple[Any, ...]
 
@@ -101,8 +95,16 @@ def remove_overwritten(text: str) -> str:
     return "\n".join(lines)
 
 
+def _size(chars: int) -> str:
+    """A cap for people: 256 KiB, 16 MiB, 300 characters."""
+    for unit, name in ((1024 * 1024, "MiB"), (1024, "KiB")):
+        if chars >= unit and chars % unit == 0:
+            return f"{chars // unit} {name}"
+    return f"{chars} characters"
+
+
 def _common_prefix(a: str, b: str) -> int:
-    return len(os.path.commonprefix([a, b]))
+    return len(os.path.commonprefix([a, b]))  # noqa: RUF071 (strings, compared by character on purpose)
 
 
 class Spill:
@@ -134,8 +136,11 @@ class CellRun:
     """One execution of one cell: its messages in, coalesced operations out."""
 
     def __init__(self, cell_id: str, sink: Sink, spill: Callable[[], Spill],
-                 displays: dict[str, list[tuple[str, int]]]) -> None:
+                 displays: dict[str, list[tuple[str, int]]], limits: Limits = DEFAULT) -> None:
         self.cell_id = cell_id
+        self.max_text = limits.cell_text
+        self.max_output = limits.cell_output
+        self.flush_every = limits.output_flush_every
         self.sink = sink
         self._spill_factory = spill
         self.spill: Spill | None = None
@@ -153,7 +158,7 @@ class CellRun:
         self.pending_clear = False
         self.failed = False
         self.execution_count: int | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
         self._last_flush = 0.0
 
     def start(self) -> None:
@@ -216,7 +221,7 @@ class CellRun:
             assert self.spill is not None
             self.spill.write(text)
             return
-        room = min(MAX_CELL_TEXT - self.text_used, MAX_CELL_OUTPUT - self.used)
+        room = min(self.max_text - self.text_used, self.max_output - self.used)
         kept = text[:room]
         if kept:
             self.used += len(kept)
@@ -238,7 +243,7 @@ class CellRun:
     def _fits(self, size: int) -> bool:
         if self.truncated:
             return False
-        if self.used + size <= MAX_CELL_OUTPUT:
+        if self.used + size <= self.max_output:
             self.used += size
             return True
         self._truncate()
@@ -252,8 +257,8 @@ class CellRun:
         self.spill = self._spill_factory()
         self.spill.write("".join(self.kept))
         self.kept = []
-        note = (f"Output truncated (at most {MAX_CELL_TEXT // 1024} KiB of text and "
-                f"{MAX_CELL_OUTPUT // 1024 // 1024} MiB in all are kept in the notebook); the full text "
+        note = (f"Output truncated (at most {_size(self.max_text)} of text and "
+                f"{_size(self.max_output)} in all are kept in the notebook); the full text "
                 f"output is kept on the owner's machine in {self.spill.path}")
         self._add(("append", {"output_type": "display_data", "data": {"text/plain": note},
                               "metadata": {"gitrtc": {"truncated": True, "file": str(self.spill.path)}}}))
@@ -288,11 +293,11 @@ class CellRun:
         self._schedule()
 
     def _schedule(self) -> None:
-        """Flush now if the last flush is old enough, else once `FLUSH_EVERY` has passed."""
+        """Flush now if the last flush is old enough, else once `flush_every` has passed."""
         if self._timer is not None:
             return
         loop = asyncio.get_running_loop()
-        wait = self._last_flush + FLUSH_EVERY - loop.time()
+        wait = self._last_flush + self.flush_every - loop.time()
         if wait <= 0:
             self._timer = loop.call_soon(self.flush)  # after this tick's messages: they coalesce
         else:
@@ -331,7 +336,7 @@ class DocSink:
         if self.room.store is not None:
             await self.room.store.flush()
 
-    def _find(self, cell_id: str) -> Map | None:
+    def _find(self, cell_id: str) -> Map[Any] | None:
         cells = self.room.doc.get("cells", type=Array)
         index = self._index.get(cell_id)
         if index is not None and index < len(cells):

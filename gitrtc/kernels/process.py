@@ -11,17 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 from ..errors import KernelError
 
 log = logging.getLogger(__name__)
-
-#: Seconds a kernel may take to start and answer its first request.
-START_TIMEOUT = 60.0
-#: Seconds between two looks at whether the kernel process is alive.
-WATCH_EVERY = 0.5
 
 
 class Execution(Protocol):
@@ -64,8 +60,12 @@ def _open_log(path: Path) -> Any:
 class KernelProcess:
     """A started kernel and the readers that route its messages."""
 
-    def __init__(self, name: str, cwd: Path, on_death: Any, log: Path | None = None) -> None:
+    def __init__(self, name: str, cwd: Path, on_death: Callable[[str], None], log: Path | None = None,
+                 start_timeout: float = 60.0, watch_every: float = 0.5) -> None:
         self.name = name
+        #: Seconds the kernel may take to start and answer; between two looks at whether it lives.
+        self.start_timeout = start_timeout
+        self.watch_every = watch_every
         self.cwd = cwd
         #: Where the kernel process's own stdout/stderr go (not into the owner's terminal).
         self.log = log
@@ -78,8 +78,8 @@ class KernelProcess:
 
     async def start(self) -> None:
         """Start the kernel and wait until it answers; `KernelError` if it cannot."""
-        from jupyter_client import AsyncKernelManager
         from jupyter_client.kernelspec import NoSuchKernel
+        from jupyter_client.manager import AsyncKernelManager
 
         self.km = AsyncKernelManager(kernel_name=self.name)
         handle = await asyncio.to_thread(_open_log, self.log) if self.log is not None else None
@@ -98,7 +98,7 @@ class KernelProcess:
         self.kc = self.km.client()
         self.kc.start_channels()
         try:
-            await self.kc.wait_for_ready(timeout=START_TIMEOUT)
+            await self.kc.wait_for_ready(timeout=self.start_timeout)
         except RuntimeError as exc:
             await self.shutdown()
             raise KernelError(f"the kernel {self.name!r} did not start: {exc}") from exc
@@ -159,8 +159,8 @@ class KernelProcess:
                 execution.on_stdin(msg.get("content", {}))
 
     async def _watch(self) -> None:
-        while await self.km.is_alive():
-            await asyncio.sleep(WATCH_EVERY)
+        while await self.km.is_alive():  # noqa: ASYNC110 (nothing to wait on: a process is polled)
+            await asyncio.sleep(self.watch_every)
         code = None
         provisioner = getattr(self.km, "provisioner", None)
         if provisioner is not None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import KernelError, RequestError, StoreError
+from ..limits import DEFAULT, Limits
 from ..requests import push
 from .outputs import CellRun, Sink, Spill
 from .process import KernelProcess
@@ -31,10 +32,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Cell states remembered per kernel (the newest are kept).
-MAX_CELL_STATES = 10_000
-#: Jobs one kernel may have waiting.
-MAX_QUEUE = 1_000
 _batches = itertools.count(1)
 _SAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
@@ -55,7 +52,9 @@ class KernelRunner:
     """One kernel and its queue of cells."""
 
     def __init__(self, scope: str, kernel_name: str, cwd: Path, sink: Sink,
-                 publish: Callable[[str, dict[str, Any]], None], outputs_dir: Path, executor: Executor) -> None:
+                 publish: Callable[[str, dict[str, Any]], None], outputs_dir: Path, executor: Executor,
+                 limits: Limits = DEFAULT) -> None:
+        self.limits = limits
         self.scope = scope  # "shared" | "private"
         self.kernel_name = kernel_name
         self.cwd = cwd
@@ -99,7 +98,7 @@ class KernelRunner:
         record = {"cell": job.cell_id, "state": state, "by": job.by, "at": job.at, **extra}
         self.cells.pop(job.cell_id, None)
         self.cells[job.cell_id] = record
-        while len(self.cells) > MAX_CELL_STATES:
+        while len(self.cells) > self.limits.cell_states:
             del self.cells[next(iter(self.cells))]
         self.publish("kernel.cell", {"scope": self.scope, **record})
 
@@ -111,8 +110,8 @@ class KernelRunner:
             raise KernelError("the session is ending: no more runs")
         if self.status == "dead":
             raise KernelError(f"the kernel is dead ({self.last_error}): restart it")
-        if len(self.queue) + len(cells) > MAX_QUEUE:
-            raise RequestError(f"at most {MAX_QUEUE} cells may wait to run: wait, or interrupt")
+        if len(self.queue) + len(cells) > self.limits.kernel_queue:
+            raise RequestError(f"at most {self.limits.kernel_queue} cells may wait to run: wait, or interrupt")
         batch, now = next(_batches), time.time()
         for cell_id, code in cells:
             job = Job(cell_id, code, conn.participant.name, conn, now, batch)
@@ -181,7 +180,8 @@ class KernelRunner:
 
     async def _start_locked(self) -> None:
         self._status("starting")
-        process = KernelProcess(self.kernel_name, self.cwd, self._died, self.outputs_dir / "kernels.log")
+        process = KernelProcess(self.kernel_name, self.cwd, self._died, self.outputs_dir / "kernels.log",
+                                self.limits.kernel_start_timeout, self.limits.kernel_watch_every)
         try:
             await process.start()
         except KernelError as exc:
@@ -228,7 +228,7 @@ class KernelRunner:
 
     async def _run(self, job: Job, process: KernelProcess) -> None:
         self.current = job
-        run = CellRun(job.cell_id, self.sink, lambda: self._spill(job.cell_id), self.displays)
+        run = CellRun(job.cell_id, self.sink, lambda: self._spill(job.cell_id), self.displays, self.limits)
         execution = _Execution(self, job, run)
         self._current_exec = execution
         run.start()

@@ -33,22 +33,15 @@ if TYPE_CHECKING:
     from ..rooms import Connection, Room
     from ..session import Session
 
-#: Private kernels one session may run at once (each is a process on the owner's machine).
-MAX_PRIVATE = 4
-#: Cells one `run` request may name.
-MAX_CELLS = 1_000
-#: Characters of one `input()` answer.
-MAX_INPUT = 16 * 1024
-
-
 class KernelService:
-    """Every kernel of a session, reached through the request channel."""
+    """Every kernel of a session, reached through the request channel (bounded by the
+    session's `Limits`: private kernels, cells per run, queue, output caps)."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
+        self.limits = session.limits
         self.enabled = False
         self.owner = ""
-        self.max_private = MAX_PRIVATE
         self.shared: dict[str, KernelRunner] = {}  # room name → its shared kernel
         self.private: dict[tuple[Connection, str], KernelRunner] = {}
         self._specs: dict[str, str] = {}  # kernelspec names found installed
@@ -119,8 +112,9 @@ class KernelService:
 
     async def _run(self, call: Call) -> Any:
         ids = call.args.get("cells")
-        if not isinstance(ids, list) or not ids or len(ids) > MAX_CELLS or not all(isinstance(i, str) for i in ids):
-            raise RequestError(f"run needs cells: a list of 1 to {MAX_CELLS} cell ids")
+        most = self.limits.run_cells
+        if not isinstance(ids, list) or not ids or len(ids) > most or not all(isinstance(i, str) for i in ids):
+            raise RequestError(f"run needs cells: a list of 1 to {most} cell ids")
         cells = _code_cells(call.room)
         by_id = dict(cells)
         missing = [i for i in ids if i not in by_id and not _is_cell(call.room, i)]
@@ -148,8 +142,8 @@ class KernelService:
 
     async def _input_reply(self, call: Call) -> Any:
         value = call.args.get("value")
-        if not isinstance(value, str) or len(value) > MAX_INPUT:
-            raise RequestError(f"input_reply needs value: a string of at most {MAX_INPUT} characters")
+        if not isinstance(value, str) or len(value) > self.limits.input_chars:
+            raise RequestError(f"input_reply needs value: a string of at most {self.limits.input_chars} characters")
         for runner in (self.private.get((call.conn, call.room.name)), self.shared.get(call.room.name)):
             if runner is not None and runner.asking is not None and runner.asking.conn is call.conn:
                 runner.answer(call.conn, value)
@@ -167,8 +161,8 @@ class KernelService:
                 await runner.close()
             return {"private": False}
         if key not in self.private:
-            if len(self.private) >= self.max_private:
-                raise RequestError(f"this session runs at most {self.max_private} private kernels: "
+            if len(self.private) >= self.limits.private_kernels:
+                raise RequestError(f"this session runs at most {self.limits.private_kernels} private kernels: "
                                    "use the shared kernel, or ask someone to switch theirs off")
             name = await self._kernel_name(call.room)
             conn = call.conn
@@ -179,7 +173,7 @@ class KernelService:
                                          "execution_count": count}))
             self.private[key] = KernelRunner("private", name, self._cwd(call.room), sink,
                                              lambda event, data: push(conn, event, data),
-                                             self._outputs_dir(), self._executor)
+                                             self._outputs_dir(), self._executor, self.limits)
         return {"private": True}
 
     # -- helpers ---------------------------------------------------------------------------
@@ -203,7 +197,7 @@ class KernelService:
             if runner is None:
                 runner = KernelRunner("shared", name, self._cwd(room), DocSink(room, KernelOutput(room.path or "")),
                                       lambda event, data: broadcast(room, event, data),
-                                      self._outputs_dir(), self._executor)
+                                      self._outputs_dir(), self._executor, self.limits)
                 self.shared[room.name] = runner
         return runner
 
@@ -265,4 +259,4 @@ _OPS = {
     "private": KernelService._private,
 }
 
-__all__ = ["KernelService", "KernelError"]
+__all__ = ["KernelError", "KernelService"]

@@ -1,0 +1,378 @@
+"""Kernels under load: keystroke latency while a cell floods output, server memory, and the
+time from a run request to the first output in another client. Not part of the tests.
+
+    .venv/bin/python benchmarks/kernels.py [--seconds 10] [--runs 20] [--rate 20]
+
+Starts `rtc start nb.ipynb notes.md --kernels` in a throwaway repository (a real
+ipykernel, `python3` kernelspec). Two typist processes each hold a writer and a reader
+connection: one in `notes.md` (another room), one in the notebook's markdown cell (the
+same notebook). Each writer types `--rate` characters a second, one update each; its
+reader notes when each character arrives (send → applied, both clocks `time.time()`).
+Three phases, one after the other, on the same server and kernel:
+
+- idle: typing alone for `--seconds`;
+- print: typing while a cell runs `for i in range(1_000_000): print(i)` (until it is done);
+- image: typing while a cell displays a 200 KB image (base64 in the notebook) every
+  second for `--seconds`.
+
+Figures per phase: p50/p99 of the keystrokes sent while the phase's cell ran, and their
+ratio to idle; server RSS before the cell, its peak while it ran (sampled every 0.1 s)
+and 3 s after; server CPU % while it ran. Then the time from a `run` request to the
+first output seen by another client (a pycrdt client observing the document): the
+first run of a fresh notebook (kernel start included) and `--runs` warm runs, each of a
+cell whose source was just changed so its output is new. Processes are not pinned: the
+kernel is a child of the server and would share its core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import aiohttp  # noqa: E402
+from pycrdt import Array, Doc, Map, Text  # noqa: E402
+
+from gitrtc.runcells import RoomClient  # noqa: E402  (the package's own request-channel client)
+
+PY = sys.executable
+FLOOD = "for i in range({lines}):\n    print(i)"
+IMAGE = ("import base64, os, time\nfrom IPython.display import display\n"
+         "for i in range({seconds}):\n"
+         "    png = base64.b64encode(os.urandom(200_000)).decode()\n"
+         "    display({{'image/png': png, 'text/plain': f'<image {{i}}>'}}, raw=True)\n"
+         "    time.sleep(1)")
+
+
+def notebook(seconds: int, lines: int) -> str:
+    def code(cell_id: str, source: str) -> dict[str, Any]:
+        return {"cell_type": "code", "execution_count": None, "id": cell_id, "metadata": {}, "outputs": [],
+                "source": source}
+
+    cells = [code("tick", "print('tick 0')"), code("flood", FLOOD.format(lines=lines)),
+             code("image", IMAGE.format(seconds=seconds)),
+             {"cell_type": "markdown", "id": "typing", "metadata": {}, "source": "typing here: "}]
+    return json.dumps({"cells": cells, "nbformat": 4, "nbformat_minor": 5,
+                       "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python",
+                                                   "name": "python3"}}}, indent=1) + "\n"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_file(path: Path, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.02)
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
+
+
+# -- the typist process ------------------------------------------------------------------
+
+
+def _text(doc: Doc, where: str) -> Text:
+    if where == "text":
+        return doc.get("source", type=Text)
+    cells = doc.get("cells", type=Array)
+    cell = next(c for c in cells if isinstance(c, Map) and c.get("id") == where)
+    source = cell["source"]
+    assert isinstance(source, Text)
+    return source
+
+
+async def typist(url: str, where: str, rate: float, out: str) -> None:
+    """A writer and a reader in one room; the writer types until OUT.stop exists."""
+    async with aiohttp.ClientSession() as http:
+        async with RoomClient(http, url) as writer, RoomClient(http, url) as reader:
+            await writer.wait_synced()
+            await reader.wait_synced()
+            wtext, rtext = _text(writer.doc, where), _text(reader.doc, where)
+            base = len(rtext)
+            received: list[float] = []
+
+            def arrived() -> None:
+                now = time.time()
+                while base + len(received) < len(rtext):
+                    received.append(now)
+
+            reader.on_remote = arrived
+            Path(out + ".ready").write_text("1")
+            while not Path(out + ".go").exists():
+                await asyncio.sleep(0.02)
+            sent: list[float] = []
+            start = time.monotonic()
+            while not Path(out + ".stop").exists():
+                sent.append(time.time())
+                wtext.insert(len(wtext), "x")
+                await asyncio.sleep(max(0.0, start + len(sent) / rate - time.monotonic()))
+            deadline = time.monotonic() + 10
+            while len(received) < len(sent) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            part = Path(out + ".part")
+            part.write_text(json.dumps({"sent": sent, "received": received}))
+            part.replace(out)
+
+
+# -- the orchestrator --------------------------------------------------------------------
+
+
+class Sampler(threading.Thread):
+    """The server's RSS every 0.1 s, kept with its time."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.samples: list[tuple[float, float]] = []
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(0.1):
+            self.samples.append((time.time(), rss_mb(self.pid)))
+
+    def peak(self, start: float, end: float) -> float:
+        return max((mb for t, mb in self.samples if start <= t <= end), default=float("nan"))
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.work = Path(tempfile.mkdtemp(prefix="bench-kernels-"))
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.rooms: dict[str, str] = {}
+        self.token = ""
+        self.port = 0
+        self.typists: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> None:
+        (self.work / "nb.ipynb").write_text(notebook(self.args.seconds, self.args.lines))
+        (self.work / "notes.md").write_text("notes\n")
+        for argv in (["init", "-q", "-b", "main"], ["config", "user.name", "Bench"],
+                     ["config", "user.email", "bench@example.org"], ["add", "-A"], ["commit", "-q", "-m", "base"]):
+            subprocess.run(["git", *argv], cwd=self.work, check=True)
+        self.port = free_port()
+        self.proc = subprocess.Popen([PY, "-m", "gitrtc", "start", "nb.ipynb", "notes.md", "--kernels",
+                                      "--port", str(self.port), "--no-open"],
+                                     cwd=self.work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        info_file = self.work / ".git" / "rtc" / "session.json"
+        wait_file(info_file, 60, "rtc start")
+        info = json.loads(info_file.read_text())
+        self.token = info["token"]
+        import urllib.request
+
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/api/session",
+                                         headers={"Authorization": f"Bearer {self.token}"})
+        with urllib.request.urlopen(request) as response:
+            self.rooms = {f["path"]: f["room"] for f in json.loads(response.read())["files"]}
+
+    def url(self, path: str, name: str) -> str:
+        return f"ws://127.0.0.1:{self.port}/rooms/{self.rooms[path]}?token={self.token}&name={name}"
+
+    def stop(self) -> None:
+        for proc in [*self.typists, *([self.proc] if self.proc else [])]:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    async def phase(self, name: str, runner: RoomClient, sampler: Sampler) -> dict[str, Any]:
+        """Typing in both rooms while `name`'s cell runs (or, idle, for --seconds)."""
+        outs = {where: str(self.work / f"{name}-{where}.json") for where in ("other room", "same notebook")}
+        self.typists = [
+            subprocess.Popen([PY, __file__, "type", self.url("notes.md", "TypistA"), "text",
+                              str(self.args.rate), outs["other room"]], stderr=subprocess.DEVNULL),
+            subprocess.Popen([PY, __file__, "type", self.url("nb.ipynb", "TypistB"), "typing",
+                              str(self.args.rate), outs["same notebook"]], stderr=subprocess.DEVNULL),
+        ]
+        for out in outs.values():
+            await asyncio.to_thread(wait_file, Path(out + ".ready"), 60, "a typist ready")
+        for out in outs.values():
+            Path(out + ".go").write_text("1")
+        await asyncio.sleep(1.0)  # typing under way
+        before = rss_mb(self.pid)
+        cpu0, t0 = cpu_seconds(self.pid), time.time()
+        if name == "idle":
+            await asyncio.sleep(self.args.seconds)
+        else:
+            done = asyncio.get_running_loop().create_future()
+
+            def on_event(message: dict[str, Any]) -> None:
+                data = message.get("data") or {}
+                if message.get("event") == "kernel.cell" and data.get("cell") == name \
+                        and data.get("state") in ("done", "error", "cancelled") and not done.done():
+                    done.set_result(data["state"])
+
+            runner.on_event = on_event
+            await runner.request("kernel", "run", {"cells": [name]})
+            state = await asyncio.wait_for(done, 600)
+            assert state == "done", f"the {name} cell ended {state}"
+        t1 = time.time()
+        cpu = (cpu_seconds(self.pid) - cpu0) / (t1 - t0) * 100
+        for out in outs.values():
+            Path(out + ".stop").write_text("1")
+        await asyncio.sleep(3.0)
+        after = rss_mb(self.pid)
+        figures: dict[str, Any] = {"seconds": t1 - t0, "rss_before": before, "rss_peak": sampler.peak(t0, t1),
+                                   "rss_after": after, "cpu": cpu}
+        for where, out in outs.items():
+            await asyncio.to_thread(wait_file, Path(out), 60, "a typist's figures")
+            data = json.loads(Path(out).read_text())
+            latencies = [(r - s) * 1000 for s, r in zip(data["sent"], data["received"], strict=False) if t0 <= s <= t1]
+            lost = len(data["sent"]) - len(data["received"])
+            figures[where] = {"p50": percentile(latencies, 50), "p99": percentile(latencies, 99),
+                              "max": max(latencies, default=float("nan")), "n": len(latencies), "lost": lost}
+        for proc in self.typists:
+            proc.wait(timeout=30)
+        return figures
+
+    async def first_output(self, http: aiohttp.ClientSession) -> dict[str, Any]:
+        """Run request → the output visible to another client, cold then warm."""
+        async with RoomClient(http, self.url("nb.ipynb", "Runner")) as runner, \
+                RoomClient(http, self.url("nb.ipynb", "Watcher")) as watcher:
+            await runner.wait_synced()
+            await watcher.wait_synced()
+            seen: dict[str, float] = {}
+            wanted = {"text": ""}
+
+            def look() -> None:
+                cell = _cell(watcher.doc, "tick")
+                outputs = cell.get("outputs")
+                for output in outputs if isinstance(outputs, Array) else []:
+                    text = str(output.get("text", "")) if isinstance(output, Map) else ""
+                    if wanted["text"] and wanted["text"] + "\n" in text:
+                        seen.setdefault(wanted["text"], time.perf_counter())
+
+            watcher.on_remote = look
+            times = []
+            for i in range(self.args.runs + 1):
+                token = f"tick {i + 1}"
+                if i:  # a new source, so the output is new (and the server has it before the run)
+                    source = _cell(runner.doc, "tick")["source"]
+                    assert isinstance(source, Text)
+                    with runner.doc.transaction():
+                        del source[0:len(source)]
+                        source.insert(0, f"print('{token}')")
+                    while f"'{token}'" not in str(_cell(watcher.doc, "tick")["source"]):
+                        await asyncio.sleep(0.01)
+                else:
+                    token = "tick 0"
+                wanted["text"] = token
+                sent = time.perf_counter()
+                await runner.request("kernel", "run", {"cells": ["tick"]})
+                while token not in seen:
+                    await asyncio.sleep(0.002)
+                times.append((seen[token] - sent) * 1000)
+                await asyncio.sleep(0.3)  # the run's end, before the next edit
+            warm = times[1:]
+            return {"cold": times[0], "p50": percentile(warm, 50), "p99": percentile(warm, 99),
+                    "min": min(warm), "n": len(warm)}
+
+    async def main(self) -> dict[str, Any]:
+        sampler = Sampler(self.pid)
+        sampler.start()
+        results: dict[str, Any] = {"rss_start": rss_mb(self.pid)}
+        async with aiohttp.ClientSession() as http:
+            results["first_output"] = await self.first_output(http)
+            async with RoomClient(http, self.url("nb.ipynb", "Runner")) as runner:
+                await runner.wait_synced()
+                for name in ("idle", "flood", "image"):
+                    results[name] = await self.phase(name, runner, sampler)
+                    print(f"  {name}: {json.dumps(results[name])}", file=sys.stderr)
+        sampler.stopping.set()
+        return results
+
+
+def _cell(doc: Doc, cell_id: str) -> Map:
+    return next(c for c in doc.get("cells", type=Array) if isinstance(c, Map) and c.get("id") == cell_id)
+
+
+def report(results: dict[str, Any], args: argparse.Namespace) -> None:
+    idle = results["idle"]
+    print(f"kernels benchmark: typing {args.rate:g} chars/s in each room; load average "
+          f"{os.getloadavg()[0]:.1f} at the end; server RSS at start {results['rss_start']:.1f} MB")
+    print()
+    print("| phase | where | keystrokes | p50 ms | p99 ms | max ms | p99 / idle | server CPU % "
+          "| RSS before → peak → 3 s after (MB) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    labels = {"idle": "idle (typing only)", "flood": f"{args.lines:,}-line print", "image": "a 200 KB image a second"}
+    for name in ("idle", "flood", "image"):
+        phase = results[name]
+        for where in ("other room", "same notebook"):
+            f = phase[where]
+            ratio = f["p99"] / idle[where]["p99"] if idle[where]["p99"] else float("nan")
+            lost = f" ({f['lost']} never arrived)" if f["lost"] else ""
+            print(f"| {labels[name]} ({phase['seconds']:.1f} s) | {where} | {f['n']}{lost} | {f['p50']:.1f} | "
+                  f"{f['p99']:.1f} | {f['max']:.1f} | {ratio:.2f}× | {phase['cpu']:.0f} | "
+                  f"{phase['rss_before']:.1f} → {phase['rss_peak']:.1f} → {phase['rss_after']:.1f} |")
+    first = results["first_output"]
+    print()
+    print(f"run request → first output in another client: first run {first['cold']:.0f} ms (kernel start "
+          f"included); then over {first['n']} runs p50 {first['p50']:.1f} ms, p99 {first['p99']:.1f} ms, "
+          f"min {first['min']:.1f} ms")
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "type":
+        url, where, rate, out = sys.argv[2:6]
+        asyncio.run(typist(url, where, float(rate), out))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=10, help="length of the idle and image phases")
+    parser.add_argument("--runs", type=int, default=20, help="warm runs timed for run → first output")
+    parser.add_argument("--rate", type=float, default=20.0, help="characters typed per second per room")
+    parser.add_argument("--lines", type=int, default=1_000_000, help="lines the flooding cell prints")
+    parser.add_argument("--json", action="store_true", help="print the raw figures as JSON too")
+    args = parser.parse_args()
+    bench = Bench(args)
+    try:
+        bench.start()
+        results = asyncio.run(bench.main())
+    finally:
+        bench.stop()
+    report(results, args)
+    if args.json:
+        print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
