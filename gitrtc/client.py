@@ -14,8 +14,10 @@ handshake (the server's step 1 asks for what it lacks).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
+import ssl
 from collections.abc import Callable, Mapping
 from typing import Any, Self
 
@@ -23,7 +25,7 @@ import aiohttp
 from pycrdt import Doc, TransactionEvent
 
 from . import protocol
-from .errors import CLOSE_CODES, ProtocolError
+from .errors import CLOSE_CODES, ProtocolError, RequestError, RtcError
 from .origins import RemoteSync
 
 log = logging.getLogger(__name__)
@@ -61,8 +63,9 @@ class RoomClient:
 
     def __init__(self, url: str, doc: Doc | None = None, *, headers: Mapping[str, str] | None = None,
                  send_local: bool = True, apply: bool = True, heartbeat: float | None = None,
-                 max_msg_size: int = 0) -> None:
+                 max_msg_size: int = 0, ssl_context: ssl.SSLContext | None = None) -> None:
         self.url = url
+        self.ssl_context = ssl_context
         self.max_msg_size = max_msg_size  # 0: no limit
         self.doc = doc if doc is not None else Doc()
         self.headers = dict(headers or {})
@@ -80,6 +83,10 @@ class RoomClient:
         self.on_remote_change: Callable[[], None] | None = None
         #: Every frame that is not SYNC (awareness, auth, query-awareness), decoded and raw.
         self.on_message: Callable[[protocol.Message, bytes], None] | None = None
+        #: Every event the server pushes on the request channel (`{"event", "ok", "data"}`).
+        self.on_event: Callable[[dict[str, Any]], None] | None = None
+        self._answers: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._request_ids = itertools.count(1)
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self._own_http: aiohttp.ClientSession | None = None
         self._reader: asyncio.Task[int | None] | None = None
@@ -119,7 +126,8 @@ class RoomClient:
         self.close_code, self.close_reason = None, ""
         self.ws = await http.ws_connect(self.url, headers={**self.headers, **(headers or {})},
                                         max_msg_size=self.max_msg_size,
-                                        heartbeat=self.heartbeat)
+                                        heartbeat=self.heartbeat,
+                                        ssl=self.ssl_context if self.ssl_context is not None else True)
         await self.ws.send_bytes(protocol.sync_step1(self.doc))
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> int | None:
@@ -148,12 +156,58 @@ class RoomClient:
                         self.synced.set()
                     else:
                         await ws.send_bytes(protocol.sync_step2(self.doc.get_update(m.payload)))
-                elif self.on_message is not None:
-                    self.on_message(m, msg.data)
+                else:
+                    if m.type is protocol.MessageType.REQUEST:
+                        self._channel(msg.data)
+                    if self.on_message is not None:
+                        self.on_message(m, msg.data)
         finally:
             self.close_code = ws.close_code
             self.closed.set()
+            for answer in self._answers.values():
+                if not answer.done():
+                    answer.set_result({"ok": False, "error": f"the session closed the connection ({ws.close_code})"})
         return self.close_code
+
+    # -- the request channel (message type 100, `requests.py`) -------------------------
+
+    async def request(self, service: str, op: str, args: dict[str, Any] | None = None,
+                      timeout: float = 120.0) -> Any:
+        """Ask `service` to do `op`; its answer's data, or `RequestError` with the server's reason."""
+        if self.ws is None or self.ws.closed:
+            raise RequestError("not connected to the session")
+        rid = next(self._request_ids)
+        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._answers[rid] = answer
+        body = json.dumps({"id": rid, "service": service, "op": op, "args": args or {}})
+        try:
+            await self.send(protocol.request_frame(body.encode("utf-8")))
+            message = await asyncio.wait_for(answer, timeout)
+        except TimeoutError:
+            raise RequestError(f"the session did not answer {service}.{op} in {timeout:.0f} s") from None
+        finally:
+            self._answers.pop(rid, None)
+        if not message.get("ok"):
+            raise RequestError(str(message.get("error") or f"{service}.{op} was refused"))
+        return message.get("data")
+
+    def _channel(self, frame: bytes) -> None:
+        """An answer (matched to its request by id) or a pushed event (to `on_event`)."""
+        try:
+            body, _ = protocol.read_var_bytes(frame, 1)
+            message = json.loads(body.decode("utf-8"))
+        except (RtcError, ValueError) as exc:
+            log.warning("a malformed request-channel message from the session: %s", exc)
+            return
+        if not isinstance(message, dict):
+            return
+        if "event" in message:
+            if self.on_event is not None:
+                self.on_event(message)
+            return
+        answer = self._answers.get(message["id"]) if isinstance(message.get("id"), int) else None
+        if answer is not None and not answer.done():
+            answer.set_result(message)
 
     def _apply(self, update: bytes) -> None:
         if self._sub is None:  # nothing observes the origin: no transaction to tag
@@ -222,7 +276,7 @@ class RoomClient:
         if self._reader is not None:
             try:
                 await asyncio.wait_for(self._reader, 5)
-            except (asyncio.TimeoutError, aiohttp.ClientError):
+            except (TimeoutError, aiohttp.ClientError):
                 self._reader.cancel()
         if self._own_http is not None:
             await self._own_http.close()

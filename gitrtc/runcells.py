@@ -1,8 +1,8 @@
 """Run a session's notebook cells from a script or a terminal (`rtc run`).
 
-`RoomClient` is a y-websocket client of one room that also speaks the request channel
-(`requests.py`, message type 100): it keeps a pycrdt document in sync with the room and
-`request()`s services, answers matched by id, pushed events handed to `on_event`. On it,
+The package's y-websocket client (`client.RoomClient`) keeps a pycrdt document in sync
+with the notebook's room and speaks its request channel (`requests.py`, message type 100):
+`request()`s answered by id, pushed events handed to `on_event`. On it,
 `CellRun` asks the session's shared kernel to run cells and reports their outputs as the
 server writes them into the notebook's document, so a script sees exactly what every
 browser sees. A refusal (running off, a viewer, an editor invited with `--no-run`) is a
@@ -12,7 +12,6 @@ one-line `RequestError`.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import logging
 import ssl
@@ -23,10 +22,10 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-from pycrdt import Array, Doc, Map, Text, TransactionEvent
+from pycrdt import Array, Map, Text
 
-from . import protocol
-from .errors import JoinError, RequestError, RtcError
+from .client import RoomClient
+from .errors import JoinError, RequestError
 
 log = logging.getLogger(__name__)
 
@@ -34,140 +33,18 @@ log = logging.getLogger(__name__)
 ANSWER_TIMEOUT = 120.0
 
 
-class RoomClient:
-    """One room's document, kept in sync, plus the room's request channel."""
-
-    def __init__(self, http: aiohttp.ClientSession, url: str, doc: Doc[Any] | None = None,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
-        self.http = http
-        self.url = url
-        self.doc = doc if doc is not None else Doc()
-        self.synced = asyncio.Event()
-        self.closed = asyncio.Event()
-        #: Called with every pushed event (`{"event": name, "ok": True, "data": ...}`).
-        self.on_event: Callable[[dict[str, Any]], None] = lambda message: None
-        #: Called after each change the server sent has been applied (outside the transaction).
-        self.on_remote: Callable[[], None] = lambda: None
-        self.close_code: int | None = None
-        self._ssl = ssl_context
-        self._ws: aiohttp.ClientWebSocketResponse[bool] | None = None
-        self._answers: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self._ids = itertools.count(1)
-        self._applying = False
-        self._reader: asyncio.Task[None] | None = None
-        self._sends: set[asyncio.Task[None]] = set()
-        self._sub = self.doc.observe(self._local_change)
-
-    async def __aenter__(self) -> RoomClient:
-        await self.connect()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def connect(self) -> None:
-        """Open the connection and start the sync handshake (`synced` is set at its end)."""
-        try:
-            ws = await self.http.ws_connect(self.url, max_msg_size=0, heartbeat=30,
-                                            ssl=self._ssl if self._ssl is not None else True)
-        except (aiohttp.ClientError, OSError) as exc:
-            raise JoinError(f"cannot reach the session: {exc}") from None
-        self._ws = ws
-        await ws.send_bytes(protocol.sync_step1(self.doc))
-        self._reader = asyncio.get_running_loop().create_task(self._read(ws))
-
-    async def close(self) -> None:
-        """Close the connection (edits not yet sent are lost with the local document)."""
-        if self._ws is not None:
-            await self._ws.close()
-        if self._reader is not None:
-            await asyncio.gather(self._reader, return_exceptions=True)
-        self.doc.unobserve(self._sub)
-
-    async def wait_synced(self, timeout: float = 60.0) -> None:
-        """Wait for the first sync; `JoinError` if the server closed the connection first."""
-        closed = asyncio.ensure_future(self.closed.wait())
-        synced = asyncio.ensure_future(self.synced.wait())
-        try:
-            await asyncio.wait([closed, synced], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            closed.cancel()
-            synced.cancel()
-        if not self.synced.is_set():
-            why = f"closed it ({self.close_code})" if self.closed.is_set() else f"did not sync it in {timeout:.0f} s"
-            raise JoinError(f"the session {why}: check the link, or ask for a fresh one")
-
-    async def request(self, service: str, op: str, args: dict[str, Any] | None = None,
-                      timeout: float = ANSWER_TIMEOUT) -> Any:
-        """Ask `service` to do `op`; its answer's data, or `RequestError` with the server's reason."""
-        if self._ws is None or self._ws.closed:
-            raise RequestError("not connected to the session")
-        rid = next(self._ids)
-        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._answers[rid] = answer
-        body = json.dumps({"id": rid, "service": service, "op": op, "args": args or {}})
-        try:
-            await self._ws.send_bytes(protocol.request_frame(body.encode("utf-8")))
-            message = await asyncio.wait_for(answer, timeout)
-        except asyncio.TimeoutError:
-            raise RequestError(f"the session did not answer {service}.{op} in {timeout:.0f} s") from None
-        finally:
-            self._answers.pop(rid, None)
-        if not message.get("ok"):
-            raise RequestError(str(message.get("error") or f"{service}.{op} was refused"))
-        return message.get("data")
-
-    def _local_change(self, event: TransactionEvent) -> None:
-        if self._applying:
-            return
-        ws = self._ws
-        if ws is not None and not ws.closed:
-            task = asyncio.get_running_loop().create_task(ws.send_bytes(protocol.sync_update(event.update)))
-            self._sends.add(task)
-            task.add_done_callback(self._sends.discard)
-
-    async def _read(self, ws: aiohttp.ClientWebSocketResponse[bool]) -> None:
-        try:
-            async for msg in ws:
-                if msg.type is not aiohttp.WSMsgType.BINARY:
-                    continue
-                m = protocol.parse(msg.data)
-                if m.type is protocol.MessageType.REQUEST:
-                    self._answer(msg.data)
-                elif m.type is protocol.MessageType.SYNC:
-                    if m.sync is protocol.SyncType.STEP1:
-                        await ws.send_bytes(protocol.sync_step2(self.doc.get_update(m.payload)))
-                        continue
-                    self._applying = True
-                    try:
-                        self.doc.apply_update(m.payload)
-                    finally:
-                        self._applying = False
-                    if m.sync is protocol.SyncType.STEP2:
-                        self.synced.set()
-                    self.on_remote()
-        finally:
-            self.close_code = ws.close_code
-            self.closed.set()
-            for answer in self._answers.values():
-                if not answer.done():
-                    answer.set_result({"ok": False, "error": f"the session closed the connection ({ws.close_code})"})
-
-    def _answer(self, frame: bytes) -> None:
-        try:
-            body, _ = protocol.read_var_bytes(frame, 1)
-            message = json.loads(body.decode("utf-8"))
-        except (RtcError, ValueError) as exc:
-            log.warning("a malformed request-channel message from the session: %s", exc)
-            return
-        if not isinstance(message, dict):
-            return
-        if "event" in message:
-            self.on_event(message)
-            return
-        answer = self._answers.get(message["id"]) if isinstance(message.get("id"), int) else None
-        if answer is not None and not answer.done():
-            answer.set_result(message)
+async def _synced(client: RoomClient, timeout: float = 60.0) -> None:
+    """Wait for the first sync; `JoinError` if the server closed the connection first."""
+    closed = asyncio.ensure_future(client.closed.wait())
+    synced = asyncio.ensure_future(client.synced.wait())
+    try:
+        await asyncio.wait([closed, synced], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        closed.cancel()
+        synced.cancel()
+    if not client.synced.is_set():
+        why = f"closed it ({client.close_code})" if client.closed.is_set() else f"did not sync it in {timeout:.0f} s"
+        raise JoinError(f"the session {why}: check the link, or ask for a fresh one")
 
 
 # -- running cells ---------------------------------------------------------------------
@@ -230,7 +107,7 @@ class CellRunner:
         self._changed = asyncio.Event()
         self._inputs: set[asyncio.Task[None]] = set()
         room.on_event = self._event
-        room.on_remote = self._changed.set
+        room.on_remote_change = self._changed.set
 
     def cells(self) -> list[tuple[str, str]]:
         """(id, cell_type) of every cell, in order."""
@@ -439,7 +316,14 @@ async def run_cells(target: Target, notebook: str, indices: list[int], everythin
         if not kernels.get("enabled"):
             raise RequestError("running code is off in this session: the owner can allow it with rtc start --kernels")
         url = f"{target.ws}/rooms/{room}?token={quote(target.token)}&name={quote(name)}"
-        async with RoomClient(http, url, ssl_context=target.ssl_context) as client:
-            await client.wait_synced()
+        client = RoomClient(url, ssl_context=target.ssl_context)
+        try:
+            await client.connect(http)
+        except (aiohttp.ClientError, OSError) as exc:
+            raise JoinError(f"cannot reach the session: {exc}") from None
+        try:
+            await _synced(client)
             runner = CellRunner(client, write, ask)
             return await runner.run(runner.pick(indices, everything))
+        finally:
+            await client.close()

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from pycrdt import Array
 
+from gitrtc.client import RoomClient
 from gitrtc.errors import RequestError
-from gitrtc.runcells import RoomClient, Target, run_cells
+from gitrtc.runcells import Target, run_cells
 
 from .conftest import Live
 from .support import RtcProcess, git, make_repo
@@ -91,10 +92,14 @@ async def test_room_client_requests_and_syncs(live: Live) -> None:
     import aiohttp
 
     async with aiohttp.ClientSession() as http:
-        async with RoomClient(http, live.ws("analysis.ipynb")) as client:
+        client = RoomClient(live.ws("analysis.ipynb"))
+        await client.connect(http)
+        try:
             await client.wait_synced()
             assert len(client.doc.get("cells", type=Array)) > 0
             state = await client.request("kernel", "state")
             assert state["enabled"] is False and "rtc start --kernels" in state["refusal"]
             with pytest.raises(RequestError, match="unknown service"):
                 await client.request("nope", "x")
+        finally:
+            await client.close()

@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from ..errors import RequestError
-from .join import git_identity
+from ..git import user_identity
 from .main import cli, user_errors
 
 
@@ -74,7 +74,7 @@ def run(args: tuple[str, ...], everything: bool, name: str | None) -> None:
     target = target_of(url, Path.cwd())
     if url is None:
         notebook = session_path(notebook, Path.cwd())
-    who = name or git_identity(Path.cwd())[0] or "rtc run"
+    who = name or user_identity(Path.cwd())[0] or "rtc run"
     ask = _ask if sys.stdin.isatty() else None
     report = eventloop.run(run_cells(target, notebook, indices, everything, who, _write, ask))
     failed = report.failed
