@@ -430,7 +430,7 @@ def w3_step(kind: str, tmp: Path, rooms: int, per_room: int = 5, seconds: float 
     has one typist (10 % of the clients) replaying the trace at `rate` edits/s for
     `seconds`; every client sends an awareness heartbeat every `heartbeat` s."""
     names = [f"doc{i:03}.md" for i in range(rooms)]
-    server = SERVERS[kind]({name: b"" for name in names})
+    server = SERVERS[kind](dict.fromkeys(names, b""))
     procs: list[subprocess.Popen[bytes]] = []
     try:
         wait_idle(server.pid)  # gitrtc loads its first 32 rooms right after the start

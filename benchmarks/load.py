@@ -380,7 +380,8 @@ async def w5(role: str, url: str, arg: str, duration: str, cells: str, out: str)
     """
     import random
 
-    from pycrdt import Map, Text as YText
+    from pycrdt import Map
+    from pycrdt import Text as YText
 
     seconds, want = float(duration), int(cells)
     async with aiohttp.ClientSession() as http:
@@ -604,7 +605,7 @@ def w7_stuck(url: str, out: str) -> None:
                 ended = "EOF"
                 break
             data += chunk
-    except socket.timeout:
+    except TimeoutError:
         pass
     except ConnectionResetError:
         ended = "reset"

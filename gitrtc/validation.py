@@ -29,7 +29,6 @@ import logging
 import math
 import warnings
 from bisect import bisect_right
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from pycrdt import Array, Doc, Map, Text

@@ -22,7 +22,7 @@ from ..errors import NotShareableError
 from .notebook import NotebookCodec
 from .text import TextCodec, decode_text
 
-__all__ = ["Codec", "Kind", "MAX_FILE_BYTES", "NotebookCodec", "TextCodec", "open_codec"]
+__all__ = ["MAX_FILE_BYTES", "Codec", "Kind", "NotebookCodec", "TextCodec", "open_codec"]
 
 Kind = Literal["text", "notebook"]
 

@@ -22,7 +22,7 @@ from json.decoder import scanstring
 from json.scanner import NUMBER_RE
 from typing import Any
 
-__all__ = ["Node", "Parsed", "Style", "parse", "dumps_like", "sem_equal", "restore", "align", "intify"]
+__all__ = ["Node", "Parsed", "Style", "align", "dumps_like", "intify", "parse", "restore", "sem_equal"]
 
 _WS = re.compile(r"[ \t\n\r]*")
 _SURROGATE = re.compile("[\ud800-\udfff]")
