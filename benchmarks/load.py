@@ -173,7 +173,7 @@ async def w2_write(url: str, n: str, rate: str, out: str) -> None:
         outgoing: list[bytes] = []
         client.doc.observe(lambda e: outgoing.append(e.update))
         sent = []
-        for i in range(count):
+        for _ in range(count):
             client.text.insert(len(client.text), "x")
             sent.append(time.time())
             await client.ws.send_bytes(protocol.sync_update(outgoing.pop()))
@@ -256,7 +256,7 @@ async def heartbeat(client: Client, interval: float, name: str) -> int:
     import random
 
     clock = 0
-    state = {"user": {"name": name, "color": "#%06x" % random.randrange(1 << 24)}}
+    state = {"user": {"name": name, "color": f"#{random.randrange(1 << 24):06x}"}}
     await asyncio.sleep(random.random() * interval)
     while True:
         clock += 1
@@ -401,7 +401,7 @@ async def w5(role: str, url: str, arg: str, duration: str, cells: str, out: str)
             source = ynb.ycells[int(arg)]["source"]
             i = 0
             while time.monotonic() < end:
-                count += await client.edit(lambda: source.insert(len(source), "abcdefghij "[i % 11]))
+                count += await client.edit(lambda: source.insert(len(source), "abcdefghij "[i % 11]))  # noqa: B023 — edit() runs it at once, within this iteration
                 i += 1
                 await asyncio.sleep(max(0.0, start + i / 10 - time.monotonic()))
         elif role == "struct":
@@ -411,14 +411,14 @@ async def w5(role: str, url: str, arg: str, duration: str, cells: str, out: str)
                 n = len(ynb.ycells)
                 if i % 2 == 0:
                     cell = {"cell_type": "markdown", "metadata": {}, "source": f"Inserted cell {i}"}
-                    count += await client.edit(lambda: ynb.ycells.insert(rng.randrange(150, n), ynb.create_ycell(cell)))
+                    count += await client.edit(lambda: ynb.ycells.insert(rng.randrange(150, n), ynb.create_ycell(cell)))  # noqa: B023 — edit() runs it at once, within this iteration
                 else:
                     src, dst = rng.randrange(150, n), rng.randrange(150, n - 1)
 
                     def move() -> None:
-                        value = ynb.get_cell(src)
-                        del ynb.ycells[src]
-                        ynb.ycells.insert(dst, ynb.create_ycell(value))
+                        value = ynb.get_cell(src)  # noqa: B023 — edit() runs move() at once
+                        del ynb.ycells[src]  # noqa: B023 — edit() runs move() at once
+                        ynb.ycells.insert(dst, ynb.create_ycell(value))  # noqa: B023 — edit() runs move() at once
                     count += await client.edit(move)
                 i += 1
                 await asyncio.sleep(max(0.0, start + i * 1.5 - time.monotonic()))
@@ -431,7 +431,7 @@ async def w5(role: str, url: str, arg: str, duration: str, cells: str, out: str)
             while time.monotonic() < end:
                 lines = "".join(f"epoch {line + k:6d}  loss={1 / (line + k + 1):.6f}\n" for k in range(10))
                 line += 10
-                count += await client.edit(lambda: text.insert(len(text), lines))
+                count += await client.edit(lambda: text.insert(len(text), lines))  # noqa: B023 — edit() runs it at once, within this iteration
                 i += 1
                 await asyncio.sleep(max(0.0, start + i / 10 - time.monotonic()))
         finish(out, json.dumps({"count": count}))
