@@ -31,7 +31,7 @@ def store_blobs(repo: pygit2.Repository, blobs: list[bytes]) -> list[pygit2.Oid]
     if objects is None:
         return [repo.create_blob(data) for data in blobs]
     ids = [_blob_id(data) for data in blobs]
-    write_pack(os.path.join(objects, "pack"), dict(zip(ids, blobs)))  # the same bytes twice: one entry
+    write_pack(os.path.join(objects, "pack"), dict(zip(ids, blobs, strict=True)))  # the same bytes twice: one entry
     return [pygit2.Oid(raw=blob_id) for blob_id in ids]
 
 

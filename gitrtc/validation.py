@@ -131,7 +131,7 @@ class ItemIndex:
 
     def items(self) -> list[tuple[int, int, int, Place]]:
         """Every (client, start, end, place) recorded."""
-        return [(c, s, e, p) for c, (ss, es, ps) in self._clients.items() for s, e, p in zip(ss, es, ps)]
+        return [(c, s, e, p) for c, (ss, es, ps) in self._clients.items() for s, e, p in zip(ss, es, ps, strict=True)]
 
 
 class Checked(NamedTuple):

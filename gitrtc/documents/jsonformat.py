@@ -348,7 +348,7 @@ def restore(original: Any, new: Any) -> Any:
         return {k: restore(old.get(k, _MISSING), new[k]) for k in keys}
     if type(new) is list:
         old_list = original if type(original) is list else []
-        return [restore(old_list[i] if i is not None else _MISSING, v) for i, v in zip(align(old_list, new), new)]
+        return [restore(old_list[i] if i is not None else _MISSING, v) for i, v in zip(align(old_list, new), new, strict=True)]
     if type(new) is float and new.is_integer() and type(original) is not float and abs(new) <= _MAX_EXACT_FLOAT_INT:
         return int(new)
     return new
@@ -415,7 +415,7 @@ def _emit_list(p: Parsed, old: Node | None, new: list[Any], depth: int) -> str:
     children = old.children if old is not None and old.children is not None else []
     pairs = align(old.value, new) if old is not None else [None] * len(new)
     parts = []
-    for n, (i, item) in enumerate(zip(pairs, new)):
+    for n, (i, item) in enumerate(zip(pairs, new, strict=True)):
         child = children[i] if i is not None else None
         parts.append((first if n == 0 else later) + _emit(p, child, item, depth + 1))
     return "[" + (comma + ",").join(parts) + close + "]"

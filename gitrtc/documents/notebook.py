@@ -97,7 +97,7 @@ class NotebookCodec:
                     ymeta[key] = item
             if "metadata" not in value:
                 ymeta["metadata"] = pycrdt.Map()
-            ycells.extend([notebook_ops.ycell_from_dict(cell, cid) for cell, cid in zip(value["cells"], self._ids)])
+            ycells.extend([notebook_ops.ycell_from_dict(cell, cid) for cell, cid in zip(value["cells"], self._ids, strict=True)])
 
     # --- doc → file ---------------------------------------------------------------
 
@@ -176,8 +176,9 @@ class NotebookCodec:
         Without `base` the doc becomes the new file. With `base` (the file as the doc last
         agreed with it, e.g. the bytes last written) only the change base → data is
         brought in (nbdime three-way merge; a cell source both changed keeps both edits,
-        other conflicts go to the file): edits the doc got since are kept. DocumentError (one line, doc unchanged) if the bytes are not a
-        notebook we can share. Afterwards the doc is written like the new file.
+        other conflicts go to the file): edits the doc got since are kept. DocumentError
+        (one line, doc unchanged) if the bytes are not a notebook we can share. Afterwards
+        the doc is written like the new file.
         """
         parsed = self._parse_new(data)
         current = self.file_value(doc)
@@ -318,7 +319,7 @@ def _reference(path: str, parsed: Parsed, ids: list[str]) -> _Reference:
     cells: list[dict[str, Any]] = parsed.value["cells"]
     by_id: dict[str, dict[str, Any]] = {}
     synthetic: dict[str, Any] = {}
-    for cell, doc_id in zip(cells, ids):
+    for cell, doc_id in zip(cells, ids, strict=False):
         file_id = cell.get("id", _MISSING)
         if file_id != doc_id:
             synthetic[doc_id] = file_id

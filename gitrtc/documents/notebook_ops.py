@@ -192,7 +192,7 @@ def _edited_in_place(old: list[Any], new: list[Any]) -> bool:
     """Whether a changed block is the same cells edited (same count, types and ids)."""
     if len(old) != len(new):
         return False
-    for x, y in zip(old, new):
+    for x, y in zip(old, new, strict=True):
         if x.get("cell_type") != y.get("cell_type"):
             return False
         if x.get("id") != y.get("id") and (len(old) > 1 or ("id" in x and "id" in y)):
