@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 from pycrdt import Doc, Map
 
@@ -107,7 +108,7 @@ class RoomRegistry:
             raise DocumentError(f"{entry.path}: stored as {entry.kind}, now reads as {codec.kind}")
         return codec
 
-    def _init_session_doc(self, doc: Doc) -> None:
+    def _init_session_doc(self, doc: Doc[Any]) -> None:
         info = doc.get("session", type=Map)
         info["session"] = self.manifest.session
         info["branch"] = self.info.branch_name

@@ -147,7 +147,7 @@ class DocumentGuard:
     """One shared file's document: checks its clients' updates against the limits (see
     the module docstring) and renders it for write-back, checked."""
 
-    def __init__(self, doc: Doc, codec: Codec, path: str) -> None:
+    def __init__(self, doc: Doc[Any], codec: Codec, path: str) -> None:
         self.doc = doc
         self.codec = codec
         self.path = path
@@ -272,7 +272,7 @@ class DocumentGuard:
                                 "shared files: not written, kept in the session store")
         return data
 
-    def _notebook_problem(self, doc: Doc) -> str | None:
+    def _notebook_problem(self, doc: Doc[Any]) -> str | None:
         """Why a would-be notebook `doc` may not be accepted (None if it may)."""
         codec: Any = self.codec
         try:
@@ -310,7 +310,7 @@ class DocumentGuard:
         if self._size_bound + growth > self.max_bytes:
             raise RejectedEditError(f"the file would grow past the {self.max_bytes}-byte limit for shared files")
 
-    def _would_be(self, update: bytes) -> Doc:
+    def _would_be(self, update: bytes) -> Doc[Any]:
         scratch = Doc()
         scratch.apply_update(self.doc.get_update())
         scratch.apply_update(update)
@@ -380,7 +380,7 @@ class DocumentGuard:
 # --- checking what a document renders to ------------------------------------------------
 
 
-def layout_problem(doc: Doc) -> str | None:
+def layout_problem(doc: Doc[Any]) -> str | None:
     """Why a notebook document does not have the `YNotebook` layout editors rely on (cells
     are maps, a cell's source is a text, its metadata a map, a code cell's outputs an
     array), or None: a cell of another shape would break every participant's view of it."""

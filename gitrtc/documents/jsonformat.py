@@ -14,15 +14,19 @@ by value (`5 == 5.0`, since Yjs stores every number as a float), booleans are no
 from __future__ import annotations
 
 import json
+import json.decoder
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from difflib import SequenceMatcher
-from json.decoder import scanstring
 from json.scanner import NUMBER_RE
 from typing import Any
 
 __all__ = ["Node", "Parsed", "Style", "align", "dumps_like", "intify", "parse", "restore", "sem_equal"]
+
+# the C string scanner json itself uses; typeshed does not declare it
+scanstring: Callable[[str, int, bool], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
 
 _WS = re.compile(r"[ \t\n\r]*")
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -281,9 +285,9 @@ def sem_equal(a: Any, b: Any) -> bool:
         if tb not in (int, float):
             return False
         if ta is int and tb is float and abs(a) > _MAX_EXACT_FLOAT_INT:
-            return float(a) == b
+            return bool(float(a) == b)
         if tb is int and ta is float and abs(b) > _MAX_EXACT_FLOAT_INT:
-            return a == float(b)
+            return bool(a == float(b))
         return bool(a == b) or (a != a and b != b)
     if ta is dict:
         if tb is not dict or len(a) != len(b):
