@@ -71,7 +71,7 @@ class RoomRegistry:
 
     async def _load(self, name: str) -> Room:
         entry = self.files.get(name)
-        doc = Doc()
+        doc: Doc[Any] = Doc()
         room = Room(name, entry.path if entry else None, entry.kind if entry else "session",
                     doc, self.store, self._on_change)
         codec = None

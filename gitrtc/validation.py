@@ -311,7 +311,7 @@ class DocumentGuard:
             raise RejectedEditError(f"the file would grow past the {self.max_bytes}-byte limit for shared files")
 
     def _would_be(self, update: bytes) -> Doc[Any]:
-        scratch = Doc()
+        scratch: Doc[Any] = Doc()
         scratch.apply_update(self.doc.get_update())
         scratch.apply_update(update)
         return scratch

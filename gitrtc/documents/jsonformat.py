@@ -150,6 +150,7 @@ def _value(st: _State, pos: int) -> Node:
     if pos >= len(s):
         raise json.JSONDecodeError("Expecting value", s, pos)
     c = s[pos]
+    value: Any
     if c == '"':
         value, end = scanstring(s, pos + 1, True)
         if s.find("\\u", pos, end) != -1 and _SURROGATE.search(value):
