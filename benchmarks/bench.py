@@ -132,7 +132,8 @@ def gitrtc_store(server: Server) -> Path:
 def start_node(files: dict[str, bytes]) -> Server:
     port = free_port()
     script = HERE / "node" / "node_modules" / "@y" / "websocket-server" / "src" / "server.js"
-    proc = subprocess.Popen(pinned(0, ["node", str(script)]), env={**os.environ, "HOST": "127.0.0.1", "PORT": str(port)},
+    env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port)}
+    proc = subprocess.Popen(pinned(0, ["node", str(script)]), env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(lambda: _listening(port), 30, "node server")
     return Server("y-websocket (node)", proc, lambda path: f"ws://127.0.0.1:{port}/{path}", Path(tempfile.mkdtemp()))
@@ -285,8 +286,9 @@ def w2(kind: str, tmp: Path, readers: int, rate: float = 100.0, count: int = 300
         write_out = tmp / f"w2-write-{kind}-{readers}"
         groups = [readers // 2 + readers % 2, readers // 2] if readers > 1 else [readers]
         read_outs = [tmp / f"w2-read-{kind}-{readers}-{i}" for i in range(len(groups))]
-        procs = [load("w2-read", url, str(g), str(count), str(out)) for g, out in zip(groups, read_outs) if g]
-        read_outs = [o for g, o in zip(groups, read_outs) if g]
+        procs = [load("w2-read", url, str(g), str(count), str(out))
+                 for g, out in zip(groups, read_outs, strict=True) if g]
+        read_outs = [o for g, o in zip(groups, read_outs, strict=True) if g]
         procs.append(load("w2-write", url, str(count), str(rate), str(write_out)))
         wait_for(lambda: all(Path(str(o) + ".ready").exists() for o in read_outs), 60, "readers ready")
         cpu0 = cpu_seconds(server.pid)
@@ -299,7 +301,7 @@ def w2(kind: str, tmp: Path, readers: int, rate: float = 100.0, count: int = 300
             for received in json.loads(out.read_text())["received"]:
                 if len(received) < len(sent):
                     return {"result": f"a reader got {len(received)}/{len(sent)} updates"}
-                latencies += [(r - s) * 1000 for r, s in zip(received, sent)]
+                latencies += [(r - s) * 1000 for r, s in zip(received, sent, strict=False)]
         latencies.sort()
         elapsed = sent[-1] - sent[0]
         return {"p50 ms": latencies[len(latencies) // 2], "p99 ms": latencies[int(len(latencies) * 0.99)],
@@ -430,7 +432,7 @@ def w3_step(kind: str, tmp: Path, rooms: int, per_room: int = 5, seconds: float 
     has one typist (10 % of the clients) replaying the trace at `rate` edits/s for
     `seconds`; every client sends an awareness heartbeat every `heartbeat` s."""
     names = [f"doc{i:03}.md" for i in range(rooms)]
-    server = SERVERS[kind]({name: b"" for name in names})
+    server = SERVERS[kind](dict.fromkeys(names, b""))
     procs: list[subprocess.Popen[bytes]] = []
     try:
         wait_idle(server.pid)  # gitrtc loads its first 32 rooms right after the start
@@ -474,7 +476,7 @@ def w3_step(kind: str, tmp: Path, rooms: int, per_room: int = 5, seconds: float 
     latencies: list[float] = []
     for room, times in sent.items():
         for reader in received.get(room, []):
-            latencies += [(r - s) * 1000 for r, s in zip(reader, times)]
+            latencies += [(r - s) * 1000 for r, s in zip(reader, times, strict=False)]
             latencies += [math.inf] * max(0, len(times) - len(reader))  # never arrived
     connections = rooms * per_room
     late = sum(1 for x in latencies if x == math.inf) / max(1, len(latencies)) * 100
@@ -515,7 +517,7 @@ def w5(kind: str, tmp: Path, seconds: float = 60.0) -> dict[str, float | str]:
         roles = [("edit", str(c)) for c in W5_EDITED] + [("struct", "5"), ("kernel", str(kernel))]
         outs = [tmp / f"w5-{kind}-{role}-{arg}" for role, arg in roles]
         procs = [spawn("w5", role, url, arg, str(seconds), str(W5_CELLS), str(out), log=log)
-                 for (role, arg), out in zip(roles, outs)]
+                 for (role, arg), out in zip(roles, outs, strict=True)]
         wait_for(lambda: all(ready(o).exists() for o in outs), 120, "W5 clients synced")
         time.sleep(2)  # the join's own writes (a peer's first store rows) settle
         store = gitrtc_store(server) if kind == "gitrtc" else server.extra.get("store")
@@ -677,7 +679,7 @@ def w7_run(kind: str, tmp: Path, stuck: bool, readers: int = 10, paste: int = 1 
         if len(received) < len(sent):
             return {"result": f"a healthy reader got {len(received)}/{len(sent)} updates"}
         pastes.append((received[0] - sent[0]) * 1000)
-        typing += [(r - s) * 1000 for r, s in zip(received[1:], sent[1:])]
+        typing += [(r - s) * 1000 for r, s in zip(received[1:], sent[1:], strict=False)]
     figures: dict[str, float | str] = {"p99 ms": percentile(typing, 0.99), "paste p99 ms": percentile(pastes, 0.99),
                                        "RSS before MB": rss0, "RSS peak MB": peak,
                                        "CPU %": (cpu1 - cpu0) / (t1 - t0) * 100}

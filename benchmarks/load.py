@@ -146,7 +146,7 @@ async def w2_write(url: str, n: str, rate: str, out: str) -> None:
         outgoing: list[bytes] = []
         client.doc.observe(lambda e: outgoing.append(e.update))
         sent = []
-        for i in range(count):
+        for _ in range(count):
             client.text.insert(len(client.text), "x")
             sent.append(time.time())
             await client.ws.send_bytes(protocol.sync_update(outgoing.pop()))
@@ -221,7 +221,7 @@ async def heartbeat(client: Client, interval: float, name: str) -> int:
     """Send the client's awareness state at a random moment within `interval` s, then every `interval` s."""
     import random
 
-    state = {"user": {"name": name, "color": "#%06x" % random.randrange(1 << 24)}}
+    state = {"user": {"name": name, "color": f"#{random.randrange(1 << 24):06x}"}}
     await asyncio.sleep(random.random() * interval)
     while True:
         await client.send_awareness(state)  # the next clock each time
@@ -344,7 +344,8 @@ async def w5(role: str, url: str, arg: str, duration: str, cells: str, out: str)
     """
     import random
 
-    from pycrdt import Map, Text as YText
+    from pycrdt import Map
+    from pycrdt import Text as YText
 
     seconds, want = float(duration), int(cells)
     async with aiohttp.ClientSession() as http:
@@ -364,7 +365,7 @@ async def w5(role: str, url: str, arg: str, duration: str, cells: str, out: str)
             source = ynb.ycells[int(arg)]["source"]
             i = 0
             while time.monotonic() < end:
-                count += await client.edit(lambda: source.insert(len(source), "abcdefghij "[i % 11]))
+                count += await client.edit(lambda: source.insert(len(source), "abcdefghij "[i % 11]))  # noqa: B023 — edit() runs it at once, within this iteration
                 i += 1
                 await asyncio.sleep(max(0.0, start + i / 10 - time.monotonic()))
         elif role == "struct":
@@ -374,14 +375,14 @@ async def w5(role: str, url: str, arg: str, duration: str, cells: str, out: str)
                 n = len(ynb.ycells)
                 if i % 2 == 0:
                     cell = {"cell_type": "markdown", "metadata": {}, "source": f"Inserted cell {i}"}
-                    count += await client.edit(lambda: ynb.ycells.insert(rng.randrange(150, n), ynb.create_ycell(cell)))
+                    count += await client.edit(lambda: ynb.ycells.insert(rng.randrange(150, n), ynb.create_ycell(cell)))  # noqa: B023 — edit() runs it at once, within this iteration
                 else:
                     src, dst = rng.randrange(150, n), rng.randrange(150, n - 1)
 
                     def move() -> None:
-                        value = ynb.get_cell(src)
-                        del ynb.ycells[src]
-                        ynb.ycells.insert(dst, ynb.create_ycell(value))
+                        value = ynb.get_cell(src)  # noqa: B023 — edit() runs move() at once
+                        del ynb.ycells[src]  # noqa: B023 — edit() runs move() at once
+                        ynb.ycells.insert(dst, ynb.create_ycell(value))  # noqa: B023 — edit() runs move() at once
                     count += await client.edit(move)
                 i += 1
                 await asyncio.sleep(max(0.0, start + i * 1.5 - time.monotonic()))
@@ -394,7 +395,7 @@ async def w5(role: str, url: str, arg: str, duration: str, cells: str, out: str)
             while time.monotonic() < end:
                 lines = "".join(f"epoch {line + k:6d}  loss={1 / (line + k + 1):.6f}\n" for k in range(10))
                 line += 10
-                count += await client.edit(lambda: text.insert(len(text), lines))
+                count += await client.edit(lambda: text.insert(len(text), lines))  # noqa: B023 — edit() runs it at once, within this iteration
                 i += 1
                 await asyncio.sleep(max(0.0, start + i / 10 - time.monotonic()))
         finish(out, json.dumps({"count": count}))
@@ -568,7 +569,7 @@ def w7_stuck(url: str, out: str) -> None:
                 ended = "EOF"
                 break
             data += chunk
-    except socket.timeout:
+    except TimeoutError:
         pass
     except ConnectionResetError:
         ended = "reset"

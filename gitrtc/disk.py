@@ -210,7 +210,7 @@ class DiskSync:
             return
         paths = list(self.files)
         stats = await asyncio.get_running_loop().run_in_executor(_DISK, _poll, self.workdir, paths)
-        for path, stat in zip(paths, stats):
+        for path, stat in zip(paths, stats, strict=True):
             if stat == self.files[path].seen:
                 continue  # the common case, without a coroutine per file
             try:

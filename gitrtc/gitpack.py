@@ -31,7 +31,7 @@ def store_blobs(repo: pygit2.Repository, blobs: list[bytes]) -> list[pygit2.Oid]
     if objects is None:
         return [repo.create_blob(data) for data in blobs]
     ids = [_blob_id(data) for data in blobs]
-    write_pack(os.path.join(objects, "pack"), dict(zip(ids, blobs)))  # the same bytes twice: one entry
+    write_pack(os.path.join(objects, "pack"), dict(zip(ids, blobs, strict=True)))  # the same bytes twice: one entry
     return [pygit2.Oid(raw=blob_id) for blob_id in ids]
 
 
@@ -63,7 +63,8 @@ def _index(entries: list[tuple[bytes, int, int]], checksum: bytes) -> bytes:
     for count in counts:
         total += count
         fanout.append(total)
-    small, large = [], []
+    small: list[int] = []
+    large: list[int] = []
     for _, _, offset in entries:
         if offset < _LARGE_OFFSET:
             small.append(offset)
@@ -101,7 +102,7 @@ def _blob_id(data: bytes) -> bytes:
     return digest.digest()
 
 
-def _place(folder: str, data: bytes, target: str) -> None:
+def _place(folder: str, data: bytes | bytearray, target: str) -> None:
     """Write a read-only file whole under a temporary name, then give it its name."""
     fd, tmp = tempfile.mkstemp(prefix="tmp_pack_", dir=folder)
     try:
@@ -122,8 +123,10 @@ def _objects_dir(repo: pygit2.Repository) -> str | None:
     safe choice: SHA-256 repositories, shared repositories (their own file modes), and an
     object folder moved by the environment."""
     config = repo.config
-    if "extensions.objectformat" in config and config["extensions.objectformat"].lower() != "sha1":
-        return None
+    if "extensions.objectformat" in config:
+        object_format = config["extensions.objectformat"]
+        if object_format is None or object_format.lower() != "sha1":
+            return None
     if "core.sharedrepository" in config or os.environ.get("GIT_OBJECT_DIRECTORY"):
         return None
     gitdir = repo.path

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 from pathlib import Path
+from typing import Any
 
 from pycrdt import Doc
 
@@ -26,7 +27,7 @@ async def stored_changes(store: Store, problems: list[str] | None = None) -> dic
     for room, path, _kind, original in await store.files():
         if room not in touched or room not in kinds:
             continue
-        doc = Doc()
+        doc: Doc[Any] = Doc()
         for update in await store.updates(room):
             doc.apply_update(update)
         try:

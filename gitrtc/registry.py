@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from pycrdt import Doc, Map
 
@@ -72,7 +73,7 @@ class RoomRegistry:
 
     async def _load(self, name: str) -> Room:
         entry = self.files.get(name)
-        doc = Doc()
+        doc: Doc[Any] = Doc()
         room = Room(name, entry.path if entry else None, entry.kind if entry else "session",
                     doc, self.store, self._on_change)
         room.requests = self.requests
@@ -110,7 +111,7 @@ class RoomRegistry:
             raise DocumentError(f"{entry.path}: stored as {entry.kind}, now reads as {codec.kind}")
         return codec
 
-    def _init_session_doc(self, doc: Doc) -> None:
+    def _init_session_doc(self, doc: Doc[Any]) -> None:
         info = doc.get("session", type=Map)
         info["session"] = self.manifest.session
         info["branch"] = self.info.branch_name

@@ -132,11 +132,11 @@ def lstat(root: StrPath, rel: str) -> os.stat_result | None:
         os.close(folder)
 
 
-def lstat_all(root: StrPath, rels: Sequence[str]) -> list[os.stat_result | None | UnsafePathError]:
+def lstat_all(root: StrPath, rels: Sequence[str]) -> list[os.stat_result | UnsafePathError | None]:
     """`lstat` of many paths at once (the watcher's poll): each folder is opened once, and
     a path whose folder is a link gets its `UnsafePathError` instead of a stat."""
     opened: dict[str, int | str | None] = {}  # folder → descriptor, the linked folder above, or None
-    out: list[os.stat_result | None | UnsafePathError] = []
+    out: list[os.stat_result | UnsafePathError | None] = []
     opened[""] = os.open(root, _ROOT)
     try:
         for rel in rels:

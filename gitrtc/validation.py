@@ -29,7 +29,6 @@ import logging
 import math
 import warnings
 from bisect import bisect_right
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from pycrdt import Array, Doc, Map, Text
@@ -132,7 +131,7 @@ class ItemIndex:
 
     def items(self) -> list[tuple[int, int, int, Place]]:
         """Every (client, start, end, place) recorded."""
-        return [(c, s, e, p) for c, (ss, es, ps) in self._clients.items() for s, e, p in zip(ss, es, ps)]
+        return [(c, s, e, p) for c, (ss, es, ps) in self._clients.items() for s, e, p in zip(ss, es, ps, strict=True)]
 
 
 class Checked(NamedTuple):
@@ -148,7 +147,7 @@ class DocumentGuard:
     """One shared file's document: checks its clients' updates against the limits (see
     the module docstring) and renders it for write-back, checked."""
 
-    def __init__(self, doc: Doc, codec: Codec, path: str) -> None:
+    def __init__(self, doc: Doc[Any], codec: Codec, path: str) -> None:
         self.doc = doc
         self.codec = codec
         self.path = path
@@ -273,7 +272,7 @@ class DocumentGuard:
                                 "shared files: not written, kept in the session store")
         return data
 
-    def _notebook_problem(self, doc: Doc) -> str | None:
+    def _notebook_problem(self, doc: Doc[Any]) -> str | None:
         """Why a would-be notebook `doc` may not be accepted (None if it may)."""
         codec: Any = self.codec
         try:
@@ -311,8 +310,8 @@ class DocumentGuard:
         if self._size_bound + growth > self.max_bytes:
             raise RejectedEditError(f"the file would grow past the {self.max_bytes}-byte limit for shared files")
 
-    def _would_be(self, update: bytes) -> Doc:
-        scratch = Doc()
+    def _would_be(self, update: bytes) -> Doc[Any]:
+        scratch: Doc[Any] = Doc()
         scratch.apply_update(self.doc.get_update())
         scratch.apply_update(update)
         return scratch
@@ -381,7 +380,7 @@ class DocumentGuard:
 # --- checking what a document renders to ------------------------------------------------
 
 
-def layout_problem(doc: Doc) -> str | None:
+def layout_problem(doc: Doc[Any]) -> str | None:
     """Why a notebook document does not have the `YNotebook` layout editors rely on (cells
     are maps, a cell's source is a text, its metadata a map, a code cell's outputs an
     array), or None: a cell of another shape would break every participant's view of it."""

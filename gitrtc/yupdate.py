@@ -57,7 +57,7 @@ class Update(NamedTuple):
 
 
 class _Reader:
-    __slots__ = ("data", "pos", "max_depth")
+    __slots__ = ("data", "max_depth", "pos")
 
     def __init__(self, data: bytes, max_depth: int) -> None:
         self.data = data

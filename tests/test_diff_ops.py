@@ -16,9 +16,9 @@ from nbdime.nbmergeapp import _build_arg_parser
 from nbformat.v4.rwbase import rejoin_lines
 
 from gitrtc.documents import open_codec
-from gitrtc.errors import DocumentError
 from gitrtc.documents.notebook_ops import cell_script, normalized, output_script
 from gitrtc.documents.text_ops import apply_text, rebase_text, text_edits
+from gitrtc.errors import DocumentError
 
 from .corpus import corpus_names, nbdime_file, nbdime_triples
 

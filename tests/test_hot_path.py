@@ -12,8 +12,8 @@ import pytest
 from pycrdt import Doc, Text
 
 from gitrtc.errors import StoreError
-from gitrtc.origins import Participant
 from gitrtc.limits import DEFAULT, Limits
+from gitrtc.origins import Participant
 from gitrtc.store import Store, encode_row, pack, unpack
 
 from .conftest import FILES, Live

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from pycrdt import Text
 
-from gitrtc import disk as disk_module
 from gitrtc import safefs
 from gitrtc.limits import Limits
 

@@ -15,10 +15,9 @@ import pytest
 from pycrdt import Map, Text
 
 from gitrtc import protocol
-from gitrtc.server import guard
-
 from gitrtc.launch import Plan, prepare
 from gitrtc.limits import Limits
+from gitrtc.server import guard
 from gitrtc.server.app import serve
 
 from .conftest import Live, live_session

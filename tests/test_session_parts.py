@@ -12,7 +12,16 @@ import pytest
 from pycrdt import Text
 
 from gitrtc import protocol
-from gitrtc.origins import ClientEdit, DiskLoad, DiskMerge, Participant, ServerEdit, StoreReplay, credit_for, dirties_disk
+from gitrtc.origins import (
+    ClientEdit,
+    DiskLoad,
+    DiskMerge,
+    Participant,
+    ServerEdit,
+    StoreReplay,
+    credit_for,
+    dirties_disk,
+)
 
 from .conftest import Live
 from .support import async_wait_until

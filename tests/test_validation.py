@@ -55,7 +55,7 @@ async def test_edits_that_would_make_a_notebook_unwritable_are_refused_for_their
         for what, bad in bad_edits.items():
             before = len(editor.auth_messages)
             bad(meta, cells)
-            await async_wait_until(lambda: len(editor.auth_messages) > before, what=f"the refusal of {what}")
+            await async_wait_until(lambda: len(editor.auth_messages) > before, what=f"the refusal of {what}")  # noqa: B023 — awaited here
             assert denied_reasons(editor)[-1].startswith("invalid-edit: "), what
         before = len(editor.auth_messages)
         typeless = next(c for c in cells if isinstance(c, Map) and "cell_type" not in c)

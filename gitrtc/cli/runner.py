@@ -24,7 +24,6 @@ from ..server import serving
 from ..session import EndResult, Session
 from .panel import SessionPanel, print_intro, print_result
 
-
 DEFAULT_PORT = 8765
 
 
@@ -128,7 +127,7 @@ async def _publish(session: Session, options: Options, port: int, control_socket
         "owner_token": tokens["owner"],
         "control_url": f"{scheme}://{control_host(options.host)}:{port}",
         **({"socket": control_socket} if control_socket else {}),
-        **({"certfile": os.path.abspath(options.certfile)} if options.certfile else {}),
+        **({"certfile": os.path.abspath(options.certfile)} if options.certfile else {}),  # noqa: ASYNC240 — once at startup, not a hot path
         "epoch": session.manifest.epoch,
         "branch": session.info.branch_name,
         "files": [f.path for f in session.manifest.files],

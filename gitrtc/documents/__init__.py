@@ -14,7 +14,7 @@ GIL while it encodes or applies a document, so a huge document would stall every
 
 from __future__ import annotations
 
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import pycrdt
 
@@ -22,7 +22,7 @@ from ..errors import NotShareableError
 from .notebook import NotebookCodec
 from .text import TextCodec, decode_text
 
-__all__ = ["Codec", "Kind", "MAX_FILE_BYTES", "NotebookCodec", "TextCodec", "open_codec"]
+__all__ = ["MAX_FILE_BYTES", "Codec", "Kind", "NotebookCodec", "TextCodec", "open_codec"]
 
 Kind = Literal["text", "notebook"]
 
@@ -37,15 +37,15 @@ class Codec(Protocol):
     warnings: list[str]
     """Non-fatal notes to show the user (e.g. "does not validate: …")."""
 
-    def load_into(self, doc: pycrdt.Doc, origin: object) -> None:
+    def load_into(self, doc: pycrdt.Doc[Any], origin: object) -> None:
         """Fill an EMPTY doc from the file, in one transaction with `origin`."""
         ...
 
-    def dump(self, doc: pycrdt.Doc) -> bytes:
+    def dump(self, doc: pycrdt.Doc[Any]) -> bytes:
         """The file bytes the doc stands for."""
         ...
 
-    def apply_file(self, doc: pycrdt.Doc, data: bytes, origin: object, base: bytes | None = None) -> bool:
+    def apply_file(self, doc: pycrdt.Doc[Any], data: bytes, origin: object, base: bytes | None = None) -> bool:
         """Apply a new version of the file as minimal operations (one transaction); True if the doc changed.
 
         Without `base` the doc becomes the file (edits it got that the file lacks are

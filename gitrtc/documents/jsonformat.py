@@ -14,15 +14,19 @@ by value (`5 == 5.0`, since Yjs stores every number as a float), booleans are no
 from __future__ import annotations
 
 import json
+import json.decoder
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from difflib import SequenceMatcher
-from json.decoder import scanstring
 from json.scanner import NUMBER_RE
 from typing import Any
 
-__all__ = ["Node", "Parsed", "Style", "parse", "dumps_like", "sem_equal", "restore", "align", "intify"]
+__all__ = ["Node", "Parsed", "Style", "align", "dumps_like", "intify", "parse", "restore", "sem_equal"]
+
+# the C string scanner json itself uses; typeshed does not declare it
+scanstring: Callable[[str, int, bool], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
 
 _WS = re.compile(r"[ \t\n\r]*")
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -146,6 +150,7 @@ def _value(st: _State, pos: int) -> Node:
     if pos >= len(s):
         raise json.JSONDecodeError("Expecting value", s, pos)
     c = s[pos]
+    value: Any
     if c == '"':
         value, end = scanstring(s, pos + 1, True)
         if s.find("\\u", pos, end) != -1 and _SURROGATE.search(value):
@@ -281,9 +286,9 @@ def sem_equal(a: Any, b: Any) -> bool:
         if tb not in (int, float):
             return False
         if ta is int and tb is float and abs(a) > _MAX_EXACT_FLOAT_INT:
-            return float(a) == b
+            return bool(float(a) == b)
         if tb is int and ta is float and abs(b) > _MAX_EXACT_FLOAT_INT:
-            return a == float(b)
+            return bool(a == float(b))
         return bool(a == b) or (a != a and b != b)
     if ta is dict:
         if tb is not dict or len(a) != len(b):
@@ -348,7 +353,7 @@ def restore(original: Any, new: Any) -> Any:
         return {k: restore(old.get(k, _MISSING), new[k]) for k in keys}
     if type(new) is list:
         old_list = original if type(original) is list else []
-        return [restore(old_list[i] if i is not None else _MISSING, v) for i, v in zip(align(old_list, new), new)]
+        return [restore(old_list[i] if i is not None else _MISSING, v) for i, v in zip(align(old_list, new), new, strict=True)]
     if type(new) is float and new.is_integer() and type(original) is not float and abs(new) <= _MAX_EXACT_FLOAT_INT:
         return int(new)
     return new
@@ -415,7 +420,7 @@ def _emit_list(p: Parsed, old: Node | None, new: list[Any], depth: int) -> str:
     children = old.children if old is not None and old.children is not None else []
     pairs = align(old.value, new) if old is not None else [None] * len(new)
     parts = []
-    for n, (i, item) in enumerate(zip(pairs, new)):
+    for n, (i, item) in enumerate(zip(pairs, new, strict=True)):
         child = children[i] if i is not None else None
         parts.append((first if n == 0 else later) + _emit(p, child, item, depth + 1))
     return "[" + (comma + ",").join(parts) + close + "]"

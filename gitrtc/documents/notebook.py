@@ -83,7 +83,7 @@ class NotebookCodec:
 
     # --- file → doc ---------------------------------------------------------------
 
-    def load_into(self, doc: pycrdt.Doc, origin: object) -> None:
+    def load_into(self, doc: pycrdt.Doc[Any], origin: object) -> None:
         """Fill an empty doc with the notebook, in one transaction with `origin`."""
         ymeta, ycells = _roots(doc)
         if len(ymeta) or len(ycells):
@@ -97,11 +97,11 @@ class NotebookCodec:
                     ymeta[key] = item
             if "metadata" not in value:
                 ymeta["metadata"] = pycrdt.Map()
-            ycells.extend([notebook_ops.ycell_from_dict(cell, cid) for cell, cid in zip(value["cells"], self._ids)])
+            ycells.extend([notebook_ops.ycell_from_dict(cell, cid) for cell, cid in zip(value["cells"], self._ids, strict=True)])
 
     # --- doc → file ---------------------------------------------------------------
 
-    def dump(self, doc: pycrdt.Doc) -> bytes:
+    def dump(self, doc: pycrdt.Doc[Any]) -> bytes:
         """The notebook file bytes the doc stands for (original bytes if untouched)."""
         return self.dump_value(self.file_value(doc))
 
@@ -109,7 +109,7 @@ class NotebookCodec:
         """The file bytes of a notebook value from `file_value` (written like the file)."""
         return dumps_like(self._ref.parsed, value).encode("utf-8")
 
-    def file_value(self, doc: pycrdt.Doc) -> dict[str, Any]:
+    def file_value(self, doc: pycrdt.Doc[Any]) -> dict[str, Any]:
         """The notebook as the JSON value `dump` writes: file ids, the file's multiline forms,
         numbers as Yjs holds them (floats; `dump` writes ints where the file had ints)."""
         ymeta, ycells = _roots(doc)
@@ -170,14 +170,15 @@ class NotebookCodec:
 
     # --- a new version of the file ------------------------------------------------
 
-    def apply_file(self, doc: pycrdt.Doc, data: bytes, origin: object, base: bytes | None = None) -> bool:
+    def apply_file(self, doc: pycrdt.Doc[Any], data: bytes, origin: object, base: bytes | None = None) -> bool:
         """Apply a new version of the file as minimal YNotebook operations; True if the doc changed.
 
         Without `base` the doc becomes the new file. With `base` (the file as the doc last
         agreed with it, e.g. the bytes last written) only the change base → data is
         brought in (nbdime three-way merge; a cell source both changed keeps both edits,
-        other conflicts go to the file): edits the doc got since are kept. DocumentError (one line, doc unchanged) if the bytes are not a
-        notebook we can share. Afterwards the doc is written like the new file.
+        other conflicts go to the file): edits the doc got since are kept. DocumentError
+        (one line, doc unchanged) if the bytes are not a notebook we can share. Afterwards
+        the doc is written like the new file.
         """
         parsed = self._parse_new(data)
         current = self.file_value(doc)
@@ -209,7 +210,7 @@ def _choose_id(cell: dict[str, Any], current: str | None, taken: set[str]) -> st
     return f"rtc-{secrets.token_hex(8)}-0"
 
 
-def _roots(doc: pycrdt.Doc) -> tuple[pycrdt.Map, pycrdt.Array]:
+def _roots(doc: pycrdt.Doc[Any]) -> tuple[pycrdt.Map[Any], pycrdt.Array[Any]]:
     doc.get("state", type=pycrdt.Map)
     return doc.get("meta", type=pycrdt.Map), doc.get("cells", type=pycrdt.Array)
 
@@ -318,7 +319,7 @@ def _reference(path: str, parsed: Parsed, ids: list[str]) -> _Reference:
     cells: list[dict[str, Any]] = parsed.value["cells"]
     by_id: dict[str, dict[str, Any]] = {}
     synthetic: dict[str, Any] = {}
-    for cell, doc_id in zip(cells, ids):
+    for cell, doc_id in zip(cells, ids, strict=False):
         file_id = cell.get("id", _MISSING)
         if file_id != doc_id:
             synthetic[doc_id] = file_id

@@ -60,7 +60,7 @@ def joined(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-def youtput_from_dict(output: dict[str, Any]) -> Map:
+def youtput_from_dict(output: dict[str, Any]) -> Map[Any]:
     """An output as jupyter_ydoc lays it out: a Map, a stream's `text` as Text."""
     fields = dict(output)
     if fields.get("output_type") == "stream" and "text" in fields:
@@ -68,7 +68,7 @@ def youtput_from_dict(output: dict[str, Any]) -> Map:
     return Map(fields)
 
 
-def ycell_from_dict(cell: dict[str, Any], cell_id: str) -> Map:
+def ycell_from_dict(cell: dict[str, Any], cell_id: str) -> Map[Any]:
     """A cell as jupyter_ydoc's `YNotebook.create_ycell` lays it out, but keeping every field.
 
     `id`, `cell_type`, `source` (Text), `metadata` (Map), code cells' `outputs` (Array of
@@ -192,7 +192,7 @@ def _edited_in_place(old: list[Any], new: list[Any]) -> bool:
     """Whether a changed block is the same cells edited (same count, types and ids)."""
     if len(old) != len(new):
         return False
-    for x, y in zip(old, new):
+    for x, y in zip(old, new, strict=True):
         if x.get("cell_type") != y.get("cell_type"):
             return False
         if x.get("id") != y.get("id") and (len(old) > 1 or ("id" in x and "id" in y)):
@@ -286,7 +286,7 @@ IdChooser = Callable[[dict[str, Any], "str | None", set[str]], str]
 a cell) and the ids already taken."""
 
 
-def apply_notebook(ymeta: Map, ycells: Array, current: dict[str, Any], new: dict[str, Any], choose_id: IdChooser) -> bool:
+def apply_notebook(ymeta: Map[Any], ycells: Array[Any], current: dict[str, Any], new: dict[str, Any], choose_id: IdChooser) -> bool:
     """Turn the doc (whose file view is `current`) into `new`; True if anything changed.
 
     `current["cells"][i]` must describe `ycells[i]`. Call inside one transaction.
@@ -331,7 +331,7 @@ def apply_notebook(ymeta: Map, ycells: Array, current: dict[str, Any], new: dict
     return changed
 
 
-def _final_ids(script: list[Step], ycells: Array, raw_cells: list[dict[str, Any]], choose_id: IdChooser) -> list[str]:
+def _final_ids(script: list[Step], ycells: Array[Any], raw_cells: list[dict[str, Any]], choose_id: IdChooser) -> list[str]:
     """The doc id of every cell of the new file: kept cells keep theirs, then patched, then inserted."""
     ids: list[str] = [""] * len(raw_cells)
     taken: set[str] = set()
@@ -350,7 +350,7 @@ def _final_ids(script: list[Step], ycells: Array, raw_cells: list[dict[str, Any]
     return ids
 
 
-def _apply_meta(ymeta: Map, cur: Any, new: Any, raw: dict[str, Any]) -> bool:
+def _apply_meta(ymeta: Map[Any], cur: Any, new: Any, raw: dict[str, Any]) -> bool:
     changed = False
     for key in sorted(set(cur) | set(raw)):
         if key in ("cells", "metadata"):
@@ -368,7 +368,7 @@ def _apply_meta(ymeta: Map, cur: Any, new: Any, raw: dict[str, Any]) -> bool:
     return _sync_map(ymetadata, cur.metadata, new.metadata, raw.get("metadata") or {}) or changed
 
 
-def _sync_map(ymap: Map, cur: dict[str, Any], new: dict[str, Any], raw: dict[str, Any]) -> bool:
+def _sync_map(ymap: Map[Any], cur: dict[str, Any], new: dict[str, Any], raw: dict[str, Any]) -> bool:
     """Set the keys whose value changed, delete the keys that are gone."""
     changed = False
     for key in cur:
@@ -382,7 +382,7 @@ def _sync_map(ymap: Map, cur: dict[str, Any], new: dict[str, Any], raw: dict[str
     return changed
 
 
-def _patch_cell(ycell: Map, cur: Any, new: Any, raw: dict[str, Any], outputs: list[Step]) -> bool:
+def _patch_cell(ycell: Map[Any], cur: Any, new: Any, raw: dict[str, Any], outputs: list[Step]) -> bool:
     changed = False
     for key in sorted(set(cur) | set(new)):
         if key in ("id", "execution_state", "cell_type"):
@@ -417,7 +417,7 @@ def _layout_value(key: str, value: Any, cell_type: str | None) -> Any:
     return value
 
 
-def _patch_outputs(youtputs: Array, cur: list[Any], new: list[Any], raw: list[Any], script: list[Step]) -> bool:
+def _patch_outputs(youtputs: Array[Any], cur: list[Any], new: list[Any], raw: list[Any], script: list[Step]) -> bool:
     changed = False
     pos = 0
     for step in script:
@@ -442,7 +442,7 @@ def _patch_outputs(youtputs: Array, cur: list[Any], new: list[Any], raw: list[An
     return changed
 
 
-def _patch_output(yout: Map, cur: Any, new: Any, raw: dict[str, Any]) -> bool:
+def _patch_output(yout: Map[Any], cur: Any, new: Any, raw: dict[str, Any]) -> bool:
     changed = False
     for key in sorted(set(cur) | set(new)):
         c, n = cur.get(key, _MISSING), new.get(key, _MISSING)

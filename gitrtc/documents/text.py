@@ -6,7 +6,7 @@ CRLF, no trailing newline stays none. `dump` of an untouched doc is the original
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import pycrdt
 
@@ -40,7 +40,7 @@ class TextCodec:
         self.warnings: list[str] = []
         self._text = decode_text(path, data, max_bytes)
 
-    def load_into(self, doc: pycrdt.Doc, origin: object) -> None:
+    def load_into(self, doc: pycrdt.Doc[Any], origin: object) -> None:
         """Fill an empty doc with the file's text, in one transaction with `origin`."""
         source = _roots(doc)
         if len(source):
@@ -49,11 +49,11 @@ class TextCodec:
             if self._text:
                 source += self._text
 
-    def dump(self, doc: pycrdt.Doc) -> bytes:
+    def dump(self, doc: pycrdt.Doc[Any]) -> bytes:
         """The file bytes the doc stands for."""
         return str(_roots(doc)).encode("utf-8")
 
-    def apply_file(self, doc: pycrdt.Doc, data: bytes, origin: object, base: bytes | None = None) -> bool:
+    def apply_file(self, doc: pycrdt.Doc[Any], data: bytes, origin: object, base: bytes | None = None) -> bool:
         """Apply a new version of the file as minimal text edits; True if the doc changed.
 
         Without `base` the doc becomes the new text. With `base` (the file as the doc last
@@ -74,6 +74,6 @@ class TextCodec:
             raise DocumentError(str(exc)) from None
 
 
-def _roots(doc: pycrdt.Doc) -> pycrdt.Text:
+def _roots(doc: pycrdt.Doc[Any]) -> pycrdt.Text:
     doc.get("state", type=pycrdt.Map)
     return doc.get("source", type=pycrdt.Text)

@@ -15,7 +15,7 @@ from itertools import accumulate
 
 import pycrdt
 
-__all__ = ["apply_text", "rebased", "rebase_edits", "rebase_text", "text_edits"]
+__all__ = ["apply_text", "rebase_edits", "rebase_text", "rebased", "text_edits"]
 
 #: Above this many code points (both sides of a changed region together) a character
 #: diff (difflib, quadratic in the worst case) is not attempted; lines, then words first.
