@@ -35,7 +35,15 @@ async def _run(mirror: Mirror, console: Console) -> dict[str, Any]:
         return await mirror.run()
 
 
-@cli.command()
+EXAMPLES = """
+\b
+Examples:
+  rtc join 'http://host:8765/#t=TOKEN'           mirror the session into this checkout
+  rtc join 'http://host:8765/#t=TOKEN' ../copy   …into another folder
+"""
+
+
+@cli.command(short_help="Mirror a session into a folder.", epilog=EXAMPLES)
 @click.argument("url")
 @click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--name", help="Your name for presence and co-authorship (default: git config user.name).")

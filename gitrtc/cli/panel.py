@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..session import EndResult, SessionSnapshot
+from ..words import plural
 
 if TYPE_CHECKING:
     from ..mirror import Mirror
@@ -28,7 +29,7 @@ class SessionPanel:
         s = self.snapshot()
         head = Text.assemble(
             ("● ", "green"), (f"session {s.session}", "bold"),
-            f"  on {s.branch}  serving {len(s.files)} files",
+            f"  on {s.branch}  serving {plural(len(s.files), 'file')}",
             ("  (resumed)" if s.resumed else "", "yellow"),
             ("  persistent" if s.persistent else "", "cyan"),
             ("  code runs here (--kernels)" if s.kernels else "", "magenta"),
@@ -59,10 +60,10 @@ class SessionPanel:
 
 def print_intro(console: Console, s: SessionSnapshot, notes: list[str]) -> None:
     """The plain (non-live) start lines: URLs, skipped files, notes."""
-    console.print(f"● session {s.session}  serving {len(s.files)} files  {s.url}"
+    console.print(f"● session {s.session}  serving {plural(len(s.files), 'file')}  {s.url}"
                   f"   (read-only: {s.readonly_url})", highlight=False, soft_wrap=True)
     for note in notes:
-        console.print(f"  {note}", style="yellow", highlight=False)
+        console.print(f"  {note}", style="yellow", highlight=False, soft_wrap=True)
     for path, reason in s.skipped:
         console.print(f"  skipped {path}: {reason}", style="yellow", highlight=False)
     for path, warning in s.warnings:
@@ -72,10 +73,9 @@ def print_intro(console: Console, s: SessionSnapshot, notes: list[str]) -> None:
 def print_result(console: Console, result: EndResult) -> None:
     """The final summary: the commit, or why there is none."""
     if result.commit:
-        coauthors = f"{len(result.coauthors)} co-author{'s' if len(result.coauthors) != 1 else ''}"
         console.print(
             f"✓ 1 commit on {result.branch}  {result.commit[:7]}  "
-            f"({coauthors}, {len(result.files)} file{'s' if len(result.files) != 1 else ''})",
+            f"({plural(len(result.coauthors), 'co-author')}, {plural(len(result.files), 'file')})",
             style="green", highlight=False,
         )
         for line in result.coauthors:

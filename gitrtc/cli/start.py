@@ -11,7 +11,18 @@ from rich.console import Console
 from .main import cli, user_errors
 
 
-@cli.command()
+EXAMPLES = """
+\b
+Examples:
+  rtc start                          share this folder's files; Ctrl-C ends with one commit
+  rtc start notes.md data/           share a file and a folder
+  rtc start --persistent             keep the session across restarts (rtc stop ends it)
+  rtc start --host 0.0.0.0 --certfile cert.pem --keyfile key.pem
+                                     share beyond this machine, over TLS
+"""
+
+
+@cli.command(short_help="Share files live; end with one commit.", epilog=EXAMPLES)
 @click.argument("paths", nargs=-1, type=click.Path(path_type=str))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535),
