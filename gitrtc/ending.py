@@ -211,7 +211,8 @@ class Ending:
             await asyncio.to_thread(save_aside, folder / path, data)
             self._event(f"{path} is a symbolic link on disk: committed as a link; the session's version "
                        f"is kept in {folder / path}")
-        became = "1 file became a symbolic link" if len(versions) == 1 else f"{len(versions)} files became symbolic links"
+        became = ("1 file became a symbolic link" if len(versions) == 1
+                  else f"{len(versions)} files became symbolic links")
         return f" ({became}: the session's versions are kept in {folder})"
 
     async def _committed(self, commit: str, changes: dict[str, bytes]) -> None:

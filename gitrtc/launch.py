@@ -18,8 +18,7 @@ from typing import IO
 
 from . import git, safefs
 from .documents import open_codec
-from .errors import (NoSessionError, NotShareableError, PathError, SessionRunningError, StoreError,
-                     UnsafePathError)
+from .errors import NoSessionError, NotShareableError, PathError, SessionRunningError, StoreError, UnsafePathError
 from .limits import DEFAULT, Limits
 from .manifest import FileEntry, Manifest
 from .session import Session, store_path

@@ -40,7 +40,7 @@ MAX_HEAD_LINE = 65536
 def running_session(cwd: StrPath) -> dict[str, Any]:
     """The live session's `session.json`, or `NoSessionError` (found by walking up to `.git`
     without loading git itself, so `rtc stop` and `rtc status` answer at once)."""
-    gitdir = find_gitdir(cwd)
+    gitdir: StrPath | None = find_gitdir(cwd)
     if gitdir is None:
         from pathlib import Path
 
@@ -188,6 +188,6 @@ def stop_session(message: str | None, no_commit: bool, onto_branch: str | None) 
     if not result.get("ended", True):
         raise CommitError(result.get("message") or result.get("error") or "the commit failed")
     if result.get("commit"):
-        return result["commit"], (f"✓ 1 commit on {result['branch']}  ({plural(len(result['coauthors']), 'co-author')}, "
-                                  f"{plural(len(result['files']), 'file')})")
+        counts = f"{plural(len(result['coauthors']), 'co-author')}, {plural(len(result['files']), 'file')}"
+        return result["commit"], f"✓ 1 commit on {result['branch']}  ({counts})"
     return None, f"✓ session ended: {result.get('message')}"

@@ -280,7 +280,7 @@ def test_ctrl_c_leaves_no_stray_border_of_the_live_panel(tmp_path: Path) -> None
         return bool(chunk)
 
     try:
-        wait_until(lambda: not read(0.05) or b"gitrtc" in output and (repo / ".git/rtc/session.json").exists(),
+        wait_until(lambda: not read(0.05) or (b"gitrtc" in output and (repo / ".git/rtc/session.json").exists()),
                    what="the live panel")
         settled = time.monotonic() + 1.0  # a refresh or two of the panel (4 a second)
         while time.monotonic() < settled:

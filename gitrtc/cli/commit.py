@@ -10,7 +10,6 @@ from ..errors import CommitError
 from ..ownerapi import call, running_session
 from .main import cli, user_errors
 
-
 EXAMPLES = """
 \b
 Examples:

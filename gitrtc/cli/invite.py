@@ -9,7 +9,6 @@ import click
 from ..ownerapi import call, running_session
 from .main import cli, user_errors
 
-
 EXAMPLES = """
 \b
 Examples:

@@ -10,7 +10,6 @@ from ..ownerapi import call, running_session
 from ..words import plural
 from .main import cli, user_errors
 
-
 EXAMPLES = """
 \b
 Examples:

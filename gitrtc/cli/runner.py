@@ -28,7 +28,6 @@ from ..server import serving
 from ..session import EndResult, Session
 from .panel import SessionPanel, print_intro, print_result
 
-
 DEFAULT_PORT = 8765
 
 

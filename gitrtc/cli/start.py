@@ -10,7 +10,6 @@ from rich.console import Console
 
 from .main import cli, user_errors
 
-
 EXAMPLES = """
 \b
 Examples:
@@ -34,15 +33,16 @@ Examples:
 @click.option("--persistent", is_flag=True,
               help="Keep the session across restarts: Ctrl-C pauses it, rtc commit records, rtc stop ends it.")
 @click.option("--kernels", is_flag=True,
-              help="Let participants run notebooks' code, in kernels on this machine (rtc invite --no-run excepts someone).")
+              help="Let participants run notebooks' code, in kernels on this machine "
+                   "(rtc invite --no-run excepts someone).")
 @click.option("--certfile", type=click.Path(exists=True, dir_okay=False), help="TLS certificate (PEM).")
 @click.option("--keyfile", type=click.Path(exists=True, dir_okay=False), help="TLS private key (PEM).")
 @user_errors
 def start(paths: tuple[str, ...], host: str, port: int | None, message: str | None, no_open: bool,
           fresh: bool, persistent: bool, kernels: bool, certfile: str | None, keyfile: str | None) -> None:
     """Share PATHs (files or folders; default: this folder) live, then commit once."""
-    from ..launch import Plan  # imported here: `rtc stop`/`status` need not load the codecs
     from .. import eventloop
+    from ..launch import Plan  # imported here: `rtc stop`/`status` need not load the codecs
     from .runner import Options, run
 
     console = Console(highlight=False)

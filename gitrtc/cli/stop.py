@@ -7,7 +7,6 @@ import click
 from ..ownerapi import stop_session
 from .main import cli, user_errors
 
-
 EXAMPLES = """
 \b
 Examples:

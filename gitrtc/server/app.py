@@ -18,8 +18,8 @@ from aiohttp.typedefs import Handler
 from ..errors import BadRequestError, PortBusyError, RtcError, UnknownRoomError
 from ..session import EndResult, Session
 from . import guard, views
-from .control_socket import remove_control_socket, serve_control_socket
 from .auth import require_role
+from .control_socket import remove_control_socket, serve_control_socket
 from .ws import room_socket
 
 log = logging.getLogger(__name__)
