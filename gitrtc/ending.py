@@ -140,7 +140,7 @@ class Ending:
             await asyncio.gather(*(r.close_all(RestartingError.close_code, "server restarting: reconnect")
                                    for r in self.registry.rooms.values()))
             return EndResult(None, self.info.branch_name, (), (),
-                             "persistent session paused: rtc start resumes it with the same links",
+                             "persistent session paused: rtc start resumes it with the same links, rtc stop ends it",
                              False, paused=True)
 
     async def _commit(self, message: str | None, onto_branch: str | None,

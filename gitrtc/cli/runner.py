@@ -120,20 +120,23 @@ async def _listen(stack: contextlib.AsyncExitStack, session: Session, options: O
     control = sessionfile.control_socket(session.info.gitdir)
     own = session.manifest.port
     wanted = options.port if options.port is not None else (own or DEFAULT_PORT)
-    tries = 1 if options.port is not None else PORT_TRIES
-    for port in range(wanted, min(wanted + tries, 65536)):
+    last = wanted if options.port is not None else min(wanted + PORT_TRIES, 65536) - 1
+    for port in range(wanted, last + 1):
         try:
             bound, served = await stack.enter_async_context(
                 serving(session, options.host, port, options.certfile, options.keyfile, control))
-        except PortBusyError:
-            if port + 1 >= min(wanted + tries, 65536):
+        except PortBusyError as exc:
+            if port < last:
+                continue
+            if last == wanted:
                 raise
-            continue
+            raise PortBusyError(f"cannot listen on {options.host}: ports {wanted} to {last} are all taken: "
+                                "choose a --port (0 = any free one)", port) from exc
         if port != wanted:
             if own and options.port is None:
                 notes.append(f"port {wanted}, which this session's links use, is taken by another program: "
-                             f"serving on {bound}, so the links changed (stop that program and restart "
-                             f"to get the old links back)")
+                             f"serving on {bound}, so the links changed: share the new ones (a later "
+                             f"rtc start --port {wanted} takes the old port back)")
             else:
                 notes.append(f"port {wanted} is taken by another program: serving on {bound}")
         return bound, served
