@@ -29,9 +29,9 @@ async def _run(mirror: Mirror, console: Console) -> dict[str, Any]:
     """Run the mirror, with the live panel when the terminal can show one."""
     if not console.is_terminal:
         return await mirror.run()
-    from .panel import MirrorPanel
+    from .panel import MirrorPanel, quiet_terminal
 
-    with Live(MirrorPanel(mirror), console=console, refresh_per_second=4, transient=True):
+    with quiet_terminal(), Live(MirrorPanel(mirror), console=console, refresh_per_second=4, transient=True):
         return await mirror.run()
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import sys
+import termios
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from rich.console import Console, Group, RenderableType
@@ -118,3 +121,25 @@ class MirrorPanel:
         return Panel(Group(head, files, people,
                            Text("save files here with any editor; Ctrl-C leaves the session", style="dim")),
                      title="gitrtc join", border_style="blue")
+
+
+@contextmanager
+def quiet_terminal() -> Iterator[None]:
+    """Keep the terminal from echoing keys (Ctrl-C's `^C`) while the live panel is shown:
+    an echo moves the cursor off the panel, which then cannot erase its own top border."""
+    fd = sys.stdin.fileno() if sys.stdin is not None and sys.stdin.isatty() else -1
+    if fd < 0:
+        yield
+        return
+    try:
+        saved = termios.tcgetattr(fd)
+        quiet = list(saved)
+        quiet[3] &= ~(termios.ECHO | termios.ECHOCTL)
+        termios.tcsetattr(fd, termios.TCSANOW, quiet)
+    except termios.error:  # not a terminal after all: nothing to keep quiet
+        yield
+        return
+    try:
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSANOW, saved)

@@ -12,11 +12,8 @@ import ipaddress
 import os
 import signal
 import socket
-import sys
-import termios
 import time
 import webbrowser
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from rich.console import Console
@@ -26,7 +23,7 @@ from .. import launch, sessionfile
 from ..errors import PortBusyError
 from ..server import serving
 from ..session import EndResult, Session
-from .panel import SessionPanel, print_intro, print_result
+from .panel import SessionPanel, print_intro, print_result, quiet_terminal
 
 DEFAULT_PORT = 8765
 
@@ -178,7 +175,7 @@ async def _wait(session: Session, stop: asyncio.Event, options: Options, console
     """Show the panel until a signal or `rtc stop` ends the session."""
     with contextlib.ExitStack() as panel:
         if console.is_terminal:
-            panel.enter_context(_no_echo())  # left last: the panel is gone before keys echo again
+            panel.enter_context(quiet_terminal())  # left last: the panel is gone before keys echo again
             panel.enter_context(Live(SessionPanel(session.snapshot), console=console, refresh_per_second=4,
                                      transient=True))
         while True:
@@ -197,25 +194,3 @@ async def _wait(session: Session, stop: asyncio.Event, options: Options, console
             result = await session.end(options.message)  # an error is said once, by the command line
             if not result.ended:
                 return result  # commit failed: the store keeps the session resumable
-
-
-@contextlib.contextmanager
-def _no_echo() -> Iterator[None]:
-    """Keep the terminal from echoing keys (Ctrl-C's `^C`) while the live panel is shown:
-    an echo moves the cursor off the panel, which then cannot erase its own top border."""
-    fd = sys.stdin.fileno() if sys.stdin is not None and sys.stdin.isatty() else -1
-    if fd < 0:
-        yield
-        return
-    try:
-        saved = termios.tcgetattr(fd)
-        quiet = list(saved)
-        quiet[3] &= ~(termios.ECHO | termios.ECHOCTL)
-        termios.tcsetattr(fd, termios.TCSANOW, quiet)
-    except termios.error:  # not a terminal after all: nothing to keep quiet
-        yield
-        return
-    try:
-        yield
-    finally:
-        termios.tcsetattr(fd, termios.TCSANOW, saved)
