@@ -140,7 +140,7 @@ class Ending:
             await asyncio.gather(*(r.close_all(RestartingError.close_code, "server restarting: reconnect")
                                    for r in self.registry.rooms.values()))
             return EndResult(None, self.info.branch_name, (), (),
-                             "persistent session paused: rtc start resumes it with the same links",
+                             "persistent session paused: rtc start resumes it with the same links, rtc stop ends it",
                              False, paused=True)
 
     async def _commit(self, message: str | None, onto_branch: str | None,
@@ -152,7 +152,7 @@ class Ending:
         info = self.info
         branch = onto_branch or info.branch_name
         if not changes and not links:
-            return EndResult(None, branch, (), (), "nothing changed: no commit" + kept, True)
+            return EndResult(None, branch, (), (), self._nothing_changed() + kept, True)
         text = message or default_message(sorted({*changes, *links}))
         credits = await self.store.credits()
         try:
@@ -173,6 +173,14 @@ class Ending:
         if onto_branch is None:
             await self._committed(done.commit, changes)
         return result
+
+    def _nothing_changed(self) -> str:
+        """Why there is no commit: nothing changed since the session's last `rtc commit`
+        (it holds everything), or at all."""
+        last = self.manifest.last_commit
+        if last:
+            return f"nothing changed since commit {last[:7]}: no new commit"
+        return "nothing changed: no commit"
 
     async def _held_back(self, final: bool) -> str:
         """Report the documents that could not be written (see `changed_files`): the other
@@ -203,12 +211,15 @@ class Ending:
             await asyncio.to_thread(save_aside, folder / path, data)
             self._event(f"{path} is a symbolic link on disk: committed as a link; the session's version "
                        f"is kept in {folder / path}")
-        return f" ({len(versions)} file(s) became symbolic links: the session's versions are kept in {folder})"
+        became = ("1 file became a symbolic link" if len(versions) == 1
+                  else f"{len(versions)} files became symbolic links")
+        return f" ({became}: the session's versions are kept in {folder})"
 
     async def _committed(self, commit: str, changes: dict[str, bytes]) -> None:
         """After a commit on the branch: it is the new base, and its content the new baseline."""
         self.info = replace(self.info, head=commit)
         self.manifest.base = commit
+        self.manifest.last_commit = commit
         for path, data in changes.items():
             self.manifest.baseline[self.manifest.room_for(path)] = digest(data)
         await self.save_manifest(commit_only=True)

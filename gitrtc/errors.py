@@ -56,6 +56,19 @@ class NoSessionError(RtcError):
     """No running session was found where one was expected."""
 
 
+class SessionPausedError(NoSessionError):
+    """No session is serving, but an unfinished one (a paused `--persistent` one, or one
+    whose process died) waits in the repository: `rtc start` resumes it, `rtc stop` ends it."""
+
+
+class PortBusyError(RtcError):
+    """The port to listen on is taken by another program."""
+
+    def __init__(self, message: str, port: int) -> None:
+        super().__init__(message)
+        self.port = port
+
+
 class NotShareableError(RtcError):
     """A file cannot be shared (binary, not UTF-8, too large, unknown format)."""
 

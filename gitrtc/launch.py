@@ -18,12 +18,14 @@ from typing import IO
 
 from . import git, safefs
 from .documents import open_codec
-from .errors import NotShareableError, SessionRunningError, StoreError, UnsafePathError
+from .errors import NoSessionError, NotShareableError, PathError, SessionRunningError, StoreError, UnsafePathError
 from .limits import DEFAULT, Limits
 from .manifest import FileEntry, Manifest
 from .session import Session, store_path
 from .sessionfile import read_session_file, rtc_dir
 from .store import Store
+from .unfinished import unfinished_sessions
+from .words import plural, some
 
 
 @dataclass(slots=True)
@@ -36,6 +38,7 @@ class Plan:
     fresh: bool = False
     limits: Limits = DEFAULT
     kernels: bool = False  # participants may run notebooks' code on this machine
+    resume_only: bool = False  # end an unfinished session (`rtc stop` of a paused one): never a new one
 
 
 @dataclass(slots=True)
@@ -59,7 +62,8 @@ class Launch:
         try:
             await self.session.close()
             result = self.session.result
-            if result is not None and result.ended:
+            # ended, or new and never served (a start that failed): nothing to resume
+            if (result is not None and result.ended) or (not self.session.resumed and not served(self.session)):
                 shutil.rmtree(self.session.store.path.parent, ignore_errors=True)
         finally:
             self.lock.close()
@@ -85,13 +89,10 @@ def acquire_lock(gitdir: Path) -> IO[str]:
     return handle
 
 
-def unfinished_sessions(gitdir: Path) -> list[Path]:
-    """Stores of sessions that did not end (newest first)."""
-    root = rtc_dir(gitdir) / "sessions"
-    if not root.is_dir():
-        return []
-    stores = [p / "store.sqlite" for p in root.iterdir() if (p / "store.sqlite").is_file()]
-    return sorted(stores, key=lambda p: p.stat().st_mtime, reverse=True)
+def served(session: Session) -> bool:
+    """Whether the session ever served (the runner notes its port then): one that never did
+    has no one's work in it."""
+    return session.manifest.port is not None
 
 
 async def prepare(plan: Plan) -> Launch:
@@ -114,8 +115,8 @@ async def prepare(plan: Plan) -> Launch:
 
 async def _prepare_locked(plan: Plan, info: git.RepoInfo, lock: IO[str]) -> Launch:
     notes: list[str] = []
-    existing = unfinished_sessions(info.gitdir)
-    if existing and not plan.fresh:
+    existing = [Path(p) for p in unfinished_sessions(info.gitdir)]
+    while existing and not plan.fresh:
         store = Store(existing[0], plan.limits)
         await store.open()
         try:
@@ -126,40 +127,75 @@ async def _prepare_locked(plan: Plan, info: git.RepoInfo, lock: IO[str]) -> Laun
                 f"the unfinished session in {existing[0].parent} is unreadable ({exc}): "
                 "move that folder away or start with --fresh"
             ) from exc
+        if manifest.port is None and not await store.rooms_with_updates():
+            await store.close()  # a start that never served (killed before it could): nothing to resume
+            shutil.rmtree(existing.pop(0).parent, ignore_errors=True)
+            continue
         if manifest.branch != info.branch:
             await store.close()
             raise SessionRunningError(
                 f"an unfinished session of branch {manifest.branch.removeprefix('refs/heads/')} "
                 "exists: switch back to that branch to resume it, or start with --fresh"
             )
-        notes.append(f"resumed unfinished session {manifest.session}")
-        if plan.paths:
-            notes.append("resuming keeps the files of the unfinished session; the paths given were ignored")
+        files = [f.path for f in manifest.files]
+        notes.append(f"resumed {'paused' if manifest.persistent else 'unfinished'} session {manifest.session}, "
+                     f"serving its {plural(len(files), 'file')}: {some(files)}")
+        if plan.paths and not await _same_files(plan, info, manifest):
+            notes.append(f"not the paths given ({' '.join(plan.paths)}): a session keeps its files until it "
+                         "ends; rtc stop ends it with its commit, rtc start --fresh discards it (its changes "
+                         "saved as a patch)")
         # the session's base is where it started, not wherever the branch is now
         session = Session(replace(info, head=manifest.base), manifest, store, resumed=True, limits=plan.limits)
         await _start(session)
         return Launch(session, lock, notes)
+    if plan.resume_only:
+        raise NoSessionError("no unfinished session in this repository: nothing to end")
     for old in existing:
         notes.extend(await discard_session(old))
     paths = await asyncio.to_thread(git.resolve_paths, info, plan.cwd, plan.paths)
     manifest = Manifest.new(info.branch, info.head, plan.persistent, time.time())
     store = Store(store_path(info.gitdir, manifest.session), plan.limits)
+    try:
+        session = await _new_session(plan, info, manifest, store, paths)
+    except BaseException:  # a start that failed leaves nothing a later start would resume
+        shutil.rmtree(store.path.parent, ignore_errors=True)
+        raise
+    return Launch(session, lock, notes)
+
+
+async def _same_files(plan: Plan, info: git.RepoInfo, manifest: Manifest) -> bool:
+    """Whether the paths given to `rtc start` stand for the files the resumed session serves."""
+    try:
+        paths = await asyncio.to_thread(git.resolve_paths, info, plan.cwd, plan.paths)
+    except PathError:
+        return False
+    return set(paths) == {f.path for f in manifest.files} | {p for p, _ in manifest.skipped}
+
+
+async def _new_session(plan: Plan, info: git.RepoInfo, manifest: Manifest, store: Store,
+                       paths: list[str]) -> Session:
+    """Fill a new session's store with `paths` and start the session (which then owns the
+    store; before that, a failure closes it here)."""
     await store.open()
-    for path in paths:
-        try:
-            data = await asyncio.to_thread(_read_shareable, info, path)
-            codec = open_codec(path, data, plan.limits.max_file_bytes)
-        except NotShareableError as exc:
-            manifest.skipped.append((path, str(exc)))
-            continue
-        entry = FileEntry(path, codec.kind, manifest.room_for(path))
-        manifest.files.append(entry)
-        manifest.warnings.extend((path, w) for w in codec.warnings)
-        await store.add_file(entry.room, path, entry.kind, data)
-    await store.set_meta(manifest.to_meta())
+    try:
+        for path in paths:
+            try:
+                data = await asyncio.to_thread(_read_shareable, info, path)
+                codec = open_codec(path, data, plan.limits.max_file_bytes)
+            except NotShareableError as exc:
+                manifest.skipped.append((path, str(exc)))
+                continue
+            entry = FileEntry(path, codec.kind, manifest.room_for(path))
+            manifest.files.append(entry)
+            manifest.warnings.extend((path, w) for w in codec.warnings)
+            await store.add_file(entry.room, path, entry.kind, data)
+        await store.set_meta(manifest.to_meta())
+    except BaseException:
+        await store.close()
+        raise
     session = Session(info, manifest, store, resumed=False, limits=plan.limits)
     await _start(session)
-    return Launch(session, lock, notes)
+    return session
 
 
 async def _start(session: Session) -> None:

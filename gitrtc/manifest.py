@@ -18,7 +18,7 @@ EPOCH = re.compile(r"^[A-Za-z0-9_-]{8}$")
 ROLES = ("owner", "editor", "viewer")
 MANIFEST_KEY = "manifest"  # the store's meta key of the whole manifest
 COMMIT_KEY = "manifest.commit"  # …and of what each commit updates, written alone then
-COMMIT_FIELDS = ("base", "baseline")
+COMMIT_FIELDS = ("base", "baseline", "last_commit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +47,8 @@ class Manifest:
     port: int | None = None  # the port it served on, reused on resume so links keep working
     invites: list[dict[str, Any]] = field(default_factory=list)  # {name, role, token, run?: false}
     baseline: dict[str, str] = field(default_factory=dict)  # room -> digest at the last commit
+    address: str | None = None  # `scheme://host:port` it last served at: a paused session's links
+    last_commit: str | None = None  # the session's latest `rtc commit` ("nothing changed since …")
 
     @classmethod
     def new(cls, branch: str, base: str, persistent: bool, created: float) -> Manifest:

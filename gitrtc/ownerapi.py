@@ -21,8 +21,10 @@ import json
 import os
 import socket
 
-from .errors import CommitError, NoSessionError, RtcError
+from .errors import CommitError, NoSessionError, RtcError, SessionPausedError
 from .sessionfile import find_gitdir, pid_alive, read_session_file
+from .unfinished import unfinished_sessions
+from .words import plural
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -38,7 +40,7 @@ MAX_HEAD_LINE = 65536
 def running_session(cwd: StrPath) -> dict[str, Any]:
     """The live session's `session.json`, or `NoSessionError` (found by walking up to `.git`
     without loading git itself, so `rtc stop` and `rtc status` answer at once)."""
-    gitdir = find_gitdir(cwd)
+    gitdir: StrPath | None = find_gitdir(cwd)
     if gitdir is None:
         from pathlib import Path
 
@@ -47,6 +49,9 @@ def running_session(cwd: StrPath) -> dict[str, Any]:
         gitdir = git.repo_info(git.open_repo(Path(cwd))).gitdir  # raises the user-facing error
     data = read_session_file(gitdir)
     if not data or not isinstance(data.get("pid"), int) or not pid_alive(data["pid"]):
+        if unfinished_sessions(gitdir):
+            raise SessionPausedError("the session of this repository is paused (nothing serves it): "
+                                     "rtc start resumes it, rtc stop ends it with its commit")
         raise NoSessionError("no session is running in this repository: start one with rtc start")
     return data
 
@@ -167,13 +172,22 @@ def _read_answer(stream: BufferedReader) -> tuple[int, str, bytes]:
 
 
 def stop_session(message: str | None, no_commit: bool, onto_branch: str | None) -> tuple[str | None, str]:
-    """End this repository's running session: (the commit id or None, a summary line)."""
-    data = running_session(os.getcwd())
-    result = call(data, "POST", "/api/stop",
-                  {"message": message, "commit": not no_commit, "onto_branch": onto_branch})
+    """End this repository's session: (the commit id or None, a summary line). A running
+    one is asked to end; a paused one (nothing serves it) is ended here, without serving."""
+    try:
+        data = running_session(os.getcwd())
+    except SessionPausedError:
+        from .unfinished import end  # the session machinery: only when nothing serves the session
+
+        done = end(os.getcwd(), message, not no_commit, onto_branch)
+        result: dict[str, Any] = {"commit": done.commit, "branch": done.branch, "files": done.files,
+                                  "coauthors": done.coauthors, "message": done.message, "ended": done.ended}
+    else:
+        result = call(data, "POST", "/api/stop",
+                      {"message": message, "commit": not no_commit, "onto_branch": onto_branch})
     if not result.get("ended", True):
         raise CommitError(result.get("message") or result.get("error") or "the commit failed")
     if result.get("commit"):
-        return result["commit"], (f"✓ 1 commit on {result['branch']}  ({len(result['coauthors'])} co-authors, "
-                                  f"{len(result['files'])} files)")
+        counts = f"{plural(len(result['coauthors']), 'co-author')}, {plural(len(result['files']), 'file')}"
+        return result["commit"], f"✓ 1 commit on {result['branch']}  ({counts})"
     return None, f"✓ session ended: {result.get('message')}"

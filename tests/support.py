@@ -84,11 +84,11 @@ class RtcProcess:
     """`rtc start` running as a real process in a repository."""
 
     def __init__(self, repo: Path, args: list[str], env: dict[str, str] | None = None,
-                 gitdir: Path | None = None) -> None:
+                 gitdir: Path | None = None, port: str | None = "0") -> None:
         self.repo = repo
         self.gitdir = gitdir or repo / ".git"  # a linked worktree has its own
-        self.proc = subprocess.Popen(
-            [*RTC, "start", "--port", "0", "--no-open", *args],
+        self.proc = subprocess.Popen(  # port None: no --port, as a user starts it
+            [*RTC, "start", *(["--port", port] if port is not None else []), "--no-open", *args],
             cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
             env={**os.environ, **(env or {})},
         )

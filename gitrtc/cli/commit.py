@@ -10,8 +10,15 @@ from ..errors import CommitError
 from ..ownerapi import call, running_session
 from .main import cli, user_errors
 
+EXAMPLES = """
+\b
+Examples:
+  rtc commit                         commit what changed since the last commit
+  rtc commit -m "Checkpoint"         with this message; the session goes on
+"""
 
-@cli.command()
+
+@cli.command(short_help="Commit now; the session goes on.", epilog=EXAMPLES)
 @click.option("-m", "--message", help="Commit message.")
 @user_errors
 def commit(message: str | None) -> None:

@@ -9,8 +9,16 @@ import click
 from ..ownerapi import call, running_session
 from .main import cli, user_errors
 
+EXAMPLES = """
+\b
+Examples:
+  rtc invite Carol                   a personal edit link for Carol
+  rtc invite Vic --viewer            a read-only link
+  rtc kick Carol                     revoke Carol's link and disconnect her
+"""
 
-@cli.command()
+
+@cli.command(short_help="Print a personal link for NAME.", epilog=EXAMPLES)
 @click.argument("name")
 @click.option("--viewer", is_flag=True, help="A read-only link.")
 @click.option("--no-run", is_flag=True, help="An editor who may not run code (see rtc start --kernels).")

@@ -54,13 +54,23 @@ async def _run(mirror: Mirror, console: Console) -> dict[str, Any]:
     """Run the mirror, with the live panel when the terminal can show one."""
     if not console.is_terminal:
         return await mirror.run()
-    from .panel import MirrorPanel
+    from .panel import MirrorPanel, quiet_terminal
 
-    with Live(MirrorPanel(mirror), console=console, refresh_per_second=4, transient=True):
+    with quiet_terminal(), Live(MirrorPanel(mirror), console=console, refresh_per_second=4, transient=True):
         return await mirror.run()
 
 
-@cli.command()
+EXAMPLES = """
+\b
+Examples:
+  rtc join 'http://host:8765/#t=TOKEN'           mirror the session into this checkout
+  rtc join 'http://host:8765/#t=TOKEN' ../copy   …into another folder
+  rtc join - ../copy < link.txt                  read the link from stdin (kept out of ps)
+  RTC_JOIN_URL='http://host:8765/#t=TOKEN' rtc join   …or from the environment
+"""
+
+
+@cli.command(short_help="Mirror a session into a folder.", epilog=EXAMPLES)
 @click.argument("args", nargs=-1, metavar="[URL|-] [DIR]")
 @click.option("--name", help="Your name for presence and co-authorship (default: git config user.name).")
 @click.option("--email", help="Your email for the Co-authored-by trailer (default: git config user.email).")

@@ -45,12 +45,27 @@ class LazyGroup(click.Group):
         return super().get_command(ctx, cmd_name)
 
 
-@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+EXAMPLES = """
+\b
+Examples:
+  rtc start notes.md analysis.ipynb    share two files; Ctrl-C ends with one commit
+  rtc status                           the links, files and who is where
+  rtc stop -m "Edit the analysis"      end the session from another terminal
+
+Run rtc COMMAND --help for a command's options and examples.
+"""
+
+
+@click.group(cls=LazyGroup, invoke_without_command=True, epilog=EXAMPLES,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rtc")
-def cli() -> None:
+@click.pass_context
+def cli(ctx: click.Context) -> None:
     """Share files of this git checkout live; end the session as one commit."""
+    if ctx.invoked_subcommand is None:  # `rtc` alone: the help, and success
+        click.echo(ctx.get_help())
 
 
 def main() -> None:
     """Console-script entry point."""
-    cli()
+    cli(prog_name="rtc")  # also as `python -m gitrtc`

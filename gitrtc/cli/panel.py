@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import sys
+import termios
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from rich.console import Console, Group, RenderableType
@@ -11,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..session import EndResult, SessionSnapshot
+from ..words import plural
 
 if TYPE_CHECKING:
     from ..mirror import Mirror
@@ -28,7 +32,7 @@ class SessionPanel:
         s = self.snapshot()
         head = Text.assemble(
             ("● ", "green"), (f"session {s.session}", "bold"),
-            f"  on {s.branch}  serving {len(s.files)} files",
+            f"  on {s.branch}  serving {plural(len(s.files), 'file')}",
             ("  (resumed)" if s.resumed else "", "yellow"),
             ("  persistent" if s.persistent else "", "cyan"),
             ("  code runs here (--kernels)" if s.kernels else "", "magenta"),
@@ -59,10 +63,10 @@ class SessionPanel:
 
 def print_intro(console: Console, s: SessionSnapshot, notes: list[str]) -> None:
     """The plain (non-live) start lines: URLs, skipped files, notes."""
-    console.print(f"● session {s.session}  serving {len(s.files)} files  {s.url}"
+    console.print(f"● session {s.session}  serving {plural(len(s.files), 'file')}  {s.url}"
                   f"   (read-only: {s.readonly_url})", highlight=False, soft_wrap=True)
     for note in notes:
-        console.print(f"  {note}", style="yellow", highlight=False)
+        console.print(f"  {note}", style="yellow", highlight=False, soft_wrap=True)
     for path, reason in s.skipped:
         console.print(f"  skipped {path}: {reason}", style="yellow", highlight=False)
     for path, warning in s.warnings:
@@ -72,10 +76,9 @@ def print_intro(console: Console, s: SessionSnapshot, notes: list[str]) -> None:
 def print_result(console: Console, result: EndResult) -> None:
     """The final summary: the commit, or why there is none."""
     if result.commit:
-        coauthors = f"{len(result.coauthors)} co-author{'s' if len(result.coauthors) != 1 else ''}"
         console.print(
             f"✓ 1 commit on {result.branch}  {result.commit[:7]}  "
-            f"({coauthors}, {len(result.files)} file{'s' if len(result.files) != 1 else ''})",
+            f"({plural(len(result.coauthors), 'co-author')}, {plural(len(result.files), 'file')})",
             style="green", highlight=False,
         )
         for line in result.coauthors:
@@ -118,3 +121,25 @@ class MirrorPanel:
         return Panel(Group(head, files, people,
                            Text("save files here with any editor; Ctrl-C leaves the session", style="dim")),
                      title="gitrtc join", border_style="blue")
+
+
+@contextmanager
+def quiet_terminal() -> Iterator[None]:
+    """Keep the terminal from echoing keys (Ctrl-C's `^C`) while the live panel is shown:
+    an echo moves the cursor off the panel, which then cannot erase its own top border."""
+    fd = sys.stdin.fileno() if sys.stdin is not None and sys.stdin.isatty() else -1
+    if fd < 0:
+        yield
+        return
+    try:
+        saved = termios.tcgetattr(fd)
+        quiet = list(saved)
+        quiet[3] &= ~(termios.ECHO | termios.ECHOCTL)
+        termios.tcsetattr(fd, termios.TCSANOW, quiet)
+    except termios.error:  # not a terminal after all: nothing to keep quiet
+        yield
+        return
+    try:
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSANOW, saved)

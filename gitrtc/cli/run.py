@@ -55,7 +55,16 @@ def _write(text: str) -> None:
     sys.stdout.flush()
 
 
-@cli.command()
+EXAMPLES = """
+\b
+Examples:
+  rtc run analysis.ipynb                  run every code cell in the shared kernel
+  rtc run analysis.ipynb 0 2              run cells 0 and 2 (counted from 0, as in the file)
+  rtc run 'http://host:8765/#t=TOKEN' analysis.ipynb --all   …of a session you joined
+"""
+
+
+@cli.command(short_help="Run notebook cells in the shared kernel.", epilog=EXAMPLES)
 @click.argument("args", nargs=-1, required=True, metavar="[URL] NOTEBOOK [CELL]...")
 @click.option("--all", "everything", is_flag=True, help="Run every code cell (the default when no CELL is given).")
 @click.option("--name", help="Your name, shown as who ran the cells (default: git config user.name).")

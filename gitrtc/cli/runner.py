@@ -7,6 +7,7 @@ so the CLI can choose the exit status.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import os
 import signal
@@ -19,10 +20,10 @@ from rich.console import Console
 from rich.live import Live
 
 from .. import launch, sessionfile
-from ..errors import RtcError
+from ..errors import PortBusyError
 from ..server import serving
 from ..session import EndResult, Session
-from .panel import SessionPanel, print_intro, print_result
+from .panel import SessionPanel, print_intro, print_result, quiet_terminal
 
 DEFAULT_PORT = 8765
 
@@ -84,11 +85,9 @@ async def run(plan: launch.Plan, options: Options, console: Console) -> EndResul
     try:
         prepared = await launch.prepare(plan)
         async with prepared as session:
-            wanted = options.port if options.port is not None else (session.manifest.port or DEFAULT_PORT)
             try:
-                control = sessionfile.control_socket(session.info.gitdir)
-                async with serving(session, options.host, wanted, options.certfile, options.keyfile,
-                                   control) as (port, control):
+                async with contextlib.AsyncExitStack() as serving_stack:  # the server, while in it
+                    port, control = await _listen(serving_stack, session, options, prepared.notes)
                     await _publish(session, options, port, control)
                     print_intro(console, session.snapshot(), prepared.notes)
                     if not options.certfile and not is_loopback(options.host):
@@ -106,13 +105,49 @@ async def run(plan: launch.Plan, options: Options, console: Console) -> EndResul
     return result
 
 
+#: How many ports after the default (or a resumed session's own) `rtc start` tries.
+PORT_TRIES = 20
+
+
+async def _listen(stack: contextlib.AsyncExitStack, session: Session, options: Options,
+                  notes: list[str]) -> tuple[int, str | None]:
+    """Serve `session` for the life of `stack`: on `--port` if given (busy: an error), else
+    on its own port (a resumed session's links name it) or the default, or the next free
+    one after it, saying so in `notes`; the bound port and the control socket served."""
+    control = sessionfile.control_socket(session.info.gitdir)
+    own = session.manifest.port
+    wanted = options.port if options.port is not None else (own or DEFAULT_PORT)
+    last = wanted if options.port is not None else min(wanted + PORT_TRIES, 65536) - 1
+    for port in range(wanted, last + 1):
+        try:
+            bound, served = await stack.enter_async_context(
+                serving(session, options.host, port, options.certfile, options.keyfile, control))
+        except PortBusyError as exc:
+            if port < last:
+                continue
+            if last == wanted:
+                raise
+            raise PortBusyError(f"cannot listen on {options.host}: ports {wanted} to {last} are all taken: "
+                                "choose a --port (0 = any free one)", port) from exc
+        if port != wanted:
+            if own and options.port is None:
+                notes.append(f"port {wanted}, which this session's links use, is taken by another program: "
+                             f"serving on {bound}, so the links changed: share the new ones (a later "
+                             f"rtc start --port {wanted} takes the old port back)")
+            else:
+                notes.append(f"port {wanted} is taken by another program: serving on {bound}")
+        return bound, served
+    raise AssertionError("unreachable: the last try raises")
+
+
 async def _publish(session: Session, options: Options, port: int, control_socket: str | None) -> None:
     """Note the port in the store and write `session.json` (URLs, tokens, pid)."""
-    if session.manifest.port != port:
-        session.manifest.port = port
-        await session.save_manifest()
     scheme = "https" if options.certfile else "http"
     base = f"{scheme}://{public_host(options.host)}:{port}"
+    if (session.manifest.port, session.manifest.address) != (port, base):
+        session.manifest.port = port
+        session.manifest.address = base
+        await session.save_manifest()
     tokens = session.manifest.tokens
     session.url = f"{base}/#t={tokens['editor']}"
     session.readonly_url = f"{base}/#t={tokens['viewer']}"
@@ -138,11 +173,11 @@ async def _publish(session: Session, options: Options, port: int, control_socket
 
 async def _wait(session: Session, stop: asyncio.Event, options: Options, console: Console) -> EndResult:
     """Show the panel until a signal or `rtc stop` ends the session."""
-    live = Live(SessionPanel(session.snapshot), console=console, refresh_per_second=4, transient=True) \
-        if console.is_terminal else None
-    if live:
-        live.start()
-    try:
+    with contextlib.ExitStack() as panel:
+        if console.is_terminal:
+            panel.enter_context(quiet_terminal())  # left last: the panel is gone before keys echo again
+            panel.enter_context(Live(SessionPanel(session.snapshot), console=console, refresh_per_second=4,
+                                     transient=True))
         while True:
             ended = asyncio.ensure_future(session.ended.wait())
             stopping = asyncio.ensure_future(stop.wait())
@@ -156,13 +191,6 @@ async def _wait(session: Session, stop: asyncio.Event, options: Options, console
             if session.manifest.persistent:
                 return await session.pause()
             console.print("ending the session…", highlight=False)
-            try:
-                result = await session.end(options.message)
-            except RtcError as exc:
-                console.print(f"✗ {exc}", style="red", highlight=False)
-                raise
+            result = await session.end(options.message)  # an error is said once, by the command line
             if not result.ended:
                 return result  # commit failed: the store keeps the session resumable
-    finally:
-        if live:
-            live.stop()

@@ -10,8 +10,18 @@ from rich.console import Console
 
 from .main import cli, user_errors
 
+EXAMPLES = """
+\b
+Examples:
+  rtc start                          share this folder's files; Ctrl-C ends with one commit
+  rtc start notes.md data/           share a file and a folder
+  rtc start --persistent             keep the session across restarts (rtc stop ends it)
+  rtc start --host 0.0.0.0 --certfile cert.pem --keyfile key.pem
+                                     share beyond this machine, over TLS
+"""
 
-@cli.command()
+
+@cli.command(short_help="Share files live; end with one commit.", epilog=EXAMPLES)
 @click.argument("paths", nargs=-1, type=click.Path(path_type=str))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535),
@@ -23,15 +33,16 @@ from .main import cli, user_errors
 @click.option("--persistent", is_flag=True,
               help="Keep the session across restarts: Ctrl-C pauses it, rtc commit records, rtc stop ends it.")
 @click.option("--kernels", is_flag=True,
-              help="Let participants run notebooks' code, in kernels on this machine (rtc invite --no-run excepts someone).")
+              help="Let participants run notebooks' code, in kernels on this machine "
+                   "(rtc invite --no-run excepts someone).")
 @click.option("--certfile", type=click.Path(exists=True, dir_okay=False), help="TLS certificate (PEM).")
 @click.option("--keyfile", type=click.Path(exists=True, dir_okay=False), help="TLS private key (PEM).")
 @user_errors
 def start(paths: tuple[str, ...], host: str, port: int | None, message: str | None, no_open: bool,
           fresh: bool, persistent: bool, kernels: bool, certfile: str | None, keyfile: str | None) -> None:
     """Share PATHs (files or folders; default: this folder) live, then commit once."""
-    from ..launch import Plan  # imported here: `rtc stop`/`status` need not load the codecs
     from .. import eventloop
+    from ..launch import Plan  # imported here: `rtc stop`/`status` need not load the codecs
     from .runner import Options, run
 
     console = Console(highlight=False)

@@ -7,8 +7,17 @@ import click
 from ..ownerapi import stop_session
 from .main import cli, user_errors
 
+EXAMPLES = """
+\b
+Examples:
+  rtc stop                           end with one commit (a default message)
+  rtc stop -m "Rework the intro"     end with this commit message
+  rtc stop --no-commit               end and leave the files as they are, uncommitted
+  rtc stop --onto-branch side        commit on a new branch when yours moved and conflicts
+"""
 
-@cli.command()
+
+@cli.command(short_help="End the session with one commit.", epilog=EXAMPLES)
 @click.option("-m", "--message", help="Commit message.")
 @click.option("--no-commit", is_flag=True, help="End the session without committing.")
 @click.option("--onto-branch", metavar="NAME",

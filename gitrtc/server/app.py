@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,11 +15,11 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ..errors import BadRequestError, RtcError, UnknownRoomError
+from ..errors import BadRequestError, PortBusyError, RtcError, UnknownRoomError
 from ..session import EndResult, Session
 from . import guard, views
-from .control_socket import remove_control_socket, serve_control_socket
 from .auth import require_role
+from .control_socket import remove_control_socket, serve_control_socket
 from .ws import room_socket
 
 log = logging.getLogger(__name__)
@@ -201,7 +203,11 @@ async def serve(
     context = None
     if certfile:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(certfile, keyfile)
+        try:
+            context.load_cert_chain(certfile, keyfile)
+        except (OSError, ssl.SSLError) as exc:
+            raise RtcError(f"cannot use the certificate {certfile} ({exc.strerror or exc}): "
+                           "check --certfile and --keyfile") from None
     files = guard.raise_fd_limit()
     app = make_app(session)
     app[guard.BOUND_HOST] = host
@@ -219,9 +225,12 @@ async def serve(
         await site.start()
     except OSError as exc:
         await runner.cleanup()
-        raise RtcError(
-            f"cannot listen on {host}:{port} ({exc.strerror}): choose another --port (0 = any free one)"
-        ) from exc
+        # asyncio's strerror repeats the address; the errno's own text says it once
+        why = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+        if exc.errno == errno.EADDRINUSE:
+            raise PortBusyError(f"cannot listen on {host}:{port} ({why}): choose another --port "
+                                "(0 = any free one)", port) from None
+        raise RtcError(f"cannot listen on {host}:{port} ({why}): choose another --host or --port") from None
     sockets = site._server.sockets if site._server else []  # aiohttp keeps the server private
     bound = sockets[0].getsockname()[1] if sockets else port
     return runner, bound
