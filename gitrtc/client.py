@@ -61,7 +61,7 @@ class RoomClient:
     `apply=False` counts remote updates without applying them (after the first sync).
     """
 
-    def __init__(self, url: str, doc: Doc | None = None, *, headers: Mapping[str, str] | None = None,
+    def __init__(self, url: str, doc: Doc[Any] | None = None, *, headers: Mapping[str, str] | None = None,
                  send_local: bool = True, apply: bool = True, heartbeat: float | None = None,
                  max_msg_size: int = 0, ssl_context: ssl.SSLContext | None = None) -> None:
         self.url = url

@@ -368,7 +368,7 @@ class DiskSync:
                 break
             # a save that happened since the last poll is merged first, never overwritten
             await self._check(path, outcome.changed_on_disk, own_write_pending=False)
-            if state.linked is not None:
+            if _frozen(state):  # `_check` may have frozen it (a link now)
                 state.dirty = True
                 return
             check = False
@@ -398,3 +398,8 @@ class DiskSync:
         for state in list(self.files.values()):
             if state.dirty:
                 await self.write(state.path)
+
+
+def _frozen(state: FileState) -> bool:
+    """Whether `state`'s file is frozen as a symbolic link (asked again after an await)."""
+    return state.linked is not None

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine
+from types import ModuleType
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+uvloop: ModuleType | None
 try:
     import uvloop
 except ImportError:  # pragma: no cover - uvloop is a dependency where it is available
@@ -28,5 +30,6 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
 def run(main: Coroutine[Any, Any, T]) -> T:
     """`asyncio.run(main)` on the loop of `loop_factory`."""
     if uvloop is not None:
-        return uvloop.run(main)
+        result: T = uvloop.run(main)
+        return result
     return asyncio.run(main)

@@ -197,8 +197,8 @@ def commit_session(
         return CommitResult(None, info.branch_name, (), (), str(tip.id))
     paths = sorted(changed)
     blobs = store_blobs(repo, [changed[path] for path in paths])
-    entries = {path: pygit2.IndexEntry(path, oid, _mode_for(tip_tree, info.workdir, path))
-               for path, oid in zip(paths, blobs)}
+    entries = {path: pygit2.IndexEntry(path, oid, pygit2.enums.FileMode(_mode_for(tip_tree, info.workdir, path)))
+               for path, oid in zip(paths, blobs, strict=True)}
     entries.update(linked)
     tree = _tree_with(repo, tip_tree, {p: (e.id, e.mode) for p, e in entries.items()})
     name, email = owner_identity(repo)

@@ -40,13 +40,14 @@ MAX_HEAD_LINE = 65536
 def running_session(cwd: StrPath) -> dict[str, Any]:
     """The live session's `session.json`, or `NoSessionError` (found by walking up to `.git`
     without loading git itself, so `rtc stop` and `rtc status` answer at once)."""
-    gitdir: StrPath | None = find_gitdir(cwd)
-    if gitdir is None:
+    found: StrPath | None = find_gitdir(cwd)
+    if found is None:
         from pathlib import Path
 
         from . import git
 
-        gitdir = git.repo_info(git.open_repo(Path(cwd))).gitdir  # raises the user-facing error
+        found = git.repo_info(git.open_repo(Path(cwd))).gitdir  # raises the user-facing error
+    gitdir: StrPath = found
     data = read_session_file(gitdir)
     if not data or not isinstance(data.get("pid"), int) or not pid_alive(data["pid"]):
         if unfinished_sessions(gitdir):

@@ -11,7 +11,7 @@ the server.
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from pycrdt import Doc, Snapshot, get_update
 
@@ -112,7 +112,7 @@ def parse(frame: bytes) -> Message:
     return Message(mtype, None, frame[1:])
 
 
-def sync_step1(doc: Doc) -> bytes:
+def sync_step1(doc: Doc[Any]) -> bytes:
     """A SYNC step-1 frame carrying `doc`'s state vector."""
     return _sync_frame(SyncType.STEP1, doc.get_state())
 
@@ -147,7 +147,7 @@ def _sync_frame(stype: SyncType, payload: bytes) -> bytes:
     return bytes([MessageType.SYNC, stype]) + write_var_uint(len(payload)) + payload
 
 
-def would_change(doc: Doc, update: bytes) -> bool:
+def would_change(doc: Doc[Any], update: bytes) -> bool:
     """True if applying `update` to `doc` would change it (new items or new deletions).
 
     Used to tell a viewer's harmless messages (the step 2 every client sends on connect,

@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from pycrdt import Awareness, Doc, merge_updates
 
@@ -167,7 +167,7 @@ class Room:
         name: str,
         path: str | None,
         kind: str,
-        doc: Doc,
+        doc: Doc[Any],
         store: Store | None,
         on_change: Callable[[Room, object], None] | None = None,
     ) -> None:
@@ -349,7 +349,7 @@ class Room:
         if self._posted:
             asyncio.get_running_loop().call_soon(self._flush_posted)
 
-    def edit(self, fn: Callable[[], None], origin: object) -> bool:
+    def edit(self, fn: Callable[[], object], origin: object) -> bool:
         """Run a server-side edit (`fn`) as one transaction; log and forward it.
 
         Used for disk loads and merges and the server's own changes: the change is

@@ -330,7 +330,9 @@ class Store:
 
     async def files(self) -> list[tuple[str, str, str, bytes]]:
         """All stored files as (room, path, kind, original bytes)."""
-        return await self._run(self._read, "SELECT room, path, kind, original FROM files", ())
+        rows: list[tuple[str, str, str, bytes]] = await self._run(
+            self._read, "SELECT room, path, kind, original FROM files", ())
+        return rows
 
     # -- the update log --------------------------------------------------------------
 
@@ -520,7 +522,8 @@ class Store:
 
     async def updates(self, room: str) -> list[bytes]:
         """The room's logged updates, oldest first."""
-        return await self._run(self._updates_sync, room)
+        updates: list[bytes] = await self._run(self._updates_sync, room)
+        return updates
 
     def _updates_sync(self, room: str) -> list[bytes]:
         # decompressing and splitting a long log is real work: done here, off the loop

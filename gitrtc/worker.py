@@ -88,6 +88,7 @@ class Worker:
         jobs, replies = self._jobs, self._replies
         while (job := jobs.get()) is not None:
             fn, args, reply = job
+            outcome: tuple[Callable[[Any, BaseException | None], None], Any, BaseException | None]
             try:
                 outcome = (reply, fn(*args), None)
             except BaseException as exc:  # handed to the reply, which acts on it

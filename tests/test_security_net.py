@@ -224,14 +224,14 @@ async def closed_within(reader: asyncio.StreamReader, seconds: float) -> bool:
     """Whether the server closes the connection within `seconds`."""
     try:
         data = await asyncio.wait_for(reader.read(65536), seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return False
     except ConnectionError:
         return True
     while data:  # an answer (e.g. 408/400) before the close is fine
         try:
             data = await asyncio.wait_for(reader.read(65536), seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         except ConnectionError:
             return True

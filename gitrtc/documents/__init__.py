@@ -33,7 +33,11 @@ MAX_FILE_BYTES = 20 * 1024 * 1024
 class Codec(Protocol):
     """Turns one file's bytes into a shared doc and back."""
 
-    kind: Kind
+    @property
+    def kind(self) -> Kind:
+        """Which kind of document this codec makes (`text` or `notebook`)."""
+        ...
+
     warnings: list[str]
     """Non-fatal notes to show the user (e.g. "does not validate: …")."""
 

@@ -312,6 +312,7 @@ def apply_notebook(ymeta: Map[Any], ycells: Array[Any], current: dict[str, Any],
             changed = True
             continue
         if step.op == "insert":
+            assert step.new is not None  # an insert always names the new cell
             ycells.insert(pos, ycell_from_dict(new["cells"][step.new], ids[step.new]))
             changed = True
         else:
@@ -426,6 +427,7 @@ def _patch_outputs(youtputs: Array[Any], cur: list[Any], new: list[Any], raw: li
             changed = True
             continue
         if step.op == "insert":
+            assert step.new is not None  # an insert always names the new output
             youtputs.insert(pos, youtput_from_dict(raw[step.new]))
             changed = True
         else:

@@ -76,4 +76,5 @@ class TextCodec:
 
 def _roots(doc: pycrdt.Doc[Any]) -> pycrdt.Text:
     doc.get("state", type=pycrdt.Map)
-    return doc.get("source", type=pycrdt.Text)
+    source: pycrdt.Text = doc.get("source", type=pycrdt.Text)
+    return source

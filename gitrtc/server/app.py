@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import logging
 import os
@@ -64,11 +65,16 @@ async def index(request: web.Request) -> web.StreamResponse:
     )
 
 
+@functools.cache
+def _static_names() -> frozenset[str]:
+    """The built client's file names (listed once: the client does not change while serving)."""
+    return frozenset(p.name for p in STATIC.iterdir() if p.is_file()) if STATIC.is_dir() else frozenset()
+
+
 async def static_file(request: web.Request) -> web.StreamResponse:
     """A file of the built client; names are checked against the folder's own listing."""
     name = request.match_info["name"]
-    allowed = {p.name for p in STATIC.iterdir() if p.is_file()} if STATIC.is_dir() else set()
-    if name not in allowed or name.startswith("."):
+    if name not in _static_names() or name.startswith("."):
         raise web.HTTPNotFound()
     # revalidated with the ETag FileResponse sends; chunk names are content-hashed anyway
     return web.FileResponse(STATIC / name, headers={"Content-Security-Policy": CSP, "Cache-Control": "no-cache"})
@@ -105,8 +111,8 @@ async def api_stop(request: web.Request) -> web.Response:
     """`POST /api/stop` (owner): end the session, commit, answer with the result."""
     body = await owner_body(request)
     commit = body.get("commit", True) is not False
-    message = body.get("message") if isinstance(body.get("message"), str) else None
-    onto = body.get("onto_branch") if isinstance(body.get("onto_branch"), str) else None
+    message = _text(body.get("message"))
+    onto = _text(body.get("onto_branch"))
     answered: list[web.Response] = []
 
     async def answer_now(result: EndResult) -> None:
@@ -145,11 +151,15 @@ def result_json(result: EndResult) -> web.Response:
     }, status=200 if result.ended else 409)
 
 
+def _text(value: object) -> str | None:
+    """A JSON body's string field, or None if it is absent or not a string."""
+    return value if isinstance(value, str) else None
+
+
 async def api_commit(request: web.Request) -> web.Response:
     """`POST /api/commit` (owner): one commit of the current state; the session goes on."""
     body = await owner_body(request)
-    message = body.get("message") if isinstance(body.get("message"), str) else None
-    return result_json(await request.app[SESSION].commit_now(message))
+    return result_json(await request.app[SESSION].commit_now(_text(body.get("message"))))
 
 
 async def api_invite(request: web.Request) -> web.Response:
@@ -231,8 +241,8 @@ async def serve(
             raise PortBusyError(f"cannot listen on {host}:{port} ({why}): choose another --port "
                                 "(0 = any free one)", port) from None
         raise RtcError(f"cannot listen on {host}:{port} ({why}): choose another --host or --port") from None
-    sockets = site._server.sockets if site._server else []  # aiohttp keeps the server private
-    bound = sockets[0].getsockname()[1] if sockets else port
+    addresses = runner.addresses  # (host, port, …) of each bound socket
+    bound = int(addresses[0][1]) if addresses else port
     return runner, bound
 
 

@@ -24,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from aiohttp.web_protocol import RequestHandler
 
 from ..session import Session
@@ -141,7 +142,7 @@ def host_allowed(host: str | None, names: set[str]) -> bool:
         return name.lower().rstrip(".") in names
 
 
-def make_host_check(session: Session) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def make_host_check(session: Session) -> Middleware:
     """Middleware: refuse a `Host` the session did not give out (421, JSON)."""
 
     @web.middleware
@@ -149,7 +150,7 @@ def make_host_check(session: Session) -> Callable[[web.Request, Handler], Awaita
         host = request.headers.get("Host")
         if not host_allowed(host, allowed_hosts(session, request.app.get(BOUND_HOST))):
             return web.json_response(
-                {"error": f"this server does not answer for {host[:80]!r}: use the link rtc start printed"},
+                {"error": f"this server does not answer for {(host or '')[:80]!r}: use the link rtc start printed"},
                 status=421,
             )
         return await handler(request)
@@ -157,14 +158,14 @@ def make_host_check(session: Session) -> Callable[[web.Request, Handler], Awaita
     return check_host
 
 
-def make_token_mark(session: Session) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+def make_token_mark(session: Session) -> Middleware:
     """Middleware: a request with a valid token takes its connection off the guard's count."""
 
     @web.middleware
     async def mark_token(request: web.Request, handler: Handler) -> web.StreamResponse:
         guard = request.app.get(GUARD)
         if guard is not None and session.role_for(request_token(request)) is not None:
-            guard.authenticated(request.protocol)  # type: ignore[arg-type]
+            guard.authenticated(request.protocol)
         return await handler(request)
 
     return mark_token
