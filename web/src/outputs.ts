@@ -104,6 +104,12 @@ export function renderOutput(out: Output): HTMLElement {
       break;
     }
     case 'execute_result':
+      // Jupyter's `Out[n]:` label, beside the result
+      if (typeof out.execution_count === 'number') {
+        wrap.appendChild(h('div', { class: 'output-prompt' }, `Out[${out.execution_count}]:`));
+      }
+      wrap.appendChild(renderBundle(out.data ?? {}, out.metadata));
+      break;
     case 'display_data':
       wrap.appendChild(renderBundle(out.data ?? {}, out.metadata));
       break;
