@@ -61,7 +61,8 @@ let lastD = 0;
 /** Handle one key in command mode; true when it was a command (the event is consumed). */
 export function commandKey(ev: KeyboardEvent, nb: CommandTarget): boolean {
   const mod = ev.ctrlKey || ev.metaKey;
-  const key = ev.key;
+  // Shift-m is 'M' on a keyboard but may come as 'm' with shiftKey (synthetic events)
+  const key = ev.shiftKey && /^[a-z]$/.test(ev.key) ? ev.key.toUpperCase() : ev.key;
   if (ev.altKey) return false;
   if (mod) {
     const k = key.toLowerCase();
