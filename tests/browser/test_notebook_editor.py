@@ -56,9 +56,9 @@ def test_math_is_typeset_in_markdown_and_latex_outputs(start_session, people):
     expect(page.locator(".cell[data-cell-id=c1] .output-latex .katex")).to_have_count(1)
     expect(page.locator(".cell[data-cell-id=c1] .output-prompt")).to_have_text("Out[1]:")
     # the stylesheet and its fonts come from the session itself (CSP: nothing from the web)
-    wait_for(page, lambda: page.evaluate(
-        "() => document.fonts.check('16px KaTeX_Main') && [...document.styleSheets].some(s => (s.href || '').endsWith('/static/katex.css'))"),
-        "KaTeX's stylesheet and fonts")
+    loaded = ("() => document.fonts.check('16px KaTeX_Main')"
+              " && [...document.styleSheets].some(s => (s.href || '').endsWith('/static/katex.css'))")
+    wait_for(page, lambda: page.evaluate(loaded), "KaTeX's stylesheet and fonts")
     assert not page.errors, page.errors
 
 
