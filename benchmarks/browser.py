@@ -177,7 +177,7 @@ class Typists:
 def run(browser: Any, url: str, room_url: str, n_cells: int, keys: int) -> dict[str, Any]:
     me = open_page(browser, "Measured", probe=True)
     me.goto(url)
-    me.wait_for_function(f"document.querySelectorAll('.doc-notebook .cell').length === {n_cells}"
+    me.wait_for_function(f"() => document.querySelectorAll('.doc-notebook .cell').length === {n_cells}"
                          " && document.querySelector('.doc-notebook').dataset.ready === 'true'",
                          polling=10)
     shown = me.evaluate("performance.now()")
