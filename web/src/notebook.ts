@@ -518,17 +518,20 @@ export class NotebookView implements DocView, CommandTarget {
 
   /** Key, mouse and focus handling of command mode and find. */
   private listen(): void {
-    this.element.addEventListener('keydown', (ev) => {
+    // Ctrl-F while this notebook is shown (wherever the focus is): notebook-wide find
+    // rather than one cell's search panel or the browser's
+    const onFind = (ev: KeyboardEvent) => {
       const mod = ev.ctrlKey || ev.metaKey;
-      if (mod && !ev.shiftKey && !ev.altKey && ev.key.toLowerCase() === 'f') {
-        // notebook-wide find rather than one cell's search panel
-        ev.preventDefault();
-        ev.stopPropagation();
-        const view = this.active?.isEditing ? this.active.editorView : null;
-        const sel = view ? view.state.sliceDoc(view.state.selection.main.from, view.state.selection.main.to) : '';
-        this.find.open(sel);
-        return;
-      }
+      if (this.element.hidden || !mod || ev.shiftKey || ev.altKey || ev.key.toLowerCase() !== 'f') return;
+      ev.preventDefault();
+      ev.stopPropagation();
+      const view = this.active?.isEditing ? this.active.editorView : null;
+      const sel = view ? view.state.sliceDoc(view.state.selection.main.from, view.state.selection.main.to) : '';
+      this.find.open(sel);
+    };
+    document.addEventListener('keydown', onFind, true);
+    this.unlisten = () => document.removeEventListener('keydown', onFind, true);
+    this.element.addEventListener('keydown', (ev) => {
       const target = ev.target as HTMLElement;
       if (!this.list.contains(target) || target.closest('.cm-editor, input, select, textarea, button')) return;
       if (commandKey(ev, this)) {
@@ -567,6 +570,7 @@ export class NotebookView implements DocView, CommandTarget {
   }
 
   private shiftSelecting = false;
+  private unlisten: () => void = () => undefined;
 
   private viewOf(el: HTMLElement): CellView | null {
     const cellEl = el.closest<HTMLElement>('.cell');
@@ -831,6 +835,7 @@ export class NotebookView implements DocView, CommandTarget {
   }
 
   destroy(): void {
+    this.unlisten();
     for (const v of this.views.values()) v.destroy();
     this.views.clear();
     this.ctx.conns.close(this.provider);
