@@ -152,8 +152,13 @@ export class FindBar {
     const highlights = (CSS as unknown as { highlights?: Map<string, unknown> }).highlights;
     const Highlight = (window as unknown as { Highlight?: new (r: Range) => unknown }).Highlight;
     if (highlights && Highlight) highlights.set('gitrtc-find', new Highlight(range));
-    const node = range.startContainer.parentElement;
-    node?.scrollIntoView({ block: 'center' });
+    // the match into the middle of the (scrolling) output box, and the box into view
+    m.cell.element.scrollIntoView({ block: 'nearest' });
+    const box = m.cell.outputsElement;
+    const r = range.getBoundingClientRect();
+    const b = box.getBoundingClientRect();
+    box.scrollTop += r.top - b.top - b.height / 2;
+    (range.startContainer.parentElement ?? box).scrollIntoView({ block: 'nearest' });
   }
 
   private clearHighlight(): void {
