@@ -3,7 +3,7 @@
 //   node build.mjs --dev      unminified with inline source maps
 //   node build.mjs --watch    --dev, rebuilding on change
 import * as esbuild from 'esbuild';
-import { copyFile, mkdir, readdir, readFile, rm } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { gzipSync } from 'node:zlib';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,9 +33,26 @@ const options = {
 
 await mkdir(outdir, { recursive: true });
 for (const stale of await readdir(outdir)) {
-  if (/\.(js|css|map|txt)$/.test(stale)) await rm(join(outdir, stale), { force: true });
+  if (/\.(js|css|map|txt|woff2)$/.test(stale)) await rm(join(outdir, stale), { force: true });
 }
 await copyFile(join(here, 'index.html'), join(outdir, 'index.html'));
+await copyKatex();
+
+/** KaTeX's stylesheet and its woff2 fonts, flat in static/ (the server serves
+ * /static/{file} only, and the CSP allows fonts from 'self' only): the stylesheet's
+ * `url(fonts/X.woff2) format("woff2"), url(fonts/X.woff) …` become `url(X.woff2)`. */
+async function copyKatex() {
+  const dist = join(here, 'node_modules', 'katex', 'dist');
+  const css = await readFile(join(dist, 'katex.min.css'), 'utf8');
+  const rewritten = css.replace(
+    /src:url\(fonts\/([A-Za-z0-9_-]+\.woff2)\) format\("woff2"\)(?:,url\([^)]*\) format\("[a-z]+"\))*/g,
+    (_m, font) => `src:url(${font}) format("woff2")`);
+  if (rewritten.includes('fonts/')) throw new Error('katex.min.css: unexpected font references');
+  await writeFile(join(outdir, 'katex.css'), rewritten);
+  for (const font of await readdir(join(dist, 'fonts'))) {
+    if (font.endsWith('.woff2')) await copyFile(join(dist, 'fonts', font), join(outdir, font));
+  }
+}
 
 if (watch) {
   const ctx = await esbuild.context(options);

@@ -146,7 +146,7 @@ export class App {
         const name = f.path.split('/').pop() ?? f.path;
         const a = h('a', {
           href: '#', class: `file file-${f.kind}`, 'data-path': f.path, title: f.path,
-        }, h('span', { class: 'file-icon', 'aria-hidden': 'true' }), name,
+        }, h('span', { class: 'file-icon', 'aria-hidden': 'true' }), h('span', { class: 'file-name' }, name),
         h('span', { class: 'file-peers' }));
         a.addEventListener('click', (ev) => {
           ev.preventDefault();

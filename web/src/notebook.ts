@@ -2,7 +2,11 @@
 // array) is the model. Each cell is a CodeMirror editor bound to the cell's `source`
 // Y.Text; markdown cells are rendered (marked + DOMPurify) when not being edited;
 // outputs are rendered read-only (see outputs.ts). Cell operations go through the
-// model's own methods so that the document keeps JupyterLab's schema.
+// model's own methods so that the document keeps JupyterLab's schema, inside the model's
+// transactions: its UndoManager tracks only this client's origin, so `z` / Ctrl-Z in
+// command mode undo this person's cell operations and never anyone else's.
+// Command mode and edit mode follow JupyterLab (commands.ts has the keys); Ctrl-F opens
+// the notebook-wide find bar (find.ts).
 import * as Y from 'yjs';
 import { YNotebook, type YCellType } from '@jupyter/ydoc';
 import { EditorView, keymap } from '@codemirror/view';
@@ -14,6 +18,8 @@ import { bindEditor, type BoundEditor } from './editor';
 import { MARKDOWN, notebookLanguage } from './languages';
 import type { LanguageDescription } from '@codemirror/language';
 import { renderOutputs, type Output } from './outputs';
+import { commandKey, getClipboard, setClipboard, type CommandTarget } from './commands';
+import { FindBar } from './find';
 import { guardAwareness, safeColor } from './presence';
 import { KernelPanel } from './kernel';
 import { renderMarkdown, type Attachments } from './sanitize';
@@ -40,7 +46,13 @@ class CellView {
   private renderQueued = false;
   private dirtyOutputs = true;
   private dirtySource = true;
+  private staleCheck = false;
   private shownEditor: boolean | null = null;
+  /** the source the outputs were made from (as far as this page knows) */
+  private outputsSource: string;
+  private collapsed = false;
+  private readonly collapser: HTMLElement;
+  private readonly outputArea: HTMLElement;
   private readonly unobserve: () => void;
 
   constructor(readonly nb: NotebookView, readonly cell: YCellType) {
@@ -52,7 +64,13 @@ class CellView {
     this.editorHost = h('div', { class: 'cell-editor' });
     this.rendered = h('div', { class: 'cell-rendered markdown-body', tabindex: 0, title: nb.canEdit() ? 'Click to edit' : '' });
     this.outputs = h('div', { class: 'cell-outputs' });
-    this.outputs.hidden = true;
+    this.collapser = h('div', { class: 'output-collapser', title: 'Collapse or expand the output (o)', role: 'button' });
+    this.collapser.addEventListener('click', () => this.setCollapsed(!this.collapsed));
+    this.outputArea = h('div', { class: 'cell-output-area' }, this.collapser, this.outputs);
+    this.outputArea.hidden = true;
+    const meta = (cell.ymodel.get('metadata') as Y.Map<unknown> | undefined)?.toJSON?.() as Record<string, any> | undefined;
+    this.collapsed = Boolean(meta?.collapsed === true || meta?.jupyter?.outputs_hidden === true);
+    this.outputsSource = ysource.toString();
     this.rendered.hidden = true;
     if (nb.canEdit()) {
       this.typeSelect = h('select', { class: 'cell-type', 'aria-label': 'Cell type' },
@@ -72,9 +90,10 @@ class CellView {
       this.typeSelect = null;
       this.toolbar = null;
     }
-    this.element = h('div', { class: `cell cell-${type}`, 'data-cell-id': String(ymodel.get('id') ?? ''), 'data-cell-type': type },
+    this.element = h('div', { class: `cell cell-${type}`, 'data-cell-id': String(ymodel.get('id') ?? ''), 'data-cell-type': type, tabindex: -1 },
       h('div', { class: 'cell-gutter' }, this.prompt, this.presence),
-      h('div', { class: 'cell-body' }, this.toolbar, this.editorHost, this.rendered, this.outputs));
+      h('div', { class: 'cell-body' }, this.toolbar, this.editorHost, this.rendered,
+        h('div', { class: 'stale-note' }, 'The source changed since this output was made'), this.outputArea));
 
     this.editor = bindEditor(this.editorHost, {
       ytext: ysource,
@@ -88,12 +107,13 @@ class CellView {
         Prec.high(keymap.of([
           { key: 'Shift-Enter', run: () => { this.nb.next(this); return true; } },
           { key: 'Mod-Enter', run: () => { this.nb.run(this); return true; } },
+          { key: 'Mod-Shift--', run: (v) => { this.nb.split(this, v.state.selection.main.head); return true; } },
           {
+            // edit mode → command mode (JupyterLab)
             key: 'Escape',
             run: () => {
-              if (this.type !== 'markdown' || !this.editing) return false;
               this.stopEditing();
-              this.rendered.focus();
+              this.nb.commandMode(this);
               return true;
             },
           },
@@ -120,12 +140,6 @@ class CellView {
         if ((ev.target as HTMLElement).closest('a')) return;
         this.startEditing();
       });
-      this.rendered.addEventListener('keydown', (ev) => {
-        if (ev.key === 'Enter') {
-          ev.preventDefault();
-          this.startEditing();
-        }
-      });
     }
 
     const observer = (events: Y.YEvent<any>[]) => {
@@ -133,17 +147,19 @@ class CellView {
         if (ev.target === ymodel) {
           const keys = (ev as Y.YMapEvent<unknown>).keysChanged;
           if (keys.has('execution_count')) this.updatePrompt();
-          if (keys.has('outputs')) this.dirtyOutputs = true;
+          if (keys.has('outputs')) this.outputsChanged();
           if (keys.has('attachments') || keys.has('source')) this.dirtySource = true;
         } else if (ev.path[0] === 'outputs') {
-          this.dirtyOutputs = true;
+          this.outputsChanged();
         } else if (ev.path[0] === 'source' || ev.target === ysource) {
           this.dirtySource = true;
+          this.staleCheck = true;
         } else if (ev.path[0] === 'attachments') {
           this.dirtySource = true;
         }
       }
-      if ((this.dirtyOutputs && this.type === 'code') || (this.dirtySource && this.type === 'markdown')) this.queueRender();
+      if ((this.dirtyOutputs || this.staleCheck) && this.type === 'code') this.queueRender();
+      else if (this.dirtySource && this.type === 'markdown') this.queueRender();
     };
     ymodel.observeDeep(observer);
     this.unobserve = () => ymodel.unobserveDeep(observer);
@@ -157,6 +173,12 @@ class CellView {
 
   get type(): CellType {
     return this.cell.cell_type as CellType;
+  }
+
+  private outputsChanged(): void {
+    this.dirtyOutputs = true;
+    this.outputsSource = this.ysource.toString();
+    this.staleCheck = true;
   }
 
   private updatePrompt(): void {
@@ -183,6 +205,16 @@ class CellView {
       this.dirtyOutputs = false;
       const youtputs = this.cell.ymodel.get('outputs') as Y.Array<unknown> | undefined;
       renderOutputs(this.outputs, youtputs ? (youtputs.toJSON() as Output[]) : []);
+      this.outputArea.hidden = this.outputs.hidden;
+      this.outputs.hidden = false;
+      this.showCollapsed();
+    }
+    if (this.type === 'code' && this.staleCheck) {
+      // outputs made from another source than the one shown are marked, as long as they are
+      this.staleCheck = false;
+      const stale = !this.outputArea.hidden && this.ysource.toString() !== this.outputsSource;
+      this.element.classList.toggle('stale', stale);
+      this.outputArea.title = stale ? 'The source changed since this output was made' : '';
     }
     if (this.type === 'markdown') {
       const source = this.cell.getSource();
@@ -199,6 +231,41 @@ class CellView {
     }
   }
 
+  setCollapsed(on: boolean): void {
+    this.collapsed = on;
+    this.showCollapsed();
+  }
+
+  toggleCollapsed(): void {
+    this.setCollapsed(!this.collapsed);
+  }
+
+  private showCollapsed(): void {
+    this.outputArea.classList.toggle('collapsed', this.collapsed);
+    this.collapser.setAttribute('aria-expanded', String(!this.collapsed));
+  }
+
+  source(): string {
+    return this.cell.getSource();
+  }
+
+  /** The text of the outputs as shown (for find). */
+  outputText(): string {
+    return this.outputArea.hidden ? '' : this.outputs.textContent ?? '';
+  }
+
+  get outputsElement(): HTMLElement {
+    return this.outputs;
+  }
+
+  get editorView(): EditorView {
+    return this.editor.view;
+  }
+
+  get isEditing(): boolean {
+    return this.element.contains(document.activeElement) && !!document.activeElement?.closest('.cm-editor');
+  }
+
   startEditing(): void {
     if (!this.nb.editable()) return;
     this.editing = true;
@@ -210,6 +277,12 @@ class CellView {
     if (this.type !== 'markdown' || !this.editing) return;
     this.editing = false;
     this.render();
+  }
+
+  /** Command mode on this cell: the cell itself has the focus, not its editor. */
+  focusCell(): void {
+    this.element.focus({ preventScroll: true });
+    this.element.scrollIntoView({ block: 'nearest' });
   }
 
   focus(): void {
@@ -257,7 +330,7 @@ class CellView {
   }
 }
 
-export class NotebookView implements DocView {
+export class NotebookView implements DocView, CommandTarget {
   readonly element: HTMLElement;
   readonly provider: WebsocketProvider;
   readonly model = new YNotebook();
@@ -270,6 +343,11 @@ export class NotebookView implements DocView {
   private ended = false;
   private lang: LanguageDescription | null | undefined = undefined;
   private pendingFocus: string | null = null;
+  /** command mode: the active cell and the other end of the selected range */
+  private active: CellView | null = null;
+  private anchor: CellView | null = null;
+  private pendingCommand = false;
+  private readonly find: FindBar;
 
   constructor(readonly file: FileInfo, readonly ctx: ViewContext) {
     this.status = h('div', { class: 'doc-status' }, 'Loading…');
@@ -279,8 +357,10 @@ export class NotebookView implements DocView {
         button('+ Code', 'Add a code cell at the end', 'nb-add-code', () => this.append('code')),
         button('+ Markdown', 'Add a Markdown cell at the end', 'nb-add-markdown', () => this.append('markdown')))
       : null;
-    this.element = h('section', { class: 'doc doc-notebook', 'data-path': file.path, 'data-ready': 'false' },
-      this.status, this.list, this.adders);
+    this.find = new FindBar(() => [...this.views.values()], () => this.editable());
+    this.element = h('section', { class: 'doc doc-notebook', 'data-path': file.path, 'data-ready': 'false', 'data-mode': 'command' },
+      this.find.element, this.status, this.list, this.adders);
+    this.listen();
     this.element.hidden = true;
     if (this.adders) this.adders.hidden = true;
     guardAwareness(this.model.awareness);
@@ -350,9 +430,14 @@ export class NotebookView implements DocView {
       const view = [...next.values()].find((v) => v.id === this.pendingFocus);
       if (view) {
         this.pendingFocus = null;
-        view.focus();
+        if (this.pendingCommand) this.commandMode(view);
+        else view.focus();
+        this.pendingCommand = false;
       }
     }
+    if (this.active && !next.has(this.active.cell.ymodel as Y.Map<unknown>)) this.active = null;
+    if (this.anchor && !next.has(this.anchor.cell.ymodel as Y.Map<unknown>)) this.anchor = null;
+    this.paintSelection();
     this.updatePresence();
   }
 
@@ -380,14 +465,22 @@ export class NotebookView implements DocView {
     this.insertAt(this.model.cells.length, type);
   }
 
-  private insertAt(index: number, type: CellType): void {
+  private insertAt(index: number, type: CellType, command = false): void {
     const cell = this.model.insertCell(index, type === 'code'
       ? { cell_type: 'code', source: '', metadata: {}, outputs: [], execution_count: null }
       : { cell_type: type, source: '', metadata: {} });
-    const id = String(cell.ymodel.get('id') ?? '');
+    this.focusWhenShown(String(cell.ymodel.get('id') ?? ''), command);
+  }
+
+  private focusWhenShown(id: string, command: boolean): void {
     const view = [...this.views.values()].find((v) => v.id === id);
-    if (view) view.focus();
-    else this.pendingFocus = id;
+    if (view) {
+      if (command) this.commandMode(view);
+      else view.focus();
+    } else {
+      this.pendingFocus = id;
+      this.pendingCommand = command;
+    }
   }
 
   remove(view: CellView): void {
@@ -399,7 +492,7 @@ export class NotebookView implements DocView {
     if (neighbour) this.views.get(neighbour.ymodel as Y.Map<unknown>)?.focus();
   }
 
-  changeType(view: CellView, type: CellType): void {
+  changeType(view: CellView, type: CellType, command = false): void {
     if (!this.editable() || view.type === type) return;
     const i = this.indexOf(view);
     if (i < 0) return;
@@ -414,10 +507,268 @@ export class NotebookView implements DocView {
       cell.attachments = old.attachments;
     }
     this.pendingFocus = String(old.id ?? '');
+    this.pendingCommand = command;
     this.model.transact(() => {
       this.model.deleteCell(i);
       this.model.insertCell(i, cell as never);
     });
+  }
+
+  // ---- command mode (commands.ts) ----
+
+  /** Key, mouse and focus handling of command mode and find. */
+  private listen(): void {
+    // Ctrl-F while this notebook is shown (wherever the focus is): notebook-wide find
+    // rather than one cell's search panel or the browser's
+    const onFind = (ev: KeyboardEvent) => {
+      const mod = ev.ctrlKey || ev.metaKey;
+      if (this.element.hidden || !mod || ev.shiftKey || ev.altKey || ev.key.toLowerCase() !== 'f') return;
+      ev.preventDefault();
+      ev.stopPropagation();
+      const view = this.active?.isEditing ? this.active.editorView : null;
+      const sel = view ? view.state.sliceDoc(view.state.selection.main.from, view.state.selection.main.to) : '';
+      this.find.open(sel);
+    };
+    document.addEventListener('keydown', onFind, true);
+    this.unlisten = () => document.removeEventListener('keydown', onFind, true);
+    this.element.addEventListener('keydown', (ev) => {
+      const target = ev.target as HTMLElement;
+      if (!this.list.contains(target) || target.closest('.cm-editor, input, select, textarea, button')) return;
+      if (commandKey(ev, this)) {
+        ev.preventDefault();
+        ev.stopPropagation();
+      }
+    }, true);
+    this.list.addEventListener('focusin', (ev) => {
+      const view = this.viewOf(ev.target as HTMLElement);
+      if (!view) return;
+      const editing = !!(ev.target as HTMLElement).closest('.cm-editor');
+      this.element.dataset.mode = editing ? 'edit' : 'command';
+      if (view !== this.active) {
+        this.active = view;
+        if (!this.shiftSelecting) this.anchor = view;
+        this.paintSelection();
+      }
+    });
+    this.list.addEventListener('focusout', () => {
+      setTimeout(() => {
+        if (!this.list.contains(document.activeElement)) this.element.dataset.mode = 'command';
+      }, 0);
+    });
+    this.list.addEventListener('mousedown', (ev) => {
+      const view = this.viewOf(ev.target as HTMLElement);
+      if (!view || !ev.shiftKey || !this.active) return;
+      // Shift-click: select the range from the active cell to this one
+      ev.preventDefault();
+      this.anchor ??= this.active;
+      this.shiftSelecting = true;
+      this.active = view;
+      view.focusCell();
+      this.shiftSelecting = false;
+      this.paintSelection();
+    });
+  }
+
+  private shiftSelecting = false;
+  private unlisten: () => void = () => undefined;
+
+  private viewOf(el: HTMLElement): CellView | null {
+    const cellEl = el.closest<HTMLElement>('.cell');
+    if (!cellEl) return null;
+    for (const v of this.views.values()) if (v.element === cellEl) return v;
+    return null;
+  }
+
+  private ordered(): CellView[] {
+    return [...this.views.values()];
+  }
+
+  /** The selected cells, in order (at least the active one). */
+  private selected(): CellView[] {
+    const cells = this.ordered();
+    if (!this.active) return [];
+    const a = cells.indexOf(this.active);
+    const b = this.anchor ? cells.indexOf(this.anchor) : a;
+    if (a < 0) return [];
+    const [from, to] = b < 0 ? [a, a] : [Math.min(a, b), Math.max(a, b)];
+    return cells.slice(from, to + 1);
+  }
+
+  private paintSelection(): void {
+    const chosen = new Set(this.selected());
+    for (const v of this.views.values()) {
+      v.element.classList.toggle('active', v === this.active);
+      v.element.classList.toggle('selected', chosen.has(v) && chosen.size > 1);
+    }
+  }
+
+  /** Leave the editor: this cell is active, in command mode. */
+  commandMode(view: CellView): void {
+    this.active = view;
+    if (!this.shiftSelecting) this.anchor = view;
+    view.focusCell();
+    this.element.dataset.mode = 'command';
+    this.paintSelection();
+  }
+
+  moveActive(delta: number, extend: boolean): void {
+    const cells = this.ordered();
+    if (!cells.length) return;
+    const i = this.active ? cells.indexOf(this.active) : -1;
+    const next = cells[Math.min(Math.max(0, i + delta), cells.length - 1)];
+    const anchor = extend ? (this.anchor ?? this.active ?? next) : next;
+    this.shiftSelecting = extend;
+    this.commandMode(next);
+    this.shiftSelecting = false;
+    this.anchor = anchor;
+    this.paintSelection();
+  }
+
+  selectAll(): void {
+    const cells = this.ordered();
+    if (!cells.length) return;
+    this.anchor = cells[0];
+    this.active = cells[cells.length - 1];
+    this.paintSelection();
+  }
+
+  collapseSelection(): void {
+    this.anchor = this.active;
+    this.paintSelection();
+  }
+
+  editActive(): void {
+    if (!this.active) return;
+    if (this.editable()) this.active.startEditing();
+    else this.active.editorView.focus();
+  }
+
+  insertRelative(before: boolean): void {
+    if (!this.editable() || !this.active) return;
+    this.insertAt(this.indexOf(this.active) + (before ? 0 : 1), 'code', true);
+  }
+
+  deleteSelected(): void {
+    if (!this.editable()) return;
+    const chosen = this.selected();
+    if (!chosen.length) return;
+    const from = this.indexOf(chosen[0]);
+    if (from < 0) return;
+    this.model.transact(() => this.model.deleteCellRange(from, from + chosen.length));
+    const neighbour = this.model.cells[Math.min(from, this.model.cells.length - 1)];
+    const view = neighbour ? this.views.get(neighbour.ymodel as Y.Map<unknown>) : undefined;
+    if (view) this.commandMode(view);
+  }
+
+  /** Undo this person's last cell operation (the model's UndoManager tracks only them). */
+  undo(): void {
+    if (!this.editable()) return;
+    this.restoreFocusAfter(() => this.model.undo());
+  }
+
+  redo(): void {
+    if (!this.editable()) return;
+    this.restoreFocusAfter(() => this.model.redo());
+  }
+
+  private restoreFocusAfter(change: () => void): void {
+    const i = this.active ? this.indexOf(this.active) : 0;
+    change();
+    const cell = this.model.cells[Math.min(Math.max(0, i), this.model.cells.length - 1)];
+    const view = cell ? this.views.get(cell.ymodel as Y.Map<unknown>) : undefined;
+    if (view) this.commandMode(view);
+  }
+
+  copySelected(cut: boolean): void {
+    const chosen = this.selected();
+    if (!chosen.length) return;
+    setClipboard(chosen.map((v) => {
+      const json = v.cell.toJSON() as Record<string, unknown>;
+      delete json.id;
+      return json;
+    }));
+    if (cut) this.deleteSelected();
+  }
+
+  paste(before: boolean): void {
+    if (!this.editable()) return;
+    const cells = getClipboard();
+    if (!cells?.length) return;
+    const at = this.active ? this.indexOf(this.active) + (before ? 0 : 1) : this.model.cells.length;
+    let first = '';
+    this.model.transact(() => {
+      const made = this.model.insertCells(at, cells.map((c) => ({ ...c, id: undefined })) as never);
+      first = String(made[0]?.ymodel.get('id') ?? '');
+    });
+    if (first) this.focusWhenShown(first, true);
+  }
+
+  setSelectedType(type: CellType): void {
+    for (const view of this.selected()) this.changeType(view, type, true);
+  }
+
+  /** Merge the selected cells (or the active one with the next) into the first. */
+  mergeSelected(): void {
+    if (!this.editable()) return;
+    let chosen = this.selected();
+    if (chosen.length === 1) {
+      const next = this.ordered()[this.indexOf(chosen[0]) + 1];
+      if (!next) return;
+      chosen = [chosen[0], next];
+    }
+    const from = this.indexOf(chosen[0]);
+    if (from < 0 || chosen.length < 2) return;
+    const first = chosen[0].cell.toJSON() as Record<string, unknown>;
+    const merged: Record<string, unknown> = {
+      ...first,
+      source: chosen.map((v) => v.source()).join('\n\n'),
+    };
+    if (first.cell_type === 'code') {
+      merged.outputs = [];
+      merged.execution_count = null;
+    }
+    this.model.transact(() => {
+      this.model.deleteCellRange(from, from + chosen.length);
+      this.model.insertCell(from, merged as never);
+    });
+    this.focusWhenShown(String(first.id ?? ''), true);
+  }
+
+  /** Split a cell at a position of its source (Ctrl-Shift-Minus in edit mode). */
+  split(view: CellView, at: number): void {
+    if (!this.editable()) return;
+    const i = this.indexOf(view);
+    if (i < 0) return;
+    const text = view.source();
+    const before = text.slice(0, at).replace(/\n$/, '');
+    const after = text.slice(at).replace(/^\n/, '');
+    let id = '';
+    this.model.transact(() => {
+      const ysource = view.ysource;
+      ysource.delete(before.length, ysource.length - before.length);
+      const cell = view.type === 'code'
+        ? { cell_type: 'code', source: after, metadata: {}, outputs: [], execution_count: null }
+        : { cell_type: view.type, source: after, metadata: {} };
+      id = String(this.model.insertCell(i + 1, cell as never).ymodel.get('id') ?? '');
+    });
+    this.focusWhenShown(id, false);
+  }
+
+  toggleOutputs(): void {
+    for (const view of this.selected()) view.toggleCollapsed();
+  }
+
+  runActive(advance: boolean): void {
+    if (!this.active) return;
+    if (advance) {
+      const view = this.active;
+      this.run(view);
+      const next = this.ordered()[this.indexOf(view) + 1];
+      if (next) this.commandMode(next);
+      else if (this.editable()) this.insertAt(this.model.cells.length, 'code', true);
+    } else {
+      this.run(this.active);
+    }
   }
 
   /** Run a code cell (when the owner allows this participant to run code). */
@@ -484,6 +835,7 @@ export class NotebookView implements DocView {
   }
 
   destroy(): void {
+    this.unlisten();
     for (const v of this.views.values()) v.destroy();
     this.views.clear();
     this.ctx.conns.close(this.provider);

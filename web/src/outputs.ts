@@ -6,6 +6,7 @@
 //  - application/javascript and widget views are shown as a note, never run.
 import { ansiToFragment } from './ansi';
 import { h } from './dom';
+import { renderLatex } from './math';
 import { joinText, renderMarkdown, sanitizeHtml, svgDataUrl } from './sanitize';
 
 type MimeBundle = Record<string, unknown>;
@@ -22,9 +23,10 @@ export interface Output {
   execution_count?: number | null;
 }
 
+// JupyterLab's default ranking: LaTeX wins over images (sympy's outputs carry both)
 const ORDER = [
-  'text/html', 'text/markdown', 'image/svg+xml', 'image/png', 'image/jpeg', 'image/gif', 'image/webp',
-  'application/json', 'text/latex', 'text/plain',
+  'text/html', 'text/markdown', 'text/latex', 'image/svg+xml', 'image/png', 'image/jpeg', 'image/gif', 'image/webp',
+  'application/json', 'text/plain',
 ];
 
 const BASE64 = /^[A-Za-z0-9+/=\s]*$/;
@@ -67,6 +69,7 @@ function renderMime(mime: string, value: unknown, metadata: Record<string, unkno
       return h('pre', { class: 'output-text output-json' }, JSON.stringify(value, null, 2));
     }
     case 'text/latex':
+      return renderLatex(text);
     case 'text/plain': {
       const pre = h('pre', { class: 'output-text' });
       pre.appendChild(ansiToFragment(text));
@@ -101,6 +104,12 @@ export function renderOutput(out: Output): HTMLElement {
       break;
     }
     case 'execute_result':
+      // Jupyter's `Out[n]:` label, beside the result
+      if (typeof out.execution_count === 'number') {
+        wrap.appendChild(h('div', { class: 'output-prompt' }, `Out[${out.execution_count}]:`));
+      }
+      wrap.appendChild(renderBundle(out.data ?? {}, out.metadata));
+      break;
     case 'display_data':
       wrap.appendChild(renderBundle(out.data ?? {}, out.metadata));
       break;

@@ -8,6 +8,7 @@
 // margin cannot move content over the page either.
 import DOMPurify from 'dompurify';
 import { Marked } from 'marked';
+import { removeMath, replaceMath } from './math';
 
 const purifier = DOMPurify(window);
 
@@ -85,10 +86,13 @@ function attachmentUrl(name: string, attachments: Attachments): string | null {
   return null;
 }
 
-/** Render Markdown (a cell or a text/markdown output) to a sanitized fragment. */
+/** Render Markdown (a cell or a text/markdown output) to a sanitized fragment, its math
+ * typeset (math.ts). */
 export function renderMarkdown(source: string, attachments?: Attachments): DocumentFragment {
-  const html = marked.parse(source) as string;
+  const { text, math } = removeMath(source);
+  const html = marked.parse(text) as string;
   const frag = sanitizeHtml(html);
+  replaceMath(frag, math);
   for (const img of Array.from(frag.querySelectorAll('img'))) {
     const src = img.getAttribute('src') || '';
     if (src.startsWith('attachment:')) {

@@ -23,7 +23,10 @@ export class TextView implements DocView {
   constructor(readonly file: FileInfo, private readonly ctx: ViewContext) {
     this.status = h('div', { class: 'doc-status' }, 'Loading…');
     const host = h('div', { class: 'text-editor' });
-    this.element = h('section', { class: 'doc doc-text', 'data-path': file.path, 'data-ready': 'false' }, this.status, host);
+    const preview = /\.(md|markdown)$/i.test(file.path)
+      ? h('div', { class: 'md-preview markdown-body', 'aria-label': `Preview of ${file.path}` }) : null;
+    this.element = h('section', { class: 'doc doc-text', 'data-path': file.path, 'data-ready': 'false' },
+      this.status, h('div', { class: 'text-panes' }, host, preview));
     this.element.hidden = true;
     const awareness = this.model.awareness;
     guardAwareness(awareness);
@@ -43,6 +46,7 @@ export class TextView implements DocView {
         }
       }),
     });
+    if (preview) this.previewInto(preview);
     this.provider = ctx.conns.open(file.room, this.model.ydoc, awareness);
     this.provider.on('sync', (isSynced: boolean) => {
       if (isSynced && !this.synced) {
@@ -53,6 +57,23 @@ export class TextView implements DocView {
       }
       ctx.onState();
     });
+  }
+
+  /** Markdown files: the rendered source beside it, kept up to date (the renderer, with
+   * marked, DOMPurify and KaTeX, is loaded with the first Markdown file). */
+  private previewInto(preview: HTMLElement): void {
+    let queued = false;
+    const render = async () => {
+      const { renderMarkdown } = await import('./sanitize');
+      queued = false;
+      preview.replaceChildren(renderMarkdown(this.model.getSource()));
+    };
+    this.model.ysource.observe(() => {
+      if (queued) return;
+      queued = true;
+      window.setTimeout(() => void render().catch((err) => console.error('gitrtc: preview failed', err)), 150);
+    });
+    void render().catch((err) => console.error('gitrtc: preview failed', err));
   }
 
   get ready(): boolean {
