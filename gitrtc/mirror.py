@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import secrets
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import aiohttp
-from pycrdt import Doc, TransactionEvent
+from pycrdt import Awareness, Doc, TransactionEvent
 
 from . import protocol
 from .disk import DiskSync, atomic_write
@@ -35,6 +36,12 @@ log = logging.getLogger(__name__)
 
 CLOSE_ENDED = CLOSE_CODES["ENDED"]
 FATAL_CLOSES = {CLOSE_CODES["UNAUTHORIZED"], CLOSE_CODES["FORBIDDEN"], CLOSE_CODES["UNKNOWN_ROOM"]}
+#: Seconds between re-announcements of the mirror's presence (browsers drop a state not
+#: renewed within 30 s).
+PRESENCE_EVERY = 15.0
+#: The colours the browser client picks from (by name), so a terminal participant looks alike.
+PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#1a9e9e", "#d6359f", "#7f8f1a",
+           "#9a6324", "#800000", "#2e7d32", "#000075", "#c05800", "#5b5bd6")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +79,11 @@ class RoomLink:
     """A doc kept in sync with one room over a WebSocket that reconnects by itself."""
 
     def __init__(self, http: aiohttp.ClientSession, url: str, doc: Doc,
-                 on_remote: Callable[[], None], on_state: Callable[[str], None]) -> None:
+                 on_remote: Callable[[], None], on_state: Callable[[str], None],
+                 presence: Callable[[], bytes] | None = None) -> None:
         self.http = http
+        #: This client's awareness frame, sent on connecting and every `PRESENCE_EVERY` s.
+        self.presence = presence
         self.url = url
         self.doc = doc
         self.synced = asyncio.Event()
@@ -110,7 +120,12 @@ class RoomLink:
                     delay = 0.5
                     self._on_state("connected")
                     await ws.send_bytes(protocol.sync_step1(self.doc))
-                    await self._pump(ws)
+                    announcing = asyncio.ensure_future(self._announce(ws)) if self.presence else None
+                    try:
+                        await self._pump(ws)
+                    finally:
+                        if announcing is not None:
+                            announcing.cancel()
                     code = ws.close_code
             except (aiohttp.ClientError, OSError) as exc:
                 code = None
@@ -125,6 +140,16 @@ class RoomLink:
                 raise JoinError(f"the session refused this link (close code {code})")
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10)
+
+    async def _announce(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """Send our presence now and renew it while connected."""
+        assert self.presence is not None
+        while not ws.closed:
+            try:
+                await ws.send_bytes(self.presence())
+            except (ConnectionError, RuntimeError):
+                return  # the reader notices the drop and reconnects
+            await asyncio.sleep(PRESENCE_EVERY)
 
     async def _pump(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         while True:
@@ -201,6 +226,9 @@ class Mirror:
         self._connected: set[str] = set()
         self._announced = False
         self.participants: list[dict[str, Any]] = []
+        #: This person's own token (exchanged for the link's when joining; see `Access.join`).
+        self.token = self.link.token
+        self.presence: RoomLink | None = None
 
     def _remember(self, path: str, data: bytes) -> None:
         """Keep the last content both sides agreed on: the base for merging after a restart."""
@@ -246,6 +274,7 @@ class Mirror:
         headers = {"Authorization": f"Bearer {self.link.token}"}
         async with aiohttp.ClientSession(headers=headers) as http:
             self.info = await self._get_json(http, "/api/session")
+            await self._join(http)
             self.participants = self.info.get("participants", [])
             files = self.info["files"]
             base = self.info.get("base")
@@ -253,7 +282,7 @@ class Mirror:
             if repo is not None and base and not await asyncio.to_thread(_has_commit, self.folder, base):
                 raise JoinError(f"this checkout does not have the session's base commit {base[:10]}: "
                                 "git fetch first, then join again")
-            params = f"token={quote(self.link.token)}&name={quote(self.name)}&email={quote(self.email)}"
+            params = f"token={quote(self.token)}&name={quote(self.name)}&email={quote(self.email)}"
             for f in files:
                 path = str(safe_relative(f["path"]))
                 original = await self._get_bytes(http, f"/api/original/{f['room']}")
@@ -264,6 +293,10 @@ class Mirror:
                                             lambda p=path: self._remote_changed(p),
                                             lambda state, p=path: self._link_state(p, state))
             tasks = [asyncio.ensure_future(link.run()) for link in self.links.values()]
+            if self.info.get("session_room"):  # be listed among the People of every browser
+                self.presence = RoomLink(http, f"{self.link.ws}/rooms/{self.info['session_room']}?{params}", Doc(),
+                                         lambda: None, lambda state: None, self._presence_frame())
+                tasks.append(asyncio.ensure_future(self.presence.run()))
             await _first_sync(self.links.values(), tasks)
             self.state_dir = await asyncio.to_thread(_state_dir, self.folder, repo, self.info["session"])
             await self._first_write(base if repo is not None else None)
@@ -282,6 +315,40 @@ class Mirror:
                 self._state_writer.shutdown(wait=True)
         ended = next((link.ended for link in self.links.values() if link.ended is not None), {})
         return ended or {}
+
+    async def _join(self, http: aiohttp.ClientSession) -> None:
+        """Exchange the link's token for this person's own, bound to our name, so the owner
+        can remove exactly us (`POST /api/join`); a server without it keeps the link's."""
+        try:
+            async with http.post(self.link.http + "/api/join", json={"name": self.name},
+                                 headers={"Authorization": f"Bearer {self.link.token}"}) as response:
+                if response.status == 404:
+                    return
+                body = await response.json(content_type=None)
+                if response.status != 200 or not isinstance(body, dict) or not isinstance(body.get("token"), str):
+                    error = body.get("error") if isinstance(body, dict) else None
+                    raise JoinError(f"the session would not let us join: {error or response.status}")
+        except aiohttp.ClientError as exc:
+            raise JoinError(f"cannot reach the session at {self.link.http}: {exc}") from None
+        self.token = body["token"]
+        if isinstance(body.get("name"), str):
+            self.name = body["name"]
+
+    def _presence_frame(self) -> Callable[[], bytes]:
+        """Our presence in the session room, as the browser client publishes its own (a
+        `user`, no file open: a mirror has them all); each call renews it."""
+        awareness = Awareness(Doc())
+        color = PALETTE[int(hashlib.sha256(self.name.encode()).hexdigest(), 16) % len(PALETTE)]
+        role = "viewer" if self.info.get("role") == "viewer" else "editor"
+        state = {"user": {"name": self.name[:80], "color": color, "colorLight": f"{color}33",
+                          "sid": secrets.token_hex(8), "role": role},
+                 "file": None, "place": None, "client": "rtc join"}
+
+        def frame() -> bytes:
+            awareness.set_local_state(state)
+            return protocol.awareness_frame(awareness.encode_awareness_update([awareness.client_id]))
+
+        return frame
 
     async def _poll_participants(self, http: aiohttp.ClientSession, every: float = 2.0) -> None:
         """Keep `participants` fresh for the panel (who else is in the session)."""
@@ -326,7 +393,7 @@ class Mirror:
 
     async def _get_bytes(self, http: aiohttp.ClientSession, path: str) -> bytes:
         try:
-            async with http.get(self.link.http + path) as response:
+            async with http.get(self.link.http + path, headers={"Authorization": f"Bearer {self.token}"}) as response:
                 if response.status == 401:
                     raise JoinError("the session refused the link's token: ask for a fresh link")
                 if response.status != 200:
