@@ -103,7 +103,6 @@ def test_where_people_are_is_the_file_open_now(start_session, people):
         return next((p["files"] for p in body["participants"] if p["name"] == "Ada"), None)
 
     # her README room stays connected in the page, but she is in src/tool.py only
-    ada.wait_for_timeout(3000); print("FILES", ada_files())
     wait_for(ada, lambda: ada_files() == ["src/tool.py"], "rtc status: Ada in src/tool.py only")
     done = rtc(session, "status", "--json")
     assert done.returncode == 0, done.stderr
