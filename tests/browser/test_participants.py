@@ -127,3 +127,19 @@ def test_an_ended_tab_given_the_next_sessions_link_loads_it(start_session, peopl
         expect(page.locator(".doc:not([hidden])")).to_have_attribute("data-ready", "true")
     finally:
         second.kill()
+
+
+def test_rtc_join_participants_are_listed_in_people(start_session, people, tmp_path):
+    session = start_session({"README.md": README})
+    page = join(people.page(), session.url_for("README.md"), "Ada")
+    folder = tmp_path / "mirror"
+    folder.mkdir()
+    mirror = subprocess.Popen([*RTC, "join", session.url, str(folder), "--name", "Terminal Tom"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        tom = page.locator(".people .person[data-name='Terminal Tom']")
+        expect(tom).to_have_count(1)
+        expect(tom.locator(".person-role")).to_have_text("rtc join")
+    finally:
+        mirror.kill()
+        mirror.communicate(timeout=10)
