@@ -39,6 +39,9 @@ class Access:
         self._event = event
         #: Every open connection and the room it is in.
         self.connections: dict[Connection, Room] = {}
+        #: Names the owner removed: the shared links no longer let them in under that name
+        #: (until invited again; kept while this process serves the session).
+        self.removed: set[str] = set()
         #: Called with each connection that left (the session's request channel hooks in).
         self.on_left: Callable[[Connection], None] = lambda conn: None
 
@@ -66,6 +69,7 @@ class Access:
         name = clean_name(name)
         if not name:
             raise BadRequestError("an invite needs a name")
+        self.removed.discard(name)
         token = secrets.token_urlsafe(24)
         invite = {"name": name, "role": "viewer" if viewer else "editor", "token": token}
         if no_run and not viewer:
@@ -89,6 +93,8 @@ class Access:
         name = clean_name(name)
         if not name:
             raise BadRequestError("joining needs a name")
+        if name in self.removed:
+            raise ForbiddenError(f"{name} was {REMOVED}: ask them for an invite to join again")
         for entry in self.manifest.invites:
             if entry.get("joined") and entry["name"] == name and entry["role"] == role:
                 return entry["token"], name
@@ -110,6 +116,7 @@ class Access:
                 or (c.participant.invite is None and c.participant.role != "owner" and c.participant.name == name)]
         if len(self.manifest.invites) == before and not gone:
             raise UnknownInviteError(f"nobody named {name!r} is in the session or invited: see rtc status")
+        self.removed.add(name)
         if len(self.manifest.invites) != before:
             await self._save()
         await asyncio.gather(*(c.close(RemovedError.close_code, REMOVED) for c in gone))

@@ -84,7 +84,11 @@ async def test_kick_removes_one_person_who_came_with_the_shared_link(live: Live)
         await carol_ws.close()
     status, _ = await get_json(f"{live.http}/api/session", bob)
     assert status == 401  # Bob's own token is revoked
+    status, body = await post_json(f"{live.http}/api/join", live.tokens["editor"], {"name": "Bob"})
+    assert status == 403 and "removed by the session owner" in body["error"]  # not back by reloading
     assert await join(live, "Dora")  # the shared link still lets new people in
+    await live.session.invite("Bob", viewer=False)  # until the owner asks him back
+    assert await join(live, "Bob")
 
 
 async def test_kick_closes_a_client_that_never_joined_by_its_name(live: Live) -> None:

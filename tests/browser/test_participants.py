@@ -43,6 +43,8 @@ def test_the_owner_removes_one_person_who_joined_with_the_edit_link(start_sessio
     expect(carol.locator(".people .person[data-name='Bob']")).to_have_count(0)
     expect(carol.locator("body")).to_have_attribute("data-conn", "online")
     assert bob.errors == [] and carol.errors == []
+    bob.reload()  # the edit link does not bring him back under his name
+    expect(bob.locator(".fatal")).to_contain_text("removed by the session owner")
 
 
 def test_an_invite_link_opens_with_the_invited_name(start_session, people):
