@@ -21,6 +21,8 @@ import errno
 import hashlib
 import json
 import logging
+import re
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -47,6 +49,14 @@ log = logging.getLogger(__name__)
 MAX_RESPONSE_BYTES = MAX_FILE_BYTES + 1024 * 1024
 #: Largest WebSocket message accepted from the server (a whole document with its history).
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+#: Seconds between re-announcements of the mirror's presence in the session room (browsers
+#: drop a state not renewed within 30 s).
+PRESENCE_EVERY = 15.0
+#: The colours the browser client picks from (by name), so a terminal participant looks alike.
+PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#1a9e9e", "#d6359f", "#7f8f1a",
+           "#9a6324", "#800000", "#2e7d32", "#000075", "#c05800", "#5b5bd6")
+#: What a token looks like (the server's answer to `POST /api/join` is checked against it).
+TOKEN = re.compile(r"[A-Za-z0-9_-]{16,128}\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +167,8 @@ class Mirror:
         self._announced = False
         self._ended: dict[str, Any] | None = None
         self.participants: list[dict[str, Any]] = []
+        #: This person's own token (exchanged for the link's when joining; see `_join`).
+        self.token = self.link.token
 
     def _remember(self, path: str, data: bytes) -> None:
         """Keep the last content both sides agreed on: the base for merging after a restart."""
@@ -192,7 +204,8 @@ class Mirror:
 
     async def run(self) -> dict[str, Any]:
         """Mirror until the session ends; return what the server said at the end."""
-        headers = {"Authorization": f"Bearer {self.link.token}"}
+        await self._join()
+        headers = {"Authorization": f"Bearer {self.token}"}
         async with aiohttp.ClientSession(headers=headers) as http:
             info = await self._get_json(http, "/api/session")
             session = joinnames.session_id(info.get("session"))
@@ -217,6 +230,10 @@ class Mirror:
                 client.on_message = lambda m, frame, p=f.path: self._server_message(p, m)
                 self.links[f.path] = client
             tasks = [asyncio.ensure_future(self._follow(http, path, client)) for path, client in self.links.items()]
+            session_room = info.get("session_room")
+            if session_room is not None:  # be listed among the People of every browser
+                tasks.append(asyncio.ensure_future(self._present(http, joinnames.room_name(session_room), params,
+                                                                 info.get("role"))))
             try:
                 await _first_sync(list(self.links.values()), tasks)
                 await self._first_write(files, checkout, base)
@@ -247,6 +264,61 @@ class Mirror:
         if code in CLOSE_REFUSED:
             raise JoinError(f"the session refused this link (close code {code})")
         self._ended = self._ended or _end_reason(client.close_reason)
+
+    async def _join(self) -> None:
+        """Exchange the link's token for this person's own, bound to our name, so the owner
+        can remove exactly us (`POST /api/join`); a server without it keeps the link's."""
+        try:
+            async with aiohttp.ClientSession() as http, http.post(
+                self.link.http + "/api/join", json={"name": self.name},
+                headers={"Authorization": f"Bearer {self.link.token}"},
+            ) as response:
+                if response.status == 404:
+                    return
+                if response.status == 401:
+                    raise JoinError("the session refused the link's token: ask for a fresh link")
+                body = json.loads(await response.content.read(64 * 1024)) if response.status == 200 else None
+        except (aiohttp.ClientError, ValueError) as exc:
+            raise JoinError(f"cannot join the session at {self.link.http}: {exc}") from None
+        if not isinstance(body, dict) or not isinstance(body.get("token"), str) or not TOKEN.match(body["token"]):
+            raise JoinError(f"the session did not let us join (answer {response.status}): ask for a fresh link")
+        self.token = body["token"]
+        name = body.get("name")
+        if isinstance(name, str) and name:
+            self.name = joinnames.label(name, 80)
+
+    async def _present(self, http: aiohttp.ClientSession, room: str, params: str, role: object) -> None:
+        """Our presence in the session room, as the browser client publishes its own (a
+        `user`, no file open: a mirror has them all), announced on each connection and
+        renewed every `PRESENCE_EVERY` seconds."""
+        client = RoomClient(f"{self.link.ws}/rooms/{room}?{params}", Doc(), send_local=False, heartbeat=30,
+                            max_msg_size=MAX_MESSAGE_BYTES)
+        color = PALETTE[int(hashlib.sha256(self.name.encode()).hexdigest(), 16) % len(PALETTE)]
+        state = {"user": {"name": self.name[:80], "color": color, "colorLight": f"{color}33",
+                          "sid": secrets.token_hex(8), "role": "viewer" if role == "viewer" else "editor"},
+                 "file": None, "place": None, "client": "rtc join"}
+
+        async def announce() -> None:
+            announced: object = None
+            last = 0.0
+            while True:
+                ws = client.ws
+                due = ws is not announced or time.monotonic() - last > PRESENCE_EVERY
+                if ws is not None and not ws.closed and due:
+                    try:
+                        await client.send_awareness(state)
+                        announced, last = ws, time.monotonic()
+                    except (ConnectionError, RuntimeError):
+                        pass  # the connection dropped: announced again on the next one
+                await asyncio.sleep(0.5)
+
+        announcer = asyncio.ensure_future(announce())
+        try:
+            code = await client.follow(http)
+        finally:
+            announcer.cancel()
+        if code in CLOSE_REFUSED:
+            raise JoinError(f"the session refused this link (close code {code})")
 
     async def _check_base(self, checkout: git.Checkout | None, base: object) -> str | None:
         """The session's base commit, which a checkout must have (none needed in a plain folder)."""

@@ -163,6 +163,10 @@ class Session:
         """A new personal link token for `name` (see `Access.invite`)."""
         return await self.access.invite(name, viewer, no_run)
 
+    async def join(self, token: str | None, name: str) -> tuple[str, str | None]:
+        """A personal credential for someone joining with `token` (see `Access.join`)."""
+        return await self.access.join(token, name)
+
     async def kick(self, name: str) -> int:
         """Revoke `name`'s links and close their connections (see `Access.kick`)."""
         return await self.access.kick(name)

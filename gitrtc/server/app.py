@@ -19,7 +19,7 @@ from aiohttp.typedefs import Handler
 from ..errors import BadRequestError, PortBusyError, RtcError, UnknownRoomError
 from ..session import EndResult, Session
 from . import guard, views
-from .auth import require_role
+from .auth import request_token, require_role
 from .control_socket import remove_control_socket, serve_control_socket
 from .ws import room_socket
 
@@ -83,8 +83,24 @@ async def static_file(request: web.Request) -> web.StreamResponse:
 async def api_session(request: web.Request) -> web.Response:
     """`GET /api/session`: the session as the caller's role sees it."""
     session = request.app[SESSION]
-    role = require_role(request, session)
-    return web.json_response(views.describe(session, role))
+    require_role(request, session)
+    role, name = session.grant_for(request_token(request)) or ("viewer", None)
+    return web.json_response(views.describe(session, role, name))
+
+
+async def api_join(request: web.Request) -> web.Response:
+    """`POST /api/join {name}` (any valid token): the caller's own credential, a personal
+    token bound to `name` in place of a shared link's (see `Access.join`)."""
+    session = request.app[SESSION]
+    require_role(request, session)
+    try:
+        body = json.loads(await request.read()) if request.can_read_body else {}
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadRequestError("the body must be JSON") from None
+    name = body.get("name") if isinstance(body, dict) else None
+    token, bound = await session.join(request_token(request), name if isinstance(name, str) else "")
+    role = session.role_for(token)
+    return web.json_response({"token": token, "name": bound, "role": role})
 
 
 async def api_original(request: web.Request) -> web.Response:
@@ -198,6 +214,7 @@ def make_app(session: Session) -> web.Application:
     app.router.add_post("/api/commit", api_commit)
     app.router.add_post("/api/invite", api_invite)
     app.router.add_post("/api/kick", api_kick)
+    app.router.add_post("/api/join", api_join)
     app.router.add_get("/rooms/{room:.+}", room_endpoint)
     return app
 

@@ -8,10 +8,12 @@ from ..manifest import FileEntry
 from ..session import Session
 
 
-def describe(session: Session, role: str) -> dict[str, Any]:
-    """The public `/api/session` view."""
+def describe(session: Session, role: str, name: str | None = None) -> dict[str, Any]:
+    """The public `/api/session` view; `name`: the one the caller's personal token is
+    bound to (the page fills it in)."""
     m = session.manifest
     return {
+        "name": name,
         "session": m.session,
         "epoch": m.epoch,
         "role": role,

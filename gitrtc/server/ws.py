@@ -118,8 +118,10 @@ class AiohttpTransport:
 
 
 def participant_from(request: web.Request, role: str, invite: str | None = None) -> Participant:
-    """Who the connection says it is (`name`, `email` query parameters), bounded in size."""
-    name = " ".join(request.query.get("name", "").split())[:MAX_NAME] or "Anonymous"
+    """Who the connection says it is (`name`, `email` query parameters), bounded in size; a
+    personal token's name is the one it is bound to (an invite's, or the one given when
+    joining with a shared link)."""
+    name = invite or " ".join(request.query.get("name", "").split())[:MAX_NAME] or "Anonymous"
     email = request.query.get("email", "").strip()[:MAX_NAME]
     if email and ("@" not in email or any(c in email for c in "<> \n")):
         email = ""

@@ -26,6 +26,14 @@ export interface SessionInfo {
   session_room?: string | null;
   files: FileInfo[];
   participants?: Participant[];
+  /** the name the caller's personal token is bound to (an invite's; null for a shared link) */
+  name?: string | null;
+}
+
+export interface Joined {
+  token: string;
+  name: string | null;
+  role: Role;
 }
 
 export class ApiError extends Error {
@@ -53,11 +61,13 @@ export function roomsUrl(): string {
   return `${scheme}//${location.host}${baseDir()}rooms`;
 }
 
-export async function fetchSession(token: string): Promise<SessionInfo> {
+async function call(token: string, path: string, payload?: unknown): Promise<unknown> {
   let resp: Response;
   try {
-    resp = await fetch(`${baseDir()}api/session`, {
-      headers: { Authorization: `Bearer ${token}`, Accept: 'application/json' },
+    resp = await fetch(`${baseDir()}api/${path}`, {
+      method: payload === undefined ? 'GET' : 'POST',
+      headers: { Authorization: `Bearer ${token}`, Accept: 'application/json', 'Content-Type': 'application/json' },
+      body: payload === undefined ? undefined : JSON.stringify(payload),
       cache: 'no-store',
       credentials: 'omit',
       referrerPolicy: 'no-referrer',
@@ -75,7 +85,19 @@ export async function fetchSession(token: string): Promise<SessionInfo> {
     const msg = (body && typeof body === 'object' && 'error' in body) ? String((body as { error: unknown }).error) : resp.statusText;
     throw new ApiError(resp.status, msg);
   }
-  const info = body as SessionInfo;
-  if (!info || !Array.isArray(info.files)) throw new ApiError(resp.status, 'The server sent an unexpected answer.');
+  return body;
+}
+
+export async function fetchSession(token: string): Promise<SessionInfo> {
+  const info = await call(token, 'session') as SessionInfo;
+  if (!info || !Array.isArray(info.files)) throw new ApiError(200, 'The server sent an unexpected answer.');
   return info;
+}
+
+/** Exchange the link's token for this person's own (bound to `name`), so the owner can
+ * remove exactly them; a personal or owner token comes back as it is. */
+export async function joinSession(token: string, name: string): Promise<Joined> {
+  const joined = await call(token, 'join', { name }) as Joined;
+  if (!joined || typeof joined.token !== 'string') throw new ApiError(200, 'The server sent an unexpected answer.');
+  return joined;
 }

@@ -14,6 +14,8 @@ import { userState, type DocView, type Place, type ViewContext } from './views';
 interface PeerState {
   user?: { name?: string; color?: string; sid?: string; role?: string };
   place?: Place | null;
+  /** set by clients other than this page (`rtc join` mirrors a folder: no file open here) */
+  client?: string;
 }
 
 interface EndInfo {
@@ -257,6 +259,7 @@ export class App {
         dot,
         h('span', { class: 'person-name' }, `${user.name}${self ? ' (you)' : ''}`),
         user.role === 'viewer' ? h('span', { class: 'person-role' }, 'viewer') : null,
+        state.client === 'rtc join' ? h('span', { class: 'person-role', title: 'Editing in their own checkout (rtc join)' }, 'rtc join') : null,
         where ? h('span', { class: 'person-file', title: state.place?.file ?? '' }, where) : null);
       if (!self && user.sid) {
         const following = this.following === user.sid;
@@ -357,6 +360,13 @@ export class App {
     if (t.code === CLOSE.UNAUTHORIZED) {
       this.stopAll();
       this.showBanner('error', 'This link is no longer valid for the session.', true);
+      return;
+    }
+    if (t.code === CLOSE.FORBIDDEN && t.reason.startsWith('removed')) {
+      // `rtc kick`: every connection of ours is closed and our token revoked
+      this.stopAll();
+      document.body.dataset.session = 'removed';
+      this.showBanner('error', 'You were removed by the session owner. Ask them for a new link to join again.');
       return;
     }
     const view = [...this.views.values()].find((v) => v.file.room === t.room);

@@ -8,7 +8,16 @@ import type * as Y from 'yjs';
 import { WebsocketProvider } from 'y-websocket';
 import type { Awareness } from 'y-protocols/awareness';
 import { readAuthMessage } from 'y-protocols/auth';
+import * as encoding from 'lib0/encoding';
 import type { Identity } from './identity';
+
+/** How often an open connection is asked for an answer (y-protocols' query-awareness,
+ * which the server answers with everyone's presence), and how long past that with nothing
+ * received it counts as stalled: a frozen server or a dead network path keeps the socket
+ * "open" for minutes, but it has stopped delivering. */
+export const PING_EVERY_MS = 3000;
+export const STALL_AFTER_MS = 6000;
+const MESSAGE_QUERY_AWARENESS = 3;
 
 export type Overall = 'connecting' | 'online' | 'offline' | 'closed';
 
@@ -31,6 +40,9 @@ export class Connections {
   private readonly refusalHandlers = new Set<(r: Refusal) => void>();
   private readonly everConnected = new WeakSet<WebsocketProvider>();
   private readonly dead = new WeakSet<WebsocketProvider>();
+  private readonly stalled = new WeakSet<WebsocketProvider>();
+  private readonly pingedAt = new WeakMap<WebsocketProvider, number>();
+  private pinger: number | null = null;
   /** set by the app when the whole session is over (CLOSE.ENDED, CLOSE.UNAUTHORIZED): nothing reconnects */
   stopped = false;
 
@@ -61,6 +73,7 @@ export class Connections {
     };
     provider.on('status', ({ status }) => {
       if (status === 'connected') this.everConnected.add(provider);
+      this.stalled.delete(provider);
       this.changed();
     });
     provider.on('sync', () => this.changed());
@@ -69,7 +82,36 @@ export class Connections {
       for (const handler of this.terminalHandlers) handler({ code, reason, room });
       this.changed();
     });
+    if (this.pinger === null) this.pinger = window.setInterval(() => this.checkAlive(), 1000);
     return provider;
+  }
+
+  /** Application-level keep-alive: ask each open connection for an answer every
+   * PING_EVERY_MS; one that has received nothing for STALL_AFTER_MS is shown offline until
+   * something arrives again (y-websocket itself reconnects only after 30 s of silence). */
+  private checkAlive(): void {
+    const now = Date.now();
+    let change = false;
+    for (const p of this.providers.keys()) {
+      const ws = p.ws;
+      if (!p.wsconnected || !ws || ws.readyState !== WebSocket.OPEN) {
+        if (this.stalled.delete(p)) change = true;
+        continue;
+      }
+      if (now - (this.pingedAt.get(p) ?? 0) >= PING_EVERY_MS) {
+        this.pingedAt.set(p, now);
+        const encoder = encoding.createEncoder();
+        encoding.writeVarUint(encoder, MESSAGE_QUERY_AWARENESS);
+        ws.send(encoding.toUint8Array(encoder));
+      }
+      const silent = now - p.wsLastMessageReceived > STALL_AFTER_MS;
+      if (silent !== this.stalled.has(p)) {
+        if (silent) this.stalled.add(p);
+        else this.stalled.delete(p);
+        change = true;
+      }
+    }
+    if (change) this.changed();
   }
 
   close(provider: WebsocketProvider): void {
@@ -81,6 +123,8 @@ export class Connections {
   /** Stop every connection for good (session over); documents stay readable. */
   stopAll(): void {
     this.stopped = true;
+    if (this.pinger !== null) window.clearInterval(this.pinger);
+    this.pinger = null;
     for (const p of this.providers.keys()) p.disconnect();
     this.changed();
   }
@@ -96,6 +140,10 @@ export class Connections {
     let offline = false;
     for (const p of this.providers.keys()) {
       if (this.dead.has(p)) continue;
+      if (p.wsconnected && this.stalled.has(p)) {
+        offline = true;
+        continue;
+      }
       if (p.wsconnected && p.synced) continue;
       if (p.wsconnected || !this.everConnected.has(p)) connecting = true;
       else offline = true;

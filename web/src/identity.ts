@@ -64,11 +64,12 @@ function make(v: Stored): Identity {
 const EMAIL = /^[^\s<>@]+@[^\s<>@]+$/;
 
 /** Ask for a name (and optional email) in a modal form. Resolves once submitted. */
-export function askIdentity(root: HTMLElement, initial: Stored | null, role: string): Promise<Identity> {
+export function askIdentity(root: HTMLElement, initial: Stored | null, role: string, invited: string | null = null): Promise<Identity> {
   return new Promise((resolve) => {
+    // an invite link knows whose it is: the name is filled in (and is the one the others see)
     const name = h('input', {
       id: 'id-name', name: 'name', type: 'text', required: true, maxlength: 80, autocomplete: 'name',
-      value: initial?.name ?? '', placeholder: 'Ada Lovelace',
+      value: invited ?? initial?.name ?? '', placeholder: 'Ada Lovelace', readonly: invited !== null,
     });
     const email = h('input', {
       id: 'id-email', name: 'email', type: 'email', maxlength: 200, autocomplete: 'email',
@@ -78,16 +79,18 @@ export function askIdentity(root: HTMLElement, initial: Stored | null, role: str
     const submit = h('button', { type: 'submit', class: 'primary' }, 'Join');
     const form = h('form', { class: 'identity-form', novalidate: true },
       h('h1', null, 'Join the session'),
-      h('p', { class: 'muted' }, role === 'viewer'
-        ? 'You are joining with a view-only link.'
-        : 'Your name is shown to the others next to your cursor.'),
+      h('p', { class: 'muted' }, invited !== null
+        ? `This link was made for ${invited}.`
+        : role === 'viewer'
+          ? 'You are joining with a view-only link.'
+          : 'Your name is shown to the others next to your cursor.'),
       h('label', { for: 'id-name' }, 'Display name'), name,
       h('label', { for: 'id-email' }, 'Email ', h('span', { class: 'muted' }, '(optional: credits you as co-author of the commit)')),
       email, error, submit);
     const dialog = h('div', { class: 'modal', role: 'dialog', 'aria-modal': 'true', 'aria-labelledby': 'id-title' }, form);
     form.querySelector('h1')?.setAttribute('id', 'id-title');
     root.appendChild(dialog);
-    name.focus();
+    (invited !== null ? email : name).focus();
     on(form, 'submit', (ev) => {
       ev.preventDefault();
       const n = name.value.replace(/[\u0000-\u001f<>]/g, '').trim();
@@ -110,11 +113,12 @@ export function askIdentity(root: HTMLElement, initial: Stored | null, role: str
   });
 }
 
-/** The remembered identity, or ask for one. */
-export async function getIdentity(root: HTMLElement, role: string): Promise<Identity> {
+/** The remembered identity, or ask for one; `invited`: the name an invite link is for
+ * (asked with it filled in, unless it is the remembered one). */
+export async function getIdentity(root: HTMLElement, role: string, invited: string | null = null): Promise<Identity> {
   const stored = load();
-  if (stored) return make(stored);
-  return askIdentity(root, null, role);
+  if (stored && (invited === null || stored.name === invited)) return make(stored);
+  return askIdentity(root, stored, role, invited);
 }
 
 export function storedIdentity(): Stored | null {

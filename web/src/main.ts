@@ -1,7 +1,7 @@
 // Entry point: read the token from the fragment, ask the server who we are, ask the
 // participant's name once, then start the app.
 import './app.css';
-import { ApiError, fetchSession, readToken } from './api';
+import { ApiError, fetchSession, joinSession, readToken } from './api';
 import { App } from './app';
 import { HTTP } from './closecodes';
 import { h } from './dom';
@@ -31,8 +31,21 @@ async function boot(): Promise<void> {
     return;
   }
   root.replaceChildren();
-  const identity = await getIdentity(root, info.role);
-  const app = new App(root, info, identity, token);
+  // a new link in this tab (the next session's, another person's): start over with it
+  window.addEventListener('hashchange', () => {
+    if (readToken() !== token) location.reload();
+  });
+  let identity = await getIdentity(root, info.role, info.name ?? null);
+  let personal: string;
+  try {
+    const joined = await joinSession(token, identity.name);
+    personal = joined.token;
+    if (joined.name && joined.name !== identity.name) identity = { ...identity, name: joined.name };
+  } catch (err) {
+    fatal(root, 'Cannot join the session', err instanceof Error ? err.message : String(err));
+    return;
+  }
+  const app = new App(root, info, identity, personal);
   (window as unknown as { gitrtc?: App }).gitrtc = app;
 }
 

@@ -26,6 +26,7 @@ function isPlace(v: unknown): boolean {
 export function cleanState(state: Record<string, unknown>): void {
   if (state.file != null && typeof state.file !== 'string') state.file = null;
   if (!isPlace(state.place)) state.place = null;
+  if (state.client !== undefined && typeof state.client !== 'string') delete state.client;
   const user = state.user;
   if (user === undefined || user === null) return;
   if (typeof user !== 'object' || Array.isArray(user)) {
