@@ -99,27 +99,44 @@ def start_gitrtc(files: dict[str, bytes]) -> Server:
     work = Path(tempfile.mkdtemp(prefix="bench-gitrtc-"))
     for name, data in files.items():
         (work / name).write_bytes(data)
-    for args in (["init", "-q", "-b", "main"], ["config", "user.name", "Bench"],
-                 ["config", "user.email", "bench@example.org"], ["add", "-A"], ["commit", "-q", "-m", "base"]):
+    for args in (
+        ["init", "-q", "-b", "main"],
+        ["config", "user.name", "Bench"],
+        ["config", "user.email", "bench@example.org"],
+        ["add", "-A"],
+        ["commit", "-q", "-m", "base"],
+    ):
         subprocess.run(["git", *args], cwd=work, check=True)
     port = free_port()
-    proc = subprocess.Popen(pinned(0, [PY, "-m", "gitrtc", "start", *files, "--port", str(port), "--no-open"]),
-                            cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        pinned(0, [PY, "-m", "gitrtc", "start", *files, "--port", str(port), "--no-open"]),
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     info_file = work / ".git" / "rtc" / "session.json"
     info = wait_for(lambda: info_file.exists() and json.loads(info_file.read_text()), 60, "gitrtc ready")
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/session",
-                                     headers={"Authorization": f"Bearer {info['token']}"})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/session", headers={"Authorization": f"Bearer {info['token']}"}
+    )
     with urllib.request.urlopen(request) as response:
         rooms = {f["path"]: f["room"] for f in json.loads(response.read())["files"]}
     token = info["token"]
-    return Server("gitrtc", proc, lambda path: f"ws://127.0.0.1:{port}/rooms/{rooms[path]}?token={token}",
-                  work, {"port": port, "owner_token": info["owner_token"]})
+    return Server(
+        "gitrtc",
+        proc,
+        lambda path: f"ws://127.0.0.1:{port}/rooms/{rooms[path]}?token={token}",
+        work,
+        {"port": port, "owner_token": info["owner_token"]},
+    )
 
 
 def gitrtc_status(server: Server) -> dict[str, object]:
     """The owner's `/api/status` (store_bytes: bytes of logged updates)."""
-    request = urllib.request.Request(f"http://127.0.0.1:{server.extra['port']}/api/status",
-                                     headers={"Authorization": f"Bearer {server.extra['owner_token']}"})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{server.extra['port']}/api/status",
+        headers={"Authorization": f"Bearer {server.extra['owner_token']}"},
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         return json.loads(response.read())
 
@@ -133,8 +150,9 @@ def start_node(files: dict[str, bytes]) -> Server:
     port = free_port()
     script = HERE / "node" / "node_modules" / "@y" / "websocket-server" / "src" / "server.js"
     env = {**os.environ, "HOST": "127.0.0.1", "PORT": str(port)}
-    proc = subprocess.Popen(pinned(0, ["node", str(script)]), env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        pinned(0, ["node", str(script)]), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     wait_for(lambda: _listening(port), 30, "node server")
     return Server("y-websocket (node)", proc, lambda path: f"ws://127.0.0.1:{port}/{path}", Path(tempfile.mkdtemp()))
 
@@ -147,8 +165,13 @@ def start_pycrdt(files: dict[str, bytes], store: bool = False) -> Server:
         argv += ["--store", str(work / "ystore.db")]
     proc = subprocess.Popen(pinned(0, argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(lambda: _listening(port), 30, "pycrdt-websocket server")
-    return Server("pycrdt-websocket", proc, lambda path: f"ws://127.0.0.1:{port}/{path}", work,
-                  {"store": work / "ystore.db"} if store else {})
+    return Server(
+        "pycrdt-websocket",
+        proc,
+        lambda path: f"ws://127.0.0.1:{port}/{path}",
+        work,
+        {"store": work / "ystore.db"} if store else {},
+    )
 
 
 def _listening(port: int) -> bool:
@@ -163,15 +186,17 @@ SERVERS = {"gitrtc": start_gitrtc, "node": start_node, "pycrdt": start_pycrdt}
 
 
 def load(role: str, *args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(pinned(1, [PY, str(HERE / "load.py"), role, *args]),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        pinned(1, [PY, str(HERE / "load.py"), role, *args]), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
 
 
 def spawn(role: str, *args: str, log: Path) -> subprocess.Popen[bytes]:
     """A load process (core 1) whose stderr goes to `log` (a long run must not fill a pipe)."""
     with open(log, "ab") as err:
-        return subprocess.Popen(pinned(1, [PY, str(HERE / "load.py"), role, *args]),
-                                stdout=subprocess.DEVNULL, stderr=err)
+        return subprocess.Popen(
+            pinned(1, [PY, str(HERE / "load.py"), role, *args]), stdout=subprocess.DEVNULL, stderr=err
+        )
 
 
 def ready(out: Path) -> Path:
@@ -273,8 +298,11 @@ def ingest_trace(server: Server, kind: str, tmp: Path) -> dict[str, float | str]
     if got["text"] != end:
         return {"result": "WRONG final text"}
     n = sent["count"]
-    return {"updates/s": n / (got["done"] - sent["start"]), "server CPU µs/update": (cpu1 - cpu0) / n * 1e6,
-            "server RSS MB": rss_mb(server.pid)}
+    return {
+        "updates/s": n / (got["done"] - sent["start"]),
+        "server CPU µs/update": (cpu1 - cpu0) / n * 1e6,
+        "server RSS MB": rss_mb(server.pid),
+    }
 
 
 def w2(kind: str, tmp: Path, readers: int, rate: float = 100.0, count: int = 300) -> dict[str, float | str]:
@@ -286,8 +314,9 @@ def w2(kind: str, tmp: Path, readers: int, rate: float = 100.0, count: int = 300
         write_out = tmp / f"w2-write-{kind}-{readers}"
         groups = [readers // 2 + readers % 2, readers // 2] if readers > 1 else [readers]
         read_outs = [tmp / f"w2-read-{kind}-{readers}-{i}" for i in range(len(groups))]
-        procs = [load("w2-read", url, str(g), str(count), str(out))
-                 for g, out in zip(groups, read_outs, strict=True) if g]
+        procs = [
+            load("w2-read", url, str(g), str(count), str(out)) for g, out in zip(groups, read_outs, strict=True) if g
+        ]
         read_outs = [o for g, o in zip(groups, read_outs, strict=True) if g]
         procs.append(load("w2-write", url, str(count), str(rate), str(write_out)))
         wait_for(lambda: all(Path(str(o) + ".ready").exists() for o in read_outs), 60, "readers ready")
@@ -304,8 +333,11 @@ def w2(kind: str, tmp: Path, readers: int, rate: float = 100.0, count: int = 300
                 latencies += [(r - s) * 1000 for r, s in zip(received, sent, strict=False)]
         latencies.sort()
         elapsed = sent[-1] - sent[0]
-        return {"p50 ms": latencies[len(latencies) // 2], "p99 ms": latencies[int(len(latencies) * 0.99)],
-                "server CPU %": (cpu1 - cpu0) / elapsed * 100}
+        return {
+            "p50 ms": latencies[len(latencies) // 2],
+            "p99 ms": latencies[int(len(latencies) * 0.99)],
+            "server CPU %": (cpu1 - cpu0) / elapsed * 100,
+        }
     finally:
         kill_all(procs)  # also when a wait timed out
         server.stop()
@@ -319,8 +351,11 @@ def w4(kind: str, tmp: Path, joiners: int) -> dict[str, float | str]:
         url = server.url("doc.md")
         if kind != "gitrtc":  # the peers start empty: give them the document first
             seed = tmp / f"w4-seed-{kind}"
-            proc = subprocess.Popen([PY, str(HERE / "load.py"), "w4-seed", url, str(seed)],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                [PY, str(HERE / "load.py"), "w4-seed", url, str(seed)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             wait_for(seed.exists, 60, "seeded")
             proc.kill()
         return joins(kind, url, tmp, joiners, "text", len(end), server.pid)
@@ -370,8 +405,9 @@ def seed_notebook(kind: str, url: str, data: bytes, tmp: Path, log: Path) -> Non
         kill_all([seeder])
 
 
-def joins(kind: str, url: str, tmp: Path, joiners: int, what: str, expected: int,
-          pid: int | None = None) -> dict[str, float | str]:
+def joins(
+    kind: str, url: str, tmp: Path, joiners: int, what: str, expected: int, pid: int | None = None
+) -> dict[str, float | str]:
     """`joiners` processes connect at once; p99 and median of connect → synced, and the
     server's CPU meanwhile (with 20 joiners of 5 MB the joiners' own core is the limit)."""
     outs = [tmp / f"w4-{kind}-{what}-{joiners}-{i}" for i in range(joiners)]
@@ -388,8 +424,10 @@ def joins(kind: str, url: str, tmp: Path, joiners: int, what: str, expected: int
     lengths = {json.loads(o.read_text())["length"] for o in outs}
     if lengths != {expected}:
         return {"result": f"joiners saw {what} {sorted(lengths)}, not {expected}"}
-    figures: dict[str, float | str] = {"p99 ms": times[min(len(times) - 1, int(len(times) * 0.99))],
-                                       "median ms": statistics.median(times)}
+    figures: dict[str, float | str] = {
+        "p99 ms": times[min(len(times) - 1, int(len(times) * 0.99))],
+        "median ms": statistics.median(times),
+    }
     if pid:
         figures["server CPU ms"] = (cpu1 - cpu0) * 1000
     return figures
@@ -426,8 +464,15 @@ def w3(kind: str, tmp: Path) -> dict[str, float | str]:
     return out
 
 
-def w3_step(kind: str, tmp: Path, rooms: int, per_room: int = 5, seconds: float = 10.0,
-            heartbeat: float = 3.0, rate: float = 10.0) -> dict[str, float | str]:
+def w3_step(
+    kind: str,
+    tmp: Path,
+    rooms: int,
+    per_room: int = 5,
+    seconds: float = 10.0,
+    heartbeat: float = 3.0,
+    rate: float = 10.0,
+) -> dict[str, float | str]:
     """`rooms` rooms × `per_room` clients over W3_PROCS load processes; every other room
     has one typist (10 % of the clients) replaying the trace at `rate` edits/s for
     `seconds`; every client sends an awareness heartbeat every `heartbeat` s."""
@@ -445,8 +490,7 @@ def w3_step(kind: str, tmp: Path, rooms: int, per_room: int = 5, seconds: float 
         outs = []
         for i, clients in enumerate(plans):
             plan = tmp / f"w3-{kind}-{rooms}-{i}.json"
-            plan.write_text(json.dumps({"clients": clients, "heartbeat": heartbeat, "rate": rate,
-                                        "duration": seconds}))
+            plan.write_text(json.dumps({"clients": clients, "heartbeat": heartbeat, "rate": rate, "duration": seconds}))
             outs.append(tmp / f"w3-{kind}-{rooms}-{i}")
             procs.append(spawn("w3", str(plan), str(outs[-1]), log=tmp / f"w3-{kind}-{rooms}.log"))
         try:
@@ -480,15 +524,23 @@ def w3_step(kind: str, tmp: Path, rooms: int, per_room: int = 5, seconds: float 
             latencies += [math.inf] * max(0, len(times) - len(reader))  # never arrived
     connections = rooms * per_room
     late = sum(1 for x in latencies if x == math.inf) / max(1, len(latencies)) * 100
-    return {"p50 ms": percentile(latencies, 0.5), "p99 ms": percentile(latencies, 0.99), "not arrived %": late,
-            "server CPU %": (cpu1 - cpu0) / (t1 - t0) * 100,
-            "RSS KB/room": (rss1 - rss0) * 1024 / rooms, "RSS KB/connection": (rss1 - rss0) * 1024 / connections,
-            "RSS MB": rss1}
+    return {
+        "p50 ms": percentile(latencies, 0.5),
+        "p99 ms": percentile(latencies, 0.99),
+        "not arrived %": late,
+        "server CPU %": (cpu1 - cpu0) / (t1 - t0) * 100,
+        "RSS KB/room": (rss1 - rss0) * 1024 / rooms,
+        "RSS KB/connection": (rss1 - rss0) * 1024 / connections,
+        "RSS MB": rss1,
+    }
 
 
 #: W5's notebook: real cells (pdsh chapters), the first 200 of these, in order.
-W5_SOURCES = ("02.02-The-Basics-Of-NumPy-Arrays.ipynb", "03.02-Data-Indexing-and-Selection.ipynb",
-              "02.06-Boolean-Arrays-and-Masks.ipynb")
+W5_SOURCES = (
+    "02.02-The-Basics-Of-NumPy-Arrays.ipynb",
+    "03.02-Data-Indexing-and-Selection.ipynb",
+    "02.06-Boolean-Arrays-and-Masks.ipynb",
+)
 W5_CELLS = 200
 W5_EDITED = (20, 60, 100)
 
@@ -516,8 +568,10 @@ def w5(kind: str, tmp: Path, seconds: float = 60.0) -> dict[str, float | str]:
             seed_notebook(kind, url, data, tmp, log)
         roles = [("edit", str(c)) for c in W5_EDITED] + [("struct", "5"), ("kernel", str(kernel))]
         outs = [tmp / f"w5-{kind}-{role}-{arg}" for role, arg in roles]
-        procs = [spawn("w5", role, url, arg, str(seconds), str(W5_CELLS), str(out), log=log)
-                 for (role, arg), out in zip(roles, outs, strict=True)]
+        procs = [
+            spawn("w5", role, url, arg, str(seconds), str(W5_CELLS), str(out), log=log)
+            for (role, arg), out in zip(roles, outs, strict=True)
+        ]
         wait_for(lambda: all(ready(o).exists() for o in outs), 120, "W5 clients synced")
         time.sleep(2)  # the join's own writes (a peer's first store rows) settle
         store = gitrtc_store(server) if kind == "gitrtc" else server.extra.get("store")
@@ -539,8 +593,9 @@ def w5(kind: str, tmp: Path, seconds: float = 60.0) -> dict[str, float | str]:
             figures["store file KB at end"] = sqlite_bytes(store) / 1024
             figures["of which WAL/journal KB"] = sqlite_bytes(store, journal_only=True) / 1024
         if kind == "gitrtc":
-            figures["logged bytes KB/min (rtc status)"] = \
-                (float(gitrtc_status(server)["store_bytes"]) - logged0) / 1024 / minutes  # type: ignore[arg-type]
+            figures["logged bytes KB/min (rtc status)"] = (
+                (float(gitrtc_status(server)["store_bytes"]) - logged0) / 1024 / minutes
+            )  # type: ignore[arg-type]
         return figures
     finally:
         kill_all(procs)
@@ -570,18 +625,25 @@ def w6(kind: str, tmp: Path, settle: float = 8.0) -> dict[str, float | str]:
         start = time.time()
         server.proc = subprocess.Popen(
             pinned(0, [PY, "-m", "gitrtc", "start", "doc.md", "--port", str(server.extra["port"]), "--no-open"]),
-            cwd=server.workdir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            cwd=server.workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_for(out.exists, 120, "joined after the restart")
         got = json.loads(out.read_text())
         if not got["equal"]:
             return {"result": f"WRONG text after the restart ({got['length']} of {len(end)} characters)"}
         serving = got["synced"] - start
         time.sleep(settle)  # past the compactor's next look (every 5 s)
-        return {"serving again s": serving, "store MB at kill (sqlite+wal+journal)": killed_size / 2**20,
-                "of which WAL and journal MB": killed_wal / 2**20,
-                "logged MB at kill (rtc status)": logged / 2**20,
-                f"store MB {settle:.0f} s after resume": sqlite_bytes(store) / 2**20,
-                f"logged MB {settle:.0f} s after resume": float(gitrtc_status(server)["store_bytes"]) / 2**20}  # type: ignore[arg-type]
+        return {
+            "serving again s": serving,
+            "store MB at kill (sqlite+wal+journal)": killed_size / 2**20,
+            "of which WAL and journal MB": killed_wal / 2**20,
+            "logged MB at kill (rtc status)": logged / 2**20,
+            f"store MB {settle:.0f} s after resume": sqlite_bytes(store) / 2**20,
+            f"logged MB {settle:.0f} s after resume": float(gitrtc_status(server)["store_bytes"]) / 2**20,
+        }  # type: ignore[arg-type]
     finally:
         if joiner is not None:
             kill_all([joiner])
@@ -593,8 +655,19 @@ def w6(kind: str, tmp: Path, settle: float = 8.0) -> dict[str, float | str]:
 #: pings every 30 s, closes at the first missed pong (60 s) and destroys the socket 30 s
 #: after that (90 s), so within this window it is reported as still connected.
 W7_HOLD = 55.0
-_TCP_STATES = {1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2", 6: "TIME_WAIT",
-               7: "CLOSE", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING"}
+_TCP_STATES = {
+    1: "ESTABLISHED",
+    2: "SYN_SENT",
+    3: "SYN_RECV",
+    4: "FIN_WAIT1",
+    5: "FIN_WAIT2",
+    6: "TIME_WAIT",
+    7: "CLOSE",
+    8: "CLOSE_WAIT",
+    9: "LAST_ACK",
+    10: "LISTEN",
+    11: "CLOSING",
+}
 
 
 def tcp_socket(local_port: int, remote_port: int) -> tuple[str, int] | None:
@@ -619,16 +692,27 @@ def w7(kind: str, tmp: Path) -> dict[str, float | str]:
     with_stuck = w7_run(kind, tmp, stuck=True, paste=W7_PASTE)
     if "result" in with_stuck:
         return with_stuck
-    return {"p99 ms, no stuck reader": base["p99 ms"], "p99 ms, with a stuck reader": with_stuck["p99 ms"],
-            "p99 with / without": float(with_stuck["p99 ms"]) / float(base["p99 ms"]),
-            "paste delivered p99 ms": with_stuck["paste p99 ms"],
-            "server CPU % while typing after the paste": base["CPU %"],
-            "server RSS MB before": with_stuck["RSS before MB"],
-            "server RSS MB peak": with_stuck["RSS peak MB"], "stuck reader": with_stuck["stuck"]}
+    return {
+        "p99 ms, no stuck reader": base["p99 ms"],
+        "p99 ms, with a stuck reader": with_stuck["p99 ms"],
+        "p99 with / without": float(with_stuck["p99 ms"]) / float(base["p99 ms"]),
+        "paste delivered p99 ms": with_stuck["paste p99 ms"],
+        "server CPU % while typing after the paste": base["CPU %"],
+        "server RSS MB before": with_stuck["RSS before MB"],
+        "server RSS MB peak": with_stuck["RSS peak MB"],
+        "stuck reader": with_stuck["stuck"],
+    }
 
 
-def w7_run(kind: str, tmp: Path, stuck: bool, readers: int = 10, paste: int = 1 << 20,
-           rate: float = 100.0, seconds: float = 10.0) -> dict[str, float | str]:
+def w7_run(
+    kind: str,
+    tmp: Path,
+    stuck: bool,
+    readers: int = 10,
+    paste: int = 1 << 20,
+    rate: float = 100.0,
+    seconds: float = 10.0,
+) -> dict[str, float | str]:
     server = SERVERS[kind]({"doc.md": b""})
     procs: list[subprocess.Popen[bytes]] = []
     tag = f"w7-{kind}-{'stuck' if stuck else 'base'}"
@@ -654,6 +738,7 @@ def w7_run(kind: str, tmp: Path, stuck: bool, readers: int = 10, paste: int = 1 
                 state, queued = seen if seen else ("gone", 0)
                 if not server_side or server_side[-1][1] != state or queued > max(q for _, _, q in server_side):
                     server_side.append((time.time(), state, queued))
+
         time.sleep(0.5)
         rss0 = rss_mb(server.pid)
         sampler = Sampler(server.pid, 0.05, watch)
@@ -680,9 +765,13 @@ def w7_run(kind: str, tmp: Path, stuck: bool, readers: int = 10, paste: int = 1 
             return {"result": f"a healthy reader got {len(received)}/{len(sent)} updates"}
         pastes.append((received[0] - sent[0]) * 1000)
         typing += [(r - s) * 1000 for r, s in zip(received[1:], sent[1:], strict=False)]
-    figures: dict[str, float | str] = {"p99 ms": percentile(typing, 0.99), "paste p99 ms": percentile(pastes, 0.99),
-                                       "RSS before MB": rss0, "RSS peak MB": peak,
-                                       "CPU %": (cpu1 - cpu0) / (t1 - t0) * 100}
+    figures: dict[str, float | str] = {
+        "p99 ms": percentile(typing, 0.99),
+        "paste p99 ms": percentile(pastes, 0.99),
+        "RSS before MB": rss0,
+        "RSS peak MB": peak,
+        "CPU %": (cpu1 - cpu0) / (t1 - t0) * 100,
+    }
     if stuck:
         figures["stuck"] = describe_stuck(json.loads(stuck_out.read_text()), server_side, watched)
     return figures
@@ -703,9 +792,11 @@ def describe_stuck(report: dict[str, object], server_side: list[tuple[float, str
         what += f" (close frame, code {code})" if code is not None else " (close frame without a code)"
     elif left is not None:
         what += " (no close frame)"
-    return (f"{what}; on reading again it got {drained:.2f} MB then {report['ended']}; "
-            f"server kernel send queue up to {max_queued / 1024:.0f} KB, "
-            f"its own receive queue up to {int(report['max_waiting']) / 1024:.0f} KB")  # type: ignore[call-overload]
+    return (
+        f"{what}; on reading again it got {drained:.2f} MB then {report['ended']}; "
+        f"server kernel send queue up to {max_queued / 1024:.0f} KB, "
+        f"its own receive queue up to {int(report['max_waiting']) / 1024:.0f} KB"
+    )  # type: ignore[call-overload]
 
 
 def w8(tmp: Path, files: int = 1000, edited: int = 100) -> dict[str, float | str]:
@@ -718,6 +809,7 @@ def w8(tmp: Path, files: int = 1000, edited: int = 100) -> dict[str, float | str
     contents = {f"f{i:04}.md": f"file {i}\n".encode() for i in range(files)}
     server = start_gitrtc(contents)
     try:
+
         async def edit_all() -> None:
             for i in range(edited):
                 async with YClient(server.url(f"f{i:04}.md")) as client:
@@ -749,13 +841,18 @@ def w8(tmp: Path, files: int = 1000, edited: int = 100) -> dict[str, float | str
         git_cli = time.monotonic() - start
 
         def tree(repo: Path) -> str:
-            return subprocess.run(["git", "rev-parse", "HEAD^{tree}"], cwd=repo, capture_output=True,
-                                  text=True, check=True).stdout.strip()
+            return subprocess.run(
+                ["git", "rev-parse", "HEAD^{tree}"], cwd=repo, capture_output=True, text=True, check=True
+            ).stdout.strip()
 
         if tree(server.workdir) != tree(by_hand):
             return {"result": "WRONG: the session's commit differs from git add -A && git commit"}
-        return {"rtc stop ms": rtc * 1000, "git add+commit ms": git_cli * 1000,
-                "rtc stop / git (same run)": rtc / git_cli, "rtc server exit ms": exited * 1000}
+        return {
+            "rtc stop ms": rtc * 1000,
+            "git add+commit ms": git_cli * 1000,
+            "rtc stop / git (same run)": rtc / git_cli,
+            "rtc server exit ms": exited * 1000,
+        }
     finally:
         server.stop()
 
@@ -788,8 +885,12 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workloads", default="w1,w2,w3,w4,w5,w6,w7,w8")
     parser.add_argument("--servers", default="gitrtc,node,pycrdt")
-    parser.add_argument("--w7-paste-mb", type=float, default=1.0,
-                        help="W7's paste; above the server's kernel send buffer (4 MB here) it queues in the server")
+    parser.add_argument(
+        "--w7-paste-mb",
+        type=float,
+        default=1.0,
+        help="W7's paste; above the server's kernel send buffer (4 MB here) it queues in the server",
+    )
     args = parser.parse_args()
     global W7_PASTE
     W7_PASTE = int(args.w7_paste_mb * 2**20)
@@ -828,8 +929,12 @@ def main() -> None:
                     except TimeoutError as exc:
                         samples.append({"result": f"timed out: {exc}"})
                 rows.append((label, kind, summarize(samples)))
-                print(label, kind, rows[-1][2].get("result") or {k: v for k, v in rows[-1][2].items()
-                                                                 if not k.startswith("_")}, flush=True)
+                print(
+                    label,
+                    kind,
+                    rows[-1][2].get("result") or {k: v for k, v in rows[-1][2].items() if not k.startswith("_")},
+                    flush=True,
+                )
         if "w8" in wanted:
             samples = [w8(tmp) for _ in range(args.runs)]
             rows.append(("W8 git end", "gitrtc", summarize(samples)))

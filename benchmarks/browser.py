@@ -177,9 +177,11 @@ class Typists:
 def run(browser: Any, url: str, room_url: str, n_cells: int, keys: int) -> dict[str, Any]:
     me = open_page(browser, "Measured", probe=True)
     me.goto(url)
-    me.wait_for_function(f"() => document.querySelectorAll('.doc-notebook .cell').length === {n_cells}"
-                         " && document.querySelector('.doc-notebook').dataset.ready === 'true'",
-                         polling=10)
+    me.wait_for_function(
+        f"() => document.querySelectorAll('.doc-notebook .cell').length === {n_cells}"
+        " && document.querySelector('.doc-notebook').dataset.ready === 'true'",
+        polling=10,
+    )
     shown = me.evaluate("performance.now()")
     middle = me.locator(".cell-code").count() // 2
     type_into(me, middle)
@@ -210,10 +212,16 @@ def run(browser: Any, url: str, room_url: str, n_cells: int, keys: int) -> dict[
         "keystrokes": len(frames),
         "typing_seconds": round(elapsed, 1),
         "remote_keys_meanwhile": remote,
-        "key_to_next_frame_ms": {"p50": round(statistics.median(frames), 1), "p95": round(pct(frames, 95), 1),
-                                 "max": round(max(frames), 1)},
-        "key_handlers_ms": {"p50": round(statistics.median(handlers), 1), "p95": round(pct(handlers, 95), 1),
-                            "max": round(max(handlers), 1)},
+        "key_to_next_frame_ms": {
+            "p50": round(statistics.median(frames), 1),
+            "p95": round(pct(frames, 95), 1),
+            "max": round(max(frames), 1),
+        },
+        "key_handlers_ms": {
+            "p50": round(statistics.median(handlers), 1),
+            "p95": round(pct(handlers, 95), 1),
+            "max": round(max(handlers), 1),
+        },
     }
 
 

@@ -50,24 +50,44 @@ from gitrtc.runcells import RoomClient  # noqa: E402  (the package's own request
 
 PY = sys.executable
 FLOOD = "for i in range({lines}):\n    print(i)"
-IMAGE = ("import base64, os, time\nfrom IPython.display import display\n"
-         "for i in range({seconds}):\n"
-         "    png = base64.b64encode(os.urandom(200_000)).decode()\n"
-         "    display({{'image/png': png, 'text/plain': f'<image {{i}}>'}}, raw=True)\n"
-         "    time.sleep(1)")
+IMAGE = (
+    "import base64, os, time\nfrom IPython.display import display\n"
+    "for i in range({seconds}):\n"
+    "    png = base64.b64encode(os.urandom(200_000)).decode()\n"
+    "    display({{'image/png': png, 'text/plain': f'<image {{i}}>'}}, raw=True)\n"
+    "    time.sleep(1)"
+)
 
 
 def notebook(seconds: int, lines: int) -> str:
     def code(cell_id: str, source: str) -> dict[str, Any]:
-        return {"cell_type": "code", "execution_count": None, "id": cell_id, "metadata": {}, "outputs": [],
-                "source": source}
+        return {
+            "cell_type": "code",
+            "execution_count": None,
+            "id": cell_id,
+            "metadata": {},
+            "outputs": [],
+            "source": source,
+        }
 
-    cells = [code("tick", "print('tick 0')"), code("flood", FLOOD.format(lines=lines)),
-             code("image", IMAGE.format(seconds=seconds)),
-             {"cell_type": "markdown", "id": "typing", "metadata": {}, "source": "typing here: "}]
-    return json.dumps({"cells": cells, "nbformat": 4, "nbformat_minor": 5,
-                       "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python",
-                                                   "name": "python3"}}}, indent=1) + "\n"
+    cells = [
+        code("tick", "print('tick 0')"),
+        code("flood", FLOOD.format(lines=lines)),
+        code("image", IMAGE.format(seconds=seconds)),
+        {"cell_type": "markdown", "id": "typing", "metadata": {}, "source": "typing here: "},
+    ]
+    return (
+        json.dumps(
+            {
+                "cells": cells,
+                "nbformat": 4,
+                "nbformat_minor": 5,
+                "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
+            },
+            indent=1,
+        )
+        + "\n"
+    )
 
 
 def free_port() -> int:
@@ -182,21 +202,30 @@ class Bench:
     def start(self) -> None:
         (self.work / "nb.ipynb").write_text(notebook(self.args.seconds, self.args.lines))
         (self.work / "notes.md").write_text("notes\n")
-        for argv in (["init", "-q", "-b", "main"], ["config", "user.name", "Bench"],
-                     ["config", "user.email", "bench@example.org"], ["add", "-A"], ["commit", "-q", "-m", "base"]):
+        for argv in (
+            ["init", "-q", "-b", "main"],
+            ["config", "user.name", "Bench"],
+            ["config", "user.email", "bench@example.org"],
+            ["add", "-A"],
+            ["commit", "-q", "-m", "base"],
+        ):
             subprocess.run(["git", *argv], cwd=self.work, check=True)
         self.port = free_port()
-        self.proc = subprocess.Popen([PY, "-m", "gitrtc", "start", "nb.ipynb", "notes.md", "--kernels",
-                                      "--port", str(self.port), "--no-open"],
-                                     cwd=self.work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [PY, "-m", "gitrtc", "start", "nb.ipynb", "notes.md", "--kernels", "--port", str(self.port), "--no-open"],
+            cwd=self.work,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         info_file = self.work / ".git" / "rtc" / "session.json"
         wait_file(info_file, 60, "rtc start")
         info = json.loads(info_file.read_text())
         self.token = info["token"]
         import urllib.request
 
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/api/session",
-                                         headers={"Authorization": f"Bearer {self.token}"})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/api/session", headers={"Authorization": f"Bearer {self.token}"}
+        )
         with urllib.request.urlopen(request) as response:
             self.rooms = {f["path"]: f["room"] for f in json.loads(response.read())["files"]}
 
@@ -219,10 +248,30 @@ class Bench:
         """Typing in both rooms while `name`'s cell runs (or, idle, for --seconds)."""
         outs = {where: str(self.work / f"{name}-{where}.json") for where in ("other room", "same notebook")}
         self.typists = [
-            subprocess.Popen([PY, __file__, "type", self.url("notes.md", "TypistA"), "text",
-                              str(self.args.rate), outs["other room"]], stderr=subprocess.DEVNULL),
-            subprocess.Popen([PY, __file__, "type", self.url("nb.ipynb", "TypistB"), "typing",
-                              str(self.args.rate), outs["same notebook"]], stderr=subprocess.DEVNULL),
+            subprocess.Popen(
+                [
+                    PY,
+                    __file__,
+                    "type",
+                    self.url("notes.md", "TypistA"),
+                    "text",
+                    str(self.args.rate),
+                    outs["other room"],
+                ],
+                stderr=subprocess.DEVNULL,
+            ),
+            subprocess.Popen(
+                [
+                    PY,
+                    __file__,
+                    "type",
+                    self.url("nb.ipynb", "TypistB"),
+                    "typing",
+                    str(self.args.rate),
+                    outs["same notebook"],
+                ],
+                stderr=subprocess.DEVNULL,
+            ),
         ]
         for out in outs.values():
             await asyncio.to_thread(wait_file, Path(out + ".ready"), 60, "a typist ready")
@@ -238,8 +287,12 @@ class Bench:
 
             def on_event(message: dict[str, Any]) -> None:
                 data = message.get("data") or {}
-                if message.get("event") == "kernel.cell" and data.get("cell") == name \
-                        and data.get("state") in ("done", "error", "cancelled") and not done.done():
+                if (
+                    message.get("event") == "kernel.cell"
+                    and data.get("cell") == name
+                    and data.get("state") in ("done", "error", "cancelled")
+                    and not done.done()
+                ):
                     done.set_result(data["state"])
 
             runner.on_event = on_event
@@ -252,23 +305,35 @@ class Bench:
             Path(out + ".stop").write_text("1")
         await asyncio.sleep(3.0)
         after = rss_mb(self.pid)
-        figures: dict[str, Any] = {"seconds": t1 - t0, "rss_before": before, "rss_peak": sampler.peak(t0, t1),
-                                   "rss_after": after, "cpu": cpu}
+        figures: dict[str, Any] = {
+            "seconds": t1 - t0,
+            "rss_before": before,
+            "rss_peak": sampler.peak(t0, t1),
+            "rss_after": after,
+            "cpu": cpu,
+        }
         for where, out in outs.items():
             await asyncio.to_thread(wait_file, Path(out), 60, "a typist's figures")
             data = json.loads(Path(out).read_text())
             latencies = [(r - s) * 1000 for s, r in zip(data["sent"], data["received"], strict=False) if t0 <= s <= t1]
             lost = len(data["sent"]) - len(data["received"])
-            figures[where] = {"p50": percentile(latencies, 50), "p99": percentile(latencies, 99),
-                              "max": max(latencies, default=float("nan")), "n": len(latencies), "lost": lost}
+            figures[where] = {
+                "p50": percentile(latencies, 50),
+                "p99": percentile(latencies, 99),
+                "max": max(latencies, default=float("nan")),
+                "n": len(latencies),
+                "lost": lost,
+            }
         for proc in self.typists:
             proc.wait(timeout=30)
         return figures
 
     async def first_output(self, http: aiohttp.ClientSession) -> dict[str, Any]:
         """Run request → the output visible to another client, cold then warm."""
-        async with RoomClient(http, self.url("nb.ipynb", "Runner")) as runner, \
-                RoomClient(http, self.url("nb.ipynb", "Watcher")) as watcher:
+        async with (
+            RoomClient(http, self.url("nb.ipynb", "Runner")) as runner,
+            RoomClient(http, self.url("nb.ipynb", "Watcher")) as watcher,
+        ):
             await runner.wait_synced()
             await watcher.wait_synced()
             seen: dict[str, float] = {}
@@ -290,7 +355,7 @@ class Bench:
                     source = _cell(runner.doc, "tick")["source"]
                     assert isinstance(source, Text)
                     with runner.doc.transaction():
-                        del source[0:len(source)]
+                        del source[0 : len(source)]
                         source.insert(0, f"print('{token}')")
                     while f"'{token}'" not in str(_cell(watcher.doc, "tick")["source"]):
                         await asyncio.sleep(0.01)
@@ -304,8 +369,13 @@ class Bench:
                 times.append((seen[token] - sent) * 1000)
                 await asyncio.sleep(0.3)  # the run's end, before the next edit
             warm = times[1:]
-            return {"cold": times[0], "p50": percentile(warm, 50), "p99": percentile(warm, 99),
-                    "min": min(warm), "n": len(warm)}
+            return {
+                "cold": times[0],
+                "p50": percentile(warm, 50),
+                "p99": percentile(warm, 99),
+                "min": min(warm),
+                "n": len(warm),
+            }
 
     async def main(self) -> dict[str, Any]:
         sampler = Sampler(self.pid)
@@ -328,11 +398,15 @@ def _cell(doc: Doc, cell_id: str) -> Map:
 
 def report(results: dict[str, Any], args: argparse.Namespace) -> None:
     idle = results["idle"]
-    print(f"kernels benchmark: typing {args.rate:g} chars/s in each room; load average "
-          f"{os.getloadavg()[0]:.1f} at the end; server RSS at start {results['rss_start']:.1f} MB")
+    print(
+        f"kernels benchmark: typing {args.rate:g} chars/s in each room; load average "
+        f"{os.getloadavg()[0]:.1f} at the end; server RSS at start {results['rss_start']:.1f} MB"
+    )
     print()
-    print("| phase | where | keystrokes | p50 ms | p99 ms | max ms | p99 / idle | server CPU % "
-          "| RSS before → peak → 3 s after (MB) |")
+    print(
+        "| phase | where | keystrokes | p50 ms | p99 ms | max ms | p99 / idle | server CPU % "
+        "| RSS before → peak → 3 s after (MB) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     labels = {"idle": "idle (typing only)", "flood": f"{args.lines:,}-line print", "image": "a 200 KB image a second"}
     for name in ("idle", "flood", "image"):
@@ -341,14 +415,18 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
             f = phase[where]
             ratio = f["p99"] / idle[where]["p99"] if idle[where]["p99"] else float("nan")
             lost = f" ({f['lost']} never arrived)" if f["lost"] else ""
-            print(f"| {labels[name]} ({phase['seconds']:.1f} s) | {where} | {f['n']}{lost} | {f['p50']:.1f} | "
-                  f"{f['p99']:.1f} | {f['max']:.1f} | {ratio:.2f}× | {phase['cpu']:.0f} | "
-                  f"{phase['rss_before']:.1f} → {phase['rss_peak']:.1f} → {phase['rss_after']:.1f} |")
+            print(
+                f"| {labels[name]} ({phase['seconds']:.1f} s) | {where} | {f['n']}{lost} | {f['p50']:.1f} | "
+                f"{f['p99']:.1f} | {f['max']:.1f} | {ratio:.2f}× | {phase['cpu']:.0f} | "
+                f"{phase['rss_before']:.1f} → {phase['rss_peak']:.1f} → {phase['rss_after']:.1f} |"
+            )
     first = results["first_output"]
     print()
-    print(f"run request → first output in another client: first run {first['cold']:.0f} ms (kernel start "
-          f"included); then over {first['n']} runs p50 {first['p50']:.1f} ms, p99 {first['p99']:.1f} ms, "
-          f"min {first['min']:.1f} ms")
+    print(
+        f"run request → first output in another client: first run {first['cold']:.0f} ms (kernel start "
+        f"included); then over {first['n']} runs p50 {first['p50']:.1f} ms, p99 {first['p99']:.1f} ms, "
+        f"min {first['min']:.1f} ms"
+    )
 
 
 def main() -> None:

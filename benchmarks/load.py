@@ -92,7 +92,7 @@ def trace_updates() -> list[bytes]:
         for pos, ndel, ins in txn["patches"]:
             with doc.transaction():
                 if ndel:
-                    del text[pos:pos + ndel]
+                    del text[pos : pos + ndel]
                 if ins:
                     text.insert(pos, ins)
     return out
@@ -130,8 +130,7 @@ async def w1_recv(url: str, length: str, out: str) -> None:
         await client.synced.wait()
         Path(out + ".ready").write_text("1")
         await done.wait()
-        finish(out, json.dumps({"done": time.time(), "updates": client.updates,
-                                         "text": str(client.text)}))
+        finish(out, json.dumps({"done": time.time(), "updates": client.updates, "text": str(client.text)}))
         task.cancel()
 
 
@@ -213,7 +212,6 @@ async def w4_seed(url: str, out: str) -> None:
         probe_task.cancel()
 
 
-
 # -- W3: many rooms ------------------------------------------------------------------
 
 
@@ -263,14 +261,18 @@ async def w3(plan_file: str, out: str) -> None:
             async with gate:
                 task = asyncio.ensure_future(client.run(http))
                 tasks.append(task)
-                await asyncio.wait([task, asyncio.ensure_future(client.synced.wait())],
-                                   return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(
+                    [task, asyncio.ensure_future(client.synced.wait())], return_when=asyncio.FIRST_COMPLETED
+                )
 
         tasks: list[asyncio.Task[None]] = []
         await asyncio.wait_for(asyncio.gather(*(connect(c) for _, c, _ in clients)), 300)
         synced = sum(c.synced.is_set() for _, c, _ in clients)
-        beats = [asyncio.ensure_future(heartbeat(c, interval, f"bench-{i}"))
-                 for i, (_, c, _) in enumerate(clients) if c.synced.is_set()]
+        beats = [
+            asyncio.ensure_future(heartbeat(c, interval, f"bench-{i}"))
+            for i, (_, c, _) in enumerate(clients)
+            if c.synced.is_set()
+        ]
         finish(out + ".ready", json.dumps({"synced": synced, "clients": len(clients)}))
         while not Path(out + ".go").exists():
             await asyncio.sleep(0.05)
@@ -282,12 +284,14 @@ async def w3(plan_file: str, out: str) -> None:
             text = client.text
             start = time.monotonic()
             for i, txn in enumerate(patches[: int(rate * duration)]):
+
                 def apply(txn=txn) -> None:
                     for pos, ndel, ins in txn:
                         if ndel:
-                            del text[pos:pos + ndel]
+                            del text[pos : pos + ndel]
                         if ins:
                             text.insert(pos, ins)
+
                 sent[room].append(time.time())
                 await client.edit(apply)
                 await asyncio.sleep(max(0.0, start + (i + 1) / rate - time.monotonic()))
@@ -383,13 +387,15 @@ async def w5(role: str, url: str, arg: str, duration: str, cells: str, out: str)
                         value = ynb.get_cell(src)  # noqa: B023 — edit() runs move() at once
                         del ynb.ycells[src]  # noqa: B023 — edit() runs move() at once
                         ynb.ycells.insert(dst, ynb.create_ycell(value))  # noqa: B023 — edit() runs move() at once
+
                     count += await client.edit(move)
                 i += 1
                 await asyncio.sleep(max(0.0, start + i * 1.5 - time.monotonic()))
         elif role == "kernel":
             outputs = ynb.ycells[int(arg)]["outputs"]
-            count += await client.edit(lambda: outputs.append(
-                Map({"output_type": "stream", "name": "stdout", "text": YText()})))
+            count += await client.edit(
+                lambda: outputs.append(Map({"output_type": "stream", "name": "stdout", "text": YText()}))
+            )
             text = outputs[len(outputs) - 1]["text"]
             i = line = 0
             while time.monotonic() < end:
@@ -426,8 +432,7 @@ async def w6_join(url: str, out: str) -> None:
             await asyncio.sleep(0.01)
         done = time.time()
         text = str(client.text)
-        finish(out, json.dumps({"synced": done, "attempts": attempts, "length": len(text),
-                                         "equal": text == end}))
+        finish(out, json.dumps({"synced": done, "attempts": attempts, "length": len(text), "equal": text == end}))
         task.cancel()
 
 
@@ -490,8 +495,12 @@ def w7_stuck(url: str, out: str) -> None:
     connected_at = time.time()
     key = base64.b64encode(os.urandom(16)).decode()
     target = parts.path + (f"?{parts.query}" if parts.query else "")
-    sock.sendall((f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
-                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    sock.sendall(
+        (
+            f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
     buf = b""
     while b"\r\n\r\n" not in buf:
         buf += sock.recv(65536)
@@ -502,9 +511,13 @@ def w7_stuck(url: str, out: str) -> None:
     def send(payload: bytes, opcode: int = 2) -> None:
         mask = os.urandom(4)
         n = len(payload)
-        header = bytes([0x80 | opcode]) + (bytes([0x80 | n]) if n < 126 else
-                                            bytes([0x80 | 126]) + struct.pack("!H", n) if n < 65536 else
-                                            bytes([0x80 | 127]) + struct.pack("!Q", n))
+        header = bytes([0x80 | opcode]) + (
+            bytes([0x80 | n])
+            if n < 126
+            else bytes([0x80 | 126]) + struct.pack("!H", n)
+            if n < 65536
+            else bytes([0x80 | 127]) + struct.pack("!Q", n)
+        )
         sock.sendall(header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
 
     def frames(data: bytes) -> tuple[list[tuple[int, bytes]], bytes]:
@@ -521,8 +534,8 @@ def w7_stuck(url: str, out: str) -> None:
                 n, pos = struct.unpack("!Q", data[2:10])[0], 10
             if len(data) < pos + n:
                 break
-            found.append((opcode, data[pos:pos + n]))
-            data = data[pos + n:]
+            found.append((opcode, data[pos : pos + n]))
+            data = data[pos + n :]
         return found, data
 
     doc = Doc()
@@ -576,14 +589,38 @@ def w7_stuck(url: str, out: str) -> None:
     found, _ = frames(data)
     close = [p for op, p in found if op == 8]
     code = struct.unpack("!H", close[0][:2])[0] if close and len(close[0]) >= 2 else None
-    finish(out, json.dumps({
-        "connected": connected_at, "port": port, "states": states, "max_waiting": max_waiting,
-        "drained_bytes": len(data), "frames": len(found), "close_frame": bool(close), "close_code": code,
-        "close_reason": close[0][2:].decode(errors="replace") if close else None, "ended": ended}))
+    finish(
+        out,
+        json.dumps(
+            {
+                "connected": connected_at,
+                "port": port,
+                "states": states,
+                "max_waiting": max_waiting,
+                "drained_bytes": len(data),
+                "frames": len(found),
+                "close_frame": bool(close),
+                "close_code": code,
+                "close_reason": close[0][2:].decode(errors="replace") if close else None,
+                "ended": ended,
+            }
+        ),
+    )
 
 
-ROLES = {"w1-send": w1_send, "w1-recv": w1_recv, "w2-write": w2_write, "w2-read": w2_read, "join": join,
-         "w4-seed": w4_seed, "w3": w3, "w5-seed": w5_seed, "w5": w5, "w6-join": w6_join, "w7-write": w7_write}
+ROLES = {
+    "w1-send": w1_send,
+    "w1-recv": w1_recv,
+    "w2-write": w2_write,
+    "w2-read": w2_read,
+    "join": join,
+    "w4-seed": w4_seed,
+    "w3": w3,
+    "w5-seed": w5_seed,
+    "w5": w5,
+    "w6-join": w6_join,
+    "w7-write": w7_write,
+}
 SYNC_ROLES = {"w7-stuck": w7_stuck}
 
 if __name__ == "__main__":

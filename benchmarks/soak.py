@@ -29,11 +29,28 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support import RtcProcess, YClient, make_repo  # noqa: E402  (the tests' real client)
 
-NOTEBOOK = json.dumps({
-    "cells": [{"cell_type": "code", "execution_count": None, "id": f"c{i}", "metadata": {},
-               "outputs": [], "source": [f"x{i} = {i}"]} for i in range(10)],
-    "metadata": {}, "nbformat": 4, "nbformat_minor": 5,
-}, indent=1) + "\n"
+NOTEBOOK = (
+    json.dumps(
+        {
+            "cells": [
+                {
+                    "cell_type": "code",
+                    "execution_count": None,
+                    "id": f"c{i}",
+                    "metadata": {},
+                    "outputs": [],
+                    "source": [f"x{i} = {i}"],
+                }
+                for i in range(10)
+            ],
+            "metadata": {},
+            "nbformat": 4,
+            "nbformat_minor": 5,
+        },
+        indent=1,
+    )
+    + "\n"
+)
 
 
 class Participant:
@@ -102,8 +119,7 @@ def file_text(path: str, doc: Doc) -> str:
 
 
 def committed_text(repo: Path, path: str) -> str:
-    data = subprocess.run(["git", "show", f"HEAD:{path}"], cwd=repo, capture_output=True, text=True,
-                          check=True).stdout
+    data = subprocess.run(["git", "show", f"HEAD:{path}"], cwd=repo, capture_output=True, text=True, check=True).stdout
     if path == "notes.md":
         return data
     return json.dumps(["".join(c["source"]) for c in json.loads(data)["cells"]])
@@ -116,15 +132,17 @@ async def soak(clients: int, seconds: float, seed: int, repo: Path) -> dict[str,
         rooms = {}
         import urllib.request
 
-        request = urllib.request.Request(f"{proc.base}/api/session",
-                                         headers={"Authorization": f"Bearer {info['token']}"})
+        request = urllib.request.Request(
+            f"{proc.base}/api/session", headers={"Authorization": f"Bearer {info['token']}"}
+        )
         with urllib.request.urlopen(request) as response:
             for f in json.loads(response.read())["files"]:
                 rooms[f["path"]] = f["room"]
         people = []
         for n in range(clients):
-            urls = {p: f"{proc.ws_base}{r}?token={info['token']}&name=P{n}&email=p{n}@example.org"
-                    for p, r in rooms.items()}
+            urls = {
+                p: f"{proc.ws_base}{r}?token={info['token']}&name=P{n}&email=p{n}@example.org" for p, r in rooms.items()
+            }
             people.append(Participant(n, urls, random.Random(seed * 1000 + n)))
         started = time.monotonic()
         await asyncio.gather(*(p.run(started + seconds) for p in people))
@@ -145,12 +163,15 @@ async def soak(clients: int, seconds: float, seed: int, repo: Path) -> dict[str,
         done = await asyncio.to_thread(proc.stop, "-m", "soak")
         if done.returncode != 0:
             raise SystemExit(f"rtc stop failed: {done.stderr}")
-        mismatches = [path for path in rooms
-                      if committed_text(repo, path) != file_text(path, people[0].docs[path])]
+        mismatches = [path for path in rooms if committed_text(repo, path) != file_text(path, people[0].docs[path])]
         return {
-            "clients": clients, "seconds": seconds, "edits": sum(p.edits for p in people),
-            "reconnects": sum(p.reconnects for p in people), "converged_after_s": round(converged, 2),
-            "store_bytes_at_end": store, "mismatches": mismatches,
+            "clients": clients,
+            "seconds": seconds,
+            "edits": sum(p.edits for p in people),
+            "reconnects": sum(p.reconnects for p in people),
+            "converged_after_s": round(converged, 2),
+            "store_bytes_at_end": store,
+            "mismatches": mismatches,
         }
     finally:
         proc.kill()

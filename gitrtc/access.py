@@ -32,8 +32,7 @@ def clean_name(name: str) -> str:
 class Access:
     """The session's tokens and invites (kept in the manifest) and its live connections."""
 
-    def __init__(self, manifest: Manifest, save: Callable[[], Awaitable[None]],
-                 event: Callable[[str], None]) -> None:
+    def __init__(self, manifest: Manifest, save: Callable[[], Awaitable[None]], event: Callable[[str], None]) -> None:
         self.manifest = manifest
         self._save = save
         self._event = event
@@ -112,8 +111,12 @@ class Access:
         name = clean_name(name)
         before = len(self.manifest.invites)
         self.manifest.invites = [i for i in self.manifest.invites if i["name"] != name]
-        gone = [c for c in self.connections if c.participant.invite == name
-                or (c.participant.invite is None and c.participant.role != "owner" and c.participant.name == name)]
+        gone = [
+            c
+            for c in self.connections
+            if c.participant.invite == name
+            or (c.participant.invite is None and c.participant.role != "owner" and c.participant.name == name)
+        ]
         if len(self.manifest.invites) == before and not gone:
             raise UnknownInviteError(f"nobody named {name!r} is in the session or invited: see rtc status")
         self.removed.add(name)

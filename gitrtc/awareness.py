@@ -137,8 +137,12 @@ def _place_problem(state: dict[str, Any]) -> str | None:
     place = state.get("place")
     if place is None:
         return None
-    if (not isinstance(place, dict) or not _optional(place.get("file"), str)
-            or not _optional(place.get("cell"), str) or not _optional(place.get("line"), int)):
+    if (
+        not isinstance(place, dict)
+        or not _optional(place.get("file"), str)
+        or not _optional(place.get("cell"), str)
+        or not _optional(place.get("line"), int)
+    ):
         return "place must be {file, cell, line} with a string, a string and an integer"
     return None
 
@@ -157,16 +161,19 @@ def _relative_position(value: object) -> bool:
         return True
     if not isinstance(value, dict):
         return False
-    return (_optional(value.get("tname"), str) and _optional(value.get("assoc"), int)
-            and _item_id(value.get("type")) and _item_id(value.get("item")))
+    return (
+        _optional(value.get("tname"), str)
+        and _optional(value.get("assoc"), int)
+        and _item_id(value.get("type"))
+        and _item_id(value.get("item"))
+    )
 
 
 def _item_id(value: object) -> bool:
     """A Yjs item id as JSON (`{client, clock}`) or null."""
     if value is None:
         return True
-    return (isinstance(value, dict) and isinstance(value.get("client"), int)
-            and isinstance(value.get("clock"), int))
+    return isinstance(value, dict) and isinstance(value.get("client"), int) and isinstance(value.get("clock"), int)
 
 
 def _optional(value: object, kind: type) -> bool:

@@ -29,8 +29,15 @@ from .store import Store
 class DiskBridge:
     """Keeps each shared file and its room in step, in both directions."""
 
-    def __init__(self, info: git.RepoInfo, manifest: Manifest, registry: RoomRegistry, store: Store,
-                 limits: Limits, event: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        info: git.RepoInfo,
+        manifest: Manifest,
+        registry: RoomRegistry,
+        store: Store,
+        limits: Limits,
+        event: Callable[[str], None],
+    ) -> None:
         self.info = info
         self.manifest = manifest
         self.registry = registry
@@ -38,9 +45,16 @@ class DiskBridge:
         self._event = event
         self._head_seen: Stat | None = None  # HEAD's stat at the last read
         self._head_on_branch = False
-        self.disk = DiskSync(info.workdir, registry.render, self.on_branch, event, self.merge,
-                             quiet=limits.write_quiet_seconds, max_delay=limits.write_max_delay_seconds,
-                             on_error=self._on_save_error)
+        self.disk = DiskSync(
+            info.workdir,
+            registry.render,
+            self.on_branch,
+            event,
+            self.merge,
+            quiet=limits.write_quiet_seconds,
+            max_delay=limits.write_max_delay_seconds,
+            on_error=self._on_save_error,
+        )
         registry.on_loaded_change = self.room_changed  # the one hook from the rooms to the disk
 
     def room_changed(self, room: Room, origin: object) -> None:
@@ -131,8 +145,10 @@ class DiskBridge:
                 aside = self.store.path.parent / "disk-at-resume" / entry.path
                 await loop.run_in_executor(None, save_aside, aside, disk)
                 self.disk.changed(entry.path)
-                self._event(f"{entry.path} changed on disk while no session ran: the session's version "
-                            f"is kept, the disk's is saved as {aside}")
+                self._event(
+                    f"{entry.path} changed on disk while no session ran: the session's version "
+                    f"is kept, the disk's is saved as {aside}"
+                )
 
     async def settle(self) -> None:
         """Take in the last saves on disk, then write every dirty file (before a commit)."""

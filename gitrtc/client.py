@@ -35,15 +35,19 @@ CLOSE_ENDED = CLOSE_CODES["ENDED"]  # the session ended, or its epoch changed
 #: Bad token, not allowed / kicked, unknown room: reconnecting would not help.
 CLOSE_REFUSED = frozenset({CLOSE_CODES["UNAUTHORIZED"], CLOSE_CODES["FORBIDDEN"], CLOSE_CODES["UNKNOWN_ROOM"]})
 
-_CLOSING = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED,
-            aiohttp.WSMsgType.ERROR)
+_CLOSING = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
 
 
 def awareness_update(client_id: int, clock: int, state: dict[str, Any] | None) -> bytes:
     """A y-protocols awareness update for one client (`None`: it left)."""
     data = json.dumps(state).encode()
-    return (protocol.write_var_uint(1) + protocol.write_var_uint(client_id) + protocol.write_var_uint(clock)
-            + protocol.write_var_uint(len(data)) + data)
+    return (
+        protocol.write_var_uint(1)
+        + protocol.write_var_uint(client_id)
+        + protocol.write_var_uint(clock)
+        + protocol.write_var_uint(len(data))
+        + data
+    )
 
 
 def _undecodable(exc: Exception) -> ProtocolError:
@@ -61,9 +65,18 @@ class RoomClient:
     `apply=False` counts remote updates without applying them (after the first sync).
     """
 
-    def __init__(self, url: str, doc: Doc[Any] | None = None, *, headers: Mapping[str, str] | None = None,
-                 send_local: bool = True, apply: bool = True, heartbeat: float | None = None,
-                 max_msg_size: int = 0, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        doc: Doc[Any] | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        send_local: bool = True,
+        apply: bool = True,
+        heartbeat: float | None = None,
+        max_msg_size: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.url = url
         self.ssl_context = ssl_context
         self.max_msg_size = max_msg_size  # 0: no limit
@@ -104,8 +117,9 @@ class RoomClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def connect(self, http: aiohttp.ClientSession | None = None,
-                      headers: Mapping[str, str] | None = None) -> None:
+    async def connect(
+        self, http: aiohttp.ClientSession | None = None, headers: Mapping[str, str] | None = None
+    ) -> None:
         """Open the connection and start reading it in a task (`close()` ends both)."""
         if http is None:
             http = self._own_http = aiohttp.ClientSession()
@@ -124,10 +138,13 @@ class RoomClient:
     async def _open(self, http: aiohttp.ClientSession, headers: Mapping[str, str] | None) -> None:
         self.closed.clear()
         self.close_code, self.close_reason = None, ""
-        self.ws = await http.ws_connect(self.url, headers={**self.headers, **(headers or {})},
-                                        max_msg_size=self.max_msg_size,
-                                        heartbeat=self.heartbeat,
-                                        ssl=self.ssl_context if self.ssl_context is not None else True)
+        self.ws = await http.ws_connect(
+            self.url,
+            headers={**self.headers, **(headers or {})},
+            max_msg_size=self.max_msg_size,
+            heartbeat=self.heartbeat,
+            ssl=self.ssl_context if self.ssl_context is not None else True,
+        )
         await self.ws.send_bytes(protocol.sync_step1(self.doc))
 
     async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> int | None:
@@ -171,8 +188,7 @@ class RoomClient:
 
     # -- the request channel (message type 100, `requests.py`) -------------------------
 
-    async def request(self, service: str, op: str, args: dict[str, Any] | None = None,
-                      timeout: float = 120.0) -> Any:
+    async def request(self, service: str, op: str, args: dict[str, Any] | None = None, timeout: float = 120.0) -> Any:
         """Ask `service` to do `op`; its answer's data, or `RequestError` with the server's reason."""
         if self.ws is None or self.ws.closed:
             raise RequestError("not connected to the session")
@@ -283,8 +299,13 @@ class RoomClient:
 
     # -- staying connected ------------------------------------------------------------
 
-    async def follow(self, http: aiohttp.ClientSession, on_state: Callable[[str], None] = lambda state: None,
-                     first_delay: float = 0.5, max_delay: float = 10.0) -> int:
+    async def follow(
+        self,
+        http: aiohttp.ClientSession,
+        on_state: Callable[[str], None] = lambda state: None,
+        first_delay: float = 0.5,
+        max_delay: float = 10.0,
+    ) -> int:
         """Connect, sync and follow; reconnect with back-off after a drop.
 
         Returns the close code that ends it: `CLOSE_ENDED` (the session ended; the reason

@@ -114,8 +114,9 @@ class _WriteOutcome:
     stat: Stat | None = None  # the file's stat once written
 
 
-def _write_back(root: Path, path: str, data: bytes, written: str | None, seen: Stat | None,
-                check: bool) -> _WriteOutcome:
+def _write_back(
+    root: Path, path: str, data: bytes, written: str | None, seen: Stat | None, check: bool
+) -> _WriteOutcome:
     """(disk thread) Write `data` unless the file changed since `seen` (with `check`: it
     must be merged first) or already holds it; one trip to the thread per write-back."""
     if check:
@@ -195,8 +196,9 @@ class DiskSync:
     def track(self, path: str, on_disk: bytes) -> None:
         """Start tracking a file whose current disk content is `on_disk`."""
         abspath = os.path.join(self.workdir, path)
-        self.files[path] = FileState(path, abspath, written=digest(on_disk), seen=shared_stat(self.workdir, path),
-                                     synced=on_disk)
+        self.files[path] = FileState(
+            path, abspath, written=digest(on_disk), seen=shared_stat(self.workdir, path), synced=on_disk
+        )
 
     async def watch(self, interval: float = 0.5) -> None:
         """Poll the shared files forever, merging out-of-band changes (run as a task)."""
@@ -353,8 +355,9 @@ class DiskSync:
             state.render_seconds = time.perf_counter() - started
             state.rendered_at = loop.time()
             try:
-                outcome = await loop.run_in_executor(_DISK, _write_back, self.workdir, path, data, state.written,
-                                                     state.seen, check)
+                outcome = await loop.run_in_executor(
+                    _DISK, _write_back, self.workdir, path, data, state.written, state.seen, check
+                )
             except UnsafePathError as exc:
                 state.dirty = True
                 self.mark_linked(path, exc)

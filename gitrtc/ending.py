@@ -48,8 +48,16 @@ class EndResult:
 class Ending:
     """Commits and the end of the session; owns the session's state and commit base."""
 
-    def __init__(self, info: git.RepoInfo, manifest: Manifest, store: Store, registry: RoomRegistry,
-                 bridge: DiskBridge, tasks: Supervisor, event: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        info: git.RepoInfo,
+        manifest: Manifest,
+        store: Store,
+        registry: RoomRegistry,
+        bridge: DiskBridge,
+        tasks: Supervisor,
+        event: Callable[[str], None],
+    ) -> None:
         #: The repository, with `head` the session's base (it moves with each `commit_now`).
         self.info = info
         self.manifest = manifest
@@ -78,8 +86,13 @@ class Ending:
         for room in self.registry.rooms.values():
             room.accepting = accepting
 
-    async def end(self, message: str | None, commit: bool = True, onto_branch: str | None = None,
-                  on_commit: OnCommit | None = None) -> EndResult:
+    async def end(
+        self,
+        message: str | None,
+        commit: bool = True,
+        onto_branch: str | None = None,
+        on_commit: OnCommit | None = None,
+    ) -> EndResult:
         """Stop edits, flush, commit once, tell every client, close every connection.
 
         With `onto_branch`, the commit goes on a new branch of that name made at the
@@ -109,8 +122,9 @@ class Ending:
             self.ended.set()
             return result
 
-    async def _finish(self, message: str | None, commit: bool, onto_branch: str | None = None,
-                      on_commit: OnCommit | None = None) -> EndResult:
+    async def _finish(
+        self, message: str | None, commit: bool, onto_branch: str | None = None, on_commit: OnCommit | None = None
+    ) -> EndResult:
         if not commit:
             changes = await self.changed_files()
             return EndResult(None, self.info.branch_name, tuple(sorted(changes)), (), "ended without a commit", True)
@@ -137,14 +151,25 @@ class Ending:
             if self.before_stop is not None:
                 await self.before_stop()
             await self.bridge.settle()
-            await asyncio.gather(*(r.close_all(RestartingError.close_code, "server restarting: reconnect")
-                                   for r in self.registry.rooms.values()))
-            return EndResult(None, self.info.branch_name, (), (),
-                             "persistent session paused: rtc start resumes it with the same links, rtc stop ends it",
-                             False, paused=True)
+            await asyncio.gather(
+                *(
+                    r.close_all(RestartingError.close_code, "server restarting: reconnect")
+                    for r in self.registry.rooms.values()
+                )
+            )
+            return EndResult(
+                None,
+                self.info.branch_name,
+                (),
+                (),
+                "persistent session paused: rtc start resumes it with the same links, rtc stop ends it",
+                False,
+                paused=True,
+            )
 
-    async def _commit(self, message: str | None, onto_branch: str | None,
-                      on_commit: OnCommit | None = None, final: bool = False) -> EndResult:
+    async def _commit(
+        self, message: str | None, onto_branch: str | None, on_commit: OnCommit | None = None, final: bool = False
+    ) -> EndResult:
         changes = await self.changed_files()
         links = await self.bridge.disk.links()  # shared files that became symbolic links: committed as links
         kept = await self._keep_linked({p: changes.pop(p) for p in links if p in changes})
@@ -160,14 +185,16 @@ class Ending:
             if onto_branch:
                 ref = await asyncio.to_thread(git.create_branch, repo, onto_branch, info.head)
                 info = replace(info, branch=ref)
-            done = await asyncio.to_thread(git.commit_session, repo, info, changes, text, credits,
-                                           onto_branch is None, links)
+            done = await asyncio.to_thread(
+                git.commit_session, repo, info, changes, text, credits, onto_branch is None, links
+            )
         except CommitError as exc:
             return EndResult(None, branch, tuple(sorted(changes)), (), str(exc), False)
         if done.commit is None:
             return EndResult(None, branch, (), (), "nothing changed against the branch: no commit" + kept, True)
-        result = EndResult(done.commit, branch, done.files, done.coauthors,
-                           f"1 commit on {branch} {done.commit[:7]}{kept}", True)
+        result = EndResult(
+            done.commit, branch, done.files, done.coauthors, f"1 commit on {branch} {done.commit[:7]}{kept}", True
+        )
         if on_commit is not None:
             await on_commit(result)
         if onto_branch is None:
@@ -197,8 +224,10 @@ class Ending:
                 await asyncio.to_thread(save_aside, folder / f"{path}.yjs", room.doc.get_update())
         paths = ", ".join(sorted(self.unwritable))
         if final:
-            return (f"; not committed: {paths} (cannot be written: see the events); "
-                    f"its document is kept in {folder} as a Yjs update")
+            return (
+                f"; not committed: {paths} (cannot be written: see the events); "
+                f"its document is kept in {folder} as a Yjs update"
+            )
         return f"; not committed: {paths} (cannot be written: see rtc status); it stays in the session"
 
     async def _keep_linked(self, versions: dict[str, bytes]) -> str:
@@ -209,10 +238,13 @@ class Ending:
         folder = rtc_dir(self.info.gitdir) / f"linked-{self.manifest.session}"
         for path, data in versions.items():
             await asyncio.to_thread(save_aside, folder / path, data)
-            self._event(f"{path} is a symbolic link on disk: committed as a link; the session's version "
-                       f"is kept in {folder / path}")
-        became = ("1 file became a symbolic link" if len(versions) == 1
-                  else f"{len(versions)} files became symbolic links")
+            self._event(
+                f"{path} is a symbolic link on disk: committed as a link; the session's version "
+                f"is kept in {folder / path}"
+            )
+        became = (
+            "1 file became a symbolic link" if len(versions) == 1 else f"{len(versions)} files became symbolic links"
+        )
         return f" ({became}: the session's versions are kept in {folder})"
 
     async def _committed(self, commit: str, changes: dict[str, bytes]) -> None:
@@ -249,12 +281,14 @@ class Ending:
     async def _announce_end(self, result: EndResult) -> None:
         session_room = self.registry.rooms.get(self.manifest.session_room)
         if session_room is not None:
+
             def mark() -> None:
                 info = session_room.doc.get("session", type=Map)
                 info["state"] = "ended"
                 info["commit"] = result.commit
                 info["branch"] = result.branch
                 info["message"] = result.message
+
             session_room.accepting = True
             try:
                 session_room.edit(mark, ServerEdit())
@@ -264,8 +298,7 @@ class Ending:
             for conn in list(session_room.connections):
                 await conn.drain()
         reason = json.dumps({"commit": result.commit, "branch": result.branch})[:120]
-        await asyncio.gather(*(r.close_all(SessionEndedError.close_code, reason)
-                               for r in self.registry.rooms.values()))
+        await asyncio.gather(*(r.close_all(SessionEndedError.close_code, reason) for r in self.registry.rooms.values()))
 
 
 def default_message(paths: list[str]) -> str:

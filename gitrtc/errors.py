@@ -181,7 +181,6 @@ class RestartingError(RtcError):
     close_code = CLOSE_CODES["RESTART"]
 
 
-
 class UnsafePathError(PathError, OSError):
     """A path would lead out of its folder (`..`, absolute, or a symbolic link): never followed.
 

@@ -74,9 +74,7 @@ def owner_identity(repo: pygit2.Repository) -> tuple[str, str]:
     try:
         sig = repo.default_signature
     except (KeyError, pygit2.GitError):
-        raise RepositoryError(
-            "git does not know who you are: set git config user.name and user.email"
-        ) from None
+        raise RepositoryError("git does not know who you are: set git config user.name and user.email") from None
     return sig.name, sig.email
 
 
@@ -197,8 +195,10 @@ def commit_session(
         return CommitResult(None, info.branch_name, (), (), str(tip.id))
     paths = sorted(changed)
     blobs = store_blobs(repo, [changed[path] for path in paths])
-    entries = {path: pygit2.IndexEntry(path, oid, pygit2.enums.FileMode(_mode_for(tip_tree, info.workdir, path)))
-               for path, oid in zip(paths, blobs, strict=True)}
+    entries = {
+        path: pygit2.IndexEntry(path, oid, pygit2.enums.FileMode(_mode_for(tip_tree, info.workdir, path)))
+        for path, oid in zip(paths, blobs, strict=True)
+    }
     entries.update(linked)
     tree = _tree_with(repo, tip_tree, {p: (e.id, e.mode) for p, e in entries.items()})
     name, email = owner_identity(repo)
@@ -218,8 +218,7 @@ def commit_session(
     return CommitResult(str(oid), info.branch_name, tuple(sorted(entries)), credited, str(tip.id))
 
 
-def _changed_links(repo: pygit2.Repository, tree: pygit2.Tree,
-                   links: dict[str, str]) -> dict[str, pygit2.IndexEntry]:
+def _changed_links(repo: pygit2.Repository, tree: pygit2.Tree, links: dict[str, str]) -> dict[str, pygit2.IndexEntry]:
     """Index entries (mode 120000, blob = the link text) of the links `tree` lacks."""
     out = {}
     for path, text in links.items():
@@ -260,8 +259,9 @@ def _write_merged(workdir: Path, merged: dict[str, bytes], session: dict[str, by
             continue  # it became a symbolic link meanwhile: never written through
 
 
-def _tree_with(repo: pygit2.Repository, base: pygit2.Tree | None,
-               blobs: dict[str, tuple[pygit2.Oid, int]]) -> pygit2.Oid:
+def _tree_with(
+    repo: pygit2.Repository, base: pygit2.Tree | None, blobs: dict[str, tuple[pygit2.Oid, int]]
+) -> pygit2.Oid:
     """`base` with the given path → (blob, mode) entries set: only the folders on those
     paths are rewritten (reading the whole tree into an index and writing it back costs
     as much as the rest of the commit, and checks every object of the tree)."""
@@ -385,8 +385,7 @@ def user_identity(folder: Path) -> tuple[str, str]:
     if found is not None:
         configs.append(pygit2.Repository(found).config)
     else:  # a plain folder: the user's global settings, as `git config` would read them
-        for get in (pygit2.Config.get_global_config, pygit2.Config.get_xdg_config,
-                    pygit2.Config.get_system_config):
+        for get in (pygit2.Config.get_global_config, pygit2.Config.get_xdg_config, pygit2.Config.get_system_config):
             try:
                 configs.append(get())
             except (OSError, pygit2.GitError):

@@ -39,8 +39,10 @@ class SharedFile:
 
 
 def _refuse(what: str, value: object, why: str) -> JoinError:
-    return JoinError(f"the session sent an unsafe {what} {printable(value)}: {why}; refusing to join "
-                     "(is this link from someone you trust?)")
+    return JoinError(
+        f"the session sent an unsafe {what} {printable(value)}: {why}; refusing to join "
+        "(is this link from someone you trust?)"
+    )
 
 
 def printable(value: object, limit: int = 80) -> str:
@@ -102,8 +104,10 @@ def relative_path(value: object) -> str:
 def commit_id(value: object) -> str:
     """The session's base commit id (full hex)."""
     if not isinstance(value, str) or not COMMIT_ID.fullmatch(value):
-        raise JoinError(f"the session did not say which commit it started from (base {printable(value)}): "
-                        "refusing to mirror it into a checkout")
+        raise JoinError(
+            f"the session did not say which commit it started from (base {printable(value)}): "
+            "refusing to mirror it into a checkout"
+        )
     return value
 
 
@@ -149,7 +153,12 @@ def participants(value: object) -> list[dict[str, Any]]:
     for p in value[:200]:
         if isinstance(p, dict):
             files = p.get("files")
-            shown.append({"name": label(p.get("name"), 100), "email": label(p.get("email"), 100),
-                          "role": label(p.get("role"), 20),
-                          "files": [label(f) for f in files[:20]] if isinstance(files, list) else []})
+            shown.append(
+                {
+                    "name": label(p.get("name"), 100),
+                    "email": label(p.get("email"), 100),
+                    "role": label(p.get("role"), 20),
+                    "files": [label(f) for f in files[:20]] if isinstance(files, list) else [],
+                }
+            )
     return shown

@@ -44,7 +44,7 @@ def decode(data: bytes) -> tuple[list[tuple[int, bytes]], int]:
         start = pos + _HEADER.size
         if start + length > end:
             break
-        update = data[start:start + length]
+        update = data[start : start + length]
         if zlib.crc32(update, zlib.crc32(_KEY.pack(length, room_id))) != crc:
             break
         records.append((room_id, update))

@@ -57,8 +57,9 @@ class Launch:
     async def __aenter__(self) -> Session:
         return self.session
 
-    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         try:
             await self.session.close()
             result = self.session.result
@@ -138,12 +139,16 @@ async def _prepare_locked(plan: Plan, info: git.RepoInfo, lock: IO[str]) -> Laun
                 "exists: switch back to that branch to resume it, or start with --fresh"
             )
         files = [f.path for f in manifest.files]
-        notes.append(f"resumed {'paused' if manifest.persistent else 'unfinished'} session {manifest.session}, "
-                     f"serving its {plural(len(files), 'file')}: {some(files)}")
+        notes.append(
+            f"resumed {'paused' if manifest.persistent else 'unfinished'} session {manifest.session}, "
+            f"serving its {plural(len(files), 'file')}: {some(files)}"
+        )
         if plan.paths and not await _same_files(plan, info, manifest):
-            notes.append(f"not the paths given ({' '.join(plan.paths)}): a session keeps its files until it "
-                         "ends; rtc stop ends it with its commit, rtc start --fresh discards it (its changes "
-                         "saved as a patch)")
+            notes.append(
+                f"not the paths given ({' '.join(plan.paths)}): a session keeps its files until it "
+                "ends; rtc stop ends it with its commit, rtc start --fresh discards it (its changes "
+                "saved as a patch)"
+            )
         # the session's base is where it started, not wherever the branch is now
         session = Session(replace(info, head=manifest.base), manifest, store, resumed=True, limits=plan.limits)
         await _start(session)
@@ -172,8 +177,7 @@ async def _same_files(plan: Plan, info: git.RepoInfo, manifest: Manifest) -> boo
     return set(paths) == {f.path for f in manifest.files} | {p for p, _ in manifest.skipped}
 
 
-async def _new_session(plan: Plan, info: git.RepoInfo, manifest: Manifest, store: Store,
-                       paths: list[str]) -> Session:
+async def _new_session(plan: Plan, info: git.RepoInfo, manifest: Manifest, store: Store, paths: list[str]) -> Session:
     """Fill a new session's store with `paths` and start the session (which then owns the
     store; before that, a failure closes it here)."""
     await store.open()
@@ -212,8 +216,11 @@ def _read_shareable(info: git.RepoInfo, path: str) -> bytes:
     try:
         return safefs.read_file(info.workdir, path)
     except UnsafePathError as exc:
-        raise NotShareableError("a symbolic link (links are not shared)" if exc.link
-                                else "in a folder that is a symbolic link (not followed)") from exc
+        raise NotShareableError(
+            "a symbolic link (links are not shared)"
+            if exc.link
+            else "in a folder that is a symbolic link (not followed)"
+        ) from exc
     except OSError as exc:
         raise NotShareableError(f"cannot be read: {exc.strerror}") from exc
 

@@ -53,8 +53,22 @@ MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 #: drop a state not renewed within 30 s).
 PRESENCE_EVERY = 15.0
 #: The colours the browser client picks from (by name), so a terminal participant looks alike.
-PALETTE = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#1a9e9e", "#d6359f", "#7f8f1a",
-           "#9a6324", "#800000", "#2e7d32", "#000075", "#c05800", "#5b5bd6")
+PALETTE = (
+    "#e6194b",
+    "#3cb44b",
+    "#4363d8",
+    "#f58231",
+    "#911eb4",
+    "#1a9e9e",
+    "#d6359f",
+    "#7f8f1a",
+    "#9a6324",
+    "#800000",
+    "#2e7d32",
+    "#000075",
+    "#c05800",
+    "#5b5bd6",
+)
 #: What a token looks like (the server's answer to `POST /api/join` is checked against it).
 TOKEN = re.compile(r"[A-Za-z0-9_-]{16,128}\Z")
 
@@ -140,15 +154,24 @@ def _end_reason(extra: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         return {}
     commit = data.get("commit")
-    return {"commit": commit if isinstance(commit, str) and joinnames.COMMIT_ID.fullmatch(commit) else None,
-            "branch": joinnames.label(data.get("branch"))}
+    return {
+        "commit": commit if isinstance(commit, str) and joinnames.COMMIT_ID.fullmatch(commit) else None,
+        "branch": joinnames.label(data.get("branch")),
+    }
 
 
 class Mirror:
     """A session mirrored into `folder`."""
 
-    def __init__(self, url: str, folder: Path, name: str, email: str,
-                 bring_changes: bool = False, say: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        url: str,
+        folder: Path,
+        name: str,
+        email: str,
+        bring_changes: bool = False,
+        say: Callable[[str], None] = print,
+    ) -> None:
         self.link = parse_join_url(url)
         self.folder = folder
         self.name = name
@@ -224,16 +247,20 @@ class Mirror:
                 self.codecs[f.path] = _open(f, original)
                 doc: Doc[Any] = Doc()
                 self.docs[f.path] = doc
-                client = RoomClient(f"{self.link.ws}/rooms/{f.room}?{params}", doc, heartbeat=30,
-                                    max_msg_size=MAX_MESSAGE_BYTES)
+                client = RoomClient(
+                    f"{self.link.ws}/rooms/{f.room}?{params}", doc, heartbeat=30, max_msg_size=MAX_MESSAGE_BYTES
+                )
                 client.on_remote_change = lambda p=f.path: self._remote_changed(p)
                 client.on_message = lambda m, frame, p=f.path: self._server_message(p, m)
                 self.links[f.path] = client
             tasks = [asyncio.ensure_future(self._follow(http, path, client)) for path, client in self.links.items()]
             session_room = info.get("session_room")
             if session_room is not None:  # be listed among the People of every browser
-                tasks.append(asyncio.ensure_future(self._present(http, joinnames.room_name(session_room), params,
-                                                                 info.get("role"))))
+                tasks.append(
+                    asyncio.ensure_future(
+                        self._present(http, joinnames.room_name(session_room), params, info.get("role"))
+                    )
+                )
             try:
                 await _first_sync(list(self.links.values()), tasks)
                 await self._first_write(files, checkout, base)
@@ -269,10 +296,14 @@ class Mirror:
         """Exchange the link's token for this person's own, bound to our name, so the owner
         can remove exactly us (`POST /api/join`); a server without it keeps the link's."""
         try:
-            async with aiohttp.ClientSession() as http, http.post(
-                self.link.http + "/api/join", json={"name": self.name},
-                headers={"Authorization": f"Bearer {self.link.token}"},
-            ) as response:
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(
+                    self.link.http + "/api/join",
+                    json={"name": self.name},
+                    headers={"Authorization": f"Bearer {self.link.token}"},
+                ) as response,
+            ):
                 if response.status == 404:
                     return
                 if response.status == 401:
@@ -291,12 +322,26 @@ class Mirror:
         """Our presence in the session room, as the browser client publishes its own (a
         `user`, no file open: a mirror has them all), announced on each connection and
         renewed every `PRESENCE_EVERY` seconds."""
-        client = RoomClient(f"{self.link.ws}/rooms/{room}?{params}", Doc(), send_local=False, heartbeat=30,
-                            max_msg_size=MAX_MESSAGE_BYTES)
+        client = RoomClient(
+            f"{self.link.ws}/rooms/{room}?{params}",
+            Doc(),
+            send_local=False,
+            heartbeat=30,
+            max_msg_size=MAX_MESSAGE_BYTES,
+        )
         color = PALETTE[int(hashlib.sha256(self.name.encode()).hexdigest(), 16) % len(PALETTE)]
-        state = {"user": {"name": self.name[:80], "color": color, "colorLight": f"{color}33",
-                          "sid": secrets.token_hex(8), "role": "viewer" if role == "viewer" else "editor"},
-                 "file": None, "place": None, "client": "rtc join"}
+        state = {
+            "user": {
+                "name": self.name[:80],
+                "color": color,
+                "colorLight": f"{color}33",
+                "sid": secrets.token_hex(8),
+                "role": "viewer" if role == "viewer" else "editor",
+            },
+            "file": None,
+            "place": None,
+            "client": "rtc join",
+        }
 
         async def announce() -> None:
             announced: object = None
@@ -328,8 +373,9 @@ class Mirror:
             raise JoinError(f"{self.folder} is inside a .git folder: join into a work tree or a plain folder")
         commit = joinnames.commit_id(base)
         if not await asyncio.to_thread(git.has_commit, checkout, commit):
-            raise JoinError(f"this checkout does not have the session's base commit {commit[:10]}: "
-                            "git fetch first, then join again")
+            raise JoinError(
+                f"this checkout does not have the session's base commit {commit[:10]}: git fetch first, then join again"
+            )
         return commit
 
     def _state_dir(self, checkout: git.Checkout | None) -> StateDir:
@@ -384,14 +430,17 @@ class Mirror:
             return _Plan(local, None)  # in git: the session's version replaces it
         if not self.bring_changes:
             if committed is None:
-                raise JoinError(f"{f.path} exists here but is not committed in the session's base: move it "
-                                "away, or join with --bring-changes to merge it into the session")
-            raise JoinError(f"{f.path} has uncommitted changes here: commit or stash them, "
-                            "or join with --bring-changes to merge them into the session")
+                raise JoinError(
+                    f"{f.path} exists here but is not committed in the session's base: move it "
+                    "away, or join with --bring-changes to merge it into the session"
+                )
+            raise JoinError(
+                f"{f.path} has uncommitted changes here: commit or stash them, "
+                "or join with --bring-changes to merge them into the session"
+            )
         return _Plan(local, committed, merge=True, keep=True)
 
-    async def _first_write(self, files: list[SharedFile], checkout: git.Checkout | None,
-                           base: str | None) -> None:
+    async def _first_write(self, files: list[SharedFile], checkout: git.Checkout | None, base: str | None) -> None:
         plans = {f.path: await self._plan(f, checkout, base) for f in files}
         assert self.state is not None
         stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -445,8 +494,10 @@ def _open(f: SharedFile, original: bytes) -> Codec:
 
 
 def _refused(root: Path, rel: str, exc: OSError) -> JoinError:
-    return JoinError(f"{root / rel}: {exc.strerror or exc} — rtc join does not read or write through symbolic "
-                     "links or over what is not a regular file; remove it or join into another folder")
+    return JoinError(
+        f"{root / rel}: {exc.strerror or exc} — rtc join does not read or write through symbolic "
+        "links or over what is not a regular file; remove it or join into another folder"
+    )
 
 
 def read_local(root: Path, rel: str) -> bytes | None:

@@ -51,23 +51,28 @@ def running_session(cwd: StrPath) -> dict[str, Any]:
     data = read_session_file(gitdir)
     if not data or not isinstance(data.get("pid"), int) or not pid_alive(data["pid"]):
         if unfinished_sessions(gitdir):
-            raise SessionPausedError("the session of this repository is paused (nothing serves it): "
-                                     "rtc start resumes it, rtc stop ends it with its commit")
+            raise SessionPausedError(
+                "the session of this repository is paused (nothing serves it): "
+                "rtc start resumes it, rtc stop ends it with its commit"
+            )
         raise NoSessionError("no session is running in this repository: start one with rtc start")
     return data
 
 
-def call(data: dict[str, Any], method: str, path: str, body: dict[str, Any] | None = None,
-         timeout: float = 120) -> dict[str, Any]:
+def call(
+    data: dict[str, Any], method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 120
+) -> dict[str, Any]:
     """Call the session's owner API (`data` is its `session.json`); the answer's JSON.
 
     Errors become one-line `RtcError`s: `NoSessionError` when the session cannot be reached.
     """
     where = data.get("socket") or _control_url(data)
     payload = json.dumps(body).encode() if body is not None else b""
-    head = (f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
-            f"Authorization: Bearer {data.get('owner_token', '')}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n")
+    head = (
+        f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+        f"Authorization: Bearer {data.get('owner_token', '')}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+    )
     try:
         with _connect(data, timeout) as sock:
             sock.sendall(head.encode("latin-1") + payload)
@@ -150,8 +155,9 @@ def _read_answer(stream: BufferedReader) -> tuple[int, str, bytes]:
     status_line = stream.readline(MAX_HEAD_LINE).decode("latin-1")
     fields = status_line.split(" ", 2)
     if len(fields) < 2 or not fields[0].startswith("HTTP/") or not fields[1].isdigit():
-        raise ConnectionError(f"not an HTTP answer: {status_line[:40]!r}" if status_line else
-                              "the connection closed before an answer")
+        raise ConnectionError(
+            f"not an HTTP answer: {status_line[:40]!r}" if status_line else "the connection closed before an answer"
+        )
     headers: dict[str, str] = {}
     while True:
         line = stream.readline(MAX_HEAD_LINE)
@@ -181,11 +187,18 @@ def stop_session(message: str | None, no_commit: bool, onto_branch: str | None) 
         from .unfinished import end  # the session machinery: only when nothing serves the session
 
         done = end(os.getcwd(), message, not no_commit, onto_branch)
-        result: dict[str, Any] = {"commit": done.commit, "branch": done.branch, "files": done.files,
-                                  "coauthors": done.coauthors, "message": done.message, "ended": done.ended}
+        result: dict[str, Any] = {
+            "commit": done.commit,
+            "branch": done.branch,
+            "files": done.files,
+            "coauthors": done.coauthors,
+            "message": done.message,
+            "ended": done.ended,
+        }
     else:
-        result = call(data, "POST", "/api/stop",
-                      {"message": message, "commit": not no_commit, "onto_branch": onto_branch})
+        result = call(
+            data, "POST", "/api/stop", {"message": message, "commit": not no_commit, "onto_branch": onto_branch}
+        )
     if not result.get("ended", True):
         raise CommitError(result.get("message") or result.get("error") or "the commit failed")
     if result.get("commit"):

@@ -51,7 +51,8 @@ def unified_patch(changes: dict[str, tuple[bytes, bytes]]) -> str:
         diff = difflib.unified_diff(
             old.decode("utf-8", "replace").splitlines(keepends=True),
             new.decode("utf-8", "replace").splitlines(keepends=True),
-            f"a/{path}", f"b/{path}",
+            f"a/{path}",
+            f"b/{path}",
         )
         for line in diff:
             parts.append(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")

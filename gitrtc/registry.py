@@ -28,8 +28,9 @@ from .validation import DocumentGuard
 class RoomRegistry:
     """The session's loaded rooms, their codecs, and the shared files' original bytes."""
 
-    def __init__(self, info: git.RepoInfo, manifest: Manifest, store: Store, limits: Limits,
-                 event: Callable[[str], None]) -> None:
+    def __init__(
+        self, info: git.RepoInfo, manifest: Manifest, store: Store, limits: Limits, event: Callable[[str], None]
+    ) -> None:
         self.info = info
         self.manifest = manifest
         self.store = store
@@ -74,8 +75,9 @@ class RoomRegistry:
     async def _load(self, name: str) -> Room:
         entry = self.files.get(name)
         doc: Doc[Any] = Doc()
-        room = Room(name, entry.path if entry else None, entry.kind if entry else "session",
-                    doc, self.store, self._on_change)
+        room = Room(
+            name, entry.path if entry else None, entry.kind if entry else "session", doc, self.store, self._on_change
+        )
         room.requests = self.requests
         codec = None
         if entry is not None:

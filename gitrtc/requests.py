@@ -218,4 +218,3 @@ class RequestChannel:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-

@@ -303,10 +303,14 @@ class Room:
         owners = self.awareness_owners
         # ids of other people's connections (the same person reconnecting before their old
         # connection is dropped takes theirs over)
-        others = [e.client_id for e in entries
-                  if (owner := owners.get(e.client_id, conn)) is not conn and owner.participant != conn.participant]
-        refused = awareness.refusal(entries, conn.participant.role, conn.awareness_ids, others,
-                                    self.awareness.client_id)
+        others = [
+            e.client_id
+            for e in entries
+            if (owner := owners.get(e.client_id, conn)) is not conn and owner.participant != conn.participant
+        ]
+        refused = awareness.refusal(
+            entries, conn.participant.role, conn.awareness_ids, others, self.awareness.client_id
+        )
         if refused is not None:
             conn.enqueue(protocol.permission_denied(refused))
             return
@@ -378,4 +382,3 @@ class Room:
         """Close every connection (session end, epoch change)."""
         await asyncio.gather(*(c.close(code, reason) for c in list(self.connections)))
         self.connections.clear()
-

@@ -76,8 +76,10 @@ def summarize(output: dict[str, Any]) -> str:
     """A non-stream output as terminal text: its text/plain, or what mime types it holds."""
     kind = output.get("output_type")
     if kind == "error":
-        return "\n".join(str(line) for line in output.get("traceback") or []) or \
-            f"{output.get('ename')}: {output.get('evalue')}"
+        return (
+            "\n".join(str(line) for line in output.get("traceback") or [])
+            or f"{output.get('ename')}: {output.get('evalue')}"
+        )
     data = output.get("data") or {}
     if not isinstance(data, dict):
         return ""
@@ -94,8 +96,9 @@ def summarize(output: dict[str, Any]) -> str:
 class CellRunner:
     """Run cells of one notebook room in its shared kernel and report their outputs."""
 
-    def __init__(self, room: RoomClient, write: Callable[[str], None],
-                 ask: Callable[[str, bool], str] | None = None) -> None:
+    def __init__(
+        self, room: RoomClient, write: Callable[[str], None], ask: Callable[[str, bool], str] | None = None
+    ) -> None:
         self.room = room
         self.write = write
         #: Answers the kernel's `input()` (prompt, password) → value; None: empty answers.
@@ -157,8 +160,10 @@ class CellRunner:
             if self.room.closed.is_set():
                 self._show()
                 if self._waiting:
-                    raise RequestError(f"the session closed the connection ({self.room.close_code}) "
-                                       "before the cells ran: their outputs, if any, are in the notebook")
+                    raise RequestError(
+                        f"the session closed the connection ({self.room.close_code}) "
+                        "before the cells ran: their outputs, if any, are in the notebook"
+                    )
         return self.report
 
     def _event(self, message: dict[str, Any]) -> None:
@@ -231,7 +236,7 @@ class CellRunner:
                 whole = str(text) if isinstance(text, Text) else str(text or "")
                 if len(whole) < printed.chars:  # a progress bar rewrote itself
                     printed.chars = 0
-                self.write(whole[printed.chars:])
+                self.write(whole[printed.chars :])
                 printed.chars = len(whole)
                 if index < len(items) - 1:
                     printed.outputs, printed.chars = index + 1, 0
@@ -272,14 +277,15 @@ def target_of(url_or_session: str | None, cwd: Path) -> Target:
         if context is not None:
             context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
             context.check_hostname = False  # the owner's own session, reached on loopback
-    ws = "wss" + base[len("https"):] if base.startswith("https") else "ws" + base[len("http"):]
+    ws = "wss" + base[len("https") :] if base.startswith("https") else "ws" + base[len("http") :]
     return Target(base, ws, str(data["token"]), context)
 
 
 async def _session_info(http: aiohttp.ClientSession, target: Target) -> dict[str, Any]:
     try:
-        async with http.get(f"{target.http}/api/session",
-                            ssl=target.ssl_context if target.ssl_context is not None else True) as response:
+        async with http.get(
+            f"{target.http}/api/session", ssl=target.ssl_context if target.ssl_context is not None else True
+        ) as response:
             if response.status in (401, 403):
                 raise JoinError("the session refused the link's token: ask for a fresh link")
             if response.status != 200:
@@ -304,8 +310,15 @@ def room_of(info: dict[str, Any], notebook: str) -> str:
     raise RequestError(f"the session does not share {notebook}: its notebooks are {shared}")
 
 
-async def run_cells(target: Target, notebook: str, indices: list[int], everything: bool, name: str,
-                    write: Callable[[str], None], ask: Callable[[str, bool], str] | None = None) -> Report:
+async def run_cells(
+    target: Target,
+    notebook: str,
+    indices: list[int],
+    everything: bool,
+    name: str,
+    write: Callable[[str], None],
+    ask: Callable[[str, bool], str] | None = None,
+) -> Report:
     """Run cells of `notebook` in the session's shared kernel, writing their outputs as they
     arrive; the report. `RequestError` (one line) if the session refuses."""
     headers = {"Authorization": f"Bearer {target.token}"}

@@ -198,8 +198,9 @@ def readlink(root: StrPath, rel: str) -> str | None:
         os.close(folder)
 
 
-def replace_file(root: StrPath, rel: str, data: bytes, mode: int = 0o644,
-                 make_folders: int | None = None) -> os.stat_result:
+def replace_file(
+    root: StrPath, rel: str, data: bytes, mode: int = 0o644, make_folders: int | None = None
+) -> os.stat_result:
     """Replace `rel` with `data` atomically (temporary file + rename in the same folder
     descriptor), keeping the permission bits of the file it replaces (`mode` for a new
     one). Refuses a path that is or passes through a link. The new file's stat is taken

@@ -77,8 +77,9 @@ class SessionSnapshot:
 class Session:
     """A live session over a repository's files (see the module docstring for its parts)."""
 
-    def __init__(self, info: git.RepoInfo, manifest: Manifest, store: Store, resumed: bool,
-                 limits: Limits = DEFAULT) -> None:
+    def __init__(
+        self, info: git.RepoInfo, manifest: Manifest, store: Store, resumed: bool, limits: Limits = DEFAULT
+    ) -> None:
         self.manifest = manifest
         self.store = store
         self.resumed = resumed
@@ -105,8 +106,9 @@ class Session:
         await self.start()
         return self
 
-    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         await self.close()
 
     async def start(self) -> None:
@@ -183,8 +185,13 @@ class Session:
         """Persist the manifest in the store (see `Ending.save_manifest`)."""
         await self.ending.save_manifest(commit_only)
 
-    async def end(self, message: str | None, commit: bool = True, onto_branch: str | None = None,
-                  on_commit: OnCommit | None = None) -> EndResult:
+    async def end(
+        self,
+        message: str | None,
+        commit: bool = True,
+        onto_branch: str | None = None,
+        on_commit: OnCommit | None = None,
+    ) -> EndResult:
         """End the session with one commit (see `Ending.end`)."""
         return await self.ending.end(message, commit, onto_branch, on_commit)
 
@@ -209,7 +216,7 @@ class Session:
 
     @property
     def state(self) -> str:
-        """"live", "ending" or "ended"."""
+        """ "live", "ending" or "ended"."""
         return self.ending.state
 
     @property
@@ -252,14 +259,28 @@ class Session:
         files = []
         for entry in self.manifest.files:
             state = states.get(entry.path)
-            files.append(FileView(entry.path, entry.kind, state.label if state else "saved",
-                                  bool(state and (state.error or state.linked))))
+            files.append(
+                FileView(
+                    entry.path,
+                    entry.kind,
+                    state.label if state else "saved",
+                    bool(state and (state.error or state.linked)),
+                )
+            )
         m = self.manifest
         return SessionSnapshot(
-            session=m.session, branch=self.info.branch_name, url=self.url, readonly_url=self.readonly_url,
-            resumed=self.resumed, persistent=m.persistent, files=tuple(files),
-            participants=tuple(self.access.participants()), events=tuple(self.events.lines),
-            skipped=tuple(m.skipped), warnings=tuple(m.warnings), kernels=self.kernels.enabled,
+            session=m.session,
+            branch=self.info.branch_name,
+            url=self.url,
+            readonly_url=self.readonly_url,
+            resumed=self.resumed,
+            persistent=m.persistent,
+            files=tuple(files),
+            participants=tuple(self.access.participants()),
+            events=tuple(self.events.lines),
+            skipped=tuple(m.skipped),
+            warnings=tuple(m.warnings),
+            kernels=self.kernels.enabled,
         )
 
 

@@ -32,7 +32,7 @@ def find_gitdir(start: StrPath) -> str | None:
             except (OSError, UnicodeDecodeError):
                 return None
             if line.startswith("gitdir:"):
-                return os.path.realpath(os.path.join(folder, line[len("gitdir:"):].strip()))
+                return os.path.realpath(os.path.join(folder, line[len("gitdir:") :].strip()))
             return None
         parent = os.path.dirname(folder)
         if parent == folder:

@@ -113,7 +113,7 @@ def unpack(data: bytes, n: int) -> list[bytes]:
     lengths = struct.unpack_from(f"<{n}I", data)
     out, pos = [], 4 * n
     for length in lengths:
-        out.append(data[pos:pos + length])
+        out.append(data[pos : pos + length])
         pos += length
     if pos != len(data):
         raise StoreError(f"a packed log row has {len(data) - pos} stray bytes")
@@ -235,10 +235,8 @@ class Store:
         stray = [r for r in records if r[0] not in known]
         if stray:  # power loss lost a room's first commit: never guess which room they belong to
             aside = self._journal.path.with_name(self._journal.path.name + ".unknown-rooms")
-            safefs.write_private(aside, b"".join(encode(room_id, [update]) for room_id, update in stray),
-                                 append=True)
-            log.warning("%d journaled updates of rooms the store does not know are kept in %s",
-                        len(stray), aside)
+            safefs.write_private(aside, b"".join(encode(room_id, [update]) for room_id, update in stray), append=True)
+            log.warning("%d journaled updates of rooms the store does not know are kept in %s", len(stray), aside)
         self._journaled = [(room_id, [update]) for room_id, update in records if room_id in known]
         self._fold()
         self._journal.clear()  # the stray ones too, now kept aside
@@ -331,7 +329,8 @@ class Store:
     async def files(self) -> list[tuple[str, str, str, bytes]]:
         """All stored files as (room, path, kind, original bytes)."""
         rows: list[tuple[str, str, str, bytes]] = await self._run(
-            self._read, "SELECT room, path, kind, original FROM files", ())
+            self._read, "SELECT room, path, kind, original FROM files", ()
+        )
         return rows
 
     # -- the update log --------------------------------------------------------------
@@ -508,9 +507,13 @@ class Store:
             self._seal(row)
         data = items[0] if len(items) == 1 else pack(items)
         if size >= ROW_TARGET:
-            db.execute("INSERT INTO log (room, data, z, n) VALUES (?, ?, ?, ?)", (room_id, *encode_row(data), len(items)))
+            db.execute(
+                "INSERT INTO log (room, data, z, n) VALUES (?, ?, ?, ?)", (room_id, *encode_row(data), len(items))
+            )
             return
-        seq = db.execute("INSERT INTO log (room, data, z, n) VALUES (?, ?, 0, ?)", (room_id, data, len(items))).lastrowid
+        seq = db.execute(
+            "INSERT INTO log (room, data, z, n) VALUES (?, ?, 0, ?)", (room_id, data, len(items))
+        ).lastrowid
         assert seq is not None
         open_rows[room_id] = _OpenRow(seq, list(items), size)
 
@@ -527,8 +530,9 @@ class Store:
 
     def _updates_sync(self, room: str) -> list[bytes]:
         # decompressing and splitting a long log is real work: done here, off the loop
-        rows = self._read_log("SELECT data, n, z FROM log WHERE room = (SELECT id FROM rooms WHERE name = ?)"
-                          " ORDER BY seq", (room,))
+        rows = self._read_log(
+            "SELECT data, n, z FROM log WHERE room = (SELECT id FROM rooms WHERE name = ?) ORDER BY seq", (room,)
+        )
         try:
             return [update for data, n, z in rows for update in unpack(decode_row(bytes(data), z), n)]
         except zlib.error as exc:
@@ -568,8 +572,9 @@ class Store:
     async def room_sizes(self) -> dict[str, int]:
         """Bytes of log per room."""
         rows = await self._run(
-            self._read_log, "SELECT rooms.name, SUM(LENGTH(log.data)) FROM log JOIN rooms ON rooms.id = log.room"
-                        " GROUP BY log.room", ()
+            self._read_log,
+            "SELECT rooms.name, SUM(LENGTH(log.data)) FROM log JOIN rooms ON rooms.id = log.room GROUP BY log.room",
+            (),
         )
         return {room: int(size) for room, size in rows}
 
@@ -642,6 +647,8 @@ def _migrate_named_rooms(db: sqlite3.Connection) -> None:
     with db:
         db.execute("BEGIN")
         db.execute("INSERT OR IGNORE INTO rooms (name) SELECT DISTINCT room FROM updates")
-        db.execute(f"INSERT INTO log (seq, room, data, n, z) SELECT u.seq, rooms.id, u.data, {n}, {z}"
-                   " FROM updates AS u JOIN rooms ON rooms.name = u.room ORDER BY u.seq")
+        db.execute(
+            f"INSERT INTO log (seq, room, data, n, z) SELECT u.seq, rooms.id, u.data, {n}, {z}"
+            " FROM updates AS u JOIN rooms ON rooms.name = u.room ORDER BY u.seq"
+        )
         db.execute("DROP TABLE updates")

@@ -268,8 +268,10 @@ class DocumentGuard:
         self._failed = None
         self._checked_version = self.version
         if len(data) > self.max_bytes:
-            raise DocumentError(f"{self.path}: {len(data)} bytes is over the {self.max_bytes}-byte limit for "
-                                "shared files: not written, kept in the session store")
+            raise DocumentError(
+                f"{self.path}: {len(data)} bytes is over the {self.max_bytes}-byte limit for "
+                "shared files: not written, kept in the session store"
+            )
         return data
 
     def _notebook_problem(self, doc: Doc[Any]) -> str | None:
@@ -346,8 +348,10 @@ class DocumentGuard:
         for s in structs:
             for ref in (s.origin, s.right, s.parent if isinstance(s.parent, tuple) else None):
                 if ref is not None and ref[1] >= have.get(ref[0], 0) and new.find(*ref) is None:
-                    raise RejectedEditError("it builds on an edit the server does not have (one it refused?): "
-                                            "reload to get the shared version")
+                    raise RejectedEditError(
+                        "it builds on an edit the server does not have (one it refused?): "
+                        "reload to get the shared version"
+                    )
 
     def _place_one(self, s: yupdate.Struct, new: ItemIndex) -> Place | None:
         parent = s.parent

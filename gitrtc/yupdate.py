@@ -87,7 +87,7 @@ class _Reader:
         end = self.pos + length
         if end > len(self.data):
             raise ProtocolError("truncated update: a value runs past its end")
-        out = self.data[self.pos:end]
+        out = self.data[self.pos : end]
         self.pos = end
         return out
 
@@ -156,8 +156,10 @@ class _Reader:
 
 _V = rb"([\x80-\xff]{0,9}[\x00-\x7f])"  # one var-uint
 #: One client, one struct: a string with an origin and/or a right neighbour (no parent info).
-_TYPED = re.compile(rb"\x01\x01" + _V + _V + rb"(?:\x84" + _V + _V + rb"|\xc4" + _V + _V + _V + _V
-                    + rb"|\x44" + _V + _V + rb")" + _V, re.DOTALL)
+_TYPED = re.compile(
+    rb"\x01\x01" + _V + _V + rb"(?:\x84" + _V + _V + rb"|\xc4" + _V + _V + _V + _V + rb"|\x44" + _V + _V + rb")" + _V,
+    re.DOTALL,
+)
 _CLIENTS: dict[bytes, int] = {}  # client ids as encoded → their values (a few per session)
 
 
@@ -194,7 +196,7 @@ def typed_characters(update: bytes) -> tuple[int, int, int, ID | None, ID | None
     end = m.end() + size
     if end + 1 != len(update) or update[end] != 0:  # then an empty delete set, and nothing more
         return None
-    text = update[m.end():end]
+    text = update[m.end() : end]
     length = size if text.isascii() else len(text.decode("utf-8").encode("utf-16-le")) // 2
     client, clock = _client(m[1]), _uint(m[2])
     if m[3] is not None:

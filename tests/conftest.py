@@ -19,16 +19,30 @@ from gitrtc.session import Session
 from .corpus import CORPUS
 from .support import YClient, make_repo
 
-NOTEBOOK = json.dumps({
-    "cells": [
-        {"cell_type": "markdown", "id": "intro", "metadata": {}, "source": ["# Title\n", "Some text"]},
-        {"cell_type": "code", "execution_count": 1, "id": "code1", "metadata": {},
-         "outputs": [{"name": "stdout", "output_type": "stream", "text": ["hi\n"]}],
-         "source": ["print('hi')"]},
-    ],
-    "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
-    "nbformat": 4, "nbformat_minor": 5,
-}, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+NOTEBOOK = (
+    json.dumps(
+        {
+            "cells": [
+                {"cell_type": "markdown", "id": "intro", "metadata": {}, "source": ["# Title\n", "Some text"]},
+                {
+                    "cell_type": "code",
+                    "execution_count": 1,
+                    "id": "code1",
+                    "metadata": {},
+                    "outputs": [{"name": "stdout", "output_type": "stream", "text": ["hi\n"]}],
+                    "source": ["print('hi')"],
+                },
+            ],
+            "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
+            "nbformat": 4,
+            "nbformat_minor": 5,
+        },
+        indent=1,
+        sort_keys=True,
+        ensure_ascii=False,
+    )
+    + "\n"
+)
 
 FILES: dict[str, str | bytes] = {
     "README.md": "# Project\n\nHello world.\n",
@@ -56,11 +70,9 @@ class Live:
 
     def ws(self, path: str, role: str = "editor", name: str = "Alice", email: str = "alice@example.org") -> str:
         room = self.room(path) if path != "session" else self.session.manifest.session_room
-        return (f"ws://127.0.0.1:{self.port}/rooms/{room}?token={self.tokens[role]}"
-                f"&name={name}&email={email}")
+        return f"ws://127.0.0.1:{self.port}/rooms/{room}?token={self.tokens[role]}&name={name}&email={email}"
 
-    def client(self, path: str, role: str = "editor", name: str = "Alice",
-               email: str = "alice@example.org") -> YClient:
+    def client(self, path: str, role: str = "editor", name: str = "Alice", email: str = "alice@example.org") -> YClient:
         return YClient(self.ws(path, role, name, email))
 
     @property

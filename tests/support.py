@@ -52,8 +52,12 @@ def make_repo(path: Path, files: dict[str, str | bytes]) -> Path:
     return path
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition",
-               pause: Callable[[], object] = lambda: time.sleep(0.02)) -> Any:
+def wait_until(
+    predicate: Callable[[], Any],
+    timeout: float = 20.0,
+    what: str = "condition",
+    pause: Callable[[], object] = lambda: time.sleep(0.02),
+) -> Any:
     """Poll `predicate` until it returns something truthy (no fixed sleeps in tests).
 
     `pause` runs between looks (a browser test passes one that lets playwright work).
@@ -83,13 +87,22 @@ async def async_wait_until(predicate: Callable[[], Any], timeout: float = 20.0, 
 class RtcProcess:
     """`rtc start` running as a real process in a repository."""
 
-    def __init__(self, repo: Path, args: list[str], env: dict[str, str] | None = None,
-                 gitdir: Path | None = None, port: str | None = "0") -> None:
+    def __init__(
+        self,
+        repo: Path,
+        args: list[str],
+        env: dict[str, str] | None = None,
+        gitdir: Path | None = None,
+        port: str | None = "0",
+    ) -> None:
         self.repo = repo
         self.gitdir = gitdir or repo / ".git"  # a linked worktree has its own
         self.proc = subprocess.Popen(  # port None: no --port, as a user starts it
             [*RTC, "start", *(["--port", port] if port is not None else []), "--no-open", *args],
-            cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=repo,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
             env={**os.environ, **(env or {})},
         )
         self.info: dict[str, Any] = {}

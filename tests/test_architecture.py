@@ -43,7 +43,9 @@ def test_the_core_imports_nothing_from_the_cli() -> None:
     """The UI depends on the core, never the other way: everything outside gitrtc/cli/
     (except the `python -m gitrtc` entry point) must not import gitrtc.cli."""
     offenders = {
-        str(path.relative_to(ROOT)): sorted(n for n in imported_modules(path) if n == "gitrtc.cli" or n.startswith("gitrtc.cli."))
+        str(path.relative_to(ROOT)): sorted(
+            n for n in imported_modules(path) if n == "gitrtc.cli" or n.startswith("gitrtc.cli.")
+        )
         for path in modules_under(PACKAGE)
         if "cli" not in path.relative_to(PACKAGE).parts[:1] and path.name != "__main__.py"
     }
@@ -65,8 +67,13 @@ def test_the_import_scanner_sees_relative_and_local_imports(tmp_path: Path) -> N
     probe = tmp_path / "gitrtc" / "documents" / "probe.py"
     probe.parent.mkdir(parents=True)
     probe.write_text("from ..merge import files\nimport gitrtc.cli.main\n\ndef f():\n    from ..cli import panel\n")
-    assert {"gitrtc.merge", "gitrtc.merge.files", "gitrtc.cli", "gitrtc.cli.panel",
-            "gitrtc.cli.main"} <= imported_modules(probe, tmp_path)
+    assert {
+        "gitrtc.merge",
+        "gitrtc.merge.files",
+        "gitrtc.cli",
+        "gitrtc.cli.panel",
+        "gitrtc.cli.main",
+    } <= imported_modules(probe, tmp_path)
 
 
 def test_every_error_answers_from_the_one_table() -> None:

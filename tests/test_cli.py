@@ -25,8 +25,7 @@ def ws_url(proc: RtcProcess, path: str, name: str, email: str, role: str = "toke
 def _files(proc: RtcProcess) -> list[dict]:
     import urllib.request
 
-    req = urllib.request.Request(f"{proc.base}/api/session",
-                                 headers={"Authorization": f"Bearer {proc.info['token']}"})
+    req = urllib.request.Request(f"{proc.base}/api/session", headers={"Authorization": f"Bearer {proc.info['token']}"})
     with urllib.request.urlopen(req) as response:
         return json.loads(response.read())["files"]
 
@@ -44,12 +43,19 @@ def test_start_edit_stop_makes_one_commit(tmp_path: Path) -> None:
         for key in ("session", "url", "readonly_url", "port", "pid", "token", "readonly_token"):
             assert key in proc.info
         assert proc.info["url"].endswith("/#t=" + proc.info["token"])
-        asyncio.run(edit(ws_url(proc, "README.md", "Alice Doe", "alice@example.org"),
-                         lambda t: t.insert(len(t), "Alice was here.\n")))
-        asyncio.run(edit(ws_url(proc, "docs/guide.md", "Bob", ""),
-                         lambda t: t.insert(0, "Bob: ")))
-        asyncio.run(edit(ws_url(proc, "docs/guide.md", "Vera Viewer", "vera@example.org", "readonly_token"),
-                         lambda t: t.insert(0, "nope")))
+        asyncio.run(
+            edit(
+                ws_url(proc, "README.md", "Alice Doe", "alice@example.org"),
+                lambda t: t.insert(len(t), "Alice was here.\n"),
+            )
+        )
+        asyncio.run(edit(ws_url(proc, "docs/guide.md", "Bob", ""), lambda t: t.insert(0, "Bob: ")))
+        asyncio.run(
+            edit(
+                ws_url(proc, "docs/guide.md", "Vera Viewer", "vera@example.org", "readonly_token"),
+                lambda t: t.insert(0, "nope"),
+            )
+        )
         done = proc.stop("-m", "Rework the docs")
     finally:
         proc.kill()
@@ -85,8 +91,9 @@ def test_a_session_in_a_linked_worktree_is_stopped_from_a_subfolder(tmp_path: Pa
     try:
         proc.wait_ready()
         asyncio.run(edit(ws_url(proc, "README.md", "Alice", "alice@example.org"), lambda t: t.insert(0, "W. ")))
-        done = subprocess.run([*RTC, "stop", "-m", "from the worktree"], cwd=tree / "docs",
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [*RTC, "stop", "-m", "from the worktree"], cwd=tree / "docs", capture_output=True, text=True
+        )
         proc.proc.communicate(timeout=30)
     finally:
         proc.kill()
@@ -118,8 +125,7 @@ def test_sigterm_commits_with_the_start_message(tmp_path: Path) -> None:
     proc = RtcProcess(repo, ["README.md", "-m", "Session message"])
     try:
         proc.wait_ready()
-        asyncio.run(edit(ws_url(proc, "README.md", "Alice", "alice@example.org"),
-                         lambda t: t.insert(0, "X")))
+        asyncio.run(edit(ws_url(proc, "README.md", "Alice", "alice@example.org"), lambda t: t.insert(0, "X")))
         out, err = proc.terminate(signal.SIGTERM)
     finally:
         proc.kill()
@@ -179,9 +185,14 @@ def test_refusals_each_have_a_one_line_reason(tmp_path: Path) -> None:
 
 
 def test_unshareable_files_are_listed_and_skipped(tmp_path: Path) -> None:
-    repo = make_repo(tmp_path / "r", {
-        **FILES, "img.png": b"\x89PNG\r\n\x1a\n\x00\x00binary", "latin1.txt": "caf\xe9".encode("latin-1"),
-    })
+    repo = make_repo(
+        tmp_path / "r",
+        {
+            **FILES,
+            "img.png": b"\x89PNG\r\n\x1a\n\x00\x00binary",
+            "latin1.txt": "caf\xe9".encode("latin-1"),
+        },
+    )
     proc = RtcProcess(repo, [])
     try:
         proc.wait_ready()
@@ -220,8 +231,7 @@ def test_branch_moved_during_session(tmp_path: Path, moved: str) -> None:
     proc = RtcProcess(repo, ["README.md"])
     try:
         proc.wait_ready()
-        asyncio.run(edit(ws_url(proc, "README.md", "Alice", "alice@example.org"),
-                         lambda t: t.insert(0, "Live ")))
+        asyncio.run(edit(ws_url(proc, "README.md", "Alice", "alice@example.org"), lambda t: t.insert(0, "Live ")))
         clone = tmp_path / "clone"
         git(tmp_path, "clone", "-q", str(repo), str(clone))
         git(clone, "config", "user.email", "o@example.org")
@@ -264,16 +274,23 @@ def test_branch_moved_during_session(tmp_path: Path, moved: str) -> None:
         proc.kill()
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    ([], {"message": None, "no_commit": False, "onto_branch": None}),
-    (["-m", "Fix typos"], {"message": "Fix typos", "no_commit": False, "onto_branch": None}),
-    (["-mFix"], {"message": "Fix", "no_commit": False, "onto_branch": None}),
-    (["--message=a=b", "--onto-branch", "side"], {"message": "a=b", "no_commit": False, "onto_branch": "side"}),
-    (["--message", "--no-commit"], {"message": "--no-commit", "no_commit": False, "onto_branch": None}),
-    (["--no-commit"], {"message": None, "no_commit": True, "onto_branch": None}),
-    (["--help"], None), (["-h"], None), (["-m"], None), (["--no-commit=1"], None), (["extra"], None),
-    (["--onto"], None),
-])
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ([], {"message": None, "no_commit": False, "onto_branch": None}),
+        (["-m", "Fix typos"], {"message": "Fix typos", "no_commit": False, "onto_branch": None}),
+        (["-mFix"], {"message": "Fix", "no_commit": False, "onto_branch": None}),
+        (["--message=a=b", "--onto-branch", "side"], {"message": "a=b", "no_commit": False, "onto_branch": "side"}),
+        (["--message", "--no-commit"], {"message": "--no-commit", "no_commit": False, "onto_branch": None}),
+        (["--no-commit"], {"message": None, "no_commit": True, "onto_branch": None}),
+        (["--help"], None),
+        (["-h"], None),
+        (["-m"], None),
+        (["--no-commit=1"], None),
+        (["extra"], None),
+        (["--onto"], None),
+    ],
+)
 def test_plain_stop_forms_take_the_quick_path_and_the_rest_go_to_click(args: list[str], expected: object) -> None:
     from gitrtc.cli.entry import plain_stop_options
 
@@ -387,8 +404,10 @@ def test_rtc_stop_answers_with_the_commit_and_connected_clients_are_then_told(tm
         async with YClient(ws_url(proc, "README.md", "Alice", "alice@example.org")) as client:
             await client.wait_synced()
             client.doc.get("source", type=Text).insert(0, "Stay. ")
-            await async_wait_until(lambda: (repo / "README.md").read_text().startswith("Stay. "),
-                                   what="the edit at the server (its write-back)")
+            await async_wait_until(
+                lambda: (repo / "README.md").read_text().startswith("Stay. "),
+                what="the edit at the server (its write-back)",
+            )
             done = await asyncio.to_thread(run_rtc, repo, "stop", "-m", "while connected")
             code = await client.wait_closed(timeout=30)
             return done, code, git(repo, "log", "-1", "--format=%s").strip()
@@ -415,8 +434,16 @@ def test_rtc_stop_reads_the_answer_to_its_length_without_waiting_for_the_hang_up
     repo = make_repo(tmp_path / "r", FILES)
     server = socket.create_server(("127.0.0.1", 0))
     port = server.getsockname()[1]
-    body = json.dumps({"commit": "c" * 40, "branch": "main", "files": ["README.md"], "coauthors": [],
-                       "message": "1 commit on main", "ended": True}).encode()
+    body = json.dumps(
+        {
+            "commit": "c" * 40,
+            "branch": "main",
+            "files": ["README.md"],
+            "coauthors": [],
+            "message": "1 commit on main",
+            "ended": True,
+        }
+    ).encode()
     release = threading.Event()
 
     def answer_and_hold() -> None:
@@ -425,19 +452,22 @@ def test_rtc_stop_reads_the_answer_to_its_length_without_waiting_for_the_hang_up
             request = b""
             while b"\r\n\r\n" not in request:
                 request += conn.recv(65536)
-            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
             release.wait(120)  # still open: the goodbyes go on
 
     holder = threading.Thread(target=answer_and_hold, daemon=True)
     holder.start()
     rtc_dir = repo / ".git" / "rtc"
     rtc_dir.mkdir()
-    (rtc_dir / "session.json").write_text(json.dumps({"pid": os.getpid(), "port": port, "owner_token": "t",
-                                                      "control_url": f"http://127.0.0.1:{port}"}))
+    (rtc_dir / "session.json").write_text(
+        json.dumps({"pid": os.getpid(), "port": port, "owner_token": "t", "control_url": f"http://127.0.0.1:{port}"})
+    )
     try:
-        done = subprocess.run([*RTC, "stop", "-m", "x"], cwd=repo, capture_output=True, text=True, timeout=60,
-                              check=False)
+        done = subprocess.run(
+            [*RTC, "stop", "-m", "x"], cwd=repo, capture_output=True, text=True, timeout=60, check=False
+        )
     finally:
         release.set()
         server.close()

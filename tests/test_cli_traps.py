@@ -80,8 +80,10 @@ def test_a_resumed_session_prefers_its_own_port_and_says_when_it_cannot_have_it(
         finally:
             third.kill()
     assert moved["port"] != first["port"]
-    assert f"port {first['port']}, which this session's links use, is taken by another program: " \
-           f"serving on {moved['port']}, so the links changed" in out, out + err
+    assert (
+        f"port {first['port']}, which this session's links use, is taken by another program: "
+        f"serving on {moved['port']}, so the links changed" in out
+    ), out + err
 
 
 def test_a_start_that_failed_leaves_nothing_behind_and_the_port_error_says_it_once(tmp_path: Path) -> None:
@@ -89,8 +91,10 @@ def test_a_start_that_failed_leaves_nothing_behind_and_the_port_error_says_it_on
     with taken(0) as port:
         done = run_rtc(repo, "start", "--no-open", "--port", str(port), "README.md")
     assert done.returncode == 1
-    assert done.stderr == f"Error: cannot listen on 127.0.0.1:{port} (address already in use): " \
-                          "choose another --port (0 = any free one)\n"
+    assert (
+        done.stderr == f"Error: cannot listen on 127.0.0.1:{port} (address already in use): "
+        "choose another --port (0 = any free one)\n"
+    )
     assert not list((repo / ".git/rtc/sessions").iterdir())
     proc = RtcProcess(repo, ["docs"])
     try:
@@ -263,8 +267,11 @@ def test_ctrl_c_leaves_no_stray_border_of_the_live_panel(tmp_path: Path) -> None
     if pid == 0:  # the child: `rtc start` in a terminal of that size
         fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
         os.chdir(repo)
-        os.execvpe(RTC[0], [*RTC, "start", "--port", "0", "--no-open", "README.md"],
-                   {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(columns), "LINES": str(rows)})
+        os.execvpe(
+            RTC[0],
+            [*RTC, "start", "--port", "0", "--no-open", "README.md"],
+            {**os.environ, "TERM": "xterm-256color", "COLUMNS": str(columns), "LINES": str(rows)},
+        )
     output = bytearray()
 
     def read(timeout: float) -> bool:
@@ -280,8 +287,10 @@ def test_ctrl_c_leaves_no_stray_border_of_the_live_panel(tmp_path: Path) -> None
         return bool(chunk)
 
     try:
-        wait_until(lambda: not read(0.05) or (b"gitrtc" in output and (repo / ".git/rtc/session.json").exists()),
-                   what="the live panel")
+        wait_until(
+            lambda: not read(0.05) or (b"gitrtc" in output and (repo / ".git/rtc/session.json").exists()),
+            what="the live panel",
+        )
         settled = time.monotonic() + 1.0  # a refresh or two of the panel (4 a second)
         while time.monotonic() < settled:
             read(0.05)

@@ -170,8 +170,14 @@ def test_jupyter_ydoc_reads_the_layout(name: str) -> None:
 
 NB45 = {
     "cells": [
-        {"cell_type": "code", "execution_count": 5, "id": "a1", "metadata": {"x": 1.0, "n": 2}, "outputs": [],
-         "source": ["a = 1\n", "b = 2"]},
+        {
+            "cell_type": "code",
+            "execution_count": 5,
+            "id": "a1",
+            "metadata": {"x": 1.0, "n": 2},
+            "outputs": [],
+            "source": ["a = 1\n", "b = 2"],
+        },
         {"cell_type": "markdown", "id": "a1", "metadata": {}, "source": "dup id, one string"},
         {"attachments": {}, "cell_type": "raw", "metadata": {}, "source": []},
     ],
@@ -298,8 +304,10 @@ def test_unknown_cell_types_travel_as_raw_cells() -> None:
 
 
 def test_huge_integers_survive() -> None:
-    data = (b'{"cells": [], "metadata": {"big": 123456789012345678901234567890, "n": 9007199254740993}, '
-            b'"nbformat": 4, "nbformat_minor": 5}')
+    data = (
+        b'{"cells": [], "metadata": {"big": 123456789012345678901234567890, "n": 9007199254740993}, '
+        b'"nbformat": 4, "nbformat_minor": 5}'
+    )
     codec = open_codec("x.ipynb", data)
     doc = pycrdt.Doc()
     codec.load_into(doc, "load")

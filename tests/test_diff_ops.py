@@ -166,13 +166,23 @@ def test_rebase_keeps_what_a_crdt_merge_keeps(data: st.DataObject) -> None:
 
 
 def notebook(*cells: dict[str, Any], minor: int = 5) -> dict[str, Any]:
-    return {"cells": list(cells), "metadata": {"kernelspec": {"name": "python3"}}, "nbformat": 4,
-            "nbformat_minor": minor}
+    return {
+        "cells": list(cells),
+        "metadata": {"kernelspec": {"name": "python3"}},
+        "nbformat": 4,
+        "nbformat_minor": minor,
+    }
 
 
 def code(cid: str, source: str, *outputs: dict[str, Any], count: int | None = None) -> dict[str, Any]:
-    return {"cell_type": "code", "execution_count": count, "id": cid, "metadata": {}, "outputs": list(outputs),
-            "source": source.splitlines(True)}
+    return {
+        "cell_type": "code",
+        "execution_count": count,
+        "id": cid,
+        "metadata": {},
+        "outputs": list(outputs),
+        "source": source.splitlines(True),
+    }
 
 
 def md(cid: str, source: str) -> dict[str, Any]:
@@ -187,8 +197,9 @@ def nb_file(nb: dict[str, Any]) -> bytes:
     return (json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
 
-BASE = notebook(md("m1", "# Title\n\nIntro text"), code("c1", "x = 1\ny = 2", stream("1\n"), count=1),
-                code("c2", "print(x)"))
+BASE = notebook(
+    md("m1", "# Title\n\nIntro text"), code("c1", "x = 1\ny = 2", stream("1\n"), count=1), code("c2", "print(x)")
+)
 
 
 def cell_maps(doc: pycrdt.Doc) -> list[pycrdt.Map]:
@@ -325,8 +336,15 @@ def _triples() -> list[Any]:
         ("multilevel", "multilevel-test-base.ipynb", "multilevel-test-local.ipynb", "multilevel-test-remote.ipynb")
     )
     variants = {
-        "single_cell_nb": ["changed_ec", "changed_metadata", "changed_output", "changed_source",
-                           "changed_source_output", "changed_source_output_ec", "json_output"],
+        "single_cell_nb": [
+            "changed_ec",
+            "changed_metadata",
+            "changed_output",
+            "changed_source",
+            "changed_source_output",
+            "changed_source_output_ec",
+            "json_output",
+        ],
         "multi_cell_nb": ["local", "remote", "cellchange"],
         "attachment": ["change_attachment", "remove_attachment", "empty_attachments_list"],
     }
@@ -364,8 +382,9 @@ def _side_changes(base: Any, side: Any) -> tuple[set[int], dict[int, Any], list[
     """Base cells a side removed and changed (→ new cell), the cells and outputs it inserted."""
     steps = cell_script(base, side)
     removed = {s.old for s in steps if s.op == "remove"}
-    patched = {s.old: side.cells[s.new] for s in steps
-               if s.op in ("keep", "patch") and base.cells[s.old] != side.cells[s.new]}
+    patched = {
+        s.old: side.cells[s.new] for s in steps if s.op in ("keep", "patch") and base.cells[s.old] != side.cells[s.new]
+    }
     inserted = [side.cells[s.new] for s in steps if s.op == "insert"]
     outputs: list[tuple[int, str]] = []
     for s in steps:

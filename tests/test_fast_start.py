@@ -16,11 +16,13 @@ print(json.dumps({{"loaded": sorted(sys.modules), "marked": "rfc3987_syntax" in 
 """
 
 
-@pytest.mark.parametrize("first", ["gitrtc", "gitrtc.documents", "gitrtc.merge", "gitrtc.merge.files",
-                                   "gitrtc.cli.runner"])
+@pytest.mark.parametrize(
+    "first", ["gitrtc", "gitrtc.documents", "gitrtc.merge", "gitrtc.merge.files", "gitrtc.cli.runner"]
+)
 def test_nbformat_is_imported_without_the_iri_grammar_whatever_comes_first(first: str) -> None:
-    done = subprocess.run([sys.executable, "-c", PROBE.format(first=first)], capture_output=True, text=True,
-                          timeout=120, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE.format(first=first)], capture_output=True, text=True, timeout=120, check=True
+    )
     found = json.loads(done.stdout)
     assert {"nbformat", "jsonschema", "gitrtc.documents.nbformat_import"} <= set(found["loaded"])
     assert "lark" not in found["loaded"]  # rfc3987_syntax builds its grammar with lark: 2.3 s

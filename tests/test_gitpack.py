@@ -14,8 +14,18 @@ from gitrtc.gitpack import PACK_FROM, store_blobs
 from .support import git, make_repo
 
 # sizes around the pack entry header's 4-bit and 7-bit size boundaries, and a large one
-CONTENTS = [b"", b"a" * 15, b"b" * 16, b"c" * 127, b"d" * 128, b"e" * 2047, b"f" * 2048, os.urandom(1 << 20 | 0xFFF),
-            "caf\u00e9 \u2603\n".encode(), b"\x00binary\xff" * 50]
+CONTENTS = [
+    b"",
+    b"a" * 15,
+    b"b" * 16,
+    b"c" * 127,
+    b"d" * 128,
+    b"e" * 2047,
+    b"f" * 2048,
+    os.urandom(1 << 20 | 0xFFF),
+    "caf\u00e9 \u2603\n".encode(),
+    b"\x00binary\xff" * 50,
+]
 CONTENTS += [f"file {i}\n".encode() for i in range(PACK_FROM)]
 
 

@@ -74,10 +74,20 @@ def valid_frames() -> list[bytes]:
     text += "hello"
     text.insert(2, "XY")
     del text[0:1]
-    awareness = (protocol.write_var_uint(1) + protocol.write_var_uint(7) + protocol.write_var_uint(1)
-                 + protocol.write_var_uint(2) + b"{}")
-    return [protocol.sync_step1(doc), protocol.sync_step2(doc.get_update()),
-            *(protocol.sync_update(u) for u in updates), protocol.awareness_frame(awareness), b"\x03"]
+    awareness = (
+        protocol.write_var_uint(1)
+        + protocol.write_var_uint(7)
+        + protocol.write_var_uint(1)
+        + protocol.write_var_uint(2)
+        + b"{}"
+    )
+    return [
+        protocol.sync_step1(doc),
+        protocol.sync_step2(doc.get_update()),
+        *(protocol.sync_update(u) for u in updates),
+        protocol.awareness_frame(awareness),
+        b"\x03",
+    ]
 
 
 def mutated(frame: bytes, data: st.DataObject) -> bytes:
@@ -88,7 +98,7 @@ def mutated(frame: bytes, data: st.DataObject) -> bytes:
             i = data.draw(st.integers(0, len(raw) - 1))
             raw[i] ^= data.draw(st.integers(1, 255))
         elif action == "cut" and raw:
-            del raw[data.draw(st.integers(0, len(raw) - 1)):]
+            del raw[data.draw(st.integers(0, len(raw) - 1)) :]
         else:
             raw.insert(data.draw(st.integers(0, len(raw))), data.draw(st.integers(0, 255)))
     return bytes(raw)
@@ -108,8 +118,11 @@ def test_fuzzed_frames_never_crash_or_corrupt_a_room(data: st.DataObject) -> Non
         conn = Connection(MemoryTransport(), Participant("Fuzz", "", "editor"))
         await room.join(conn)
         for _ in range(data.draw(st.integers(1, 5))):
-            frame = (data.draw(st.binary(max_size=64)) if data.draw(st.booleans())
-                     else mutated(data.draw(st.sampled_from(frames)), data))
+            frame = (
+                data.draw(st.binary(max_size=64))
+                if data.draw(st.booleans())
+                else mutated(data.draw(st.sampled_from(frames)), data)
+            )
             try:
                 await room.receive(conn, frame)
             except ProtocolError:
@@ -209,8 +222,12 @@ async def test_each_bad_frame_over_the_wire_meets_its_fate_and_the_session_loses
 async def test_api_paths_do_not_traverse(live: Live) -> None:
     token = live.tokens["editor"]
     async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
-        for path in ("/api/original/..%2F..%2Fconfig", "/api/original/../../.git/config",
-                     "/static/..%2F..%2Fsession.py", "/static/%2e%2e/__init__.py"):
+        for path in (
+            "/api/original/..%2F..%2Fconfig",
+            "/api/original/../../.git/config",
+            "/static/..%2F..%2Fsession.py",
+            "/static/%2e%2e/__init__.py",
+        ):
             async with http.get(live.http + path) as response:
                 assert response.status in (403, 404), path
                 assert b"[core]" not in await response.read()
@@ -230,9 +247,15 @@ async def test_write_back_failure_is_reported_and_recovers(live: Live) -> None:
         shutil.rmtree(target)
         client.doc.get("source", type=Text).insert(0, "# again\n")
         # the file lands on disk (worker thread) a moment before the loop clears the error: wait for both
-        await async_wait_until(lambda: target.is_file() and target.read_text().startswith("# again\n# edit\n")
-                               and state.error is None and "not saved" not in state.label,
-                               what="the next write-back restores it and clears the error")
+        await async_wait_until(
+            lambda: (
+                target.is_file()
+                and target.read_text().startswith("# again\n# edit\n")
+                and state.error is None
+                and "not saved" not in state.label
+            ),
+            what="the next write-back restores it and clears the error",
+        )
 
 
 def test_fresh_saves_the_unfinished_result_as_a_patch(tmp_path: Path) -> None:
@@ -261,9 +284,28 @@ def test_fresh_saves_the_unfinished_result_as_a_patch(tmp_path: Path) -> None:
 def test_tls_and_the_warning_for_open_binds(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "r", FILES)
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key),
-                    "-out", str(cert)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     proc = RtcProcess(repo, ["README.md", "--certfile", str(cert), "--keyfile", str(key)])
     try:
         info = proc.wait_ready()
@@ -274,13 +316,17 @@ def test_tls_and_the_warning_for_open_binds(tmp_path: Path) -> None:
 
         async def over_tls() -> int:
             async with aiohttp.ClientSession() as http:
-                async with http.get(f"https://127.0.0.1:{info['port']}/api/session", ssl=context,
-                                    headers={"Authorization": f"Bearer {token}"}) as response:
+                async with http.get(
+                    f"https://127.0.0.1:{info['port']}/api/session",
+                    ssl=context,
+                    headers={"Authorization": f"Bearer {token}"},
+                ) as response:
                     return response.status
 
         assert asyncio.run(over_tls()) == 200
-        assert subprocess.run([*RTC, "status"], cwd=repo,
-                              capture_output=True).returncode == 0  # rtc status reaches it over TLS
+        assert (
+            subprocess.run([*RTC, "status"], cwd=repo, capture_output=True).returncode == 0
+        )  # rtc status reaches it over TLS
         stopped = subprocess.run([*RTC, "stop", "--no-commit"], cwd=repo, capture_output=True, text=True)
         assert stopped.returncode == 0 and "session ended" in stopped.stderr, stopped.stderr  # rtc stop too
         assert proc.proc.wait(timeout=30) == 0

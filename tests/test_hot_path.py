@@ -42,8 +42,9 @@ async def test_a_burst_reaches_every_reader_complete_and_in_order(live: Live) ->
             for i in range(2000):  # one update each, sent back to back
                 text.insert(len(text), chr(ord("a") + i % 26))
             expected = str(text)
-            await async_wait_until(lambda: all(str(source(r)) == expected for r in readers), timeout=60,
-                                   what="every reader has the burst")
+            await async_wait_until(
+                lambda: all(str(source(r)) == expected for r in readers), timeout=60, what="every reader has the burst"
+            )
             for states in seen:  # each update applied once, in the writer's order: the text only grows
                 assert len(states) == 2000
                 assert all(b.startswith(a) and len(b) == len(a) + 1 for a, b in itertools.pairwise(states))
@@ -111,14 +112,19 @@ async def test_a_store_from_an_earlier_layout_opens_and_replays(tmp_path: Path, 
     updates, _ = _updates(6)
     db = sqlite3.connect(tmp_path / "old.sqlite")
     if layout == "one row per update":
-        db.executescript("CREATE TABLE updates (seq INTEGER PRIMARY KEY AUTOINCREMENT, room TEXT NOT NULL,"
-                         " data BLOB NOT NULL);")
-        db.executemany("INSERT INTO updates (room, data) VALUES (?, ?)",
-                       [("r" if i % 2 else "q", u) for i, u in enumerate(updates)])
+        db.executescript(
+            "CREATE TABLE updates (seq INTEGER PRIMARY KEY AUTOINCREMENT, room TEXT NOT NULL, data BLOB NOT NULL);"
+        )
+        db.executemany(
+            "INSERT INTO updates (room, data) VALUES (?, ?)",
+            [("r" if i % 2 else "q", u) for i, u in enumerate(updates)],
+        )
     else:
-        db.executescript("CREATE TABLE updates (seq INTEGER PRIMARY KEY AUTOINCREMENT, room TEXT NOT NULL,"
-                         " data BLOB NOT NULL, n INTEGER NOT NULL DEFAULT 1, z INTEGER NOT NULL DEFAULT 0);"
-                         "CREATE INDEX updates_room ON updates (room, seq);")
+        db.executescript(
+            "CREATE TABLE updates (seq INTEGER PRIMARY KEY AUTOINCREMENT, room TEXT NOT NULL,"
+            " data BLOB NOT NULL, n INTEGER NOT NULL DEFAULT 1, z INTEGER NOT NULL DEFAULT 0);"
+            "CREATE INDEX updates_room ON updates (room, seq);"
+        )
         rows = [("q", *encode_row(pack(updates[0::2])), 3), ("r", *encode_row(pack(updates[1::2])), 3)]
         db.executemany("INSERT INTO updates (room, data, z, n) VALUES (?, ?, ?, ?)", rows)
     db.commit()
@@ -202,7 +208,7 @@ async def test_compaction_gives_the_space_back(tmp_path: Path, where: str) -> No
     empty = _on_disk(path)  # tables, indexes, a WAL
     try:
         for i in range(0, len(updates) - 50, 50):  # many small batches, as typing makes them
-            for update in updates[i:i + 50]:
+            for update in updates[i : i + 50]:
                 store.append("room", update)
             await store.flush()
         doc = Doc()
@@ -248,16 +254,17 @@ async def test_a_damaged_log_row_is_a_store_error_not_a_crash(tmp_path: Path) ->
         await store.close()
 
 
-async def test_a_file_whose_log_is_damaged_is_refused_and_the_others_are_served(
-        repo: Path) -> None:
+async def test_a_file_whose_log_is_damaged_is_refused_and_the_others_are_served(repo: Path) -> None:
     from .conftest import live_session
 
     # no preload: README's room loads on first use
     async with live_session(repo, ["README.md", "src"], Limits(preload_files=0)) as live:
         db = sqlite3.connect(live.session.store.path)
         db.execute("INSERT OR IGNORE INTO rooms (name) VALUES (?)", (live.room("README.md"),))
-        db.execute("INSERT INTO log (room, data, n, z) SELECT id, X'789c00', 1, 1 FROM rooms WHERE name = ?",
-                   (live.room("README.md"),))
+        db.execute(
+            "INSERT INTO log (room, data, n, z) SELECT id, X'789c00', 1, 1 FROM rooms WHERE name = ?",
+            (live.room("README.md"),),
+        )
         db.commit()
         db.close()
         async with live.client("README.md") as client:
@@ -268,8 +275,7 @@ async def test_a_file_whose_log_is_damaged_is_refused_and_the_others_are_served(
             assert str(source(other)) == "def f():\n    return 1\n"
 
 
-async def test_keystrokes_go_to_the_journal_and_what_a_kill_leaves_replays_them_all(
-        tmp_path: Path) -> None:
+async def test_keystrokes_go_to_the_journal_and_what_a_kill_leaves_replays_them_all(tmp_path: Path) -> None:
     """One durable write per keystroke, to the update journal, which is folded into the
     log as it fills (so it stays small) and at close. What a kill -9 leaves (the log and
     the journal as they are) replays every update, and a close leaves no journal."""

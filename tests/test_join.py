@@ -21,14 +21,19 @@ class JoinProcess:
     times out with a message instead of blocking on a pipe."""
 
     def __init__(self, url: str, folder: Path, *extra: str) -> None:
-        self.proc = subprocess.Popen([*RTC, "join", url, str(folder), "--name", "Joan", "--email",
-                                      "joan@example.org", *extra],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [*RTC, "join", url, str(folder), "--name", "Joan", "--email", "joan@example.org", *extra],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.out: list[str] = []
         self.err: list[str] = []
         self._looked = 0  # lines before this one were matched by an earlier `wait_for`
-        self._readers = [threading.Thread(target=self._read, args=(stream, lines), daemon=True)
-                         for stream, lines in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))]
+        self._readers = [
+            threading.Thread(target=self._read, args=(stream, lines), daemon=True)
+            for stream, lines in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))
+        ]
         for reader in self._readers:
             reader.start()
 
@@ -40,15 +45,18 @@ class JoinProcess:
 
     def wait_for(self, text: str, timeout: float = 30.0) -> str:
         """The next line of output that contains `text`."""
+
         def found() -> str | None:
             for i in range(self._looked, len(self.out)):
                 if text in self.out[i]:
                     self._looked = i + 1
                     return self.out[i]
             if self.proc.poll() is not None and not any(r.is_alive() for r in self._readers):
-                raise AssertionError(f"rtc join exited ({self.proc.returncode}) before printing {text!r}: "
-                                     f"{''.join(self.err)[-2000:]}")
+                raise AssertionError(
+                    f"rtc join exited ({self.proc.returncode}) before printing {text!r}: {''.join(self.err)[-2000:]}"
+                )
             return None
+
         return wait_until(found, timeout=timeout, what=f"rtc join to print {text!r}")
 
     def communicate(self, timeout: float | None = None) -> tuple[str, str]:
@@ -92,8 +100,9 @@ def test_join_mirrors_both_ways_and_ends_with_the_commit(tmp_path: Path) -> None
         os.replace(tmp, clone / "README.md")
         wait_until(lambda: (repo / "README.md").read_text().endswith("From Joan's editor.\n"), what="owner disk")
         # a remote edit reaches the clone's file
-        asyncio.run(edit(ws_url(owner, "docs/guide.md", "Alice", "alice@example.org"),
-                                lambda t: t.insert(0, "Alice: ")))
+        asyncio.run(
+            edit(ws_url(owner, "docs/guide.md", "Alice", "alice@example.org"), lambda t: t.insert(0, "Alice: "))
+        )
         wait_until(lambda: (clone / "docs/guide.md").read_text().startswith("Alice: Guide"), what="clone disk")
         done = owner.stop("-m", "joined work")
         assert done.returncode == 0, done.stderr
@@ -127,8 +136,12 @@ def test_join_refuses_uncommitted_changes_and_unknown_base(tmp_path: Path) -> No
         assert (clone / "README.md").read_text() == "local work\n"
         done = subprocess.run([*RTC, "join", info["url"], str(stranger)], capture_output=True, text=True, timeout=60)
         assert done.returncode != 0 and "git fetch first" in done.stderr
-        done = subprocess.run([*RTC, "join", info["url"].split("#")[0] + "#t=wrong", str(clone)],
-                              capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [*RTC, "join", info["url"].split("#")[0] + "#t=wrong", str(clone)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode != 0 and "token" in done.stderr
     finally:
         owner.terminate()
@@ -164,11 +177,12 @@ def test_join_plain_folder_kill_and_restart_keeps_offline_edits(tmp_path: Path) 
         joiner.kill()
         joiner.communicate()
         (folder / "README.md").write_text("# Project\n\nHello world.\nWritten offline.\n")
-        asyncio.run(edit(ws_url(owner, "README.md", "Alice", "alice@example.org"),
-                                lambda t: t.insert(0, "Online. ")))
+        asyncio.run(edit(ws_url(owner, "README.md", "Alice", "alice@example.org"), lambda t: t.insert(0, "Online. ")))
         joiner = start_join(info["url"], folder)
-        wait_until(lambda: (repo / "README.md").read_text() == "Online. # Project\n\nHello world.\nWritten offline.\n",
-                   what="offline edit merged after restart")
+        wait_until(
+            lambda: (repo / "README.md").read_text() == "Online. # Project\n\nHello world.\nWritten offline.\n",
+            what="offline edit merged after restart",
+        )
         wait_until(lambda: (folder / "README.md").read_text() == (repo / "README.md").read_text(), what="mirror")
         done = owner.stop("-m", "offline work")
         assert done.returncode == 0, done.stderr
@@ -223,8 +237,11 @@ def test_two_mirrors_and_a_client_edit_the_same_files_at_once(tmp_path: Path) ->
 
         def notebook_ok(path: Path) -> bool:
             cells = json.loads(path.read_text())["cells"]
-            return "".join(cells[0]["source"]) == "# Title by Two\nSome text" \
-                and "".join(cells[1]["source"]) == "# Alice\nprint('hi')" and len(cells) == 2
+            return (
+                "".join(cells[0]["source"]) == "# Title by Two\nSome text"
+                and "".join(cells[1]["source"]) == "# Alice\nprint('hi')"
+                and len(cells) == 2
+            )
 
         for folder in (repo, *clones):
             wait_until(lambda f=folder: (f / "README.md").read_text() == want_readme, what=f"README in {folder.name}")
@@ -255,8 +272,7 @@ def test_bring_changes_merges_uncommitted_local_work(tmp_path: Path) -> None:
     joiner = None
     try:
         info = owner.wait_ready()
-        asyncio.run(edit(ws_url(owner, "README.md", "Alice", "alice@example.org"),
-                                lambda t: t.insert(0, "Live. ")))
+        asyncio.run(edit(ws_url(owner, "README.md", "Alice", "alice@example.org"), lambda t: t.insert(0, "Live. ")))
         joiner = start_join(info["url"], clone, "--bring-changes")
         expected = "Live. # Project\n\nHello world.\nUncommitted here.\n"
         wait_until(lambda: (repo / "README.md").read_text() == expected, what="local work in the session")
@@ -288,8 +304,11 @@ def test_join_keeps_edits_made_while_the_server_is_down(tmp_path: Path) -> None:
         (clone / "README.md").write_text(expected)
         owner = RtcProcess(repo, ["--port", str(info["port"])])  # resumed: same URL and tokens
         owner.wait_ready()
-        wait_until(lambda: (repo / "README.md").read_text() == expected, timeout=40,
-                   what="the offline edit reaches the resumed session")
+        wait_until(
+            lambda: (repo / "README.md").read_text() == expected,
+            timeout=40,
+            what="the offline edit reaches the resumed session",
+        )
         done = owner.stop("-m", "offline edit")
         assert done.returncode == 0, done.stderr
         joiner.communicate(timeout=30)
@@ -322,8 +341,9 @@ def test_laptop_sleeps_a_minute_while_the_server_restarts(tmp_path: Path) -> Non
         owner.kill()
         owner = RtcProcess(repo, ["--port", str(info["port"])])
         owner.wait_ready()
-        asyncio.run(edit(ws_url(owner, "README.md", "Alice", "alice@example.org"),
-                                lambda t: t.insert(0, "While asleep. ")))
+        asyncio.run(
+            edit(ws_url(owner, "README.md", "Alice", "alice@example.org"), lambda t: t.insert(0, "While asleep. "))
+        )
         import time
 
         time.sleep(60)  # the issue's scenario: a client paused for a minute (not a wait for a condition)
@@ -331,8 +351,11 @@ def test_laptop_sleeps_a_minute_while_the_server_restarts(tmp_path: Path) -> Non
         expected = "While asleep. # Project\n\nHello world.\nBefore sleeping.\n"
         wait_until(lambda: (clone / "README.md").read_text() == expected, timeout=60, what="the woken mirror")
         (clone / "README.md").write_text(expected + "After waking.\n")
-        wait_until(lambda: (repo / "README.md").read_text() == expected + "After waking.\n", timeout=30,
-                   what="an edit after waking")
+        wait_until(
+            lambda: (repo / "README.md").read_text() == expected + "After waking.\n",
+            timeout=30,
+            what="an edit after waking",
+        )
         done = owner.stop("-m", "slept")
         assert done.returncode == 0, done.stderr
         joiner.communicate(timeout=30)

@@ -102,21 +102,32 @@ async def hostile() -> AsyncIterator[list[HostileServer]]:
         await server.stop()
 
 
-async def serve(servers: list[HostileServer], session: dict[str, Any],
-                rooms: dict[str, tuple[bytes, bytes]]) -> HostileServer:
+async def serve(
+    servers: list[HostileServer], session: dict[str, Any], rooms: dict[str, tuple[bytes, bytes]]
+) -> HostileServer:
     server = HostileServer(session, rooms)
     await server.start()
     servers.append(server)
     return server
 
 
-async def rtc_join(*args: str, env: dict[str, str] | None = None, stdin: bytes | None = None,
-                   timeout: float = 60) -> tuple[int, str, str]:
+async def rtc_join(
+    *args: str, env: dict[str, str] | None = None, stdin: bytes | None = None, timeout: float = 60
+) -> tuple[int, str, str]:
     """Run `rtc join ARGS` to its end; (exit status, stdout, stderr)."""
     proc = await asyncio.create_subprocess_exec(
-        *RTC, "join", *args, "--name", "Joan", "--email", "joan@example.org",
+        *RTC,
+        "join",
+        *args,
+        "--name",
+        "Joan",
+        "--email",
+        "joan@example.org",
         stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
     out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
@@ -129,8 +140,9 @@ async def read_until(proc: asyncio.subprocess.Process, text: str, timeout: float
     while text not in said:
         line = (await asyncio.wait_for(proc.stdout.readline(), timeout)).decode()
         if not line:
-            raise AssertionError(f"rtc join exited before printing {text!r}: {said}"
-                                 f"{(await proc.stderr.read()).decode()}")
+            raise AssertionError(
+                f"rtc join exited before printing {text!r}: {said}{(await proc.stderr.read()).decode()}"
+            )
         said += line
     return said
 
@@ -160,9 +172,15 @@ GOOD_ROOM = "abcdefgh.0123456789abcdef"
 
 
 def session_json(session: object = "0123456789abcdef", files: object = None, base: object = None) -> dict[str, Any]:
-    return {"session": session, "role": "editor", "state": "live", "branch": "main", "base": base,
-            "files": files if files is not None else [{"path": "README.md", "kind": "text", "room": GOOD_ROOM}],
-            "participants": []}
+    return {
+        "session": session,
+        "role": "editor",
+        "state": "live",
+        "branch": "main",
+        "base": base,
+        "files": files if files is not None else [{"path": "README.md", "kind": "text", "room": GOOD_ROOM}],
+        "participants": [],
+    }
 
 
 HOSTILE_LISTINGS = {
@@ -172,26 +190,43 @@ HOSTILE_LISTINGS = {
     "session id with a control character": (lambda tmp: session_json(session="abc\x1b[2Jdef"), "session id"),
     # paths: a .git folder in another case (the same folder on macOS and Windows), control
     # characters (a terminal escape in a file name), a backslash (a separator on Windows)
-    ".GIT in a path": (lambda tmp: session_json(files=[
-        {"path": ".GIT/hooks/pre-commit", "kind": "text", "room": GOOD_ROOM}]), ".GIT"),
-    "control character in a path": (lambda tmp: session_json(files=[
-        {"path": "docs/\x1b]0;pwned\x07.md", "kind": "text", "room": GOOD_ROOM}]), "path"),
-    "backslash in a path": (lambda tmp: session_json(files=[
-        {"path": "..\\..\\escaped.md", "kind": "text", "room": GOOD_ROOM}]), "path"),
-    "a file that is also a folder": (lambda tmp: session_json(files=[
-        {"path": "a.md", "kind": "text", "room": GOOD_ROOM},
-        {"path": "a.md/b.md", "kind": "text", "room": "abcdefgh.1111111111111111"}]), "a.md"),
+    ".GIT in a path": (
+        lambda tmp: session_json(files=[{"path": ".GIT/hooks/pre-commit", "kind": "text", "room": GOOD_ROOM}]),
+        ".GIT",
+    ),
+    "control character in a path": (
+        lambda tmp: session_json(files=[{"path": "docs/\x1b]0;pwned\x07.md", "kind": "text", "room": GOOD_ROOM}]),
+        "path",
+    ),
+    "backslash in a path": (
+        lambda tmp: session_json(files=[{"path": "..\\..\\escaped.md", "kind": "text", "room": GOOD_ROOM}]),
+        "path",
+    ),
+    "a file that is also a folder": (
+        lambda tmp: session_json(
+            files=[
+                {"path": "a.md", "kind": "text", "room": GOOD_ROOM},
+                {"path": "a.md/b.md", "kind": "text", "room": "abcdefgh.1111111111111111"},
+            ]
+        ),
+        "a.md",
+    ),
     # room names go into URLs: a .. segment or a query is not a room
-    "room name with ..": (lambda tmp: session_json(files=[
-        {"path": "README.md", "kind": "text", "room": "../../api/session"}]), "room name"),
-    "room name with a query": (lambda tmp: session_json(files=[
-        {"path": "README.md", "kind": "text", "room": "x?token=1"}]), "room name"),
+    "room name with ..": (
+        lambda tmp: session_json(files=[{"path": "README.md", "kind": "text", "room": "../../api/session"}]),
+        "room name",
+    ),
+    "room name with a query": (
+        lambda tmp: session_json(files=[{"path": "README.md", "kind": "text", "room": "x?token=1"}]),
+        "room name",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE_LISTINGS))
-async def test_hostile_names_are_refused_and_nothing_is_written(tmp_path: Path, hostile: list[HostileServer],
-                                                                 case: str) -> None:
+async def test_hostile_names_are_refused_and_nothing_is_written(
+    tmp_path: Path, hostile: list[HostileServer], case: str
+) -> None:
     make_session, word = HOSTILE_LISTINGS[case]
     session = make_session(tmp_path)
     rooms = {f["room"]: (b"hello\n", text_update("hello\n")) for f in session["files"]}
@@ -204,8 +239,9 @@ async def test_hostile_names_are_refused_and_nothing_is_written(tmp_path: Path, 
     assert not any(folder.iterdir())
 
 
-async def test_a_malformed_update_from_the_server_is_a_one_line_error(tmp_path: Path,
-                                                                      hostile: list[HostileServer]) -> None:
+async def test_a_malformed_update_from_the_server_is_a_one_line_error(
+    tmp_path: Path, hostile: list[HostileServer]
+) -> None:
     server = await serve(hostile, session_json(), {GOOD_ROOM: (b"hello\n", b"\x07garbage-not-an-update")})
     folder = tmp_path / "join"
     code, _out, err = await rtc_join(server.url, str(folder))
@@ -277,8 +313,16 @@ async def test_uncommitted_work_brought_in_is_kept_as_a_copy(tmp_path: Path) -> 
     try:
         info = owner.wait_ready()
         proc = await asyncio.create_subprocess_exec(
-            *RTC, "join", info["url"], str(clone), "--bring-changes", "--name", "Joan",
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            *RTC,
+            "join",
+            info["url"],
+            str(clone),
+            "--bring-changes",
+            "--name",
+            "Joan",
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         said = await read_until(proc, "mirroring")
         kept = [line.split(" is kept at ", 1)[1].strip() for line in said.splitlines() if " is kept at " in line]
         assert len(kept) == 1, said
@@ -320,8 +364,16 @@ async def test_the_link_can_stay_out_of_the_process_list(tmp_path: Path, how: st
         env = {**os.environ, "RTC_JOIN_URL": info["url"]} if how == "environment" else dict(os.environ)
         args = [str(folder)] if how == "environment" else ["-", str(folder)]
         proc = await asyncio.create_subprocess_exec(
-            *RTC, "join", *args, "--name", "Joan", env=env,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            *RTC,
+            "join",
+            *args,
+            "--name",
+            "Joan",
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         assert proc.stdin is not None
         if how == "stdin":
             proc.stdin.write(info["url"].encode() + b"\n")
@@ -343,6 +395,8 @@ async def test_the_link_can_stay_out_of_the_process_list(tmp_path: Path, how: st
 
 def test_no_link_anywhere_is_a_one_line_error(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "RTC_JOIN_URL"}
-    done = subprocess.run([*RTC, "join", str(tmp_path)], check=False, capture_output=True, text=True, env=env, timeout=60)
+    done = subprocess.run(
+        [*RTC, "join", str(tmp_path)], check=False, capture_output=True, text=True, env=env, timeout=60
+    )
     one_line_refusal(done.returncode, done.stderr, "RTC_JOIN_URL")
     assert listing(tmp_path) == set()

@@ -23,17 +23,31 @@ pytestmark = pytest.mark.node
 JS_DIR = ROOT / "tests" / "js"
 SCRIPT = JS_DIR / "edit_session.mjs"
 
-NOTEBOOK = json.dumps({
-    "cells": [
-        {"cell_type": "markdown", "id": "intro", "metadata": {}, "source": ["# Analysis\n", "Some text."]},
-        {"cell_type": "code", "execution_count": 1, "id": "first", "metadata": {},
-         "outputs": [{"name": "stdout", "output_type": "stream", "text": ["42\n"]}],
-         "source": ["print(6 * 7)"]},
-    ],
-    "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-                 "language_info": {"name": "python"}},
-    "nbformat": 4, "nbformat_minor": 5,
-}, indent=1) + "\n"
+NOTEBOOK = (
+    json.dumps(
+        {
+            "cells": [
+                {"cell_type": "markdown", "id": "intro", "metadata": {}, "source": ["# Analysis\n", "Some text."]},
+                {
+                    "cell_type": "code",
+                    "execution_count": 1,
+                    "id": "first",
+                    "metadata": {},
+                    "outputs": [{"name": "stdout", "output_type": "stream", "text": ["42\n"]}],
+                    "source": ["print(6 * 7)"],
+                },
+            ],
+            "metadata": {
+                "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+                "language_info": {"name": "python"},
+            },
+            "nbformat": 4,
+            "nbformat_minor": 5,
+        },
+        indent=1,
+    )
+    + "\n"
+)
 
 
 def node_or_skip() -> str:
@@ -48,8 +62,12 @@ def node_or_skip() -> str:
 
 async def run_node(node: str, plan: dict) -> dict:
     proc = await asyncio.create_subprocess_exec(
-        node, str(SCRIPT), json.dumps(plan), cwd=JS_DIR,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        node,
+        str(SCRIPT),
+        json.dumps(plan),
+        cwd=JS_DIR,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, f"node client failed ({proc.returncode}): {err.decode()}"
@@ -77,28 +95,43 @@ def test_official_js_clients_edit_a_live_session(tmp_path):
             nb_doc = Doc()
             nb_model = YNotebook(ydoc=nb_doc)
             url = f"{rtc.ws_base}{{room}}?token={token}&name=Watcher"
-            async with YClient(url.format(room=rooms["README.md"]["room"]), text_doc) as tc, \
-                    YClient(url.format(room=rooms["analysis.ipynb"]["room"]), nb_doc) as nc:
+            async with (
+                YClient(url.format(room=rooms["README.md"]["room"]), text_doc) as tc,
+                YClient(url.format(room=rooms["analysis.ipynb"]["room"]), nb_doc) as nc,
+            ):
                 await tc.wait_synced()
                 await nc.wait_synced()
                 assert str(text) == "# Project\n\nHello.\n"
                 assert len(nb_model.ycells) == 2
 
-                result = await run_node(node, {
-                    "server": f"ws://127.0.0.1:{info['port']}/rooms",
-                    "token": token, "name": "Node Client", "email": "node@example.org",
-                    "text": {"room": rooms["README.md"]["room"], "append": "Edited from node.\n"},
-                    "notebook": {"room": rooms["analysis.ipynb"]["room"], "cell": {
-                        "cell_type": "code", "source": "total = sum(range(10))\ntotal",
-                        "metadata": {}, "outputs": [], "execution_count": None,
-                    }},
-                })
+                result = await run_node(
+                    node,
+                    {
+                        "server": f"ws://127.0.0.1:{info['port']}/rooms",
+                        "token": token,
+                        "name": "Node Client",
+                        "email": "node@example.org",
+                        "text": {"room": rooms["README.md"]["room"], "append": "Edited from node.\n"},
+                        "notebook": {
+                            "room": rooms["analysis.ipynb"]["room"],
+                            "cell": {
+                                "cell_type": "code",
+                                "source": "total = sum(range(10))\ntotal",
+                                "metadata": {},
+                                "outputs": [],
+                                "execution_count": None,
+                            },
+                        },
+                    },
+                )
                 assert result["text"] == "# Project\n\nHello.\nEdited from node.\n"
                 assert result["cells"][-1]["source"] == "total = sum(range(10))\ntotal"
 
                 # the pycrdt clients saw the same edits arrive
-                await async_wait_until(lambda: str(text) == "# Project\n\nHello.\nEdited from node.\n",
-                                       what="the node edit in the pycrdt text client")
+                await async_wait_until(
+                    lambda: str(text) == "# Project\n\nHello.\nEdited from node.\n",
+                    what="the node edit in the pycrdt text client",
+                )
                 await async_wait_until(lambda: len(nb_model.ycells) == 3, what="the new cell in the pycrdt client")
                 cells = nb_model.get()["cells"]
                 assert cells[-1]["source"] == "total = sum(range(10))\ntotal"

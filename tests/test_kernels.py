@@ -27,8 +27,14 @@ from .conftest import Live, limits_of
 from .support import YClient, async_wait_until, git
 
 CELLS = [
-    {"cell_type": "code", "execution_count": None, "id": "c1", "metadata": {}, "outputs": [],
-     "source": "print('hello from the kernel')"},
+    {
+        "cell_type": "code",
+        "execution_count": None,
+        "id": "c1",
+        "metadata": {},
+        "outputs": [],
+        "source": "print('hello from the kernel')",
+    },
     {"cell_type": "code", "execution_count": None, "id": "c2", "metadata": {}, "outputs": [], "source": "1 + 41"},
     {"cell_type": "markdown", "id": "m1", "metadata": {}, "source": "# notes"},
 ]
@@ -37,8 +43,10 @@ CELLS = [
 def notebook(cells: list[dict[str, Any]], kernelspec: bool = True) -> str:
     spec = {"display_name": "Python 3", "language": "python", "name": "python3"}
     metadata = {"kernelspec": spec} if kernelspec else {}
-    return json.dumps({"cells": cells, "metadata": metadata, "nbformat": 4, "nbformat_minor": 5},
-                      indent=1, sort_keys=True) + "\n"
+    return (
+        json.dumps({"cells": cells, "metadata": metadata, "nbformat": 4, "nbformat_minor": 5}, indent=1, sort_keys=True)
+        + "\n"
+    )
 
 
 class Client(YClient):
@@ -80,16 +88,16 @@ class Client(YClient):
             else:
                 self.answers[message["id"]] = message
 
-    async def ask(self, op: str, args: dict[str, Any] | None = None, service: str = "kernel",
-                  timeout: float = 60) -> dict[str, Any]:
+    async def ask(
+        self, op: str, args: dict[str, Any] | None = None, service: str = "kernel", timeout: float = 60
+    ) -> dict[str, Any]:
         rid = next(self._ids)
         body = json.dumps({"id": rid, "service": service, "op": op, "args": args or {}}).encode()
         await self.send_raw(protocol.request_frame(body))
         return await async_wait_until(lambda: self.answers.get(rid), timeout, f"the answer to {op}")
 
     def cell_state(self, cell: str) -> str | None:
-        states = [e["data"]["state"] for e in self.events
-                  if e["event"] == "kernel.cell" and e["data"]["cell"] == cell]
+        states = [e["data"]["state"] for e in self.events if e["event"] == "kernel.cell" and e["data"]["cell"] == cell]
         return states[-1] if states else None
 
 
@@ -105,16 +113,18 @@ async def set_source(live: Live, who: Client, index: int, code: str) -> None:
     request sent before the edit reached the server would run the old code)."""
     who.doc.get("cells", type=Array)[index]["source"] = Text(code)
     room = live.session.rooms[live.room("nb.ipynb")]
-    await async_wait_until(lambda: str(room.doc.get("cells", type=Array)[index]["source"]) == code,
-                           what="the edit to reach the server")
+    await async_wait_until(
+        lambda: str(room.doc.get("cells", type=Array)[index]["source"]) == code, what="the edit to reach the server"
+    )
 
 
 def text_of(doc: Any, cell_id: str) -> str:
     return "".join(o.get("text", "") for o in cell(doc, cell_id).get("outputs", []) if o["output_type"] == "stream")
 
 
-async def session_on(tmp_path: Path, cells: list[dict[str, Any]], kernels: bool = True,
-                     kernelspec: bool = True, limits: Limits = DEFAULT) -> AsyncIterator[Live]:
+async def session_on(
+    tmp_path: Path, cells: list[dict[str, Any]], kernels: bool = True, kernelspec: bool = True, limits: Limits = DEFAULT
+) -> AsyncIterator[Live]:
     from .support import make_repo
 
     repo = make_repo(tmp_path / "repo", {"nb.ipynb": notebook(cells, kernelspec), "notes.md": "notes\n"})
@@ -134,8 +144,9 @@ async def live(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[
         yield live
 
 
-def client(live: Live, path: str = "nb.ipynb", role: str = "editor", name: str = "Alice",
-           token: str | None = None) -> Client:
+def client(
+    live: Live, path: str = "nb.ipynb", role: str = "editor", name: str = "Alice", token: str | None = None
+) -> Client:
     room = live.room(path)
     return Client(f"ws://127.0.0.1:{live.port}/rooms/{room}?token={token or live.tokens[role]}&name={name}")
 
@@ -152,8 +163,9 @@ async def test_bad_requests_are_answered_and_the_connection_kept(live: Live) -> 
         await alice.send_raw(protocol.request_frame(json.dumps({"id": 5, "service": "nope", "op": "x"}).encode()))
         await alice.send_raw(protocol.request_frame(json.dumps({"id": 6, "service": "kernel", "op": "fly"}).encode()))
         await alice.send_raw(protocol.request_frame(b"x" * 3000))
-        await async_wait_until(lambda: 5 in alice.answers and 6 in alice.answers and len(alice.anonymous) == 3,
-                               what="the answers")
+        await async_wait_until(
+            lambda: 5 in alice.answers and 6 in alice.answers and len(alice.anonymous) == 3, what="the answers"
+        )
         errors = [a["error"] for a in alice.anonymous]
         assert errors[0] == "malformed request: not UTF-8 JSON"
         assert errors[1].startswith("malformed request: truncated")
@@ -220,10 +232,12 @@ async def test_shared_run_reaches_everyone_and_the_commit(live: Live) -> None:
     end = await live.session.end("ran it")
     saved = json.loads(git(live.repo, "show", f"{end.commit}:nb.ipynb"))
     # nbformat's stream output, its text in the file's own multiline form (a string here)
-    assert saved["cells"][0]["outputs"] == [{"name": "stdout", "output_type": "stream",
-                                            "text": "hello from the kernel\n"}]
-    assert saved["cells"][1]["outputs"] == [{"data": {"text/plain": "42"}, "execution_count": 2,
-                                            "metadata": {}, "output_type": "execute_result"}]
+    assert saved["cells"][0]["outputs"] == [
+        {"name": "stdout", "output_type": "stream", "text": "hello from the kernel\n"}
+    ]
+    assert saved["cells"][1]["outputs"] == [
+        {"data": {"text/plain": "42"}, "execution_count": 2, "metadata": {}, "output_type": "execute_result"}
+    ]
     assert saved["cells"][1]["execution_count"] == 2
     assert '"execution_count": 2,' in git(live.repo, "show", f"{end.commit}:nb.ipynb")
     assert "execution_state" not in saved["cells"][0]
@@ -244,15 +258,17 @@ async def test_output_lands_after_the_runner_leaves(live: Live) -> None:
 
 
 async def test_display_update_clear_and_error(live: Live) -> None:
-    code = ("from IPython.display import display, clear_output\n"
-            "h = display('first', display_id=True)\n"
-            "h.update('second')\n"
-            "print('gone')\n"
-            "clear_output(wait=True)\n"
-            "print('kept')\n"
-            "h2 = display('a', display_id=True)\n"
-            "h2.update('b')\n"
-            "1/0")
+    code = (
+        "from IPython.display import display, clear_output\n"
+        "h = display('first', display_id=True)\n"
+        "h.update('second')\n"
+        "print('gone')\n"
+        "clear_output(wait=True)\n"
+        "print('kept')\n"
+        "h2 = display('a', display_id=True)\n"
+        "h2.update('b')\n"
+        "1/0"
+    )
     async with client(live) as alice:
         await alice.wait_synced()
         await set_source(live, alice, 0, code)
@@ -279,9 +295,11 @@ async def test_a_display_updated_from_another_cell(live: Live) -> None:
 
 
 async def test_a_few_plots_fit_in_a_cell(live: Live) -> None:
-    code = ("from IPython.display import display\n"
-            "for i in range(3):\n"
-            "    display({'image/png': str(i) * 300_000}, raw=True)")
+    code = (
+        "from IPython.display import display\n"
+        "for i in range(3):\n"
+        "    display({'image/png': str(i) * 300_000}, raw=True)"
+    )
     async with client(live) as alice:
         await alice.wait_synced()
         await set_source(live, alice, 0, code)
@@ -292,12 +310,14 @@ async def test_a_few_plots_fit_in_a_cell(live: Live) -> None:
 
 
 async def test_a_progress_bar_keeps_only_what_a_terminal_shows(live: Live) -> None:
-    code = ("import sys, time\n"
-            "for i in range(5):\n"
-            "    print(f'\\r{i * 25}%', end='', flush=True)\n"
-            "    time.sleep(0.1)\n"
-            "print('\\rdone')\n"
-            "print('ab\\bc')")
+    code = (
+        "import sys, time\n"
+        "for i in range(5):\n"
+        "    print(f'\\r{i * 25}%', end='', flush=True)\n"
+        "    time.sleep(0.1)\n"
+        "print('\\rdone')\n"
+        "print('ab\\bc')"
+    )
     async with client(live) as alice:
         await alice.wait_synced()
         await set_source(live, alice, 0, code)
@@ -351,8 +371,11 @@ async def test_a_killed_kernel_is_shown_dead_and_restarts(live: Live) -> None:
         runner = live.session.kernels.shared[live.room("nb.ipynb")]
         assert runner.process is not None and runner.process.pid
         os.kill(runner.process.pid, signal.SIGKILL)
-        dead = await async_wait_until(lambda: [e for e in alice.events if e["event"] == "kernel.status"
-                                               and e["data"]["status"] == "dead"], 30, "the dead status")
+        dead = await async_wait_until(
+            lambda: [e for e in alice.events if e["event"] == "kernel.status" and e["data"]["status"] == "dead"],
+            30,
+            "the dead status",
+        )
         assert "exited with code -9" in dead[-1]["data"]["last_error"]
         assert "kernels.log" in dead[-1]["data"]["last_error"]  # the kernel's own output, not the owner's terminal
         await async_wait_until(lambda: alice.cell_state("c1") == "error", 30, "the cell failed")
@@ -366,8 +389,12 @@ async def test_a_killed_kernel_is_shown_dead_and_restarts(live: Live) -> None:
 
 
 async def test_a_flood_is_bounded_and_edits_keep_flowing(live: Live) -> None:
-    async with client(live, name="Alice") as alice, client(live, name="Bob") as bob, \
-            client(live, path="notes.md", name="Carol") as carol, client(live, path="notes.md") as dave:
+    async with (
+        client(live, name="Alice") as alice,
+        client(live, name="Bob") as bob,
+        client(live, path="notes.md", name="Carol") as carol,
+        client(live, path="notes.md") as dave,
+    ):
         for c in (alice, bob, carol, dave):
             await c.wait_synced()
         await set_source(live, alice, 0, "for i in range(1_000_000):\n    print(i)")
@@ -376,11 +403,13 @@ async def test_a_flood_is_bounded_and_edits_keep_flowing(live: Live) -> None:
         # while it floods, edits in the same notebook and in another room go through at once
         for i in range(5):
             carol.doc.get("source", type=Text).insert(0, f"{i}")
-            await async_wait_until(lambda i=i: str(dave.doc.get("source", type=Text)).startswith(f"{i}"), 5,
-                                   "an edit in another room")
+            await async_wait_until(
+                lambda i=i: str(dave.doc.get("source", type=Text)).startswith(f"{i}"), 5, "an edit in another room"
+            )
             alice.doc.get("cells", type=Array)[2]["source"].insert(0, f"{i}")
-            await async_wait_until(lambda i=i: cell(bob.doc, "m1")["source"].startswith(f"{i}"), 5,
-                                   "an edit in the flooding notebook")
+            await async_wait_until(
+                lambda i=i: cell(bob.doc, "m1")["source"].startswith(f"{i}"), 5, "an edit in the flooding notebook"
+            )
         await async_wait_until(lambda: bob.cell_state("c1") == "done", 120, "the flood to end")
         outs = cell(bob.doc, "c1")["outputs"]
         kept = text_of(bob.doc, "c1")
@@ -407,8 +436,13 @@ async def test_private_outputs_reach_only_their_owner(live: Live) -> None:
         await async_wait_until(lambda: secret in cell(bob.doc, "c2")["source"], what="the edit")
         bob_seen = len(bob.frames)
         assert (await alice.ask("run", {"cells": ["c2"]}))["data"]["scope"] == "private"
-        got = await async_wait_until(lambda: [e for e in alice.events if e["event"] == "kernel.outputs"
-                                              and secret in json.dumps(e["data"]["outputs"])], 60, "private output")
+        got = await async_wait_until(
+            lambda: [
+                e for e in alice.events if e["event"] == "kernel.outputs" and secret in json.dumps(e["data"]["outputs"])
+            ],
+            60,
+            "private output",
+        )
         assert got[-1]["data"]["cell"] == "c2"
         await async_wait_until(lambda: alice.cell_state("c2") == "done", 60, "done")
         # meanwhile Bob runs the same notebook in the shared kernel

@@ -34,8 +34,12 @@ async def raw_upgrade(port: int, path: str) -> tuple[asyncio.StreamReader, async
     sock.connect(("127.0.0.1", port))
     reader, writer = await asyncio.open_connection(sock=sock, limit=2**16)
     key = base64.b64encode(os.urandom(16)).decode()
-    writer.write((f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    writer.write(
+        (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
     await writer.drain()
     head = await reader.readuntil(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 101"), head
@@ -49,13 +53,13 @@ def close_code_of(stream: bytes) -> int | None:
         opcode, length = stream[pos] & 0x0F, stream[pos + 1] & 0x7F
         pos += 2
         if length == 126:
-            length = int.from_bytes(stream[pos:pos + 2], "big")
+            length = int.from_bytes(stream[pos : pos + 2], "big")
             pos += 2
         elif length == 127:
-            length = int.from_bytes(stream[pos:pos + 8], "big")
+            length = int.from_bytes(stream[pos : pos + 8], "big")
             pos += 8
         if opcode == 0x8:
-            return int.from_bytes(stream[pos:pos + 2], "big")
+            return int.from_bytes(stream[pos : pos + 2], "big")
         pos += length
     return None
 
@@ -71,8 +75,11 @@ async def test_reader_that_stops_reading_is_closed_1013_while_healthy_readers_ge
         stuck_conn = next(c for c in room.connections if c.participant.name == "Stuck")
 
         async def stuck_close_code() -> object:
-            await async_wait_until(lambda: not any(c.participant.name == "Stuck" for c in room.connections),
-                                   timeout=60, what="the server to drop the stuck reader")
+            await async_wait_until(
+                lambda: not any(c.participant.name == "Stuck" for c in room.connections),
+                timeout=60,
+                what="the server to drop the stuck reader",
+            )
             assert stuck_conn.close_code == 1013
             data = await asyncio.wait_for(stuck_reader.read(), 30)  # all it was sent, up to the close
             return close_code_of(data)
@@ -84,8 +91,11 @@ async def test_reader_that_stops_reading_is_closed_1013_while_healthy_readers_ge
         for _ in range(150):  # 15 MB through the room, at the pace of the healthy reader
             text.insert(0, chunk)
             expected = len(text)
-            await async_wait_until(lambda expected=expected: len(healthy_text) == expected, timeout=30,
-                                   what="the healthy reader receives every update")
+            await async_wait_until(
+                lambda expected=expected: len(healthy_text) == expected,
+                timeout=30,
+                what="the healthy reader receives every update",
+            )
         assert str(healthy_text) == str(text)
         assert healthy.close_code is None
         assert await asyncio.wait_for(stuck_result, 30) == 1013

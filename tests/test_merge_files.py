@@ -26,6 +26,7 @@ def test_notebook_clean_merge_takes_both_sides() -> None:
     base, local, remote = (nbdime_file(n) for n in names)
     result = merge_file("nb.ipynb", base, local, remote)
     assert not result.conflicts
+
     def sources(data: bytes) -> set[str]:
         return {"".join(c["source"]) for c in json.loads(data)["cells"]}
 

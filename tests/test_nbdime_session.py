@@ -56,6 +56,11 @@ async def test_session_merge_matches_nbdime(tmp_path, base_name, local_name, rem
             room = live.session.rooms[live.room("nb.ipynb")]
             codec = live.session.codecs[live.room("nb.ipynb")]
             expected = plain(merged)
-            await async_wait_until(lambda: plain(json.loads(codec.dump(room.doc))) == expected
-                                   and plain(json.loads(codec.dump(doc))) == expected,
-                                   timeout=20, what=f"{local_name}+{remote_name} to match nbdime")
+            await async_wait_until(
+                lambda: (
+                    plain(json.loads(codec.dump(room.doc))) == expected
+                    and plain(json.loads(codec.dump(doc))) == expected
+                ),
+                timeout=20,
+                what=f"{local_name}+{remote_name} to match nbdime",
+            )

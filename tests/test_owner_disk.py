@@ -42,6 +42,7 @@ async def test_touch_changes_nothing_and_notebook_rewrite_merges_cells(live: Liv
         tmp.write_text(json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
         os.replace(tmp, nb_path)  # saved via rename, as editors do
         from pycrdt import Array
+
         cells = client.doc.get("cells", type=Array)
         await async_wait_until(lambda: str(cells[1]["source"]) == "print('hello')", what="cell merge")
         assert len(cells) == 2 and cells[1]["id"] == "code1"
@@ -61,8 +62,9 @@ async def test_deleted_file_is_reported_and_kept(live: Live) -> None:
         text.insert(0, "# back\n")
         restored = live.repo / "src/tool.py"
         want = "# back\ndef f():\n    return 1\n"
-        await async_wait_until(lambda: restored.is_file() and restored.read_text() == want,
-                               what="restored by write-back, with the edit")
+        await async_wait_until(
+            lambda: restored.is_file() and restored.read_text() == want, what="restored by write-back, with the edit"
+        )
 
 
 async def test_checkout_of_another_branch_freezes_write_back(live: Live) -> None:
@@ -79,8 +81,10 @@ async def test_checkout_of_another_branch_freezes_write_back(live: Live) -> None
         assert not (live.repo / "README.md").read_text().startswith("Session: ")
         git(live.repo, "symbolic-ref", "HEAD", "refs/heads/main")
         text.insert(len(text), "!")
-        await async_wait_until(lambda: (live.repo / "README.md").read_text().startswith("Session: "),
-                               what="write-back resumes on the session's branch")
+        await async_wait_until(
+            lambda: (live.repo / "README.md").read_text().startswith("Session: "),
+            what="write-back resumes on the session's branch",
+        )
 
 
 async def test_broken_notebook_saved_on_disk_changes_nothing(live: Live) -> None:
@@ -118,8 +122,10 @@ async def test_a_write_back_due_while_a_room_loads_waits_for_the_room(
             assert state.task is None
             async with live.client(path) as client:
                 await client.wait_synced()
-            task = await async_wait_until(lambda s=state: s.task if s.task and s.task.done() else None,
-                                          what=f"{path}: the load's write-back to run")
+            task = await async_wait_until(
+                lambda s=state: s.task if s.task and s.task.done() else None,
+                what=f"{path}: the load's write-back to run",
+            )
             assert task.exception() is None, f"{path}: the write-back failed: {task.exception()!r}"
 
 

@@ -18,8 +18,21 @@ from .support import RTC, RtcProcess, edit, git, make_repo
 # What the quick `rtc stop` must never load: the command line's libraries, the server's,
 # git's bindings (only an error explains itself with them), TLS on the Unix socket, and the
 # HTTP clients that load the email package.
-HEAVY = {"click", "rich", "aiohttp", "asyncio", "pygit2", "pycrdt", "nbformat", "ssl", "http", "email",
-         "urllib", "concurrent", "multiprocessing"}
+HEAVY = {
+    "click",
+    "rich",
+    "aiohttp",
+    "asyncio",
+    "pygit2",
+    "pycrdt",
+    "nbformat",
+    "ssl",
+    "http",
+    "email",
+    "urllib",
+    "concurrent",
+    "multiprocessing",
+}
 
 
 def run_rtc(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -29,8 +42,9 @@ def run_rtc(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def edit_readme(proc: RtcProcess, text: str) -> None:
     import urllib.request
 
-    request = urllib.request.Request(f"{proc.base}/api/session",
-                                     headers={"Authorization": f"Bearer {proc.info['token']}"})
+    request = urllib.request.Request(
+        f"{proc.base}/api/session", headers={"Authorization": f"Bearer {proc.info['token']}"}
+    )
     with urllib.request.urlopen(request) as answer:
         room = next(f["room"] for f in json.loads(answer.read())["files"] if f["path"] == "README.md")
     url = f"{proc.ws_base}{room}?token={proc.info['token']}&name=Alice&email=alice@example.org"
@@ -56,8 +70,21 @@ def test_the_quick_stop_goes_through_the_socket_and_loads_nothing_heavy(tmp_path
         # session.json is information: point its TCP address at a closed port
         proc.session_file.write_text(json.dumps(dict(info, control_url="http://127.0.0.1:9", port=9)))
         done = subprocess.run(  # the console script's own entry point, its imports listed
-            [sys.executable, "-X", "importtime", "-c", "from gitrtc.cli.entry import main; main()",
-             "stop", "-m", "quick"], cwd=repo, capture_output=True, text=True, timeout=60)
+            [
+                sys.executable,
+                "-X",
+                "importtime",
+                "-c",
+                "from gitrtc.cli.entry import main; main()",
+                "stop",
+                "-m",
+                "quick",
+            ],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 0, done.stderr
         proc.proc.communicate(timeout=30)
     finally:
@@ -111,9 +138,28 @@ def test_a_path_too_long_for_a_socket_falls_back_to_tcp(tmp_path: Path) -> None:
 def make_cert(folder: Path, name: str) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 and its key."""
     cert, key = folder / f"{name}.pem", folder / f"{name}.key"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key),
-                    "-out", str(cert)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return cert, key
 
 
@@ -139,4 +185,3 @@ def test_owner_commands_over_tls_trust_the_sessions_certificate_only(tmp_path: P
     finally:
         proc.kill()
     assert done.returncode == 0 and "session ended" in done.stderr, done.stderr
-

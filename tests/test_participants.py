@@ -122,13 +122,13 @@ async def test_where_people_are_is_the_file_they_have_open_now(live: Live) -> No
                 return people if people and people[0]["file"] == "README.md" else None
 
             people = await async_wait_until(where, what="Bob's current file from his presence")
-            assert people == [{"name": "Bob", "email": "", "role": "editor", "file": "README.md",
-                               "files": ["README.md"]}]
+            assert people == [
+                {"name": "Bob", "email": "", "role": "editor", "file": "README.md", "files": ["README.md"]}
+            ]
             _, info = await get_json(f"{live.http}/api/status", live.tokens["owner"])
             assert [p["files"] for p in info["participants"]] == [["README.md"]]
             await announce(session_room, {"user": {"name": "Bob"}, "file": None}, presence)
-            await async_wait_until(lambda: live.session.participants()[0]["files"] == [],
-                                   what="Bob has no file open")
+            await async_wait_until(lambda: live.session.participants()[0]["files"] == [], what="Bob has no file open")
 
 
 async def test_rtc_join_exchanges_its_token_and_is_listed_in_the_session_room(live: Live, tmp_path: Any) -> None:
@@ -158,8 +158,9 @@ async def test_rtc_join_exchanges_its_token_and_is_listed_in_the_session_room(li
                             out.add(state["user"]["name"])
                 return out
 
-            await async_wait_until(lambda: "Joiner" in names() or running.done(),
-                                   what="rtc join's presence in the session room")
+            await async_wait_until(
+                lambda: "Joiner" in names() or running.done(), what="rtc join's presence in the session room"
+            )
             if running.done():
                 running.result()
             assert mirror.token not in live.tokens.values()

@@ -67,8 +67,10 @@ def test_invite_and_kick(tmp_path: Path) -> None:
                 carol.doc.get("source", type=Text).insert(0, "C. ")
                 vic.doc.get("source", type=Text).insert(0, "V. ")
                 await async_wait_until(lambda: vic.auth_messages, what="the viewer invite to be read-only")
-                await async_wait_until(lambda: (repo / "README.md").read_text().startswith("C. "),
-                                       what="Carol's edit, before she is kicked")
+                await async_wait_until(
+                    lambda: (repo / "README.md").read_text().startswith("C. "),
+                    what="Carol's edit, before she is kicked",
+                )
                 kicked = await asyncio.to_thread(run_rtc, repo, "kick", "Carol")
                 assert kicked.returncode == 0, kicked.stderr
                 assert await carol.wait_closed() == 4403

@@ -32,8 +32,7 @@ def test_kill_9_then_start_resumes_same_session_without_duplicates(tmp_path: Pat
         url = ws_url(second, "README.md", "Alice", "alice@example.org")
         text = asyncio.run(edit(url, lambda t: t.insert(0, "After. "), kept))  # the doc kept across the crash
         assert text == "After. Before crash. # Project\n\nHello world.\n"
-        asyncio.run(async_wait_until(
-            lambda: (repo / "README.md").read_text() == text, what="write-back after resume"))
+        asyncio.run(async_wait_until(lambda: (repo / "README.md").read_text() == text, what="write-back after resume"))
         done = second.stop("-m", "resumed")
         out = second.output[0]
     finally:
@@ -51,8 +50,12 @@ def test_disk_edit_after_resume_merges_without_duplicating_earlier_edits(tmp_pat
         first.wait_ready()
         url = ws_url(first, "README.md", "Alice", "alice@example.org")
         asyncio.run(edit_stored(url, lambda t: t.insert(0, "Session edit. ")))
-        asyncio.run(async_wait_until(lambda: (repo / "README.md").read_text().startswith("Session edit. "),
-                                     what="write-back before the crash"))
+        asyncio.run(
+            async_wait_until(
+                lambda: (repo / "README.md").read_text().startswith("Session edit. "),
+                what="write-back before the crash",
+            )
+        )
     finally:
         first.kill()
     second = RtcProcess(repo, [])
@@ -118,8 +121,10 @@ async def test_busy_room_log_is_compacted_and_still_replays(tmp_path: Path, trig
                 if i % 20 == 0:
                     await asyncio.sleep(0.01)
             room = live.room("README.md")
-            await async_wait_until(lambda: len(str(live.session.rooms[room].doc.get("source", type=Text))) ==
-                                   len(str(text)), what="all edits applied")
+            await async_wait_until(
+                lambda: len(str(live.session.rooms[room].doc.get("source", type=Text))) == len(str(text)),
+                what="all edits applied",
+            )
 
             async def log_rows() -> int:
                 return len(await live.session.store.updates(room))

@@ -21,22 +21,49 @@ from .support import RtcProcess, git, make_repo
 from .test_cli import run_rtc
 
 CELLS: list[dict[str, Any]] = [
-    {"cell_type": "code", "execution_count": None, "id": "c1", "metadata": {}, "outputs": [],
-     "source": "import sys\nprint('hello from rtc run')\nprint('to stderr', file=sys.stderr)"},
+    {
+        "cell_type": "code",
+        "execution_count": None,
+        "id": "c1",
+        "metadata": {},
+        "outputs": [],
+        "source": "import sys\nprint('hello from rtc run')\nprint('to stderr', file=sys.stderr)",
+    },
     {"cell_type": "markdown", "id": "m1", "metadata": {}, "source": "# notes"},
-    {"cell_type": "code", "execution_count": None, "id": "c2", "metadata": {}, "outputs": [],
-     "source": "from IPython.display import display\n"
-               "display({'image/png': 'iVBORw0KGgo=', 'text/plain': '<Figure 1>'}, raw=True)\n40 + 2"},
+    {
+        "cell_type": "code",
+        "execution_count": None,
+        "id": "c2",
+        "metadata": {},
+        "outputs": [],
+        "source": "from IPython.display import display\n"
+        "display({'image/png': 'iVBORw0KGgo=', 'text/plain': '<Figure 1>'}, raw=True)\n40 + 2",
+    },
     {"cell_type": "code", "execution_count": None, "id": "c3", "metadata": {}, "outputs": [], "source": "1/0"},
-    {"cell_type": "code", "execution_count": None, "id": "c4", "metadata": {}, "outputs": [],
-     "source": "print('never')"},
+    {
+        "cell_type": "code",
+        "execution_count": None,
+        "id": "c4",
+        "metadata": {},
+        "outputs": [],
+        "source": "print('never')",
+    },
 ]
 
 
 def notebook() -> str:
-    return json.dumps({"cells": CELLS, "nbformat": 4, "nbformat_minor": 5,
-                       "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python",
-                                                   "name": "python3"}}}, indent=1) + "\n"
+    return (
+        json.dumps(
+            {
+                "cells": CELLS,
+                "nbformat": 4,
+                "nbformat_minor": 5,
+                "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
+            },
+            indent=1,
+        )
+        + "\n"
+    )
 
 
 def one_line_error(done: Any) -> str:

@@ -31,8 +31,10 @@ def reported(live: Live) -> bool:
 async def a_write_back_ran(live: Live, path: str, before: asyncio.Task[None] | None) -> None:
     """Wait until a write-back of `path` newer than `before` has run to its end."""
     state = live.session.disk.files[path]
-    await async_wait_until(lambda: state.task is not None and state.task is not before and state.task.done(),
-                           what=f"a write-back of {path}")
+    await async_wait_until(
+        lambda: state.task is not None and state.task is not before and state.task.done(),
+        what=f"a write-back of {path}",
+    )
     assert state.task is not None and state.task.exception() is None
 
 
@@ -43,8 +45,10 @@ async def test_a_file_replaced_by_a_link_is_frozen_never_sent_and_committed_as_t
     secret.write_text("TOP SECRET\n")
     readme = live.repo / "README.md"
     state = live.session.disk.files["README.md"]
-    async with live.client("README.md") as editor, \
-            live.client("README.md", role="viewer", name="Vic", email="vic@example.org") as viewer:
+    async with (
+        live.client("README.md") as editor,
+        live.client("README.md", role="viewer", name="Vic", email="vic@example.org") as viewer,
+    ):
         await editor.wait_synced()
         await viewer.wait_synced()
         text = editor.doc.get("source", type=Text)
@@ -98,8 +102,10 @@ async def test_a_folder_swapped_for_a_link_is_never_read_or_written_through(
         os.symlink(outside, docs)
         before = state.task
         text.insert(0, "Edited. ")
-        await async_wait_until(lambda: reported(live) or files_in(outside) != outside_files or "OUTSIDE" in str(text),
-                               what="the linked folder to be noticed")
+        await async_wait_until(
+            lambda: reported(live) or files_in(outside) != outside_files or "OUTSIDE" in str(text),
+            what="the linked folder to be noticed",
+        )
         await a_write_back_ran(live, "docs/guide.md", before)
         assert files_in(outside) == outside_files  # nothing written there, not even a temporary file
         assert "OUTSIDE" not in str(text)
@@ -127,8 +133,7 @@ def test_everything_under_git_rtc_is_owner_only_whatever_the_umask(tmp_path: Pat
         first = RtcProcess(repo, ["README.md"])
         try:
             first.wait_ready()
-            asyncio.run(edit_stored(ws_url(first, "README.md", "A", "a@example.org"),
-                                    lambda t: t.insert(0, "First. ")))
+            asyncio.run(edit_stored(ws_url(first, "README.md", "A", "a@example.org"), lambda t: t.insert(0, "First. ")))
             wait_until(lambda: (repo / "README.md").read_text().startswith("First. "), what="write-back")
             assert any(p.name.endswith("-wal") for p in rtc.rglob("*"))
             assert private_violations(rtc) == []
@@ -148,8 +153,7 @@ def test_everything_under_git_rtc_is_owner_only_whatever_the_umask(tmp_path: Pat
         try:
             third.wait_ready()
             assert list(rtc.glob("unfinished-*.patch"))
-            asyncio.run(edit_stored(ws_url(third, "README.md", "A", "a@example.org"),
-                                    lambda t: t.insert(0, "Third. ")))
+            asyncio.run(edit_stored(ws_url(third, "README.md", "A", "a@example.org"), lambda t: t.insert(0, "Third. ")))
             assert private_violations(rtc) == []
             done = third.stop("-m", "third")
             assert done.returncode == 0, done.stderr
@@ -211,8 +215,13 @@ def test_safefs_refuses_every_way_out_of_its_folder(tmp_path: Path) -> None:
     assert safefs.read_file(root, "d/f") == b"inside\n"
     assert safefs.readlink(root, "lf") == str(outside / "f") and safefs.readlink(root, "d/f") is None
     stats = safefs.lstat_all(root, ["d/f", "lf", "ld/f", "gone/f", "/d/f"])
-    assert [type(s).__name__ for s in stats] == ["stat_result", "stat_result", "UnsafePathError", "NoneType",
-                                                 "UnsafePathError"]
+    assert [type(s).__name__ for s in stats] == [
+        "stat_result",
+        "stat_result",
+        "UnsafePathError",
+        "NoneType",
+        "UnsafePathError",
+    ]
     assert stat.S_ISLNK(stats[1].st_mode)  # the link's own stat, never its target's
     assert files_in(outside) == {"f": b"outside\n"} and sorted(os.listdir(root)) == ["d", "fifo", "ld", "lf"]
 

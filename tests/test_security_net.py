@@ -93,8 +93,11 @@ async def test_a_flood_of_client_ids_is_refused_and_not_relayed(live: Live) -> N
 
 
 async def test_nobody_can_update_or_remove_another_connections_presence(live: Live) -> None:
-    async with live.client("README.md", name="Ann") as ann, live.client("README.md", name="Eve") as eve, \
-            live.client("README.md", role="viewer", name="Vic") as vic:
+    async with (
+        live.client("README.md", name="Ann") as ann,
+        live.client("README.md", name="Eve") as eve,
+        live.client("README.md", role="viewer", name="Vic") as vic,
+    ):
         for c in (ann, eve, vic):
             await c.wait_synced()
         await ann.send_raw(awareness_update((500, 1, {"user": {"name": "Ann", "color": "#123456"}})))
@@ -122,23 +125,28 @@ async def test_the_same_person_reconnecting_takes_their_presence_over(live: Live
             await async_wait_until(lambda: any(b"#0a0" in f for f in vic.awareness_frames), what="the new state")
             await old.close()
             room = live.session.rooms[live.room("README.md")]
-            await async_wait_until(lambda: all(c.participant.name != "Ann" or c.awareness_ids for c in room.connections),
-                                   what="the old connection left")
+            await async_wait_until(
+                lambda: all(c.participant.name != "Ann" or c.awareness_ids for c in room.connections),
+                what="the old connection left",
+            )
             assert room.awareness.states[700]["user"]["color"] == "#0a0"
             assert denials(new) == []
 
 
-@pytest.mark.parametrize(("user", "why"), [
-    ({"name": "V", "color": "red; background: url(https://evil.example/x.png)"}, b"user.color"),
-    ({"name": "V", "color": "#12345g"}, b"user.color"),
-    ({"name": "V", "color": "#12345"}, b"user.color"),
-    ({"name": "V", "colorLight": "#fff;position:fixed"}, b"user.colorLight"),
-    ({"name": "V" * 81}, b"user.name"),
-    ({"name": "V", "role": "editor"}, b"cannot claim"),
-    ({"name": "V", "role": "owner"}, b"cannot claim"),
-    ("not an object", b"user must be"),
-    ({"name": "V", "sid": ["x"]}, b"user.sid"),
-])
+@pytest.mark.parametrize(
+    ("user", "why"),
+    [
+        ({"name": "V", "color": "red; background: url(https://evil.example/x.png)"}, b"user.color"),
+        ({"name": "V", "color": "#12345g"}, b"user.color"),
+        ({"name": "V", "color": "#12345"}, b"user.color"),
+        ({"name": "V", "colorLight": "#fff;position:fixed"}, b"user.colorLight"),
+        ({"name": "V" * 81}, b"user.name"),
+        ({"name": "V", "role": "editor"}, b"cannot claim"),
+        ({"name": "V", "role": "owner"}, b"cannot claim"),
+        ("not an object", b"user must be"),
+        ({"name": "V", "sid": ["x"]}, b"user.sid"),
+    ],
+)
 async def test_invalid_presence_fields_never_reach_the_others(live: Live, user: object, why: bytes) -> None:
     async with live.client("README.md", role="viewer", name="V") as viewer, live.client("README.md") as other:
         await viewer.wait_synced()
@@ -151,16 +159,20 @@ async def test_invalid_presence_fields_never_reach_the_others(live: Live, user: 
         assert not any(b"evil" in f or b"position" in f or b"VVVV" in f for f in other.awareness_frames)
 
 
-@pytest.mark.parametrize(("state", "why"), [
-    ({"file": 5}, b"file must be"),
-    ({"place": {"file": 5}}, b"place must be"),
-    ({"place": {"file": "a.md", "line": "9"}}, b"place must be"),
-    ({"place": "README.md"}, b"place must be"),
-    ({"cursor": {"anchor": "x", "head": None}}, b"cursor must be"),
-    ({"cursor": {"anchor": {"type": {"client": "a", "clock": 1}}, "head": None}}, b"cursor must be"),
-])
-async def test_presence_fields_the_page_reads_must_have_their_shape(live: Live, state: dict[str, object],
-                                                                     why: bytes) -> None:
+@pytest.mark.parametrize(
+    ("state", "why"),
+    [
+        ({"file": 5}, b"file must be"),
+        ({"place": {"file": 5}}, b"place must be"),
+        ({"place": {"file": "a.md", "line": "9"}}, b"place must be"),
+        ({"place": "README.md"}, b"place must be"),
+        ({"cursor": {"anchor": "x", "head": None}}, b"cursor must be"),
+        ({"cursor": {"anchor": {"type": {"client": "a", "clock": 1}}, "head": None}}, b"cursor must be"),
+    ],
+)
+async def test_presence_fields_the_page_reads_must_have_their_shape(
+    live: Live, state: dict[str, object], why: bytes
+) -> None:
     async with live.client("session", name="Odd") as odd, live.client("session", name="Other") as other:
         await odd.wait_synced()
         await other.wait_synced()
@@ -168,8 +180,12 @@ async def test_presence_fields_the_page_reads_must_have_their_shape(live: Live, 
         await async_wait_until(lambda: denials(odd), what="refused")
         assert why in denials(odd)[0]
         at = {"type": {"client": 1, "clock": 2}, "tname": None, "item": None, "assoc": 0}
-        good = {"user": {"name": "Odd", "sid": "abc"}, "file": "README.md",
-                "place": {"file": "README.md", "cell": None, "line": 3}, "cursor": {"anchor": at, "head": at}}
+        good = {
+            "user": {"name": "Odd", "sid": "abc"},
+            "file": "README.md",
+            "place": {"file": "README.md", "cell": None, "line": 3},
+            "cursor": {"anchor": at, "head": at},
+        }
         await odd.send_raw(awareness_update((910, 2, good)))
         await async_wait_until(lambda: any(b'"Odd"' in f for f in other.awareness_frames), what="the valid state")
         assert len([f for f in other.awareness_frames if b'"Odd"' in f]) == 1
@@ -200,8 +216,9 @@ async def test_presence_messages_are_slowed_down(live: Live) -> None:
         # other kinds of messages on other connections are not held up
         source = other.doc.get("source", type=Text)
         source.insert(0, "still quick ")
-        await async_wait_until(lambda: str(fast.doc.get("source", type=Text)).startswith("still quick "), 2.0,
-                               what="an edit")
+        await async_wait_until(
+            lambda: str(fast.doc.get("source", type=Text)).startswith("still quick "), 2.0, what="an edit"
+        )
 
 
 # -- slowloris ------------------------------------------------------------------------------
@@ -249,7 +266,7 @@ async def test_silent_and_slow_connections_are_closed_and_others_served(
         request = f"GET /api/session HTTP/1.1\r\nHost: 127.0.0.1:{live.port}\r\nX-Slow: ".encode()
         try:
             for i in range(40):  # one byte every 0.1 s: the headers would take 4 s or more
-                writer.write(request[i:i + 1] if i < len(request) else b"a")
+                writer.write(request[i : i + 1] if i < len(request) else b"a")
                 await writer.drain()
                 await asyncio.sleep(0.1)
         except ConnectionError:
@@ -316,11 +333,18 @@ async def request_with_host(live: Live, path: str, host: str, headers: dict[str,
 
 async def test_other_host_names_are_refused_on_every_route(live: Live) -> None:
     token = live.tokens["editor"]
-    upgrade = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
-               "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+    upgrade = {
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    }
     room = live.room("README.md")
-    for path, headers in [("/", None), ("/api/session?token=" + token, None),
-                          (f"/rooms/{room}?token={token}", upgrade)]:
+    for path, headers in [
+        ("/", None),
+        ("/api/session?token=" + token, None),
+        (f"/rooms/{room}?token={token}", upgrade),
+    ]:
         status, body = await request_with_host(live, path, f"rebound.evil.example:{live.port}", headers)
         assert status == 421, (path, status)
         assert "does not answer" in json.loads(body)["error"]
@@ -346,6 +370,12 @@ def test_host_names_answered() -> None:
     names = {"localhost", "studio.lan"}
     for host in ("Studio.LAN:8000", "studio.lan.", "localhost", "[::1]:1", "[fe80::1]", "10.0.0.5:80", None):
         assert guard.host_allowed(host, names), host
-    for host in ("evil.example", "evil.example:80", "evil.example@127.0.0.1", "", "studio.lan:x", "127.0.0.1.evil.example"):
+    for host in (
+        "evil.example",
+        "evil.example:80",
+        "evil.example@127.0.0.1",
+        "",
+        "studio.lan:x",
+        "127.0.0.1.evil.example",
+    ):
         assert not guard.host_allowed(host, names), host
-

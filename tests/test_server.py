@@ -28,8 +28,10 @@ async def test_concurrent_edits_converge_and_reach_disk(live: Live) -> None:
             if i % 5 == 0:
                 await asyncio.sleep(0)
         expected_len = len("# Project\n\nHello world.\n") + 40
-        await async_wait_until(lambda: len(str(source(a))) == expected_len == len(str(source(b)))
-                               and str(source(a)) == str(source(b)), what="convergence")
+        await async_wait_until(
+            lambda: len(str(source(a))) == expected_len == len(str(source(b))) and str(source(a)) == str(source(b)),
+            what="convergence",
+        )
         text = str(source(a))
         assert text.startswith("A" * 20) and text.endswith("B" * 20)
         disk = live.repo / "README.md"
@@ -54,8 +56,10 @@ async def test_viewer_cannot_edit_but_reads(live: Live) -> None:
         await async_wait_until(lambda: viewer.auth_messages, what="permission denied")
         assert viewer.auth_messages[0] == protocol.permission_denied("read-only")
         source(editor).insert(0, "ok ")
-        await async_wait_until(lambda: str(source(viewer)).startswith("HACK ok ") or
-                               str(source(viewer)).startswith("ok HACK "), what="viewer receives")
+        await async_wait_until(
+            lambda: str(source(viewer)).startswith("HACK ok ") or str(source(viewer)).startswith("ok HACK "),
+            what="viewer receives",
+        )
         # A barrier instead of a wait: the server had judged HACK (the denial came back) before
         # a third client's marker, and forwards edits in the order it takes them, so HACK would
         # reach the editor before the marker does.
@@ -89,8 +93,7 @@ async def test_garbage_frames_close_only_the_sender(live: Live) -> None:
         await bad.send_raw(b"\x00\x02\xff\xff\xff\xff\x0f garbage")
         assert await bad.wait_closed() == 1007
         source(good).insert(0, "still fine ")
-        await async_wait_until(
-            lambda: (live.repo / "README.md").read_text().startswith("still fine "), what="disk")
+        await async_wait_until(lambda: (live.repo / "README.md").read_text().startswith("still fine "), what="disk")
     async with live.client("README.md", name="Carol") as later:
         await later.wait_synced()
         assert str(source(later)).startswith("still fine # Project")
@@ -101,8 +104,7 @@ async def test_api_session_lists_files_and_refuses_bad_tokens(live: Live) -> Non
     assert status == 200
     assert body["role"] == "editor" and body["state"] == "live"
     kinds = {f["path"]: f["kind"] for f in body["files"]}
-    assert kinds == {"README.md": "text", "docs/guide.md": "text", "analysis.ipynb": "notebook",
-                     "src/tool.py": "text"}
+    assert kinds == {"README.md": "text", "docs/guide.md": "text", "analysis.ipynb": "notebook", "src/tool.py": "text"}
     for f in body["files"]:
         assert all(c.isalnum() or c in "._~:-" for c in f["room"])
     status, body = await get_json(f"{live.http}/api/session", "nope")
@@ -132,8 +134,13 @@ async def test_awareness_is_relayed_and_removed_on_disconnect(live: Live) -> Non
         await b.connect()
         await b.wait_synced()
         state = b'{"user":{"name":"Bob"}}'
-        update = protocol.write_var_uint(1) + protocol.write_var_uint(4242) + protocol.write_var_uint(1) \
-            + protocol.write_var_uint(len(state)) + state
+        update = (
+            protocol.write_var_uint(1)
+            + protocol.write_var_uint(4242)
+            + protocol.write_var_uint(1)
+            + protocol.write_var_uint(len(state))
+            + state
+        )
         await b.send_raw(protocol.awareness_frame(update))
         await async_wait_until(lambda: any(b"Bob" in f for f in a.awareness_frames), what="presence")
         await b.close()
@@ -146,9 +153,12 @@ async def test_simultaneous_joiners_share_one_room(live: Live) -> None:
     await asyncio.gather(*(c.wait_synced() for c in clients))
     for i, c in enumerate(clients):
         source(c).insert(0, f"#{i}\n")
-    await async_wait_until(lambda: len({str(source(c)) for c in clients}) == 1
-                           and all(f"#{i}\n" in str(source(clients[0])) for i in range(8)),
-                           what="all joiners converge")
+    await async_wait_until(
+        lambda: (
+            len({str(source(c)) for c in clients}) == 1 and all(f"#{i}\n" in str(source(clients[0])) for i in range(8))
+        ),
+        what="all joiners converge",
+    )
     assert str(source(clients[0])).count("def f():") == 1
     for c in clients:
         await c.close()

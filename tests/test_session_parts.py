@@ -78,8 +78,10 @@ async def test_a_failing_background_task_is_reported_not_swallowed(live: Live) -
         raise RuntimeError("disk on fire")
 
     live.session.tasks.start("broken", broken())
-    await async_wait_until(lambda: any("background task broken failed" in e and "disk on fire" in e
-                                       for e in live.session.events), what="the failure reported")
+    await async_wait_until(
+        lambda: any("background task broken failed" in e and "disk on fire" in e for e in live.session.events),
+        what="the failure reported",
+    )
     assert live.session.tasks.running("watch")  # the others go on
 
 
@@ -112,15 +114,19 @@ async def test_the_ui_reads_an_immutable_snapshot(live: Live) -> None:
             snap.url = "elsewhere"  # type: ignore[misc]
 
 
-@pytest.mark.parametrize(("method", "path", "role", "body", "status"), [
-    ("GET", "/api/session", None, None, 401),
-    ("GET", "/api/status", "editor", None, 403),
-    ("GET", "/api/original/nope", "editor", None, 404),
-    ("POST", "/api/kick", "owner", {"name": "nobody"}, 404),
-    ("POST", "/api/invite", "owner", {"name": "  "}, 400),
-])
-async def test_api_errors_answer_with_their_class_status(live: Live, method: str, path: str, role: str | None,
-                                                          body: dict[str, str] | None, status: int) -> None:
+@pytest.mark.parametrize(
+    ("method", "path", "role", "body", "status"),
+    [
+        ("GET", "/api/session", None, None, 401),
+        ("GET", "/api/status", "editor", None, 403),
+        ("GET", "/api/original/nope", "editor", None, 404),
+        ("POST", "/api/kick", "owner", {"name": "nobody"}, 404),
+        ("POST", "/api/invite", "owner", {"name": "  "}, 400),
+    ],
+)
+async def test_api_errors_answer_with_their_class_status(
+    live: Live, method: str, path: str, role: str | None, body: dict[str, str] | None, status: int
+) -> None:
     headers = {"Authorization": f"Bearer {live.tokens[role]}"} if role else {}
     async with aiohttp.ClientSession() as http:
         async with http.request(method, live.http + path, json=body, headers=headers) as answer:

@@ -26,7 +26,7 @@ def denied_reasons(client: YClient) -> list[str]:
     out = []
     for frame in client.auth_messages:
         length, pos = protocol.read_var_uint(frame, 2)
-        out.append(frame[pos:pos + length].decode("ascii"))
+        out.append(frame[pos : pos + length].decode("ascii"))
     return out
 
 
@@ -107,8 +107,9 @@ async def test_a_document_that_cannot_be_written_never_blocks_the_end(live: Live
     async with live.client("README.md", name="Bob", email="bob@example.org") as bob:
         await bob.wait_synced()
         bob.doc.get("source", type=Text).insert(0, "Bob was here. ")
-        await async_wait_until(lambda: (live.repo / "README.md").read_text().startswith("Bob was here. "),
-                               what="README.md written")
+        await async_wait_until(
+            lambda: (live.repo / "README.md").read_text().startswith("Bob was here. "), what="README.md written"
+        )
         state = session.disk.files[NB]
         await async_wait_until(lambda: state.error, what="the write-back failure of the notebook")
         async with live.client("session", role="viewer") as browser:  # what the status bar shows
@@ -190,14 +191,18 @@ async def test_a_file_cannot_grow_past_the_size_limit_while_shared(live: Live) -
 
 
 async def test_edits_outside_the_file_earn_no_co_author_credit(live: Live) -> None:
-    async with live.client("README.md", name="Mallory", email="mallory@example.org") as mallory, \
-            live.client("README.md", name="Alice", email="alice@example.org") as alice:
+    async with (
+        live.client("README.md", name="Mallory", email="mallory@example.org") as mallory,
+        live.client("README.md", name="Alice", email="alice@example.org") as alice,
+    ):
         await mallory.wait_synced()
         await alice.wait_synced()
         mallory.doc.get("state", type=Map)["dirty"] = True  # a root the file does not render
         alice.doc.get("source", type=Text).insert(0, "Real work. ")
-        await async_wait_until(lambda: mallory.doc.get("source", type=Text).to_py().startswith("Real work. "),
-                               what="Alice's edit to reach Mallory")
+        await async_wait_until(
+            lambda: mallory.doc.get("source", type=Text).to_py().startswith("Real work. "),
+            what="Alice's edit to reach Mallory",
+        )
         assert alice.doc.get("state", type=Map).get("dirty") is True  # accepted and shared, only not credited
     result = await live.session.end("Credits")
     assert result.ended

@@ -44,8 +44,9 @@ class RoomServer(WebsocketServer):
                 if self.store_path is not None:
                     store_class = type("BenchYStore", (SQLiteYStore,), {"db_path": self.store_path})
                     ystore = store_class(path=name, log=self.log)
-                self.rooms[name] = YRoom(ready=self.rooms_ready, ystore=ystore,
-                                         exception_handler=self.exception_handler, log=self.log)
+                self.rooms[name] = YRoom(
+                    ready=self.rooms_ready, ystore=ystore, exception_handler=self.exception_handler, log=self.log
+                )
             room = self.rooms[name]
             await self.start_room(room)
         return room

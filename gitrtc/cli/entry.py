@@ -47,8 +47,12 @@ def main() -> None:
     from ..ownerapi import stop_session
 
     try:
-        commit, summary = stop_session(options["message"], bool(options["no_commit"]),  # type: ignore[arg-type]
-                                       options["onto_branch"])  # type: ignore[arg-type]
+        message, onto = options["message"], options["onto_branch"]
+        commit, summary = stop_session(
+            message if isinstance(message, str) else None,
+            bool(options["no_commit"]),
+            onto if isinstance(onto, str) else None,
+        )
     except RtcError as exc:
         print(f"Error: {exc}", file=sys.stderr)  # the form click gives every other verb's errors
         sys.exit(1)

@@ -25,6 +25,7 @@ Examples:
 @user_errors
 def invite(name: str, viewer: bool, no_run: bool) -> None:
     """Print a new link for NAME (revoke it with rtc kick NAME)."""
-    result = call(running_session(Path.cwd()), "POST", "/api/invite",
-                  {"name": name, "viewer": viewer, "no_run": no_run})
+    result = call(
+        running_session(Path.cwd()), "POST", "/api/invite", {"name": name, "viewer": viewer, "no_run": no_run}
+    )
     click.echo(result["url"])

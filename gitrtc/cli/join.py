@@ -43,8 +43,9 @@ def link_and_folder(args: tuple[str, ...], stdin: Any = None, environ: Any = Non
     else:
         first, rest = environ.get(URL_VARIABLE, "").strip(), args
         if not first:
-            raise JoinError(f"no session link: give the URL rtc start printed, - to read it from stdin, "
-                            f"or set {URL_VARIABLE}")
+            raise JoinError(
+                f"no session link: give the URL rtc start printed, - to read it from stdin, or set {URL_VARIABLE}"
+            )
         if len(rest) > 1:
             raise JoinError("too many arguments: rtc join [URL|-] [DIR]")
     return first, Path(rest[0]) if rest else None
@@ -74,9 +75,12 @@ Examples:
 @click.argument("args", nargs=-1, metavar="[URL|-] [DIR]")
 @click.option("--name", help="Your name for presence and co-authorship (default: git config user.name).")
 @click.option("--email", help="Your email for the Co-authored-by trailer (default: git config user.email).")
-@click.option("--bring-changes", is_flag=True,
-              help="Merge your uncommitted changes of shared files into the session instead of refusing "
-                   "(a copy of each is kept under .git/rtc/join/kept/).")
+@click.option(
+    "--bring-changes",
+    is_flag=True,
+    help="Merge your uncommitted changes of shared files into the session instead of refusing "
+    "(a copy of each is kept under .git/rtc/join/kept/).",
+)
 @user_errors
 def join(args: tuple[str, ...], name: str | None, email: str | None, bring_changes: bool) -> None:
     """Mirror the session at URL into DIR (default: this checkout) until it ends.
@@ -95,8 +99,14 @@ def join(args: tuple[str, ...], name: str | None, email: str | None, bring_chang
     folder.mkdir(parents=True, exist_ok=True)
     git_name, git_email = user_identity(folder)
     console = Console(highlight=False)
-    mirror = Mirror(url, folder, name or git_name or "Anonymous", email if email is not None else git_email,
-                    bring_changes, say=lambda line: console.print(line, highlight=False, markup=False, soft_wrap=True))
+    mirror = Mirror(
+        url,
+        folder,
+        name or git_name or "Anonymous",
+        email if email is not None else git_email,
+        bring_changes,
+        say=lambda line: console.print(line, highlight=False, markup=False, soft_wrap=True),
+    )
     try:
         ended = eventloop.run(_run(mirror, console))
     except KeyboardInterrupt:
@@ -105,7 +115,10 @@ def join(args: tuple[str, ...], name: str | None, email: str | None, bring_chang
     commit = ended.get("commit")
     branch = ended.get("branch") or mirror.info.get("branch", "")
     if commit:
-        console.print(f"✓ session ended: commit {commit[:7]} on {branch} (the owner's side); "
-                      "your files are as committed", style="green", markup=False)
+        console.print(
+            f"✓ session ended: commit {commit[:7]} on {branch} (the owner's side); your files are as committed",
+            style="green",
+            markup=False,
+        )
     else:
         console.print(f"✓ session ended without a commit on {branch}", markup=False)

@@ -56,8 +56,12 @@ Run rtc COMMAND --help for a command's options and examples.
 """
 
 
-@click.group(cls=LazyGroup, invoke_without_command=True, epilog=EXAMPLES,
-             context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=LazyGroup,
+    invoke_without_command=True,
+    epilog=EXAMPLES,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(__version__, prog_name="rtc")
 @click.pass_context
 def cli(ctx: click.Context) -> None:

@@ -31,7 +31,8 @@ class SessionPanel:
     def __rich__(self) -> RenderableType:
         s = self.snapshot()
         head = Text.assemble(
-            ("● ", "green"), (f"session {s.session}", "bold"),
+            ("● ", "green"),
+            (f"session {s.session}", "bold"),
             f"  on {s.branch}  serving {plural(len(s.files), 'file')}",
             ("  (resumed)" if s.resumed else "", "yellow"),
             ("  persistent" if s.persistent else "", "cyan"),
@@ -48,23 +49,32 @@ class SessionPanel:
             files.add_row(f"… {len(s.files) - MAX_FILE_ROWS} more", "", "")
         people = Table("who", "role", "in", box=None, header_style="dim")
         for p in s.participants:
-            people.add_row(p["name"] + (f" <{p['email']}>" if p["email"] else ""), p["role"],
-                           ", ".join(p["files"]) or "-")
+            people.add_row(
+                p["name"] + (f" <{p['email']}>" if p["email"] else ""), p["role"], ", ".join(p["files"]) or "-"
+            )
         if not s.participants:
             people.add_row(Text("nobody yet — share the edit link", style="dim"), "", "")
         parts: list[RenderableType] = [head, urls, files, people]
         if s.events:
             parts.append(Text("\n".join(s.events[-3:]), style="dim"))
-        parts.append(Text("Ctrl-C pauses (rtc start resumes); rtc commit records; rtc stop ends"
-                          if s.persistent else
-                          "Ctrl-C or `rtc stop -m MSG` ends the session with one commit", style="dim"))
+        parts.append(
+            Text(
+                "Ctrl-C pauses (rtc start resumes); rtc commit records; rtc stop ends"
+                if s.persistent
+                else "Ctrl-C or `rtc stop -m MSG` ends the session with one commit",
+                style="dim",
+            )
+        )
         return Panel(Group(*parts), title="gitrtc", border_style="blue")
 
 
 def print_intro(console: Console, s: SessionSnapshot, notes: list[str]) -> None:
     """The plain (non-live) start lines: URLs, skipped files, notes."""
-    console.print(f"● session {s.session}  serving {plural(len(s.files), 'file')}  {s.url}"
-                  f"   (read-only: {s.readonly_url})", highlight=False, soft_wrap=True)
+    console.print(
+        f"● session {s.session}  serving {plural(len(s.files), 'file')}  {s.url}   (read-only: {s.readonly_url})",
+        highlight=False,
+        soft_wrap=True,
+    )
     for note in notes:
         console.print(f"  {note}", style="yellow", highlight=False, soft_wrap=True)
     for path, reason in s.skipped:
@@ -79,7 +89,8 @@ def print_result(console: Console, result: EndResult) -> None:
         console.print(
             f"✓ 1 commit on {result.branch}  {result.commit[:7]}  "
             f"({plural(len(result.coauthors), 'co-author')}, {plural(len(result.files), 'file')})",
-            style="green", highlight=False,
+            style="green",
+            highlight=False,
         )
         for line in result.coauthors:
             console.print(f"  Co-authored-by: {line}", highlight=False)
@@ -116,11 +127,16 @@ class MirrorPanel:
             files.add_row(f"… {total - MAX_FILE_ROWS} more", "")
         people = Table("who", "role", "in", box=None, header_style="dim")
         for p in m.participants:
-            people.add_row(Text(p["name"] + (f" <{p['email']}>" if p.get("email") else "")),  # names are
-                           Text(p.get("role", "")), Text(", ".join(p.get("files", [])) or "-"))  # not markup
-        return Panel(Group(head, files, people,
-                           Text("save files here with any editor; Ctrl-C leaves the session", style="dim")),
-                     title="gitrtc join", border_style="blue")
+            people.add_row(
+                Text(p["name"] + (f" <{p['email']}>" if p.get("email") else "")),  # names are
+                Text(p.get("role", "")),
+                Text(", ".join(p.get("files", [])) or "-"),
+            )  # not markup
+        return Panel(
+            Group(head, files, people, Text("save files here with any editor; Ctrl-C leaves the session", style="dim")),
+            title="gitrtc join",
+            border_style="blue",
+        )
 
 
 @contextmanager

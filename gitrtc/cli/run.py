@@ -88,5 +88,7 @@ def run(args: tuple[str, ...], everything: bool, name: str | None) -> None:
     report = eventloop.run(run_cells(target, notebook, indices, everything, who, _write, ask))
     failed = report.failed
     if failed:
-        raise RequestError(f"{len(failed)} of {len(report.states)} cells did not complete "
-                           f"({', '.join(f'{report.labels.get(c, c)}: {report.states[c]}' for c in failed[:5])})")
+        raise RequestError(
+            f"{len(failed)} of {len(report.states)} cells did not complete "
+            f"({', '.join(f'{report.labels.get(c, c)}: {report.states[c]}' for c in failed[:5])})"
+        )

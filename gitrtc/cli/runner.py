@@ -91,8 +91,11 @@ async def run(plan: launch.Plan, options: Options, console: Console) -> EndResul
                     await _publish(session, options, port, control)
                     print_intro(console, session.snapshot(), prepared.notes)
                     if not options.certfile and not is_loopback(options.host):
-                        console.print("⚠ listening beyond this machine without TLS: tokens travel in clear "
-                                      "text; use --certfile/--keyfile", style="yellow")
+                        console.print(
+                            "⚠ listening beyond this machine without TLS: tokens travel in clear "
+                            "text; use --certfile/--keyfile",
+                            style="yellow",
+                        )
                     if options.open_browser and console.is_terminal:
                         await asyncio.to_thread(webbrowser.open, session.url)
                     result = await _wait(session, stop_requested, options, console)
@@ -109,8 +112,9 @@ async def run(plan: launch.Plan, options: Options, console: Console) -> EndResul
 PORT_TRIES = 20
 
 
-async def _listen(stack: contextlib.AsyncExitStack, session: Session, options: Options,
-                  notes: list[str]) -> tuple[int, str | None]:
+async def _listen(
+    stack: contextlib.AsyncExitStack, session: Session, options: Options, notes: list[str]
+) -> tuple[int, str | None]:
     """Serve `session` for the life of `stack`: on `--port` if given (busy: an error), else
     on its own port (a resumed session's links name it) or the default, or the next free
     one after it, saying so in `notes`; the bound port and the control socket served."""
@@ -121,19 +125,25 @@ async def _listen(stack: contextlib.AsyncExitStack, session: Session, options: O
     for port in range(wanted, last + 1):
         try:
             bound, served = await stack.enter_async_context(
-                serving(session, options.host, port, options.certfile, options.keyfile, control))
+                serving(session, options.host, port, options.certfile, options.keyfile, control)
+            )
         except PortBusyError as exc:
             if port < last:
                 continue
             if last == wanted:
                 raise
-            raise PortBusyError(f"cannot listen on {options.host}: ports {wanted} to {last} are all taken: "
-                                "choose a --port (0 = any free one)", port) from exc
+            raise PortBusyError(
+                f"cannot listen on {options.host}: ports {wanted} to {last} are all taken: "
+                "choose a --port (0 = any free one)",
+                port,
+            ) from exc
         if port != wanted:
             if own and options.port is None:
-                notes.append(f"port {wanted}, which this session's links use, is taken by another program: "
-                             f"serving on {bound}, so the links changed: share the new ones (a later "
-                             f"rtc start --port {wanted} takes the old port back)")
+                notes.append(
+                    f"port {wanted}, which this session's links use, is taken by another program: "
+                    f"serving on {bound}, so the links changed: share the new ones (a later "
+                    f"rtc start --port {wanted} takes the old port back)"
+                )
             else:
                 notes.append(f"port {wanted} is taken by another program: serving on {bound}")
         return bound, served
@@ -151,24 +161,27 @@ async def _publish(session: Session, options: Options, port: int, control_socket
     tokens = session.manifest.tokens
     session.url = f"{base}/#t={tokens['editor']}"
     session.readonly_url = f"{base}/#t={tokens['viewer']}"
-    sessionfile.write_session_file(session.info.gitdir, {
-        "session": session.manifest.session,
-        "url": session.url,
-        "readonly_url": session.readonly_url,
-        "port": port,
-        "pid": os.getpid(),
-        "token": tokens["editor"],
-        "readonly_token": tokens["viewer"],
-        "owner_token": tokens["owner"],
-        "control_url": f"{scheme}://{control_host(options.host)}:{port}",
-        **({"socket": control_socket} if control_socket else {}),
-        **({"certfile": os.path.abspath(options.certfile)} if options.certfile else {}),  # noqa: ASYNC240 — once at startup, not a hot path
-        "epoch": session.manifest.epoch,
-        "branch": session.info.branch_name,
-        "files": [f.path for f in session.manifest.files],
-        "started": time.time(),
-        "persistent": session.manifest.persistent,
-    })
+    sessionfile.write_session_file(
+        session.info.gitdir,
+        {
+            "session": session.manifest.session,
+            "url": session.url,
+            "readonly_url": session.readonly_url,
+            "port": port,
+            "pid": os.getpid(),
+            "token": tokens["editor"],
+            "readonly_token": tokens["viewer"],
+            "owner_token": tokens["owner"],
+            "control_url": f"{scheme}://{control_host(options.host)}:{port}",
+            **({"socket": control_socket} if control_socket else {}),
+            **({"certfile": os.path.abspath(options.certfile)} if options.certfile else {}),  # noqa: ASYNC240 — once at startup, not a hot path
+            "epoch": session.manifest.epoch,
+            "branch": session.info.branch_name,
+            "files": [f.path for f in session.manifest.files],
+            "started": time.time(),
+            "persistent": session.manifest.persistent,
+        },
+    )
 
 
 async def _wait(session: Session, stop: asyncio.Event, options: Options, console: Console) -> EndResult:
@@ -176,8 +189,9 @@ async def _wait(session: Session, stop: asyncio.Event, options: Options, console
     with contextlib.ExitStack() as panel:
         if console.is_terminal:
             panel.enter_context(quiet_terminal())  # left last: the panel is gone before keys echo again
-            panel.enter_context(Live(SessionPanel(session.snapshot), console=console, refresh_per_second=4,
-                                     transient=True))
+            panel.enter_context(
+                Live(SessionPanel(session.snapshot), console=console, refresh_per_second=4, transient=True)
+            )
         while True:
             ended = asyncio.ensure_future(session.ended.wait())
             stopping = asyncio.ensure_future(stop.wait())

@@ -80,13 +80,16 @@ def _print_paused(info: dict[str, Any]) -> None:
 
 def _print_running(info: dict[str, Any]) -> None:
     console = Console(highlight=False)
-    console.print(f"session {info['session']} on {info['branch']} ({info['state']})"
-                  f"{'  resumed' if info.get('resumed') else ''}")
+    console.print(
+        f"session {info['session']} on {info['branch']} ({info['state']}){'  resumed' if info.get('resumed') else ''}"
+    )
     console.print(f"  edit: {info['url']}\n  view: {info['readonly_url']}")
     kernels = info.get("kernels") or {}
     if kernels.get("enabled"):
-        console.print(f"  code runs on this machine: {len(kernels.get('shared', {}))} shared and "
-                      f"{plural(kernels.get('private', 0), 'private kernel')}")
+        console.print(
+            f"  code runs on this machine: {len(kernels.get('shared', {}))} shared and "
+            f"{plural(kernels.get('private', 0), 'private kernel')}"
+        )
     table = Table("file", "kind", "state", "store", box=None)
     for f in info["files"]:
         table.add_row(f["path"], f["kind"], f["save"], f"{f['store_bytes']:,} B")

@@ -20,8 +20,11 @@ Examples:
 @cli.command(short_help="End the session with one commit.", epilog=EXAMPLES)
 @click.option("-m", "--message", help="Commit message.")
 @click.option("--no-commit", is_flag=True, help="End the session without committing.")
-@click.option("--onto-branch", metavar="NAME",
-              help="Commit on a new branch NAME made at the session's base (when your branch moved and conflicts).")
+@click.option(
+    "--onto-branch",
+    metavar="NAME",
+    help="Commit on a new branch NAME made at the session's base (when your branch moved and conflicts).",
+)
 @user_errors
 def stop(message: str | None, no_commit: bool, onto_branch: str | None) -> None:
     """End the running session with one commit and print its id."""

@@ -31,7 +31,14 @@ scanstring: Callable[[str, int, bool], tuple[str, int]] = json.decoder.scanstrin
 _WS = re.compile(r"[ \t\n\r]*")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _NON_ASCII_ESCAPE = re.compile(r"\\u(?!00[0-7])[0-9a-fA-F]{4}")
-_CONSTANTS: dict[str, Any] = {"null": None, "true": True, "false": False, "NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+_CONSTANTS: dict[str, Any] = {
+    "null": None,
+    "true": True,
+    "false": False,
+    "NaN": math.nan,
+    "Infinity": math.inf,
+    "-Infinity": -math.inf,
+}
 _MAX_EXACT_FLOAT_INT = 2**53
 
 
@@ -180,7 +187,14 @@ def _object(st: _State, start: int) -> Node:
     s = st.text
     value: dict[str, Any] = {}
     node = Node(value, start, start, children=[], pres=[], keys=[], raw_keys=[], colons=[], index={})
-    children, pres, keys, raw_keys, colons, index = node.children, node.pres, node.keys, node.raw_keys, node.colons, node.index
+    children, pres, keys, raw_keys, colons, index = (
+        node.children,
+        node.pres,
+        node.keys,
+        node.raw_keys,
+        node.colons,
+        node.index,
+    )
     assert children is not None and pres is not None and keys is not None and raw_keys is not None
     assert colons is not None and index is not None
     pos = start + 1
@@ -353,7 +367,10 @@ def restore(original: Any, new: Any) -> Any:
         return {k: restore(old.get(k, _MISSING), new[k]) for k in keys}
     if type(new) is list:
         old_list = original if type(original) is list else []
-        return [restore(old_list[i] if i is not None else _MISSING, v) for i, v in zip(align(old_list, new), new, strict=True)]
+        return [
+            restore(old_list[i] if i is not None else _MISSING, v)
+            for i, v in zip(align(old_list, new), new, strict=True)
+        ]
     if type(new) is float and new.is_integer() and type(original) is not float and abs(new) <= _MAX_EXACT_FLOAT_INT:
         return int(new)
     return new

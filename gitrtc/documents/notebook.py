@@ -97,7 +97,9 @@ class NotebookCodec:
                     ymeta[key] = item
             if "metadata" not in value:
                 ymeta["metadata"] = pycrdt.Map()
-            ycells.extend([notebook_ops.ycell_from_dict(cell, cid) for cell, cid in zip(value["cells"], self._ids, strict=True)])
+            ycells.extend(
+                [notebook_ops.ycell_from_dict(cell, cid) for cell, cid in zip(value["cells"], self._ids, strict=True)]
+            )
 
     # --- doc → file ---------------------------------------------------------------
 
@@ -248,6 +250,7 @@ def _structure_problem(parsed: Parsed) -> str | None:
 def value_problem(nb: Any, floats: bool = False) -> str | None:
     """Why a notebook value is not one gitrtc can share and write (None if it is one);
     `floats`: integers may be floats (a document's values: Yjs holds every number as one)."""
+
     def integer(value: Any) -> bool:
         if floats and type(value) is float:
             return value.is_integer()

@@ -173,7 +173,9 @@ def cell_script(current: Any, new: Any) -> list[Step]:
     are aligned by nbdime when small enough, else by position.
     """
     old_cells, new_cells = current.cells, new.cells
-    matcher = SequenceMatcher(None, [_canonical(c) for c in old_cells], [_canonical(c) for c in new_cells], autojunk=False)
+    matcher = SequenceMatcher(
+        None, [_canonical(c) for c in old_cells], [_canonical(c) for c in new_cells], autojunk=False
+    )
     steps: list[Step] = []
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag == "equal":
@@ -205,7 +207,9 @@ def _canonical(cell: Any) -> str:
 
 
 def _shifted(step: Step, di: int, dj: int) -> Step:
-    return Step(step.op, None if step.old is None else step.old + di, None if step.new is None else step.new + dj, step.diff)
+    return Step(
+        step.op, None if step.old is None else step.old + di, None if step.new is None else step.new + dj, step.diff
+    )
 
 
 def _by_position(old: list[Any], new: list[Any], i1: int, i2: int, j1: int, j2: int) -> list[Step]:
@@ -260,6 +264,7 @@ def _keep_both_sources(base: list[Any], current: list[Any], new: list[Any], merg
     Cells are matched by id; without ids (nbformat < 4.5) by position when no cell was
     added or removed on either side.
     """
+
     def keyed(cells: list[Any]) -> dict[Any, str] | None:
         if all(isinstance(c.get("id"), str) for c in cells):
             return {c["id"]: c.get("source", "") for c in cells}
@@ -286,7 +291,9 @@ IdChooser = Callable[[dict[str, Any], "str | None", set[str]], str]
 a cell) and the ids already taken."""
 
 
-def apply_notebook(ymeta: Map[Any], ycells: Array[Any], current: dict[str, Any], new: dict[str, Any], choose_id: IdChooser) -> bool:
+def apply_notebook(
+    ymeta: Map[Any], ycells: Array[Any], current: dict[str, Any], new: dict[str, Any], choose_id: IdChooser
+) -> bool:
     """Turn the doc (whose file view is `current`) into `new`; True if anything changed.
 
     `current["cells"][i]` must describe `ycells[i]`. Call inside one transaction.
@@ -302,7 +309,12 @@ def apply_notebook(ymeta: Map[Any], ycells: Array[Any], current: dict[str, Any],
             cur_cell, new_cell = cur_n.cells[step.old], new_n.cells[step.new]
             cur_out, new_out = cur_cell.get("outputs"), new_cell.get("outputs")
             both_code = cur_cell.get("cell_type") == new_cell.get("cell_type") == "code"
-            if both_code and isinstance(cur_out, list) and isinstance(new_out, list) and not sem_equal(cur_out, new_out):
+            if (
+                both_code
+                and isinstance(cur_out, list)
+                and isinstance(new_out, list)
+                and not sem_equal(cur_out, new_out)
+            ):
                 outputs[step.new] = output_script(cur_out, new_out, step.diff)
     changed = _apply_meta(ymeta, cur_n, new_n, new)
     pos = 0
@@ -332,7 +344,9 @@ def apply_notebook(ymeta: Map[Any], ycells: Array[Any], current: dict[str, Any],
     return changed
 
 
-def _final_ids(script: list[Step], ycells: Array[Any], raw_cells: list[dict[str, Any]], choose_id: IdChooser) -> list[str]:
+def _final_ids(
+    script: list[Step], ycells: Array[Any], raw_cells: list[dict[str, Any]], choose_id: IdChooser
+) -> list[str]:
     """The doc id of every cell of the new file: kept cells keep theirs, then patched, then inserted."""
     ids: list[str] = [""] * len(raw_cells)
     taken: set[str] = set()
@@ -395,7 +409,9 @@ def _patch_cell(ycell: Map[Any], cur: Any, new: Any, raw: dict[str, Any], output
         if key == "source" and isinstance(value, Text):
             changed |= apply_text(value, n if isinstance(n, str) else "")
         elif key == "metadata" and isinstance(value, Map):
-            changed |= _sync_map(value, c if isinstance(c, dict) else {}, n if isinstance(n, dict) else {}, raw.get("metadata") or {})
+            changed |= _sync_map(
+                value, c if isinstance(c, dict) else {}, n if isinstance(n, dict) else {}, raw.get("metadata") or {}
+            )
         elif key == "outputs" and isinstance(value, Array) and isinstance(n, list):
             changed |= _patch_outputs(value, c if isinstance(c, list) else [], n, raw.get("outputs") or [], outputs)
         elif key not in raw:

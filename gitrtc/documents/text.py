@@ -25,7 +25,9 @@ def decode_text(path: str, data: bytes, max_bytes: int) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise NotShareableError(f"{path}: not UTF-8 (invalid byte at offset {exc.start}); only UTF-8 text can be shared") from None
+        raise NotShareableError(
+            f"{path}: not UTF-8 (invalid byte at offset {exc.start}); only UTF-8 text can be shared"
+        ) from None
 
 
 class TextCodec:

@@ -223,7 +223,15 @@ class _Differ:
         return True
 
     def _between(
-        self, a: str, b: str, tokens_a: list[str], tokens_b: list[str], anchors: list[tuple[int, int]], base: int, level: int, depth: int
+        self,
+        a: str,
+        b: str,
+        tokens_a: list[str],
+        tokens_b: list[str],
+        anchors: list[tuple[int, int]],
+        base: int,
+        level: int,
+        depth: int,
     ) -> list[Edit]:
         """Diff the gaps between anchors (pairs of equal tokens, increasing on both sides)."""
         offsets_a, offsets_b = _offsets(tokens_a), _offsets(tokens_b)

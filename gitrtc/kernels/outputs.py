@@ -53,14 +53,21 @@ class Sink(Protocol):
 def output_from_msg(msg_type: str, content: dict[str, Any]) -> dict[str, Any] | None:
     """The nbformat output a display/result/error message stands for (None for others)."""
     if msg_type == "display_data":
-        return {"output_type": "display_data", "data": content.get("data", {}),
-                "metadata": content.get("metadata", {})}
+        return {"output_type": "display_data", "data": content.get("data", {}), "metadata": content.get("metadata", {})}
     if msg_type == "execute_result":
-        return {"output_type": "execute_result", "data": content.get("data", {}),
-                "metadata": content.get("metadata", {}), "execution_count": content.get("execution_count")}
+        return {
+            "output_type": "execute_result",
+            "data": content.get("data", {}),
+            "metadata": content.get("metadata", {}),
+            "execution_count": content.get("execution_count"),
+        }
     if msg_type == "error":
-        return {"output_type": "error", "ename": content.get("ename", ""), "evalue": content.get("evalue", ""),
-                "traceback": list(content.get("traceback", []))}
+        return {
+            "output_type": "error",
+            "ename": content.get("ename", ""),
+            "evalue": content.get("evalue", ""),
+            "traceback": list(content.get("traceback", [])),
+        }
     return None
 
 
@@ -89,7 +96,7 @@ def remove_overwritten(text: str) -> str:
             parts = line.split("\r")
             shown = ""
             for part in parts:
-                shown = part + shown[len(part):]
+                shown = part + shown[len(part) :]
             line = shown + ("\r" if parts[-1] == "" else "")
         lines.append(line)
     return "\n".join(lines)
@@ -135,8 +142,14 @@ def _report(future: Any) -> None:
 class CellRun:
     """One execution of one cell: its messages in, coalesced operations out."""
 
-    def __init__(self, cell_id: str, sink: Sink, spill: Callable[[], Spill],
-                 displays: dict[str, list[tuple[str, int]]], limits: Limits = DEFAULT) -> None:
+    def __init__(
+        self,
+        cell_id: str,
+        sink: Sink,
+        spill: Callable[[], Spill],
+        displays: dict[str, list[tuple[str, int]]],
+        limits: Limits = DEFAULT,
+    ) -> None:
         self.cell_id = cell_id
         self.max_text = limits.cell_text
         self.max_output = limits.cell_output
@@ -238,7 +251,7 @@ class CellRun:
         if len(kept) < len(text):
             self._truncate()
             assert self.spill is not None
-            self.spill.write(text[len(kept):])
+            self.spill.write(text[len(kept) :])
 
     def _fits(self, size: int) -> bool:
         if self.truncated:
@@ -257,11 +270,21 @@ class CellRun:
         self.spill = self._spill_factory()
         self.spill.write("".join(self.kept))
         self.kept = []
-        note = (f"Output truncated (at most {_size(self.max_text)} of text and "
-                f"{_size(self.max_output)} in all are kept in the notebook); the full text "
-                f"output is kept on the owner's machine in {self.spill.path}")
-        self._add(("append", {"output_type": "display_data", "data": {"text/plain": note},
-                              "metadata": {"gitrtc": {"truncated": True, "file": str(self.spill.path)}}}))
+        note = (
+            f"Output truncated (at most {_size(self.max_text)} of text and "
+            f"{_size(self.max_output)} in all are kept in the notebook); the full text "
+            f"output is kept on the owner's machine in {self.spill.path}"
+        )
+        self._add(
+            (
+                "append",
+                {
+                    "output_type": "display_data",
+                    "data": {"text/plain": note},
+                    "metadata": {"gitrtc": {"truncated": True, "file": str(self.spill.path)}},
+                },
+            )
+        )
         self.outputs += 1
         self.last_stream = None
 
@@ -363,8 +386,12 @@ class DocSink:
                     outputs.clear()
             elif kind == "stream":
                 last = outputs[len(outputs) - 1] if len(outputs) else None
-                if (isinstance(last, Map) and last.get("output_type") == "stream"
-                        and last.get("name") == op[1] and isinstance(last.get("text"), Text)):
+                if (
+                    isinstance(last, Map)
+                    and last.get("output_type") == "stream"
+                    and last.get("name") == op[1]
+                    and isinstance(last.get("text"), Text)
+                ):
                     text = last["text"]
                     old = str(text) if overwrites(op[2]) or str(text).endswith("\r") else None
                     if old is None:
@@ -376,8 +403,9 @@ class DocSink:
                             del text[keep:]
                         text.insert(keep, new[keep:])
                 else:
-                    outputs.append(Map({"output_type": "stream", "name": op[1],
-                                        "text": Text(remove_overwritten(op[2]))}))
+                    outputs.append(
+                        Map({"output_type": "stream", "name": op[1], "text": Text(remove_overwritten(op[2]))})
+                    )
             elif kind == "append":
                 outputs.append(Map(op[1]))
             elif kind == "update":

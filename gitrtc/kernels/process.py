@@ -48,8 +48,10 @@ def check_kernelspec(name: str) -> str:
     try:
         return str(KernelSpecManager().get_kernel_spec(name).display_name)
     except NoSuchKernel:
-        raise KernelError(f"no kernel named {name!r} is installed on the owner's machine: "
-                          "pick another kernel in the notebook's metadata") from None
+        raise KernelError(
+            f"no kernel named {name!r} is installed on the owner's machine: "
+            "pick another kernel in the notebook's metadata"
+        ) from None
 
 
 def _open_log(path: Path) -> Any:
@@ -60,8 +62,15 @@ def _open_log(path: Path) -> Any:
 class KernelProcess:
     """A started kernel and the readers that route its messages."""
 
-    def __init__(self, name: str, cwd: Path, on_death: Callable[[str], None], log: Path | None = None,
-                 start_timeout: float = 60.0, watch_every: float = 0.5) -> None:
+    def __init__(
+        self,
+        name: str,
+        cwd: Path,
+        on_death: Callable[[str], None],
+        log: Path | None = None,
+        start_timeout: float = 60.0,
+        watch_every: float = 0.5,
+    ) -> None:
         self.name = name
         #: Seconds the kernel may take to start and answer; between two looks at whether it lives.
         self.start_timeout = start_timeout
@@ -103,8 +112,12 @@ class KernelProcess:
             await self.shutdown()
             raise KernelError(f"the kernel {self.name!r} did not start: {exc}") from exc
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._read_iopub()), loop.create_task(self._read_shell()),
-                       loop.create_task(self._read_stdin()), loop.create_task(self._watch())]
+        self._tasks = [
+            loop.create_task(self._read_iopub()),
+            loop.create_task(self._read_shell()),
+            loop.create_task(self._read_stdin()),
+            loop.create_task(self._watch()),
+        ]
 
     @property
     def pid(self) -> int | None:

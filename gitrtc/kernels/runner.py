@@ -51,9 +51,17 @@ class Job:
 class KernelRunner:
     """One kernel and its queue of cells."""
 
-    def __init__(self, scope: str, kernel_name: str, cwd: Path, sink: Sink,
-                 publish: Callable[[str, dict[str, Any]], None], outputs_dir: Path, executor: Executor,
-                 limits: Limits = DEFAULT) -> None:
+    def __init__(
+        self,
+        scope: str,
+        kernel_name: str,
+        cwd: Path,
+        sink: Sink,
+        publish: Callable[[str, dict[str, Any]], None],
+        outputs_dir: Path,
+        executor: Executor,
+        limits: Limits = DEFAULT,
+    ) -> None:
         self.limits = limits
         self.scope = scope  # "shared" | "private"
         self.kernel_name = kernel_name
@@ -82,17 +90,31 @@ class KernelRunner:
 
     def describe(self) -> dict[str, Any]:
         """The kernel's state, queue and cell states (the snapshot a client starts from)."""
-        return {"scope": self.scope, "kernel": self.kernel_name, "status": self.status,
-                "last_error": self.last_error, "queue": [j.cell_id for j in self.queue],
-                "running": self.current.cell_id if self.current else None, "cells": self.cells}
+        return {
+            "scope": self.scope,
+            "kernel": self.kernel_name,
+            "status": self.status,
+            "last_error": self.last_error,
+            "queue": [j.cell_id for j in self.queue],
+            "running": self.current.cell_id if self.current else None,
+            "cells": self.cells,
+        }
 
     def _status(self, status: str, error: str | None = None) -> None:
         self.status = status
         if error is not None:
             self.last_error = error
-        self.publish("kernel.status", {"scope": self.scope, "kernel": self.kernel_name, "status": status,
-                                       "last_error": self.last_error, "queue": [j.cell_id for j in self.queue],
-                                       "running": self.current.cell_id if self.current else None})
+        self.publish(
+            "kernel.status",
+            {
+                "scope": self.scope,
+                "kernel": self.kernel_name,
+                "status": status,
+                "last_error": self.last_error,
+                "queue": [j.cell_id for j in self.queue],
+                "running": self.current.cell_id if self.current else None,
+            },
+        )
 
     def _cell(self, job: Job, state: str, **extra: Any) -> None:
         record = {"cell": job.cell_id, "state": state, "by": job.by, "at": job.at, **extra}
@@ -180,8 +202,14 @@ class KernelRunner:
 
     async def _start_locked(self) -> None:
         self._status("starting")
-        process = KernelProcess(self.kernel_name, self.cwd, self._died, self.outputs_dir / "kernels.log",
-                                self.limits.kernel_start_timeout, self.limits.kernel_watch_every)
+        process = KernelProcess(
+            self.kernel_name,
+            self.cwd,
+            self._died,
+            self.outputs_dir / "kernels.log",
+            self.limits.kernel_start_timeout,
+            self.limits.kernel_watch_every,
+        )
         try:
             await process.start()
         except KernelError as exc:
@@ -312,9 +340,16 @@ class _Execution:
                 self.runner.process.input("")
             return
         self.runner.asking = self.job
-        push(conn, "kernel.stdin", {"scope": self.runner.scope, "cell": self.job.cell_id,
-                                    "prompt": str(content.get("prompt", "")),
-                                    "password": bool(content.get("password", False))})
+        push(
+            conn,
+            "kernel.stdin",
+            {
+                "scope": self.runner.scope,
+                "cell": self.job.cell_id,
+                "prompt": str(content.get("prompt", "")),
+                "password": bool(content.get("password", False)),
+            },
+        )
 
     def on_death(self, reason: str) -> None:
         if not self.done.is_set():

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from ..rooms import Connection, Room
     from ..session import Session
 
+
 class KernelService:
     """Every kernel of a session, reached through the request channel (bounded by the
     session's `Limits`: private kernels, cells per run, queue, output caps)."""
@@ -50,9 +51,12 @@ class KernelService:
 
     def describe(self) -> dict[str, Any]:
         """For `/api/session` and `rtc status`: whether code runs here, on whose machine."""
-        return {"enabled": self.enabled, "owner": self.owner,
-                "shared": {_path(self.session, name): r.status for name, r in self.shared.items()},
-                "private": len(self.private)}
+        return {
+            "enabled": self.enabled,
+            "owner": self.owner,
+            "shared": {_path(self.session, name): r.status for name, r in self.shared.items()},
+            "private": len(self.private),
+        }
 
     # -- the channel ---------------------------------------------------------------------
 
@@ -80,8 +84,9 @@ class KernelService:
             return "running code is off in this session: the owner can allow it with rtc start --kernels"
         if p.role == "viewer":
             return "viewers cannot run code: ask the owner for an editor link"
-        if p.invite is not None and any(i.get("name") == p.invite and i.get("run") is False
-                                        for i in self.session.manifest.invites):
+        if p.invite is not None and any(
+            i.get("name") == p.invite and i.get("run") is False for i in self.session.manifest.invites
+        ):
             return "your link does not allow running code: ask the owner for one that does"
         return None
 
@@ -162,18 +167,31 @@ class KernelService:
             return {"private": False}
         if key not in self.private:
             if len(self.private) >= self.limits.private_kernels:
-                raise RequestError(f"this session runs at most {self.limits.private_kernels} private kernels: "
-                                   "use the shared kernel, or ask someone to switch theirs off")
+                raise RequestError(
+                    f"this session runs at most {self.limits.private_kernels} private kernels: "
+                    "use the shared kernel, or ask someone to switch theirs off"
+                )
             name = await self._kernel_name(call.room)
             conn = call.conn
             if conn.closed or key in self.private:  # it left, or asked twice, while we looked
                 return {"private": not conn.closed}
-            sink = ListSink(lambda cell, outputs, count: push(
-                conn, "kernel.outputs", {"scope": "private", "cell": cell, "outputs": outputs,
-                                         "execution_count": count}))
-            self.private[key] = KernelRunner("private", name, self._cwd(call.room), sink,
-                                             lambda event, data: push(conn, event, data),
-                                             self._outputs_dir(), self._executor, self.limits)
+            sink = ListSink(
+                lambda cell, outputs, count: push(
+                    conn,
+                    "kernel.outputs",
+                    {"scope": "private", "cell": cell, "outputs": outputs, "execution_count": count},
+                )
+            )
+            self.private[key] = KernelRunner(
+                "private",
+                name,
+                self._cwd(call.room),
+                sink,
+                lambda event, data: push(conn, event, data),
+                self._outputs_dir(),
+                self._executor,
+                self.limits,
+            )
         return {"private": True}
 
     # -- helpers ---------------------------------------------------------------------------
@@ -195,9 +213,16 @@ class KernelService:
             name = await self._kernel_name(room)
             runner = self.shared.get(room.name)  # another request may have made it meanwhile
             if runner is None:
-                runner = KernelRunner("shared", name, self._cwd(room), DocSink(room, KernelOutput(room.path or "")),
-                                      lambda event, data: broadcast(room, event, data),
-                                      self._outputs_dir(), self._executor, self.limits)
+                runner = KernelRunner(
+                    "shared",
+                    name,
+                    self._cwd(room),
+                    DocSink(room, KernelOutput(room.path or "")),
+                    lambda event, data: broadcast(room, event, data),
+                    self._outputs_dir(),
+                    self._executor,
+                    self.limits,
+                )
                 self.shared[room.name] = runner
         return runner
 
@@ -210,8 +235,10 @@ class KernelService:
             spec = spec.to_py()
         name = spec.get("name") if isinstance(spec, dict) else None
         if not isinstance(name, str) or not name:
-            raise KernelError("this notebook names no kernel (metadata.kernelspec): "
-                              "choose one in Jupyter and save, or add it to the notebook's metadata")
+            raise KernelError(
+                "this notebook names no kernel (metadata.kernelspec): "
+                "choose one in Jupyter and save, or add it to the notebook's metadata"
+            )
         if name not in self._specs:
             self._specs[name] = await asyncio.to_thread(check_kernelspec, name)
         return name
@@ -226,10 +253,14 @@ class KernelService:
     def _snapshot(self, room: Room, conn: Connection) -> dict[str, Any]:
         shared = self.shared.get(room.name)
         private = self.private.get((conn, room.name))
-        return {"enabled": self.enabled, "owner": self.owner, "refusal": self.refusal(conn),
-                "private_on": private is not None,
-                "shared": shared.describe() if shared else None,
-                "private": private.describe() if private else None}
+        return {
+            "enabled": self.enabled,
+            "owner": self.owner,
+            "refusal": self.refusal(conn),
+            "private_on": private is not None,
+            "shared": shared.describe() if shared else None,
+            "private": private.describe() if private else None,
+        }
 
 
 def _code_cells(room: Room) -> list[tuple[str, str]]:

@@ -46,7 +46,8 @@ def _merge_text(base: bytes, ours: bytes, theirs: bytes) -> FileMerge:
             names.append(str(target))
         done = subprocess.run(
             ["git", "merge-file", "-p", "-L", "branch", "-L", "base", "-L", "session", *names],
-            capture_output=True, check=False,
+            capture_output=True,
+            check=False,
         )
     if done.returncode < 0 or done.returncode > 127:
         raise CommitError(f"git merge-file failed: {done.stderr.decode(errors='replace').strip()}")

@@ -60,9 +60,7 @@ async def index(request: web.Request) -> web.StreamResponse:
     """The browser client's page (the token stays in the fragment, never in a path)."""
     page = STATIC / "index.html"
     body = page.read_text() if page.is_file() else NOT_BUILT
-    return web.Response(
-        text=body, content_type="text/html", headers={"Content-Security-Policy": CSP}
-    )
+    return web.Response(text=body, content_type="text/html", headers={"Content-Security-Policy": CSP})
 
 
 @functools.cache
@@ -161,10 +159,17 @@ async def owner_body(request: web.Request) -> dict[str, object]:
 
 def result_json(result: EndResult) -> web.Response:
     """A commit/end result as JSON; 409 when nothing could be committed."""
-    return web.json_response({
-        "commit": result.commit, "branch": result.branch, "files": list(result.files),
-        "coauthors": list(result.coauthors), "message": result.message, "ended": result.ended,
-    }, status=200 if result.ended else 409)
+    return web.json_response(
+        {
+            "commit": result.commit,
+            "branch": result.branch,
+            "files": list(result.files),
+            "coauthors": list(result.coauthors),
+            "message": result.message,
+            "ended": result.ended,
+        },
+        status=200 if result.ended else 409,
+    )
 
 
 def _text(value: object) -> str | None:
@@ -182,8 +187,9 @@ async def api_invite(request: web.Request) -> web.Response:
     """`POST /api/invite` (owner) `{name, viewer, no_run}`: a personal link."""
     body = await owner_body(request)
     session = request.app[SESSION]
-    token = await session.invite(str(body.get("name", "")), body.get("viewer") is True,
-                                 no_run=body.get("no_run") is True)
+    token = await session.invite(
+        str(body.get("name", "")), body.get("viewer") is True, no_run=body.get("no_run") is True
+    )
     return web.json_response({"token": token, "url": session.url.split("#")[0] + f"#t={token}"})
 
 
@@ -201,8 +207,10 @@ async def room_endpoint(request: web.Request) -> web.StreamResponse:
 
 def make_app(session: Session) -> web.Application:
     """The application serving one session (its `Limits` are the session's)."""
-    app = web.Application(client_max_size=1024 * 1024,
-                          middlewares=[guard.make_host_check(session), guard.make_token_mark(session), rtc_errors])
+    app = web.Application(
+        client_max_size=1024 * 1024,
+        middlewares=[guard.make_host_check(session), guard.make_token_mark(session), rtc_errors],
+    )
     app.on_response_prepare.append(security_headers)
     app[SESSION] = session
     app.router.add_get("/", index)
@@ -233,8 +241,9 @@ async def serve(
         try:
             context.load_cert_chain(certfile, keyfile)
         except (OSError, ssl.SSLError) as exc:
-            raise RtcError(f"cannot use the certificate {certfile} ({exc.strerror or exc}): "
-                           "check --certfile and --keyfile") from None
+            raise RtcError(
+                f"cannot use the certificate {certfile} ({exc.strerror or exc}): check --certfile and --keyfile"
+            ) from None
     files = guard.raise_fd_limit()
     app = make_app(session)
     app[guard.BOUND_HOST] = host
@@ -255,8 +264,9 @@ async def serve(
         # asyncio's strerror repeats the address; the errno's own text says it once
         why = os.strerror(exc.errno).lower() if exc.errno else str(exc)
         if exc.errno == errno.EADDRINUSE:
-            raise PortBusyError(f"cannot listen on {host}:{port} ({why}): choose another --port "
-                                "(0 = any free one)", port) from None
+            raise PortBusyError(
+                f"cannot listen on {host}:{port} ({why}): choose another --port (0 = any free one)", port
+            ) from None
         raise RtcError(f"cannot listen on {host}:{port} ({why}): choose another --host or --port") from None
     addresses = runner.addresses  # (host, port, …) of each bound socket
     bound = int(addresses[0][1]) if addresses else port

@@ -12,7 +12,7 @@ def request_token(request: web.Request) -> str | None:
     """The token of a request: `Authorization: Bearer T` or `?token=T`."""
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
-        return header[len("Bearer "):].strip()
+        return header[len("Bearer ") :].strip()
     return request.query.get("token")
 
 

@@ -90,8 +90,9 @@ class ConnectionGuard:
         address, transport = self._pending[handler]
         self.evicted += 1
         if self.evicted in (1, 100, 10_000):
-            log.warning("closing connections that sent no valid token (%d so far; the last from %s)",
-                        self.evicted, address)
+            log.warning(
+                "closing connections that sent no valid token (%d so far; the last from %s)", self.evicted, address
+            )
         self.authenticated(handler)
         transport.abort()
 

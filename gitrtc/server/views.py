@@ -43,13 +43,17 @@ async def status(session: Session) -> dict[str, Any]:
     files = []
     for f in session.manifest.files:
         state = states.get(f.path)
-        files.append({
-            "path": f.path, "kind": f.kind, "room": f.room,
-            "open": f.room in session.registry.rooms,
-            "save": state.label if state else "saved",
-            "error": state.error if state else None,
-            "store_bytes": sizes.get(f.room, 0),
-        })
+        files.append(
+            {
+                "path": f.path,
+                "kind": f.kind,
+                "room": f.room,
+                "open": f.room in session.registry.rooms,
+                "save": state.label if state else "saved",
+                "error": state.error if state else None,
+                "store_bytes": sizes.get(f.room, 0),
+            }
+        )
     return {
         **describe(session, "owner"),
         "url": session.url,

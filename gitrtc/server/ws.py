@@ -53,8 +53,9 @@ class AiohttpTransport:
     full, and the connection's sender task then waits for the peer through aiohttp.
     """
 
-    def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None,
-                 ping_every: float = 20.0) -> None:
+    def __init__(
+        self, ws: web.WebSocketResponse, transport: asyncio.Transport | None, ping_every: float = 20.0
+    ) -> None:
         self.ws = ws
         self.transport = transport
         #: Seconds between pings. A peer that has not answered one by the next is dropped,

@@ -29,8 +29,14 @@ playwright_api = pytest.importorskip(
 
 CHROMIUM = os.environ.get("GITRTC_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 STATIC = ROOT / "gitrtc" / "static"
 ARTIFACTS = ROOT / "test-artifacts"

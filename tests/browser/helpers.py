@@ -11,23 +11,52 @@ from pycrdt import Doc, Text
 from ..support import YClient, async_wait_until
 from .conftest import Session, run_async
 
-NOTEBOOK = json.dumps({
-    "cells": [
-        {"cell_type": "markdown", "id": "intro", "metadata": {},
-         "source": ["# Shared analysis\n", "\n", "Some *text*."]},
-        {"cell_type": "code", "execution_count": 1, "id": "load", "metadata": {"tags": ["setup"]},
-         "outputs": [{"name": "stdout", "output_type": "stream", "text": ["loaded\n"]}],
-         "source": ["data = [1, 2, 3]\n", "print('loaded')"]},
-        {"cell_type": "code", "execution_count": 2, "id": "total", "metadata": {},
-         "outputs": [{"data": {"text/plain": ["6"]}, "execution_count": 2, "metadata": {},
-                      "output_type": "execute_result"}],
-         "source": ["sum(data)"]},
-        {"cell_type": "markdown", "id": "outro", "metadata": {}, "source": ["The end."]},
-    ],
-    "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-                 "language_info": {"name": "python", "file_extension": ".py"}},
-    "nbformat": 4, "nbformat_minor": 5,
-}, indent=1) + "\n"
+NOTEBOOK = (
+    json.dumps(
+        {
+            "cells": [
+                {
+                    "cell_type": "markdown",
+                    "id": "intro",
+                    "metadata": {},
+                    "source": ["# Shared analysis\n", "\n", "Some *text*."],
+                },
+                {
+                    "cell_type": "code",
+                    "execution_count": 1,
+                    "id": "load",
+                    "metadata": {"tags": ["setup"]},
+                    "outputs": [{"name": "stdout", "output_type": "stream", "text": ["loaded\n"]}],
+                    "source": ["data = [1, 2, 3]\n", "print('loaded')"],
+                },
+                {
+                    "cell_type": "code",
+                    "execution_count": 2,
+                    "id": "total",
+                    "metadata": {},
+                    "outputs": [
+                        {
+                            "data": {"text/plain": ["6"]},
+                            "execution_count": 2,
+                            "metadata": {},
+                            "output_type": "execute_result",
+                        }
+                    ],
+                    "source": ["sum(data)"],
+                },
+                {"cell_type": "markdown", "id": "outro", "metadata": {}, "source": ["The end."]},
+            ],
+            "metadata": {
+                "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+                "language_info": {"name": "python", "file_extension": ".py"},
+            },
+            "nbformat": 4,
+            "nbformat_minor": 5,
+        },
+        indent=1,
+    )
+    + "\n"
+)
 
 README = "# Notes\n\nFirst line.\nSecond line.\n"
 

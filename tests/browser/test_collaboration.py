@@ -69,8 +69,11 @@ def test_two_browsers_converge_on_markdown_and_a_notebook_cell(start_session, pe
     screenshot(ada, "two-people-notebook")
 
     nb_path = session.repo / "analysis.ipynb"
-    wait_for(ada, lambda: cell_source(json.loads(nb_path.read_text())["cells"]) == expected_cell,
-             "the owner's notebook on disk")
+    wait_for(
+        ada,
+        lambda: cell_source(json.loads(nb_path.read_text())["cells"]) == expected_cell,
+        "the owner's notebook on disk",
+    )
     on_disk = json.loads(nb_path.read_text())
     original = json.loads(NOTEBOOK)
     assert [c["id"] for c in on_disk["cells"]] == [c["id"] for c in original["cells"]]

@@ -106,6 +106,7 @@ def test_session_end_shows_the_commit_and_stops_editing(start_session, people):
     # the commit has the edit and credits the participant
     assert git(session.repo, "show", f"{commit}:README.md") == README + "Last words."
     assert "Co-authored-by: Ada <ada@example.org>" in git(session.repo, "log", "-1", "--format=%B", commit)
+
     # and the page will not reconnect: every room connection is closed for good
     def all_closed() -> bool:
         rooms = page.evaluate("() => window.gitrtc.connections()")

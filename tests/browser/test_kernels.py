@@ -28,8 +28,11 @@ def test_shift_enter_runs_the_cell_for_everyone(start_session, people):
     expect(bob.locator(".cell[data-cell-id=load]")).to_have_attribute("data-run-by", "Ada")
     expect(bob.locator(".cell[data-cell-id=load]")).to_have_attribute("data-run-state", "done")
     # Shift-Enter moved Ada on to the next cell
-    wait_for(ada, lambda: ada.evaluate("document.activeElement.closest('.cell')?.dataset.cellId") == "total",
-             "the focus on the next cell")
+    wait_for(
+        ada,
+        lambda: ada.evaluate("document.activeElement.closest('.cell')?.dataset.cellId") == "total",
+        "the focus on the next cell",
+    )
 
     session.stop("ran in the browser")
     saved = json.loads(git(session.repo, "show", "HEAD:analysis.ipynb"))

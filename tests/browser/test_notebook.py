@@ -55,7 +55,12 @@ def test_cell_operations_end_up_in_the_commit(start_session, people):
     assert got["cells"][0] == by_id["load"]
     added = got["cells"][1]
     assert {k: v for k, v in added.items() if k != "source"} == {
-        "cell_type": "code", "execution_count": None, "id": new_id, "metadata": {}, "outputs": []}
+        "cell_type": "code",
+        "execution_count": None,
+        "id": new_id,
+        "metadata": {},
+        "outputs": [],
+    }
     assert "".join(added["source"]) == "new_cell = True"
     assert got["cells"][2] == by_id["outro"]
     total = got["cells"][3]
@@ -64,37 +69,89 @@ def test_cell_operations_end_up_in_the_commit(start_session, people):
     assert not page.errors, page.errors
 
 
-HOSTILE = json.dumps({
-    "cells": [
-        {"cell_type": "markdown", "id": "evil-md", "metadata": {}, "source": [
-            "# Hello\n",
-            "<img src=x onerror=\"window.__pwned='md-img'\">\n",
-            "<script>window.__pwned='md-script'</script>\n",
-            "[click](javascript:window.__pwned='md-link') <b onmouseover=\"window.__pwned='md-hover'\">bold</b>\n",
-            "<iframe src=\"javascript:parent.__pwned='md-iframe'\"></iframe><style>body{display:none}</style>\n",
-        ]},
-        {"cell_type": "code", "execution_count": 3, "id": "evil-out", "metadata": {}, "source": ["show()"], "outputs": [
-            {"output_type": "display_data", "metadata": {}, "data": {
-                "text/html": ["<b class=\"html-ok\">html</b><script>window.__pwned='html'</script>",
-                              "<img src=x onerror=\"window.__pwned='html-img'\">"],
-                "text/plain": ["<HTML>"]}},
-            {"output_type": "display_data", "metadata": {}, "data": {
-                "image/svg+xml": ["<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"20\" height=\"20\" ",
-                                  "onload=\"window.__pwned='svg'\"><script>window.__pwned='svg-script'</script>",
-                                  "<circle cx=\"10\" cy=\"10\" r=\"8\" fill=\"red\"/></svg>"]}},
-            {"output_type": "display_data", "metadata": {}, "data": {
-                "application/javascript": ["window.__pwned='js'"], "text/plain": ["<JS>"]}},
-            {"output_type": "display_data", "metadata": {}, "data": {
-                "text/markdown": ["**md output** <img src=x onerror=\"window.__pwned='md-out'\">"]}},
-            {"output_type": "display_data", "metadata": {}, "data": {"application/json": {"a": [1, 2]}}},
-            {"output_type": "stream", "name": "stderr", "text": ["\u001b[1;31mwarning\u001b[0m <not a tag>\n"]},
-            {"output_type": "error", "ename": "ZeroDivisionError", "evalue": "division by zero", "traceback": [
-                "\u001b[0;31m----------------------------------------------------------\u001b[0m",
-                "\u001b[0;31mZeroDivisionError\u001b[0m: division by zero <script>x</script>"]},
-        ]},
-    ],
-    "metadata": {}, "nbformat": 4, "nbformat_minor": 5,
-}, indent=1) + "\n"
+HOSTILE = (
+    json.dumps(
+        {
+            "cells": [
+                {
+                    "cell_type": "markdown",
+                    "id": "evil-md",
+                    "metadata": {},
+                    "source": [
+                        "# Hello\n",
+                        "<img src=x onerror=\"window.__pwned='md-img'\">\n",
+                        "<script>window.__pwned='md-script'</script>\n",
+                        "[click](javascript:window.__pwned='md-link') <b onmouseover=\"window.__pwned='md-hover'\">bold</b>\n",  # noqa: E501
+                        "<iframe src=\"javascript:parent.__pwned='md-iframe'\"></iframe><style>body{display:none}</style>\n",  # noqa: E501
+                    ],
+                },
+                {
+                    "cell_type": "code",
+                    "execution_count": 3,
+                    "id": "evil-out",
+                    "metadata": {},
+                    "source": ["show()"],
+                    "outputs": [
+                        {
+                            "output_type": "display_data",
+                            "metadata": {},
+                            "data": {
+                                "text/html": [
+                                    "<b class=\"html-ok\">html</b><script>window.__pwned='html'</script>",
+                                    "<img src=x onerror=\"window.__pwned='html-img'\">",
+                                ],
+                                "text/plain": ["<HTML>"],
+                            },
+                        },
+                        {
+                            "output_type": "display_data",
+                            "metadata": {},
+                            "data": {
+                                "image/svg+xml": [
+                                    '<svg xmlns="http://www.w3.org/2000/svg" width="20" height="20" ',
+                                    "onload=\"window.__pwned='svg'\"><script>window.__pwned='svg-script'</script>",
+                                    '<circle cx="10" cy="10" r="8" fill="red"/></svg>',
+                                ]
+                            },
+                        },
+                        {
+                            "output_type": "display_data",
+                            "metadata": {},
+                            "data": {"application/javascript": ["window.__pwned='js'"], "text/plain": ["<JS>"]},
+                        },
+                        {
+                            "output_type": "display_data",
+                            "metadata": {},
+                            "data": {
+                                "text/markdown": ["**md output** <img src=x onerror=\"window.__pwned='md-out'\">"]
+                            },
+                        },
+                        {"output_type": "display_data", "metadata": {}, "data": {"application/json": {"a": [1, 2]}}},
+                        {
+                            "output_type": "stream",
+                            "name": "stderr",
+                            "text": ["\u001b[1;31mwarning\u001b[0m <not a tag>\n"],
+                        },
+                        {
+                            "output_type": "error",
+                            "ename": "ZeroDivisionError",
+                            "evalue": "division by zero",
+                            "traceback": [
+                                "\u001b[0;31m----------------------------------------------------------\u001b[0m",
+                                "\u001b[0;31mZeroDivisionError\u001b[0m: division by zero <script>x</script>",
+                            ],
+                        },
+                    ],
+                },
+            ],
+            "metadata": {},
+            "nbformat": 4,
+            "nbformat_minor": 5,
+        },
+        indent=1,
+    )
+    + "\n"
+)
 
 PDSH = "04.02-Simple-Scatter-Plots.ipynb"
 
@@ -106,12 +163,21 @@ def test_real_notebook_renders_and_hostile_content_runs_nothing(start_session, p
 
     # every image output of the real notebook is there, decoded
     source_nb = json.loads(pdsh)
-    images = sum(1 for c in source_nb["cells"] for o in c.get("outputs", [])
-                 if any(k.startswith("image/") for k in o.get("data", {})))
+    images = sum(
+        1
+        for c in source_nb["cells"]
+        for o in c.get("outputs", [])
+        if any(k.startswith("image/") for k in o.get("data", {}))
+    )
     assert images > 0
     expect(page.locator(".doc-notebook .output-image")).to_have_count(images)
-    wait_for(page, lambda: page.eval_on_selector_all(
-        ".doc-notebook .output-image", "imgs => imgs.every(i => i.complete && i.naturalWidth > 0)"), "images decoded")
+    wait_for(
+        page,
+        lambda: page.eval_on_selector_all(
+            ".doc-notebook .output-image", "imgs => imgs.every(i => i.complete && i.naturalWidth > 0)"
+        ),
+        "images decoded",
+    )
     expect(page.locator(".cell-markdown .cell-rendered h1").first).to_have_text("Simple Scatter Plots")
     expect(page.locator(".cell-code .cell-prompt").first).to_have_text("[1]:")
     shot = screenshot(page, "pdsh-notebook")
@@ -133,8 +199,13 @@ def test_real_notebook_renders_and_hostile_content_runs_nothing(start_session, p
     expect(nb.locator(".output-traceback .ansi-red-fg").first).to_be_visible()
     expect(nb.locator(".output-traceback")).to_contain_text("<script>x</script>")
     expect(nb.locator(".output-json")).to_contain_text('"a"')
-    wait_for(page, lambda: page.eval_on_selector(
-        "img.output-image[data-mime='image/svg+xml']", "i => i.complete && i.naturalWidth > 0"), "the SVG image")
+    wait_for(
+        page,
+        lambda: page.eval_on_selector(
+            "img.output-image[data-mime='image/svg+xml']", "i => i.complete && i.naturalWidth > 0"
+        ),
+        "the SVG image",
+    )
     nb.locator(".cell-rendered b").hover()
     screenshot(page, "hostile-notebook")
     assert page.evaluate("() => window.__pwned") is None

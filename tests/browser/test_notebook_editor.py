@@ -16,12 +16,21 @@ pytestmark = pytest.mark.browser
 
 
 def notebook(cells: list[dict]) -> str:
-    return json.dumps({
-        "cells": cells,
-        "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-                     "language_info": {"name": "python"}},
-        "nbformat": 4, "nbformat_minor": 5,
-    }, indent=1) + "\n"
+    return (
+        json.dumps(
+            {
+                "cells": cells,
+                "metadata": {
+                    "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+                    "language_info": {"name": "python"},
+                },
+                "nbformat": 4,
+                "nbformat_minor": 5,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
 
 
 def md(cell_id: str, text: str) -> dict:
@@ -29,8 +38,14 @@ def md(cell_id: str, text: str) -> dict:
 
 
 def code(cell_id: str, text: str, outputs: list | None = None, n: int | None = None) -> dict:
-    return {"cell_type": "code", "execution_count": n, "id": cell_id, "metadata": {},
-            "outputs": outputs or [], "source": text}
+    return {
+        "cell_type": "code",
+        "execution_count": n,
+        "id": cell_id,
+        "metadata": {},
+        "outputs": outputs or [],
+        "source": text,
+    }
 
 
 def ids(page, path: str = "analysis.ipynb") -> list[str]:
@@ -38,13 +53,28 @@ def ids(page, path: str = "analysis.ipynb") -> list[str]:
 
 
 def test_math_is_typeset_in_markdown_and_latex_outputs(start_session, people):
-    nb = notebook([
-        md("m1", "Inline $e^{i\\pi} + 1 = 0$ and display:\n\n$$\\sum_{k=1}^n k = \\frac{n(n+1)}{2}$$\n\n"
-                 "\\begin{equation}\na_b = c_d\n\\end{equation}\n\nnot math: `$x$` in code"),
-        code("c1", "sympy.sqrt(x)", [{"output_type": "execute_result", "execution_count": 1, "metadata": {},
-                                       "data": {"text/latex": ["$\\displaystyle \\sqrt{x}$"],
-                                                "text/plain": ["sqrt(x)"]}}], 1),
-    ])
+    nb = notebook(
+        [
+            md(
+                "m1",
+                "Inline $e^{i\\pi} + 1 = 0$ and display:\n\n$$\\sum_{k=1}^n k = \\frac{n(n+1)}{2}$$\n\n"
+                "\\begin{equation}\na_b = c_d\n\\end{equation}\n\nnot math: `$x$` in code",
+            ),
+            code(
+                "c1",
+                "sympy.sqrt(x)",
+                [
+                    {
+                        "output_type": "execute_result",
+                        "execution_count": 1,
+                        "metadata": {},
+                        "data": {"text/latex": ["$\\displaystyle \\sqrt{x}$"], "text/plain": ["sqrt(x)"]},
+                    }
+                ],
+                1,
+            ),
+        ]
+    )
     session = start_session({"math.ipynb": nb})
     page = join(people.page(), session.url_for("math.ipynb"), "Ada")
     rendered = page.locator(".cell[data-cell-id=m1] .cell-rendered")
@@ -56,8 +86,10 @@ def test_math_is_typeset_in_markdown_and_latex_outputs(start_session, people):
     expect(page.locator(".cell[data-cell-id=c1] .output-latex .katex")).to_have_count(1)
     expect(page.locator(".cell[data-cell-id=c1] .output-prompt")).to_have_text("Out[1]:")
     # the stylesheet and its fonts come from the session itself (CSP: nothing from the web)
-    loaded = ("() => document.fonts.check('16px KaTeX_Main')"
-              " && [...document.styleSheets].some(s => (s.href || '').endsWith('/static/katex.css'))")
+    loaded = (
+        "() => document.fonts.check('16px KaTeX_Main')"
+        " && [...document.styleSheets].some(s => (s.href || '').endsWith('/static/katex.css'))"
+    )
     wait_for(page, lambda: page.evaluate(loaded), "KaTeX's stylesheet and fonts")
     assert not page.errors, page.errors
 
@@ -149,8 +181,14 @@ def test_command_mode_keys(start_session, people):
 
 def test_ctrl_f_finds_text_in_a_later_cell(start_session, people):
     cells = [code(f"c{i}", f"value_{i} = {i}\n" * 3) for i in range(30)]
-    cells.append(code("late", "needle_here = 42", [
-        {"output_type": "stream", "name": "stdout", "text": "haystack output line\n"}], 3))
+    cells.append(
+        code(
+            "late",
+            "needle_here = 42",
+            [{"output_type": "stream", "name": "stdout", "text": "haystack output line\n"}],
+            3,
+        )
+    )
     session = start_session({"long.ipynb": notebook(cells)})
     page = join(people.page(), session.url_for("long.ipynb"), "Ada")
     page.click(".cell[data-cell-id=c0] .cm-content")
@@ -178,9 +216,17 @@ def test_ctrl_f_finds_text_in_a_later_cell(start_session, people):
 
 def test_a_long_output_is_bounded_and_collapsible(start_session, people):
     text = "".join(f"line {i}\n" for i in range(3000))
-    nb = notebook([code("long", "for i in range(3000): print(f'line {i}')",
-                        [{"output_type": "stream", "name": "stdout", "text": text}], 1),
-                   code("after", "pass")])
+    nb = notebook(
+        [
+            code(
+                "long",
+                "for i in range(3000): print(f'line {i}')",
+                [{"output_type": "stream", "name": "stdout", "text": text}],
+                1,
+            ),
+            code("after", "pass"),
+        ]
+    )
     session = start_session({"out.ipynb": nb})
     page = join(people.page(), session.url_for("out.ipynb"), "Ada")
     box = page.locator(".cell[data-cell-id=long] .cell-outputs")
@@ -226,6 +272,8 @@ def test_markdown_file_preview_and_long_names(start_session, people):
     page.keyboard.type("\n## More")
     expect(preview.locator("h2")).to_have_text("More")
     name = page.locator(f".file[data-path='{long_name}'] .file-name")
-    assert page.evaluate("(el) => el.scrollWidth > el.clientWidth && getComputedStyle(el).textOverflow === 'ellipsis'",
-                         name.element_handle())
+    assert page.evaluate(
+        "(el) => el.scrollWidth > el.clientWidth && getComputedStyle(el).textOverflow === 'ellipsis'",
+        name.element_handle(),
+    )
     expect(page.locator(f".file[data-path='{long_name}']")).to_have_attribute("title", long_name)

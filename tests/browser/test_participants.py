@@ -36,9 +36,11 @@ def test_the_owner_removes_one_person_who_joined_with_the_edit_link(start_sessio
     expect(bob.locator(".banner")).to_contain_text("removed by the session owner")
     expect(bob.locator("body")).to_have_attribute("data-conn", "closed")
     expect(bob.locator(".conn")).not_to_contain_text("Connected")
-    wait_for(bob, lambda: not any(c["connected"] or c["reconnecting"]
-                                  for c in bob.evaluate("window.gitrtc.connections()")),
-             "every socket of Bob's page closed for good")
+    wait_for(
+        bob,
+        lambda: not any(c["connected"] or c["reconnecting"] for c in bob.evaluate("window.gitrtc.connections()")),
+        "every socket of Bob's page closed for good",
+    )
     # Carol, who came with the same link, stays, and Bob is gone from her People
     expect(carol.locator(".people .person[data-name='Bob']")).to_have_count(0)
     expect(carol.locator("body")).to_have_attribute("data-conn", "online")
@@ -136,8 +138,12 @@ def test_rtc_join_participants_are_listed_in_people(start_session, people, tmp_p
     page = join(people.page(), session.url_for("README.md"), "Ada")
     folder = tmp_path / "mirror"
     folder.mkdir()
-    mirror = subprocess.Popen([*RTC, "join", session.url, str(folder), "--name", "Terminal Tom"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    mirror = subprocess.Popen(
+        [*RTC, "join", session.url, str(folder), "--name", "Terminal Tom"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         tom = page.locator(".people .person[data-name='Terminal Tom']")
         expect(tom).to_have_count(1)

@@ -19,22 +19,47 @@ from .helpers import README, room_url
 
 pytestmark = pytest.mark.browser
 
-COVER = ("position: fixed; top: 0; left: 0; width: 100vw; height: 100vh; z-index: 2147483647; "
-         "background: red")
+COVER = "position: fixed; top: 0; left: 0; width: 100vw; height: 100vh; z-index: 2147483647; background: red"
 SHIFT = "margin-top: -3000px; height: 6000px; width: 100%; background: blue"
-NOTEBOOK = json.dumps({
-    "cells": [
-        {"cell_type": "markdown", "id": "md", "metadata": {},
-         "source": [f'Hello <div class="fake-md" style="{COVER}">FAKE</div>']},
-        {"cell_type": "code", "execution_count": 1, "id": "out", "metadata": {}, "source": ["show()"],
-         "outputs": [{"output_type": "display_data", "metadata": {}, "data": {
-             "text/html": [f'<div class="fake-out" style="{COVER}">FAKE PAGE</div>',
-                           f'<div class="fake-shift" style="{SHIFT}">SHIFTED</div>'],
-             "text/plain": ["<fake>"]}}]},
-    ],
-    "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
-    "nbformat": 4, "nbformat_minor": 5,
-}, indent=1) + "\n"
+NOTEBOOK = (
+    json.dumps(
+        {
+            "cells": [
+                {
+                    "cell_type": "markdown",
+                    "id": "md",
+                    "metadata": {},
+                    "source": [f'Hello <div class="fake-md" style="{COVER}">FAKE</div>'],
+                },
+                {
+                    "cell_type": "code",
+                    "execution_count": 1,
+                    "id": "out",
+                    "metadata": {},
+                    "source": ["show()"],
+                    "outputs": [
+                        {
+                            "output_type": "display_data",
+                            "metadata": {},
+                            "data": {
+                                "text/html": [
+                                    f'<div class="fake-out" style="{COVER}">FAKE PAGE</div>',
+                                    f'<div class="fake-shift" style="{SHIFT}">SHIFTED</div>',
+                                ],
+                                "text/plain": ["<fake>"],
+                            },
+                        }
+                    ],
+                },
+            ],
+            "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
+            "nbformat": 4,
+            "nbformat_minor": 5,
+        },
+        indent=1,
+    )
+    + "\n"
+)
 
 
 def hit(page: Any, selector: str) -> bool:
@@ -43,7 +68,8 @@ def hit(page: Any, selector: str) -> bool:
     assert box is not None, selector
     return page.evaluate(
         "([s, x, y]) => { const e = document.elementFromPoint(x, y); return !!e && !!e.closest(s); }",
-        [selector, box["x"] + box["width"] / 2, box["y"] + box["height"] / 2])
+        [selector, box["x"] + box["width"] / 2, box["y"] + box["height"] / 2],
+    )
 
 
 def test_an_output_cannot_cover_the_page(start_session, people):
@@ -56,8 +82,9 @@ def test_an_output_cannot_cover_the_page(start_session, people):
     screenshot(page, "untrusted-output")
     for control in (".file[data-path='README.md']", "button.me", ".brand"):
         assert hit(page, control), f"{control} is covered"
-    positions = page.evaluate("() => [...document.querySelectorAll('.fake-out, .fake-md')]"
-                              ".map((e) => getComputedStyle(e).position)")
+    positions = page.evaluate(
+        "() => [...document.querySelectorAll('.fake-out, .fake-md')].map((e) => getComputedStyle(e).position)"
+    )
     assert "fixed" not in positions and "absolute" not in positions
     # what is left of the styles is harmless and stays in the output's box
     assert page.evaluate("() => getComputedStyle(document.querySelector('.fake-shift')).marginTop") == "-3000px"
@@ -93,14 +120,20 @@ def hold(url: str, frames: list[bytes], until: threading.Event) -> Callable[[], 
     def stop() -> None:
         until.set()
         thread.join(30)
+
     return stop
 
 
 def presence(client_id: int, clock: int, user: dict[str, Any]) -> bytes:
     at_end = {"type": None, "tname": "source", "item": None, "assoc": 0}
     state = json.dumps({"user": user, "cursor": {"anchor": at_end, "head": at_end}}).encode()
-    body = (protocol.write_var_uint(1) + protocol.write_var_uint(client_id) + protocol.write_var_uint(clock)
-            + protocol.write_var_uint(len(state)) + state)
+    body = (
+        protocol.write_var_uint(1)
+        + protocol.write_var_uint(client_id)
+        + protocol.write_var_uint(clock)
+        + protocol.write_var_uint(len(state))
+        + state
+    )
     return protocol.awareness_frame(body)
 
 
@@ -109,10 +142,14 @@ def test_a_presence_colour_never_becomes_css(start_session, people):
     page = people.page()
     join(page, session.url_for("README.md"), "Ann")
     evil = "#f00; position: fixed; inset: 0; z-index: 2147483647; background: url(https://evil.example/x.png)"
-    stop = hold(room_url(session, "README.md", "Mallory"), [
-        presence(1111, 1, {"name": "Mallory", "color": evil, "colorLight": evil}),
-        presence(2222, 1, {"name": "Goodie", "color": "#00aa00", "colorLight": "#00aa0033"}),
-    ], threading.Event())
+    stop = hold(
+        room_url(session, "README.md", "Mallory"),
+        [
+            presence(1111, 1, {"name": "Mallory", "color": evil, "colorLight": evil}),
+            presence(2222, 1, {"name": "Goodie", "color": "#00aa00", "colorLight": "#00aa0033"}),
+        ],
+        threading.Event(),
+    )
     try:
         # the honest presence sent after the bad one is shown: the bad one had its chance
         expect(page.locator(".cm-ySelectionInfo", has_text="Goodie")).to_have_count(1)
