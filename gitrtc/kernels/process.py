@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -84,13 +86,19 @@ class KernelProcess:
         self.executions: dict[str, Execution] = {}
         self.dead: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        #: A private folder (0700) for the kernel's IPC sockets, removed at shutdown.
+        self._sockets: str | None = None
 
     async def start(self) -> None:
         """Start the kernel and wait until it answers; `KernelError` if it cannot."""
         from jupyter_client.kernelspec import NoSuchKernel
         from jupyter_client.manager import AsyncKernelManager
 
-        self.km = AsyncKernelManager(kernel_name=self.name)
+        # IPC sockets in a private folder, not TCP ports: no other local user can reach the
+        # kernel, and kernels started at once by several processes cannot race for a port
+        # (a free TCP port picked by one can be taken by another before its kernel binds).
+        self._sockets = tempfile.mkdtemp(prefix="rtc-kernel-")
+        self.km = AsyncKernelManager(kernel_name=self.name, transport="ipc", ip=f"{self._sockets}/k")
         handle = await asyncio.to_thread(_open_log, self.log) if self.log is not None else None
         try:
             if handle is None:
@@ -98,8 +106,10 @@ class KernelProcess:
             else:
                 await self.km.start_kernel(cwd=str(self.cwd), stdout=handle, stderr=handle)
         except NoSuchKernel:
+            await self.shutdown()  # removes the sockets' folder
             raise KernelError(f"no kernel named {self.name!r} is installed on the owner's machine") from None
         except (OSError, RuntimeError) as exc:
+            await self.shutdown()
             raise KernelError(f"the kernel {self.name!r} could not be started: {exc}") from exc
         finally:
             if handle is not None:
@@ -108,7 +118,7 @@ class KernelProcess:
         self.kc.start_channels()
         try:
             await self.kc.wait_for_ready(timeout=self.start_timeout)
-        except RuntimeError as exc:
+        except Exception as exc:  # jupyter_client raises RuntimeError, or what a garbled reply gives
             await self.shutdown()
             raise KernelError(f"the kernel {self.name!r} did not start: {exc}") from exc
         loop = asyncio.get_running_loop()
@@ -202,3 +212,6 @@ class KernelProcess:
                 await self.km.shutdown_kernel(now=True)
             except (OSError, RuntimeError) as exc:
                 log.warning("kernel %s did not shut down cleanly: %s", self.name, exc)
+        if self._sockets is not None:
+            shutil.rmtree(self._sockets, ignore_errors=True)
+            self._sockets = None
