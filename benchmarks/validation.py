@@ -19,7 +19,7 @@ from gitrtc.origins import DiskLoad, Participant
 from gitrtc.rooms import Connection, Room
 from gitrtc.validation import DocumentGuard
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "corpus"
 
 
 class _Sink:
