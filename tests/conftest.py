@@ -16,7 +16,6 @@ from gitrtc.limits import DEFAULT, Limits
 from gitrtc.server import serve
 from gitrtc.session import Session
 
-from .corpus import CORPUS
 from .support import YClient, make_repo
 
 NOTEBOOK = (
@@ -101,9 +100,12 @@ def limits_of(request: pytest.FixtureRequest) -> Limits:
 
 
 @asynccontextmanager
-async def live_session(repo: Path, paths: list[str], limits: Limits = DEFAULT) -> AsyncIterator[Live]:
-    """A real session on `repo`'s `paths`, served on a free loopback port."""
-    launched = await prepare(Plan(cwd=repo, paths=paths, limits=limits))
+async def live_session(
+    repo: Path, paths: list[str], limits: Limits = DEFAULT, kernels: bool = False
+) -> AsyncIterator[Live]:
+    """A real session on `repo`'s `paths` (with `kernels`: running code allowed), served on
+    a free loopback port."""
+    launched = await prepare(Plan(cwd=repo, paths=paths, limits=limits, kernels=kernels))
     runner, port = await serve(launched.session, "127.0.0.1", 0)
     try:
         yield Live(repo, launched.session, port)
@@ -117,11 +119,3 @@ async def live_session(repo: Path, paths: list[str], limits: Limits = DEFAULT) -
 async def live(repo: Path, request: pytest.FixtureRequest) -> AsyncIterator[Live]:
     async with live_session(repo, ["README.md", "docs", "analysis.ipynb", "src"], limits_of(request)) as session:
         yield session
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Say so when the tests over the real-world corpus skipped for want of it."""
-    if not CORPUS.is_dir():
-        terminalreporter.write_line(
-            f"the test corpus is not at {CORPUS}: the tests that read it skipped (see tests/corpus.py)", yellow=True
-        )

@@ -200,3 +200,31 @@ async def edit_stored(url: str, fn: Callable[[Text], Any], doc: Doc | None = Non
         seen = witness.doc.get("source", type=Text)
         await async_wait_until(lambda: str(seen) == expected, what="the edit to be stored and forwarded")
         return expected
+
+
+def make_cert(folder: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key."""
+    cert, key = folder / f"{name}.pem", folder / f"{name}.key"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key

@@ -25,7 +25,7 @@ from gitrtc.rooms import Connection, Room
 from gitrtc.validation import DocumentGuard
 
 from .conftest import FILES, Live
-from .support import RTC, RtcProcess, YClient, async_wait_until, edit_stored, make_repo
+from .support import RTC, RtcProcess, YClient, async_wait_until, edit_stored, make_cert, make_repo
 from .test_cli import ws_url
 
 
@@ -283,29 +283,7 @@ def test_fresh_saves_the_unfinished_result_as_a_patch(tmp_path: Path) -> None:
 
 def test_tls_and_the_warning_for_open_binds(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "r", FILES)
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = make_cert(tmp_path, "cert")
     proc = RtcProcess(repo, ["README.md", "--certfile", str(cert), "--keyfile", str(key)])
     try:
         info = proc.wait_ready()

@@ -19,11 +19,9 @@ import pytest
 from pycrdt import Array, Text
 
 from gitrtc import protocol
-from gitrtc.launch import Plan, prepare
 from gitrtc.limits import DEFAULT, Limits
-from gitrtc.server import serve
 
-from .conftest import Live, limits_of
+from .conftest import Live, limits_of, live_session
 from .support import YClient, async_wait_until, git
 
 CELLS = [
@@ -128,14 +126,8 @@ async def session_on(
     from .support import make_repo
 
     repo = make_repo(tmp_path / "repo", {"nb.ipynb": notebook(cells, kernelspec), "notes.md": "notes\n"})
-    launched = await prepare(Plan(cwd=repo, paths=["nb.ipynb", "notes.md"], kernels=kernels, limits=limits))
-    runner, port = await serve(launched.session, "127.0.0.1", 0)
-    try:
-        yield Live(repo, launched.session, port)
-    finally:
-        await runner.cleanup()
-        await launched.session.close()
-        launched.lock.close()
+    async with live_session(repo, ["nb.ipynb", "notes.md"], limits, kernels) as live:
+        yield live
 
 
 @pytest.fixture

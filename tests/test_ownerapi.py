@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 
 from .conftest import FILES
-from .support import RTC, RtcProcess, edit, git, make_repo
+from .support import RTC, RtcProcess, edit, git, make_cert, make_repo
 
 # What the quick `rtc stop` must never load: the command line's libraries, the server's,
 # git's bindings (only an error explains itself with them), TLS on the Unix socket, and the
@@ -133,34 +133,6 @@ def test_a_path_too_long_for_a_socket_falls_back_to_tcp(tmp_path: Path) -> None:
         proc.kill()
     assert done.returncode == 0, done.stderr
     assert git(repo, "log", "-1", "--format=%s").strip() == "over tcp"
-
-
-def make_cert(folder: Path, name: str) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 and its key."""
-    cert, key = folder / f"{name}.pem", folder / f"{name}.key"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
 
 
 def test_owner_commands_over_tls_trust_the_sessions_certificate_only(tmp_path: Path) -> None:
