@@ -16,7 +16,7 @@ from gitrtc.documents import open_codec
 from gitrtc.documents.notebook_ops import normalized
 
 from .conftest import live_session
-from .corpus import CORPUS, nbdime_file
+from .corpus import nbdime_file
 from .support import YClient, async_wait_until, make_repo
 from .test_diff_ops import ARGS, SAME_CHANGE_TWICE, _triples
 
@@ -26,10 +26,7 @@ def plain(nb: object) -> object:
 
 
 def clean_triples() -> list[object]:
-    """The triples nbdime merges without conflict and the CRDT is expected to match (without
-    the corpus here, all of them: each then skips, and the suite does not shrink)."""
-    if not CORPUS.is_dir():
-        return _triples()
+    """The triples nbdime merges without conflict and the CRDT is expected to match."""
     out = []
     for param in _triples():
         base, local, remote = param.values
