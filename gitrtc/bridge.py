@@ -16,6 +16,7 @@ from pathlib import Path
 from pycrdt import Map
 
 from . import git, safefs
+from .conflicts import attach
 from .disk import DiskSync, Stat, file_stat
 from .errors import DocumentError, UnsafePathError
 from .limits import Limits
@@ -98,6 +99,7 @@ class DiskBridge:
         name = self.manifest.room_for(path)
         room = await self.registry.room(name)
         codec = self.registry.codecs[name]
+        attach(codec, "the owner's disk")  # notebooks: nbdime's merge, conflicts recorded
         origin = DiskMerge(path)
         try:
             changed = room.edit(lambda: codec.apply_file(room.doc, data, origin, base=base), origin)

@@ -11,11 +11,13 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from pycrdt import Map
 
 from . import git
 from .bridge import DiskBridge, save_aside
+from .conflicts import open_conflicts
 from .disk import digest
 from .errors import CommitError, DocumentError, RestartingError, SessionEndedError, StoreError
 from .manifest import Manifest
@@ -92,8 +94,13 @@ class Ending:
         commit: bool = True,
         onto_branch: str | None = None,
         on_commit: OnCommit | None = None,
+        take_current: bool = False,
     ) -> EndResult:
         """Stop edits, flush, commit once, tell every client, close every connection.
+
+        While notebook merge conflicts are open the commit is refused (the session stays
+        live, like git with unmerged paths) unless `take_current`: then the documents are
+        committed as they are and the commit message lists the conflicts.
 
         With `onto_branch`, the commit goes on a new branch of that name made at the
         session's base (the way out when the owner's branch moved in a conflicting way).
@@ -109,7 +116,7 @@ class Ending:
                 await self.before_stop()
             self._accepting(False)
             await self.bridge.settle()
-            result = await self._finish(message, commit, onto_branch, on_commit)
+            result = await self._finish(message, commit, onto_branch, on_commit, take_current)
             self.result = result
             if not result.ended:
                 self.state = "live"
@@ -123,14 +130,33 @@ class Ending:
             return result
 
     async def _finish(
-        self, message: str | None, commit: bool, onto_branch: str | None = None, on_commit: OnCommit | None = None
+        self,
+        message: str | None,
+        commit: bool,
+        onto_branch: str | None = None,
+        on_commit: OnCommit | None = None,
+        take_current: bool = False,
     ) -> EndResult:
         if not commit:
             changes = await self.changed_files()
             return EndResult(None, self.info.branch_name, tuple(sorted(changes)), (), "ended without a commit", True)
-        return await self._commit(message, onto_branch, on_commit, final=True)
+        return await self._commit(message, onto_branch, on_commit, final=True, take_current=take_current)
 
-    async def commit_now(self, message: str | None) -> EndResult:
+    async def open_conflicts(self) -> dict[str, list[dict[str, Any]]]:
+        """Path → the open merge conflicts of each shared notebook (rooms with stored
+        edits are loaded first: conflicts live in the documents)."""
+        touched = await self.store.rooms_with_updates()
+        out: dict[str, list[dict[str, Any]]] = {}
+        for entry in self.manifest.files:
+            if entry.kind != "notebook" or (entry.room not in self.registry.rooms and entry.room not in touched):
+                continue
+            room = await self.registry.room(entry.room)
+            found = open_conflicts(room.doc)
+            if found:
+                out[entry.path] = found
+        return out
+
+    async def commit_now(self, message: str | None, take_current: bool = False) -> EndResult:
         """Record the current state as one commit and keep the session going (`rtc commit`).
 
         `ended` in the result means "committed (or nothing to commit)"; co-authors are
@@ -140,7 +166,7 @@ class Ending:
             if self.state != "live":
                 raise SessionEndedError("the session is ending")
             await self.bridge.settle()
-            result = await self._commit(message, None)
+            result = await self._commit(message, None, take_current=take_current)
             self._event(result.message)
             return result
 
@@ -168,8 +194,16 @@ class Ending:
             )
 
     async def _commit(
-        self, message: str | None, onto_branch: str | None, on_commit: OnCommit | None = None, final: bool = False
+        self,
+        message: str | None,
+        onto_branch: str | None,
+        on_commit: OnCommit | None = None,
+        final: bool = False,
+        take_current: bool = False,
     ) -> EndResult:
+        conflicts = await self.open_conflicts()
+        if conflicts and not take_current:
+            return EndResult(None, onto_branch or self.info.branch_name, (), (), conflicts_refusal(conflicts), False)
         changes = await self.changed_files()
         links = await self.bridge.disk.links()  # shared files that became symbolic links: committed as links
         kept = await self._keep_linked({p: changes.pop(p) for p in links if p in changes})
@@ -179,6 +213,8 @@ class Ending:
         if not changes and not links:
             return EndResult(None, branch, (), (), self._nothing_changed() + kept, True)
         text = message or default_message(sorted({*changes, *links}))
+        if conflicts:
+            text = text.rstrip("\n") + "\n\n" + conflicts_body(conflicts)
         credits = await self.store.credits()
         try:
             repo = git.open_repo(info.workdir)
@@ -299,6 +335,26 @@ class Ending:
                 await conn.drain()
         reason = json.dumps({"commit": result.commit, "branch": result.branch})[:120]
         await asyncio.gather(*(r.close_all(SessionEndedError.close_code, reason) for r in self.registry.rooms.values()))
+
+
+def conflicts_refusal(conflicts: dict[str, list[dict[str, Any]]]) -> str:
+    """The one line `rtc stop`/`rtc commit` answer while merge conflicts are open."""
+    count = sum(len(c) for c in conflicts.values())
+    where = ", ".join(f"{path} ({len(c)})" for path, c in sorted(conflicts.items()))
+    return (
+        f"{count} notebook merge conflict{'s are' if count != 1 else ' is'} open in {where}: resolve "
+        "them in the browser (keep mine, theirs or both), or rtc stop --take-current to commit as it is"
+    )
+
+
+def conflicts_body(conflicts: dict[str, list[dict[str, Any]]]) -> str:
+    """The commit message paragraph listing the conflicts committed unresolved."""
+    lines = ["Committed with open merge conflicts (the document's side kept):"]
+    for path, found in sorted(conflicts.items()):
+        for c in found:
+            where = f"cell {c.get('cell')}" if c.get("cell") else "the notebook metadata"
+            lines.append(f"- {path}: {c.get('kind')} conflict in {where}, from {c.get('from')}")
+    return "\n".join(lines)
 
 
 def default_message(paths: list[str]) -> str:

@@ -36,6 +36,7 @@ from pycrdt import Doc
 
 from . import git, joinnames, protocol, safefs
 from .client import CLOSE_REFUSED, RoomClient
+from .conflicts import attach
 from .disk import DiskSync
 from .documents import MAX_FILE_BYTES, Codec, open_codec
 from .errors import DocumentError, JoinError, ProtocolError, RtcError, UnsafePathError
@@ -245,6 +246,7 @@ class Mirror:
             for f in files:
                 original = await self._get_bytes(http, f"/api/original/{f.room}")
                 self.codecs[f.path] = _open(f, original)
+                attach(self.codecs[f.path], f"the join folder of {self.name}")
                 doc: Doc[Any] = Doc()
                 self.docs[f.path] = doc
                 client = RoomClient(

@@ -178,7 +178,9 @@ def _read_answer(stream: BufferedReader) -> tuple[int, str, bytes]:
     return int(fields[1]), fields[2].strip() if len(fields) > 2 else "", body
 
 
-def stop_session(message: str | None, no_commit: bool, onto_branch: str | None) -> tuple[str | None, str]:
+def stop_session(
+    message: str | None, no_commit: bool, onto_branch: str | None, take_current: bool = False
+) -> tuple[str | None, str]:
     """End this repository's session: (the commit id or None, a summary line). A running
     one is asked to end; a paused one (nothing serves it) is ended here, without serving."""
     try:
@@ -186,7 +188,7 @@ def stop_session(message: str | None, no_commit: bool, onto_branch: str | None) 
     except SessionPausedError:
         from .unfinished import end  # the session machinery: only when nothing serves the session
 
-        done = end(os.getcwd(), message, not no_commit, onto_branch)
+        done = end(os.getcwd(), message, not no_commit, onto_branch, take_current)
         result: dict[str, Any] = {
             "commit": done.commit,
             "branch": done.branch,
@@ -197,7 +199,10 @@ def stop_session(message: str | None, no_commit: bool, onto_branch: str | None) 
         }
     else:
         result = call(
-            data, "POST", "/api/stop", {"message": message, "commit": not no_commit, "onto_branch": onto_branch}
+            data,
+            "POST",
+            "/api/stop",
+            {"message": message, "commit": not no_commit, "onto_branch": onto_branch, "take_current": take_current},
         )
     if not result.get("ended", True):
         raise CommitError(result.get("message") or result.get("error") or "the commit failed")

@@ -27,6 +27,7 @@ from typing import Any
 from . import git
 from .access import Access
 from .bridge import DiskBridge
+from .conflicts import ConflictService
 from .disk import DiskSync
 from .documents import Codec
 from .ending import PRELOAD, WATCH, Ending, EndResult, OnCommit, default_message
@@ -96,6 +97,7 @@ class Session:
         self.requests = RequestChannel(limits)
         self.kernels = KernelService(self)
         self.requests.register("kernel", self.kernels)
+        self.requests.register("conflict", ConflictService())
         self.registry.requests = self.requests.receive
         self.access.on_left = self.requests.disconnected
         self.ending.before_stop = self.requests.close
@@ -191,13 +193,14 @@ class Session:
         commit: bool = True,
         onto_branch: str | None = None,
         on_commit: OnCommit | None = None,
+        take_current: bool = False,
     ) -> EndResult:
         """End the session with one commit (see `Ending.end`)."""
-        return await self.ending.end(message, commit, onto_branch, on_commit)
+        return await self.ending.end(message, commit, onto_branch, on_commit, take_current)
 
-    async def commit_now(self, message: str | None) -> EndResult:
+    async def commit_now(self, message: str | None, take_current: bool = False) -> EndResult:
         """One commit of the current state; the session goes on (see `Ending.commit_now`)."""
-        return await self.ending.commit_now(message)
+        return await self.ending.commit_now(message, take_current)
 
     async def pause(self) -> EndResult:
         """Stop serving a persistent session without ending it (see `Ending.pause`)."""

@@ -66,7 +66,9 @@ def describe(gitdir: StrPath) -> dict[str, Any] | None:
     }
 
 
-def end(cwd: StrPath, message: str | None, commit: bool, onto_branch: str | None) -> EndResult:
+def end(
+    cwd: StrPath, message: str | None, commit: bool, onto_branch: str | None, take_current: bool = False
+) -> EndResult:
     """End the unfinished session of the repository at `cwd` with its commit, without
     serving it: take the lock, open it as `rtc start` resumes it, end it, drop its store."""
     from pathlib import Path
@@ -76,6 +78,6 @@ def end(cwd: StrPath, message: str | None, commit: bool, onto_branch: str | None
 
     async def run() -> EndResult:
         async with await prepare(Plan(cwd=Path(cwd), paths=[], resume_only=True)) as session:
-            return await session.end(message, commit=commit, onto_branch=onto_branch)
+            return await session.end(message, commit=commit, onto_branch=onto_branch, take_current=take_current)
 
     return eventloop.run(run())

@@ -20,10 +20,14 @@ Examples:
 
 @cli.command(short_help="Commit now; the session goes on.", epilog=EXAMPLES)
 @click.option("-m", "--message", help="Commit message.")
+@click.option(
+    "--take-current", is_flag=True, help="Commit even with open notebook merge conflicts (the documents as they are)."
+)
 @user_errors
-def commit(message: str | None) -> None:
+def commit(message: str | None, take_current: bool) -> None:
     """Commit the running session's changes since the last commit, without ending it."""
-    result = call(running_session(Path.cwd()), "POST", "/api/commit", {"message": message})
+    body = {"message": message, "take_current": take_current}
+    result = call(running_session(Path.cwd()), "POST", "/api/commit", body)
     if not result.get("ended", True):
         raise CommitError(result.get("message") or "the commit failed")
     if result.get("commit"):

@@ -94,6 +94,12 @@ def _print_running(info: dict[str, Any]) -> None:
     for f in info["files"]:
         table.add_row(f["path"], f["kind"], f["save"], f"{f['store_bytes']:,} B")
     console.print(table)
+    conflicts = info.get("conflicts") or []
+    if conflicts:
+        console.print(f"  {plural(len(conflicts), 'open merge conflict')} (rtc stop and rtc commit wait for them):")
+        for c in conflicts:
+            where = f"cell {c['cell']}" if c.get("cell") else "notebook metadata"
+            console.print(f"    {c['path']}: {c['kind']} in {where}, from {c.get('from')}  [{c['id']}]")
     for p in info["participants"]:
         console.print(f"  {p['name']} ({p['role']}) in {', '.join(p['files']) or '-'}")
     if not info["participants"]:

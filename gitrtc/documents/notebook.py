@@ -23,6 +23,7 @@ import math
 import re
 import secrets
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -34,7 +35,15 @@ from .jsonformat import Parsed, dumps_like, parse
 from .nbformat_import import nbformat
 from .text import decode_text
 
-__all__ = ["NotebookCodec", "is_synthetic_id", "value_problem"]
+__all__ = ["CONFLICT_PREFIX", "Merger", "NotebookCodec", "is_synthetic_id", "value_problem"]
+
+#: A three-way notebook merge for `NotebookCodec.apply_file`: (base, current, new) →
+#: (the notebook the doc becomes, its open conflicts as JSON objects whose `cell` is an
+#: index into that notebook and, for `inserted` ones, `mine`/`theirs` lists of indices).
+Merger = Callable[[dict[str, Any], dict[str, Any], dict[str, Any]], tuple[dict[str, Any], list[dict[str, Any]]]]
+#: Key prefix of an open conflict in a notebook doc's `state` map (one key per conflict,
+#: so concurrent ones never overwrite each other; `cell` there is the doc's cell id).
+CONFLICT_PREFIX = "conflict:"
 
 _SYNTHETIC = re.compile(r"^rtc-[0-9a-f]{16}-[0-9]+$")
 _MISSING: Any = object()
@@ -80,6 +89,9 @@ class NotebookCodec:
         #: The file validated against nbformat's schema and held no NaN when the session
         #: began: what the session writes must too (see `validation.DocumentGuard`).
         self.schema_valid = self._ref.schema_valid and not _has_nan(parsed.value)
+        #: The three-way merge `apply_file` uses with a base (set by whoever owns the
+        #: channel, see `gitrtc.conflicts`); None: `notebook_ops.three_way`.
+        self.merger: Merger | None = None
 
     # --- file → doc ---------------------------------------------------------------
 
@@ -185,12 +197,18 @@ class NotebookCodec:
         parsed = self._parse_new(data)
         current = self.file_value(doc)
         target = _yjs_safe(parsed)
-        if base is not None:
+        conflicts: list[dict[str, Any]] = []
+        if base is not None and self.merger is not None:
+            target, conflicts = self.merger(_yjs_safe(self._parse_new(base)), current, target)
+        elif base is not None:
             target = notebook_ops.three_way(_yjs_safe(self._parse_new(base)), current, target)
         ymeta, ycells = _roots(doc)
         with doc.transaction(origin=origin):
             changed = notebook_ops.apply_notebook(ymeta, ycells, current, target, _choose_id)
             ids = [str(ycell["id"]) for ycell in ycells]
+            if conflicts:
+                _record_conflicts(doc.get("state", type=pycrdt.Map), conflicts, ids)
+                changed = True
         self._ref = _reference(self.path, parsed, ids)
         self.warnings = list(self._ref.warnings)
         return changed
@@ -200,6 +218,21 @@ class NotebookCodec:
             return _parse_notebook(self.path, decode_text(self.path, data, self.max_bytes))
         except NotShareableError as exc:
             raise DocumentError(str(exc)) from None
+
+
+def _record_conflicts(state: pycrdt.Map[Any], conflicts: list[dict[str, Any]], ids: list[str]) -> None:
+    """Store open conflicts in the doc's `state` map, cells named by their doc ids."""
+
+    def cell_id(index: Any) -> str | None:
+        return ids[index] if isinstance(index, int) and 0 <= index < len(ids) else None
+
+    for conflict in conflicts:
+        record = dict(conflict)
+        record["cell"] = cell_id(record.get("cell"))
+        if record.get("kind") == "inserted":
+            record["mine"] = [cell_id(i) for i in record.get("mine") or []]
+            record["theirs"] = [cell_id(i) for i in record.get("theirs") or []]
+        state[f"{CONFLICT_PREFIX}{secrets.token_hex(6)}"] = record
 
 
 def _choose_id(cell: dict[str, Any], current: str | None, taken: set[str]) -> str:

@@ -127,6 +127,7 @@ async def api_stop(request: web.Request) -> web.Response:
     commit = body.get("commit", True) is not False
     message = _text(body.get("message"))
     onto = _text(body.get("onto_branch"))
+    take_current = body.get("take_current") is True
     answered: list[web.Response] = []
 
     async def answer_now(result: EndResult) -> None:
@@ -137,7 +138,9 @@ async def api_stop(request: web.Request) -> web.Response:
         answered.append(response)
 
     try:
-        result = await request.app[SESSION].end(message, commit=commit, onto_branch=onto, on_commit=answer_now)
+        result = await request.app[SESSION].end(
+            message, commit=commit, onto_branch=onto, on_commit=answer_now, take_current=take_current
+        )
     except RtcError as exc:
         if answered:  # the commit was made and reported; what failed after is in the log
             log.error("after the session's commit: %s", exc)
@@ -180,7 +183,8 @@ def _text(value: object) -> str | None:
 async def api_commit(request: web.Request) -> web.Response:
     """`POST /api/commit` (owner): one commit of the current state; the session goes on."""
     body = await owner_body(request)
-    return result_json(await request.app[SESSION].commit_now(_text(body.get("message"))))
+    take_current = body.get("take_current") is True
+    return result_json(await request.app[SESSION].commit_now(_text(body.get("message")), take_current))
 
 
 async def api_invite(request: web.Request) -> web.Response:

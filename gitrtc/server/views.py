@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..conflicts import describe as describe_conflict
+from ..conflicts import open_conflicts
 from ..manifest import FileEntry
 from ..session import Session
 
@@ -25,7 +27,19 @@ def describe(session: Session, role: str, name: str | None = None) -> dict[str, 
         "participants": session.participants(),
         "commit": session.result.commit if session.result else None,
         "kernels": session.kernels.describe(),
+        "conflicts": _conflicts(session),
     }
+
+
+def _conflicts(session: Session) -> list[dict[str, Any]]:
+    """The open notebook merge conflicts of the loaded documents (resolve them in the
+    browser; `rtc stop` refuses while any is open)."""
+    out: list[dict[str, Any]] = []
+    for f in session.manifest.files:
+        room = session.registry.rooms.get(f.room)
+        if f.kind == "notebook" and room is not None:
+            out.extend({"path": f.path, **describe_conflict(c)} for c in open_conflicts(room.doc))
+    return out
 
 
 def _describe_file(session: Session, f: FileEntry) -> dict[str, Any]:

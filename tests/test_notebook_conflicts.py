@@ -1,0 +1,175 @@
+"""Diverged notebook versions merged into a live session with nbdime's semantics, through
+real channels: the owner's disk (in-process session) and an `rtc join` folder (real
+process). Clean merges equal nbdime's; conflicts keep both sides and are listed, block
+`rtc stop`/`rtc commit` until resolved or taken as they are; every commit validates."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from pycrdt import Array, Map
+
+from gitrtc.conflicts import open_conflicts
+from gitrtc.documents import open_codec
+from gitrtc.limits import Limits
+from gitrtc.merge.notebooks import merge_notebook
+from gitrtc.requests import encode
+
+from .conftest import live_session
+from .corpus import nbdime_file
+from .support import YClient, async_wait_until, get_json, git, make_repo
+from .test_diff_ops import _triples
+from .test_merge_notebooks import nbdime_merge, plain
+
+#: Write-back held back: live edits stay ahead of the owner's file, so a save on disk is
+#: a diverged version (the owner's editor had the file before the live edits).
+HELD = Limits(write_quiet_seconds=3600, write_max_delay_seconds=3600)
+
+
+def cases() -> list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]]:
+    out = []
+    for param in _triples():
+        base, local, remote = (json.loads(nbdime_file(n)) for n in param.values)
+        out.append((str(param.id), base, local, remote))
+    return out
+
+
+def canon(nb: Any) -> Any:
+    """A notebook as compared here: nbdime's form, without cell ids (a doc keeps its cells'
+    ids unique where a merge would repeat one) and with a code cell's empty
+    execution_count spelled out."""
+    out = plain(nb)
+    for cell in out["cells"]:
+        cell.pop("id", None)
+        if cell.get("cell_type") == "code":
+            cell.setdefault("execution_count", None)
+    return out
+
+
+def lines_written(base: Any, side: Any) -> set[str]:
+    base_lines = {line for cell in plain(base)["cells"] for line in cell["source"].splitlines()}
+    return {line for cell in plain(side)["cells"] for line in cell["source"].splitlines()} - base_lines
+
+
+def save(path: Path, value: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(value, indent=1, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)  # as editors save
+
+
+def valid(data: bytes | str) -> None:
+    nbformat.validate(nbformat.reads(data, as_version=4))
+
+
+@pytest.mark.parametrize("order", ["local-live", "remote-live"])
+async def test_every_triple_through_the_owners_disk(tmp_path: Path, order: str) -> None:
+    triples = cases()
+    files = {f"t{i}.ipynb": json.dumps(t[1]) + "\n" for i, t in enumerate(triples)}
+    repo = make_repo(tmp_path / "r", files)
+    async with live_session(repo, list(files), HELD) as live:
+        clients = []
+        expected: dict[str, Any] = {}
+        for i, (_name, base, local, remote) in enumerate(triples):
+            live_side, disk_side = (local, remote) if order == "local-live" else (remote, local)
+            path = f"t{i}.ipynb"
+            client = YClient(live.ws(path))
+            await client.__aenter__()
+            clients.append(client)
+            await client.wait_synced()
+            open_codec(path, files[path].encode()).apply_file(client.doc, json.dumps(live_side).encode(), "client")
+            codec = live.session.codecs[live.room(path)]
+            room = live.session.rooms[live.room(path)]
+            await async_wait_until(lambda c=codec, r=room, s=live_side: plain(c.file_value(r.doc)) == plain(s), what="live edit")
+            expected[path] = (base, live_side, disk_side, codec.file_value(room.doc))
+        for i in range(len(triples)):
+            save(repo / f"t{i}.ipynb", expected[f"t{i}.ipynb"][2])
+        for i, (name, *_sides) in enumerate(triples):
+            path = f"t{i}.ipynb"
+            base, live_side, disk_side, current = expected[path]
+            codec = live.session.codecs[live.room(path)]
+            room = live.session.rooms[live.room(path)]
+            want = merge_notebook(base, current, disk_side)
+            await async_wait_until(
+                lambda c=codec, r=room, w=want: canon(c.file_value(r.doc)) == canon(w.notebook), what=f"{name} merged"
+            )
+            clean_result, conflict = nbdime_merge(base, live_side, disk_side)
+            found = open_conflicts(room.doc)
+            if not conflict:
+                assert canon(codec.file_value(room.doc)) == canon(clean_result), name
+                assert found == [], name
+            else:
+                assert found, f"{name}: nbdime reports a conflict, the session must list it"
+                kept = json.dumps(plain(codec.file_value(room.doc))) + json.dumps(found)
+                for line in lines_written(base, live_side) | lines_written(base, disk_side):
+                    assert json.dumps(line)[1:-1] in kept, f"{name}: lost {line!r}"
+            ids = [c["id"] for c in room.doc.get("cells", type=Array).to_py()]
+            assert len(ids) == len(set(ids)), f"{name}: a cell was duplicated"
+        status, info = await get_json(f"{live.http}/api/session", live.tokens["editor"])
+        assert status == 200
+        listed = {c["path"] for c in info["conflicts"]}
+        assert listed == {p for p in expected if open_conflicts(live.session.rooms[live.room(p)].doc)}
+        assert listed, "some nbdime triples conflict"
+        refused = await live.session.commit_now("try")
+        assert not refused.ended and "rtc stop --take-current" in refused.message and refused.commit is None
+        for client in clients:
+            await client.__aexit__(None, None, None)
+        done = await live.session.end("as it is", take_current=True)
+        assert done.commit
+    message = git(repo, "log", "-1", "--format=%B")
+    assert "Committed with open merge conflicts" in message
+    for path in files:
+        valid(git(repo, "show", f"HEAD:{path}"))
+
+
+def small_nb(*sources: str) -> dict[str, Any]:
+    cells = [
+        {"cell_type": "code", "id": f"c{i}", "metadata": {}, "source": s, "outputs": [], "execution_count": None}
+        for i, s in enumerate(sources)
+    ]
+    return {"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+
+
+
+
+async def test_resolve_through_the_request_channel_then_commit(tmp_path: Path) -> None:
+    base = small_nb("ind = [1, 7, 8]\n", "other = 1\n")
+    repo = make_repo(tmp_path / "r", {"nb.ipynb": json.dumps(base) + "\n"})
+    async with live_session(repo, ["nb.ipynb"], HELD) as live:
+        async with live.client("nb.ipynb") as client:
+            await client.wait_synced()
+            cells = client.doc.get("cells", type=Array)
+            src = cells[0]["source"]
+            src.clear()
+            src.insert(0, "ind = [3, 7, 8]\n")  # typed live
+            room = live.session.rooms[live.room("nb.ipynb")]
+            await async_wait_until(lambda: "[3, 7, 8]" in str(room.doc.get("cells", type=Array)[0]["source"]), what="typing")
+            theirs = copy.deepcopy(base)
+            theirs["cells"][0]["source"] = "ind = [1, 2, 4]\n"
+            save(repo / "nb.ipynb", theirs)  # the owner's editor saves its own change
+            await async_wait_until(lambda: open_conflicts(room.doc), what="the conflict")
+            (conflict,) = open_conflicts(room.doc)
+            assert conflict["kind"] == "source" and conflict["from"] == "the owner's disk"
+            marked = str(room.doc.get("cells", type=Array)[0]["source"])
+            assert "ind = [3, 7, 8]" in marked and "ind = [1, 2, 4]" in marked and "<<<<<<<" in marked
+            assert not (await live.session.end("no")).ended  # refused: the session stays live
+            await async_wait_until(
+                lambda: any(k.startswith("conflict:") for k in client.doc.get("state", type=Map).keys()),
+                what="the conflict reaches the client",
+            )
+            frame = encode({"id": 1, "service": "conflict", "op": "resolve", "args": {"id": conflict["id"], "keep": "theirs"}})
+            await client.send_raw(frame)
+            await async_wait_until(lambda: not open_conflicts(room.doc), what="resolved")
+            assert str(room.doc.get("cells", type=Array)[0]["source"]) == "ind = [1, 2, 4]\n"
+        done = await live.session.end("resolved")
+        assert done.ended and done.commit
+    committed = git(repo, "show", "HEAD:nb.ipynb")
+    valid(committed)
+    assert "".join(json.loads(committed)["cells"][0]["source"]) == "ind = [1, 2, 4]\n"
+    assert "Co-authored-by: Alice <alice@example.org>" in git(repo, "log", "-1", "--format=%B")
