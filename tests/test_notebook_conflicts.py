@@ -87,7 +87,9 @@ async def test_every_triple_through_the_owners_disk(tmp_path: Path, order: str) 
             open_codec(path, files[path].encode()).apply_file(client.doc, json.dumps(live_side).encode(), "client")
             codec = live.session.codecs[live.room(path)]
             room = live.session.rooms[live.room(path)]
-            await async_wait_until(lambda c=codec, r=room, s=live_side: plain(c.file_value(r.doc)) == plain(s), what="live edit")
+            await async_wait_until(
+                lambda c=codec, r=room, s=live_side: plain(c.file_value(r.doc)) == plain(s), what="live edit"
+            )
             expected[path] = (base, live_side, disk_side, codec.file_value(room.doc))
         for i in range(len(triples)):
             save(repo / f"t{i}.ipynb", expected[f"t{i}.ipynb"][2])
@@ -150,7 +152,9 @@ async def test_resolve_through_the_request_channel_then_commit(tmp_path: Path) -
             src.clear()
             src.insert(0, "ind = [3, 7, 8]\n")  # typed live
             room = live.session.rooms[live.room("nb.ipynb")]
-            await async_wait_until(lambda: "[3, 7, 8]" in str(room.doc.get("cells", type=Array)[0]["source"]), what="typing")
+            await async_wait_until(
+                lambda: "[3, 7, 8]" in str(room.doc.get("cells", type=Array)[0]["source"]), what="typing"
+            )
             theirs = copy.deepcopy(base)
             theirs["cells"][0]["source"] = "ind = [1, 2, 4]\n"
             save(repo / "nb.ipynb", theirs)  # the owner's editor saves its own change
@@ -164,7 +168,8 @@ async def test_resolve_through_the_request_channel_then_commit(tmp_path: Path) -
                 lambda: any(k.startswith("conflict:") for k in client.doc.get("state", type=Map).keys()),
                 what="the conflict reaches the client",
             )
-            frame = encode({"id": 1, "service": "conflict", "op": "resolve", "args": {"id": conflict["id"], "keep": "theirs"}})
+            args = {"id": conflict["id"], "keep": "theirs"}
+            frame = encode({"id": 1, "service": "conflict", "op": "resolve", "args": args})
             await client.send_raw(frame)
             await async_wait_until(lambda: not open_conflicts(room.doc), what="resolved")
             assert str(room.doc.get("cells", type=Array)[0]["source"]) == "ind = [1, 2, 4]\n"
