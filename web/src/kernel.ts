@@ -86,7 +86,7 @@ export class RequestChannel {
 /** The notebook's kernel bar, per-cell run states, stdin prompts and private outputs. */
 export class KernelPanel {
   readonly element: HTMLElement;
-  private readonly channel: RequestChannel;
+  readonly channel: RequestChannel;
   private readonly statusText: HTMLElement;
   private readonly notice: HTMLElement;
   private readonly message: HTMLElement;

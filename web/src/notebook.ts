@@ -22,6 +22,7 @@ import { commandKey, getClipboard, setClipboard, type CommandTarget } from './co
 import { FindBar } from './find';
 import { guardAwareness, safeColor } from './presence';
 import { KernelPanel } from './kernel';
+import { ConflictPanel } from './conflicts';
 import { renderMarkdown, type Attachments } from './sanitize';
 import { userState, type DocView, type Place, type ViewContext } from './views';
 
@@ -372,6 +373,7 @@ export class NotebookView implements DocView, CommandTarget {
     this.provider = ctx.conns.open(file.room, this.model.ydoc, this.model.awareness);
     this.kernel = new KernelPanel(this.element, this.provider);
     this.element.insertBefore(this.kernel.element, this.list);
+    new ConflictPanel(this.element, this.model.ydoc, this.kernel.channel, ctx.canEdit); // conflicts.ts
     this.provider.on('sync', (isSynced: boolean) => {
       if (isSynced && !this.synced) {
         this.synced = true;

@@ -1,0 +1,69 @@
+"""A notebook merge conflict in the browser: marked on its cell with both versions side
+by side, resolved with "Keep theirs" as an ordinary edit, then committed."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import nbformat
+import pytest
+from pycrdt import Array, Map
+
+from gitrtc.conflicts import attach
+from gitrtc.documents import open_codec
+
+from ..support import YClient, git
+from .conftest import expect, join, run_async, snapshot, wait_for
+from .helpers import NOTEBOOK
+
+pytestmark = pytest.mark.browser
+
+
+def test_conflict_shown_resolved_by_keep_theirs_and_committed(start_session, people):
+    session = start_session({"analysis.ipynb": NOTEBOOK})
+    page = join(people.page(), session.url_for("analysis.ipynb"), "Ada", "ada@example.org")
+    wait_for(page, lambda: len(snapshot(page, "analysis.ipynb")) == 4, "the notebook")
+    original = NOTEBOOK.encode() if isinstance(NOTEBOOK, str) else NOTEBOOK
+    theirs = json.loads(original)
+    load = next(c for c in theirs["cells"] if c["id"] == "load")
+    load["source"] = ["data = [1, 2, 4]\n", "print('loaded')"]
+    room = session.room("analysis.ipynb")
+    url = f"{session.ws_base}{room}?token={session.info['token']}&name=Joan&email=joan@example.org"
+
+    async def diverge() -> None:
+        async with YClient(url) as client:
+            await client.wait_synced()
+            cells = client.doc.get("cells", type=Array)
+            i = next(i for i, c in enumerate(cells) if c["id"] == "load")
+            cells[i]["source"].insert(len("data = [1, 2, 3]"), "  # mine")  # typed live
+            # a join folder saved its own change of the same line, from the original:
+            codec = open_codec("analysis.ipynb", original)
+            attach(codec, "the join folder of Joan")
+            codec.apply_file(client.doc, json.dumps(theirs).encode(), "joan", base=original)
+            state = client.doc.get("state", type=Map)
+            assert any(k.startswith("conflict:") for k in state.keys())
+            await client.flush()
+
+    run_async(diverge())
+    box = page.locator(".cell[data-cell-id=load] .conflict-box")
+    expect(box).to_be_visible()
+    expect(box.locator(".conflict-mine pre")).to_contain_text("data = [1, 2, 3]  # mine")
+    expect(box.locator(".conflict-theirs pre")).to_contain_text("data = [1, 2, 4]")
+    expect(page.locator(".cell[data-cell-id=load]")).to_have_class(re.compile("has-conflict"))
+    refused = session.rtc.stop("-m", "too early")
+    assert refused.returncode != 0 and "--take-current" in refused.stderr
+    box.locator(".conflict-keep-theirs").click()
+    expect(page.locator(".conflict-box")).to_have_count(0)
+    wait_for(
+        page,
+        lambda: next(c for c in snapshot(page, "analysis.ipynb") if c["id"] == "load")["source"]
+        == "data = [1, 2, 4]\nprint('loaded')",
+        "the resolution",
+    )
+    session.stop("Resolved")
+    text = git(session.repo, "show", "HEAD:analysis.ipynb")
+    nbformat.validate(nbformat.reads(text, as_version=4))
+    got = next(c for c in json.loads(text)["cells"] if c["id"] == "load")
+    assert "".join(got["source"]) == "data = [1, 2, 4]\nprint('loaded')"
+    assert "Co-authored-by: Ada <ada@example.org>" in git(session.repo, "log", "-1", "--format=%B")
