@@ -8,6 +8,7 @@ live and resumable; `EndResult` says what happened.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -17,11 +18,11 @@ from pycrdt import Map
 
 from . import git
 from .bridge import DiskBridge, save_aside
-from .conflicts import open_conflicts
+from .conflicts import attach, open_conflicts
 from .disk import digest
 from .errors import CommitError, DocumentError, RestartingError, SessionEndedError, StoreError
 from .manifest import Manifest
-from .origins import ServerEdit
+from .origins import DiskMerge, ServerEdit
 from .registry import RoomRegistry
 from .sessionfile import rtc_dir
 from .store import Store
@@ -78,6 +79,9 @@ class Ending:
         #: Awaited first when the session ends or pauses (the session stops its kernels
         #: there, so their last outputs are in the commit).
         self.before_stop: Callable[[], Awaitable[None]] | None = None
+        #: Path → the branch tip's bytes of a notebook already merged into its document
+        #: (`_absorb_moved_branch`), so that a refused commit does not merge them twice.
+        self._absorbed: dict[str, bytes] = {}
 
     async def save_manifest(self, commit_only: bool = False) -> None:
         """Persist the manifest (invites, port, baseline) in the store; `commit_only`:
@@ -156,6 +160,33 @@ class Ending:
                 out[entry.path] = found
         return out
 
+    async def _absorb_moved_branch(self) -> dict[str, bytes]:
+        """If the branch moved during the session, merge each notebook the moved commits
+        changed into its document as a diverged version (nbdime's merge, conflicts
+        recorded for the people in the session to resolve). Path → the branch's bytes
+        taken in (`git.commit_session` does not merge those again)."""
+        notebooks = [e for e in self.manifest.files if e.kind == "notebook"]
+        if not notebooks:
+            return {}
+        tips = await asyncio.to_thread(_moved_versions, self.info, [e.path for e in notebooks])
+        for entry in notebooks:
+            if entry.path not in tips or self._absorbed.get(entry.path) == tips[entry.path][1]:
+                continue
+            base, tip = tips[entry.path]
+            room = await self.registry.room(entry.room)
+            codec = self.registry.codecs[entry.room]
+            attach(codec, f"branch {self.info.branch_name}")
+            origin = DiskMerge(entry.path)
+            merge = functools.partial(codec.apply_file, room.doc, tip, origin, base=base)
+            try:
+                room.edit(merge, origin)
+            except DocumentError as exc:
+                self._event(f"{entry.path}: the branch's new version cannot be merged into the session: {exc}")
+                continue
+            self._absorbed[entry.path] = tip
+            self._event(f"{entry.path}: {self.info.branch_name} moved; its changes were merged into the session")
+        return {p: t for p, t in self._absorbed.items() if p in tips and tips[p][1] == t}
+
     async def commit_now(self, message: str | None, take_current: bool = False) -> EndResult:
         """Record the current state as one commit and keep the session going (`rtc commit`).
 
@@ -201,6 +232,7 @@ class Ending:
         final: bool = False,
         take_current: bool = False,
     ) -> EndResult:
+        absorbed = await self._absorb_moved_branch() if onto_branch is None else {}
         conflicts = await self.open_conflicts()
         if conflicts and not take_current:
             return EndResult(None, onto_branch or self.info.branch_name, (), (), conflicts_refusal(conflicts), False)
@@ -222,7 +254,7 @@ class Ending:
                 ref = await asyncio.to_thread(git.create_branch, repo, onto_branch, info.head)
                 info = replace(info, branch=ref)
             done = await asyncio.to_thread(
-                git.commit_session, repo, info, changes, text, credits, onto_branch is None, links
+                git.commit_session, repo, info, changes, text, credits, onto_branch is None, links, absorbed
             )
         except CommitError as exc:
             return EndResult(None, branch, tuple(sorted(changes)), (), str(exc), False)
@@ -335,6 +367,22 @@ class Ending:
                 await conn.drain()
         reason = json.dumps({"commit": result.commit, "branch": result.branch})[:120]
         await asyncio.gather(*(r.close_all(SessionEndedError.close_code, reason) for r in self.registry.rooms.values()))
+
+
+def _moved_versions(info: git.RepoInfo, paths: list[str]) -> dict[str, tuple[bytes, bytes]]:
+    """(thread) Path → (base bytes, branch tip bytes) of the paths the branch's new
+    commits changed (both versions present)."""
+    repo = git.open_repo(info.workdir)
+    ref = repo.references.get(info.branch)
+    if ref is None or str(ref.target) == info.head:
+        return {}
+    tip = str(ref.target)
+    out = {}
+    for path in paths:
+        base, ours = git.blob_at(repo, info.head, path), git.blob_at(repo, tip, path)
+        if base is not None and ours is not None and base != ours:
+            out[path] = (base, ours)
+    return out
 
 
 def conflicts_refusal(conflicts: dict[str, list[dict[str, Any]]]) -> str:

@@ -149,6 +149,7 @@ def commit_session(
     coauthors: list[tuple[str, str]],
     update_worktree: bool = True,
     links: dict[str, str] | None = None,
+    absorbed: dict[str, bytes] | None = None,
 ) -> CommitResult:
     """Make the one commit of a session on its branch, compare-and-swap.
 
@@ -161,6 +162,8 @@ def commit_session(
     merged files still holding the session's bytes on disk get the merged bytes.
     `links` maps shared paths that became symbolic links to their link text: they are
     committed as links (mode 120000), as git would, never as their target.
+    `absorbed` maps paths whose documents already merged the branch's version (those
+    bytes) to it: while the tip still holds those bytes they are not merged again.
     """
     ref = repo.references.get(info.branch)
     if ref is None:
@@ -175,8 +178,8 @@ def commit_session(
         conflicts = []
         for path in sorted(changes):
             base, ours = blob_at(repo, info.head, path), blob_at(repo, str(tip.id), path)
-            if base == ours:
-                continue  # the moved commits left this path alone
+            if base == ours or (absorbed is not None and absorbed.get(path) == ours):
+                continue  # the moved commits left this path alone, or the session took them in
             result = merge_file(path, base, ours, changes[path])
             if result.conflicts:
                 conflicts.append(path)

@@ -275,3 +275,65 @@ def join_round(tmp_path: Path, order: str) -> None:
 @pytest.mark.parametrize("order", ["local-live", "remote-live"])
 def test_every_triple_through_a_join_folder(tmp_path: Path, order: str) -> None:
     join_round(tmp_path, order)
+
+
+def move_branch(repo: Path, files: dict[str, bytes]) -> None:
+    """A commit on the session's branch made elsewhere (the work tree is not touched)."""
+    import pygit2
+
+    r = pygit2.Repository(str(repo))
+    tip = r.head.peel(pygit2.Commit)
+    builder = r.TreeBuilder(tip.tree)
+    for name, data in files.items():
+        builder.insert(name, r.create_blob(data), pygit2.enums.FileMode.BLOB)
+    sig = pygit2.Signature("Bob", "bob@example.org")
+    r.create_commit(r.head.name, sig, sig, "moved on", builder.write(), [tip.id])
+
+
+@pytest.mark.parametrize("order", ["local-live", "remote-live"])
+async def test_every_triple_against_a_branch_that_moved(tmp_path: Path, order: str) -> None:
+    triples = cases()
+    files = {f"t{i}.ipynb": json.dumps(t[1], indent=1) + "\n" for i, t in enumerate(triples)}
+    repo = make_repo(tmp_path / "r", files)
+    sides: dict[str, Any] = {}
+    async with live_session(repo, list(files)) as live:
+        async with YClient(live.ws("t0.ipynb")) as _keepalive:
+            for i, (_name, base, local, remote) in enumerate(triples):
+                path = f"t{i}.ipynb"
+                live_side, branch_side = (local, remote) if order == "local-live" else (remote, local)
+                async with YClient(live.ws(path)) as client:
+                    await client.wait_synced()
+                    open_codec(path, files[path].encode()).apply_file(client.doc, json.dumps(live_side).encode(), "c")
+                    codec = live.session.codecs[live.room(path)]
+                    room = live.session.rooms[live.room(path)]
+                    await async_wait_until(
+                        lambda c=codec, r=room, s=live_side: plain(c.file_value(r.doc)) == plain(s), what="live edit"
+                    )
+                    sides[path] = (base, live_side, branch_side, codec.file_value(room.doc))
+            move_branch(repo, {p: (json.dumps(s[2], indent=1) + "\n").encode() for p, s in sides.items()})
+            refused = await live.session.commit_now("after the branch moved")
+            assert not refused.ended and "--take-current" in refused.message
+            for i, (name, *_rest) in enumerate(triples):
+                path = f"t{i}.ipynb"
+                base, live_side, branch_side, current = sides[path]
+                room = live.session.rooms[live.room(path)]
+                codec = live.session.codecs[live.room(path)]
+                want = merge_notebook(base, current, branch_side)
+                assert canon(codec.file_value(room.doc)) == canon(want.notebook), name
+                found = open_conflicts(room.doc)
+                assert bool(found) == bool(want.conflicts), name
+                assert all(c["from"] == "branch main" for c in found)
+                clean_result, conflict = nbdime_merge(base, live_side, branch_side)
+                if not conflict:
+                    assert canon(codec.file_value(room.doc)) == canon(clean_result), name
+            again = await live.session.commit_now("once more")  # merged once, not twice
+            assert again.message == refused.message
+        done = await live.session.end("take it", take_current=True)
+        assert done.ended and done.commit, done.message
+    for i, (name, *_rest) in enumerate(triples):
+        path = f"t{i}.ipynb"
+        committed = git(repo, "show", f"HEAD:{path}")
+        valid(committed)
+        base, live_side, branch_side, current = sides[path]
+        assert canon(json.loads(committed)) == canon(merge_notebook(base, current, branch_side).notebook), name
+    assert git(repo, "log", "-1", "--format=%s", "HEAD~1").strip() == "moved on"  # on top of the moved branch
