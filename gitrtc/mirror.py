@@ -39,6 +39,7 @@ from .client import CLOSE_REFUSED, RoomClient
 from .conflicts import attach
 from .disk import DiskSync
 from .documents import MAX_FILE_BYTES, Codec, open_codec
+from .documents.notebook import NotebookCodec, notebook_problem
 from .errors import DocumentError, JoinError, ProtocolError, RtcError, UnsafePathError
 from .joinnames import SharedFile
 from .origins import DiskMerge
@@ -188,6 +189,7 @@ class Mirror:
         self._state_key = ""
         self._state_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rtc-mirror")
         self._connected: set[str] = set()
+        self._invalid: dict[str, str] = {}  # path → why the notebook written here is invalid
         self._announced = False
         self._ended: dict[str, Any] | None = None
         self.participants: list[dict[str, Any]] = []
@@ -198,6 +200,24 @@ class Mirror:
         """Keep the last content both sides agreed on: the base for merging after a restart."""
         if self.state is not None:  # one writer thread: kept in order, off the loop
             self._state_writer.submit(self.state.write, self._state_file(path), data)
+        codec = self.codecs.get(path)
+        if isinstance(codec, NotebookCodec) and codec.schema_valid:
+            loop = asyncio.get_running_loop()
+            self._state_writer.submit(self._check_notebook, loop, path, data)
+
+    def _check_notebook(self, loop: asyncio.AbstractEventLoop, path: str, data: bytes) -> None:
+        """(thread) Say loudly when a notebook written here does not validate (nbformat)
+        and when it does again: the folder must never silently hold an invalid one."""
+        problem = notebook_problem(data)
+        if problem == self._invalid.get(path):
+            return
+        if problem:
+            self._invalid[path] = problem
+            line = f"⚠ {path} here is NOT a valid notebook ({problem}): tell the session's owner"
+        else:
+            del self._invalid[path]
+            line = f"✓ {path} here is a valid notebook again"
+        loop.call_soon_threadsafe(self.say, line)
 
     def _link_state(self, path: str, state: str) -> None:
         """Say when the mirror as a whole loses or regains the session (not per file)."""

@@ -35,7 +35,7 @@ from .jsonformat import Parsed, dumps_like, parse
 from .nbformat_import import nbformat
 from .text import decode_text
 
-__all__ = ["CONFLICT_PREFIX", "Merger", "NotebookCodec", "is_synthetic_id", "value_problem"]
+__all__ = ["CONFLICT_PREFIX", "Merger", "NotebookCodec", "is_synthetic_id", "notebook_problem", "value_problem"]
 
 #: A three-way notebook merge for `NotebookCodec.apply_file`: (base, current, new) →
 #: (the notebook the doc becomes, its open conflicts as JSON objects whose `cell` is an
@@ -372,6 +372,17 @@ def _reference(path: str, parsed: Parsed, ids: list[str]) -> _Reference:
         if cell["cell_type"] not in _CELL_TYPES
     )
     return _Reference(parsed, by_id, synthetic, lists, notes, schema_valid)
+
+
+def notebook_problem(data: bytes) -> str | None:
+    """Why notebook file bytes do not validate as nbformat 4 (one line), or None."""
+    try:
+        nb = json.loads(data)
+    except ValueError as exc:
+        return f"not JSON: {exc}"
+    notes = _validation_warnings("", nb if isinstance(nb, dict) else {})
+    errors = [n for n in notes if "does not validate" in n]
+    return errors[0].split(": does not validate as nbformat 4: ", 1)[-1] if errors else None
 
 
 def _validation_warnings(path: str, nb: dict[str, Any]) -> list[str]:
