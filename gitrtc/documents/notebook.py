@@ -211,7 +211,9 @@ class NotebookCodec:
             if conflicts:
                 _record_conflicts(doc.get("state", type=pycrdt.Map), conflicts, ids)
                 changed = True
-        self._ref = _reference(self.path, parsed, ids)
+        # merged: the doc is not the file cell for cell, so pair them by id, not position
+        ref_ids = ids if base is None else _pair_ids(parsed.value["cells"], ids)
+        self._ref = _reference(self.path, parsed, ref_ids)
         self.warnings = list(self._ref.warnings)
         return changed
 
@@ -220,6 +222,24 @@ class NotebookCodec:
             return _parse_notebook(self.path, decode_text(self.path, data, self.max_bytes))
         except NotShareableError as exc:
             raise DocumentError(str(exc)) from None
+
+
+def _pair_ids(cells: list[dict[str, Any]], ids: list[str]) -> list[str]:
+    """For each cell of a file merged into the doc, the doc id of the same cell: its own
+    id when the doc has it; by position when neither side has ids and the counts agree;
+    else an id no doc cell has (the file's formatting is then not used for it)."""
+    doc_ids = set(ids)
+    positional = len(cells) == len(ids)
+    out: list[str] = []
+    for j, cell in enumerate(cells):
+        cid = cell.get("id")
+        if isinstance(cid, str) and cid in doc_ids and cid not in out:
+            out.append(cid)
+        elif positional and not isinstance(cid, str) and is_synthetic_id(ids[j]) and ids[j] not in out:
+            out.append(ids[j])
+        else:
+            out.append(f"unpaired-{j}")
+    return out
 
 
 def _record_conflicts(state: pycrdt.Map[Any], conflicts: list[dict[str, Any]], ids: list[str]) -> None:
