@@ -423,3 +423,65 @@ async def test_every_triple_against_a_branch_that_moved(tmp_path: Path, order: s
         base, live_side, branch_side, current = sides[path]
         assert canon(json.loads(committed)) == canon(merge_notebook(base, current, branch_side).notebook), name
     assert git(repo, "log", "-1", "--format=%s", "HEAD~1").strip() == "moved on"  # on top of the moved branch
+
+
+def test_conflicts_survive_a_crash_and_rtc_status_lists_them(tmp_path: Path) -> None:
+    """Conflicts live in the document: after a `kill -9` and a resume they are still
+    open, `rtc status` and `rtc status --json` list them, `rtc stop` still refuses."""
+    import subprocess
+
+    from gitrtc.conflicts import attach
+
+    from .support import RTC, RtcProcess
+    from .test_cli import ws_url
+
+    base = small_nb("ind = [1, 7, 8]\n", "other = 1\n")
+    original = (json.dumps(base, indent=1) + "\n").encode()
+    repo = make_repo(tmp_path / "r", {"nb.ipynb": original})
+    theirs = copy.deepcopy(base)
+    theirs["cells"][0]["source"] = "ind = [1, 2, 4]\n"
+    first = RtcProcess(repo, ["nb.ipynb"])
+    try:
+        first.wait_ready()
+        url = ws_url(first, "nb.ipynb", "Joan", "joan@example.org")
+
+        async def diverge() -> None:
+            async with YClient(url) as witness:
+                await witness.wait_synced()
+                async with YClient(url) as client:
+                    await client.wait_synced()
+                    cells = client.doc.get("cells", type=Array)
+                    cells[0]["source"].insert(len("ind = [1, 7"), "0")  # typed live: [1, 70, 8]
+                    codec = open_codec("nb.ipynb", original)
+                    attach(codec, "the join folder of Joan")  # as rtc join merges a local save
+                    codec.apply_file(client.doc, json.dumps(theirs).encode(), "joan", base=original)
+                state = witness.doc.get("state", type=Map)
+                await async_wait_until(
+                    lambda: any(k.startswith("conflict:") for k in state.keys()), what="stored and forwarded"
+                )
+
+        asyncio.run(diverge())
+    finally:
+        first.kill()  # a crash: the store has the conflict
+    second = RtcProcess(repo, [])
+    try:
+        second.wait_ready()
+        shown = subprocess.run([*RTC, "status", "--json"], cwd=repo, capture_output=True, text=True, check=True)
+        (listed,) = json.loads(shown.stdout)["conflicts"]
+        assert listed["path"] == "nb.ipynb" and listed["kind"] == "source" and listed["cell"] == "c0"
+        assert listed["from"] == "the join folder of Joan"
+        text = subprocess.run([*RTC, "status"], cwd=repo, capture_output=True, text=True, check=True).stdout
+        assert "1 open merge conflict" in text and "nb.ipynb: source in cell c0" in text
+        refused = second.stop("-m", "not yet")
+        assert refused.returncode != 0 and "1 notebook merge conflict is open in nb.ipynb" in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
+        done = second.stop("-m", "as it is", "--take-current")
+        assert done.returncode == 0, done.stderr
+    finally:
+        second.kill()
+    committed = git(repo, "show", "HEAD:nb.ipynb")
+    valid(committed)
+    source = "".join(json.loads(committed)["cells"][0]["source"])
+    assert "ind = [1, 70, 8]" in source and "ind = [1, 2, 4]" in source  # both kept, marked
+    message = git(repo, "log", "-1", "--format=%B")
+    assert "- nb.ipynb: source conflict in cell c0, from the join folder of Joan" in message
