@@ -16,7 +16,7 @@ import type { FileInfo } from './api';
 import { button, h } from './dom';
 import { bindEditor, type BoundEditor } from './editor';
 import { MARKDOWN } from './languages';
-import type { LazyItem } from './nearview';
+import { FAR_CLASS, type LazyItem } from './nearview';
 import { renderOutputs, type Output } from './outputs';
 import { safeColor } from './presence';
 import { renderMarkdown, type Attachments } from './sanitize';
@@ -198,6 +198,11 @@ export class CellView implements LazyItem {
     this.render();
   }
 
+  /** Lay out and paint the cell now, even if it is far off-screen (it is about to be shown). */
+  unhide(): void {
+    this.element.classList.remove(FAR_CLASS);
+  }
+
   get hasEditor(): boolean {
     return this.editor !== null;
   }
@@ -218,6 +223,7 @@ export class CellView implements LazyItem {
 
   private buildEditor(): BoundEditor {
     if (this.editor) return this.editor;
+    this.unhide();
     const type = this.type;
     const nb = this.nb;
     this.editor = bindEditor(this.editorHost, {
@@ -398,11 +404,13 @@ export class CellView implements LazyItem {
 
   /** Command mode on this cell: the cell itself has the focus, not its editor. */
   focusCell(): void {
+    this.unhide();
     this.element.focus({ preventScroll: true });
     this.element.scrollIntoView({ block: 'nearest' });
   }
 
   focus(): void {
+    this.unhide();
     if (this.type === 'markdown' && !this.editing && this.nb.editable()) {
       this.editing = true;
       this.render();
@@ -418,6 +426,7 @@ export class CellView implements LazyItem {
   }
 
   reveal(line: number | null | undefined): void {
+    this.unhide();
     this.element.scrollIntoView({ block: 'center' });
     if (line && !this.editorHost.hidden) {
       const view = this.buildEditor().view;

@@ -23,6 +23,8 @@ export interface FindCell {
   outputText(): string;
   startEditing(): void;
   setCollapsed(on: boolean): void;
+  /** lay the cell out now (far off-screen cells are skipped: nearview.ts) */
+  unhide(): void;
 }
 
 interface Match {
@@ -147,6 +149,7 @@ export class FindBar {
     this.clearHighlight();
     for (const el of document.querySelectorAll('.cell.find-current')) el.classList.remove('find-current');
     m.cell.element.classList.add('find-current');
+    m.cell.unhide();
     if (m.where === 'source') {
       m.cell.startEditing();
       const view = m.cell.editorView;

@@ -120,15 +120,10 @@ export class NotebookView implements DocView, CommandTarget, CellHost {
       if (!view) {
         view = new CellView(this, cell);
         this.byElement.set(view.element, view);
-        this.nearView.add(view);
       }
       next.set(key, view);
     }
-    for (const [key, view] of this.views) {
-      if (next.has(key)) continue;
-      this.nearView.remove(view);
-      view.destroy();
-    }
+    for (const [key, view] of this.views) if (!next.has(key)) view.destroy();
     this.views = next;
     let i = 0;
     for (const view of next.values()) {
@@ -138,6 +133,7 @@ export class NotebookView implements DocView, CommandTarget, CellHost {
       i++;
     }
     this.element.dataset.cells = String(cells.length);
+    this.nearView.setItems([...next.values()]);
     if (this.pendingFocus) {
       const view = [...next.values()].find((v) => v.id === this.pendingFocus);
       if (view) {
