@@ -5,8 +5,10 @@ end and command-mode navigation work, and scrolling through does not pile editor
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import threading
 from typing import Any
 
 import pytest
@@ -56,19 +58,49 @@ def big_notebook() -> dict[str, Any]:
     return nb
 
 
-def remote_edit(url: str, cell_id: str, text: str) -> None:
-    """Another person (a pycrdt client) inserts `text` at the start of a cell's source."""
+class Person:
+    """Another person on a pycrdt client, connected until `close` (its own event loop in
+    a thread: playwright owns this one's)."""
 
-    async def go() -> None:
-        async with YClient(url, Doc()) as client:
-            await client.wait_synced()
-            cells = client.doc.get("cells", type=Array)
+    def __init__(self, url: str, name: str) -> None:
+        self.name = name
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.client = YClient(url, Doc())
+        self.call(self._open())
+
+    def call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(60)
+
+    async def _open(self) -> None:
+        await self.client.__aenter__()
+        await self.client.wait_synced()
+
+    def insert(self, cell_id: str, text: str) -> None:
+        """Type `text` at the start of a cell's source (this person's first edit)."""
+
+        async def go() -> None:
+            cells = self.client.doc.get("cells", type=Array)
             cell = next(c for c in cells if isinstance(c, Map) and c.get("id") == cell_id)
             src = cell["source"]
             assert isinstance(src, Text)
             src.insert(0, text)
+            await self.client.flush()
 
-    run_async(go())
+        self.call(go())
+
+    def point_into_own_text(self, offset: int) -> None:
+        """Put the cursor on the `offset`th character this person typed (a Yjs relative position)."""
+        at = {"type": None, "tname": None, "item": {"client": self.client.doc.client_id, "clock": offset}, "assoc": 0}
+        user = {"name": self.name, "color": "#00aa00", "colorLight": "#00aa0033"}
+        self.call(self.client.send_awareness({"user": user, "cursor": {"anchor": at, "head": at}}))
+
+    def close(self) -> None:
+        self.call(self.client.__aexit__(None, None, None))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
 
 
 def cell_source(session: Any, cell_id: str, expected: str) -> str:
@@ -116,38 +148,20 @@ def test_a_big_notebook_builds_editors_near_the_view_only(start_session, people)
     expect(far.locator(".cm-editor")).to_have_count(0)
     expect(far).to_contain_text("far_value = 1")
 
-    # another person edits that cell: its static view shows the edit, still without an editor
-    url = room_url(session, "big.ipynb", "Bob")
-    remote_edit(url, "far", "from_bob = 2\n")
-    expect(far).to_contain_text("from_bob = 2\nfar_value = 1", timeout=T)
-    assert far.locator(".cm-editor").count() == 0
-
-    # find reaches it (in the model), selects the match in its (now built) editor, and
-    # replaces there as Ada's edit; the other people get it
-    page.locator(f".cell[data-cell-id={first}] .cm-content").click()
-    page.keyboard.press("Control+f")
-    page.keyboard.type("from_bob")
-    page.keyboard.press("Enter")
-    expect(page.locator(".find-count")).to_have_text("1 of 1")
-    expect(far).to_have_class(word("find-current"))
-    expect(far).to_be_in_viewport(timeout=T)
-    expect(far.locator(".cm-selectionBackground")).to_have_count(1, timeout=T)
-    page.fill(".find-replacement", "from_ada")
-    page.click(".find-replace")
-    assert cell_source(session, "far", "from_ada") == "from_ada = 2\nfar_value = 1\n"
-    # replace-all changes cells that have no editor without building one
-    twins = [page.locator(f".cell[data-cell-id={c}]") for c in ("twin1", "twin2")]
-    page.fill(".find-query", "twin_marker")
-    expect(page.locator(".find-count")).to_have_text("1 of 2")
-    page.locator(f".cell[data-cell-id={first}]").scroll_into_view_if_needed()
-    wait_for(page, lambda: all(t.locator(".cm-editor").count() == 0 for t in twins), "the twins' editors dropped")
-    page.fill(".find-replacement", "renamed")
-    page.click(".find-replace-all")
-    assert cell_source(session, "twin1", "renamed") == "renamed = 1\n"
-    assert cell_source(session, "twin2", "renamed") == "renamed = 2\n"
-    assert all(t.locator(".cm-editor").count() == 0 for t in twins)
-    expect(twins[1]).to_contain_text("renamed = 2", timeout=T)
-    page.keyboard.press("Escape")
+    # another person edits that cell: its static view shows the edit, still without an
+    # editor, and his cursor there is marked in the cell's gutter
+    bob = Person(room_url(session, "big.ipynb", "Bob"), "Bob")
+    try:
+        bob.insert("far", "from_bob = 2\n")
+        bob.point_into_own_text(4)
+        expect(far).to_contain_text("from_bob = 2\nfar_value = 1", timeout=T)
+        expect(far.locator(".presence-tag[title='Bob is here']")).to_have_count(1, timeout=T)
+        assert far.locator(".cm-editor").count() == 0
+        find_and_replace(
+            page, session, first, far, twins=[page.locator(f".cell[data-cell-id={c}]") for c in ("twin1", "twin2")]
+        )
+    finally:
+        bob.close()
 
     # to the end: type into the last cell; the others receive it
     last = page.locator(".cell[data-cell-id=last]")
@@ -184,6 +198,37 @@ def test_a_big_notebook_builds_editors_near_the_view_only(start_session, people)
     assert [c["id"] for c in got] == [c["id"] for c in cells]
     assert source(got[n - 4]) == target["source"]
     assert not page.errors, page.errors
+
+
+def find_and_replace(page: Any, session: Any, first: str, far: Any, twins: list[Any]) -> None:
+    """Ctrl-F from the first code cell: a match in `far` and replacements in the `twins`."""
+    # find reaches it (in the model), selects the match in its (now built) editor, and
+    # replaces there as Ada's edit; the other people get it
+    page.locator(f".cell[data-cell-id={first}] .cm-content").click()
+    page.keyboard.press("Control+f")
+    page.keyboard.type("from_bob")
+    page.keyboard.press("Enter")
+    expect(page.locator(".find-count")).to_have_text("1 of 1")
+    expect(far).to_have_class(word("find-current"))
+    expect(far).to_be_in_viewport(timeout=T)
+    expect(far.locator(".cm-selectionBackground")).to_have_count(1, timeout=T)
+    # the editor built for it shows the other person's cursor, with his name
+    expect(far.locator(".cm-ySelectionInfo", has_text="Bob")).to_have_count(1, timeout=T)
+    page.fill(".find-replacement", "from_ada")
+    page.click(".find-replace")
+    assert cell_source(session, "far", "from_ada") == "from_ada = 2\nfar_value = 1\n"
+    # replace-all changes cells that have no editor without building one
+    page.fill(".find-query", "twin_marker")
+    expect(page.locator(".find-count")).to_have_text("1 of 2")
+    page.locator(f".cell[data-cell-id={first}]").scroll_into_view_if_needed()
+    wait_for(page, lambda: all(t.locator(".cm-editor").count() == 0 for t in twins), "the twins' editors dropped")
+    page.fill(".find-replacement", "renamed")
+    page.click(".find-replace-all")
+    assert cell_source(session, "twin1", "renamed") == "renamed = 1\n"
+    assert cell_source(session, "twin2", "renamed") == "renamed = 2\n"
+    assert all(t.locator(".cm-editor").count() == 0 for t in twins)
+    expect(twins[1]).to_contain_text("renamed = 2", timeout=T)
+    page.keyboard.press("Escape")
 
 
 def word(name: str) -> re.Pattern[str]:

@@ -69,7 +69,11 @@ export class NotebookView implements DocView, CommandTarget, CellHost {
     // own cursor on every key) costs nothing here
     this.model.awareness.on('change', ({ added, updated, removed }: { added: number[]; updated: number[]; removed: number[] }) => {
       const me = this.model.ydoc.clientID;
-      if ([...added, ...updated, ...removed].some((id) => id !== me)) this.updatePresence();
+      if ([...added, ...updated, ...removed].some((id) => id !== me)) this.queuePresence();
+    });
+    // a cursor that came before the text it points into is placed once the text is here
+    this.model.ydoc.on('update', () => {
+      if (this.presenceUnresolved) this.queuePresence();
     });
     this.provider = ctx.conns.open(file.room, this.model.ydoc, this.model.awareness);
     this.kernel = new KernelPanel(this.element, this.provider);
@@ -492,26 +496,46 @@ export class NotebookView implements DocView, CommandTarget, CellHost {
     else if (this.editable()) this.append('code');
   }
 
+  /** Mark other people's cursors in the cells' gutters (once per frame at most). */
+  private queuePresence(): void {
+    if (this.presenceQueued) return;
+    this.presenceQueued = true;
+    requestAnimationFrame(() => {
+      this.presenceQueued = false;
+      this.updatePresence();
+    });
+  }
+
+  private presenceQueued = false;
+  /** a cursor pointed into text not received yet (awareness can overtake the edit) */
+  private presenceUnresolved = false;
+
   private updatePresence(): void {
     const byText = new Map<Y.AbstractType<unknown>, RemoteUser[]>();
     const doc = this.model.ydoc;
+    this.presenceUnresolved = false;
     this.model.awareness.getStates().forEach((state, clientId) => {
       if (clientId === doc.clientID) return;
       const cursor = state.cursor as { head?: unknown } | null | undefined;
       const user = state.user as RemoteUser | undefined;
       if (!cursor?.head || !user) return;
+      let pos: Y.AbsolutePosition | null = null;
       try {
-        const pos = Y.createAbsolutePositionFromRelativePosition(Y.createRelativePositionFromJSON(cursor.head), doc);
-        if (!pos) return;
-        const list = byText.get(pos.type) ?? [];
-        list.push({ name: String(user.name ?? '?'), color: safeColor(user.color) });
-        byText.set(pos.type, list);
+        pos = Y.createAbsolutePositionFromRelativePosition(Y.createRelativePositionFromJSON(cursor.head), doc);
       } catch {
-        /* a cursor in a cell we have not received yet */
+        /* not a position in this document */
       }
+      if (!pos) {
+        this.presenceUnresolved = true;
+        return;
+      }
+      const list = byText.get(pos.type) ?? [];
+      list.push({ name: String(user.name ?? '?'), color: safeColor(user.color) });
+      byText.set(pos.type, list);
     });
     for (const view of this.views.values()) view.setPresence(byText.get(view.ysource as Y.AbstractType<unknown>) ?? []);
   }
+
 
   show(): void {
     this.element.hidden = false;
