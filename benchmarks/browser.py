@@ -16,6 +16,11 @@ in one headless Chromium (Debian's /usr/bin/chromium, or GITRTC_CHROMIUM).
   the time from the keydown event to the end of the next frame (a requestAnimationFrame
   then a task: the input-to-next-paint delay as the person sees it), and the time spent
   in the page's own handlers of that key. p50 / p95 / max.
+- with --trace: a Chromium performance trace of the typing, and from it the page's main
+  thread CPU time (thread time, so less sensitive to a busy machine than wall time) per
+  key typed: all of it, and the part in style, layout and paint. Others' updates applied
+  meanwhile are included (they are part of what typing in a shared notebook costs); per
+  edit applied (ours and theirs) too, which depends less on how fast the machine is.
 
 Needs the built client (`cd web && npm run build`) and python playwright. Not a test.
 """
@@ -83,6 +88,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keys", type=int, default=200, help="keystrokes measured")
     parser.add_argument("--out", type=Path, help="write the figures as JSON here too")
+    parser.add_argument("--trace", action="store_true", help="also trace the typing: main-thread CPU per key")
     args = parser.parse_args()
 
     from playwright.sync_api import sync_playwright
@@ -103,7 +109,7 @@ def main() -> None:
             room_url = f"{rtc.ws_base}{room}?token={info['token']}&name=Typist"
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-                figures = run(browser, url, room_url, len(cells), args.keys)
+                figures = run(browser, url, room_url, len(cells), args.keys, args.trace)
                 browser.close()
         finally:
             rtc.kill()
@@ -174,7 +180,35 @@ class Typists:
         return self.typed
 
 
-def run(browser: Any, url: str, room_url: str, n_cells: int, keys: int) -> dict[str, Any]:
+RENDERING = {"UpdateLayoutTree", "Layout", "PrePaint", "Paint", "Layerize", "Commit", "RasterTask", "UpdateLayer"}
+
+
+def main_thread_cpu(trace: bytes) -> dict[str, float]:
+    """CPU milliseconds of the page's main thread in a trace: everything (its top-level
+    tasks' thread time) and the style/layout/paint events among them."""
+    events = json.loads(trace)
+    events = events["traceEvents"] if isinstance(events, dict) else events
+    mains = {
+        (e["pid"], e["tid"])
+        for e in events
+        if e.get("name") == "thread_name" and e["args"].get("name") == "CrRendererMain"
+    }
+    busy: dict[tuple[int, int], float] = {}
+    rendering: dict[tuple[int, int], float] = {}
+    for e in events:
+        key = (e.get("pid"), e.get("tid"))
+        if key not in mains or e.get("ph") != "X":
+            continue
+        cpu = e.get("tdur", e.get("dur", 0)) / 1000
+        if e["name"] == "RunTask":
+            busy[key] = busy.get(key, 0.0) + cpu
+        elif e["name"] in RENDERING:
+            rendering[key] = rendering.get(key, 0.0) + cpu
+    page = max(busy, key=lambda k: busy[k])  # the notebook's renderer, not an idle one
+    return {"main_thread_cpu_ms": busy[page], "style_layout_paint_cpu_ms": rendering.get(page, 0.0)}
+
+
+def run(browser: Any, url: str, room_url: str, n_cells: int, keys: int, trace: bool = False) -> dict[str, Any]:
     me = open_page(browser, "Measured", probe=True)
     me.goto(url)
     me.wait_for_function(
@@ -194,13 +228,18 @@ def run(browser: Any, url: str, room_url: str, n_cells: int, keys: int) -> dict[
     others = Typists(room_url, [code_ids[middle + 1], code_ids[middle + 2]])
     type_into(me, middle)
     me.evaluate("window.__bench.keys = []; window.__bench.measure = true")
+    if trace:
+        browser.start_tracing(page=me, categories=["devtools.timeline", "disabled-by-default-devtools.timeline"])
+    remote_before = others.typed
     started = time.monotonic()
     for i in range(keys):
         me.keyboard.type("x" if i % 20 else " ", delay=0)
         me.wait_for_timeout(60)
     elapsed = time.monotonic() - started
+    remote_during = others.typed - remote_before
     me.evaluate("window.__bench.measure = false")
     me.wait_for_timeout(200)
+    cpu = main_thread_cpu(browser.stop_tracing()) if trace else None
     got = me.evaluate("window.__bench.keys")
     remote = others.close()
     frames = [k["frame"] for k in got if k["frame"]]
@@ -222,6 +261,22 @@ def run(browser: Any, url: str, room_url: str, n_cells: int, keys: int) -> dict[
             "p95": round(pct(handlers, 95), 1),
             "max": round(max(handlers), 1),
         },
+        **(
+            {
+                "trace_per_key_ms": {
+                    "main_thread_cpu": round(cpu["main_thread_cpu_ms"] / keys, 2),
+                    "style_layout_paint_cpu": round(cpu["style_layout_paint_cpu_ms"] / keys, 2),
+                },
+                # the others type at a wall-clock rate, so on a slow machine more of their
+                # keys fall into each of ours: per edit applied (ours and theirs) is steadier
+                "trace_per_edit_ms": {
+                    "edits": keys + remote_during,
+                    "main_thread_cpu": round(cpu["main_thread_cpu_ms"] / (keys + remote_during), 2),
+                },
+            }
+            if cpu
+            else {}
+        ),
     }
 
 

@@ -39,11 +39,14 @@ export class ConflictPanel {
     root.insertBefore(this.banner, root.firstChild);
     this.state = ydoc.getMap('state');
     this.state.observe(() => this.paint());
-    // cells are (re)created by the notebook view: mark new ones as they appear
+    // cells are (re)created by the notebook view: mark new ones as they appear. Only the
+    // cell list's own children are watched: typing changes the DOM inside a cell on every
+    // key, and a whole-notebook query per key would grow with the notebook
     this.observer = new MutationObserver(() => {
       if (!this.painting) this.paint();
     });
-    this.observer.observe(root, { childList: true, subtree: true });
+    const cells = root.querySelector('.nb-cells');
+    this.observer.observe(cells ?? root, cells ? { childList: true } : { childList: true, subtree: true });
     this.paint();
   }
 

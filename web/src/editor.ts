@@ -33,12 +33,16 @@ export interface EditorOptions {
   wrap?: boolean;
   extra?: Extension;
   label?: string;
+  /** the text's undo history when it must outlive the editor (a notebook cell's editor
+   * is built and dropped as it scrolls by); the caller owns it. Default: the editor's own */
+  undoManager?: Y.UndoManager;
 }
 
 const editableConf = (on: boolean): Extension => [EditorView.editable.of(on), EditorState.readOnly.of(!on)];
 
 export function bindEditor(parent: HTMLElement, opts: EditorOptions): BoundEditor {
-  const undoManager = new Y.UndoManager(opts.ytext);
+  const undoManager = opts.undoManager ?? new Y.UndoManager(opts.ytext);
+  const ownsUndo = !opts.undoManager;
   const editable = new Compartment();
   const language = new Compartment();
   let destroyed = false;
@@ -86,7 +90,7 @@ export function bindEditor(parent: HTMLElement, opts: EditorOptions): BoundEdito
     destroy() {
       destroyed = true;
       view.destroy();
-      undoManager.destroy();
+      if (ownsUndo) undoManager.destroy();
     },
   };
 }

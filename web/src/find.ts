@@ -1,8 +1,10 @@
 // Find and replace across a notebook (Ctrl-F), as in JupyterLab: every cell's source and
 // the text of its outputs, in order. A match in a source is selected in the cell's
-// editor; a match in an output is highlighted there (CSS Custom Highlight API) and
-// scrolled to. Replace only touches sources, through the cell's editor, so each
-// replacement is an ordinary edit of this person (their text undo covers it).
+// editor (built for it if the cell has none yet: cellview.ts); a match in an output is
+// highlighted there (CSS Custom Highlight API) and scrolled to. Sources are searched in
+// the model (each cell's Y.Text), not the page, so cells without an editor are found too.
+// Replace only touches sources, as an ordinary edit of this person (their text undo
+// covers it), without building an editor for every cell it changes.
 import { EditorSelection } from '@codemirror/state';
 import { EditorView } from '@codemirror/view';
 import { button, h } from './dom';
@@ -11,12 +13,18 @@ import { button, h } from './dom';
 export interface FindCell {
   readonly id: string;
   readonly element: HTMLElement;
+  /** the cell's editor (built when asked for) */
   readonly editorView: EditorView;
   readonly outputsElement: HTMLElement;
+  /** the source, from the model */
   source(): string;
+  /** replace ranges of the source with one text, as this person's edit */
+  replaceSource(ranges: { from: number; to: number }[], insert: string): void;
   outputText(): string;
   startEditing(): void;
   setCollapsed(on: boolean): void;
+  /** lay the cell out now (far off-screen cells are skipped: nearview.ts) */
+  unhide(): void;
 }
 
 interface Match {
@@ -24,6 +32,8 @@ interface Match {
   where: 'source' | 'output';
   from: number;
   to: number;
+  /** the text matched (a replacement checks it is still there) */
+  text: string;
 }
 
 export class FindBar {
@@ -105,7 +115,7 @@ export class FindBar {
     const scan = (cell: FindCell, where: Match['where'], text: string) => {
       const hay = fold ? text.toLowerCase() : text;
       for (let at = hay.indexOf(needle); at >= 0; at = hay.indexOf(needle, at + needle.length)) {
-        this.matches.push({ cell, where, from: at, to: at + needle.length });
+        this.matches.push({ cell, where, from: at, to: at + needle.length, text: text.slice(at, at + needle.length) });
       }
     };
     for (const cell of this.cells()) {
@@ -139,6 +149,7 @@ export class FindBar {
     this.clearHighlight();
     for (const el of document.querySelectorAll('.cell.find-current')) el.classList.remove('find-current');
     m.cell.element.classList.add('find-current');
+    m.cell.unhide();
     if (m.where === 'source') {
       m.cell.startEditing();
       const view = m.cell.editorView;
@@ -172,10 +183,7 @@ export class FindBar {
       this.step(1);
       return;
     }
-    const view = m.cell.editorView;
-    if (view.state.sliceDoc(m.from, m.to).length === m.to - m.from) {
-      view.dispatch({ changes: { from: m.from, to: m.to, insert: this.replacement.value } });
-    }
+    if (m.cell.source().slice(m.from, m.to) === m.text) m.cell.replaceSource([m], this.replacement.value);
     this.search();
     this.current -= 1;
     this.step(1);
@@ -189,9 +197,7 @@ export class FindBar {
       if (m.where !== 'source') continue;
       byCell.set(m.cell, [...(byCell.get(m.cell) ?? []), m]);
     }
-    for (const [cell, ms] of byCell) {
-      cell.editorView.dispatch({ changes: ms.map((m) => ({ from: m.from, to: m.to, insert: this.replacement.value })) });
-    }
+    for (const [cell, ms] of byCell) cell.replaceSource(ms, this.replacement.value);
     this.search();
     this.current = -1;
     this.showCount();

@@ -201,13 +201,17 @@ export class KernelPanel {
   }
 
   private paintAll(): void {
-    for (const el of this.root.querySelectorAll<HTMLElement>('.cell[data-cell-id]')) this.paint(el.dataset.cellId ?? '');
+    // each element as found (not looked up again by id: that was quadratic in the cells)
+    for (const el of this.root.querySelectorAll<HTMLElement>('.cell[data-cell-id]')) this.paintCell(el, el.dataset.cellId ?? '');
+  }
+
+  private paint(cellId: string): void {
+    const el = this.cellElement(cellId);
+    if (el) this.paintCell(el, cellId);
   }
 
   /** The cell's run badge: state, who, when (the private state wins while it is on). */
-  private paint(cellId: string): void {
-    const el = this.cellElement(cellId);
-    if (!el) return;
+  private paintCell(el: HTMLElement, cellId: string): void {
     const state = (this.privateOn && this.states.private.get(cellId)) || this.states.shared.get(cellId);
     let badge = el.querySelector<HTMLElement>('.cell-run-state');
     if (!state) {

@@ -1,337 +1,31 @@
 // A notebook: @jupyter/ydoc's YNotebook (the YNotebook layout: `meta` map, `cells`
-// array) is the model. Each cell is a CodeMirror editor bound to the cell's `source`
-// Y.Text; markdown cells are rendered (marked + DOMPurify) when not being edited;
-// outputs are rendered read-only (see outputs.ts). Cell operations go through the
+// array) is the model. Each cell is a CellView (cellview.ts): a static view of its
+// source, rendered markdown (marked + DOMPurify) and read-only outputs (outputs.ts), and
+// a CodeMirror editor bound to the cell's `source` Y.Text that is built only near the
+// visible area (nearview.ts) or when the cell is edited, so a notebook of hundreds of
+// cells opens fast and a keystroke costs the same as in a small one. Cell operations go through the
 // model's own methods so that the document keeps JupyterLab's schema, inside the model's
 // transactions: its UndoManager tracks only this client's origin, so `z` / Ctrl-Z in
 // command mode undo this person's cell operations and never anyone else's.
 // Command mode and edit mode follow JupyterLab (commands.ts has the keys); Ctrl-F opens
 // the notebook-wide find bar (find.ts).
 import * as Y from 'yjs';
-import { YNotebook, type YCellType } from '@jupyter/ydoc';
-import { EditorView, keymap } from '@codemirror/view';
-import { Prec } from '@codemirror/state';
+import { YNotebook } from '@jupyter/ydoc';
 import type { WebsocketProvider } from 'y-websocket';
 import type { FileInfo } from './api';
+import { CellView, type CellHost, type CellType, type RemoteUser } from './cellview';
 import { button, h } from './dom';
-import { bindEditor, type BoundEditor } from './editor';
-import { MARKDOWN, notebookLanguage } from './languages';
+import { notebookLanguage } from './languages';
 import type { LanguageDescription } from '@codemirror/language';
-import { renderOutputs, type Output } from './outputs';
 import { commandKey, getClipboard, setClipboard, type CommandTarget } from './commands';
 import { FindBar } from './find';
 import { guardAwareness, safeColor } from './presence';
 import { KernelPanel } from './kernel';
 import { ConflictPanel } from './conflicts';
-import { renderMarkdown, type Attachments } from './sanitize';
+import { NearView } from './nearview';
 import { userState, type DocView, type Place, type ViewContext } from './views';
 
-type CellType = 'code' | 'markdown' | 'raw';
-
-interface RemoteUser {
-  name: string;
-  color: string;
-}
-
-class CellView {
-  readonly element: HTMLElement;
-  private readonly editor: BoundEditor;
-  private readonly editorHost: HTMLElement;
-  private readonly rendered: HTMLElement;
-  private readonly outputs: HTMLElement;
-  private readonly prompt: HTMLElement;
-  private readonly presence: HTMLElement;
-  private readonly toolbar: HTMLElement | null;
-  private readonly typeSelect: HTMLSelectElement | null;
-  private editing = false;
-  private renderQueued = false;
-  private dirtyOutputs = true;
-  private dirtySource = true;
-  private staleCheck = false;
-  private shownEditor: boolean | null = null;
-  /** the source the outputs were made from (as far as this page knows) */
-  private outputsSource: string;
-  private collapsed = false;
-  private readonly collapser: HTMLElement;
-  private readonly outputArea: HTMLElement;
-  private readonly unobserve: () => void;
-
-  constructor(readonly nb: NotebookView, readonly cell: YCellType) {
-    const type = cell.cell_type as CellType;
-    const ymodel = cell.ymodel;
-    const ysource = ymodel.get('source') as Y.Text;
-    this.prompt = h('div', { class: 'cell-prompt' });
-    this.presence = h('div', { class: 'cell-presence' });
-    this.editorHost = h('div', { class: 'cell-editor' });
-    this.rendered = h('div', { class: 'cell-rendered markdown-body', tabindex: 0, title: nb.canEdit() ? 'Click to edit' : '' });
-    this.outputs = h('div', { class: 'cell-outputs' });
-    this.collapser = h('div', { class: 'output-collapser', title: 'Collapse or expand the output (o)', role: 'button' });
-    this.collapser.addEventListener('click', () => this.setCollapsed(!this.collapsed));
-    this.outputArea = h('div', { class: 'cell-output-area' }, this.collapser, this.outputs);
-    this.outputArea.hidden = true;
-    const meta = (cell.ymodel.get('metadata') as Y.Map<unknown> | undefined)?.toJSON?.() as Record<string, any> | undefined;
-    this.collapsed = Boolean(meta?.collapsed === true || meta?.jupyter?.outputs_hidden === true);
-    this.outputsSource = ysource.toString();
-    this.rendered.hidden = true;
-    if (nb.canEdit()) {
-      this.typeSelect = h('select', { class: 'cell-type', 'aria-label': 'Cell type' },
-        h('option', { value: 'code' }, 'Code'),
-        h('option', { value: 'markdown' }, 'Markdown'),
-        h('option', { value: 'raw' }, 'Raw'));
-      this.typeSelect.value = type;
-      this.typeSelect.addEventListener('change', () => nb.changeType(this, this.typeSelect!.value as CellType));
-      this.toolbar = h('div', { class: 'cell-toolbar' },
-        this.typeSelect,
-        button('↑', 'Move cell up', 'cell-up', () => nb.move(this, -1)),
-        button('↓', 'Move cell down', 'cell-down', () => nb.move(this, 1)),
-        button('▶', 'Run this cell (Shift-Enter)', 'cell-run', () => nb.run(this)),
-        button('+', 'Insert a code cell below', 'cell-add', () => nb.insert(this, 'code')),
-        button('✕', 'Delete cell', 'cell-delete', () => nb.remove(this)));
-    } else {
-      this.typeSelect = null;
-      this.toolbar = null;
-    }
-    this.element = h('div', { class: `cell cell-${type}`, 'data-cell-id': String(ymodel.get('id') ?? ''), 'data-cell-type': type, tabindex: -1 },
-      h('div', { class: 'cell-gutter' }, this.prompt, this.presence),
-      h('div', { class: 'cell-body' }, this.toolbar, this.editorHost, this.rendered,
-        h('div', { class: 'stale-note' }, 'The source changed since this output was made'), this.outputArea));
-
-    this.editor = bindEditor(this.editorHost, {
-      ytext: ysource,
-      awareness: nb.model.awareness,
-      language: type === 'code' ? nb.codeLanguage() : type === 'markdown' ? MARKDOWN : null,
-      editable: nb.editable(),
-      kind: 'cell',
-      wrap: type !== 'code',
-      label: `${type} cell`,
-      extra: [
-        Prec.high(keymap.of([
-          { key: 'Shift-Enter', run: () => { this.nb.next(this); return true; } },
-          { key: 'Mod-Enter', run: () => { this.nb.run(this); return true; } },
-          { key: 'Mod-Shift--', run: (v) => { this.nb.split(this, v.state.selection.main.head); return true; } },
-          {
-            // edit mode → command mode (JupyterLab)
-            key: 'Escape',
-            run: () => {
-              this.stopEditing();
-              this.nb.commandMode(this);
-              return true;
-            },
-          },
-        ])),
-        EditorView.updateListener.of((u) => {
-          if (u.selectionSet && u.view.hasFocus) {
-            nb.ctx.onPlace({ file: nb.file.path, cell: this.id, line: u.state.doc.lineAt(u.state.selection.main.head).number });
-          }
-        }),
-        EditorView.domEventHandlers({
-          blur: () => {
-            // leave markdown edit mode once the focus is elsewhere (not a toolbar click)
-            setTimeout(() => {
-              if (!this.element.contains(document.activeElement)) this.stopEditing();
-            }, 0);
-            return false;
-          },
-        }),
-      ],
-    });
-
-    if (type === 'markdown') {
-      this.rendered.addEventListener('click', (ev) => {
-        if ((ev.target as HTMLElement).closest('a')) return;
-        this.startEditing();
-      });
-    }
-
-    const observer = (events: Y.YEvent<any>[]) => {
-      for (const ev of events) {
-        if (ev.target === ymodel) {
-          const keys = (ev as Y.YMapEvent<unknown>).keysChanged;
-          if (keys.has('execution_count')) this.updatePrompt();
-          if (keys.has('outputs')) this.outputsChanged();
-          if (keys.has('attachments') || keys.has('source')) this.dirtySource = true;
-        } else if (ev.path[0] === 'outputs') {
-          this.outputsChanged();
-        } else if (ev.path[0] === 'source' || ev.target === ysource) {
-          this.dirtySource = true;
-          this.staleCheck = true;
-        } else if (ev.path[0] === 'attachments') {
-          this.dirtySource = true;
-        }
-      }
-      if ((this.dirtyOutputs || this.staleCheck) && this.type === 'code') this.queueRender();
-      else if (this.dirtySource && this.type === 'markdown') this.queueRender();
-    };
-    ymodel.observeDeep(observer);
-    this.unobserve = () => ymodel.unobserveDeep(observer);
-    this.updatePrompt();
-    this.render();
-  }
-
-  get id(): string {
-    return String(this.cell.ymodel.get('id') ?? '');
-  }
-
-  get type(): CellType {
-    return this.cell.cell_type as CellType;
-  }
-
-  private outputsChanged(): void {
-    this.dirtyOutputs = true;
-    this.outputsSource = this.ysource.toString();
-    this.staleCheck = true;
-  }
-
-  private updatePrompt(): void {
-    if (this.type !== 'code') {
-      this.prompt.textContent = '';
-      return;
-    }
-    const n = this.cell.ymodel.get('execution_count');
-    this.prompt.textContent = `[${typeof n === 'number' ? n : ' '}]:`;
-  }
-
-  private queueRender(): void {
-    if (this.renderQueued) return;
-    this.renderQueued = true;
-    requestAnimationFrame(() => {
-      this.renderQueued = false;
-      this.render();
-    });
-  }
-
-  /** Show rendered markdown or the editor, and the outputs. */
-  render(): void {
-    if (this.type === 'code' && this.dirtyOutputs) {
-      this.dirtyOutputs = false;
-      const youtputs = this.cell.ymodel.get('outputs') as Y.Array<unknown> | undefined;
-      renderOutputs(this.outputs, youtputs ? (youtputs.toJSON() as Output[]) : []);
-      this.outputArea.hidden = this.outputs.hidden;
-      this.outputs.hidden = false;
-      this.showCollapsed();
-    }
-    if (this.type === 'code' && this.staleCheck) {
-      // outputs made from another source than the one shown are marked, as long as they are
-      this.staleCheck = false;
-      const stale = !this.outputArea.hidden && this.ysource.toString() !== this.outputsSource;
-      this.element.classList.toggle('stale', stale);
-      this.outputArea.title = stale ? 'The source changed since this output was made' : '';
-    }
-    if (this.type === 'markdown') {
-      const source = this.cell.getSource();
-      const showEditor = this.editing || (source.trim() === '' && this.nb.editable());
-      this.editorHost.hidden = !showEditor;
-      this.rendered.hidden = showEditor;
-      if (!showEditor && (this.dirtySource || this.shownEditor !== false)) {
-        this.dirtySource = false;
-        const attachments = this.cell.ymodel.get('attachments') as Attachments;
-        this.rendered.replaceChildren(source.trim() ? renderMarkdown(source, attachments) : h('p', { class: 'muted' }, '(empty)'));
-      }
-      this.shownEditor = showEditor;
-      this.element.classList.toggle('editing', showEditor);
-    }
-  }
-
-  setCollapsed(on: boolean): void {
-    this.collapsed = on;
-    this.showCollapsed();
-  }
-
-  toggleCollapsed(): void {
-    this.setCollapsed(!this.collapsed);
-  }
-
-  private showCollapsed(): void {
-    this.outputArea.classList.toggle('collapsed', this.collapsed);
-    this.collapser.setAttribute('aria-expanded', String(!this.collapsed));
-  }
-
-  source(): string {
-    return this.cell.getSource();
-  }
-
-  /** The text of the outputs as shown (for find). */
-  outputText(): string {
-    return this.outputArea.hidden ? '' : this.outputs.textContent ?? '';
-  }
-
-  get outputsElement(): HTMLElement {
-    return this.outputs;
-  }
-
-  get editorView(): EditorView {
-    return this.editor.view;
-  }
-
-  get isEditing(): boolean {
-    return this.element.contains(document.activeElement) && !!document.activeElement?.closest('.cm-editor');
-  }
-
-  startEditing(): void {
-    if (!this.nb.editable()) return;
-    this.editing = true;
-    this.render();
-    this.focus();
-  }
-
-  stopEditing(): void {
-    if (this.type !== 'markdown' || !this.editing) return;
-    this.editing = false;
-    this.render();
-  }
-
-  /** Command mode on this cell: the cell itself has the focus, not its editor. */
-  focusCell(): void {
-    this.element.focus({ preventScroll: true });
-    this.element.scrollIntoView({ block: 'nearest' });
-  }
-
-  focus(): void {
-    if (this.type === 'markdown' && !this.editing && this.nb.editable()) {
-      this.editing = true;
-      this.render();
-    }
-    if (!this.editorHost.hidden) this.editor.view.focus();
-    this.element.scrollIntoView({ block: 'nearest' });
-  }
-
-  setEditable(on: boolean): void {
-    this.editor.setEditable(on);
-    if (!on) this.editing = false;
-    this.render();
-  }
-
-  reveal(line: number | null | undefined): void {
-    this.element.scrollIntoView({ block: 'center' });
-    if (line && !this.editorHost.hidden) {
-      const doc = this.editor.view.state.doc;
-      const l = doc.line(Math.min(Math.max(1, line), doc.lines));
-      this.editor.view.dispatch({ effects: EditorView.scrollIntoView(l.from, { y: 'nearest' }) });
-    }
-  }
-
-  setPresence(users: RemoteUser[]): void {
-    this.presence.replaceChildren(...users.map((u) => {
-      const tag = h('span', { class: 'presence-tag', title: `${u.name} is here` }, u.name.slice(0, 1).toUpperCase());
-      tag.style.backgroundColor = safeColor(u.color);
-      return tag;
-    }));
-    this.element.classList.toggle('has-remote', users.length > 0);
-    if (users.length) this.element.style.setProperty('--remote-color', safeColor(users[0].color));
-  }
-
-  get ysource(): Y.Text {
-    return this.cell.ymodel.get('source') as Y.Text;
-  }
-
-  destroy(): void {
-    this.unobserve();
-    this.editor.destroy();
-    this.element.remove();
-  }
-}
-
-export class NotebookView implements DocView, CommandTarget {
+export class NotebookView implements DocView, CommandTarget, CellHost {
   readonly element: HTMLElement;
   readonly provider: WebsocketProvider;
   readonly model = new YNotebook();
@@ -340,6 +34,9 @@ export class NotebookView implements DocView, CommandTarget {
   private readonly status: HTMLElement;
   private readonly adders: HTMLElement | null;
   private views = new Map<Y.Map<unknown>, CellView>();
+  private readonly byElement = new WeakMap<Element, CellView>();
+  /** builds the editors of the cells near the visible area, drops those far from it */
+  private readonly nearView = new NearView();
   private synced = false;
   private ended = false;
   private lang: LanguageDescription | null | undefined = undefined;
@@ -369,7 +66,16 @@ export class NotebookView implements DocView, CommandTarget {
     this.model.changed.connect((_, change) => {
       if (change.cellsChange) this.reconcile();
     });
-    this.model.awareness.on('change', () => this.updatePresence());
+    // only others' cursors are shown in the gutters: one's own typing (which moves one's
+    // own cursor on every key) costs nothing here
+    this.model.awareness.on('change', ({ added, updated, removed }: { added: number[]; updated: number[]; removed: number[] }) => {
+      const me = this.model.ydoc.clientID;
+      if ([...added, ...updated, ...removed].some((id) => id !== me)) this.queuePresence();
+    });
+    // a cursor that came before the text it points into is placed once the text is here
+    this.model.ydoc.on('update', () => {
+      if (this.presenceUnresolved) this.queuePresence();
+    });
     this.provider = ctx.conns.open(file.room, this.model.ydoc, this.model.awareness);
     this.kernel = new KernelPanel(this.element, this.provider);
     this.element.insertBefore(this.kernel.element, this.list);
@@ -416,7 +122,12 @@ export class NotebookView implements DocView, CommandTarget {
     const next = new Map<Y.Map<unknown>, CellView>();
     for (const cell of cells) {
       const key = cell.ymodel as Y.Map<unknown>;
-      next.set(key, this.views.get(key) ?? new CellView(this, cell));
+      let view = this.views.get(key);
+      if (!view) {
+        view = new CellView(this, cell);
+        this.byElement.set(view.element, view);
+      }
+      next.set(key, view);
     }
     for (const [key, view] of this.views) if (!next.has(key)) view.destroy();
     this.views = next;
@@ -428,6 +139,7 @@ export class NotebookView implements DocView, CommandTarget {
       i++;
     }
     this.element.dataset.cells = String(cells.length);
+    this.nearView.setItems([...next.values()]);
     if (this.pendingFocus) {
       const view = [...next.values()].find((v) => v.id === this.pendingFocus);
       if (view) {
@@ -576,9 +288,7 @@ export class NotebookView implements DocView, CommandTarget {
 
   private viewOf(el: HTMLElement): CellView | null {
     const cellEl = el.closest<HTMLElement>('.cell');
-    if (!cellEl) return null;
-    for (const v of this.views.values()) if (v.element === cellEl) return v;
-    return null;
+    return cellEl ? this.byElement.get(cellEl) ?? null : null;
   }
 
   private ordered(): CellView[] {
@@ -788,29 +498,50 @@ export class NotebookView implements DocView, CommandTarget {
     else if (this.editable()) this.append('code');
   }
 
+  /** Mark other people's cursors in the cells' gutters (once per frame at most). */
+  private queuePresence(): void {
+    if (this.presenceQueued) return;
+    this.presenceQueued = true;
+    requestAnimationFrame(() => {
+      this.presenceQueued = false;
+      this.updatePresence();
+    });
+  }
+
+  private presenceQueued = false;
+  /** a cursor pointed into text not received yet (awareness can overtake the edit) */
+  private presenceUnresolved = false;
+
   private updatePresence(): void {
     const byText = new Map<Y.AbstractType<unknown>, RemoteUser[]>();
     const doc = this.model.ydoc;
+    this.presenceUnresolved = false;
     this.model.awareness.getStates().forEach((state, clientId) => {
       if (clientId === doc.clientID) return;
       const cursor = state.cursor as { head?: unknown } | null | undefined;
       const user = state.user as RemoteUser | undefined;
       if (!cursor?.head || !user) return;
+      let pos: Y.AbsolutePosition | null = null;
       try {
-        const pos = Y.createAbsolutePositionFromRelativePosition(Y.createRelativePositionFromJSON(cursor.head), doc);
-        if (!pos) return;
-        const list = byText.get(pos.type) ?? [];
-        list.push({ name: String(user.name ?? '?'), color: safeColor(user.color) });
-        byText.set(pos.type, list);
+        pos = Y.createAbsolutePositionFromRelativePosition(Y.createRelativePositionFromJSON(cursor.head), doc);
       } catch {
-        /* a cursor in a cell we have not received yet */
+        /* not a position in this document */
       }
+      if (!pos) {
+        this.presenceUnresolved = true;
+        return;
+      }
+      const list = byText.get(pos.type) ?? [];
+      list.push({ name: String(user.name ?? '?'), color: safeColor(user.color) });
+      byText.set(pos.type, list);
     });
     for (const view of this.views.values()) view.setPresence(byText.get(view.ysource as Y.AbstractType<unknown>) ?? []);
   }
 
+
   show(): void {
     this.element.hidden = false;
+    this.nearView.attach(this.element);
   }
 
   hide(): void {
@@ -838,6 +569,7 @@ export class NotebookView implements DocView, CommandTarget {
 
   destroy(): void {
     this.unlisten();
+    this.nearView.destroy();
     for (const v of this.views.values()) v.destroy();
     this.views.clear();
     this.ctx.conns.close(this.provider);
