@@ -10,9 +10,9 @@ from typing import Any
 from pycrdt import Doc
 
 from . import safefs
-from .documents import open_codec
 from .errors import DocumentError, NotShareableError, StoreError
 from .manifest import Manifest
+from .plugins.loader import open_codec
 from .store import Store
 from .validation import DocumentGuard
 

@@ -15,11 +15,12 @@ from typing import Any
 from pycrdt import Doc, Map
 
 from . import git
-from .documents import Codec, open_codec
+from .documents import Codec
 from .errors import DocumentError, StaleEpochError, StoreError, UnknownRoomError
 from .limits import Limits
 from .manifest import EPOCH, ROOM_NAME, FileEntry, Manifest
 from .origins import DiskLoad, ServerEdit, StoreReplay
+from .plugins.loader import open_codec
 from .rooms import Connection, Room
 from .store import Store
 from .validation import DocumentGuard

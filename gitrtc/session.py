@@ -35,6 +35,7 @@ from .events import EventLog
 from .kernels.service import KernelService
 from .limits import DEFAULT, Limits
 from .manifest import FileEntry, Manifest
+from .plugins.services import add_services
 from .registry import RoomRegistry
 from .requests import RequestChannel
 from .rooms import Connection, Room
@@ -96,6 +97,7 @@ class Session:
         self.requests = RequestChannel(limits)
         self.kernels = KernelService(self)
         self.requests.register("kernel", self.kernels)
+        self.plugins = add_services(self)  # installed plugin services, on the same channel
         self.registry.requests = self.requests.receive
         self.access.on_left = self.requests.disconnected
         self.ending.before_stop = self.requests.close

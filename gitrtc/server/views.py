@@ -6,6 +6,7 @@ from typing import Any
 
 from ..manifest import FileEntry
 from ..session import Session
+from . import plugins
 
 
 def describe(session: Session, role: str, name: str | None = None) -> dict[str, Any]:
@@ -25,6 +26,7 @@ def describe(session: Session, role: str, name: str | None = None) -> dict[str, 
         "participants": session.participants(),
         "commit": session.result.commit if session.result else None,
         "kernels": session.kernels.describe(),
+        "plugins": plugins.describe(session),
     }
 
 
@@ -63,4 +65,5 @@ async def status(session: Session) -> dict[str, Any]:
         "store_bytes": sum(sizes.values()),
         "resumed": session.resumed,
         "events": list(session.events),
+        "plugins": plugins.status(session),
     }
