@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..documents import MAX_FILE_BYTES, Codec
 from ..errors import NotShareableError, PluginError
-from .api import API_VERSION, DocumentKind, Op, Service
+from .api import API_VERSION, DocumentKind, Op, Service, matches
 from .codec import broken_plugins, sandbox_for
 from .sandbox import MAX_SECONDS, Sandbox
 
@@ -32,6 +32,8 @@ BUILTIN = (
     metadata.EntryPoint("text", "gitrtc.plugins.builtin:TextKind", KINDS_GROUP),
 )
 RESERVED_SERVICES = frozenset({"kernel"})
+#: Kind name → its last failure on a file in this process (the file was shared as another kind).
+FAILURES: dict[str, str] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +76,8 @@ class Plugins:
             item = info.to_json()
             if item["error"] is None and info.name in broken:
                 item["error"] = f"stopped while in use: {broken[info.name]}"
+            elif item["error"] is None and item["type"] == "kind" and info.name in FAILURES:
+                item["error"] = f"failed on a file: {FAILURES[info.name]}"
             out.append(item)
         return out
 
@@ -189,12 +193,15 @@ def open_codec(path: str, data: bytes, max_bytes: int = MAX_FILE_BYTES) -> Codec
                     continue
                 codec = kind.codec(path, data, max_bytes)
             else:
+                if kind.patterns and not matches(path, kind.patterns):
+                    continue  # decided here: no trip to the plugin's thread
                 box = sandbox_for(kind.name)
                 if not box.run(_taker(kind, path, data), kind.limits.seconds, f"sniff of {path}"):
                     continue
                 codec = kind.codec(path, data, max_bytes)
         except PluginError as exc:
             notes.append(f"{exc}; shared as the next kind that takes it")
+            FAILURES[kind.name] = str(exc)
             continue
         except NotShareableError:
             raise
@@ -214,6 +221,8 @@ def merge3(path: str, base: bytes, ours: bytes, theirs: bytes) -> FileMerge:
                 done = kind.merge3(base, ours, theirs)
                 return FileMerge(done.data, done.conflict)
             continue
+        if kind.patterns and not matches(path, kind.patterns):
+            continue
         box = sandbox_for(kind.name)
         try:
             if not box.run(_taker(kind, path, ours), kind.limits.seconds, f"sniff of {path}"):
@@ -228,7 +237,7 @@ def merge3(path: str, base: bytes, ours: bytes, theirs: bytes) -> FileMerge:
 
 
 def _taker(kind: DocumentKind, path: str, data: bytes) -> Any:
-    return lambda: kind.takes(path, data)
+    return lambda: kind.sniff(path, data)
 
 
 def _merger(kind: DocumentKind, base: bytes, ours: bytes, theirs: bytes) -> Any:

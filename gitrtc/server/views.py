@@ -62,6 +62,7 @@ async def status(session: Session) -> dict[str, Any]:
         "readonly_url": session.readonly_url,
         "files": files,
         "skipped": [{"path": p, "reason": r} for p, r in session.manifest.skipped],
+        "warnings": [{"path": p, "warning": w} for p, w in session.manifest.warnings],
         "store_bytes": sum(sizes.values()),
         "resumed": session.resumed,
         "events": list(session.events),

@@ -1,0 +1,84 @@
+// gitrtc-csv's browser view: the table as a grid of inputs, bound to the shared Y.Doc.
+//
+// Plugin API v1 (gitrtc docs/plugins.md): `mount(element, ctx)` gets Yjs as `ctx.Y`
+// (never import a second copy), the document `ctx.doc` (root `rows`: a Y.Array of
+// Y.Maps, column number -> cell text), `ctx.request(service, op, args)` and
+// `ctx.onEvent(fn)` for the room's services. Plain DOM, no dependencies.
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
+  for (const c of children) node.append(c);
+  return node;
+}
+
+function values(row) {
+  const cells = new Map();
+  row.forEach((v, k) => { if (/^\d+$/.test(k)) cells.set(Number(k), String(v)); });
+  const width = cells.size ? Math.max(...cells.keys()) + 1 : 0;
+  return Array.from({ length: width }, (_, i) => cells.get(i) ?? '');
+}
+
+export function mount(element, ctx) {
+  const { Y, doc } = ctx;
+  const rows = doc.getArray('rows');
+  let editable = false;
+  const table = el('table', { class: 'csv-grid', 'aria-label': `Table ${ctx.file.path}` });
+  const addRow = el('button', { type: 'button', class: 'csv-add-row' }, '+ Row');
+  const check = el('button', { type: 'button', class: 'csv-validate' }, 'Validate');
+  const result = el('div', { class: 'csv-result', role: 'status' });
+  element.append(el('div', { class: 'csv-bar' }, addRow, check, result), table);
+
+  const input = (r, c, value) => {
+    const box = el('input', { 'data-row': String(r), 'data-col': String(c), 'aria-label': `row ${r + 1} column ${c + 1}` });
+    box.value = value;
+    box.readOnly = !editable;
+    box.addEventListener('change', () => {
+      const row = rows.get(r);
+      if (row instanceof Y.Map && row.get(String(c)) !== box.value) row.set(String(c), box.value);
+    });
+    return box;
+  };
+
+  const render = () => {
+    const all = rows.toArray().map((row) => (row instanceof Y.Map ? values(row) : []));
+    const width = Math.max(0, ...all.map((r) => r.length));
+    const focused = document.activeElement;
+    const keep = focused && table.contains(focused) ? [focused.dataset.row, focused.dataset.col] : null;
+    table.replaceChildren(...all.map((vals, r) => el('tr', {},
+      ...Array.from({ length: width }, (_, c) => el(r === 0 ? 'th' : 'td', {}, input(r, c, vals[c] ?? ''))))));
+    if (keep) table.querySelector(`input[data-row="${keep[0]}"][data-col="${keep[1]}"]`)?.focus();
+  };
+
+  const show = (data) => {
+    result.textContent = data.ok
+      ? `✓ ${data.rows} rows, ${data.columns} columns: no problems (checked by ${data.by})`
+      : `✗ ${data.problems.length} problem(s), checked by ${data.by}: ` +
+        data.problems.slice(0, 5).map((p) => `row ${p.row}${p.column ? ` column ${p.column}` : ''}: ${p.problem}`).join('; ');
+    result.dataset.ok = String(data.ok);
+  };
+
+  rows.observeDeep(render);
+  ctx.synced.then(render);
+  ctx.onEvent((event, data) => { if (event === 'validate.result') show(data); });
+  ctx.synced.then(() => ctx.request('validate', 'last')).then((a) => { if (a.ok && a.data) show(a.data); });
+  addRow.addEventListener('click', () => {
+    const width = rows.length ? values(rows.get(0)).length : 1;
+    const row = new Y.Map();
+    rows.push([row]);
+    for (let i = 0; i < width; i++) row.set(String(i), '');
+  });
+  check.addEventListener('click', async () => {
+    const answer = await ctx.request('validate', 'check');
+    if (!answer.ok) result.textContent = answer.error;
+  });
+  render();
+  return {
+    setEditable(on) {
+      editable = on;
+      addRow.disabled = !on;
+      for (const box of table.querySelectorAll('input')) box.readOnly = !on;
+    },
+    destroy() { rows.unobserveDeep(render); },
+  };
+}
