@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import pycrdt
 
-from gitrtc.plugins import DocumentKind, KindLimits
+from gitrtc.plugins import DocumentKind, KindLimits, Merged
 
 from . import table
 from .static import STATIC
@@ -85,6 +85,29 @@ class CsvKind(DocumentKind):
             for k, values in enumerate(new[j1:j2]):
                 rows.insert(i1 + k, _ymap(values))
 
+    def merge3(self, base: bytes, ours: bytes, theirs: bytes) -> Merged:
+        """Cell by cell: both sides' changes applied to the base table as CRDT updates
+        (so rows added on both sides are both kept); a conflict only where both changed
+        the same cell (or one changed a row the other removed) differently."""
+        old = [r.values for r in self._records(base)[0]]
+        start: pycrdt.Doc[Any] = pycrdt.Doc()
+        self.load(base, start)
+        loaded = start.get_update()
+        sides = []
+        for data in (ours, theirs):
+            doc: pycrdt.Doc[Any] = pycrdt.Doc()
+            doc.apply_update(loaded)
+            state = doc.get_state()
+            self.update(doc, data, base)
+            sides.append((doc.get_update(state), _touched(old, [r.values for r in self._records(data)[0]])))
+        merged: pycrdt.Doc[Any] = pycrdt.Doc()
+        merged.apply_update(loaded)
+        for update, _ in sides:
+            merged.apply_update(update)
+        text, bom = table.decode(ours)
+        rendered = table.render(rows_of(merged), text, table.style_of(text, bom), (table.decode(theirs)[0],))
+        return Merged(rendered.encode("utf-8"), _conflicts(sides[0][1], sides[1][1]))
+
     def validate(self, doc: pycrdt.Doc[Any]) -> str | None:
         """Rows must be maps of column numbers to strings."""
         for n, row in enumerate(doc.get("rows", type=pycrdt.Array)):
@@ -102,3 +125,32 @@ def _set_row(row: Any, old: tuple[str, ...], new: tuple[str, ...]) -> None:
             del row[str(i)]
         elif i >= len(old) or old[i] != new[i]:
             row[str(i)] = new[i]
+
+
+def _touched(old: list[tuple[str, ...]], new: list[tuple[str, ...]]) -> dict[int, dict[int, str] | None]:
+    """Base rows a change touches: row → the cells it sets (column → value), or None
+    for a row it removes or rewrites whole."""
+    out: dict[int, dict[int, str] | None] = {}
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, old, new, autojunk=False).get_opcodes():
+        if tag == "equal":
+            continue
+        if tag == "replace" and i2 - i1 == j2 - j1:
+            for k in range(i2 - i1):
+                a, b = old[i1 + k], new[j1 + k]
+                width = max(len(a), len(b))
+                a, b = a + ("",) * (width - len(a)), b + ("",) * (width - len(b))
+                out[i1 + k] = {c: b[c] for c in range(width) if a[c] != b[c]}
+            continue
+        for i in range(i1, i2):
+            out[i] = None
+    return out
+
+
+def _conflicts(mine: dict[int, dict[int, str] | None], yours: dict[int, dict[int, str] | None]) -> bool:
+    """Whether both sides touched a base row in ways that do not combine (conservative:
+    a row removed or rewritten whole on both sides counts)."""
+    for row in mine.keys() & yours.keys():
+        a, b = mine[row], yours[row]
+        if a is None or b is None or any(a[c] != b[c] for c in a.keys() & b.keys()):
+            return True
+    return False

@@ -94,12 +94,13 @@ def format_row(values: tuple[str, ...], style: Style) -> str:
     return out.getvalue()
 
 
-def render(rows: list[tuple[str, ...]], original: str, style: Style) -> str:
-    """The file text of `rows`: a row equal to a row of `original` (taken in order) is
-    written exactly as it was there; any other in `style`."""
+def render(rows: list[tuple[str, ...]], original: str, style: Style, others: tuple[str, ...] = ()) -> str:
+    """The file text of `rows`: a row equal to a row of `original` (taken in order), or
+    else of one of `others`, is written exactly as it was there; any other in `style`."""
     spare: dict[tuple[str, ...], list[str]] = {}
-    for record in reversed(parse(original, style)):
-        spare.setdefault(record.values, []).append(record.raw)
+    for text in reversed((original, *others)):
+        for record in reversed(parse(text, style)):
+            spare.setdefault(record.values, []).append(record.raw)
     parts = []
     for values in rows:
         kept = spare.get(values)
