@@ -8,13 +8,6 @@ A package adds a kind of shared file with an entry point in the group
 from __future__ import annotations
 
 from .api import API_VERSION, DocumentKind, KindLimits, Merged, Op, Role, Service
+from .services import ServiceCall
 
 __all__ = ["API_VERSION", "DocumentKind", "KindLimits", "Merged", "Op", "Role", "Service", "ServiceCall"]
-
-
-def __getattr__(name: str) -> object:
-    if name == "ServiceCall":  # the session's side, imported only when asked for
-        from .services import ServiceCall
-
-        return ServiceCall
-    raise AttributeError(name)
