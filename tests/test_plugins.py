@@ -22,7 +22,7 @@ from gitrtc.client import RoomClient
 from gitrtc.errors import RequestError
 
 from .plugins import install
-from .support import RTC, RtcProcess, async_wait_until, get_json, git, make_repo
+from .support import RTC, RtcProcess, async_wait_until, get_json, git, make_repo, wait_until
 
 CSV = (
     b'name,city,score\r\n'
@@ -103,7 +103,10 @@ async def test_a_csv_file_is_shared_as_a_table_edited_validated_and_committed(tm
             assert "export function mount" in await response.text()
         async with aiohttp.ClientSession() as http, http.get(f"{proc.base}/plugins/csv/..%2Fkind.py") as response:
             assert response.status == 404
-        assert [s["name"] for s in info["plugins"]["services"]] == ["validate"]
+        assert info["plugins"]["services"] == [
+            {"name": "validate", "ops": ["check", "last", "trim"], "kinds": ["csv"], "error": None,
+             "panel": "/plugins/validate/panel.js"}
+        ]
 
         ann = RoomClient(_url(proc, info, "data.csv", "Ann"))
         bob = RoomClient(_url(proc, info, "data.csv", "Bob"))
@@ -132,6 +135,7 @@ async def test_a_csv_file_is_shared_as_a_table_edited_validated_and_committed(tm
             # a row with a bad number, then the check: its result reaches every participant
             with ann.doc.transaction():
                 ann_rows.append(pycrdt.Map({"0": "Eve", "1": "Kyiv", "2": "n/a"}))
+            await ann.flush()  # the edit before the request (they share the socket, not a queue)
             result = await ann.request("validate", "check")
             assert result["ok"] is False
             assert {"row": 6, "column": 3, "problem": "'n/a' is not a number"} in result["problems"]
@@ -255,3 +259,49 @@ async def test_bad_plugins_never_stop_the_session_and_leave_their_files_untouche
         assert (repo / path).read_bytes() == (files[path].encode() if isinstance(files[path], str) else files[path])
     changed = git(repo, "diff-tree", "--no-commit-id", "--name-only", "-r", "HEAD").split()
     assert changed == ["README.md"]
+
+
+def test_rtc_join_mirrors_a_csv_file_with_the_plugin_and_refuses_without_it(tmp_path: Path) -> None:
+    import os
+
+    env = _site(tmp_path)
+    repo = make_repo(tmp_path / "r", {"data.csv": CSV, "README.md": "# hi\n"})
+    proc = RtcProcess(repo, ["data.csv", "README.md"], env=env)
+    folder = tmp_path / "mirror"
+    joiner = None
+    try:
+        info = proc.wait_ready()
+        # without the plugin installed here: refused with what to do, nothing written
+        bare = subprocess.run(
+            [*RTC, "join", info["url"], str(tmp_path / "bare")], capture_output=True, text=True, timeout=60
+        )
+        assert bare.returncode != 0
+        assert "as a csv file, which reads as text here: install the gitrtc plugin for csv files" in bare.stderr
+        assert not (tmp_path / "bare" / "data.csv").exists()
+        # with it: mirrored byte for byte, both ways
+        joiner = subprocess.Popen(
+            [*RTC, "join", info["url"], str(folder), "--name", "Joan", "--email", "joan@example.org"],
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        mirrored = folder / "data.csv"
+        wait_until(lambda: mirrored.is_file() and mirrored.read_bytes() == CSV, 30, "the mirrored CSV")
+
+        async def edit_cell() -> None:
+            body = await _session(proc)
+            async with RoomClient(_url(proc, body, "data.csv", "Ann")) as ann:
+                await ann.wait_synced()
+                ann.doc.get("rows", type=pycrdt.Array)[4]["1"] = "Quito"
+
+        asyncio.run(edit_cell())
+        after = CSV.replace(b"Dee,Lima,4", b"Dee,Quito,4")
+        wait_until(lambda: mirrored.read_bytes() == after, 30, "Ann's edit in the mirror")
+        saved = after.replace(b"Bob,Oslo,2", b"Bob,Oslo,22")
+        mirrored.write_bytes(saved)  # Joan saves in her editor
+        wait_until(lambda: (repo / "data.csv").read_bytes() == saved, 30, "Joan's save on the owner's disk")
+    finally:
+        if joiner is not None:
+            joiner.terminate()
+            joiner.wait(30)
+        proc.kill()

@@ -114,7 +114,8 @@ class ServiceHost:
 
     def describe(self) -> dict[str, Any]:
         """For `/api/session` and `rtc status`."""
-        return {"name": self.name, "ops": sorted(self._ops), "error": self.broken}
+        kinds = sorted(self.cls.kinds) if self.cls.kinds is not None else None
+        return {"name": self.name, "ops": sorted(self._ops), "kinds": kinds, "error": self.broken}
 
     def count_push(self) -> None:
         """One more pushed message: a service past its rate is stopped (`RequestError`)."""

@@ -47,12 +47,17 @@ def test_the_csv_grid_edits_a_cell_and_sees_others_edits(tmp_path: Path, people:
         url = f"{rtc.ws_base}{room}?token={info['token']}&name=Bob&email=bob@example.org"
         run_async(_edit_row(url, 3, 2, "30"))
         expect(grid.locator("input[data-row='3'][data-col='2']")).to_have_value("30")
-        page.click(".csv-validate")
-        expect(page.locator(".csv-result")).to_contain_text("no problems")
+        # the validate service's panel (its own module): the result reaches a viewer too
+        vera = join(people.page(), f"{info['readonly_url']}&f=data.csv", "Vera")
+        expect(vera.locator(".doc-csv input[data-row='2'][data-col='1']")).to_have_value("Bergen")
+        expect(vera.locator(".doc-csv input[data-row='2'][data-col='1']")).not_to_be_editable()
+        page.click(".doc-csv .plugin-panel-validate .csv-validate")
+        expect(page.locator(".doc-csv .csv-result")).to_contain_text("no problems (checked by Ada)")
+        expect(vera.locator(".doc-csv .csv-result")).to_contain_text("no problems (checked by Ada)")
         screenshot(page, "csv-grid")
         expected = CSV.replace(b"Bob,Oslo,2", b"Bob,Bergen,2").replace(b"Cy,Rome,3", b"Cy,Rome,30")
         wait_until(lambda: (repo / "data.csv").read_bytes() == expected, 20, "the write-back")
-        assert page.errors == []
+        assert page.errors == [] and vera.errors == []
         done = rtc.stop("-m", "Edit the table in the browser")
         assert done.returncode == 0, done.stderr
     finally:

@@ -31,7 +31,7 @@ export interface SessionInfo {
   /** installed plugins: each plugin kind's view module URL, each service (plugin API v1) */
   plugins?: {
     kinds?: Record<string, string | null>;
-    services?: Array<{ name: string; ops: string[]; panel: string | null; error: string | null }>;
+    services?: Array<{ name: string; ops: string[]; kinds?: string[] | null; panel: string | null; error: string | null }>;
   };
 }
 

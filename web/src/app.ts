@@ -195,6 +195,9 @@ export class App {
       if (!pending) {
         pending = this.makeView(file).then((v) => {
           if (this.ended) v.end();
+          if (this.info.plugins?.services?.some((s) => s.panel)) {  // services' panels (pluginview.ts)
+            void import('./pluginview').then(({ attachPanels }) => attachPanels(v, this.info.plugins?.services, this.ctx()));
+          }
           this.views.set(path, v);
           this.docsEl.appendChild(v.element);
           return v;

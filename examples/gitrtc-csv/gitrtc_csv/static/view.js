@@ -2,8 +2,8 @@
 //
 // Plugin API v1 (gitrtc docs/plugins.md): `mount(element, ctx)` gets Yjs as `ctx.Y`
 // (never import a second copy), the document `ctx.doc` (root `rows`: a Y.Array of
-// Y.Maps, column number -> cell text), `ctx.request(service, op, args)` and
-// `ctx.onEvent(fn)` for the room's services. Plain DOM, no dependencies.
+// Y.Maps, column number -> cell text). Plain DOM, no dependencies. (The validate
+// service's button and results are its own panel, panel.js.)
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -25,9 +25,7 @@ export function mount(element, ctx) {
   let editable = false;
   const table = el('table', { class: 'csv-grid', 'aria-label': `Table ${ctx.file.path}` });
   const addRow = el('button', { type: 'button', class: 'csv-add-row' }, '+ Row');
-  const check = el('button', { type: 'button', class: 'csv-validate' }, 'Validate');
-  const result = el('div', { class: 'csv-result', role: 'status' });
-  element.append(el('div', { class: 'csv-bar' }, addRow, check, result), table);
+  element.append(el('div', { class: 'csv-bar' }, addRow), table);
 
   const input = (r, c, value) => {
     const box = el('input', { 'data-row': String(r), 'data-col': String(c), 'aria-label': `row ${r + 1} column ${c + 1}` });
@@ -50,27 +48,13 @@ export function mount(element, ctx) {
     if (keep) table.querySelector(`input[data-row="${keep[0]}"][data-col="${keep[1]}"]`)?.focus();
   };
 
-  const show = (data) => {
-    result.textContent = data.ok
-      ? `✓ ${data.rows} rows, ${data.columns} columns: no problems (checked by ${data.by})`
-      : `✗ ${data.problems.length} problem(s), checked by ${data.by}: ` +
-        data.problems.slice(0, 5).map((p) => `row ${p.row}${p.column ? ` column ${p.column}` : ''}: ${p.problem}`).join('; ');
-    result.dataset.ok = String(data.ok);
-  };
-
   rows.observeDeep(render);
   ctx.synced.then(render);
-  ctx.onEvent((event, data) => { if (event === 'validate.result') show(data); });
-  ctx.synced.then(() => ctx.request('validate', 'last')).then((a) => { if (a.ok && a.data) show(a.data); });
   addRow.addEventListener('click', () => {
     const width = rows.length ? values(rows.get(0)).length : 1;
     const row = new Y.Map();
     rows.push([row]);
     for (let i = 0; i < width; i++) row.set(String(i), '');
-  });
-  check.addEventListener('click', async () => {
-    const answer = await ctx.request('validate', 'check');
-    if (!answer.ok) result.textContent = answer.error;
   });
   render();
   return {
