@@ -305,3 +305,40 @@ def test_rtc_join_mirrors_a_csv_file_with_the_plugin_and_refuses_without_it(tmp_
             joiner.terminate()
             joiner.wait(30)
         proc.kill()
+
+
+async def test_a_csv_save_on_disk_and_a_moved_branch_merge_cell_by_cell(tmp_path: Path) -> None:
+    env = _site(tmp_path)
+    repo = make_repo(tmp_path / "r", {"data.csv": CSV})
+    proc = RtcProcess(repo, ["data.csv"], env=env)
+    try:
+        proc.wait_ready()
+        info = await _session(proc)
+        async with RoomClient(_url(proc, info, "data.csv", "Ann")) as ann:
+            await ann.wait_synced()
+            ann.doc.get("rows", type=pycrdt.Array)[2]["1"] = "Bergen"  # Bob's row, in the session
+            await async_wait_until(lambda: b"Bob,Bergen,2" in (repo / "data.csv").read_bytes(), what="write-back")
+            # the owner saves the file in another program meanwhile: Dee's row, on disk
+            on_disk = (repo / "data.csv").read_bytes().replace(b"Dee,Lima,4", b"Dee,Lima,40")
+            (repo / "data.csv").write_bytes(on_disk)
+            await async_wait_until(lambda: _table(ann)[4] == ["Dee", "Lima", "40"], what="the save merged in")
+            assert _table(ann)[2] == ["Bob", "Bergen", "2"]
+        # the branch moves under the session: Ann's row's score, and Bob's row's score (the
+        # line the session changed too: git's line merge would conflict, the kind's does not)
+        clone = tmp_path / "clone"
+        git(tmp_path, "clone", "-q", str(repo), str(clone))
+        git(clone, "config", "user.email", "o@example.org")
+        git(clone, "config", "user.name", "O")
+        moved = CSV.replace(b'"Ann","Paris, FR",1', b'"Ann","Paris, FR",100').replace(b"Bob,Oslo,2", b"Bob,Oslo,200")
+        (clone / "data.csv").write_bytes(moved)
+        git(clone, "commit", "-q", "-am", "moved")
+        git(repo, "fetch", "-q", str(clone), "main")
+        tip = git(repo, "rev-parse", "FETCH_HEAD").strip()
+        git(repo, "update-ref", "refs/heads/main", tip)
+        done = proc.stop("-m", "after the move")
+    finally:
+        proc.kill()
+    assert done.returncode == 0, done.stderr
+    assert git(repo, "rev-parse", "main^").strip() == tip
+    want = CSV.replace(b'"Ann","Paris, FR",1', b'"Ann","Paris, FR",100').replace(b"Bob,Oslo,2", b"Bob,Bergen,200")
+    assert _git_bytes(repo, "show", "main:data.csv") == want.replace(b"Dee,Lima,4", b"Dee,Lima,40")
