@@ -124,8 +124,10 @@ def test_the_loader_keeps_a_bad_entry_point_from_the_others(tmp_path: Path) -> N
             _ep("notakind", "tests.plugins.bad_plugins:NotAKind"),
             _ep("other", "gitrtc_csv.kind:CsvKind"),  # a name that differs from the class's
             _ep("text", "tests.plugins.bad_plugins:Raises"),  # a built-in's name... and a mismatch
+            _ep("hangs", "tests.plugins.hang_import:Kind"),
         ],
         [_ep("validate", "gitrtc_csv.service:ValidateService", SERVICES_GROUP), _ep("kernel", "x:Y", SERVICES_GROUP)],
+        seconds=0.5,
     )
     errors = {i.name: i.error for i in plugins.infos if i.error}
     assert [k.name for k in plugins.kinds] == ["csv", "notebook", "text"]
@@ -135,6 +137,7 @@ def test_the_loader_keeps_a_bad_entry_point_from_the_others(tmp_path: Path) -> N
     assert "not a gitrtc.plugins.DocumentKind subclass" in errors["notakind"]
     assert "differs from its entry point's 'other'" in errors["other"]
     assert "kernel" in errors
+    assert errors["hangs"] == "import took longer than 0.5 s (hung)"
 
 
 def test_a_kind_that_is_not_lossless_or_raises_is_refused_with_why() -> None:

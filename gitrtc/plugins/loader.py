@@ -92,13 +92,16 @@ def _entry_points(group: str) -> list[metadata.EntryPoint]:
     return sorted(metadata.entry_points(group=group), key=lambda ep: ep.name)
 
 
-def discover(kinds: list[metadata.EntryPoint], services: list[metadata.EntryPoint]) -> Plugins:
-    """Load the given entry points (then the built-in kinds), each in isolation."""
+def discover(
+    kinds: list[metadata.EntryPoint], services: list[metadata.EntryPoint], seconds: float = MAX_SECONDS
+) -> Plugins:
+    """Load the given entry points (then the built-in kinds), each in isolation (an
+    import or start taking more than `seconds` counts as hung)."""
     found = Plugins()
     for ep in [*kinds, *BUILTIN]:
         builtin = ep in BUILTIN
         try:
-            kind = _load_kind(ep, builtin, {k.name for k in found.kinds})
+            kind = _load_kind(ep, builtin, {k.name for k in found.kinds}, seconds)
         except PluginError as exc:
             found.infos.append(PluginInfo(KINDS_GROUP, ep.name, ep.value, _dist(ep, builtin), str(exc)))
             continue
@@ -106,7 +109,7 @@ def discover(kinds: list[metadata.EntryPoint], services: list[metadata.EntryPoin
         found.infos.append(PluginInfo(KINDS_GROUP, ep.name, ep.value, _dist(ep, builtin)))
     for ep in services:
         try:
-            cls = _load_service(ep, set(found.services))
+            cls = _load_service(ep, set(found.services), seconds)
         except PluginError as exc:
             found.infos.append(PluginInfo(SERVICES_GROUP, ep.name, ep.value, _dist(ep, False), str(exc)))
             continue
@@ -122,17 +125,19 @@ def _dist(ep: metadata.EntryPoint, builtin: bool) -> str:
     return f"{dist.name} {dist.version}" if dist is not None else "?"
 
 
-def _import(ep: metadata.EntryPoint) -> Any:
+def _import(ep: metadata.EntryPoint, seconds: float) -> Any:
     """The entry point's object, imported in a sandbox thread (an import may hang)."""
     box = Sandbox(ep.name)  # its own: a hung import must not block another plugin
     try:
-        return box.run(ep.load, MAX_SECONDS, "import")
+        return box.run(ep.load, seconds, "import")
     except PluginError as exc:
         raise PluginError(str(exc).replace(f"plugin {ep.name}: ", "", 1)) from None
+    finally:
+        box.close()
 
 
-def _load_kind(ep: metadata.EntryPoint, builtin: bool, taken: set[str]) -> DocumentKind:
-    cls = _import(ep)
+def _load_kind(ep: metadata.EntryPoint, builtin: bool, taken: set[str], seconds: float) -> DocumentKind:
+    cls = _import(ep, seconds)
     if not (isinstance(cls, type) and issubclass(cls, DocumentKind)):
         raise PluginError(f"{ep.value} is not a gitrtc.plugins.DocumentKind subclass")
     _check_common(cls, ep, taken | ({"text", "notebook"} if not builtin else set()))
@@ -140,7 +145,7 @@ def _load_kind(ep: metadata.EntryPoint, builtin: bool, taken: set[str]) -> Docum
     if not isinstance(roots, dict) or not roots or "state" in roots:
         raise PluginError("roots must be a non-empty dict of root name → pycrdt type (not 'state')")
     try:
-        kind: DocumentKind = cls() if builtin else sandbox_for(cls.name).run(cls, MAX_SECONDS, "start")
+        kind: DocumentKind = cls() if builtin else sandbox_for(cls.name).run(cls, seconds, "start")
     except PluginError:
         raise
     except Exception as exc:
@@ -148,8 +153,8 @@ def _load_kind(ep: metadata.EntryPoint, builtin: bool, taken: set[str]) -> Docum
     return kind
 
 
-def _load_service(ep: metadata.EntryPoint, taken: set[str]) -> type[Service]:
-    cls = _import(ep)
+def _load_service(ep: metadata.EntryPoint, taken: set[str], seconds: float) -> type[Service]:
+    cls = _import(ep, seconds)
     if not (isinstance(cls, type) and issubclass(cls, Service)):
         raise PluginError(f"{ep.value} is not a gitrtc.plugins.Service subclass")
     _check_common(cls, ep, taken | RESERVED_SERVICES)

@@ -23,6 +23,13 @@ T = TypeVar("T")
 MAX_SECONDS = 10.0
 
 
+def _stop() -> None:
+    """The job that ends a sandbox's thread."""
+
+
+_STOP = _stop
+
+
 class Sandbox:
     """One plugin's worker thread, with a time limit per call."""
 
@@ -53,9 +60,17 @@ class Sandbox:
         except Exception as exc:
             raise PluginError(f"plugin {self.plugin}: {what} failed: {type(exc).__name__}: {exc}"[:300]) from exc
 
+    def close(self) -> None:
+        """Let the thread end once its queue is done (a hung one never ends: a daemon)."""
+        if self._thread is not None:
+            self._jobs.put((_STOP, Future()))
+            self._thread = None
+
     def _work(self) -> None:
         while True:
             fn, future = self._jobs.get()
+            if fn is _STOP:
+                return
             if not future.set_running_or_notify_cancel():
                 continue
             try:

@@ -19,7 +19,22 @@ function values(row) {
   return Array.from({ length: width }, (_, i) => cells.get(i) ?? '');
 }
 
+const STYLE = `
+.csv-grid { border-collapse: collapse; margin: 0.5rem 0; font: 13px/1.4 ui-monospace, monospace; }
+.csv-grid td, .csv-grid th { border: 1px solid #ccc; padding: 0; }
+.csv-grid th input { font-weight: bold; background: #f4f4f4; }
+.csv-grid input { border: 0; padding: 2px 6px; width: 10em; font: inherit; background: transparent; }
+.csv-grid input:focus { outline: 2px solid #4a90d9; background: #fff; }
+.csv-bar { display: flex; gap: 0.5rem; align-items: center; }
+`;
+
 export function mount(element, ctx) {
+  if (!document.getElementById('gitrtc-csv-style')) {
+    const style = document.createElement('style');
+    style.id = 'gitrtc-csv-style';
+    style.textContent = STYLE;
+    document.head.append(style);
+  }
   const { Y, doc } = ctx;
   const rows = doc.getArray('rows');
   let editable = false;
