@@ -9,7 +9,9 @@ clients; the commit is checked with git.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sqlite3
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,14 @@ def _rtc(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Complete
     import os
 
     return subprocess.run([*RTC, *args], cwd=cwd, env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+
+
+def _stored_meta(repo: Path, session: str, key: str) -> Any:
+    """A value of the running session's store (read-only, beside the session's writer)."""
+    path = repo / ".git" / "rtc" / "sessions" / session / "store.sqlite"
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        row = db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+    return json.loads(row[0])
 
 
 def _git_bytes(repo: Path, *args: str) -> bytes:
@@ -143,7 +153,9 @@ async def test_a_csv_file_is_shared_as_a_table_edited_validated_and_committed(tm
                 lambda: next((e for e in events if e.get("event") == "validate.result"), None), what="the result"
             )
             assert seen["data"]["problems"] == result["problems"] and seen["data"]["by"] == "Ann"
-            assert await vera.request("validate", "last") == result  # kept in the session's state
+            assert await vera.request("validate", "last") == result  # kept in the session's state...
+            stored = _stored_meta(repo, proc.info["session"], "plugin.validate")  # ...in the session store
+            assert stored["data.csv"]["problems"] == result["problems"]
             with pytest.raises(RequestError, match="needs the editor role"):
                 await vera.request("validate", "trim")
             with pytest.raises(RequestError, match="works on csv files"):
@@ -210,6 +222,9 @@ async def test_bad_plugins_never_stop_the_session_and_leave_their_files_untouche
         errors = {p["name"]: p["error"] for p in status["plugins"]}
         assert "needs libfoo" in errors["broken"]
         assert "hung" in errors["hangs"]
+        assert "RuntimeError: cannot parse this" in errors["raises"]
+        shown = _rtc(["status"], {}, repo).stdout
+        assert "plugin kind broken not in use: import failed: ImportError: needs libfoo" in " ".join(shown.split())
 
         # a kind that hangs writing back: reported, its file untouched, the rest served
         stalls = RoomClient(_url(proc, info, "e.stalls", "Ann"))
