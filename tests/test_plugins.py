@@ -24,7 +24,7 @@ from gitrtc.client import RoomClient
 from gitrtc.errors import RequestError
 
 from .plugins import install
-from .support import RTC, RtcProcess, async_wait_until, get_json, git, make_repo, wait_until
+from .support import RTC, RtcProcess, YClient, async_wait_until, get_json, git, make_repo, wait_until
 
 CSV = (
     b'name,city,score\r\n'
@@ -167,6 +167,13 @@ async def test_a_csv_file_is_shared_as_a_table_edited_validated_and_committed(tm
             await async_wait_until(lambda: _table(bob)[5] == ["Eve", "Kyiv", "  5 "], what="the padded cell")
             assert await bob.request("validate", "trim") == {"trimmed": 1}  # the service's own edit
             await async_wait_until(lambda: _table(ann)[5] == ["Eve", "Kyiv", "5"], what="the trimmed cell")
+            # the kind's own check refuses a cell that is not a column number → text
+            async with YClient(_url(proc, info, "data.csv", "Mal")) as mal:
+                await mal.wait_synced()
+                mal.doc.get("rows", type=pycrdt.Array)[1]["name"] = 7
+                await mal.flush()
+                refusal = await async_wait_until(lambda: mal.auth_messages, what="the refusal")
+                assert b"cells are column numbers" in refusal[0]
             # a viewer's edit is refused
             vera.doc.get("rows", type=pycrdt.Array)[1]["0"] = "hacked"
             await vera.flush()
@@ -183,7 +190,7 @@ async def test_a_csv_file_is_shared_as_a_table_edited_validated_and_committed(tm
     assert len(changed) == 5, diff  # 2 rows changed (- and +) and 1 added: untouched rows kept byte for byte
     message = git(repo, "log", "-1", "--format=%B")
     assert "Co-authored-by: Ann <ann@example.org>" in message and "Co-authored-by: Bob <bob@example.org>" in message
-    assert "Vera" not in message and "validate" not in message  # the service is nobody's co-author
+    assert "Vera" not in message and "Mal" not in message and "validate" not in message  # the service: nobody
 
 
 async def test_bad_plugins_never_stop_the_session_and_leave_their_files_untouched(tmp_path: Path) -> None:
