@@ -102,12 +102,17 @@ class KindCodec:
         """A new version of the file: merged three-way with `base` (the plugin's `merge3`;
         a conflict changes nothing), then applied through the plugin's `update`."""
         target = data
+        current = self.dump(doc)
         if base is not None:
-            current = self.dump(doc)
             merged = self._call(lambda: self.plugin.merge3(base, current, data), "merge3")
             if merged.conflict:
                 raise DocumentError(f"{self.path}: the save conflicts with the session's edits (kept as it is)")
+            if not isinstance(merged.data, bytes):
+                raise PluginError(f"plugin {self.kind}: merge3 of {self.path} returned no bytes")
             target = merged.data
+        if target == current:  # nothing to bring in (e.g. our own write-back read again)
+            self._original = target
+            return False
         state = doc.get_update()
         original = self._original
 
