@@ -41,7 +41,7 @@ from .documents import MAX_FILE_BYTES, Codec
 from .errors import DocumentError, JoinError, ProtocolError, RtcError, UnsafePathError
 from .joinnames import SharedFile
 from .origins import DiskMerge
-from .plugins.loader import open_codec
+from .plugins.loader import open_kind
 
 log = logging.getLogger(__name__)
 
@@ -489,15 +489,9 @@ class Mirror:
 def _open(f: SharedFile, original: bytes) -> Codec:
     """The codec of a shared file from its original bytes (sent by the server: may be anything)."""
     try:
-        codec = open_codec(f.path, original)
+        return open_kind(f.kind, f.path, original)  # read as the session reads it (a plugin kind: installed here)
     except RtcError as exc:
         raise JoinError(f"the session's {f.path} cannot be mirrored: {exc}") from exc
-    if codec.kind != f.kind:  # a plugin kind not installed here (or failing): its doc would read as nothing
-        raise JoinError(
-            f"the session shares {f.path} as a {f.kind} file, which reads as {codec.kind} here: "
-            f"install the gitrtc plugin for {f.kind} files (see rtc plugins) and join again"
-        )
-    return codec
 
 
 def _refused(root: Path, rel: str, exc: OSError) -> JoinError:

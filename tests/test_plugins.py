@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
 import sqlite3
 import subprocess
 from pathlib import Path
@@ -298,7 +299,7 @@ def test_rtc_join_mirrors_a_csv_file_with_the_plugin_and_refuses_without_it(tmp_
             [*RTC, "join", info["url"], str(tmp_path / "bare")], capture_output=True, text=True, timeout=60
         )
         assert bare.returncode != 0
-        assert "as a csv file, which reads as text here: install the gitrtc plugin for csv files" in bare.stderr
+        assert "data.csv is shared as a csv file, and no csv kind is installed here: install" in bare.stderr
         assert not (tmp_path / "bare" / "data.csv").exists()
         # with it: mirrored byte for byte, both ways
         joiner = subprocess.Popen(
@@ -364,3 +365,30 @@ async def test_a_csv_save_on_disk_and_a_moved_branch_merge_cell_by_cell(tmp_path
     assert git(repo, "rev-parse", "main^").strip() == tip
     want = CSV.replace(b'"Ann","Paris, FR",1', b'"Ann","Paris, FR",100').replace(b"Bob,Oslo,2", b"Bob,Bergen,200")
     assert _git_bytes(repo, "show", "main:data.csv") == want.replace(b"Dee,Lima,4", b"Dee,Lima,40")
+
+
+def test_a_resumed_session_keeps_each_file_s_kind_when_a_plugin_is_installed_meanwhile(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", {"data.csv": CSV})
+    first = RtcProcess(repo, ["--persistent", "data.csv"])
+    try:
+        first.wait_ready()
+        first.terminate(signal.SIGINT)  # paused: the next start resumes it
+    finally:
+        first.kill()
+    second = RtcProcess(repo, ["--persistent", "data.csv"], env=_site(tmp_path))  # now with gitrtc-csv
+    try:
+        second.wait_ready()
+
+        async def edit() -> None:
+            info = await _session(second)
+            assert [f["kind"] for f in info["files"]] == ["text"]  # as it was shared
+            async with RoomClient(_url(second, info, "data.csv", "Ann")) as ann:
+                await ann.wait_synced()
+                ann.doc.get("source", type=pycrdt.Text).insert(0, "#")
+
+        asyncio.run(edit())
+        wait_until(lambda: (repo / "data.csv").read_bytes() == b"#" + CSV, 30, "the text edit written back")
+        done = second.stop("-m", "resumed")
+    finally:
+        second.kill()
+    assert done.returncode == 0, done.stderr

@@ -16,7 +16,7 @@ from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 from ..documents import MAX_FILE_BYTES, Codec
-from ..errors import NotShareableError, PluginError
+from ..errors import DocumentError, NotShareableError, PluginError
 from .api import API_VERSION, DocumentKind, Op, Service, matches
 from .codec import broken_plugins, sandbox_for
 from .sandbox import MAX_SECONDS, Sandbox
@@ -247,3 +247,22 @@ def _taker(kind: DocumentKind, path: str, data: bytes) -> Any:
 
 def _merger(kind: DocumentKind, base: bytes, ours: bytes, theirs: bytes) -> Any:
     return lambda: kind.merge3(base, ours, theirs)
+
+
+def open_kind(kind: str, path: str, data: bytes, max_bytes: int = MAX_FILE_BYTES) -> Codec:
+    """The codec of a file the session already shares as `kind` (a resume, `rtc join`):
+    that kind's, whatever else would take the file now; `DocumentError` (one line) if the
+    kind is not installed here or cannot open the file any more."""
+    found = installed().kind(kind)
+    if found is None:
+        raise DocumentError(
+            f"{path} is shared as a {kind} file, and no {kind} kind is installed here: "
+            f"install the gitrtc plugin for {kind} files (see rtc plugins)"
+        )
+    try:
+        codec = found.codec(path, data, max_bytes)
+    except PluginError as exc:
+        raise DocumentError(f"{path} is shared as a {kind} file: {exc}") from exc
+    if codec.kind != kind:  # the notebook kind shares a broken notebook as text
+        raise DocumentError(f"{path}: stored as {kind}, now reads as {codec.kind}")
+    return codec
