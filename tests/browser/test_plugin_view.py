@@ -15,6 +15,7 @@ from gitrtc.client import RoomClient
 from ..plugins import install
 from ..support import RtcProcess, get_json, git, make_repo, wait_until
 from .conftest import expect, join, run_async, screenshot
+from .helpers import NOTEBOOK, README
 
 pytestmark = pytest.mark.browser
 
@@ -65,3 +66,26 @@ def test_the_csv_grid_edits_a_cell_and_sees_others_edits(tmp_path: Path, people:
     shown = subprocess.run(["git", "show", "HEAD:data.csv"], cwd=repo, capture_output=True, check=True).stdout
     assert shown == expected
     assert "Co-authored-by: Ada <ada@example.org>" in git(repo, "log", "-1", "--format=%B")
+
+
+def test_a_service_panel_sits_on_built_in_views_beside_the_kernel_bar(tmp_path: Path, people: Any) -> None:
+    site = tmp_path / "site"
+    install.install_hello(site)
+    repo = make_repo(tmp_path / "r", {"README.md": README, "analysis.ipynb": NOTEBOOK})
+    rtc = RtcProcess(repo, ["README.md", "analysis.ipynb"], env=install.env(site))
+    try:
+        info = rtc.wait_ready()
+        page = join(people.page(), f"{info['url']}&f=README.md", "Ada", "ada@example.org")
+        page.click(".doc-text .plugin-panel-hello .hello-ping")
+        expect(page.locator(".doc-text .hello-answer")).to_have_text("pong to Ada on README.md")
+        page.click(".file[data-path='analysis.ipynb']")
+        expect(page.locator(".doc-notebook")).to_have_attribute("data-ready", "true")
+        page.click(".doc-notebook .plugin-panel-hello .hello-ping")
+        expect(page.locator(".doc-notebook .hello-answer")).to_have_text("pong to Ada on analysis.ipynb")
+        # the kernel bar's own requests on the same connection are still answered
+        page.wait_for_function(
+            "() => (document.querySelector('.doc-notebook .kernel-message')?.textContent || '').includes('off')"
+        )
+        assert page.errors == []
+    finally:
+        rtc.kill()

@@ -53,3 +53,8 @@ def env(site: Path) -> dict[str, str]:
     if os.environ.get("PYTHONPATH"):
         paths.append(os.environ["PYTHONPATH"])
     return {"PYTHONPATH": os.pathsep.join(paths)}
+
+
+def install_hello(site: Path) -> None:
+    """A service with a browser panel for every file (`hello.py`, `static/panel.js`)."""
+    dist_info(site, "rtc-hello", "0.0.1", {"gitrtc.services": {"hello": "tests.plugins.hello:Hello"}})
