@@ -77,6 +77,10 @@ class DocumentError(RtcError):
     """A shared document could not be turned back into file bytes."""
 
 
+class PluginError(DocumentError):
+    """A plugin failed (raised, hung, returned invalid bytes or flooded): it is not used further."""
+
+
 class CommitError(RtcError):
     """The end-of-session commit could not be made; the session's result stays in the store."""
 

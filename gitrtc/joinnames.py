@@ -19,7 +19,8 @@ from .manifest import ROOM_NAME
 SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 #: A commit id: SHA-1 or SHA-256, lower-case hex.
 COMMIT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
-KINDS = frozenset({"text", "notebook"})
+#: A file kind: text, notebook, or a plugin kind's name (`plugins.loader.NAME`).
+KIND = re.compile(r"[a-z][a-z0-9_-]{0,39}")
 MAX_PATH = 4096
 MAX_COMPONENT = 255
 MAX_ROOM = 200
@@ -131,8 +132,8 @@ def shared_files(value: object) -> list[SharedFile]:
         path = relative_path(entry.get("path"))
         room = room_name(entry.get("room"))
         kind = entry.get("kind", "text")
-        if kind not in KINDS:
-            raise _refuse("file kind", kind, "expected text or notebook")
+        if not isinstance(kind, str) or not KIND.fullmatch(kind):
+            raise _refuse("file kind", kind, "expected text, notebook or a plugin kind's name")
         if path in seen_paths or room in seen_rooms:
             raise _refuse("path", path, "listed twice")
         seen_paths.add(path)

@@ -17,10 +17,10 @@ from types import TracebackType
 from typing import IO
 
 from . import git, safefs
-from .documents import open_codec
 from .errors import NoSessionError, NotShareableError, PathError, SessionRunningError, StoreError, UnsafePathError
 from .limits import DEFAULT, Limits
 from .manifest import FileEntry, Manifest
+from .plugins.loader import open_codec
 from .session import Session, store_path
 from .sessionfile import read_session_file, rtc_dir
 from .store import Store

@@ -38,11 +38,12 @@ from . import git, joinnames, protocol, safefs
 from .client import CLOSE_REFUSED, RoomClient
 from .conflicts import attach
 from .disk import DiskSync
-from .documents import MAX_FILE_BYTES, Codec, open_codec
+from .documents import MAX_FILE_BYTES, Codec
 from .documents.notebook import NotebookCodec, notebook_problem
 from .errors import DocumentError, JoinError, ProtocolError, RtcError, UnsafePathError
 from .joinnames import SharedFile
 from .origins import DiskMerge
+from .plugins.loader import open_kind
 
 log = logging.getLogger(__name__)
 
@@ -510,7 +511,7 @@ class Mirror:
 def _open(f: SharedFile, original: bytes) -> Codec:
     """The codec of a shared file from its original bytes (sent by the server: may be anything)."""
     try:
-        return open_codec(f.path, original)
+        return open_kind(f.kind, f.path, original)  # read as the session reads it (a plugin kind: installed here)
     except RtcError as exc:
         raise JoinError(f"the session's {f.path} cannot be mirrored: {exc}") from exc
 

@@ -84,9 +84,10 @@ def dirties_disk(origin: object) -> bool:
     alongside): the write-back renders, compares with what the disk holds, and writes
     nothing when they are equal, so what was just read is never written back as is.
     A replay from the log does not (the resume's disk reconcile decides), nor does the
-    server's own change (the session room has no file). A shared kernel's outputs do.
+    server's own change (the session room has no file). A shared kernel's outputs do,
+    and so does a plugin service's change.
     """
-    return isinstance(origin, (ClientEdit, DiskMerge, DiskLoad, KernelOutput))
+    return isinstance(origin, (ClientEdit, DiskMerge, DiskLoad, KernelOutput, ServiceEdit))
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +101,17 @@ class KernelOutput:
     path: str
 
 
+@dataclass(frozen=True, slots=True)
+class ServiceEdit:
+    """A change a plugin service made to a document (`gitrtc.plugins.Service`).
+
+    Credited to nobody (the service is not a co-author), but the file on disk is stale
+    after one (`dirties_disk`); `plugin` names the service, for history and the events.
+    """
+
+    plugin: str
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class RemoteSync:
     """Updates a client (`rtc join`'s mirror, a test client) received from the server.
@@ -109,4 +121,4 @@ class RemoteSync:
     """
 
 
-Origin = ClientEdit | DiskLoad | DiskMerge | StoreReplay | ServerEdit | KernelOutput | RemoteSync
+Origin = ClientEdit | DiskLoad | DiskMerge | StoreReplay | ServerEdit | KernelOutput | ServiceEdit | RemoteSync

@@ -10,9 +10,9 @@ from typing import Any
 from pycrdt import Doc
 
 from . import safefs
-from .documents import open_codec
 from .errors import DocumentError, NotShareableError, StoreError
 from .manifest import Manifest
+from .plugins.loader import open_kind
 from .store import Store
 from .validation import DocumentGuard
 
@@ -24,14 +24,14 @@ async def stored_changes(store: Store, problems: list[str] | None = None) -> dic
     kinds = {f.room: f for f in manifest.files}
     out: dict[str, tuple[bytes, bytes]] = {}
     touched = await store.rooms_with_updates()
-    for room, path, _kind, original in await store.files():
+    for room, path, kind, original in await store.files():
         if room not in touched or room not in kinds:
             continue
         doc: Doc[Any] = Doc()
         for update in await store.updates(room):
             doc.apply_update(update)
         try:
-            current = DocumentGuard(doc, open_codec(path, bytes(original)), path).render()
+            current = DocumentGuard(doc, open_kind(kind, path, bytes(original)), path).render()
         except NotShareableError as exc:
             raise StoreError(f"{path}: {exc}") from exc
         except DocumentError as exc:

@@ -15,11 +15,12 @@ from typing import Any
 from pycrdt import Doc, Map
 
 from . import git
-from .documents import Codec, open_codec
+from .documents import Codec
 from .errors import DocumentError, StaleEpochError, StoreError, UnknownRoomError
 from .limits import Limits
 from .manifest import EPOCH, ROOM_NAME, FileEntry, Manifest
 from .origins import DiskLoad, ServerEdit, StoreReplay
+from .plugins.loader import open_kind
 from .rooms import Connection, Room
 from .store import Store
 from .validation import DocumentGuard
@@ -108,10 +109,7 @@ class RoomRegistry:
 
     def _codec(self, entry: FileEntry) -> Codec:
         original = self.originals[entry.room]
-        codec = open_codec(entry.path, original, self.limits.max_file_bytes)
-        if codec.kind != entry.kind:
-            raise DocumentError(f"{entry.path}: stored as {entry.kind}, now reads as {codec.kind}")
-        return codec
+        return open_kind(entry.kind, entry.path, original, self.limits.max_file_bytes)  # the kind it is shared as
 
     def _init_session_doc(self, doc: Doc[Any]) -> None:
         info = doc.get("session", type=Map)

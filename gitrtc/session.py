@@ -36,6 +36,7 @@ from .events import EventLog
 from .kernels.service import KernelService
 from .limits import DEFAULT, Limits
 from .manifest import FileEntry, Manifest
+from .plugins.services import add_services
 from .registry import RoomRegistry
 from .requests import RequestChannel
 from .rooms import Connection, Room
@@ -98,6 +99,7 @@ class Session:
         self.kernels = KernelService(self)
         self.requests.register("kernel", self.kernels)
         self.requests.register("conflict", ConflictService())
+        self.plugins = add_services(self)  # installed plugin services, on the same channel
         self.registry.requests = self.requests.receive
         self.access.on_left = self.requests.disconnected
         self.ending.before_stop = self.requests.close

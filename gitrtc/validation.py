@@ -29,6 +29,7 @@ import logging
 import math
 import warnings
 from bisect import bisect_right
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from pycrdt import Array, Doc, Map, Text
@@ -153,8 +154,11 @@ class DocumentGuard:
         self.path = path
         self.kind = codec.kind
         self.max_bytes: int = getattr(codec, "max_bytes", MAX_FILE_BYTES)
-        self.rendered_roots = RENDERED_ROOTS.get(self.kind, frozenset())
-        self.known_roots = KNOWN_ROOTS.get(self.kind, frozenset())
+        # a plugin kind's codec says its own roots (`plugins.codec.KindCodec`)
+        self.rendered_roots = RENDERED_ROOTS.get(self.kind, frozenset(getattr(codec, "rendered_roots", ())))
+        self.known_roots = KNOWN_ROOTS.get(self.kind, frozenset(getattr(codec, "known_roots", ())))
+        #: A plugin kind's check of a would-be document after a structural update.
+        self.validate: Callable[[Doc[Any]], str | None] | None = getattr(codec, "validate", None)
         #: A notebook that validated when the session began must keep validating.
         self.strict = bool(getattr(codec, "schema_valid", False))
         self.index = ItemIndex()
@@ -207,6 +211,10 @@ class DocumentGuard:
             self._check_size(growth)
         if structural and self.kind == "notebook":
             problem = self._notebook_problem(self._would_be(update))
+            if problem:
+                raise RejectedEditError(problem)
+        elif structural and self.validate is not None:
+            problem = self.validate(self._would_be(update))
             if problem:
                 raise RejectedEditError(problem)
         return Checked(items, credit, structural, growth)

@@ -104,3 +104,6 @@ def _print_running(info: dict[str, Any]) -> None:
         console.print(f"  {p['name']} ({p['role']}) in {', '.join(p['files']) or '-'}")
     if not info["participants"]:
         console.print("  nobody connected")
+    for plugin in info.get("plugins") or []:
+        if plugin.get("error"):
+            console.print(f"  plugin {plugin['type']} {plugin['name']} not in use: {plugin['error']}", style="yellow")

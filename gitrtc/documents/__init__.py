@@ -14,7 +14,7 @@ GIL while it encodes or applies a document, so a huge document would stall every
 
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import pycrdt
 
@@ -24,7 +24,7 @@ from .text import TextCodec, decode_text
 
 __all__ = ["MAX_FILE_BYTES", "Codec", "Kind", "NotebookCodec", "TextCodec", "open_codec"]
 
-Kind = Literal["text", "notebook"]
+Kind = str  # "text", "notebook", or an installed plugin kind's name
 
 #: Largest file (in bytes) `open_codec` accepts unless told otherwise: 20 MiB.
 MAX_FILE_BYTES = 20 * 1024 * 1024

@@ -30,11 +30,19 @@ def merge_file(path: str, base: bytes | None, ours: bytes | None, theirs: bytes)
     if ours is None or base is None:
         # added on one side only, or both: identical adds merge, anything else conflicts
         return FileMerge(theirs, ours is not None and ours != theirs)
-    if path.lower().endswith(".ipynb"):
-        merged = _merge_notebook(base, ours, theirs)
-        if merged is not None:
-            return merged
+    from ..plugins.loader import merge3  # the kind that takes the file merges it
+
+    return merge3(path, base, ours, theirs)
+
+
+def merge_text(base: bytes, ours: bytes, theirs: bytes) -> FileMerge:
+    """Git's line merge of three versions of a text (conflicts kept as markers)."""
     return _merge_text(base, ours, theirs)
+
+
+def merge_notebook_bytes(base: bytes, ours: bytes, theirs: bytes) -> FileMerge | None:
+    """The notebook kind's three-way merge (None when a side is not a notebook)."""
+    return _merge_notebook(base, ours, theirs)
 
 
 def _merge_text(base: bytes, ours: bytes, theirs: bytes) -> FileMerge:

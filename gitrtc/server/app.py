@@ -21,6 +21,7 @@ from ..session import EndResult, Session
 from . import guard, views
 from .auth import request_token, require_role
 from .control_socket import remove_control_socket, serve_control_socket
+from .plugins import plugin_file
 from .ws import room_socket
 
 log = logging.getLogger(__name__)
@@ -219,6 +220,7 @@ def make_app(session: Session) -> web.Application:
     app[SESSION] = session
     app.router.add_get("/", index)
     app.router.add_get("/static/{name}", static_file)
+    app.router.add_get("/plugins/{plugin}/{name}", plugin_file)
     app.router.add_get("/api/session", api_session)
     app.router.add_get("/api/status", api_status)
     app.router.add_get("/api/original/{room}", api_original)

@@ -8,6 +8,7 @@ from ..conflicts import describe as describe_conflict
 from ..conflicts import open_conflicts
 from ..manifest import FileEntry
 from ..session import Session
+from . import plugins
 
 
 def describe(session: Session, role: str, name: str | None = None) -> dict[str, Any]:
@@ -28,6 +29,7 @@ def describe(session: Session, role: str, name: str | None = None) -> dict[str, 
         "commit": session.result.commit if session.result else None,
         "kernels": session.kernels.describe(),
         "conflicts": _conflicts(session),
+        "plugins": plugins.describe(session),
     }
 
 
@@ -74,7 +76,9 @@ async def status(session: Session) -> dict[str, Any]:
         "readonly_url": session.readonly_url,
         "files": files,
         "skipped": [{"path": p, "reason": r} for p, r in session.manifest.skipped],
+        "warnings": [{"path": p, "warning": w} for p, w in session.manifest.warnings],
         "store_bytes": sum(sizes.values()),
         "resumed": session.resumed,
         "events": list(session.events),
+        "plugins": plugins.status(session),
     }

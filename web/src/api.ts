@@ -28,6 +28,11 @@ export interface SessionInfo {
   participants?: Participant[];
   /** the name the caller's personal token is bound to (an invite's; null for a shared link) */
   name?: string | null;
+  /** installed plugins: each plugin kind's view module URL, each service (plugin API v1) */
+  plugins?: {
+    kinds?: Record<string, string | null>;
+    services?: Array<{ name: string; ops: string[]; kinds?: string[] | null; panel: string | null; error: string | null }>;
+  };
 }
 
 export interface Joined {

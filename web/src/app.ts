@@ -8,8 +8,9 @@ import { Connections, type Terminal } from './connection';
 import { button, h } from './dom';
 import { askIdentity, storedIdentity, type Identity } from './identity';
 import { guardAwareness, safeColor } from './presence';
+import './builtinviews';
 import { TextView } from './textview';
-import { userState, type DocView, type Place, type ViewContext } from './views';
+import { userState, viewFor, type DocView, type Place, type ViewContext } from './views';
 
 interface PeerState {
   user?: { name?: string; color?: string; sid?: string; role?: string };
@@ -173,12 +174,15 @@ export class App {
   }
 
   private async makeView(file: FileInfo): Promise<DocView> {
-    if (file.kind === 'notebook') {
-      // the notebook view (with marked and DOMPurify) is a separate chunk
-      const { NotebookView } = await import('./notebook');
-      return new NotebookView(file, this.ctx());
+    // every kind's view is registered (views.ts): the built-ins in builtinviews.ts, a
+    // plugin kind's from the module URL /api/session names (a separate chunk)
+    let make = viewFor(file.kind);
+    if (!make) {
+      const { PluginView, registerPluginKinds } = await import('./pluginview');
+      registerPluginKinds(this.info.plugins?.kinds);
+      make = viewFor(file.kind) ?? (async (f, ctx) => new PluginView(f, ctx, null));
     }
-    return new TextView(file, this.ctx());
+    return make(file, this.ctx());
   }
 
   async open(path: string, updateHash = true): Promise<DocView | null> {
@@ -191,6 +195,9 @@ export class App {
       if (!pending) {
         pending = this.makeView(file).then((v) => {
           if (this.ended) v.end();
+          if (this.info.plugins?.services?.some((s) => s.panel)) {  // services' panels (pluginview.ts)
+            void import('./pluginview').then(({ attachPanels }) => attachPanels(v, this.info.plugins?.services, this.ctx()));
+          }
           this.views.set(path, v);
           this.docsEl.appendChild(v.element);
           return v;

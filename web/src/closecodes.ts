@@ -28,6 +28,7 @@ export const HTTP = {
   NotShareableError: 500,
   PathError: 500,
   PermissionDeniedError: 403,
+  PluginError: 500,
   PortBusyError: 500,
   ProtocolError: 400,
   RejectedEditError: 422,

@@ -42,3 +42,21 @@ export interface DocView {
 export function userState(identity: Identity, role: string) {
   return { name: identity.name, color: identity.color, colorLight: identity.colorLight, sid: identity.sid, role };
 }
+
+// --- View registration (plugin API v1, see docs/plugins.md) ------------------------------
+
+/** Makes the view of one shared file of a kind. */
+export type ViewFactory = (file: FileInfo, ctx: ViewContext) => Promise<DocView>;
+
+const factories = new Map<string, ViewFactory>();
+
+/** Register the view for files of `kind` (the built-in text and notebook views are
+ * registered this way too; a plugin's browser module is registered from its URL). */
+export function registerView(kind: string, make: ViewFactory): void {
+  factories.set(kind, make);
+}
+
+/** The registered view of `kind`, if any. */
+export function viewFor(kind: string): ViewFactory | undefined {
+  return factories.get(kind);
+}

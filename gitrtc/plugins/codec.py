@@ -1,0 +1,156 @@
+"""`KindCodec`: a plugin's `DocumentKind` as gitrtc's per-file `documents.Codec`.
+
+Every call into the plugin runs in its sandbox thread (time limit, exceptions made one
+line) on a scratch document, never on a live room's: the room's document is only
+changed on the event loop, by applying the scratch document's update. What the plugin
+returns is checked (bytes, within the size limit), and when a file is opened the round
+trip is checked too: the untouched document must render to the file's bytes exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pycrdt
+
+from ..errors import DocumentError, NotShareableError, PluginError
+from .api import DocumentKind
+from .sandbox import Sandbox
+
+_EMPTY_UPDATE = b"\x00\x00"  # a Yjs v1 update with no structs and no deletions
+_SANDBOXES: dict[str, Sandbox] = {}
+
+
+def sandbox_for(kind: str) -> Sandbox:
+    """The one sandbox of plugin `kind` in this process."""
+    box = _SANDBOXES.get(kind)
+    if box is None:
+        box = _SANDBOXES[kind] = Sandbox(kind)
+    return box
+
+
+def broken_plugins() -> dict[str, str]:
+    """Plugins that failed while in use (hung): name → why."""
+    return {name: box.broken for name, box in _SANDBOXES.items() if box.broken is not None}
+
+
+class KindCodec:
+    """One shared file of a plugin kind (see the module docstring)."""
+
+    def __init__(self, kind: DocumentKind, path: str, data: bytes, max_bytes: int) -> None:
+        """Load the file into a scratch document and check that it renders back exactly;
+        `PluginError` (one line) if the plugin fails at either."""
+        self.plugin = kind
+        self.kind = kind.name
+        self.path = path
+        self.max_bytes = min(max_bytes, kind.limits.max_bytes)
+        self.warnings: list[str] = []
+        self.known_roots = frozenset(kind.roots) | {"state"}
+        self.rendered_roots = kind.rendered_roots if kind.rendered_roots is not None else frozenset(kind.roots)
+        self._box = sandbox_for(kind.name)
+        if len(data) > self.max_bytes:
+            too_big = f"{len(data)} bytes is over the {self.max_bytes}-byte limit for shared files"
+            raise NotShareableError(f"{path}: {too_big}")
+        self._original = data
+        self._loaded = self._load(data)
+        back = self._render(self._loaded, data)
+        if back != data:
+            raise PluginError(f"plugin {kind.name}: {path} does not render back to its own bytes (not lossless)")
+
+    def _call(self, fn: Any, what: str) -> Any:
+        return self._box.run(fn, self.plugin.limits.seconds, f"{what} of {self.path}")
+
+    def _load(self, data: bytes) -> bytes:
+        """The update of a scratch document the plugin filled from `data`."""
+
+        def job() -> bytes:
+            scratch: pycrdt.Doc[Any] = pycrdt.Doc()
+            self.plugin.load(data, scratch)
+            return scratch.get_update()
+
+        update: bytes = self._call(job, "load")
+        return update
+
+    def _render(self, update: bytes, original: bytes) -> bytes:
+        def job() -> object:
+            scratch: pycrdt.Doc[Any] = pycrdt.Doc()
+            scratch.apply_update(update)
+            return self.plugin.render(scratch, original)
+
+        data = self._call(job, "render")
+        if not isinstance(data, bytes):
+            raise PluginError(f"plugin {self.kind}: render of {self.path} returned {type(data).__name__}, not bytes")
+        if len(data) > self.max_bytes:
+            raise DocumentError(
+                f"{self.path}: {len(data)} bytes is over the {self.max_bytes}-byte limit for "
+                "shared files: not written, kept in the session store"
+            )
+        return data
+
+    # --- documents.Codec --------------------------------------------------------------
+
+    def load_into(self, doc: pycrdt.Doc[Any], origin: object) -> None:
+        """Fill an empty room document with the file (the scratch load made at open)."""
+        with doc.transaction(origin=origin):
+            doc.apply_update(self._loaded)
+
+    def dump(self, doc: pycrdt.Doc[Any]) -> bytes:
+        """The file bytes the document stands for (the plugin's `render`, checked)."""
+        return self._render(doc.get_update(), self._original)
+
+    def apply_file(self, doc: pycrdt.Doc[Any], data: bytes, origin: object, base: bytes | None = None) -> bool:
+        """A new version of the file: merged three-way with `base` (the plugin's `merge3`;
+        a conflict changes nothing), then applied through the plugin's `update`."""
+        target = data
+        current = self.dump(doc)
+        if base is not None:
+            merged = self._call(lambda: self.plugin.merge3(base, current, data), "merge3")
+            if merged.conflict:
+                raise DocumentError(f"{self.path}: the save conflicts with the session's edits (kept as it is)")
+            if not isinstance(merged.data, bytes):
+                raise PluginError(f"plugin {self.kind}: merge3 of {self.path} returned no bytes")
+            target = merged.data
+        if target == current:  # nothing to bring in (e.g. our own write-back read again)
+            self._original = target
+            return False
+        state = doc.get_update()
+        original = self._original
+
+        def job() -> bytes:
+            scratch: pycrdt.Doc[Any] = pycrdt.Doc()
+            scratch.apply_update(state)
+            before = scratch.get_state()
+            self.plugin.update(scratch, target, original)
+            return scratch.get_update(before)
+
+        diff: bytes = self._call(job, "update")
+        if self._render(self._with(state, diff), target) != target:
+            raise PluginError(f"plugin {self.kind}: {self.path} after update does not render as the saved file")
+        changed = diff != _EMPTY_UPDATE
+        if changed:
+            with doc.transaction(origin=origin):
+                doc.apply_update(diff)
+        self._original = target
+        return changed
+
+    @staticmethod
+    def _with(state: bytes, diff: bytes) -> bytes:
+        scratch: pycrdt.Doc[Any] = pycrdt.Doc()
+        scratch.apply_update(state)
+        scratch.apply_update(diff)
+        return scratch.get_update()
+
+    def validate(self, doc: pycrdt.Doc[Any]) -> str | None:
+        """The plugin's check of a would-be document (a client's structural update)."""
+        update = doc.get_update()
+
+        def job() -> str | None:
+            scratch: pycrdt.Doc[Any] = pycrdt.Doc()
+            scratch.apply_update(update)
+            return self.plugin.validate(scratch)
+
+        try:
+            problem = self._call(job, "validate")
+        except PluginError as exc:
+            return str(exc)
+        return problem if isinstance(problem, str) and problem else None

@@ -1,0 +1,3 @@
+"""A plugin whose import fails."""
+
+raise ImportError("needs libfoo, which is not installed")
