@@ -213,7 +213,8 @@ class DiskSync:
         paths = list(self.files)
         stats = await asyncio.get_running_loop().run_in_executor(_DISK, _poll, self.workdir, paths)
         for path, stat in zip(paths, stats, strict=True):
-            if stat == self.files[path].seen:
+            state = self.files.get(path)  # None: it left the session meanwhile (`untrack`)
+            if state is None or stat == state.seen:
                 continue  # the common case, without a coroutine per file
             try:
                 await self._check(path, stat)
@@ -222,8 +223,8 @@ class DiskSync:
                 self._on_event(f"{path}: a change on disk could not be merged ({exc})")
 
     async def _check(self, path: str, stat: Stat | None, own_write_pending: bool = True) -> None:
-        state = self.files[path]
-        if stat == state.seen:
+        state = self.files.get(path)
+        if state is None or stat == state.seen:
             return
         state.seen = stat
         if stat is None:
@@ -253,6 +254,33 @@ class DiskSync:
         if self._on_disk_change is not None:
             await self._on_disk_change(path, data, base)
         self._on_synced(path, data)
+
+    async def untrack(self, path: str) -> FileState | None:
+        """Stop tracking `path` (it left the session or moves): its pending write-back
+        is cancelled, one in progress awaited; its last state."""
+        state = self.files.get(path)
+        if state is None:
+            return None
+        if state.timer is not None:
+            state.timer.cancel()
+            state.timer = None
+        if state.task is not None and not state.task.done():
+            await asyncio.shield(state.task)
+        return self.files.pop(path, None)
+
+    async def move(self, old: str, new: str) -> None:
+        """Track `old`'s state under `new` (the file was renamed): what the disk and the
+        document last agreed on moves with it; unsaved edits are written at `new`."""
+        state = await self.untrack(old)
+        if state is None:
+            return
+        state.path = new
+        state.abspath = os.path.join(self.workdir, new)
+        state.seen = await asyncio.get_running_loop().run_in_executor(_DISK, shared_stat, self.workdir, new)
+        state.missing = state.seen is None
+        self.files[new] = state
+        if state.dirty:
+            self.changed(new)
 
     def mark_linked(self, path: str, exc: UnsafePathError) -> None:
         """`path` is (or is under) a symbolic link now: report it once and freeze it."""
@@ -309,7 +337,9 @@ class DiskSync:
         return max(due, state.rendered_at + RENDER_DUTY * state.render_seconds)
 
     def _start_write(self, path: str) -> None:
-        state = self.files[path]
+        state = self.files.get(path)
+        if state is None:  # it left the session or moved (`untrack` cancels, a late timer may still fire)
+            return
         loop = asyncio.get_running_loop()
         due = self._due(state)
         if state.dirty and due > loop.time():
@@ -327,7 +357,9 @@ class DiskSync:
             await self._write(path)
 
     async def _write(self, path: str) -> None:
-        state = self.files[path]
+        state = self.files.get(path)
+        if state is None:
+            return
         if not self._branch_ok():
             if not self.frozen:
                 self.frozen = True

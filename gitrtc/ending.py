@@ -176,9 +176,11 @@ class Ending:
         kept += await self._held_back(final)
         info = self.info
         branch = onto_branch or info.branch_name
-        if not changes and not links:
+        live = {f.path for f in self.manifest.files}
+        removed = [p for p in self.manifest.removed if p not in live]
+        if not changes and not links and not removed:
             return EndResult(None, branch, (), (), self._nothing_changed() + kept, True)
-        text = message or default_message(sorted({*changes, *links}))
+        text = message or default_message(sorted({*changes, *links, *removed}))
         credits = await self.store.credits()
         try:
             repo = git.open_repo(info.workdir)
@@ -186,7 +188,7 @@ class Ending:
                 ref = await asyncio.to_thread(git.create_branch, repo, onto_branch, info.head)
                 info = replace(info, branch=ref)
             done = await asyncio.to_thread(
-                git.commit_session, repo, info, changes, text, credits, onto_branch is None, links
+                git.commit_session, repo, info, changes, text, credits, onto_branch is None, links, removed
             )
         except CommitError as exc:
             return EndResult(None, branch, tuple(sorted(changes)), (), str(exc), False)
@@ -254,6 +256,8 @@ class Ending:
         self.manifest.last_commit = commit
         for path, data in changes.items():
             self.manifest.baseline[self.manifest.room_for(path)] = digest(data)
+        self.manifest.added = []  # in the commit now: compared with their baseline from here on
+        self.manifest.removed = []
         await self.save_manifest(commit_only=True)
         await self.store.clear_credits()
 
@@ -264,8 +268,11 @@ class Ending:
         registry = self.registry
         out: dict[str, bytes] = {}
         self.unwritable = {}
+        added = set(self.manifest.added)  # files that joined the session: new to the branch
         for entry in self.manifest.files:
             if entry.room not in registry.rooms and entry.room not in touched:
+                if entry.room in added:
+                    out[entry.path] = registry.originals[entry.room]
                 continue
             await registry.room(entry.room)
             try:
@@ -274,7 +281,7 @@ class Ending:
                 self.unwritable[entry.path] = str(exc)
                 continue
             baseline = self.manifest.baseline.get(entry.room) or digest(registry.originals[entry.room])
-            if digest(data) != baseline:
+            if entry.room in added or digest(data) != baseline:
                 out[entry.path] = data
         return out
 

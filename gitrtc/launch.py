@@ -19,6 +19,7 @@ from typing import IO
 from . import git, safefs
 from .documents import open_codec
 from .errors import NoSessionError, NotShareableError, PathError, SessionRunningError, StoreError, UnsafePathError
+from .fileset import shared_folders
 from .limits import DEFAULT, Limits
 from .manifest import FileEntry, Manifest
 from .session import Session, store_path
@@ -159,6 +160,7 @@ async def _prepare_locked(plan: Plan, info: git.RepoInfo, lock: IO[str]) -> Laun
         notes.extend(await discard_session(old))
     paths = await asyncio.to_thread(git.resolve_paths, info, plan.cwd, plan.paths)
     manifest = Manifest.new(info.branch, info.head, plan.persistent, time.time())
+    manifest.folders = await asyncio.to_thread(shared_folders, info, plan.cwd, plan.paths)
     store = Store(store_path(info.gitdir, manifest.session), plan.limits)
     try:
         session = await _new_session(plan, info, manifest, store, paths)

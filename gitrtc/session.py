@@ -5,7 +5,10 @@
 - `bridge.DiskBridge`: write-back, merges of saves made on disk, the HEAD watcher,
   the reconcile after a crash;
 - `ending.Ending`: `commit_now`, `pause`, `end`;
-- `supervisor.Supervisor`: the background tasks (disk watcher, compactor, preloader);
+- `supervisor.Supervisor`: the background tasks (disk watcher, compactor, preloader,
+  the shared folders' watcher `folderwatch.FolderWatch`);
+- `fileset.FileSet`: the live file set (files created, renamed, deleted in a shared
+  folder, on disk or by participants through `fileops`);
 - `requests.RequestChannel`: the rooms' request channel, with its `kernel` service
   (`kernels.service.KernelService`: notebooks' code, when the owner allows it).
 
@@ -32,6 +35,9 @@ from .documents import Codec
 from .ending import PRELOAD, WATCH, Ending, EndResult, OnCommit, default_message
 from .errors import SessionEndedError
 from .events import EventLog
+from .fileops import FileService
+from .fileset import FileSet
+from .folderwatch import FolderWatch
 from .kernels.service import KernelService
 from .limits import DEFAULT, Limits
 from .manifest import FileEntry, Manifest
@@ -44,6 +50,7 @@ from .supervisor import Supervisor
 __all__ = ["EndResult", "FileView", "Session", "SessionSnapshot", "default_message", "store_path"]
 
 COMPACT = "compact"
+FOLDERS = "folders"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +103,12 @@ class Session:
         self.requests = RequestChannel(limits)
         self.kernels = KernelService(self)
         self.requests.register("kernel", self.kernels)
+        self.fileset = FileSet(
+            info, manifest, self.registry, self.bridge, store, limits, self.events, self.save_manifest
+        )
+        self.fileset.live = lambda: self.state == "live"
+        self.requests.register("files", FileService(self.fileset))
+        self.folders = FolderWatch(info.workdir, manifest.folders, self.fileset.disk_changed, self.events)
         self.registry.requests = self.requests.receive
         self.access.on_left = self.requests.disconnected
         self.ending.before_stop = self.requests.close
@@ -121,6 +134,7 @@ class Session:
             await self.bridge.reconcile()
         self.tasks.start(WATCH, self.bridge.watch())
         self.tasks.start(COMPACT, self.registry.compact_periodically())
+        self.tasks.start(FOLDERS, self.folders.run())
         self.tasks.start(PRELOAD, self.registry.preload(lambda: self.state == "live"))
 
     async def close(self) -> None:

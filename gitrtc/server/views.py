@@ -25,6 +25,9 @@ def describe(session: Session, role: str, name: str | None = None) -> dict[str, 
         "participants": session.participants(),
         "commit": session.result.commit if session.result else None,
         "kernels": session.kernels.describe(),
+        "folders": m.folders,  # shared folders: files created, renamed, deleted in them are live
+        "files_version": m.files_version,  # the session room's `files_version` when this was read
+        "not_shared": [{"path": p, "reason": r} for p, r in m.skipped],
     }
 
 

@@ -1,0 +1,89 @@
+"""The file-set API: `POST /api/files` (create, rename, delete) and `GET /api/tree` (one
+folder's entries at a time, so a browser never loads a 100,000-file listing to show a
+tree, and quick-open finds names with `?find=`)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from ..errors import BadRequestError, ForbiddenError
+from ..fileops import check_may_change, run
+from ..origins import Participant
+from ..session import Session
+from .auth import origin_allowed, request_token, require_role
+
+MAX_FOUND = 50
+
+
+def add_routes(app: web.Application, session: Session) -> None:
+    """Route the file-set API of `session` in `app`."""
+
+    async def api_files(request: web.Request) -> web.Response:
+        role = require_role(request, session)
+        if not origin_allowed(request):
+            raise ForbiddenError("cross-site request refused")
+        try:
+            body = json.loads(await request.read()) if request.can_read_body else {}
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise BadRequestError("the body must be JSON") from None
+        if not isinstance(body, dict) or not isinstance(body.get("op"), str):
+            raise BadRequestError('the body must be a JSON object with "op": create, rename or delete')
+        _role, invite = session.grant_for(request_token(request)) or (role, None)
+        name, email = body.get("name"), body.get("email")
+        who = Participant(
+            name if isinstance(name, str) and name else invite or "anonymous",
+            email if isinstance(email, str) else "",
+            role,
+            invite,
+        )
+        check_may_change(who)
+        return web.json_response(await run(session.fileset, body["op"], body, who))
+
+    async def api_tree(request: web.Request) -> web.Response:
+        require_role(request, session)
+        return web.json_response(tree(session, request.query.get("dir", ""), request.query.get("find")))
+
+    app.router.add_post("/api/files", api_files)
+    app.router.add_get("/api/tree", api_tree)
+
+
+def tree(session: Session, folder: str, find: str | None = None) -> dict[str, Any]:
+    """One folder's direct entries (`folders`: names; `files`: {path, kind, room}), or with
+    `find` the first shared files whose path contains it (case-insensitive)."""
+    files = session.manifest.files
+    if find is not None:
+        needle = find.lower()
+        found = [f for f in files if needle in f.path.lower()]
+        found.sort(key=lambda f: (needle not in f.path.rsplit("/", 1)[-1].lower(), len(f.path)))
+        return {"files": [_file(f) for f in found[:MAX_FOUND]], "more": len(found) > MAX_FOUND}
+    prefix = folder.strip("/") + "/" if folder.strip("/") else ""
+    folders: set[str] = set()
+    here = []
+    for f in files:
+        if not f.path.startswith(prefix):
+            continue
+        rest = f.path[len(prefix) :]
+        head, slash, _tail = rest.partition("/")
+        if slash:
+            folders.add(head)
+        else:
+            here.append(_file(f))
+    skipped = [
+        {"path": p, "reason": r}
+        for p, r in session.manifest.skipped
+        if p.startswith(prefix) and "/" not in p[len(prefix) :]
+    ]
+    return {
+        "dir": prefix.rstrip("/"),
+        "folders": sorted(folders),
+        "files": sorted(here, key=lambda f: f["path"]),
+        "skipped": skipped,
+        "version": session.manifest.files_version,
+    }
+
+
+def _file(f: Any) -> dict[str, Any]:
+    return {"path": f.path, "kind": f.kind, "room": f.room}
