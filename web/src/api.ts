@@ -28,6 +28,8 @@ export interface SessionInfo {
   participants?: Participant[];
   /** the name the caller's personal token is bound to (an invite's; null for a shared link) */
   name?: string | null;
+  /** the session room's `files_version` when this was read (the file list is live) */
+  files_version?: number;
 }
 
 export interface Joined {
@@ -100,4 +102,26 @@ export async function joinSession(token: string, name: string): Promise<Joined> 
   const joined = await call(token, 'join', { name }) as Joined;
   if (!joined || typeof joined.token !== 'string') throw new ApiError(200, 'The server sent an unexpected answer.');
   return joined;
+}
+
+/** One change of the live file set, as the session room announces it (`files_changes`). */
+export interface FileChange {
+  op: 'add' | 'remove' | 'move' | 'skip' | string;
+  path: string;
+  from?: string;
+  kind?: string;
+  room?: string;
+  reason?: string;
+  by?: string;
+}
+
+/** Create, rename or delete a shared file (`POST /api/files`); the server's answer. */
+export async function fileOp(token: string, body: Record<string, unknown>): Promise<Record<string, unknown>> {
+  return await call(token, 'files', body) as Record<string, unknown>;
+}
+
+/** Shared files whose path contains `query` (`GET /api/tree?find=`), best first. */
+export async function findFiles(token: string, query: string): Promise<FileInfo[]> {
+  const answer = await call(token, `tree?find=${encodeURIComponent(query)}`) as { files?: FileInfo[] };
+  return Array.isArray(answer?.files) ? answer.files : [];
 }
