@@ -183,6 +183,8 @@ class DiskSync:
         self._branch_ok = branch_ok
         self._on_event = on_event or (lambda message: None)
         self.files: dict[str, FileState] = {}
+        #: Whether a folder watcher reports changes of `path` (then it is not polled).
+        self.watched: Callable[[str], bool] = lambda path: False
         self.frozen = False
         #: Write-backs in progress at once: more wait their turn, so a burst (every file
         #: typed into at once comes due together) is spread over many loop iterations.
@@ -200,17 +202,35 @@ class DiskSync:
             path, abspath, written=digest(on_disk), seen=shared_stat(self.workdir, path), synced=on_disk
         )
 
+    async def track_all(self, files: list[tuple[str, bytes]]) -> None:
+        """`track` many files, their stats taken in one trip to the disk thread (a start
+        of 100,000 files must not stat them one by one on the event loop)."""
+        paths = [path for path, _data in files]
+        stats = await asyncio.get_running_loop().run_in_executor(_DISK, _poll, self.workdir, paths)
+        for (path, data), seen in zip(files, stats, strict=True):
+            abspath = os.path.join(self.workdir, path)
+            self.files[path] = FileState(path, abspath, written=digest(data), seen=seen, synced=data)
+
     async def watch(self, interval: float = 0.5) -> None:
-        """Poll the shared files forever, merging out-of-band changes (run as a task)."""
+        """Poll the shared files forever, merging out-of-band changes (run as a task);
+        files a folder watcher reports on (`watched`) are not polled."""
         while True:
             await asyncio.sleep(interval)
-            await self.check_all()
+            await self.check_all(polled_only=True)
 
-    async def check_all(self) -> None:
+    async def check_all(self, polled_only: bool = False) -> None:
         """Look at every shared file once and merge what changed (also done at the end)."""
         if not self._branch_ok():
             return
-        paths = list(self.files)
+        watched = self.watched
+        paths = [p for p in self.files if not watched(p)] if polled_only else list(self.files)
+        await self.check_paths(paths)
+
+    async def check_paths(self, paths: list[str]) -> None:
+        """Look at these shared files once and merge what changed (a folder watcher
+        calls this with the files it saw change)."""
+        if not paths or not self._branch_ok():
+            return
         stats = await asyncio.get_running_loop().run_in_executor(_DISK, _poll, self.workdir, paths)
         for path, stat in zip(paths, stats, strict=True):
             state = self.files.get(path)  # None: it left the session meanwhile (`untrack`)

@@ -57,6 +57,7 @@ class Found:
     new: dict[str, tuple[bytes, str, list[str]]] = field(default_factory=dict)  # path -> (bytes, kind, warnings)
     skipped: dict[str, str] = field(default_factory=dict)  # path -> why it is not shared
     gone: list[str] = field(default_factory=list)  # shared paths no longer regular files on disk
+    touched: list[str] = field(default_factory=list)  # shared files that changed (content or stat)
 
 
 def shared_folders(info: git.RepoInfo, cwd: Path, paths: list[str]) -> list[str]:
@@ -114,20 +115,23 @@ def look(
             rel = Path(absolute).relative_to(workdir).as_posix()
         except ValueError:
             continue
+        if rel in shared:
+            found.touched.append(rel)
         if rel == "." or ".git" in rel.split("/") or not inside(rel, folders):
             continue
         try:
             st = safefs.lstat(workdir, rel)
         except UnsafePathError:
-            st = None  # under a folder that is a link: not shared
+            continue  # under a folder that is a link: nothing new is shared there
         if st is None or not stat.S_ISREG(st.st_mode):  # gone, or a folder: which shared files went?
             for p in shared:
                 if p == rel or p.startswith(rel + "/"):
+                    found.touched.append(p)  # the write-back's own checks see links and deletions too
                     try:
                         there = safefs.lstat(workdir, p)
                     except UnsafePathError:
-                        there = None
-                    if there is None or not stat.S_ISREG(there.st_mode):
+                        continue  # behind a folder that is a link now: frozen, not gone (see disk.py)
+                    if there is None or (not stat.S_ISREG(there.st_mode) and not stat.S_ISLNK(there.st_mode)):
                         gone.add(p)
         if st is None:
             continue
@@ -208,6 +212,8 @@ class FileSet:
             if changes:
                 await self._save()
                 self.announce(changes)
+        # saves of shared files in watched folders: merged here, not found by polling
+        await self.bridge.disk.check_paths([p for p in dict.fromkeys(found.touched) if p in self.bridge.disk.files])
 
     async def _take_in(self, found: Found) -> list[dict[str, object]]:
         changes: list[dict[str, object]] = []

@@ -44,6 +44,8 @@ class FolderWatch:
         self.force_polling = force_polling
         #: Set once the watches are in place (a change made after it is seen).
         self.ready = asyncio.Event()
+        #: Whether changes are being reported now (files in the folders need no polling).
+        self.watching = False
 
     async def run(self) -> None:
         """Watch until cancelled; a batch that cannot be taken in is reported, not fatal."""
@@ -76,6 +78,7 @@ class FolderWatch:
         if first.done() and first.exception() is not None:
             raise first.exception()  # type: ignore[misc]
         self.ready.set()
+        self.watching = True
         try:
             batch = await first
             while True:
@@ -84,6 +87,7 @@ class FolderWatch:
         except StopAsyncIteration:
             return
         finally:
+            self.watching = False
             first.cancel()
             await changes.aclose()
 

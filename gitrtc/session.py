@@ -36,6 +36,7 @@ from .ending import PRELOAD, WATCH, Ending, EndResult, OnCommit, default_message
 from .errors import SessionEndedError
 from .events import EventLog
 from .fileops import FileService
+from .filenames import inside
 from .fileset import FileSet
 from .folderwatch import FolderWatch
 from .kernels.service import KernelService
@@ -109,6 +110,8 @@ class Session:
         self.fileset.live = lambda: self.state == "live"
         self.requests.register("files", FileService(self.fileset))
         self.folders = FolderWatch(info.workdir, manifest.folders, self.fileset.disk_changed, self.events)
+        # files in watched folders are checked when the watcher sees them change, not polled
+        self.bridge.disk.watched = lambda path: self.folders.watching and inside(path, manifest.folders)
         self.registry.requests = self.requests.receive
         self.access.on_left = self.requests.disconnected
         self.ending.before_stop = self.requests.close
@@ -126,9 +129,11 @@ class Session:
 
     async def start(self) -> None:
         """Read the stored originals, begin tracking the files on disk, start the tasks."""
+        tracked = []
         for room, path, _kind, original in await self.store.files():
             self.registry.originals[room] = bytes(original)
-            self.bridge.disk.track(path, bytes(original))
+            tracked.append((path, bytes(original)))
+        await self.bridge.disk.track_all(tracked)
         await self.registry.room(self.manifest.session_room)
         if self.resumed:
             await self.bridge.reconcile()

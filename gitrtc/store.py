@@ -326,6 +326,10 @@ class Store:
             [(room, path, kind, original)],
         )
 
+    async def add_files(self, rows: list[tuple[str, str, str, bytes]]) -> None:
+        """`add_file` for many (room, path, kind, original) at once, in one transaction."""
+        await self._run(self._write, "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", rows)
+
     async def remove_file(self, room: str) -> None:
         """Forget a file that left the session (its room's log stays, never replayed)."""
         await self._run(self._write, "DELETE FROM files WHERE room = ?", [(room,)])
