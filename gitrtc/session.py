@@ -35,8 +35,8 @@ from .documents import Codec
 from .ending import PRELOAD, WATCH, Ending, EndResult, OnCommit, default_message
 from .errors import SessionEndedError
 from .events import EventLog
-from .fileops import FileService
 from .filenames import inside
+from .fileops import FileService
 from .fileset import FileSet
 from .folderwatch import FolderWatch
 from .kernels.service import KernelService
