@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from pycrdt import Map
 
 from . import git
+from .binaries import Binaries, bdigest
 from .bridge import DiskBridge, save_aside
 from .disk import digest
 from .errors import CommitError, DocumentError, RestartingError, SessionEndedError, StoreError
@@ -76,6 +77,8 @@ class Ending:
         #: Awaited first when the session ends or pauses (the session stops its kernels
         #: there, so their last outputs are in the commit).
         self.before_stop: Callable[[], Awaitable[None]] | None = None
+        #: The session's whole-file shares, committed from the disk (`binaries.py`).
+        self.binaries: Binaries | None = None
 
     async def save_manifest(self, commit_only: bool = False) -> None:
         """Persist the manifest (invites, port, baseline) in the store; `commit_only`:
@@ -171,6 +174,8 @@ class Ending:
         self, message: str | None, onto_branch: str | None, on_commit: OnCommit | None = None, final: bool = False
     ) -> EndResult:
         changes = await self.changed_files()
+        if self.binaries is not None:
+            changes.update(await self.binaries.changed())  # whole files (images, data) as on disk
         links = await self.bridge.disk.links()  # shared files that became symbolic links: committed as links
         kept = await self._keep_linked({p: changes.pop(p) for p in links if p in changes})
         kept += await self._held_back(final)
@@ -256,6 +261,8 @@ class Ending:
         self.manifest.last_commit = commit
         for path, data in changes.items():
             self.manifest.baseline[self.manifest.room_for(path)] = digest(data)
+        for path in self.manifest.binaries.keys() & changes.keys():
+            self.manifest.binaries[path] = bdigest(changes[path])
         self.manifest.added = []  # in the commit now: compared with their baseline from here on
         self.manifest.removed = []
         await self.save_manifest(commit_only=True)

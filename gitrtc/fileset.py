@@ -34,6 +34,7 @@ import pygit2
 from pycrdt import Map
 
 from . import git, safefs
+from .binaries import Binaries, bdigest, content_type, is_binary
 from .bridge import DiskBridge, save_aside
 from .disk import digest
 from .documents import open_codec
@@ -58,6 +59,8 @@ class Found:
     skipped: dict[str, str] = field(default_factory=dict)  # path -> why it is not shared
     gone: list[str] = field(default_factory=list)  # shared paths no longer regular files on disk
     touched: list[str] = field(default_factory=list)  # shared files that changed (content or stat)
+    binaries: dict[str, str] = field(default_factory=dict)  # whole files new or changed: path -> digest
+    binaries_gone: list[str] = field(default_factory=list)
 
 
 def shared_folders(info: git.RepoInfo, cwd: Path, paths: list[str]) -> list[str]:
@@ -79,6 +82,7 @@ def look(
     changed: set[str],
     shared: frozenset[str],
     max_bytes: int,
+    binaries: frozenset[str] = frozenset(),
 ) -> Found:
     """(disk thread) Look at the changed paths (absolute): which new files inside the
     shared folders git would list, and which shared files are gone."""
@@ -91,6 +95,12 @@ def look(
         return rel in tracked or not repo.path_is_ignored(rel)
 
     def consider(rel: str, st: os.stat_result) -> None:
+        if rel in binaries and stat.S_ISREG(st.st_mode):
+            try:
+                found.binaries[rel] = bdigest(safefs.read_file(workdir, rel))
+            except OSError:
+                pass
+            return
         if rel in shared or rel in found.new or rel in found.skipped or not shareable(rel):
             return
         if stat.S_ISLNK(st.st_mode):
@@ -105,6 +115,8 @@ def look(
                 codec = open_codec(rel, data, max_bytes)
             except NotShareableError as exc:
                 found.skipped[rel] = str(exc).removeprefix(f"{rel}: ")
+                if is_binary(data, max_bytes):
+                    found.binaries[rel] = bdigest(data)  # shared as a whole file
             except OSError:
                 return  # gone again, or became a link: the next event says what it is
             else:
@@ -123,6 +135,16 @@ def look(
             st = safefs.lstat(workdir, rel)
         except UnsafePathError:
             continue  # under a folder that is a link: nothing new is shared there
+        if st is None or not stat.S_ISREG(st.st_mode):
+            gone_whole = [p for p in binaries if p == rel or p.startswith(rel + "/")]
+            for p in gone_whole:
+                there = None
+                try:
+                    there = safefs.lstat(workdir, p)
+                except UnsafePathError:
+                    pass
+                if there is None or not stat.S_ISREG(there.st_mode):
+                    found.binaries_gone.append(p)
         if st is None or not stat.S_ISREG(st.st_mode):  # gone, or a folder: which shared files went?
             for p in shared:
                 if p == rel or p.startswith(rel + "/"):
@@ -175,6 +197,7 @@ class FileSet:
         self._event = event
         self._save = save_manifest
         self.lock = asyncio.Lock()
+        self.binaries = Binaries(manifest, info.workdir, event)
         #: Whether changes are taken in now (not while the session ends).
         self.live: Callable[[], bool] = lambda: True
 
@@ -207,6 +230,7 @@ class FileSet:
                 changed,
                 self.paths(),
                 self.limits.max_file_bytes,
+                frozenset(self.manifest.binaries),
             )
             changes = await self._take_in(found)
             if changes:
@@ -240,11 +264,61 @@ class FileSet:
             await self.remove(path, "the file was deleted")
             changes.append({"op": "remove", "path": path})
             self._event(f"{path} was deleted on disk: it left the session")
+        changes.extend(self._take_binaries(found))
         for path, why in sorted(found.skipped.items()):
             if (path, why) not in self.manifest.skipped:
                 self.manifest.skipped = [s for s in self.manifest.skipped if s[0] != path] + [(path, why)]
                 changes.append({"op": "skip", "path": path, "reason": why})
         return changes
+
+    def _take_binaries(self, found: Found) -> list[dict[str, object]]:
+        m, seen = self.manifest, self.binaries.seen
+        changes: list[dict[str, object]] = []
+        for path, new in sorted(found.binaries.items()):
+            if (seen.get(path) or m.binaries.get(path)) == new:
+                continue
+            if path not in m.binaries:
+                m.binaries[path] = ""  # new in the session: committed as an addition
+                if path in m.removed:
+                    m.removed.remove(path)
+            seen[path] = new
+            changes.append({"op": "binary", "path": path, "digest": new, "type": content_type(path)})
+        for path in sorted(set(found.binaries_gone)):
+            if m.binaries.pop(path, None) is not None:
+                seen.pop(path, None)
+                if path not in m.removed:
+                    m.removed.append(path)
+                m.skipped = [s for s in m.skipped if s[0] != path]
+                changes.append({"op": "remove", "path": path})
+        return changes
+
+    async def put_binary(self, raw: object, data: bytes, who: Participant) -> str:
+        """Replace (or create) a whole file with `data` (an image from the browser)."""
+        path = check_new_path(raw, self.manifest.folders) if raw not in self.manifest.binaries else str(raw)
+        if not is_binary(data, self.limits.max_file_bytes):
+            raise FileOpError(
+                f"{path}: only binary files up to {self.limits.max_file_bytes} bytes are replaced whole; "
+                "text is edited in its document"
+            )
+        async with self.lock:
+            self._check_live()
+            if self.entry(path) is not None:
+                raise FileOpError(f"{path} is a shared document: edit it, or delete it first")
+            loop = asyncio.get_running_loop()
+            if path not in self.manifest.binaries:
+                await loop.run_in_executor(None, self._check_place, path, set(self.paths()))
+            try:
+                await loop.run_in_executor(
+                    None, lambda: safefs.replace_file(self.info.workdir, path, data, make_folders=0o755)
+                )
+            except OSError as exc:
+                raise FileOpError(f"{path}: cannot be written ({exc.strerror})") from None
+            changes = self._take_binaries(Found(binaries={path: bdigest(data)}))
+            self.store.credit(who)
+            if changes:
+                await self._save()
+                self.announce([{**c, "by": who.name} for c in changes])
+            return path
 
     def _in_use(self, path: str) -> bool:
         """Whether `path`'s document has someone on it or edits the disk has not seen."""
@@ -412,6 +486,9 @@ class FileSet:
         async with self.lock:
             self._check_live()
             entry = self.entry(path)
+            if entry is None and path in self.manifest.binaries:
+                await self._delete_binary(path, who)
+                return
             if entry is None:
                 raise FileOpError(f"{path}: no such shared file")
             room = self.registry.rooms.get(entry.room)
@@ -442,6 +519,19 @@ class FileSet:
             await self._save()
             self.announce([{"op": "remove", "path": path, "by": who.name}])
             self._event(f"{who.name} deleted {path} (its last version is kept in the session folder)")
+
+    async def _delete_binary(self, path: str, who: Participant) -> None:
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, safefs.remove_file, self.info.workdir, path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise FileOpError(f"{path}: cannot be deleted ({exc.strerror})") from None
+        changes = self._take_binaries(Found(binaries_gone=[path]))
+        self.store.credit(who)
+        await self._save()
+        self.announce([{**c, "by": who.name} for c in changes])
+        self._event(f"{who.name} deleted {path}")
 
     def _check_live(self) -> None:
         if not self.live():

@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import IO
 
 from . import git, safefs
+from .binaries import bdigest, is_binary
 from .documents import open_codec
 from .errors import NoSessionError, NotShareableError, PathError, SessionRunningError, StoreError, UnsafePathError
 from .fileset import shared_folders
@@ -191,6 +192,8 @@ async def _new_session(plan: Plan, info: git.RepoInfo, manifest: Manifest, store
         for path, data, kind, warnings in opened:
             if data is None:
                 manifest.skipped.append((path, kind))
+                if warnings:  # a binary: shared as a whole file (`binaries.py`)
+                    manifest.binaries[path] = warnings[0]
                 continue
             entry = FileEntry(path, kind, manifest.room_for(path))
             manifest.files.append(entry)
@@ -219,14 +222,16 @@ def _open_all(
     info: git.RepoInfo, paths: list[str], max_bytes: int
 ) -> list[tuple[str, bytes | None, str, list[str]]]:
     """(thread) (path, bytes, kind, warnings) of each file, or (path, None, why, []) for
-    one that cannot be shared."""
+    one that cannot be shared as a document ([digest] for a binary, shared whole)."""
     out: list[tuple[str, bytes | None, str, list[str]]] = []
     for path in paths:
+        data = None
         try:
             data = _read_shareable(info, path)
             codec = open_codec(path, data, max_bytes)
         except NotShareableError as exc:
-            out.append((path, None, str(exc), []))
+            whole = [bdigest(data)] if data is not None and is_binary(data, max_bytes) else []
+            out.append((path, None, str(exc), whole))
             continue
         out.append((path, data, codec.kind, list(codec.warnings)))
     return out

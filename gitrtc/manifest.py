@@ -55,6 +55,7 @@ class Manifest:
     added: list[str] = field(default_factory=list)  # rooms of files that joined since the last commit
     removed: list[str] = field(default_factory=list)  # paths that left the session since the last commit
     files_version: int = 0  # bumped at each change of the file list (clients follow it)
+    binaries: dict[str, str] = field(default_factory=dict)  # whole-file shares: path -> digest at start ("" = new)
 
     @classmethod
     def new(cls, branch: str, base: str, persistent: bool, created: float) -> Manifest:

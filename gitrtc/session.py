@@ -108,6 +108,7 @@ class Session:
             info, manifest, self.registry, self.bridge, store, limits, self.events, self.save_manifest
         )
         self.fileset.live = lambda: self.state == "live"
+        self.ending.binaries = self.fileset.binaries
         self.requests.register("files", FileService(self.fileset))
         self.folders = FolderWatch(info.workdir, manifest.folders, self.fileset.disk_changed, self.events)
         # files in watched folders are checked when the watcher sees them change, not polled

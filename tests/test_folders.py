@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 import nbformat
+import pygit2
 import pytest
 from pycrdt import Map, Text
 
@@ -110,7 +111,8 @@ async def test_files_made_renamed_deleted_on_disk_are_live_and_committed(folders
     assert "src/tool.py" not in tree and "docs/guide.md" not in tree and "docs/renamed.md" in tree
     # nothing else in the work tree or the index changed
     status = git(repo, "status", "--porcelain", "--untracked-files=all").splitlines()
-    assert sorted(status) == ["?? docs/blob.dat", "?? docs/link.md", "?? outside.md"], status
+    assert sorted(status) == ["?? docs/link.md", "?? outside.md"], status
+    assert "docs/blob.dat" in stat  # a binary: shared and committed as a whole file
 
 
 async def test_participants_create_rename_delete_and_bad_input_is_refused(folders: Live) -> None:
@@ -211,3 +213,67 @@ def test_a_manifest_of_an_older_store_reads(tmp_path: Path) -> None:
         del old[key]
     manifest = Manifest.from_json(json.loads(json.dumps(old)))
     assert manifest.folders == [] and manifest.room_for("a.md").startswith(manifest.epoch + ".")
+
+
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256))
+
+
+async def raw(live: Live, path: str, role: str = "viewer") -> tuple[int, str, bytes]:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(
+            f"{live.http}/api/raw", params={"path": path}, headers={"Authorization": f"Bearer {live.tokens[role]}"}
+        ) as response:
+            return response.status, response.content_type, await response.read()
+
+
+async def put_raw(live: Live, path: str, data: bytes, role: str = "editor") -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as http:
+        async with http.put(
+            f"{live.http}/api/raw",
+            params={"path": path, "name": "Gil", "email": "gil@example.org"},
+            data=data,
+            headers={"Authorization": f"Bearer {live.tokens[role]}"},
+        ) as response:
+            return response.status, await response.json(content_type=None)
+
+
+async def test_binary_files_are_listed_served_replaced_whole_and_committed(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {**FILES, "docs/fig.png": PNG, "docs/data.bin": b"\x00\x01\x02"})
+    async with live_session(repo, ["docs", "src"]) as live:
+        await live.session.folders.ready.wait()
+        _s, body = await get_json(f"{live.http}/api/session", live.tokens["viewer"])
+        listed = {b["path"]: b for b in body["binaries"]}
+        assert listed["docs/fig.png"]["type"] == "image/png" and "docs/data.bin" in listed
+        assert all(f["path"] != "docs/fig.png" for f in body["files"])  # no room: a whole file
+        status, kind, data = await raw(live, "docs/fig.png")
+        assert (status, kind, data) == (200, "image/png", PNG)
+        assert (await raw(live, "unrelated.txt"))[0] == 404  # never anything outside the session
+        assert (await raw(live, "../etc/passwd"))[0] == 404
+        async with live.client("session") as watcher:
+            await watcher.wait_synced()
+            info = watcher.doc.get("session", type=Map)
+            # replaced on the owner's disk: every client is told its new digest
+            (repo / "docs/fig.png").write_bytes(PNG + b"\x00v2")
+            await async_wait_until(
+                lambda: any(
+                    c["op"] == "binary" and c["path"] == "docs/fig.png"
+                    for c in (info.get("files_changes") or {}).get("changes", [])
+                ),
+                what="the replaced image announced",
+            )
+            # a participant puts a new image; a viewer may not; text is not replaced whole
+            assert (await put_raw(live, "docs/img/new.png", PNG))[0] == 200
+            assert (repo / "docs/img/new.png").read_bytes() == PNG
+            assert (await put_raw(live, "docs/v.png", PNG, role="viewer"))[0] == 403
+            assert (await put_raw(live, "docs/guide.md", b"\x00x"))[0] == 409
+            assert (await put_raw(live, "docs/t.png", b"plain text"))[0] == 409
+            assert (await put_raw(live, "../x.png", PNG))[0] == 400
+            # deleted by a participant
+            assert (await post(live, {"op": "delete", "path": "docs/data.bin", "name": "Gil"}))[0] == 200
+            assert not (repo / "docs/data.bin").exists()
+        await end(live)
+    stat = show_stat(repo)
+    assert "docs/fig.png" in stat and "docs/img/new.png" in stat and "docs/data.bin" in stat, stat
+    committed = pygit2.Repository(str(repo)).revparse_single("HEAD:docs/fig.png")
+    assert committed.data == PNG + b"\x00v2"
+    assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""

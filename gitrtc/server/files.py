@@ -4,12 +4,16 @@ tree, and quick-open finds names with `?find=`)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
-from ..errors import BadRequestError, ForbiddenError
+from .. import safefs
+from ..binaries import content_type
+from ..errors import BadRequestError, FileOpError, ForbiddenError, UnknownRoomError
 from ..fileops import check_may_change, run
 from ..origins import Participant
 from ..session import Session
@@ -46,6 +50,37 @@ def add_routes(app: web.Application, session: Session) -> None:
         require_role(request, session)
         return web.json_response(tree(session, request.query.get("dir", ""), request.query.get("find")))
 
+    async def api_raw(request: web.Request) -> web.StreamResponse:
+        require_role(request, session)
+        path = request.query.get("path", "")
+        m = session.manifest
+        if path not in m.binaries and session.fileset.entry(path) is None:
+            raise UnknownRoomError("no shared file at that path")
+        try:
+            data = await asyncio.to_thread(safefs.read_file, session.info.workdir, path)
+        except OSError as exc:
+            raise FileOpError(f"{path}: cannot be read ({exc.strerror})") from None
+        kind = content_type(path) if path in m.binaries else "text/plain; charset=utf-8"
+        headers = {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; sandbox"}
+        if not kind.startswith("image/"):
+            headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{quote(path.rsplit('/', 1)[-1])}"
+        return web.Response(body=data, content_type=kind.split(";")[0], headers=headers)
+
+    async def api_put_raw(request: web.Request) -> web.Response:
+        role = require_role(request, session)
+        if not origin_allowed(request):
+            raise ForbiddenError("cross-site request refused")
+        _role, invite = session.grant_for(request_token(request)) or (role, None)
+        who = Participant(
+            request.query.get("name") or invite or "anonymous", request.query.get("email", ""), role, invite
+        )
+        check_may_change(who)
+        data = await request.read()
+        path = await session.fileset.put_binary(request.query.get("path"), data, who)
+        return web.json_response({"path": path})
+
+    app.router.add_get("/api/raw", api_raw)
+    app.router.add_put("/api/raw", api_put_raw)
     app.router.add_post("/api/files", api_files)
     app.router.add_get("/api/tree", api_tree)
 
@@ -76,7 +111,9 @@ def tree(session: Session, folder: str, find: str | None = None) -> dict[str, An
         for p, r in session.manifest.skipped
         if p.startswith(prefix) and "/" not in p[len(prefix) :]
     ]
+    binaries = [b for b in session.fileset.binaries.listing() if b["path"].rpartition("/")[0] == prefix.rstrip("/")]
     return {
+        "binaries": binaries,
         "dir": prefix.rstrip("/"),
         "folders": sorted(folders),
         "files": sorted(here, key=lambda f: f["path"]),
