@@ -103,3 +103,36 @@ def test_a_shared_folder_is_live_in_the_browser(start_session, people):
     assert "Co-authored-by: Ann <ann@example.org>" in stat
     assert "README.md" not in stat
     assert git(repo, "status", "--porcelain") == ""
+
+
+def png(width: int, height: int) -> bytes:
+    """A valid grey PNG of that size (rendered by the browser)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + b"\x80" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def test_an_image_in_a_shared_folder_is_shown_and_follows_a_replacement(start_session, people):
+    session = start_session({**FILES, "docs/fig.png": png(3, 2)}, paths=["docs"])
+    page = people.page()
+    join(page, session.url, "Ann", "ann@example.org")
+    page.locator('nav.files a.file[data-path="docs/fig.png"]').click()
+    image = page.locator("img.binary-image")
+    expect(image).to_be_visible()
+    wait_for(page, lambda: image.evaluate("i => i.naturalWidth") == 3, "the image rendered")
+    (session.repo / "docs/fig.png").write_bytes(png(5, 4))  # replaced on the owner's disk
+    wait_for(page, lambda: image.evaluate("i => i.naturalWidth") == 5, "the new image shown")
+    # a document opens in its place
+    page.locator('nav.files a.file[data-path="docs/guide.md"]').click()
+    expect(page.locator(".doc-title")).to_have_text("docs/guide.md")
+    expect(image).to_be_hidden()
+    assert page.errors == []
+    session.stop("A new figure")
+    stat = git(session.repo, "show", "--stat", "-M", "--format=%B", "HEAD")
+    assert "docs/fig.png" in stat and "Bin" in stat

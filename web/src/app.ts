@@ -2,7 +2,7 @@
 // open document, and the end-of-session state.
 import * as Y from 'yjs';
 import { Awareness } from 'y-protocols/awareness';
-import { fetchSession, fragmentParams, roomsUrl, type FileChange, type FileInfo, type SessionInfo } from './api';
+import { fetchRaw, fetchSession, fragmentParams, roomsUrl, type BinaryInfo, type FileChange, type FileInfo, type SessionInfo } from './api';
 import { CLOSE } from './closecodes';
 import { Connections, type Terminal } from './connection';
 import { button, h } from './dom';
@@ -60,6 +60,10 @@ export class App {
   /** the session room's `files_version` this page's list is at */
   private filesVersion: number;
   private refetching = false;
+  private readonly binaries = new Map<string, BinaryInfo>();
+  private readonly binaryEl = h('div', { class: 'binary-view' });
+  private binaryShown: string | null = null;
+  private binaryUrl: string | null = null;
 
   constructor(
     root: HTMLElement,
@@ -80,7 +84,8 @@ export class App {
         void this.open(path);
         document.body.classList.remove('sidebar-open');
       },
-      current: () => this.current?.file.path ?? this.opening,
+      current: () => this.binaryShown ?? this.current?.file.path ?? this.opening,
+      showBinary: (path) => void this.showBinary(path),
       say: (message) => {
         this.fileMsg.textContent = message ?? '';
         this.fileMsg.hidden = !message;
@@ -113,6 +118,9 @@ export class App {
       h('h2', null, 'Files'), this.tree.toolbar, this.fileMsg, this.treeEl,
       h('h2', null, 'People'), this.peopleEl);
     this.docsEl.appendChild(this.emptyEl);
+    this.binaryEl.hidden = true;
+    this.docsEl.appendChild(this.binaryEl);
+    for (const b of info.binaries ?? []) this.binaries.set(b.path, b);
     root.replaceChildren(header, this.stateEl, h('div', { class: 'layout' }, this.sidebar, this.docsEl));
     this.stateEl.hidden = true;
     document.body.dataset.role = info.role;
@@ -151,7 +159,36 @@ export class App {
   // ---- files --------------------------------------------------------------
 
   private renderTree(): void {
-    this.tree.render(this.info.files);
+    this.tree.render(this.info.files, [...this.binaries.values()]);
+  }
+
+  /** Show a whole file: an image rendered, anything else as a download. */
+  private async showBinary(path: string): Promise<void> {
+    const b = this.binaries.get(path);
+    if (!b) return;
+    this.current?.hide();
+    this.current = null;
+    this.opening = null;
+    this.emptyEl.hidden = true;
+    this.binaryShown = path;
+    this.titleEl.textContent = path;
+    let blob: Blob;
+    try {
+      blob = await fetchRaw(this.token, path);
+    } catch (err) {
+      this.binaryEl.replaceChildren(h('p', { class: 'muted' }, err instanceof Error ? err.message : String(err)));
+      this.binaryEl.hidden = false;
+      return;
+    }
+    if (this.binaryShown !== path) return;
+    if (this.binaryUrl) URL.revokeObjectURL(this.binaryUrl);
+    this.binaryUrl = URL.createObjectURL(blob);
+    const name = path.split('/').pop() ?? path;
+    this.binaryEl.replaceChildren(b.type.startsWith('image/')
+      ? h('img', { src: this.binaryUrl, alt: path, class: 'binary-image', 'data-digest': b.digest })
+      : h('a', { href: this.binaryUrl, download: name, class: 'binary-download' }, `Download ${name}`));
+    this.binaryEl.hidden = false;
+    this.renderTree();
   }
 
   /** The session room says the file list changed: apply the announced changes, or
@@ -173,7 +210,12 @@ export class App {
 
   private applyFileChange(c: FileChange): void {
     const files = this.info.files;
-    if (c.op === 'add' && c.room && !files.some((f) => f.path === c.path)) {
+    if (c.op === 'binary' && c.digest) {
+      this.binaries.set(c.path, { path: c.path, type: c.type ?? 'application/octet-stream', digest: c.digest });
+      if (this.binaryShown === c.path) void this.showBinary(c.path); // replaced: show the new bytes
+    } else if (c.op === 'remove' && this.binaries.has(c.path)) {
+      this.binaries.delete(c.path);
+    } else if (c.op === 'add' && c.room && !files.some((f) => f.path === c.path)) {
       files.push({ path: c.path, kind: c.kind ?? 'text', room: c.room });
     } else if (c.op === 'remove') {
       const i = files.findIndex((f) => f.path === c.path);
@@ -217,6 +259,8 @@ export class App {
         return known;
       });
       this.info.files.splice(0, this.info.files.length, ...files);
+      this.binaries.clear();
+      for (const b of fresh.binaries ?? []) this.binaries.set(b.path, b);
       this.filesVersion = fresh.files_version ?? this.filesVersion;
       this.renderTree();
       this.tree.listed();
@@ -269,6 +313,8 @@ export class App {
       if (this.opening !== path) return view; // another file was chosen meanwhile
     }
     if (this.current !== view) {
+      this.binaryShown = null;
+      this.binaryEl.hidden = true;
       this.current?.hide();
       this.current = view;
       view.show();

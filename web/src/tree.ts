@@ -3,10 +3,10 @@
 // notebook, new folder, rename/move, delete) and quick-open (Ctrl-P, names found by the
 // server's /api/tree?find=). The list itself is live: the app applies the session
 // room's `files_changes` and calls `render` again.
-import { fileOp, findFiles, type FileInfo } from './api';
+import { fileOp, findFiles, type BinaryInfo, type FileInfo } from './api';
 import { button, h } from './dom';
 
-interface Dir { dirs: Map<string, Dir>; files: FileInfo[] }
+interface Dir { dirs: Map<string, Dir>; files: FileInfo[]; binaries: BinaryInfo[] }
 
 /** Up to this many files every folder starts open; past it folders open when clicked. */
 const OPEN_ALL_UP_TO = 300;
@@ -18,6 +18,8 @@ export interface TreeHost {
   name: string;
   email: string;
   open(path: string): void;
+  /** show a whole file (an image) */
+  showBinary(path: string): void;
   current(): string | null;
   /** an operation's one-line error (or null to clear it) */
   say(message: string | null): void;
@@ -52,13 +54,16 @@ export class FileTree {
     });
   }
 
-  render(files: FileInfo[]): void {
+  private binaries: BinaryInfo[] = [];
+
+  render(files: FileInfo[], binaries: BinaryInfo[] = this.binaries): void {
     this.files = files;
-    const root: Dir = { dirs: new Map(), files: [] };
+    this.binaries = binaries;
+    const root: Dir = { dirs: new Map(), files: [], binaries: [] };
     const folder = (path: string): Dir => {
       let d = root;
       for (const part of path ? path.split('/') : []) {
-        if (!d.dirs.has(part)) d.dirs.set(part, { dirs: new Map(), files: [] });
+        if (!d.dirs.has(part)) d.dirs.set(part, { dirs: new Map(), files: [], binaries: [] });
         d = d.dirs.get(part)!;
       }
       return d;
@@ -68,7 +73,11 @@ export class FileTree {
       const cut = f.path.lastIndexOf('/');
       folder(cut < 0 ? '' : f.path.slice(0, cut)).files.push(f);
     }
-    this.el.replaceChildren(files.length || this.newDirs.size ? this.build(root, '') : h('p', { class: 'muted' }, 'No files are shared.'));
+    for (const b of binaries) {
+      const cut = b.path.lastIndexOf('/');
+      folder(cut < 0 ? '' : b.path.slice(0, cut)).binaries.push(b);
+    }
+    this.el.replaceChildren(files.length || binaries.length || this.newDirs.size ? this.build(root, '') : h('p', { class: 'muted' }, 'No files are shared.'));
   }
 
   private build(d: Dir, prefix: string): HTMLElement {
@@ -107,6 +116,15 @@ export class FileTree {
       a.addEventListener('click', (ev) => {
         ev.preventDefault();
         this.host.open(f.path);
+      });
+      ul.appendChild(h('li', null, a));
+    }
+    for (const b of [...d.binaries].sort((x, y) => x.path.localeCompare(y.path))) {
+      const a = h('a', { href: '#', class: `file file-binary${b.type.startsWith('image/') ? ' file-image' : ''}`, 'data-path': b.path, title: b.path },
+        h('span', { class: 'file-icon', 'aria-hidden': 'true' }), h('span', { class: 'file-name' }, b.path.split('/').pop() ?? b.path));
+      a.addEventListener('click', (ev) => {
+        ev.preventDefault();
+        this.host.showBinary(b.path);
       });
       ul.appendChild(h('li', null, a));
     }
