@@ -183,8 +183,10 @@ class DiskSync:
         self._branch_ok = branch_ok
         self._on_event = on_event or (lambda message: None)
         self.files: dict[str, FileState] = {}
-        #: Whether a folder watcher reports changes of `path` (then it is not polled).
+        #: Whether a folder watcher reports changes of `path` (then it is not polled);
+        #: `watched("")` says whether a watcher runs at all.
         self.watched: Callable[[str], bool] = lambda path: False
+        self._generation = 0  # bumped when the tracked set changes
         self.frozen = False
         #: Write-backs in progress at once: more wait their turn, so a burst (every file
         #: typed into at once comes due together) is spread over many loop iterations.
@@ -198,6 +200,7 @@ class DiskSync:
     def track(self, path: str, on_disk: bytes) -> None:
         """Start tracking a file whose current disk content is `on_disk`."""
         abspath = os.path.join(self.workdir, path)
+        self._generation += 1
         self.files[path] = FileState(
             path, abspath, written=digest(on_disk), seen=shared_stat(self.workdir, path), synced=on_disk
         )
@@ -209,14 +212,23 @@ class DiskSync:
         stats = await asyncio.get_running_loop().run_in_executor(_DISK, _poll, self.workdir, paths)
         for (path, data), seen in zip(files, stats, strict=True):
             abspath = os.path.join(self.workdir, path)
+            self._generation += 1
             self.files[path] = FileState(path, abspath, written=digest(data), seen=seen, synced=data)
 
     async def watch(self, interval: float = 0.5) -> None:
         """Poll the shared files forever, merging out-of-band changes (run as a task);
         files a folder watcher reports on (`watched`) are not polled."""
+        polled: list[str] = []
+        key: tuple[int, bool] | None = None
         while True:
             await asyncio.sleep(interval)
-            await self.check_all(polled_only=True)
+            # which files to poll changes only when the set or the watcher's state does:
+            # not recomputed every half second for 100,000 files
+            now = (self._generation, self.watched(""))
+            if now != key:
+                key, polled = now, [p for p in self.files if not self.watched(p)]
+            if self._branch_ok():
+                await self.check_paths(polled)
 
     async def check_all(self, polled_only: bool = False) -> None:
         """Look at every shared file once and merge what changed (also done at the end)."""
@@ -286,6 +298,7 @@ class DiskSync:
             state.timer = None
         if state.task is not None and not state.task.done():
             await asyncio.shield(state.task)
+        self._generation += 1
         return self.files.pop(path, None)
 
     async def move(self, old: str, new: str) -> None:
@@ -298,6 +311,7 @@ class DiskSync:
         state.abspath = os.path.join(self.workdir, new)
         state.seen = await asyncio.get_running_loop().run_in_executor(_DISK, shared_stat, self.workdir, new)
         state.missing = state.seen is None
+        self._generation += 1
         self.files[new] = state
         if state.dirty:
             self.changed(new)

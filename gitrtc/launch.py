@@ -224,10 +224,10 @@ def _open_all(
     """(thread) (path, bytes, kind, warnings) of each file, or (path, None, why, []) for
     one that cannot be shared as a document ([digest] for a binary, shared whole)."""
     out: list[tuple[str, bytes | None, str, list[str]]] = []
-    for path in paths:
+    for path, read in zip(paths, safefs.read_many(info.workdir, paths), strict=True):
         data = None
         try:
-            data = _read_shareable(info, path)
+            data = _shareable(read)
             codec = open_codec(path, data, max_bytes)
         except NotShareableError as exc:
             whole = [bdigest(data)] if data is not None and is_binary(data, max_bytes) else []
@@ -237,18 +237,16 @@ def _open_all(
     return out
 
 
-def _read_shareable(info: git.RepoInfo, path: str) -> bytes:
-    """The file's bytes, read without following a symbolic link (`safefs`)."""
-    try:
-        return safefs.read_file(info.workdir, path)
-    except UnsafePathError as exc:
-        raise NotShareableError(
-            "a symbolic link (links are not shared)"
-            if exc.link
-            else "in a folder that is a symbolic link (not followed)"
-        ) from exc
-    except OSError as exc:
-        raise NotShareableError(f"cannot be read: {exc.strerror}") from exc
+def _shareable(read: bytes | OSError) -> bytes:
+    """A file's bytes from `safefs.read_many`, or `NotShareableError` saying why not."""
+    if isinstance(read, bytes):
+        return read
+    if isinstance(read, UnsafePathError):
+        why = "a symbolic link (links are not shared)"
+        if not read.link:
+            why = "in a folder that is a symbolic link (not followed)"
+        raise NotShareableError(why) from read
+    raise NotShareableError(f"cannot be read: {read.strerror}") from read
 
 
 async def discard_session(store_file: Path) -> list[str]:

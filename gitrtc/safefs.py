@@ -118,6 +118,61 @@ def read_file(root: StrPath, rel: str) -> bytes:
         return handle.read()
 
 
+def read_many(root: StrPath, rels: Sequence[str]) -> list[bytes | OSError]:
+    """`read_file` of many paths (a start's files): the folder of consecutive paths in
+    the same folder is opened once; each result is the bytes or the `OSError` (an
+    `UnsafePathError` for a link) that `read_file` would raise."""
+    out: list[bytes | OSError] = []
+    folder: int | None = None
+    folder_key: str | None = None
+    try:
+        for rel in rels:
+            key = rel.rpartition("/")[0]
+            if key != folder_key or folder is None:
+                if folder is not None:
+                    os.close(folder)
+                    folder = None
+                folder_key = key
+                try:
+                    folder, _name, _ = _open_parent(root, rel)
+                except OSError as exc:
+                    out.append(exc)
+                    folder_key = None
+                    continue
+            try:
+                out.append(_read_in(folder, rel))
+            except OSError as exc:
+                out.append(exc)
+    finally:
+        if folder is not None:
+            os.close(folder)
+    return out
+
+
+def _read_in(folder: int, rel: str) -> bytes:
+    """The bytes of regular file `rel`, its folder's descriptor open as `folder`."""
+    parts = _parts(rel)
+    name = parts[-1]
+    try:
+        fd = os.open(name, _READ, dir_fd=folder)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP and _is_link(folder, name):
+            raise _linked(rel, parts, len(parts) - 1) from None
+        raise
+    try:
+        kind = os.fstat(fd).st_mode
+        if stat.S_ISDIR(kind):
+            raise IsADirectoryError(errno.EISDIR, "a folder, not a file", rel)
+        if not stat.S_ISREG(kind):
+            raise OSError(errno.EINVAL, "not a regular file", rel)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read()
+
+
 def lstat(root: StrPath, rel: str) -> os.stat_result | None:
     """`rel`'s own stat (a link's, not its target's), or None when it is missing;
     `UnsafePathError` when a folder on the way is a link."""

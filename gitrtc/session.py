@@ -112,7 +112,7 @@ class Session:
         self.requests.register("files", FileService(self.fileset))
         self.folders = FolderWatch(info.workdir, manifest.folders, self.fileset.disk_changed, self.events)
         # files in watched folders are checked when the watcher sees them change, not polled
-        self.bridge.disk.watched = lambda path: self.folders.watching and inside(path, manifest.folders)
+        self.bridge.disk.watched = lambda path: self.folders.watching and (not path or inside(path, manifest.folders))
         self.registry.requests = self.requests.receive
         self.access.on_left = self.requests.disconnected
         self.ending.before_stop = self.requests.close
