@@ -277,3 +277,30 @@ async def test_binary_files_are_listed_served_replaced_whole_and_committed(tmp_p
     committed = pygit2.Repository(str(repo)).revparse_single("HEAD:docs/fig.png")
     assert committed.data == PNG + b"\x00v2"
     assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""
+
+
+async def test_files_that_joined_or_moved_survive_a_restart(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", FILES)
+    async with live_session(repo, ["docs", "src"]) as live:
+        await live.session.folders.ready.wait()
+        live.session.manifest.port = live.port  # served: a restart resumes it
+        (repo / "docs/late.md").write_text("Late\n")
+        await async_wait_until(lambda: "docs/late.md" in paths(live), what="the new file")
+        status, _ = await post(live, {"op": "rename", "path": "src/tool.py", "to": "src/lib/tool.py"})
+        assert status == 200
+        room = live.room("docs/late.md")
+        async with live.client("docs/late.md") as client:
+            await client.wait_synced()
+            client.doc.get("source", type=Text).insert(0, "Edited. ")
+            await async_wait_until(lambda: (repo / "docs/late.md").read_text() == "Edited. Late\n", what="written")
+        await live.session.save_manifest()
+    async with live_session(repo, []) as again:
+        assert again.session.resumed
+        assert again.room("docs/late.md") == room and "src/lib/tool.py" in paths(again)
+        assert "src/tool.py" not in paths(again)
+        await again.session.folders.ready.wait()
+        (repo / "src/new.py").write_text("y = 2\n")  # still watched after the restart
+        await async_wait_until(lambda: "src/new.py" in paths(again), what="watched after a restart")
+        await end(again)
+    stat = show_stat(repo)
+    assert "docs/late.md" in stat and "src/{ => lib}/tool.py" in stat and "src/new.py" in stat, stat
