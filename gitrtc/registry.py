@@ -136,6 +136,12 @@ class RoomRegistry:
         if room is not None:
             room.path = entry.path
 
+    def unload(self, name: str) -> None:
+        """Drop a loaded room nobody uses from memory (its log has it: the next
+        `room(name)` replays it)."""
+        self.rooms.pop(name, None)
+        self.codecs.pop(name, None)
+
     async def forget(self, name: str, reason: str) -> None:
         """A file left the session: its room is unloaded and its clients told why (4404)."""
         self.files.pop(name, None)

@@ -39,6 +39,7 @@ from .filenames import inside
 from .fileops import FileService
 from .fileset import FileSet
 from .folderwatch import FolderWatch
+from .idle import unload_idle
 from .kernels.service import KernelService
 from .limits import DEFAULT, Limits
 from .manifest import FileEntry, Manifest
@@ -52,6 +53,7 @@ __all__ = ["EndResult", "FileView", "Session", "SessionSnapshot", "default_messa
 
 COMPACT = "compact"
 FOLDERS = "folders"
+UNLOAD = "unload"
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +143,17 @@ class Session:
         self.tasks.start(WATCH, self.bridge.watch())
         self.tasks.start(COMPACT, self.registry.compact_periodically())
         self.tasks.start(FOLDERS, self.folders.run())
+        self.tasks.start(
+            UNLOAD,
+            unload_idle(
+                self.registry,
+                self.bridge.disk,
+                self.store,
+                self.limits.unload_idle_after,
+                lambda: self.kernels.enabled,
+                lambda: self.state == "live",
+            ),
+        )
         self.tasks.start(PRELOAD, self.registry.preload(lambda: self.state == "live"))
 
     async def close(self) -> None:

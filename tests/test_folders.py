@@ -304,3 +304,19 @@ async def test_files_that_joined_or_moved_survive_a_restart(tmp_path: Path) -> N
         await end(again)
     stat = show_stat(repo)
     assert "docs/late.md" in stat and "src/{ => lib}/tool.py" in stat and "src/new.py" in stat, stat
+
+
+@pytest.mark.limits(unload_idle_after=0.2)
+async def test_a_room_nobody_uses_is_unloaded_and_reopens_with_its_edits(live: Live) -> None:
+    room = live.room("docs/guide.md")
+    async with live.client("docs/guide.md") as client:
+        await client.wait_synced()
+        client.doc.get("source", type=Text).insert(0, "Kept. ")
+        await async_wait_until(lambda: (live.repo / "docs/guide.md").read_text().startswith("Kept. "), what="saved")
+        assert room in live.session.registry.rooms
+    await async_wait_until(lambda: room not in live.session.registry.rooms, what="the idle room unloaded")
+    async with live.client("docs/guide.md") as again:
+        await again.wait_synced()
+        assert str(again.doc.get("source", type=Text)).startswith("Kept. Guide")
+    result = await live.session.end("After an unload")
+    assert result.commit and "docs/guide.md" in result.files
