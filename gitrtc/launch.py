@@ -20,7 +20,7 @@ from . import git, safefs
 from .binaries import bdigest, is_binary
 from .documents import open_codec
 from .errors import NoSessionError, NotShareableError, PathError, SessionRunningError, StoreError, UnsafePathError
-from .fileset import shared_folders
+from .filescan import shared_folders
 from .limits import DEFAULT, Limits
 from .manifest import FileEntry, Manifest
 from .session import Session, store_path
