@@ -4,6 +4,7 @@ has the additions, deletions and renames, and nothing else."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections.abc import AsyncIterator
@@ -231,7 +232,7 @@ async def put_raw(live: Live, path: str, data: bytes, role: str = "editor") -> t
         async with http.put(
             f"{live.http}/api/raw",
             params={"path": path, "name": "Gil", "email": "gil@example.org"},
-            data=data,
+            data=io.BytesIO(data),
             headers={"Authorization": f"Bearer {live.tokens[role]}"},
         ) as response:
             return response.status, await response.json(content_type=None)
@@ -264,6 +265,9 @@ async def test_binary_files_are_listed_served_replaced_whole_and_committed(tmp_p
             # a participant puts a new image; a viewer may not; text is not replaced whole
             assert (await put_raw(live, "docs/img/new.png", PNG))[0] == 200
             assert (repo / "docs/img/new.png").read_bytes() == PNG
+            big = PNG + bytes(3 * 1024 * 1024)  # past the app's 1 MiB JSON limit: a real photo's size
+            assert (await put_raw(live, "docs/img/photo.png", big))[0] == 200
+            assert (repo / "docs/img/photo.png").read_bytes() == big
             assert (await put_raw(live, "docs/v.png", PNG, role="viewer"))[0] == 403
             assert (await put_raw(live, "docs/guide.md", b"\x00x"))[0] == 409
             assert (await put_raw(live, "docs/t.png", b"plain text"))[0] == 409
@@ -274,6 +278,7 @@ async def test_binary_files_are_listed_served_replaced_whole_and_committed(tmp_p
         await end(live)
     stat = show_stat(repo)
     assert "docs/fig.png" in stat and "docs/img/new.png" in stat and "docs/data.bin" in stat, stat
+    assert "docs/img/photo.png" in stat
     committed = pygit2.Repository(str(repo)).revparse_single("HEAD:docs/fig.png")
     assert committed.data == PNG + b"\x00v2"
     assert git(repo, "status", "--porcelain", "--untracked-files=all") == ""

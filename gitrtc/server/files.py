@@ -75,7 +75,7 @@ def add_routes(app: web.Application, session: Session) -> None:
             request.query.get("name") or invite or "anonymous", request.query.get("email", ""), role, invite
         )
         check_may_change(who)
-        data = await request.read()
+        data = await _body(request, session.limits.max_file_bytes)
         path = await session.fileset.put_binary(request.query.get("path"), data, who)
         return web.json_response({"path": path})
 
@@ -83,6 +83,17 @@ def add_routes(app: web.Application, session: Session) -> None:
     app.router.add_put("/api/raw", api_put_raw)
     app.router.add_post("/api/files", api_files)
     app.router.add_get("/api/tree", api_tree)
+
+
+async def _body(request: web.Request, limit: int) -> bytes:
+    """A whole file's bytes, up to the shared-file limit (past the app's 1 MiB for JSON)."""
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > limit:
+            raise FileOpError(f"the file is over the {limit}-byte limit for shared files")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def tree(session: Session, folder: str, find: str | None = None) -> dict[str, Any]:
