@@ -72,6 +72,7 @@ class FileSet:
         self._save = save_manifest
         self.lock = asyncio.Lock()
         self.binaries = Binaries(manifest, info.workdir, event)
+        self.off_branch: set[str] = set()  # changed paths seen while off the session's branch
         #: Whether changes are taken in now (not while the session ends).
         self.live: Callable[[], bool] = lambda: True
 
@@ -93,6 +94,12 @@ class FileSet:
         files renamed move (same content, same kind), files deleted leave."""
         if not self.live():
             return
+        if not self.bridge.on_branch():
+            # another branch checked out (write-back is paused too): its files are not
+            # the session's; looked at again once the work tree is back on the branch
+            self.off_branch |= changed
+            return
+        changed, self.off_branch = changed | self.off_branch, set()
         async with self.lock:
             loop = asyncio.get_running_loop()
             found = await loop.run_in_executor(

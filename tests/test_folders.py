@@ -325,3 +325,18 @@ async def test_a_room_nobody_uses_is_unloaded_and_reopens_with_its_edits(live: L
         assert str(again.doc.get("source", type=Text)).startswith("Kept. Guide")
     result = await live.session.end("After an unload")
     assert result.commit and "docs/guide.md" in result.files
+
+
+async def test_another_branch_checked_out_does_not_change_the_file_set(folders: Live) -> None:
+    live, repo = folders, folders.repo
+    git(repo, "checkout", "-q", "-b", "other")
+    git(repo, "rm", "-q", "src/tool.py")
+    (repo / "docs/other.md").write_text("Only on the other branch\n")
+    git(repo, "add", "docs/other.md")
+    git(repo, "commit", "-q", "-m", "other")
+    await async_wait_until(lambda: live.session.fileset.off_branch, what="the watcher to see the other branch")
+    assert "src/tool.py" in paths(live) and "docs/other.md" not in paths(live)
+    git(repo, "checkout", "-q", "main")
+    (repo / "docs/after.md").write_text("Back on main\n")  # a change seen once back on the branch
+    await async_wait_until(lambda: "docs/after.md" in paths(live), what="the file made back on the branch")
+    assert "src/tool.py" in paths(live) and "docs/other.md" not in paths(live)
