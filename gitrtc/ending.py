@@ -193,7 +193,7 @@ class Ending:
                 ref = await asyncio.to_thread(git.create_branch, repo, onto_branch, info.head)
                 info = replace(info, branch=ref)
             done = await asyncio.to_thread(
-                git.commit_session, repo, info, changes, text, credits, onto_branch is None, links, removed
+                git.commit_session, repo, info, changes, text, credits, onto_branch is None, links, removed=removed
             )
         except CommitError as exc:
             return EndResult(None, branch, tuple(sorted(changes)), (), str(exc), False)
