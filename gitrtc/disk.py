@@ -183,6 +183,10 @@ class DiskSync:
         self._branch_ok = branch_ok
         self._on_event = on_event or (lambda message: None)
         self.files: dict[str, FileState] = {}
+        #: Whether a folder watcher reports changes of `path` (then it is not polled);
+        #: `watched("")` says whether a watcher runs at all.
+        self.watched: Callable[[str], bool] = lambda path: False
+        self._generation = 0  # bumped when the tracked set changes
         self.frozen = False
         #: Write-backs in progress at once: more wait their turn, so a burst (every file
         #: typed into at once comes due together) is spread over many loop iterations.
@@ -196,24 +200,53 @@ class DiskSync:
     def track(self, path: str, on_disk: bytes) -> None:
         """Start tracking a file whose current disk content is `on_disk`."""
         abspath = os.path.join(self.workdir, path)
+        self._generation += 1
         self.files[path] = FileState(
             path, abspath, written=digest(on_disk), seen=shared_stat(self.workdir, path), synced=on_disk
         )
 
+    async def track_all(self, files: list[tuple[str, bytes]]) -> None:
+        """`track` many files, their stats taken in one trip to the disk thread (a start
+        of 100,000 files must not stat them one by one on the event loop)."""
+        paths = [path for path, _data in files]
+        stats = await asyncio.get_running_loop().run_in_executor(_DISK, _poll, self.workdir, paths)
+        for (path, data), seen in zip(files, stats, strict=True):
+            abspath = os.path.join(self.workdir, path)
+            self._generation += 1
+            self.files[path] = FileState(path, abspath, written=digest(data), seen=seen, synced=data)
+
     async def watch(self, interval: float = 0.5) -> None:
-        """Poll the shared files forever, merging out-of-band changes (run as a task)."""
+        """Poll the shared files forever, merging out-of-band changes (run as a task);
+        files a folder watcher reports on (`watched`) are not polled."""
+        polled: list[str] = []
+        key: tuple[int, bool] | None = None
         while True:
             await asyncio.sleep(interval)
-            await self.check_all()
+            # which files to poll changes only when the set or the watcher's state does:
+            # not recomputed every half second for 100,000 files
+            now = (self._generation, self.watched(""))
+            if now != key:
+                key, polled = now, [p for p in self.files if not self.watched(p)]
+            if self._branch_ok():
+                await self.check_paths(polled)
 
-    async def check_all(self) -> None:
+    async def check_all(self, polled_only: bool = False) -> None:
         """Look at every shared file once and merge what changed (also done at the end)."""
         if not self._branch_ok():
             return
-        paths = list(self.files)
+        watched = self.watched
+        paths = [p for p in self.files if not watched(p)] if polled_only else list(self.files)
+        await self.check_paths(paths)
+
+    async def check_paths(self, paths: list[str]) -> None:
+        """Look at these shared files once and merge what changed (a folder watcher
+        calls this with the files it saw change)."""
+        if not paths or not self._branch_ok():
+            return
         stats = await asyncio.get_running_loop().run_in_executor(_DISK, _poll, self.workdir, paths)
         for path, stat in zip(paths, stats, strict=True):
-            if stat == self.files[path].seen:
+            state = self.files.get(path)  # None: it left the session meanwhile (`untrack`)
+            if state is None or stat == state.seen:
                 continue  # the common case, without a coroutine per file
             try:
                 await self._check(path, stat)
@@ -222,8 +255,8 @@ class DiskSync:
                 self._on_event(f"{path}: a change on disk could not be merged ({exc})")
 
     async def _check(self, path: str, stat: Stat | None, own_write_pending: bool = True) -> None:
-        state = self.files[path]
-        if stat == state.seen:
+        state = self.files.get(path)
+        if state is None or stat == state.seen:
             return
         state.seen = stat
         if stat is None:
@@ -253,6 +286,35 @@ class DiskSync:
         if self._on_disk_change is not None:
             await self._on_disk_change(path, data, base)
         self._on_synced(path, data)
+
+    async def untrack(self, path: str) -> FileState | None:
+        """Stop tracking `path` (it left the session or moves): its pending write-back
+        is cancelled, one in progress awaited; its last state."""
+        state = self.files.get(path)
+        if state is None:
+            return None
+        if state.timer is not None:
+            state.timer.cancel()
+            state.timer = None
+        if state.task is not None and not state.task.done():
+            await asyncio.shield(state.task)
+        self._generation += 1
+        return self.files.pop(path, None)
+
+    async def move(self, old: str, new: str) -> None:
+        """Track `old`'s state under `new` (the file was renamed): what the disk and the
+        document last agreed on moves with it; unsaved edits are written at `new`."""
+        state = await self.untrack(old)
+        if state is None:
+            return
+        state.path = new
+        state.abspath = os.path.join(self.workdir, new)
+        state.seen = await asyncio.get_running_loop().run_in_executor(_DISK, shared_stat, self.workdir, new)
+        state.missing = state.seen is None
+        self._generation += 1
+        self.files[new] = state
+        if state.dirty:
+            self.changed(new)
 
     def mark_linked(self, path: str, exc: UnsafePathError) -> None:
         """`path` is (or is under) a symbolic link now: report it once and freeze it."""
@@ -309,7 +371,9 @@ class DiskSync:
         return max(due, state.rendered_at + RENDER_DUTY * state.render_seconds)
 
     def _start_write(self, path: str) -> None:
-        state = self.files[path]
+        state = self.files.get(path)
+        if state is None:  # it left the session or moved (`untrack` cancels, a late timer may still fire)
+            return
         loop = asyncio.get_running_loop()
         due = self._due(state)
         if state.dirty and due > loop.time():
@@ -327,7 +391,9 @@ class DiskSync:
             await self._write(path)
 
     async def _write(self, path: str) -> None:
-        state = self.files[path]
+        state = self.files.get(path)
+        if state is None:
+            return
         if not self._branch_ok():
             if not self.frozen:
                 self.frozen = True

@@ -17,6 +17,7 @@ from typing import Any
 from pycrdt import Map
 
 from . import git
+from .binaries import Binaries, bdigest
 from .bridge import DiskBridge, save_aside
 from .conflicts import attach, open_conflicts
 from .disk import digest
@@ -82,6 +83,8 @@ class Ending:
         #: Path → the branch tip's bytes of a notebook already merged into its document
         #: (`_absorb_moved_branch`), so that a refused commit does not merge them twice.
         self._absorbed: dict[str, bytes] = {}
+        #: The session's whole-file shares, committed from the disk (`binaries.py`).
+        self.binaries: Binaries | None = None
 
     async def save_manifest(self, commit_only: bool = False) -> None:
         """Persist the manifest (invites, port, baseline) in the store; `commit_only`:
@@ -237,14 +240,18 @@ class Ending:
         if conflicts and not take_current:
             return EndResult(None, onto_branch or self.info.branch_name, (), (), conflicts_refusal(conflicts), False)
         changes = await self.changed_files()
+        if self.binaries is not None:
+            changes.update(await self.binaries.changed())  # whole files (images, data) as on disk
         links = await self.bridge.disk.links()  # shared files that became symbolic links: committed as links
         kept = await self._keep_linked({p: changes.pop(p) for p in links if p in changes})
         kept += await self._held_back(final)
         info = self.info
         branch = onto_branch or info.branch_name
-        if not changes and not links:
+        live = {f.path for f in self.manifest.files}
+        removed = [p for p in self.manifest.removed if p not in live]
+        if not changes and not links and not removed:
             return EndResult(None, branch, (), (), self._nothing_changed() + kept, True)
-        text = message or default_message(sorted({*changes, *links}))
+        text = message or default_message(sorted({*changes, *links, *removed}))
         if conflicts:
             text = text.rstrip("\n") + "\n\n" + conflicts_body(conflicts)
         credits = await self.store.credits()
@@ -254,7 +261,16 @@ class Ending:
                 ref = await asyncio.to_thread(git.create_branch, repo, onto_branch, info.head)
                 info = replace(info, branch=ref)
             done = await asyncio.to_thread(
-                git.commit_session, repo, info, changes, text, credits, onto_branch is None, links, absorbed
+                git.commit_session,
+                repo,
+                info,
+                changes,
+                text,
+                credits,
+                onto_branch is None,
+                links,
+                absorbed,
+                removed=removed,
             )
         except CommitError as exc:
             return EndResult(None, branch, tuple(sorted(changes)), (), str(exc), False)
@@ -322,6 +338,10 @@ class Ending:
         self.manifest.last_commit = commit
         for path, data in changes.items():
             self.manifest.baseline[self.manifest.room_for(path)] = digest(data)
+        for path in self.manifest.binaries.keys() & changes.keys():
+            self.manifest.binaries[path] = bdigest(changes[path])
+        self.manifest.added = []  # in the commit now: compared with their baseline from here on
+        self.manifest.removed = []
         await self.save_manifest(commit_only=True)
         await self.store.clear_credits()
 
@@ -332,8 +352,11 @@ class Ending:
         registry = self.registry
         out: dict[str, bytes] = {}
         self.unwritable = {}
+        added = set(self.manifest.added)  # files that joined the session: new to the branch
         for entry in self.manifest.files:
             if entry.room not in registry.rooms and entry.room not in touched:
+                if entry.room in added:
+                    out[entry.path] = registry.originals[entry.room]
                 continue
             await registry.room(entry.room)
             try:
@@ -342,7 +365,7 @@ class Ending:
                 self.unwritable[entry.path] = str(exc)
                 continue
             baseline = self.manifest.baseline.get(entry.room) or digest(registry.originals[entry.room])
-            if digest(data) != baseline:
+            if entry.room in added or digest(data) != baseline:
                 out[entry.path] = data
         return out
 

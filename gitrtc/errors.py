@@ -211,6 +211,19 @@ class RequestError(RtcError):
     http_status = 400
 
 
+class FileOpError(RequestError):
+    """A create, rename or delete of a shared file was refused (a clash, someone is editing it)."""
+
+    http_status = 409
+
+
+class FileNameError(FileOpError):
+    """A path given to create or rename to cannot be used (outside the shared folders,
+    control characters, a name git cannot store, a case-only rename)."""
+
+    http_status = 400
+
+
 class KernelError(RequestError):
     """A kernel could not be started, or is not there to take a request."""
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,6 +151,7 @@ def commit_session(
     update_worktree: bool = True,
     links: dict[str, str] | None = None,
     absorbed: dict[str, bytes] | None = None,
+    removed: Sequence[str] = (),
 ) -> CommitResult:
     """Make the one commit of a session on its branch, compare-and-swap.
 
@@ -163,7 +165,9 @@ def commit_session(
     `links` maps shared paths that became symbolic links to their link text: they are
     committed as links (mode 120000), as git would, never as their target.
     `absorbed` maps paths whose documents already merged the branch's version (those
-    bytes) to it: while the tip still holds those bytes they are not merged again.
+    bytes) to it: while the tip still holds those bytes they are not merged again. `removed`:
+    paths that left the session (deleted, or the old name of a renamed file): taken out of
+    the tree (and the index) when the tip still has them.
     """
     ref = repo.references.get(info.branch)
     if ref is None:
@@ -194,7 +198,8 @@ def commit_session(
     tip_tree = tip.tree
     changed = {p: data for p, data in changes.items() if blob_in(tip_tree, p) != data}
     linked = _changed_links(repo, tip_tree, links or {})
-    if not changed and not linked:
+    gone = sorted(p for p in removed if p not in changes and p not in linked and _in_tree(tip_tree, p))
+    if not changed and not linked and not gone:
         return CommitResult(None, info.branch_name, (), (), str(tip.id))
     paths = sorted(changed)
     blobs = store_blobs(repo, [changed[path] for path in paths])
@@ -203,7 +208,9 @@ def commit_session(
         for path, oid in zip(paths, blobs, strict=True)
     }
     entries.update(linked)
-    tree = _tree_with(repo, tip_tree, {p: (e.id, e.mode) for p, e in entries.items()})
+    edits: dict[str, tuple[pygit2.Oid, int] | None] = {p: (e.id, e.mode) for p, e in entries.items()}
+    edits.update(dict.fromkeys(gone))
+    tree = _tree_with(repo, tip_tree, edits)
     name, email = owner_identity(repo)
     author = pygit2.Signature(name, email)
     full_message = with_trailers(message, coauthors, email)
@@ -216,9 +223,9 @@ def commit_session(
         ) from exc
     if update_worktree:
         _write_merged(info.workdir, {p: changed[p] for p in merged if p in changed}, session_bytes)
-        _update_index(repo, entries)
+        _update_index(repo, entries, gone)
     credited = tuple(format_coauthor(n, e) for n, e in coauthors if e.lower() != email.lower())
-    return CommitResult(str(oid), info.branch_name, tuple(sorted(entries)), credited, str(tip.id))
+    return CommitResult(str(oid), info.branch_name, tuple(sorted({*entries, *gone})), credited, str(tip.id))
 
 
 def _changed_links(repo: pygit2.Repository, tree: pygit2.Tree, links: dict[str, str]) -> dict[str, pygit2.IndexEntry]:
@@ -262,14 +269,23 @@ def _write_merged(workdir: Path, merged: dict[str, bytes], session: dict[str, by
             continue  # it became a symbolic link meanwhile: never written through
 
 
+def _in_tree(tree: pygit2.Tree, path: str) -> bool:
+    try:
+        tree[path]
+    except KeyError:
+        return False
+    return True
+
+
 def _tree_with(
-    repo: pygit2.Repository, base: pygit2.Tree | None, blobs: dict[str, tuple[pygit2.Oid, int]]
+    repo: pygit2.Repository, base: pygit2.Tree | None, blobs: dict[str, tuple[pygit2.Oid, int] | None]
 ) -> pygit2.Oid:
-    """`base` with the given path → (blob, mode) entries set: only the folders on those
-    paths are rewritten (reading the whole tree into an index and writing it back costs
-    as much as the rest of the commit, and checks every object of the tree)."""
-    here: dict[str, tuple[pygit2.Oid, int]] = {}
-    below: dict[str, dict[str, tuple[pygit2.Oid, int]]] = {}
+    """`base` with the given path → (blob, mode) entries set (None: removed): only the
+    folders on those paths are rewritten (reading the whole tree into an index and
+    writing it back costs as much as the rest of the commit, and checks every object of
+    the tree). A folder left empty is removed, as git has no empty folders."""
+    here: dict[str, tuple[pygit2.Oid, int] | None] = {}
+    below: dict[str, dict[str, tuple[pygit2.Oid, int] | None]] = {}
     for path, entry in blobs.items():
         head, sep, rest = path.partition("/")
         if sep:
@@ -277,12 +293,20 @@ def _tree_with(
         else:
             here[head] = entry
     builder = repo.TreeBuilder(base) if base is not None else repo.TreeBuilder()
-    for name, (oid, mode) in here.items():
-        builder.insert(name, oid, mode)
+    for name, entry in here.items():
+        if entry is None:
+            if builder.get(name) is not None:
+                builder.remove(name)
+        else:
+            builder.insert(name, entry[0], entry[1])
     for name, inner in below.items():
         child = base[name] if base is not None and name in base else None
         subtree = _tree_with(repo, child if isinstance(child, pygit2.Tree) else None, inner)
-        builder.insert(name, subtree, pygit2.enums.FileMode.TREE)
+        if len(repo[subtree].peel(pygit2.Tree)) == 0:
+            if builder.get(name) is not None:
+                builder.remove(name)
+        else:
+            builder.insert(name, subtree, pygit2.enums.FileMode.TREE)
     return builder.write()
 
 
@@ -300,7 +324,7 @@ def _mode_for(tree: pygit2.Tree, workdir: Path, path: str) -> int:
     return pygit2.enums.FileMode.BLOB_EXECUTABLE if executable else pygit2.enums.FileMode.BLOB
 
 
-def _update_index(repo: pygit2.Repository, entries: dict[str, pygit2.IndexEntry]) -> None:
+def _update_index(repo: pygit2.Repository, entries: dict[str, pygit2.IndexEntry], gone: Sequence[str] = ()) -> None:
     """Point the committed paths' index entries at the new blobs; leave all else alone.
 
     The entries carry no stat data, so git compares those files' content once (and then
@@ -310,6 +334,9 @@ def _update_index(repo: pygit2.Repository, entries: dict[str, pygit2.IndexEntry]
     index.read()
     for entry in entries.values():
         index.add(entry)
+    for path in gone:
+        if path in index:
+            index.remove(path)
     index.write()
 
 

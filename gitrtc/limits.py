@@ -55,6 +55,9 @@ class Limits:
     #: Files loaded into their rooms right after the start, before anyone asks, within
     #: `preload_bytes` of original bytes.
     preload_files: int = 32
+    #: Seconds a room must stay without connections and unsaved edits (two looks this
+    #: far apart) before it is unloaded: memory stays bounded on a 100,000-file tree.
+    unload_idle_after: float = 120.0
     preload_bytes: int = 32 * MiB
     #: Journal bytes beyond which the store folds the journal into the log.
     journal_limit: int = 256 * 1024

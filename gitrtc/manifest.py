@@ -18,7 +18,7 @@ EPOCH = re.compile(r"^[A-Za-z0-9_-]{8}$")
 ROLES = ("owner", "editor", "viewer")
 MANIFEST_KEY = "manifest"  # the store's meta key of the whole manifest
 COMMIT_KEY = "manifest.commit"  # …and of what each commit updates, written alone then
-COMMIT_FIELDS = ("base", "baseline", "last_commit")
+COMMIT_FIELDS = ("base", "baseline", "last_commit", "added", "removed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +49,13 @@ class Manifest:
     baseline: dict[str, str] = field(default_factory=dict)  # room -> digest at the last commit
     address: str | None = None  # `scheme://host:port` it last served at: a paused session's links
     last_commit: str | None = None  # the session's latest `rtc commit` ("nothing changed since …")
+    # -- the live file set (`fileset.py`) --
+    folders: list[str] = field(default_factory=list)  # shared folders, watched ("" = the whole work tree)
+    rooms: dict[str, str] = field(default_factory=dict)  # path -> room, for files not in `path`'s hash room
+    added: list[str] = field(default_factory=list)  # rooms of files that joined since the last commit
+    removed: list[str] = field(default_factory=list)  # paths that left the session since the last commit
+    files_version: int = 0  # bumped at each change of the file list (clients follow it)
+    binaries: dict[str, str] = field(default_factory=dict)  # whole-file shares: path -> digest at start ("" = new)
 
     @classmethod
     def new(cls, branch: str, base: str, persistent: bool, created: float) -> Manifest:
@@ -69,7 +76,11 @@ class Manifest:
         return f"{self.epoch}.session"
 
     def room_for(self, path: str) -> str:
-        """The room name of a path in this epoch."""
+        """The room name of a path in this epoch (a file that joined or moved during the
+        session keeps the room it was given: see `rooms`)."""
+        moved = self.rooms.get(path)
+        if moved is not None:
+            return moved
         return f"{self.epoch}.{hashlib.sha256(path.encode()).hexdigest()[:16]}"
 
     def to_json(self) -> dict[str, Any]:

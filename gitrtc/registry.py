@@ -122,6 +122,33 @@ class RoomRegistry:
         if room.name in self.rooms:
             self.on_loaded_change(room, origin)
 
+    def add(self, entry: FileEntry, original: bytes) -> None:
+        """A file joined the session (`fileset`): its room can be loaded from now on."""
+        self.files[entry.room] = entry
+        self.originals[entry.room] = original
+
+    def moved(self, entry: FileEntry) -> None:
+        """A shared file now lives at `entry.path` (same room, same document)."""
+        self.files[entry.room] = entry
+        room = self.rooms.get(entry.room)
+        if room is not None:
+            room.path = entry.path
+
+    def unload(self, name: str) -> None:
+        """Drop a loaded room nobody uses from memory (its log has it: the next
+        `room(name)` replays it)."""
+        self.rooms.pop(name, None)
+        self.codecs.pop(name, None)
+
+    async def forget(self, name: str, reason: str) -> None:
+        """A file left the session: its room is unloaded and its clients told why (4404)."""
+        self.files.pop(name, None)
+        self.codecs.pop(name, None)
+        self.originals.pop(name, None)
+        room = self.rooms.pop(name, None)
+        if room is not None:
+            await room.close_all(UnknownRoomError.close_code, reason[:120])
+
     def render(self, path: str) -> bytes:
         """The bytes of shared file `path` as its (loaded) document reads now, checked
         (`DocumentError` if they must not be written)."""

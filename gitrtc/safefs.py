@@ -13,7 +13,8 @@ The private helpers at the end make gitrtc's own files under `.git/rtc` owner-on
 
 The API (small on purpose; `root` is a trusted folder, `rel` a `/`-separated path in it):
 `read_file`, `lstat`, `lstat_all`, `readlink`, `replace_file`, `private_dir`,
-`private_file`, `write_private`.
+`private_file`, `write_private`; for the live file set `create_file`, `remove_file`,
+`rename_file`.
 """
 
 from __future__ import annotations
@@ -103,6 +104,61 @@ def read_file(root: StrPath, rel: str) -> bytes:
             raise
     finally:
         os.close(folder)
+    try:
+        kind = os.fstat(fd).st_mode
+        if stat.S_ISDIR(kind):
+            raise IsADirectoryError(errno.EISDIR, "a folder, not a file", rel)
+        if not stat.S_ISREG(kind):
+            raise OSError(errno.EINVAL, "not a regular file", rel)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read()
+
+
+def read_many(root: StrPath, rels: Sequence[str]) -> list[bytes | OSError]:
+    """`read_file` of many paths (a start's files): the folder of consecutive paths in
+    the same folder is opened once; each result is the bytes or the `OSError` (an
+    `UnsafePathError` for a link) that `read_file` would raise."""
+    out: list[bytes | OSError] = []
+    folder: int | None = None
+    folder_key: str | None = None
+    try:
+        for rel in rels:
+            key = rel.rpartition("/")[0]
+            if key != folder_key or folder is None:
+                if folder is not None:
+                    os.close(folder)
+                    folder = None
+                folder_key = key
+                try:
+                    folder, _name, _ = _open_parent(root, rel)
+                except OSError as exc:
+                    out.append(exc)
+                    folder_key = None
+                    continue
+            try:
+                out.append(_read_in(folder, rel))
+            except OSError as exc:
+                out.append(exc)
+    finally:
+        if folder is not None:
+            os.close(folder)
+    return out
+
+
+def _read_in(folder: int, rel: str) -> bytes:
+    """The bytes of regular file `rel`, its folder's descriptor open as `folder`."""
+    parts = _parts(rel)
+    name = parts[-1]
+    try:
+        fd = os.open(name, _READ, dir_fd=folder)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP and _is_link(folder, name):
+            raise _linked(rel, parts, len(parts) - 1) from None
+        raise
     try:
         kind = os.fstat(fd).st_mode
         if stat.S_ISDIR(kind):
@@ -237,6 +293,49 @@ def replace_file(
         return new
     finally:
         os.close(folder)
+
+
+def create_file(root: StrPath, rel: str, data: bytes, make_folders: int = 0o755) -> None:
+    """Create `rel` holding `data` (0644), never replacing anything (`FileExistsError`),
+    making missing folders; never through a link."""
+    folder, name, _ = _open_parent(root, rel, make_folders)
+    try:
+        fd = os.open(name, _CREATE, 0o644, dir_fd=folder)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(fd)
+    finally:
+        os.close(folder)
+
+
+def remove_file(root: StrPath, rel: str) -> None:
+    """Remove file (or link) `rel` itself; never follows a link on the way."""
+    folder, name, _ = _open_parent(root, rel)
+    try:
+        os.unlink(name, dir_fd=folder)
+    finally:
+        os.close(folder)
+
+
+def rename_file(root: StrPath, old: str, new: str, make_folders: int = 0o755) -> None:
+    """Move file `old` to `new` (missing folders made), never replacing an existing
+    `new` (`FileExistsError`) and never through a link."""
+    src, src_name, _ = _open_parent(root, old)
+    try:
+        dst, dst_name, _ = _open_parent(root, new, make_folders)
+        try:
+            try:
+                os.stat(dst_name, dir_fd=dst, follow_symlinks=False)
+            except FileNotFoundError:
+                pass
+            else:
+                raise FileExistsError(errno.EEXIST, "already exists", new)
+            os.rename(src_name, dst_name, src_dir_fd=src, dst_dir_fd=dst)
+        finally:
+            os.close(dst)
+    finally:
+        os.close(src)
 
 
 def _temporary(folder: int, name: str) -> tuple[str, int]:

@@ -5,7 +5,10 @@
 - `bridge.DiskBridge`: write-back, merges of saves made on disk, the HEAD watcher,
   the reconcile after a crash;
 - `ending.Ending`: `commit_now`, `pause`, `end`;
-- `supervisor.Supervisor`: the background tasks (disk watcher, compactor, preloader);
+- `supervisor.Supervisor`: the background tasks (disk watcher, compactor, preloader,
+  the shared folders' watcher `folderwatch.FolderWatch`);
+- `fileset.FileSet`: the live file set (files created, renamed, deleted in a shared
+  folder, on disk or by participants through `fileops`);
 - `requests.RequestChannel`: the rooms' request channel, with its `kernel` service
   (`kernels.service.KernelService`: notebooks' code, when the owner allows it).
 
@@ -33,6 +36,11 @@ from .documents import Codec
 from .ending import PRELOAD, WATCH, Ending, EndResult, OnCommit, default_message
 from .errors import SessionEndedError
 from .events import EventLog
+from .filenames import inside
+from .fileops import FileService
+from .fileset import FileSet
+from .folderwatch import FolderWatch
+from .idle import unload_idle
 from .kernels.service import KernelService
 from .limits import DEFAULT, Limits
 from .manifest import FileEntry, Manifest
@@ -46,6 +54,8 @@ from .supervisor import Supervisor
 __all__ = ["EndResult", "FileView", "Session", "SessionSnapshot", "default_message", "store_path"]
 
 COMPACT = "compact"
+FOLDERS = "folders"
+UNLOAD = "unload"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +110,15 @@ class Session:
         self.requests.register("kernel", self.kernels)
         self.requests.register("conflict", ConflictService())
         self.plugins = add_services(self)  # installed plugin services, on the same channel
+        self.fileset = FileSet(
+            info, manifest, self.registry, self.bridge, store, limits, self.events, self.save_manifest
+        )
+        self.fileset.live = lambda: self.state == "live"
+        self.ending.binaries = self.fileset.binaries
+        self.requests.register("files", FileService(self.fileset))
+        self.folders = FolderWatch(info.workdir, manifest.folders, self.fileset.disk_changed, self.events)
+        # files in watched folders are checked when the watcher sees them change, not polled
+        self.bridge.disk.watched = lambda path: self.folders.watching and (not path or inside(path, manifest.folders))
         self.registry.requests = self.requests.receive
         self.access.on_left = self.requests.disconnected
         self.ending.before_stop = self.requests.close
@@ -117,14 +136,28 @@ class Session:
 
     async def start(self) -> None:
         """Read the stored originals, begin tracking the files on disk, start the tasks."""
+        tracked = []
         for room, path, _kind, original in await self.store.files():
             self.registry.originals[room] = bytes(original)
-            self.bridge.disk.track(path, bytes(original))
+            tracked.append((path, bytes(original)))
+        await self.bridge.disk.track_all(tracked)
         await self.registry.room(self.manifest.session_room)
         if self.resumed:
             await self.bridge.reconcile()
         self.tasks.start(WATCH, self.bridge.watch())
         self.tasks.start(COMPACT, self.registry.compact_periodically())
+        self.tasks.start(FOLDERS, self.folders.run())
+        self.tasks.start(
+            UNLOAD,
+            unload_idle(
+                self.registry,
+                self.bridge.disk,
+                self.store,
+                self.limits.unload_idle_after,
+                lambda: self.kernels.enabled,
+                lambda: self.state == "live",
+            ),
+        )
         self.tasks.start(PRELOAD, self.registry.preload(lambda: self.state == "live"))
 
     async def close(self) -> None:

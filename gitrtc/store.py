@@ -326,6 +326,29 @@ class Store:
             [(room, path, kind, original)],
         )
 
+    async def add_files(self, rows: list[tuple[str, str, str, bytes]]) -> None:
+        """`add_file` for many (room, path, kind, original) at once, in one transaction."""
+        await self._run(self._write, "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", rows)
+
+    async def remove_file(self, room: str) -> None:
+        """Forget a file that left the session (its room's log stays, never replayed)."""
+        await self._run(self._write, "DELETE FROM files WHERE room = ?", [(room,)])
+
+    async def move_file(self, room: str, path: str) -> None:
+        """Record that a shared file (its room) now lives at `path`."""
+        await self._run(self._write, "UPDATE files SET path = ? WHERE room = ?", [(path, room)])
+
+    def credit(self, who: Participant) -> None:
+        """Credit `who` in the next commit without a document update (they created, moved
+        or deleted a file); durable with the next batch."""
+        if self._failure is not None:
+            raise StoreError(f"the session store cannot be written: {self._failure}")
+        if who.key not in self._credited:
+            self._credited.add(who.key)
+            self._pending.credits.append(who)
+            if not self._writing:
+                self._write_next()
+
     async def files(self) -> list[tuple[str, str, str, bytes]]:
         """All stored files as (room, path, kind, original bytes)."""
         rows: list[tuple[str, str, str, bytes]] = await self._run(

@@ -18,7 +18,7 @@ from aiohttp.typedefs import Handler
 
 from ..errors import BadRequestError, PortBusyError, RtcError, UnknownRoomError
 from ..session import EndResult, Session
-from . import guard, views
+from . import files, guard, views
 from .auth import request_token, require_role
 from .control_socket import remove_control_socket, serve_control_socket
 from .plugins import plugin_file
@@ -229,6 +229,7 @@ def make_app(session: Session) -> web.Application:
     app.router.add_post("/api/invite", api_invite)
     app.router.add_post("/api/kick", api_kick)
     app.router.add_post("/api/join", api_join)
+    files.add_routes(app, session)
     app.router.add_get("/rooms/{room:.+}", room_endpoint)
     return app
 

@@ -30,6 +30,10 @@ def describe(session: Session, role: str, name: str | None = None) -> dict[str, 
         "kernels": session.kernels.describe(),
         "conflicts": _conflicts(session),
         "plugins": plugins.describe(session),
+        "folders": m.folders,  # shared folders: files created, renamed, deleted in them are live
+        "files_version": m.files_version,  # the session room's `files_version` when this was read
+        "not_shared": [{"path": p, "reason": r} for p, r in m.skipped],
+        "binaries": session.fileset.binaries.listing(),  # whole files: GET/PUT /api/raw?path=
     }
 
 

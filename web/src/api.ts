@@ -33,6 +33,16 @@ export interface SessionInfo {
     kinds?: Record<string, string | null>;
     services?: Array<{ name: string; ops: string[]; kinds?: string[] | null; panel: string | null; error: string | null }>;
   };
+  /** the session room's `files_version` when this was read (the file list is live) */
+  files_version?: number;
+  /** whole files (images, data): shown or downloaded through `GET /api/raw?path=` */
+  binaries?: BinaryInfo[];
+}
+
+export interface BinaryInfo {
+  path: string;
+  type: string;
+  digest: string;
 }
 
 export interface Joined {
@@ -105,4 +115,37 @@ export async function joinSession(token: string, name: string): Promise<Joined> 
   const joined = await call(token, 'join', { name }) as Joined;
   if (!joined || typeof joined.token !== 'string') throw new ApiError(200, 'The server sent an unexpected answer.');
   return joined;
+}
+
+/** One change of the live file set, as the session room announces it (`files_changes`). */
+export interface FileChange {
+  op: 'add' | 'remove' | 'move' | 'skip' | 'binary' | string;
+  digest?: string;
+  type?: string;
+  path: string;
+  from?: string;
+  kind?: string;
+  room?: string;
+  reason?: string;
+  by?: string;
+}
+
+/** Create, rename or delete a shared file (`POST /api/files`); the server's answer. */
+export async function fileOp(token: string, body: Record<string, unknown>): Promise<Record<string, unknown>> {
+  return await call(token, 'files', body) as Record<string, unknown>;
+}
+
+/** A whole file's bytes (`GET /api/raw?path=`), sent with the token like every API call. */
+export async function fetchRaw(token: string, path: string): Promise<Blob> {
+  const resp = await fetch(`${baseDir()}api/raw?path=${encodeURIComponent(path)}`, {
+    headers: { Authorization: `Bearer ${token}` }, cache: 'no-store', credentials: 'omit', referrerPolicy: 'no-referrer',
+  });
+  if (!resp.ok) throw new ApiError(resp.status, `${path} cannot be shown (${resp.status})`);
+  return await resp.blob();
+}
+
+/** Shared files whose path contains `query` (`GET /api/tree?find=`), best first. */
+export async function findFiles(token: string, query: string): Promise<FileInfo[]> {
+  const answer = await call(token, `tree?find=${encodeURIComponent(query)}`) as { files?: FileInfo[] };
+  return Array.isArray(answer?.files) ? answer.files : [];
 }

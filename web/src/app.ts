@@ -2,7 +2,7 @@
 // open document, and the end-of-session state.
 import * as Y from 'yjs';
 import { Awareness } from 'y-protocols/awareness';
-import { fragmentParams, roomsUrl, type FileInfo, type SessionInfo } from './api';
+import { fetchRaw, fetchSession, fragmentParams, roomsUrl, type BinaryInfo, type FileChange, type FileInfo, type SessionInfo } from './api';
 import { CLOSE } from './closecodes';
 import { Connections, type Terminal } from './connection';
 import { button, h } from './dom';
@@ -10,6 +10,7 @@ import { askIdentity, storedIdentity, type Identity } from './identity';
 import { guardAwareness, safeColor } from './presence';
 import './builtinviews';
 import { TextView } from './textview';
+import { FileTree } from './tree';
 import { userState, viewFor, type DocView, type Place, type ViewContext } from './views';
 
 interface PeerState {
@@ -55,14 +56,42 @@ export class App {
   private readonly emptyEl = h('div', { class: 'empty' }, 'Choose a file on the left.');
   private readonly titleEl = h('span', { class: 'doc-title' });
   private readonly sidebar: HTMLElement;
+  private readonly tree: FileTree;
+  private readonly fileMsg = h('p', { class: 'file-message', role: 'alert' });
+  /** the session room's `files_version` this page's list is at */
+  private filesVersion: number;
+  private refetching = false;
+  private readonly binaries = new Map<string, BinaryInfo>();
+  private readonly binaryEl = h('div', { class: 'binary-view' });
+  private binaryShown: string | null = null;
+  private binaryUrl: string | null = null;
 
   constructor(
     root: HTMLElement,
     private readonly info: SessionInfo,
     private readonly identity: Identity,
-    token: string,
+    private readonly token: string,
   ) {
     this.canEdit = info.role === 'editor' || info.role === 'owner';
+    this.filesVersion = info.files_version ?? 0;
+    this.fileMsg.hidden = true;
+    this.tree = new FileTree(this.treeEl, {
+      canEdit: this.canEdit,
+      token,
+      name: identity.name,
+      email: identity.email ?? '',
+      open: (path) => {
+        this.following = null;
+        void this.open(path);
+        document.body.classList.remove('sidebar-open');
+      },
+      current: () => this.binaryShown ?? this.current?.file.path ?? this.opening,
+      showBinary: (path) => void this.showBinary(path),
+      say: (message) => {
+        this.fileMsg.textContent = message ?? '';
+        this.fileMsg.hidden = !message;
+      },
+    });
     this.conns = new Connections(roomsUrl(), token, identity);
     this.conns.onChange(() => this.updateConn());
     this.conns.onTerminal((t) => this.onTerminal(t));
@@ -87,9 +116,12 @@ export class App {
       this.connEl,
       me);
     this.sidebar = h('aside', { class: 'sidebar' },
-      h('h2', null, 'Files'), this.treeEl,
+      h('h2', null, 'Files'), this.tree.toolbar, this.fileMsg, this.treeEl,
       h('h2', null, 'People'), this.peopleEl);
     this.docsEl.appendChild(this.emptyEl);
+    this.binaryEl.hidden = true;
+    this.docsEl.appendChild(this.binaryEl);
+    for (const b of info.binaries ?? []) this.binaries.set(b.path, b);
     root.replaceChildren(header, this.stateEl, h('div', { class: 'layout' }, this.sidebar, this.docsEl));
     this.stateEl.hidden = true;
     document.body.dataset.role = info.role;
@@ -128,40 +160,119 @@ export class App {
   // ---- files --------------------------------------------------------------
 
   private renderTree(): void {
-    interface Dir { dirs: Map<string, Dir>; files: FileInfo[] }
-    const root: Dir = { dirs: new Map(), files: [] };
-    for (const f of [...this.info.files].sort((a, b) => a.path.localeCompare(b.path))) {
-      const parts = f.path.split('/');
-      let d = root;
-      for (const part of parts.slice(0, -1)) {
-        if (!d.dirs.has(part)) d.dirs.set(part, { dirs: new Map(), files: [] });
-        d = d.dirs.get(part)!;
-      }
-      d.files.push(f);
+    this.tree.render(this.info.files, [...this.binaries.values()]);
+  }
+
+  /** Show a whole file: an image rendered, anything else as a download. */
+  private async showBinary(path: string): Promise<void> {
+    const b = this.binaries.get(path);
+    if (!b) return;
+    this.current?.hide();
+    this.current = null;
+    this.opening = null;
+    this.emptyEl.hidden = true;
+    this.binaryShown = path;
+    this.titleEl.textContent = path;
+    let blob: Blob;
+    try {
+      blob = await fetchRaw(this.token, path);
+    } catch (err) {
+      this.binaryEl.replaceChildren(h('p', { class: 'muted' }, err instanceof Error ? err.message : String(err)));
+      this.binaryEl.hidden = false;
+      return;
     }
-    const build = (d: Dir): HTMLElement => {
-      const ul = h('ul', { role: 'group' });
-      for (const [name, sub] of d.dirs) {
-        const details = h('details', { open: true }, h('summary', null, `${name}/`), build(sub));
-        ul.appendChild(h('li', { class: 'dir' }, details));
-      }
-      for (const f of d.files) {
-        const name = f.path.split('/').pop() ?? f.path;
-        const a = h('a', {
-          href: '#', class: `file file-${f.kind}`, 'data-path': f.path, title: f.path,
-        }, h('span', { class: 'file-icon', 'aria-hidden': 'true' }), h('span', { class: 'file-name' }, name),
-        h('span', { class: 'file-peers' }));
-        a.addEventListener('click', (ev) => {
-          ev.preventDefault();
-          this.following = null;
-          void this.open(f.path);
-          document.body.classList.remove('sidebar-open');
-        });
-        ul.appendChild(h('li', null, a));
-      }
-      return ul;
-    };
-    this.treeEl.replaceChildren(this.info.files.length ? build(root) : h('p', { class: 'muted' }, 'No files are shared.'));
+    if (this.binaryShown !== path) return;
+    if (this.binaryUrl) URL.revokeObjectURL(this.binaryUrl);
+    this.binaryUrl = URL.createObjectURL(blob);
+    const name = path.split('/').pop() ?? path;
+    this.binaryEl.replaceChildren(b.type.startsWith('image/')
+      ? h('img', { src: this.binaryUrl, alt: path, class: 'binary-image', 'data-digest': b.digest })
+      : h('a', { href: this.binaryUrl, download: name, class: 'binary-download' }, `Download ${name}`));
+    this.binaryEl.hidden = false;
+    this.renderTree();
+  }
+
+  /** The session room says the file list changed: apply the announced changes, or
+   * fetch the list again when this page missed one. */
+  private onFiles(map: Y.Map<unknown>): void {
+    const version = map.get('files_version');
+    if (typeof version !== 'number' || version <= this.filesVersion) return;
+    const news = map.get('files_changes') as { version?: number; changes?: FileChange[]; truncated?: boolean } | undefined;
+    if (news && news.version === version && version === this.filesVersion + 1 && !news.truncated && Array.isArray(news.changes)) {
+      this.filesVersion = version;
+      for (const c of news.changes) this.applyFileChange(c);
+      this.renderTree();
+      this.tree.listed();
+      this.onPeers();
+      return;
+    }
+    void this.refetchFiles();
+  }
+
+  private applyFileChange(c: FileChange): void {
+    const files = this.info.files;
+    if (c.op === 'binary' && c.digest) {
+      this.binaries.set(c.path, { path: c.path, type: c.type ?? 'application/octet-stream', digest: c.digest });
+      if (this.binaryShown === c.path) void this.showBinary(c.path); // replaced: show the new bytes
+    } else if (c.op === 'remove' && this.binaries.has(c.path)) {
+      this.binaries.delete(c.path);
+    } else if (c.op === 'add' && c.room && !files.some((f) => f.path === c.path)) {
+      files.push({ path: c.path, kind: c.kind ?? 'text', room: c.room });
+    } else if (c.op === 'remove') {
+      const i = files.findIndex((f) => f.path === c.path);
+      if (i >= 0) files.splice(i, 1);
+    } else if (c.op === 'move' && c.from) {
+      const f = files.find((x) => x.room === c.room) ?? files.find((x) => x.path === c.from);
+      if (f) this.moved(f, c.path);
+    }
+  }
+
+  /** A file moved: its view (same room, same document) follows it. */
+  private moved(f: FileInfo, to: string): void {
+    const from = f.path;
+    f.path = to;
+    const view = this.views.get(from);
+    if (view) {
+      this.views.delete(from);
+      this.views.set(to, view);
+    }
+    if (this.opening === from) this.opening = to;
+    if (this.current?.file === f) {
+      this.titleEl.textContent = to;
+      document.title = `${to.split('/').pop()} — gitrtc`;
+      const params = fragmentParams();
+      params.set('f', to);
+      history.replaceState(null, '', `#${params.toString()}`);
+      this.setPlace({ file: to });
+    }
+  }
+
+  private async refetchFiles(): Promise<void> {
+    if (this.refetching) return;
+    this.refetching = true;
+    try {
+      const fresh = await fetchSession(this.token);
+      const byRoom = new Map(this.info.files.map((f) => [f.room, f]));
+      const files = fresh.files.map((f) => {
+        const known = byRoom.get(f.room);
+        if (!known) return f;
+        if (known.path !== f.path) this.moved(known, f.path);
+        return known;
+      });
+      this.info.files.splice(0, this.info.files.length, ...files);
+      this.binaries.clear();
+      for (const b of fresh.binaries ?? []) this.binaries.set(b.path, b);
+      this.filesVersion = fresh.files_version ?? this.filesVersion;
+      this.renderTree();
+      this.tree.listed();
+      this.onPeers();
+    } catch {
+      /* the connection state shows the trouble; the next change tries again */
+    } finally {
+      this.refetching = false;
+    }
+    const again = this.sessionDoc.getMap('session').get('files_version');
+    if (typeof again === 'number' && again > this.filesVersion) void this.refetchFiles();
   }
 
   private openFromHash(): boolean {
@@ -209,6 +320,8 @@ export class App {
       if (this.opening !== path) return view; // another file was chosen meanwhile
     }
     if (this.current !== view) {
+      this.binaryShown = null;
+      this.binaryEl.hidden = true;
       this.current?.hide();
       this.current = view;
       view.show();
@@ -220,6 +333,7 @@ export class App {
         if ((a as HTMLElement).dataset.path === path) a.setAttribute('aria-current', 'page');
         else a.removeAttribute('aria-current');
       }
+      if (!this.treeEl.querySelector(`a.file[data-path="${CSS.escape(path)}"]`)) this.renderTree(); // its folder opens
       this.setPlace({ file: path });
       if (updateHash) {
         const params = fragmentParams();
@@ -339,6 +453,7 @@ export class App {
   private onSessionMap(): void {
     const map = this.sessionDoc.getMap('session');
     this.updateConn();
+    this.onFiles(map);
     const state = map.get('state');
     if (state === 'ending' && !this.ended) this.showBanner('ending', 'The session is ending: saving the commit…');
     if (state === 'ended') {

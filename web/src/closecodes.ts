@@ -20,6 +20,8 @@ export const HTTP = {
   BranchMovedError: 409,
   CommitError: 409,
   DocumentError: 500,
+  FileNameError: 400,
+  FileOpError: 409,
   ForbiddenError: 403,
   JoinError: 500,
   KernelError: 409,
