@@ -98,3 +98,5 @@ def _print_running(info: dict[str, Any]) -> None:
         console.print(f"  {p['name']} ({p['role']}) in {', '.join(p['files']) or '-'}")
     if not info["participants"]:
         console.print("  nobody connected")
+    for r in info.get("relays") or ():
+        console.print(f"  relay {r['id']} at {r['url'] or '?'}: {plural(r['clients'], 'client')}")

@@ -63,4 +63,5 @@ async def status(session: Session) -> dict[str, Any]:
         "store_bytes": sum(sizes.values()),
         "resumed": session.resumed,
         "events": list(session.events),
+        "relays": session.relays(),
     }
