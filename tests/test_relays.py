@@ -259,7 +259,14 @@ async def reconnect(client: YClient, url: str) -> YClient:
     await client.close()
     again = YClient(url, client.doc)
     await again.connect()
-    await again.wait_synced()
+    synced = asyncio.ensure_future(again.synced.wait())
+    closed = asyncio.ensure_future(again.closed.wait())
+    await asyncio.wait({synced, closed}, timeout=20, return_when=asyncio.FIRST_COMPLETED)
+    synced.cancel()
+    closed.cancel()
+    if not again.synced.is_set():
+        await again.close()
+        raise AssertionError(f"reconnecting to {url} failed: {again.close_code} {again.close_reason}")
     return again
 
 
