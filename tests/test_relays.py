@@ -19,8 +19,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from pycrdt import Doc, Text
-
+from pycrdt import Text
 
 from .corpus import corpus_file
 from .support import RTC, RtcProcess, YClient, async_wait_until, get_json, make_repo, wait_until
@@ -28,6 +27,8 @@ from .support import RTC, RtcProcess, YClient, async_wait_until, get_json, make_
 REDIS = shutil.which("redis-server")
 pytestmark = pytest.mark.skipif(REDIS is None, reason="redis-server is not installed (apt-get install redis-server)")
 
+#: Append-only persistence, no snapshots, in the foreground.
+PERSISTENT = ("--appendonly", "yes", "--save", "", "--daemonize", "no")
 FILES = {"a.md": "# A\n", "b.md": "# B\n", "c.md": "# C\n", "notes.txt": "notes\n"}
 
 
@@ -52,8 +53,7 @@ class RedisServer:
     def start(self) -> None:
         assert REDIS is not None
         self.proc = subprocess.Popen(
-            [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder)]
-            + ["--appendonly", "yes", "--save", "", "--daemonize", "no"],
+            [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder), *PERSISTENT],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -136,15 +136,18 @@ def cluster(tmp_path: Path, redis_server: RedisServer) -> Iterator[Cluster]:
     repo = make_repo(tmp_path / "repo", FILES)
     owner = RtcProcess(repo, ["--redis", redis_server.url, *FILES])
     relays: list[RelayProcess] = []
+    made = Cluster(owner, relays, {})
     try:
         info = owner.wait_ready()
-        relays = [RelayProcess(redis_server.url, info["session"]) for _ in range(2)]
+        relays += [RelayProcess(redis_server.url, info["session"]) for _ in range(2)]
         session = asyncio.run(_session(owner))
-        yield Cluster(owner, relays, {f["path"]: f["room"] for f in session["files"]})
+        made.rooms = {f["path"]: f["room"] for f in session["files"]}
+        yield made
     finally:
         for relay in relays:
             relay.kill()
         owner.kill()
+        made.owner.kill()  # a test may have restarted it
 
 
 async def _session(owner: RtcProcess) -> dict[str, Any]:
@@ -205,7 +208,7 @@ def test_clients_on_the_owner_and_two_relays_converge_on_editing_traces(cluster:
         try:
             for c in [*readers.values(), *writers.values()]:
                 await c.wait_synced()
-            for path, writer in writers.items():
+            for writer in writers.values():
                 with writer.doc.transaction():
                     text = writer.doc.get("source", type=Text)
                     del text[0 : len(text)]
@@ -216,7 +219,8 @@ def test_clients_on_the_owner_and_two_relays_converge_on_editing_traces(cluster:
                 try:
                     await async_wait_until(lambda r=reader, e=expected: source(r) == e, what=f"{path} everywhere")
                 except AssertionError:
-                    raise AssertionError(f"{path} on {w} ({reader.close_code}): {source(reader)!r} != {expected!r}"[:300]) from None
+                    got = source(reader)
+                    raise AssertionError(f"{path} on {w} ({reader.close_code}): {got!r}"[:300]) from None
             # the concurrent case: everyone types into one room at once
             typists = [YClient(cluster.url(w, "notes.txt", name=f"T{w}")) for w in range(3)]
             for c in typists:
@@ -392,6 +396,71 @@ def test_kick_and_end_reach_every_relays_clients_and_viewers_cannot_write(cluste
     asyncio.run(scenario())
 
 
+def test_the_owner_killed_resumes_and_relays_clients_resync(cluster: Cluster, redis_server: RedisServer) -> None:
+    async def scenario() -> None:
+        a = YClient(cluster.url(1, "c.md", name="A"))
+        b = YClient(cluster.url(2, "c.md", name="B"))
+        for c in (a, b):
+            await c.connect()
+            await c.wait_synced()
+        a.doc.get("source", type=Text).insert(4, "stored ")
+        await async_wait_until(lambda: source(b) == "# C\nstored ", what="the first edit")
+        await asyncio.to_thread(cluster.owner.kill)  # SIGKILL
+        # the owner's heartbeat stops: the relays close their clients to resync
+        await async_wait_until(lambda: a.closed.is_set() and b.closed.is_set(), what="the relays to drop clients")
+        assert a.close_code == b.close_code == 1012
+        a.doc.get("source", type=Text).insert(len(source(a)), "A-meanwhile ")
+        b.doc.get("source", type=Text).insert(0, "B-meanwhile ")
+        owner = RtcProcess(cluster.owner.repo, ["--redis", redis_server.url, *FILES])
+        cluster.owner = owner  # the fixture stops this one
+        await asyncio.to_thread(owner.wait_ready)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                a = await reconnect(a, cluster.url(1, "c.md", name="A"))
+                b = await reconnect(b, cluster.url(2, "c.md", name="B"))
+                break
+            except AssertionError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+        try:
+            expected = "B-meanwhile # C\nstored A-meanwhile "
+            for c in (a, b):
+                await async_wait_until(lambda c=c: source(c) == expected, what="both resynced, each edit once")
+        finally:
+            await a.close()
+            await b.close()
+        async with YClient(cluster.url(0, "c.md")) as fresh:
+            await fresh.wait_synced()
+            assert source(fresh) == expected
+
+    asyncio.run(scenario())
+
+
+def test_presence_crosses_relays_and_hostile_frames_close_only_their_sender(cluster: Cluster) -> None:
+    async def scenario() -> None:
+        a = YClient(cluster.url(1, "a.md", name="A"))
+        b = YClient(cluster.url(2, "a.md", name="B"))
+        for c in (a, b):
+            await c.connect()
+            await c.wait_synced()
+        await a.send_awareness({"user": {"name": "A"}})
+        await async_wait_until(lambda: any(b'"A"' in f for f in b.awareness_frames), what="A's presence on relay B")
+        seen = len(b.awareness_frames)
+        await a.send_raw(b"\x00\x02\xff\xff\xff\xff")  # a sync update whose length lies
+        await async_wait_until(a.closed.is_set, what="the malformed frame to close its sender")
+        assert a.close_code == 1007
+        # the owner removed A's presence, and B is still served
+        await async_wait_until(
+            lambda: any(f.endswith(b"null") for f in b.awareness_frames[seen:]), what="A's presence to be removed"
+        )
+        assert not b.closed.is_set()
+        await b.close()
+
+    asyncio.run(scenario())
+
+
 def test_the_official_js_client_works_through_a_relay(cluster: Cluster) -> None:
     from .test_js_client import node_or_skip, run_node
 
@@ -419,5 +488,3 @@ def test_without_redis_the_single_process_path_imports_no_redis() -> None:
     code = "import sys, gitrtc.cli.runner, gitrtc.server.app; print('redis' in sys.modules)"
     done = subprocess.run([RTC[0], "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
-
-

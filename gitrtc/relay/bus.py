@@ -53,7 +53,10 @@ def keys(session: str) -> dict[str, str]:
 
 def connect(url: str) -> Redis:
     """A Redis client for `url` (redis://HOST:PORT/N); `BusError` if the URL is not one."""
-    from redis.asyncio import Redis
+    try:
+        from redis.asyncio import Redis
+    except ImportError:
+        raise BusError("relays need the redis package: pip install 'gitrtc[redis]'") from None
 
     try:
         return Redis.from_url(url, health_check_interval=10)

@@ -172,9 +172,7 @@ class Owner:
                 return
             conn = self.remotes.get(key)
             if conn is None:  # from before this process started, or after it was closed
-                self.publish(
-                    {"t": "x", "r": key[0], "c": key[1], "code": CLOSE_CODES["RESTART"], "why": "reconnect"}
-                )
+                self.publish({"t": "x", "r": key[0], "c": key[1], "code": CLOSE_CODES["RESTART"], "why": "reconnect"})
                 return
             await self._receive(conn, frame)
         elif kind == b"o":
