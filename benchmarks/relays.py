@@ -43,6 +43,8 @@ from gitrtc import protocol  # noqa: E402
 from gitrtc.client import RoomClient  # noqa: E402
 
 RTC = [sys.executable, "-m", "gitrtc"]
+#: Seconds the servers are watched idle before each run (their fixed cost, subtracted in `busy_*`).
+IDLE_SECONDS = 3.0
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
@@ -177,7 +179,7 @@ async def _room(info: dict[str, Any]) -> str:
 async def run(setup: Setup, updates: int, rate: float, readers: int, apply: bool) -> dict[str, float]:
     """One writer (on relay A), `readers` readers spread over relays A and B (the owner
     without relays); returns CPU per update / per delivered message and latencies."""
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:  # no 100-socket cap
         arrivals: list[list[float]] = [[] for _ in range(readers)]
         clients = []
         for i in range(readers):
@@ -187,13 +189,19 @@ async def run(setup: Setup, updates: int, rate: float, readers: int, apply: bool
         writer = RoomClient(setup.url(1), send_local=False)
         tasks = [asyncio.ensure_future(c.run(http)) for c in [*clients, writer]]
         for c in [*clients, writer]:
-            await asyncio.wait_for(c.synced.wait(), 120)
+            try:
+                await asyncio.wait_for(c.synced.wait(), 120)
+            except TimeoutError:
+                raise SystemExit(f"a client did not sync: closed {c.close_code} {c.close_reason}") from None
         await asyncio.sleep(1.0)  # joins settled
         doc: Doc[Any] = writer.doc
         text = doc.get("source", type=Text)
         outgoing: list[bytes] = []
         doc.observe(lambda e: outgoing.append(e.update))
         sent: list[float] = []
+        idle0, t0 = setup.cpu(), time.perf_counter()
+        await asyncio.sleep(IDLE_SECONDS)  # the servers' CPU with nothing to do (heartbeats, polls)
+        idle_rate = (setup.cpu() - idle0) / (time.perf_counter() - t0)
         cpu0 = setup.cpu()
         start = time.perf_counter()
         assert writer.ws is not None
@@ -208,6 +216,7 @@ async def run(setup: Setup, updates: int, rate: float, readers: int, apply: bool
         while any(len(a) < updates for a in arrivals) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         cpu = setup.cpu() - cpu0
+        busy = max(0.0, cpu - idle_rate * (time.perf_counter() - start))
         for task in tasks:
             task.cancel()
         delivered = sum(min(len(a), updates) for a in arrivals)
@@ -220,6 +229,9 @@ async def run(setup: Setup, updates: int, rate: float, readers: int, apply: bool
             "cpu_s": cpu,
             "cpu_us_per_update": 1e6 * cpu / updates,
             "cpu_us_per_delivered": 1e6 * cpu / max(1, delivered),
+            "idle_cpu_per_s": idle_rate,
+            "busy_us_per_update": 1e6 * busy / updates,
+            "busy_us_per_delivered": 1e6 * busy / max(1, delivered),
             "p50_ms": 1000 * percentile(lat, 0.5),
             "p99_ms": 1000 * percentile(lat, 0.99),
             "p99_far_ms": 1000 * percentile(far or lat, 0.99),
@@ -246,7 +258,7 @@ def main() -> None:
         single, relayed = results[f"{run_name}/single"], results[f"{run_name}/relays"]
         results[f"{run_name}/ratio"] = {
             k: relayed[k] / single[k] if single[k] else float("nan")
-            for k in ("cpu_us_per_update", "cpu_us_per_delivered", "p99_ms", "p99_far_ms")
+            for k in ("cpu_us_per_update", "busy_us_per_update", "busy_us_per_delivered", "p99_ms", "p99_far_ms")
         }
     text = json.dumps(results, indent=1)
     print(text)
