@@ -295,6 +295,15 @@ def test_a_relay_killed_mid_burst_loses_nothing_and_doubles_nothing(cluster: Clu
         try:
             for c in (on_owner, on_b, writer):
                 await async_wait_until(lambda c=c: source(c) == expected, what="every edit, once, everywhere")
+            # the dead relay's heartbeat expires: the owner forgets it and its clients
+            deadline = time.monotonic() + 20
+            while True:
+                status = await asyncio.to_thread(status_json, cluster.owner)
+                if [r["id"] for r in status["relays"]] == [cluster.relays[1].id]:
+                    break
+                assert time.monotonic() < deadline, status["relays"]
+            assert {r["id"]: r["clients"] for r in status["relays"]} == {cluster.relays[1].id: 2}
+            assert sorted(p["name"] for p in status["participants"]) == ["B side", "Owner side", "Writer"]
         finally:
             for c in (writer, on_owner, on_b):
                 await c.close()

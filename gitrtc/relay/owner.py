@@ -86,6 +86,8 @@ class Owner:
         self.remotes: dict[Key, RemoteConnection] = {}
         #: Frames of clients whose admission is still running (room loading), in order.
         self.joining: dict[Key, list[bytes]] = {}
+        #: Clients that left their relay while being admitted.
+        self.left_early: set[Key] = set()
         #: Live relays' last heartbeats (for `rtc status`).
         self.relays: dict[str, dict[str, Any]] = {}
         self.out = bus.Writer(redis, self.keys["out"], bus.OUT_MAXLEN, self._lost)
@@ -179,6 +181,8 @@ class Owner:
             self.joining[key] = []
             asyncio.get_running_loop().create_task(self._admit(key, entry))
         elif kind == b"c":
+            if key in self.joining:
+                self.left_early.add(key)  # `_admit` forgets it once it is in
             self._forget(key)
 
     async def _admit(self, key: Key, entry: bus.Entry) -> None:
@@ -204,11 +208,16 @@ class Owner:
                 await conn.close(exc.close_code, str(exc))
                 return
             self.remotes[key] = conn
+            if key in self.left_early:
+                self.left_early.discard(key)
+                self._forget(key)
+                return
             pending = self.joining[key]
             while pending and not conn.closed:
                 await self._receive(conn, pending.pop(0))
         finally:
             self.joining.pop(key, None)
+            self.left_early.discard(key)
 
     async def _receive(self, conn: RemoteConnection, frame: bytes) -> None:
         """A client's frame through the room, as `server.ws.room_socket` hands it over."""
