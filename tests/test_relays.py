@@ -115,7 +115,8 @@ class RelayProcess:
 class Cluster:
     """The owner and its relays; `url(where, path, role)` is a room's URL on one of them."""
 
-    def __init__(self, owner: RtcProcess, relays: list[RelayProcess], rooms: dict[str, str]) -> None:
+    def __init__(self, owner: RtcProcess, relays: list[RelayProcess], rooms: dict[str, str], redis_url: str) -> None:
+        self.redis_url = redis_url
         self.owner = owner
         self.relays = relays
         self.rooms = rooms
@@ -136,7 +137,7 @@ def cluster(tmp_path: Path, redis_server: RedisServer) -> Iterator[Cluster]:
     repo = make_repo(tmp_path / "repo", FILES)
     owner = RtcProcess(repo, ["--redis", redis_server.url, *FILES])
     relays: list[RelayProcess] = []
-    made = Cluster(owner, relays, {})
+    made = Cluster(owner, relays, {}, redis_server.url)
     try:
         info = owner.wait_ready()
         relays += [RelayProcess(redis_server.url, info["session"]) for _ in range(2)]
@@ -254,6 +255,18 @@ def test_clients_on_the_owner_and_two_relays_converge_on_editing_traces(cluster:
         async with YClient(cluster.url(0, "a.md")) as fresh:
             await fresh.wait_synced()
             assert source(fresh) == plans["a.md"][1]
+        # the streams were trimmed: ~1,800 updates went through each, a handful remain
+        import redis
+
+        bus = redis.Redis.from_url(cluster.redis_url)
+        session = cluster.owner.info["session"]
+        try:
+            await async_wait_until(
+                lambda: bus.xlen(f"rtc:{session}:in") + bus.xlen(f"rtc:{session}:out") < 100,
+                what="the streams to be trimmed",
+            )
+        finally:
+            bus.close()
 
     asyncio.run(scenario())
 
