@@ -135,7 +135,7 @@ def cluster(tmp_path: Path, redis_server: RedisServer) -> Iterator[Cluster]:
     if redis_server.proc is None or redis_server.proc.poll() is not None:
         redis_server.start()  # a test restarted it and failed before it was back
     repo = make_repo(tmp_path / "repo", FILES)
-    owner = RtcProcess(repo, ["--redis", redis_server.url, *FILES])
+    owner = RtcProcess(repo, ["--redis", redis_server.url, *FILES], env={"PYTHONFAULTHANDLER": "1"})
     relays: list[RelayProcess] = []
     made = Cluster(owner, relays, {}, redis_server.url)
     try:
@@ -407,7 +407,7 @@ def test_kick_and_end_reach_every_relays_clients_and_viewers_cannot_write(cluste
             assert again.close_code == 4401
             await again.close()
         # the end: 4410 on every process
-        done = await asyncio.to_thread(owner.stop)
+        done = await asyncio.to_thread(stop, owner)
         assert done.returncode == 0, done.stderr
         for c in others:
             await async_wait_until(c.closed.is_set, what="the end to close everyone")
@@ -416,6 +416,20 @@ def test_kick_and_end_reach_every_relays_clients_and_viewers_cannot_write(cluste
             await c.close()
 
     asyncio.run(scenario())
+
+
+def stop(owner: RtcProcess) -> subprocess.CompletedProcess[str]:
+    """`rtc stop`, then wait for `rtc start` to exit; if it does not, its threads' stacks
+    (faulthandler, on SIGABRT) say where it hangs."""
+    done = subprocess.run([*RTC, "stop"], cwd=owner.repo, capture_output=True, text=True, timeout=60)
+    if done.returncode == 0:
+        try:
+            owner.output = owner.proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            owner.proc.send_signal(signal.SIGABRT)
+            _out, err = owner.proc.communicate(timeout=20)
+            raise AssertionError(f"rtc start did not exit after rtc stop:\n{err[-6000:]}") from None
+    return done
 
 
 def test_the_owner_killed_resumes_and_relays_clients_resync(cluster: Cluster, redis_server: RedisServer) -> None:

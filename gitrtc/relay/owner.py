@@ -132,14 +132,18 @@ class Owner:
 
     async def close(self) -> None:
         """Stop reading; send what is still to be sent (the end's closes)."""
+        from redis.exceptions import RedisError
+
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.out.drain()
-        with contextlib.suppress(Exception):
-            await self.redis.delete(self.keys["owner"])
+        try:  # bounded: an unreachable Redis must not keep the process from exiting
+            await asyncio.wait_for(self.out.drain(), bus.CLOSE_WITHIN)
+            await asyncio.wait_for(self.redis.delete(self.keys["owner"]), bus.CLOSE_WITHIN)
+        except (TimeoutError, OSError, RedisError) as exc:
+            log.warning("the relays may not have heard the last entries: %s", exc)
         await self.redis.aclose()
 
     def relay_list(self) -> list[dict[str, Any]]:

@@ -102,14 +102,18 @@ class Relay:
         """Close the clients, tell the owner, stop."""
         for client in list(self.clients.values()):
             await client.conn.close(RESYNC, "this relay stops: reconnect")
-        await self.inbox.drain()
+        from redis.exceptions import RedisError
+
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        with contextlib.suppress(Exception):
-            await self.redis.hdel(self.keys["relays"], self.id)
+        try:  # bounded: an unreachable Redis must not keep the process from exiting
+            await asyncio.wait_for(self.inbox.drain(), bus.CLOSE_WITHIN)
+            await asyncio.wait_for(self.redis.hdel(self.keys["relays"], self.id), bus.CLOSE_WITHIN)
+        except (TimeoutError, OSError, RedisError) as exc:
+            log.warning("the owner may not have heard that this relay's clients left: %s", exc)
         await self.redis.aclose()
 
     def resync(self, why: str) -> None:
