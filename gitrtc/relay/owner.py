@@ -136,15 +136,14 @@ class Owner:
 
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._tasks:  # a blocking read cancelled mid-reply must not hold the exit up either
+            await asyncio.wait(self._tasks, timeout=bus.CLOSE_WITHIN)
         try:  # bounded: an unreachable Redis must not keep the process from exiting
             await asyncio.wait_for(self.out.drain(), bus.CLOSE_WITHIN)
             await asyncio.wait_for(self.redis.delete(self.keys["owner"]), bus.CLOSE_WITHIN)
+            await asyncio.wait_for(self.redis.aclose(), bus.CLOSE_WITHIN)
         except (TimeoutError, OSError, RedisError) as exc:
             log.warning("the relays may not have heard the last entries: %s", exc)
-        await self.redis.aclose()
 
     def relay_list(self) -> list[dict[str, Any]]:
         """The live relays: id, URL, clients (for `rtc status`)."""

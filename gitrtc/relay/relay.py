@@ -106,15 +106,15 @@ class Relay:
 
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=bus.CLOSE_WITHIN)
         try:  # bounded: an unreachable Redis must not keep the process from exiting
             await asyncio.wait_for(self.inbox.drain(), bus.CLOSE_WITHIN)
             await asyncio.wait_for(self.redis.hdel(self.keys["relays"], self.id), bus.CLOSE_WITHIN)
         except (TimeoutError, OSError, RedisError) as exc:
             log.warning("the owner may not have heard that this relay's clients left: %s", exc)
-        await self.redis.aclose()
+        with contextlib.suppress(TimeoutError, OSError, RedisError):
+            await asyncio.wait_for(self.redis.aclose(), bus.CLOSE_WITHIN)
 
     def resync(self, why: str) -> None:
         """Close every client with 1012 (they reconnect and resync): something was missed."""
