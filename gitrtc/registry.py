@@ -46,6 +46,8 @@ class RoomRegistry:
         self.on_loaded_change: Callable[[Room, object], None] = lambda room, origin: None
         #: Where every room's REQUEST frames go (the session sets its `RequestChannel.receive`).
         self.requests: Callable[[Room, Connection, bytes], Awaitable[None]] | None = None
+        #: Given to every room as its `Room.relay` (set by `relay.owner` with --redis).
+        self.relay: Callable[[Room, bytes, Connection | None], None] | None = None
         self._event = event
         self._loading: dict[str, asyncio.Task[Room]] = {}
 
@@ -101,6 +103,7 @@ class RoomRegistry:
             self.codecs[name] = codec
             room.guard = DocumentGuard(doc, codec, entry.path)
             room.guard.learn(doc.get_update())
+        room.relay = self.relay  # read now: `relay.owner` may have set it while this loaded
         self.rooms[name] = room
         if loaded:
             # now that it can be rendered (see `_on_change`)

@@ -192,6 +192,9 @@ class Room:
         self._full_step2: bytes | None = None
         #: Connections with frames posted this tick, flushed once the tick's work is done.
         self._posted: list[Connection] = []
+        #: Also given every frame sent to the whole room, with its sender (`relay.owner`
+        #: publishes it once for all relays' clients); None without relays.
+        self.relay: Callable[[Room, bytes, Connection | None], None] | None = None
 
     async def join(self, conn: Connection) -> None:
         """Add a connection: send our state vector and everyone's presence."""
@@ -344,6 +347,8 @@ class Room:
         for conn in self.connections:
             if conn is not sender and conn.post(frame):
                 self._posted.append(conn)
+        if self.relay is not None:
+            self.relay(self, frame, sender)
         return first and bool(self._posted)
 
     def _flush_posted(self) -> None:

@@ -22,6 +22,7 @@ never the parts.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -122,6 +123,8 @@ class Session:
         self.registry.requests = self.requests.receive
         self.access.on_left = self.requests.disconnected
         self.ending.before_stop = self.requests.close
+        #: The relays serving this session's clients (`relay.owner` sets it with --redis).
+        self.relays: Callable[[], list[dict[str, Any]]] = list
 
     # -- lifecycle -------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ def user_errors(fn: F) -> F:
 
 #: Each verb's module, imported only when that verb runs: `rtc stop` needs neither the
 #: server nor the notebook machinery, and starts in a fraction of the time.
-COMMANDS = ("commit", "invite", "join", "kick", "plugins", "run", "start", "status", "stop")
+COMMANDS = ("commit", "invite", "join", "kick", "plugins", "relay", "run", "start", "status", "stop")
 
 
 class LazyGroup(click.Group):

@@ -40,6 +40,7 @@ class Options:
     fresh: bool = False
     certfile: str | None = None
     keyfile: str | None = None
+    redis: str | None = None  # serve relays through this Redis (`relay.owner`)
 
 
 def is_loopback(host: str) -> bool:
@@ -88,6 +89,10 @@ async def run(plan: launch.Plan, options: Options, console: Console) -> EndResul
             try:
                 async with contextlib.AsyncExitStack() as serving_stack:  # the server, while in it
                     port, control = await _listen(serving_stack, session, options, prepared.notes)
+                    if options.redis:
+                        from ..relay.owner import serving_relays  # Redis only with --redis
+
+                        await serving_stack.enter_async_context(serving_relays(session, options.redis))
                     await _publish(session, options, port, control)
                     print_intro(console, session.snapshot(), prepared.notes)
                     if not options.certfile and not is_loopback(options.host):
@@ -180,6 +185,7 @@ async def _publish(session: Session, options: Options, port: int, control_socket
             "files": [f.path for f in session.manifest.files],
             "started": time.time(),
             "persistent": session.manifest.persistent,
+            **({"redis": options.redis} if options.redis else {}),
         },
     )
 

@@ -18,6 +18,8 @@ Examples:
   rtc start --persistent             keep the session across restarts (rtc stop ends it)
   rtc start --host 0.0.0.0 --certfile cert.pem --keyfile key.pem
                                      share beyond this machine, over TLS
+  rtc start --redis redis://127.0.0.1:6379/0
+                                     let relays serve clients too (see rtc relay)
 """
 
 
@@ -48,6 +50,11 @@ Examples:
 )
 @click.option("--certfile", type=click.Path(exists=True, dir_okay=False), help="TLS certificate (PEM).")
 @click.option("--keyfile", type=click.Path(exists=True, dir_okay=False), help="TLS private key (PEM).")
+@click.option(
+    "--redis",
+    metavar="URL",
+    help="Serve relays (rtc relay) through this Redis, e.g. redis://127.0.0.1:6379/0.",
+)
 @user_errors
 def start(
     paths: tuple[str, ...],
@@ -60,6 +67,7 @@ def start(
     kernels: bool,
     certfile: str | None,
     keyfile: str | None,
+    redis: str | None,
 ) -> None:
     """Share PATHs (files or folders; default: this folder) live, then commit once."""
     from .. import eventloop
@@ -77,6 +85,7 @@ def start(
         persistent=persistent,
         certfile=certfile,
         keyfile=keyfile,
+        redis=redis,
     )
     result = eventloop.run(run(plan, options, console))
     if not (result.ended or result.paused):

@@ -107,3 +107,5 @@ def _print_running(info: dict[str, Any]) -> None:
     for plugin in info.get("plugins") or []:
         if plugin.get("error"):
             console.print(f"  plugin {plugin['type']} {plugin['name']} not in use: {plugin['error']}", style="yellow")
+    for r in info.get("relays") or ():
+        console.print(f"  relay {r['id']} at {r['url'] or '?'}: {plural(r['clients'], 'client')}")

@@ -85,4 +85,5 @@ async def status(session: Session) -> dict[str, Any]:
         "resumed": session.resumed,
         "events": list(session.events),
         "plugins": plugins.status(session),
+        "relays": session.relays(),
     }

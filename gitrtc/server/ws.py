@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
+from collections.abc import Mapping
 
 from aiohttp import WSMsgType, web
 
@@ -122,8 +123,13 @@ def participant_from(request: web.Request, role: str, invite: str | None = None)
     """Who the connection says it is (`name`, `email` query parameters), bounded in size; a
     personal token's name is the one it is bound to (an invite's, or the one given when
     joining with a shared link)."""
-    name = invite or " ".join(request.query.get("name", "").split())[:MAX_NAME] or "Anonymous"
-    email = request.query.get("email", "").strip()[:MAX_NAME]
+    return participant_of(request.query, role, invite)
+
+
+def participant_of(query: Mapping[str, str], role: str, invite: str | None = None) -> Participant:
+    """`participant_from` for the query parameters alone (a relay forwards them)."""
+    name = invite or " ".join(query.get("name", "").split())[:MAX_NAME] or "Anonymous"
+    email = query.get("email", "").strip()[:MAX_NAME]
     if email and ("@" not in email or any(c in email for c in "<> \n")):
         email = ""
     return Participant(name=name, email=email, role=role, invite=invite)

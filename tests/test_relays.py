@@ -1,0 +1,526 @@
+"""Relays through Redis (issue #21): a real `redis-server` (append-only, in a temporary
+folder), the owner (`rtc start --redis`) and two relays (`rtc relay`) as real processes,
+pycrdt clients on all three."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from pycrdt import Text
+
+from .corpus import corpus_file
+from .support import RTC, RtcProcess, YClient, async_wait_until, get_json, make_repo, wait_until
+
+REDIS = shutil.which("redis-server")
+pytestmark = pytest.mark.skipif(REDIS is None, reason="redis-server is not installed (apt-get install redis-server)")
+
+#: Append-only persistence, no snapshots, in the foreground.
+PERSISTENT = ("--appendonly", "yes", "--save", "", "--daemonize", "no")
+FILES = {"a.md": "# A\n", "b.md": "# B\n", "c.md": "# C\n", "notes.txt": "notes\n"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    """A real redis-server on a loopback port, with append-only persistence in `folder`."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        assert REDIS is not None
+        self.proc = subprocess.Popen(
+            [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.folder), *PERSISTENT],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        import redis
+
+        client = redis.Redis(port=self.port)
+
+        def up() -> bool:
+            assert self.proc is not None and self.proc.poll() is None, "redis-server exited"
+            try:
+                return bool(client.ping())
+            except redis.exceptions.ConnectionError:
+                return False
+
+        wait_until(up, 20, "redis-server to answer PING")
+        client.close()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+class RelayProcess:
+    """`rtc relay` as a real process, on a free port."""
+
+    def __init__(self, url: str, session: str) -> None:
+        self.proc = subprocess.Popen(
+            [*RTC, "relay", "--redis", url, "--port", "0", session],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        found = re.search(r"relay (\w+) .*:(\d+)/rooms/", line)
+        if found is None:
+            self.proc.kill()
+            raise AssertionError(f"rtc relay did not start: {line}{self.proc.communicate()[1]}")
+        self.id = found.group(1)
+        self.port = int(found.group(2))
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        self.proc.communicate(timeout=20)
+
+
+class Cluster:
+    """The owner and its relays; `url(where, path, role)` is a room's URL on one of them."""
+
+    def __init__(self, owner: RtcProcess, relays: list[RelayProcess], rooms: dict[str, str], redis_url: str) -> None:
+        self.redis_url = redis_url
+        self.owner = owner
+        self.relays = relays
+        self.rooms = rooms
+
+    def port(self, where: int) -> int:
+        """0: the owner; 1, 2…: the relays."""
+        return int(self.owner.info["port"]) if where == 0 else self.relays[where - 1].port
+
+    def url(self, where: int, path: str, role: str = "editor", name: str = "Alice", token: str | None = None) -> str:
+        token = token or self.owner.info["readonly_token" if role == "viewer" else "token"]
+        return f"ws://127.0.0.1:{self.port(where)}/rooms/{self.rooms[path]}?token={token}&name={name}"
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, redis_server: RedisServer) -> Iterator[Cluster]:
+    if redis_server.proc is None or redis_server.proc.poll() is not None:
+        redis_server.start()  # a test restarted it and failed before it was back
+    repo = make_repo(tmp_path / "repo", FILES)
+    owner = RtcProcess(repo, ["--redis", redis_server.url, *FILES], env={"PYTHONFAULTHANDLER": "1"})
+    relays: list[RelayProcess] = []
+    made = Cluster(owner, relays, {}, redis_server.url)
+    try:
+        info = owner.wait_ready()
+        relays += [RelayProcess(redis_server.url, info["session"]) for _ in range(2)]
+        session = asyncio.run(_session(owner))
+        made.rooms = {f["path"]: f["room"] for f in session["files"]}
+        yield made
+    finally:
+        for relay in relays:
+            relay.kill()
+        owner.kill()
+        made.owner.kill()  # a test may have restarted it
+
+
+async def _session(owner: RtcProcess) -> dict[str, Any]:
+    status, body = await get_json(f"{owner.base}/api/session", owner.info["token"])
+    assert status == 200, body
+    return dict(body)
+
+
+def trace_patches(name: str, count: int) -> tuple[list[tuple[int, int, str]], str]:
+    """The first `count` patches of a sequential editing trace, and the text they make."""
+    data = json.loads(gzip.decompress(corpus_file(f"traces/{name}").read_bytes()))
+    patches: list[tuple[int, int, str]] = []
+    for txn in data["txns"]:
+        patches.extend((int(p[0]), int(p[1]), str(p[2])) for p in txn["patches"])
+        if len(patches) >= count:
+            break
+    patches = patches[:count]
+    text = ""
+    for pos, delete, insert in patches:
+        text = text[:pos] + insert + text[pos + delete :]
+    return patches, text
+
+
+def source(client: YClient) -> str:
+    return str(client.doc.get("source", type=Text))
+
+
+async def replay(client: YClient, patches: list[tuple[int, int, str]]) -> None:
+    """Type the trace into the client's text, one transaction per patch, yielding often."""
+    text = client.doc.get("source", type=Text)
+    for i, (pos, delete, insert) in enumerate(patches):
+        with client.doc.transaction():
+            if delete:
+                del text[pos : pos + delete]
+            if insert:
+                text.insert(pos, insert)
+        if i % 20 == 0:
+            await asyncio.sleep(0)
+
+
+def status_json(owner: RtcProcess) -> dict[str, Any]:
+    done = subprocess.run([*RTC, "status", "--json"], cwd=owner.repo, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout))
+
+
+def test_clients_on_the_owner_and_two_relays_converge_on_editing_traces(cluster: Cluster) -> None:
+    traces = {"a.md": "friendsforever_flat.json.gz", "b.md": "seph-blog1.json.gz", "c.md": "automerge-paper.json.gz"}
+    plans = {path: trace_patches(name, 600) for path, name in traces.items()}
+
+    async def scenario() -> None:
+        # a writer per file, each on another process; a reader of every file on each process
+        readers = {(w, p): YClient(cluster.url(w, p, name=f"R{w}")) for w in range(3) for p in traces}
+        writers = {p: YClient(cluster.url(w, p, name=f"W{w}")) for w, p in enumerate(traces)}
+        typists: list[YClient] = []
+        for c in [*readers.values(), *writers.values()]:
+            await c.connect()
+        try:
+            for c in [*readers.values(), *writers.values()]:
+                await c.wait_synced()
+            for writer in writers.values():
+                with writer.doc.transaction():
+                    text = writer.doc.get("source", type=Text)
+                    del text[0 : len(text)]
+            await asyncio.gather(*(replay(writers[p], plans[p][0]) for p in traces))
+            for (w, path), reader in readers.items():
+                expected = plans[path][1]
+                assert source(writers[path]) == expected
+                try:
+                    await async_wait_until(lambda r=reader, e=expected: source(r) == e, what=f"{path} everywhere")
+                except AssertionError:
+                    got = source(reader)
+                    raise AssertionError(f"{path} on {w} ({reader.close_code}): {got!r}"[:300]) from None
+            # the concurrent case: everyone types into one room at once
+            typists = [YClient(cluster.url(w, "notes.txt", name=f"T{w}")) for w in range(3)]
+            for c in typists:
+                await c.connect()
+                await c.wait_synced()
+
+            async def type_(client: YClient, letter: str) -> None:
+                text = client.doc.get("source", type=Text)
+                for _ in range(50):
+                    text.insert(len(text) // 2, letter)
+                    await asyncio.sleep(0)
+
+            await asyncio.gather(*(type_(c, "xyz"[i]) for i, c in enumerate(typists)))
+            await async_wait_until(
+                lambda: len({source(c) for c in typists}) == 1 and len(source(typists[0])) == len("notes\n") + 150,
+                what="the concurrent typing to converge",
+            )
+            merged = source(typists[0])
+            assert sorted(merged.count(ch) for ch in "xyz") == [50, 50, 50]
+            want = {cluster.relays[0].id: 5, cluster.relays[1].id: 5}  # 3 readers, a writer, a typist
+            relays: dict[str, int] = {}
+            deadline = time.monotonic() + 20
+            while relays != want and time.monotonic() < deadline:  # the heartbeats say it within a second
+                status = await asyncio.to_thread(status_json, cluster.owner)
+                relays = {r["id"]: r["clients"] for r in status["relays"]}
+            assert relays == want
+        finally:
+            for c in [*readers.values(), *writers.values(), *typists]:
+                await c.close()
+        # a fresh client reads what the owner stored
+        async with YClient(cluster.url(0, "a.md")) as fresh:
+            await fresh.wait_synced()
+            assert source(fresh) == plans["a.md"][1]
+        # the streams were trimmed: ~1,800 updates went through each, a handful remain
+        import redis
+
+        bus = redis.Redis.from_url(cluster.redis_url)
+        session = cluster.owner.info["session"]
+        try:
+            await async_wait_until(
+                lambda: bus.xlen(f"rtc:{session}:in") + bus.xlen(f"rtc:{session}:out") < 100,
+                what="the streams to be trimmed",
+            )
+        finally:
+            bus.close()
+
+    asyncio.run(scenario())
+
+
+async def reconnect(client: YClient, url: str) -> YClient:
+    """The same document on a new connection (as y-websocket does after a close)."""
+    await client.close()
+    again = YClient(url, client.doc)
+    await again.connect()
+    synced = asyncio.ensure_future(again.synced.wait())
+    closed = asyncio.ensure_future(again.closed.wait())
+    await asyncio.wait({synced, closed}, timeout=20, return_when=asyncio.FIRST_COMPLETED)
+    synced.cancel()
+    closed.cancel()
+    if not again.synced.is_set():
+        await again.close()
+        raise AssertionError(f"reconnecting to {url} failed: {again.close_code} {again.close_reason}")
+    return again
+
+
+def test_a_relay_killed_mid_burst_loses_nothing_and_doubles_nothing(cluster: Cluster) -> None:
+    async def scenario() -> None:
+        writer = YClient(cluster.url(1, "a.md", name="Writer"))
+        on_owner = YClient(cluster.url(0, "a.md", name="Owner side"))
+        on_b = YClient(cluster.url(2, "a.md", name="B side"))
+        for c in (writer, on_owner, on_b):
+            await c.connect()
+            await c.wait_synced()
+        text = writer.doc.get("source", type=Text)
+        words = [f"w{i:03d} " for i in range(300)]
+        for i, word in enumerate(words):
+            text.insert(len(text), word)
+            if i == 150:
+                await asyncio.to_thread(cluster.relays[0].kill)  # SIGKILL, mid-burst
+            await asyncio.sleep(0)
+        expected = "# A\n" + "".join(words)
+        assert str(text) == expected
+        writer = await reconnect(writer, cluster.url(2, "a.md", name="Writer"))
+        try:
+            for c in (on_owner, on_b, writer):
+                await async_wait_until(lambda c=c: source(c) == expected, what="every edit, once, everywhere")
+            # the dead relay's heartbeat expires: the owner forgets it and its clients
+            deadline = time.monotonic() + 20
+            while True:
+                status = await asyncio.to_thread(status_json, cluster.owner)
+                if [r["id"] for r in status["relays"]] == [cluster.relays[1].id]:
+                    break
+                assert time.monotonic() < deadline, status["relays"]
+            assert {r["id"]: r["clients"] for r in status["relays"]} == {cluster.relays[1].id: 2}
+            assert sorted(p["name"] for p in status["participants"]) == ["B side", "Owner side", "Writer"]
+        finally:
+            for c in (writer, on_owner, on_b):
+                await c.close()
+        async with YClient(cluster.url(0, "a.md")) as fresh:
+            await fresh.wait_synced()
+            assert source(fresh) == expected
+
+    asyncio.run(scenario())
+
+
+def test_after_a_redis_restart_the_session_resyncs_and_does_not_fork(
+    cluster: Cluster, redis_server: RedisServer
+) -> None:
+    async def scenario() -> None:
+        a = YClient(cluster.url(1, "b.md", name="A"))
+        b = YClient(cluster.url(2, "b.md", name="B"))
+        for c in (a, b):
+            await c.connect()
+            await c.wait_synced()
+        a.doc.get("source", type=Text).insert(4, "before ")
+        await async_wait_until(lambda: source(b) == "# B\nbefore ", what="the first edit")
+        await asyncio.to_thread(redis_server.kill)  # SIGKILL
+        # the relays close their clients (1012) when Redis goes away
+        await async_wait_until(lambda: a.closed.is_set() and b.closed.is_set(), what="the relays to drop clients")
+        assert a.close_code == b.close_code == 1012
+        a.doc.get("source", type=Text).insert(len(source(a)), "A-offline ")
+        b.doc.get("source", type=Text).insert(0, "B-offline ")
+        await asyncio.to_thread(redis_server.start)
+        # clients reconnect (to either relay) as y-websocket does
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                a = await reconnect(a, cluster.url(2, "b.md", name="A"))
+                b = await reconnect(b, cluster.url(1, "b.md", name="B"))
+                break
+            except AssertionError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+        try:
+            expected = "B-offline # B\nbefore A-offline "
+            for c in (a, b):
+                await async_wait_until(lambda c=c: source(c) == expected, what="both sides resynced")
+        finally:
+            await a.close()
+            await b.close()
+        async with YClient(cluster.url(0, "b.md")) as fresh:
+            await fresh.wait_synced()
+            assert source(fresh) == expected
+
+    asyncio.run(scenario())
+
+
+def test_kick_and_end_reach_every_relays_clients_and_viewers_cannot_write(cluster: Cluster) -> None:
+    owner = cluster.owner
+
+    async def scenario() -> None:
+        async with aiohttp.ClientSession() as http:
+            headers = {"Authorization": f"Bearer {owner.info['owner_token']}"}
+            async with http.post(f"{owner.base}/api/invite", json={"name": "Bob"}, headers=headers) as r:
+                bob_token = (await r.json())["token"]
+            bobs = [YClient(cluster.url(w, "a.md", token=bob_token)) for w in (1, 2)]
+            viewer = YClient(cluster.url(1, "a.md", role="viewer", name="Vera"))
+            others = [YClient(cluster.url(w, "a.md", name=f"Other{w}")) for w in (0, 1, 2)]
+            for c in [*bobs, viewer, *others]:
+                await c.connect()
+                await c.wait_synced()
+            # a viewer on a relay is refused, and nothing changes
+            viewer.doc.get("source", type=Text).insert(0, "vandal ")
+            await async_wait_until(
+                lambda: any(b"read-only" in m for m in viewer.auth_messages), what="the viewer to be refused"
+            )
+            others[2].doc.get("source", type=Text).insert(4, "ok ")
+            for c in [*others, *bobs, viewer]:
+                await async_wait_until(lambda c=c: "ok " in source(c), what="a later edit everywhere")
+            assert all("vandal" not in source(c) for c in others)
+            # kick: Bob's connections on both relays close at once
+            async with http.post(f"{owner.base}/api/kick", json={"name": "Bob"}, headers=headers) as r:
+                assert (await r.json())["closed"] == 2
+            for bob in bobs:
+                await async_wait_until(bob.closed.is_set, what="Bob's connection to close")
+                assert bob.close_code == 4403
+            assert not any(c.closed.is_set() for c in others)
+            # a kicked token cannot come back through a relay
+            again = YClient(cluster.url(2, "a.md", token=bob_token))
+            await again.connect()
+            await async_wait_until(again.closed.is_set, what="the revoked token to be refused")
+            assert again.close_code == 4401
+            await again.close()
+        # the end: 4410 on every process
+        done = await asyncio.to_thread(stop, owner)
+        assert done.returncode == 0, done.stderr
+        for c in others:
+            await async_wait_until(c.closed.is_set, what="the end to close everyone")
+        assert [c.close_code for c in others] == [4410, 4410, 4410]
+        for c in [*bobs, viewer, *others]:
+            await c.close()
+
+    asyncio.run(scenario())
+
+
+def stop(owner: RtcProcess) -> subprocess.CompletedProcess[str]:
+    """`rtc stop`, then wait for `rtc start` to exit; if it does not, its threads' stacks
+    (faulthandler, on SIGABRT) say where it hangs."""
+    done = subprocess.run([*RTC, "stop"], cwd=owner.repo, capture_output=True, text=True, timeout=60)
+    if done.returncode == 0:
+        try:
+            owner.output = owner.proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            owner.proc.send_signal(signal.SIGABRT)
+            _out, err = owner.proc.communicate(timeout=20)
+            raise AssertionError(f"rtc start did not exit after rtc stop:\n{err[-6000:]}") from None
+    return done
+
+
+def test_the_owner_killed_resumes_and_relays_clients_resync(cluster: Cluster, redis_server: RedisServer) -> None:
+    async def scenario() -> None:
+        a = YClient(cluster.url(1, "c.md", name="A"))
+        b = YClient(cluster.url(2, "c.md", name="B"))
+        for c in (a, b):
+            await c.connect()
+            await c.wait_synced()
+        a.doc.get("source", type=Text).insert(4, "stored ")
+        await async_wait_until(lambda: source(b) == "# C\nstored ", what="the first edit")
+        await asyncio.to_thread(cluster.owner.kill)  # SIGKILL
+        # the owner's heartbeat stops: the relays close their clients to resync
+        await async_wait_until(lambda: a.closed.is_set() and b.closed.is_set(), what="the relays to drop clients")
+        assert a.close_code == b.close_code == 1012
+        a.doc.get("source", type=Text).insert(len(source(a)), "A-meanwhile ")
+        b.doc.get("source", type=Text).insert(0, "B-meanwhile ")
+        owner = RtcProcess(cluster.owner.repo, ["--redis", redis_server.url, *FILES])
+        cluster.owner = owner  # the fixture stops this one
+        await asyncio.to_thread(owner.wait_ready)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                a = await reconnect(a, cluster.url(1, "c.md", name="A"))
+                b = await reconnect(b, cluster.url(2, "c.md", name="B"))
+                break
+            except AssertionError:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+        try:
+            expected = "B-meanwhile # C\nstored A-meanwhile "
+            for c in (a, b):
+                await async_wait_until(lambda c=c: source(c) == expected, what="both resynced, each edit once")
+        finally:
+            await a.close()
+            await b.close()
+        async with YClient(cluster.url(0, "c.md")) as fresh:
+            await fresh.wait_synced()
+            assert source(fresh) == expected
+
+    asyncio.run(scenario())
+
+
+def test_presence_crosses_relays_and_hostile_frames_close_only_their_sender(cluster: Cluster) -> None:
+    async def scenario() -> None:
+        a = YClient(cluster.url(1, "a.md", name="A"))
+        b = YClient(cluster.url(2, "a.md", name="B"))
+        for c in (a, b):
+            await c.connect()
+            await c.wait_synced()
+        await a.send_awareness({"user": {"name": "A"}})
+        await async_wait_until(lambda: any(b'"A"' in f for f in b.awareness_frames), what="A's presence on relay B")
+        seen = len(b.awareness_frames)
+        await a.send_raw(b"\x00\x02\xff\xff\xff\xff")  # a sync update whose length lies
+        await async_wait_until(a.closed.is_set, what="the malformed frame to close its sender")
+        assert a.close_code == 1007
+        # the owner removed A's presence, and B is still served
+        await async_wait_until(
+            lambda: any(f.endswith(b"null") for f in b.awareness_frames[seen:]), what="A's presence to be removed"
+        )
+        assert not b.closed.is_set()
+        await b.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_official_js_client_works_through_a_relay(cluster: Cluster) -> None:
+    from .test_js_client import node_or_skip, run_node
+
+    node = node_or_skip()
+
+    async def scenario() -> None:
+        async with YClient(cluster.url(2, "c.md", name="Watcher")) as watcher:
+            await watcher.wait_synced()
+            result = await run_node(
+                node,
+                {
+                    "server": f"ws://127.0.0.1:{cluster.port(1)}/rooms",
+                    "token": cluster.owner.info["token"],
+                    "name": "Node Client",
+                    "text": {"room": cluster.rooms["c.md"], "append": "from node\n"},
+                },
+            )
+            assert result["text"] == "# C\nfrom node\n"
+            await async_wait_until(lambda: source(watcher) == "# C\nfrom node\n", what="the node edit on relay B")
+
+    asyncio.run(scenario())
+
+
+def test_without_redis_the_single_process_path_imports_no_redis() -> None:
+    code = "import sys, gitrtc.cli.runner, gitrtc.server.app; print('redis' in sys.modules)"
+    done = subprocess.run([RTC[0], "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
