@@ -78,7 +78,9 @@ class StatusHandler(OwnerHandler):
             self.answer({"running": False, "paused": False, "message": str(exc)})
             return
         proxy = self.base_url + "gitrtc/proxy/"
+        name, email = await asyncio.to_thread(_owner, self.root)
         status.update(
+            owner={"name": name, "email": email},
             running=True,
             proxy_url=proxy + _fragment(str(status.get("url", ""))),
             proxy_readonly_url=proxy + _fragment(str(status.get("readonly_url", ""))),
@@ -136,6 +138,17 @@ async def _exited(pid: object, timeout: float = 15.0) -> None:
         if not (isinstance(pid, int) and pid_alive(pid)):
             return
         await asyncio.sleep(0.05)  # a process exit has no event to wait on here
+
+
+def _owner(root: Path) -> tuple[str, str]:
+    """The checkout's git identity: the owner's name in the live view, and its email, which
+    keeps the owner out of the co-author trailers."""
+    from .. import git
+
+    try:
+        return git.owner_identity(git.open_repo(root))
+    except RtcError:
+        return "Owner", ""  # the session itself started, so git knows: only a race gets here
 
 
 def _fragment(url: str) -> str:

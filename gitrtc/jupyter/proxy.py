@@ -73,6 +73,18 @@ def remote_target(url: str) -> Target | None:
     return Target(f"{parts.scheme}://{parts.netloc}{path}", verify=True)
 
 
+def _passed_request_headers(headers: Any) -> dict[str, str]:
+    """The request headers the session needs: a gitrtc `Authorization: Bearer` (never
+    Jupyter's own `token …` credential, which is not the session's business) and the type."""
+    out = {}
+    auth = headers.get("Authorization", "")
+    if auth.startswith("Bearer "):
+        out["Authorization"] = auth
+    if "Content-Type" in headers:
+        out["Content-Type"] = headers["Content-Type"]
+    return out
+
+
 class _Proxy(JupyterHandler):
     """An HTTP request forwarded to the session."""
 
@@ -91,7 +103,7 @@ class _Proxy(JupyterHandler):
             self.set_header("Content-Type", "application/json")
             self.finish({"error": "no gitrtc session is running here: start one with Share live… or rtc start"})
             return
-        headers = {k: v for k, v in self.request.headers.items() if k in ("Authorization", "Content-Type")}
+        headers = _passed_request_headers(self.request.headers)
         request = httpclient.HTTPRequest(
             target.base + path + self.query(),
             method=self.request.method or "GET",
@@ -178,7 +190,7 @@ class _RoomProxy(WebSocketMixin, WebSocketHandler, JupyterHandler):
             self.close(4410, "the session ended")
             return
         base = "ws" + target.base.removeprefix("http")
-        headers = {k: v for k, v in self.request.headers.items() if k == "Authorization"}
+        headers = {k: v for k, v in _passed_request_headers(self.request.headers).items() if k == "Authorization"}
         request = httpclient.HTTPRequest(
             base + "rooms/" + room + self.query(), headers=headers, validate_cert=target.verify, connect_timeout=20
         )
