@@ -23,6 +23,17 @@ const CMD = {
   openOwn: 'gitrtc:open-live',
 };
 
+/** A live document is never "unsaved" on this side: the session saves the owner's file,
+ * so closing one must not ask to save it (nothing would be written anyway). */
+class NeverDirty implements DocumentRegistry.IWidgetExtension<Widget, DocumentRegistry.IModel> {
+  createNew(_: Widget, context: DocumentRegistry.IContext<DocumentRegistry.IModel>): void {
+    if (!context.path.startsWith(`${DRIVE}:`)) return;
+    context.model.stateChanged.connect((model, change) => {
+      if (change.name === 'dirty' && change.newValue) model.dirty = false;
+    });
+  }
+}
+
 /** The notebook toolbar's note on whose kernel runs a live notebook's cells. */
 class KernelNote implements DocumentRegistry.IWidgetExtension<NotebookPanel, INotebookModel> {
   createNew(panel: NotebookPanel, context: DocumentRegistry.IContext<INotebookModel>): void {
@@ -105,6 +116,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
       if (live) await join.open(live, path);
     };
     app.docRegistry.addWidgetExtension('Notebook', new KernelNote());
+    app.docRegistry.addWidgetExtension('Notebook', new NeverDirty());
+    app.docRegistry.addWidgetExtension('Editor', new NeverDirty());
 
     app.commands.addCommand(CMD.saveCopy, {
       label: 'Save a copy of the live document…',
@@ -166,11 +179,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
       execute: async () => {
         const message = await askMessage('End the session', 'End session');
         if (message === null) return;
+        join.expectEnd(true);
         try {
           const r = await call<EndResult>('stop', { message: message || null });
           join.endOwn();
           await showDialog({ title: 'Session ended', body: summary(r), buttons: [Dialog.okButton()] });
         } catch (err) {
+          join.expectEnd(false);
           await showErrorMessage('Ending the session failed', (err as Error).message);
         }
         void state.refresh();
@@ -198,7 +213,6 @@ const plugin: JupyterFrontEndPlugin<void> = {
       execute: () => app.shell.activateById(panel.id),
     });
 
-    app.contextMenu.addItem({ command: CMD.share, selector: '.jp-DirListing-item', rank: 3 });
     app.contextMenu.addItem({ command: CMD.share, selector: '.jp-DirListing-content', rank: 3 });
     if (palette) {
       for (const command of [CMD.share, CMD.join, CMD.commit, CMD.end, CMD.panel, CMD.saveCopy]) {

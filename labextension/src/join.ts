@@ -144,6 +144,16 @@ export class JoinController {
     }
   }
 
+  /** The owner is ending this server's session from JupyterLab: its close (4410) is no news. */
+  expectEnd(ending: boolean): void {
+    for (const session of this.drive.sessions.values()) {
+      if (!(session.local && session.base === '')) continue;
+      const key = `${session.key}:${CLOSE.ENDED}`;
+      if (ending) this.reported.add(key);
+      else this.reported.delete(key);
+    }
+  }
+
   /** The owner ended this server's session from JupyterLab: close its live views quietly. */
   endOwn(): void {
     for (const session of [...this.drive.sessions.values()]) {
