@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pycrdt import Array, Doc, Map, Text
+from pycrdt import Array, Text
 
 from .support import ROOT, RtcProcess, YClient, async_wait_until, git, make_repo, wait_until
 
@@ -198,6 +198,13 @@ def dialog_accept(page: Any, text: str | None = None) -> None:
     dialog.locator(".jp-Dialog-button.jp-mod-accept").click()
 
 
+def dismiss(page: Any) -> None:
+    """Close the message dialog on top (Escape, as a person would)."""
+    expect(page.locator(".jp-Dialog")).to_have_count(1)
+    page.keyboard.press("Escape")
+    expect(page.locator(".jp-Dialog")).to_have_count(0)
+
+
 def cell_text(page: Any, index: int = 0) -> str:
     return str(page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell .cm-content").nth(index).inner_text())
 
@@ -273,4 +280,117 @@ def test_owner_shares_from_jupyterlab_sees_edits_live_and_ends_with_one_commit(l
     assert saved["cells"][0]["source"] == "x = 1\ny = 2"
     wait_until(lambda: not (lab.root / ".git" / "rtc" / "session.json").exists(), what="the session to end")
     expect(page.locator(".gitrtc-idle")).to_be_visible()
+    assert not page.errors, page.errors
+
+
+def join_by_url(page: Any, url: str, name: str | None = "Bob") -> None:
+    """Join live session…: paste `url`, then give a name (asked once per browser)."""
+    page.evaluate("() => { void window.jupyterapp.commands.execute('gitrtc:join'); }")
+    dialog_accept(page, url)
+    if name is not None:
+        expect(page.locator(".jp-Dialog", has_text="Your name in live sessions")).to_be_visible()
+        dialog_accept(page, name)
+
+
+@pytest.fixture
+def other_session(tmp_path: Path) -> Iterator[RtcProcess]:
+    """An `rtc start` session of another repository (what a JupyterLab user joins)."""
+    repo = make_repo(tmp_path / "other", {"shared.ipynb": notebook("n = 1"), "readme.md": "hello\n"})
+    rtc = RtcProcess(repo, ["shared.ipynb", "readme.md"])
+    rtc.wait_ready()
+    try:
+        yield rtc
+    finally:
+        rtc.kill()
+
+
+def test_jupyterlab_joins_a_session_by_url_edits_and_runs_with_its_own_kernel(
+    lab: Lab, page: Any, other_session: RtcProcess
+) -> None:
+    info = other_session.info
+    nb_room = run_async(room_of(info, "shared.ipynb"))
+    text_room = run_async(room_of(info, "readme.md"))
+    open_lab(page, lab, "join")
+    join_by_url(page, info["url"])
+    show_panel(page)
+    page.locator(".gitrtc-joined-file", has_text="shared.ipynb").click()
+    cell = page.locator(".jp-NotebookPanel .jp-Cell .cm-content").first
+    expect(cell).to_have_text("n = 1")
+    expect(page.locator(".gitrtc-kernel-label")).to_contain_text("your own kernel")
+
+    # type into the cell in JupyterLab's own editor, then run it with this JupyterLab's kernel
+    cell.click()
+    page.keyboard.press("End")
+    page.keyboard.press("Enter")
+    page.keyboard.type("print(n + 41)")
+    expect(page.locator(".jp-StatusBar-Widget", has_text=re.compile(r"ipykernel\) \| Idle"))).to_be_visible()
+    page.keyboard.press("Shift+Enter")
+    expect(page.locator(".jp-NotebookPanel .jp-OutputArea-output").first).to_contain_text("42")
+
+    async def seen_by_pycrdt() -> tuple[str, list[Any]]:
+        async with YClient(ws_url(info, nb_room, "Carol")) as carol:
+            await carol.wait_synced()
+            cells = carol.doc.get("cells", type=Array)
+
+            def done() -> bool:
+                outputs = cells[0]["outputs"].to_py()
+                return str(cells[0]["source"]) == "n = 1\nprint(n + 41)" and any(
+                    "42" in "".join(o.get("text", "")) for o in outputs
+                )
+
+            await async_wait_until(done, what="JupyterLab's edit and output in the room")
+            return str(cells[0]["source"]), cells[0]["outputs"].to_py()
+
+    source, outputs = run_async(seen_by_pycrdt())
+    assert source == "n = 1\nprint(n + 41)"
+    assert outputs[0]["output_type"] == "stream"
+
+    # a text file in JupyterLab's file editor, live too
+    page.locator(".gitrtc-joined-file", has_text="readme.md").click()
+    editor = page.locator(".jp-FileEditor .cm-content").first
+    expect(editor).to_have_text("hello")
+    editor.click()
+    page.keyboard.press("Control+End")
+    page.keyboard.type("from JupyterLab")
+
+    async def text_seen() -> str:
+        async with YClient(ws_url(info, text_room, "Carol")) as carol:
+            await carol.wait_synced()
+            source = carol.doc.get("source", type=Text)
+            await async_wait_until(lambda: "from JupyterLab" in str(source), what="the text edit in the room")
+            return str(source)
+
+    assert run_async(text_seen()) == "hello\nfrom JupyterLab"
+    # nothing of the session was written into this JupyterLab's own files
+    assert not (lab.root / "shared.ipynb").exists() and not (lab.root / "readme.md").exists()
+    assert not page.errors, page.errors
+
+
+def test_bad_links_and_an_ended_session_get_a_clear_message(lab: Lab, page: Any, other_session: RtcProcess) -> None:
+    info = other_session.info
+    open_lab(page, lab, "bad")
+    join_by_url(page, "hello there", name=None)
+    expect(page.locator(".jp-Dialog", has_text="Not a session link")).to_be_visible()
+    dismiss(page)
+    join_by_url(page, info["url"].split("#")[0] + "#t=not-the-token")
+    expect(page.locator(".jp-Dialog", has_text="revoked")).to_be_visible()
+    dismiss(page)
+    join_by_url(page, f"http://127.0.0.1:{lab.port}/#t=abc", name=None)  # not a session at all
+    expect(page.locator(".jp-Dialog", has_text="not a gitrtc session")).to_be_visible()
+    dismiss(page)
+
+    join_by_url(page, info["url"], name=None)  # the name was remembered
+    show_panel(page)
+    page.locator(".gitrtc-joined-file", has_text="shared.ipynb").click()
+    expect(page.locator(".jp-NotebookPanel .jp-Cell .cm-content").first).to_have_text("n = 1")
+    done = other_session.stop("-m", "ended while JupyterLab was in it")
+    assert done.returncode == 0, done.stderr
+    ended = page.locator(".jp-Dialog", has_text="has ended")
+    expect(ended).to_be_visible()
+    ended.get_by_role("button", name="Save a copy").click()  # explicit: the only way into own files
+    dialog_accept(page, "shared-copy.ipynb")
+    expect(page.locator(".jp-NotebookPanel")).to_have_count(0)  # no broken editor left behind
+    wait_until(lambda: (lab.root / "shared-copy.ipynb").is_file(), what="the copy")
+    copy = json.loads((lab.root / "shared-copy.ipynb").read_text())
+    assert "".join(copy["cells"][0]["source"]) == "n = 1"
     assert not page.errors, page.errors
