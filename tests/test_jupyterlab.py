@@ -345,6 +345,22 @@ def test_jupyterlab_joins_a_session_by_url_edits_and_runs_with_its_own_kernel(
     assert source == "n = 1\nprint(n + 41)"
     assert outputs[0]["output_type"] == "stream"
 
+    # gitrtc's own browser client in the same notebook: its cursor shows in JupyterLab with
+    # its name, and JupyterLab's shows there with the JupyterLab user's
+    web = page.context.browser.new_context().new_page()
+    web.set_default_timeout(TIMEOUT_MS)
+    web.goto(f"{info['url']}&f=shared.ipynb")
+    web.fill("#id-name", "Dana")
+    web.click(".identity-form button[type=submit]")
+    web_cell = web.locator(".cm-content").first
+    expect(web_cell).to_contain_text("print(n + 41)")
+    web_cell.click()
+    web.keyboard.press("End")
+    expect(page.locator(".jp-NotebookPanel .cm-ySelectionInfo", has_text="Dana")).to_have_count(1)
+    cell.click()
+    expect(web.locator(".cm-ySelectionInfo", has_text="Bob")).to_have_count(1)
+    web.context.close()
+
     # a text file in JupyterLab's file editor, live too
     page.locator(".gitrtc-joined-file", has_text="readme.md").click()
     editor = page.locator(".jp-FileEditor .cm-content").first

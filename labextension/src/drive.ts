@@ -9,6 +9,7 @@ import { ISharedDocument, YFile, YNotebook } from '@jupyter/ydoc';
 import { Contents, ServerConnection } from '@jupyterlab/services';
 import { ISignal, Signal } from '@lumino/signaling';
 import { WebsocketProvider } from 'y-websocket';
+import { liveDocs } from './cursors';
 import { CLOSE, LiveSession } from './live';
 
 export const DRIVE = 'gitrtc';
@@ -81,6 +82,7 @@ export class LiveDrive implements Contents.IDrive {
     const file = found?.session.file(found.path);
     if (!found || !file) return undefined;
     const doc = file.kind === 'notebook' ? YNotebook.create({ disableDocumentWideUndoRedo: true }) : YFile.create();
+    liveDocs.add(doc.ydoc);
     const who = found.session.who;
     doc.awareness.setLocalStateField('user', {
       name: who.name,

@@ -3,11 +3,13 @@
 import { ILabShell, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { Dialog, ICommandPalette, InputDialog, showDialog, showErrorMessage } from '@jupyterlab/apputils';
 import { IFileBrowserFactory } from '@jupyterlab/filebrowser';
+import { IEditorExtensionRegistry } from '@jupyterlab/codemirror';
 import { IStatusBar } from '@jupyterlab/statusbar';
 import { DocumentRegistry, DocumentWidget } from '@jupyterlab/docregistry';
 import { INotebookModel, NotebookPanel } from '@jupyterlab/notebook';
 import { Widget } from '@lumino/widgets';
 import { call, EndResult } from './api';
+import { registerCursors } from './cursors';
 import { colorFor, DRIVE } from './drive';
 import { JoinController } from './join';
 import { SessionPanel } from './panel';
@@ -58,13 +60,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
   description: 'Live sessions of gitrtc in JupyterLab',
   autoStart: true,
   requires: [IFileBrowserFactory],
-  optional: [ICommandPalette, IStatusBar, ILabShell],
+  optional: [ICommandPalette, IStatusBar, IEditorExtensionRegistry, ILabShell],
   activate: (
     app: JupyterFrontEnd,
     browsers: IFileBrowserFactory,
     palette: ICommandPalette | null,
     statusBar: IStatusBar | null,
+    editorExtensions: IEditorExtensionRegistry | null,
   ) => {
+    if (editorExtensions) registerCursors(editorExtensions);
     const state = new SessionState();
     const join = new JoinController(app);
 
