@@ -245,8 +245,11 @@ def test_owner_shares_from_jupyterlab_sees_edits_live_and_ends_with_one_commit(l
     assert [f["path"] for f in json.loads(status.stdout)["files"]] == ["analysis.ipynb"]
     expect(page.locator(".gitrtc-StatusItem")).to_contain_text("Live")
 
-    # the owner's own live view: JupyterLab's notebook editor bound to the session room
-    page.locator(".gitrtc-open-live", has_text="analysis.ipynb").click()
+    # the owner opens the shared file from the file browser: JupyterLab offers the live view
+    # (its notebook editor bound to the session room), not the file on disk
+    page.locator(".jp-DirListing-item", has_text="analysis.ipynb").dblclick()
+    dialog_accept(page)  # Open live view
+    expect(page.locator(".jp-NotebookPanel")).to_have_count(1)
     expect(page.locator(".jp-NotebookPanel .jp-Cell .cm-content").first).to_have_text("x = 1")
     expect(page.locator(".gitrtc-kernel-label")).to_be_visible()
 

@@ -78,9 +78,10 @@ class StatusHandler(OwnerHandler):
             self.answer({"running": False, "paused": False, "message": str(exc)})
             return
         proxy = self.base_url + "gitrtc/proxy/"
-        name, email = await asyncio.to_thread(_owner, self.root)
+        name, email, prefix = await asyncio.to_thread(_owner, self.root)
         status.update(
             owner={"name": name, "email": email},
+            root_in_repo=prefix,
             running=True,
             proxy_url=proxy + _fragment(str(status.get("url", ""))),
             proxy_readonly_url=proxy + _fragment(str(status.get("readonly_url", ""))),
@@ -140,15 +141,23 @@ async def _exited(pid: object, timeout: float = 15.0) -> None:
         await asyncio.sleep(0.05)  # a process exit has no event to wait on here
 
 
-def _owner(root: Path) -> tuple[str, str]:
-    """The checkout's git identity: the owner's name in the live view, and its email, which
-    keeps the owner out of the co-author trailers."""
+def _owner(root: Path) -> tuple[str, str, str]:
+    """The checkout's git identity (the owner's name in the live view, and the email that
+    keeps the owner out of the co-author trailers) and where the Jupyter root is in the
+    checkout (`""` at its top), to map the session's paths to the file browser's."""
     from .. import git
 
     try:
-        return git.owner_identity(git.open_repo(root))
+        repo = git.open_repo(root)
+        name, email = git.owner_identity(repo)
     except RtcError:
-        return "Owner", ""  # the session itself started, so git knows: only a race gets here
+        return "Owner", "", ""  # the session itself started, so git knows: only a race gets here
+    workdir = Path(repo.workdir or root).resolve()
+    try:
+        prefix = root.resolve().relative_to(workdir).as_posix()
+    except ValueError:
+        prefix = ""
+    return name, email, "" if prefix == "." else prefix
 
 
 def _fragment(url: str) -> str:

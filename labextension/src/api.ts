@@ -31,6 +31,8 @@ export interface Status {
   participants?: Participant[];
   skipped?: { path: string; reason: string }[];
   owner?: { name: string; email: string };
+  /** where the Jupyter root is in the checkout ('' at its top) */
+  root_in_repo?: string;
 }
 
 export interface EndResult {

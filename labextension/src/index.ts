@@ -36,6 +36,33 @@ class NeverDirty implements DocumentRegistry.IWidgetExtension<Widget, DocumentRe
   }
 }
 
+/** The owner's own view: a shared file opened from the ordinary file browser offers the
+ * live view instead, so JupyterLab does not fight the session over the file on disk. */
+class OfferLive implements DocumentRegistry.IWidgetExtension<Widget, DocumentRegistry.IModel> {
+  constructor(
+    private state: SessionState,
+    private open: (repoPath: string) => Promise<void>,
+  ) {}
+
+  createNew(widget: Widget, context: DocumentRegistry.IContext<DocumentRegistry.IModel>): void {
+    const s = this.state.status;
+    if (context.path.includes(':') || !s.running) return;
+    const prefix = s.root_in_repo ? `${s.root_in_repo}/` : '';
+    const repoPath = prefix + context.path;
+    if (!(s.files ?? []).some((f) => f.path === repoPath)) return;
+    void context.ready.then(async () => {
+      const answer = await showDialog({
+        title: 'This file is shared live',
+        body: `${context.path} is part of the running live session. Open the live view? (Editing the file on disk here would compete with the session's own saving.)`,
+        buttons: [Dialog.cancelButton({ label: 'Keep the file view' }), Dialog.okButton({ label: 'Open live view' })],
+      });
+      if (!answer.button.accept) return;
+      widget.dispose();
+      await this.open(repoPath);
+    });
+  }
+}
+
 /** The notebook toolbar's note on whose kernel runs a live notebook's cells. */
 class KernelNote implements DocumentRegistry.IWidgetExtension<NotebookPanel, INotebookModel> {
   createNew(panel: NotebookPanel, context: DocumentRegistry.IContext<INotebookModel>): void {
@@ -120,6 +147,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
       if (live) await join.open(live, path);
     };
     app.docRegistry.addWidgetExtension('Notebook', new KernelNote());
+    const offer = new OfferLive(state, (path) => panel.openFile(path));
+    app.docRegistry.addWidgetExtension('Notebook', offer);
+    app.docRegistry.addWidgetExtension('Editor', offer);
     app.docRegistry.addWidgetExtension('Notebook', new NeverDirty());
     app.docRegistry.addWidgetExtension('Editor', new NeverDirty());
 
