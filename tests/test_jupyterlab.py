@@ -382,6 +382,11 @@ def test_jupyterlab_joins_a_session_by_url_edits_and_runs_with_its_own_kernel(
     assert run_async(text_seen()) == "hello\nfrom JupyterLab"
     # nothing of the session was written into this JupyterLab's own files
     assert not (lab.root / "shared.ipynb").exists() and not (lab.root / "readme.md").exists()
+
+    # the network drops (the session's process is gone): a notice, and the editor stays
+    other_session.proc.kill()
+    expect(page.get_by_text("Lost the connection to live session")).to_be_visible()
+    expect(page.locator(".jp-FileEditor .cm-content").first).to_contain_text("from JupyterLab")
     assert not page.errors, page.errors
 
 

@@ -179,16 +179,12 @@ class _RoomProxy(WebSocketMixin, WebSocketHandler, JupyterHandler):
         return "?" + urlencode(pairs) if pairs else ""
 
     async def relay(self, room: str) -> None:
-        if self.target() is None:
-            raise web.HTTPError(404, "no gitrtc session is running here")
-        await WebSocketHandler.get(self, room)
-
-    async def open(self, *args: Any, **kwargs: Any) -> None:
-        room = str(args[0])
+        """Connect to the session first, then accept the browser's upgrade: a session that
+        cannot be reached is an HTTP 502 for the upgrade, not a socket that opens and
+        closes at once (which a client would take for a flapping connection)."""
         target = self.target()
         if target is None:
-            self.close(4410, "the session ended")
-            return
+            raise web.HTTPError(404, "no gitrtc session is running here")
         base = "ws" + target.base.removeprefix("http")
         headers = {k: v for k, v in _passed_request_headers(self.request.headers).items() if k == "Authorization"}
         request = httpclient.HTTPRequest(
@@ -198,9 +194,16 @@ class _RoomProxy(WebSocketMixin, WebSocketHandler, JupyterHandler):
             self.upstream = await websocket_connect(request, max_message_size=MAX_MESSAGE)
         except (OSError, httpclient.HTTPClientError) as exc:
             log.info("gitrtc proxy: cannot reach %s: %s", target.base, exc)
-            self.close(1011, "cannot reach the session")
-            return
-        self.pump = asyncio.ensure_future(self.pump_down(self.upstream))
+            raise web.HTTPError(502, "cannot reach the gitrtc session") from None
+        try:
+            await WebSocketHandler.get(self, room)
+        finally:
+            if self.ws_connection is None:  # refused (origin, not an upgrade) or failed
+                self.upstream.close()
+
+    async def open(self, *args: Any, **kwargs: Any) -> None:
+        if self.upstream is not None:
+            self.pump = asyncio.ensure_future(self.pump_down(self.upstream))
 
     async def pump_down(self, upstream: WebSocketClientConnection) -> None:
         """The session's frames to the browser; its close (code and reason) too."""

@@ -14,6 +14,11 @@ import { CLOSE, LiveSession } from './live';
 
 export const DRIVE = 'gitrtc';
 
+export interface Link {
+  session: LiveSession;
+  up: boolean;
+}
+
 export interface Closed {
   session: LiveSession;
   path: string;
@@ -42,6 +47,7 @@ export class LiveDrive implements Contents.IDrive {
   private bindings = new Map<string, Binding>();
   private _fileChanged = new Signal<this, Contents.IChangedArgs>(this);
   private _closed = new Signal<this, Closed>(this);
+  private _link = new Signal<this, Link>(this);
   private _isDisposed = false;
 
   readonly sharedModelFactory: Contents.ISharedFactory = {
@@ -56,6 +62,11 @@ export class LiveDrive implements Contents.IDrive {
   /** A room's connection was closed for good (ended, revoked, unknown room, too big). */
   get closed(): ISignal<this, Closed> {
     return this._closed;
+  }
+
+  /** A synced room lost its connection for a while (`up: false`), or got it back. */
+  get link(): ISignal<this, Link> {
+    return this._link;
   }
 
   get isDisposed(): boolean {
@@ -109,6 +120,28 @@ export class LiveDrive implements Contents.IDrive {
       });
     });
     synced.catch(() => undefined); // the context's get() reports it
+    let lost: number | null = null;
+    let reported = false;
+    let everSynced = false; // y-websocket clears `synced` before it reports the disconnect
+    provider.on('sync', (isSynced: boolean) => {
+      everSynced = everSynced || isSynced;
+    });
+    provider.on('status', ({ status }: { status: string }) => {
+      if (status === 'connected') {
+        if (lost !== null) window.clearTimeout(lost);
+        lost = null;
+        if (reported) this._link.emit({ session: found.session, up: true });
+        reported = false;
+      } else if (status === 'disconnected' && everSynced && lost === null) {
+        // a blip is not news; a few seconds without the session is
+        lost = window.setTimeout(() => {
+          if (provider.shouldConnect && !provider.wsconnected) {
+            reported = true;
+            this._link.emit({ session: found.session, up: false });
+          }
+        }, 3000);
+      }
+    });
     const binding = { provider, synced, session: found.session };
     this.bindings.set(local, binding);
     doc.disposed.connect(() => {

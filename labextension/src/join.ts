@@ -3,10 +3,10 @@
 // (not a session link, an ended session, a revoked link, another gitrtc version, a network
 // drop) ends in a dialog, never in a broken editor.
 import { JupyterFrontEnd } from '@jupyterlab/application';
-import { Dialog, InputDialog, showDialog, showErrorMessage } from '@jupyterlab/apputils';
+import { Dialog, InputDialog, Notification, showDialog, showErrorMessage } from '@jupyterlab/apputils';
 import { DocumentWidget } from '@jupyterlab/docregistry';
 import { Widget } from '@lumino/widgets';
-import { Closed, colorFor, DRIVE, LiveDrive } from './drive';
+import { Closed, colorFor, DRIVE, Link, LiveDrive } from './drive';
 import { JoinError, LiveSession, parseLink, Who, CLOSE } from './live';
 
 const ID_KEY = 'gitrtc.identity'; // the same key as gitrtc's own browser client
@@ -47,6 +47,24 @@ export class JoinController {
     this.node.className = 'gitrtc-joined';
     app.serviceManager.contents.addDrive(this.drive);
     this.drive.closed.connect((_, c) => void this.onClosed(c));
+    this.drive.link.connect((_, l) => this.onLink(l));
+  }
+
+  private notices = new Map<string, string>();
+
+  /** The network dropped (or came back): say so without getting in the way of the editor. */
+  private onLink(l: Link): void {
+    const id = this.notices.get(l.session.key);
+    if (!l.up && id === undefined) {
+      const notice = Notification.warning(
+        `Lost the connection to live session ${l.session.info.session}: reconnecting… Your edits are kept and sent when it is back.`,
+        { autoClose: false },
+      );
+      this.notices.set(l.session.key, notice);
+    } else if (l.up && id !== undefined) {
+      Notification.update({ id, message: `Reconnected to live session ${l.session.info.session}.`, type: 'success', autoClose: 4000 });
+      this.notices.delete(l.session.key);
+    }
   }
 
   /** Who this JupyterLab is in a session: asked once, remembered like gitrtc's own client does. */
@@ -165,6 +183,9 @@ export class JoinController {
   }
 
   private async onClosed(c: Closed): Promise<void> {
+    const notice = this.notices.get(c.session.key);
+    if (notice !== undefined) Notification.dismiss(notice);
+    this.notices.delete(c.session.key);
     const key = `${c.session.key}:${c.code}`;
     if (this.reported.has(key)) return;
     this.reported.add(key);
