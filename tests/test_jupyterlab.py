@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import os
 import re
@@ -18,6 +19,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -295,6 +297,33 @@ def join_by_url(page: Any, url: str, name: str | None = "Bob") -> None:
         dialog_accept(page, name)
 
 
+@contextlib.contextmanager
+def fake_session(answer: dict[str, Any]) -> Iterator[str]:
+    """A server whose `/api/session` answers `answer` (what another gitrtc might say)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps(answer).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/#t=abc"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture
 def other_session(tmp_path: Path) -> Iterator[RtcProcess]:
     """An `rtc start` session of another repository (what a JupyterLab user joins)."""
@@ -402,6 +431,12 @@ def test_bad_links_and_an_ended_session_get_a_clear_message(lab: Lab, page: Any,
     join_by_url(page, f"http://127.0.0.1:{lab.port}/#t=abc", name=None)  # not a session at all
     expect(page.locator(".jp-Dialog", has_text="not a gitrtc session")).to_be_visible()
     dismiss(page)
+
+    other = {"session": "x", "epoch": "e", "role": "editor", "state": "live", "files": [], "version": "9.1"}
+    with fake_session(other) as url:
+        join_by_url(page, url, name=None)  # a session of another gitrtc major version
+        expect(page.locator(".jp-Dialog", has_text="runs gitrtc 9.1")).to_be_visible()
+        dismiss(page)
 
     join_by_url(page, info["url"], name=None)  # the name was remembered
     show_panel(page)

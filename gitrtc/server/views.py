@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import __version__
 from ..manifest import FileEntry
 from ..session import Session
 
@@ -25,6 +26,7 @@ def describe(session: Session, role: str, name: str | None = None) -> dict[str, 
         "participants": session.participants(),
         "commit": session.result.commit if session.result else None,
         "kernels": session.kernels.describe(),
+        "version": __version__,  # clients of another major version refuse, and say so
     }
 
 
