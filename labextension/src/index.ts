@@ -57,6 +57,11 @@ class OfferLive implements DocumentRegistry.IWidgetExtension<Widget, DocumentReg
         buttons: [Dialog.cancelButton({ label: 'Keep the file view' }), Dialog.okButton({ label: 'Open live view' })],
       });
       if (!answer.button.accept) return;
+      // let a kernel that is starting finish, then end it with the disk view (disposing a
+      // session that is still starting rejects a promise nobody can catch)
+      const sessionContext = (context as DocumentRegistry.IContext<DocumentRegistry.IModel>).sessionContext;
+      await sessionContext.ready.catch(() => undefined);
+      if (sessionContext.session) await sessionContext.shutdown().catch(() => undefined);
       widget.dispose();
       await this.open(repoPath);
     });

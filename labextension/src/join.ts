@@ -37,6 +37,13 @@ function closedMessage(code: number, reason: string): string {
   }
 }
 
+/** Close a live document's widget once its kernel session has settled (disposing one that is
+ * still starting rejects a promise inside JupyterLab that nobody can catch). */
+async function closeQuietly(widget: DocumentWidget): Promise<void> {
+  await widget.context.sessionContext.ready.catch(() => undefined);
+  widget.close();
+}
+
 export class JoinController {
   readonly node: HTMLElement = document.createElement('div');
   readonly drive = new LiveDrive();
@@ -177,7 +184,7 @@ export class JoinController {
     for (const session of [...this.drive.sessions.values()]) {
       if (!(session.local && session.base === '')) continue;
       this.reported.add(`${session.key}:${CLOSE.ENDED}`);
-      for (const w of this.widgetsOf(session)) w.close();
+      for (const w of this.widgetsOf(session)) void closeQuietly(w);
       this.drive.sessions.delete(session.key);
     }
   }
@@ -199,7 +206,7 @@ export class JoinController {
       for (const w of widgets) await this.saveCopy(w);
     }
     if (c.code === CLOSE.ENDED || c.code === CLOSE.UNAUTHORIZED || c.code === CLOSE.FORBIDDEN) {
-      for (const w of widgets) w.close();
+      for (const w of widgets) await closeQuietly(w);
       this.drive.sessions.delete(c.session.key);
       this.render();
     }
