@@ -453,3 +453,19 @@ def test_bad_links_and_an_ended_session_get_a_clear_message(lab: Lab, page: Any,
     copy = json.loads((lab.root / "shared-copy.ipynb").read_text())
     assert "".join(copy["cells"][0]["source"]) == "n = 1"
     assert not page.errors, page.errors
+
+
+def test_a_view_only_link_opens_read_only_in_jupyterlab(lab: Lab, page: Any, other_session: RtcProcess) -> None:
+    info = other_session.info
+    open_lab(page, lab, "viewer")
+    join_by_url(page, info["readonly_url"], name="Vera")
+    show_panel(page)
+    page.locator(".gitrtc-joined-file", has_text="shared.ipynb").click()
+    cell = page.locator(".jp-NotebookPanel .jp-Cell .cm-content").first
+    expect(cell).to_have_text("n = 1")
+    expect(page.locator(".gitrtc-kernel-label")).to_contain_text("view only")
+    expect(cell).to_have_attribute("aria-readonly", "true")
+    cell.click()
+    page.keyboard.type("zzz")
+    expect(cell).to_have_text("n = 1")  # nothing typed that the session would refuse
+    assert not page.errors, page.errors

@@ -68,13 +68,25 @@ class OfferLive implements DocumentRegistry.IWidgetExtension<Widget, DocumentReg
   }
 }
 
-/** The notebook toolbar's note on whose kernel runs a live notebook's cells. */
+/** The notebook toolbar's note on whose kernel runs a live notebook's cells; a view-only
+ * link's notebook is made read-only here (the session would refuse its edits anyway). */
 class KernelNote implements DocumentRegistry.IWidgetExtension<NotebookPanel, INotebookModel> {
+  constructor(private viewer: (path: string) => boolean) {}
+
   createNew(panel: NotebookPanel, context: DocumentRegistry.IContext<INotebookModel>): void {
     if (!context.path.startsWith(`${DRIVE}:`)) return;
+    const viewOnly = this.viewer(context.path);
+    if (viewOnly) {
+      const lock = () => {
+        for (const cell of panel.content.widgets) cell.readOnly = true;
+      };
+      panel.content.model?.cells.changed.connect(lock);
+      panel.content.modelChanged.connect(lock);
+      void context.ready.then(lock);
+    }
     const note = new Widget();
     note.addClass('gitrtc-kernel-label');
-    note.node.textContent = 'Live · runs on your own kernel';
+    note.node.textContent = viewOnly ? 'Live · view only' : 'Live · runs on your own kernel';
     note.node.title = 'Cells run in a kernel of this JupyterLab (yours), not on the session owner’s machine; the outputs are shared.';
     panel.toolbar.insertItem(0, 'gitrtc-kernel', note);
   }
@@ -151,7 +163,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
       const live = await join.openOwn(token, { name: owner.name, email: owner.email, color: colorFor(owner.name) });
       if (live) await join.open(live, path);
     };
-    app.docRegistry.addWidgetExtension('Notebook', new KernelNote());
+    const viewer = (path: string) => join.drive.locate(path)?.session.info.role === 'viewer';
+    app.docRegistry.addWidgetExtension('Notebook', new KernelNote(viewer));
+    app.docRegistry.addWidgetExtension('Editor', {
+      createNew: (widget: Widget, context: DocumentRegistry.IContext<DocumentRegistry.IModel>) => {
+        if (!context.path.startsWith(`${DRIVE}:`) || !viewer(context.path)) return;
+        void context.ready.then(() => (widget as any).content?.editor?.setOption('readOnly', true));
+      },
+    });
     const offer = new OfferLive(state, (path) => panel.openFile(path));
     app.docRegistry.addWidgetExtension('Notebook', offer);
     app.docRegistry.addWidgetExtension('Editor', offer);
