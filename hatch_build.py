@@ -50,7 +50,7 @@ class WebClientBuildHook(BuildHookInterface):
         if (built / "package.json").is_file():
             build_data.setdefault("shared_data", {})[str(built)] = "share/jupyter/labextensions/gitrtc"
         else:
-            self.app.display_warning("gitrtc: the JupyterLab extension is not built (labextension/build.sh): not shipped")
+            self.app.display_warning("gitrtc: the JupyterLab extension is not built (labextension/build.sh)")
 
     def _run(self, cmd: list[str], cwd: Path) -> None:
         self.app.display_info(f"gitrtc: npm {' '.join(cmd[1:])} (in web/)")
