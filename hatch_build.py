@@ -25,7 +25,10 @@ class WebClientBuildHook(BuildHookInterface):
     PLUGIN_NAME = "custom"
 
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
-        if self.target_name != "wheel" or os.environ.get("GITRTC_SKIP_WEB_BUILD") == "1":
+        if self.target_name != "wheel":
+            return
+        self._ship_labextension(build_data)
+        if os.environ.get("GITRTC_SKIP_WEB_BUILD") == "1":
             return
         web = Path(self.root) / "web"
         if not (web / "package.json").is_file():
@@ -39,6 +42,15 @@ class WebClientBuildHook(BuildHookInterface):
         if not (web / "node_modules").is_dir():
             self._run([npm, "ci", "--no-audit", "--no-fund"], web)
         self._run([npm, "run", "build"], web)
+
+    def _ship_labextension(self, build_data: dict[str, Any]) -> None:
+        """Ship the prebuilt JupyterLab extension when it is built (labextension/build.sh,
+        which scripts/setup runs: it needs JupyterLab itself, not in an isolated build)."""
+        built = Path(self.root) / "gitrtc" / "labextension"
+        if (built / "package.json").is_file():
+            build_data.setdefault("shared_data", {})[str(built)] = "share/jupyter/labextensions/gitrtc"
+        else:
+            self.app.display_warning("gitrtc: the JupyterLab extension is not built (labextension/build.sh)")
 
     def _run(self, cmd: list[str], cwd: Path) -> None:
         self.app.display_info(f"gitrtc: npm {' '.join(cmd[1:])} (in web/)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import __version__
 from ..conflicts import describe as describe_conflict
 from ..conflicts import open_conflicts
 from ..manifest import FileEntry
@@ -34,6 +35,7 @@ def describe(session: Session, role: str, name: str | None = None) -> dict[str, 
         "files_version": m.files_version,  # the session room's `files_version` when this was read
         "not_shared": [{"path": p, "reason": r} for p, r in m.skipped],
         "binaries": session.fileset.binaries.listing(),  # whole files: GET/PUT /api/raw?path=
+        "version": __version__,  # clients of another major version refuse, and say so
     }
 
 

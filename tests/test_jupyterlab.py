@@ -1,0 +1,471 @@
+"""gitrtc inside a real JupyterLab (the `gitrtc.jupyter` server extension and the
+labextension), driven by Playwright in Debian's Chromium.
+
+One `jupyter lab --no-browser` on a loopback port serves the module (it is the slow part);
+each test has its own repository and workspace. Needs: JupyterLab (the `lab` extra), the
+built extension (`labextension/build.sh`, run by scripts/setup), chromium, ipykernel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pycrdt import Array, Text
+
+from .support import ROOT, RtcProcess, YClient, async_wait_until, git, make_repo, wait_until
+
+pytest.importorskip("jupyterlab", reason="JupyterLab is not installed (pip install -e '.[test]')")
+playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("GITRTC_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
+LABEXTENSION = ROOT / "gitrtc" / "labextension"
+TIMEOUT_MS = 30_000
+playwright_api.expect.set_options(timeout=TIMEOUT_MS)
+
+
+def notebook(*sources: str) -> str:
+    """A small nbformat 4.5 notebook with python3 as its kernel."""
+    cells = [
+        {"cell_type": "code", "execution_count": None, "id": f"c{i}", "metadata": {}, "outputs": [], "source": s}
+        for i, s in enumerate(sources)
+    ]
+    meta = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}}
+    return json.dumps({"cells": cells, "metadata": meta, "nbformat": 4, "nbformat_minor": 5}, indent=1) + "\n"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_async(coro: Any) -> Any:
+    """Run a coroutine from sync test code (playwright owns this thread's loop)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+@dataclass
+class Lab:
+    """The module's JupyterLab server; `root` is its root folder (the repository)."""
+
+    root: Path
+    port: int
+    token: str
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def url(self, workspace: str) -> str:
+        return f"{self.base}/lab/workspaces/{workspace}?token={self.token}"
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    if not (LABEXTENSION / "package.json").is_file():
+        pytest.skip("the JupyterLab extension is not built: run labextension/build.sh (scripts/setup does)")
+    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
+        pytest.skip(f"{CHROMIUM} not found: apt-get install chromium")
+    home = tmp_path_factory.mktemp("jupyter")
+    root = make_repo(
+        tmp_path_factory.mktemp("lab") / "repo",
+        {"analysis.ipynb": notebook("x = 1"), "notes.md": "# Notes\n", "other.txt": "not shared\n"},
+    )
+    # JupyterLab serves an extension's files from <path>/<package name>/static
+    (home / "labextensions").mkdir()
+    (home / "labextensions" / "gitrtc").symlink_to(LABEXTENSION)
+    port, token = free_port(), secrets.token_urlsafe(16)
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(home / "config"),
+        "JUPYTER_DATA_DIR": str(home / "data"),
+        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
+        "IPYTHONDIR": str(home / "ipython"),
+        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
+    }
+    args = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        f"--port={port}",
+        "--ip=127.0.0.1",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}",
+        """--ServerApp.jpserver_extensions={"gitrtc.jupyter": True}""",
+        f"--LabApp.extra_labextensions_path={home / 'labextensions'}",
+        "--LabApp.news_url=None",
+        "--LabApp.expose_app_in_browser=True",  # window.jupyterapp: the tests run commands by id
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        args.append("--allow-root")
+    log = open(home / "lab.log", "wb")  # closed after the server
+    proc = subprocess.Popen(args, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = Lab(root, port, token, proc)
+    try:
+        wait_until(lambda: _up(server), 60, "JupyterLab to answer")
+        yield server
+    finally:
+        end_rtc(root)
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        if proc.returncode not in (0, -15, 143) and os.environ.get("GITRTC_SHOW_LAB_LOG"):
+            print((home / "lab.log").read_text())
+
+
+def _up(lab: Lab) -> bool:
+    if lab.proc.poll() is not None:
+        raise AssertionError(f"jupyter lab exited with {lab.proc.returncode}")
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{lab.base}/api/status?token={lab.token}", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def end_rtc(repo: Path) -> None:
+    """Stop a session a test left running (the server extension starts it detached)."""
+    info = repo / ".git" / "rtc" / "session.json"
+    if info.is_file():
+        subprocess.run([sys.executable, "-m", "gitrtc", "stop", "--no-commit"], cwd=repo, capture_output=True)
+
+
+@pytest.fixture
+def page(lab: Lab) -> Iterator[Any]:
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        context.set_default_timeout(TIMEOUT_MS)
+        page = context.new_page()
+        page.errors = []  # type: ignore[attr-defined]
+        page.on("pageerror", lambda err: page.errors.append(str(err)))
+        page.on("console", lambda m: print("console:", m.type, m.text) if m.type in ("error", "warning") else None)
+        try:
+            yield page
+        finally:
+            context.close()
+            browser.close()
+
+
+def expect(locator: Any) -> Any:
+    return playwright_api.expect(locator)
+
+
+def open_lab(page: Any, lab: Lab, workspace: str) -> None:
+    page.goto(lab.url(workspace))
+    expect(page.locator(".jp-DirListing-item").first).to_be_visible()
+
+
+def show_panel(page: Any) -> None:
+    page.evaluate("window.jupyterapp.commands.execute('gitrtc:panel')")
+    expect(page.locator("#gitrtc-panel")).to_be_visible()
+
+
+def dialog_accept(page: Any, text: str | None = None) -> None:
+    """Fill the open dialog's input (if `text`) and press its accept button."""
+    dialog = page.locator(".jp-Dialog").last
+    expect(dialog).to_be_visible()
+    if text is not None:
+        dialog.locator("input").fill(text)
+    dialog.locator(".jp-Dialog-button.jp-mod-accept").click()
+
+
+def dismiss(page: Any) -> None:
+    """Close the message dialog on top (Escape, as a person would)."""
+    expect(page.locator(".jp-Dialog")).to_have_count(1)
+    page.keyboard.press("Escape")
+    expect(page.locator(".jp-Dialog")).to_have_count(0)
+
+
+def cell_text(page: Any, index: int = 0) -> str:
+    return str(page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell .cm-content").nth(index).inner_text())
+
+
+def ws_url(info: dict[str, Any], room: str, name: str, email: str = "") -> str:
+    return f"ws://127.0.0.1:{info['port']}/rooms/{room}?token={info['token']}&name={name}&email={email}"
+
+
+async def room_of(info: dict[str, Any], path: str) -> str:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"http://127.0.0.1:{info['port']}/api/session?token={info['token']}") as r:
+            body = await r.json()
+    return str(next(f["room"] for f in body["files"] if f["path"] == path))
+
+
+def session_info(repo: Path) -> dict[str, Any]:
+    return dict(json.loads((repo / ".git" / "rtc" / "session.json").read_text()))
+
+
+def test_owner_shares_from_jupyterlab_sees_edits_live_and_ends_with_one_commit(lab: Lab, page: Any) -> None:
+    head = git(lab.root, "rev-parse", "HEAD").strip()
+    open_lab(page, lab, "share")
+    # Share live… from the file browser's context menu, on the notebook
+    page.locator(".jp-DirListing-item", has_text="analysis.ipynb").click(button="right")
+    page.locator(".lm-Menu-item", has_text="Share live…").click()
+    dialog_accept(page)
+    show_panel(page)
+    edit_link = page.locator(".gitrtc-edit-link .gitrtc-url")
+    expect(edit_link).to_contain_text("/gitrtc/proxy/#t=")
+    info = session_info(lab.root)  # a session exactly as `rtc start` makes it
+    assert info["url"].split("#t=")[1] in edit_link.inner_text()
+    status = subprocess.run(
+        [sys.executable, "-m", "gitrtc", "status", "--json"], cwd=lab.root, capture_output=True, text=True
+    )
+    assert status.returncode == 0, status.stderr
+    assert [f["path"] for f in json.loads(status.stdout)["files"]] == ["analysis.ipynb"]
+    expect(page.locator(".gitrtc-StatusItem")).to_contain_text("Live")
+
+    # the owner opens the shared file from the file browser: JupyterLab offers the live view
+    # (its notebook editor bound to the session room), not the file on disk
+    page.locator(".jp-DirListing-item", has_text="analysis.ipynb").dblclick()
+    dialog_accept(page)  # Open live view
+    expect(page.locator(".jp-NotebookPanel")).to_have_count(1)
+    expect(page.locator(".jp-NotebookPanel .jp-Cell .cm-content").first).to_have_text("x = 1")
+    expect(page.locator(".gitrtc-kernel-label")).to_be_visible()
+
+    # a pycrdt client edits the cell: JupyterLab shows it
+    room = run_async(room_of(info, "analysis.ipynb"))
+
+    async def alice_edits() -> None:
+        async with YClient(ws_url(info, room, "Alice", "alice@example.org")) as alice:
+            await alice.wait_synced()
+            source = alice.doc.get("cells", type=Array)[0]["source"]
+            source.insert(len(str(source)), "\ny = 2")
+            async with YClient(ws_url(info, room, "Witness")) as witness:  # the edit reached the server
+                await witness.wait_synced()
+
+    run_async(alice_edits())
+    expect(page.locator(".jp-NotebookPanel .jp-Cell .cm-content").first).to_have_text(re.compile(r"x = 1\s*y = 2"))
+
+    # the owner ends the session from the panel, with a message
+    page.locator(".gitrtc-end").click()
+    dialog_accept(page, "Edited from JupyterLab")
+    done = page.locator(".jp-Dialog", has_text="Session ended")
+    expect(done).to_contain_text("1 commit on main")
+    dialog_accept(page)
+    expect(page.locator(".jp-Dialog")).to_have_count(0)
+    assert git(lab.root, "rev-list", "--count", f"{head}..HEAD").strip() == "1"
+    message = git(lab.root, "log", "-1", "--format=%B")
+    assert message.startswith("Edited from JupyterLab")
+    assert "Co-authored-by: Alice <alice@example.org>" in message
+    assert "Owner Person" not in message  # the owner authors it, and is no co-author
+    saved = json.loads((lab.root / "analysis.ipynb").read_text())
+    assert saved["cells"][0]["source"] == "x = 1\ny = 2"
+    wait_until(lambda: not (lab.root / ".git" / "rtc" / "session.json").exists(), what="the session to end")
+    expect(page.locator(".gitrtc-idle")).to_be_visible()
+    assert not page.errors, page.errors
+
+
+def join_by_url(page: Any, url: str, name: str | None = "Bob") -> None:
+    """Join live session…: paste `url`, then give a name (asked once per browser)."""
+    page.evaluate("() => { void window.jupyterapp.commands.execute('gitrtc:join'); }")
+    dialog_accept(page, url)
+    if name is not None:
+        expect(page.locator(".jp-Dialog", has_text="Your name in live sessions")).to_be_visible()
+        dialog_accept(page, name)
+
+
+@contextlib.contextmanager
+def fake_session(answer: dict[str, Any]) -> Iterator[str]:
+    """A server whose `/api/session` answers `answer` (what another gitrtc might say)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps(answer).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/#t=abc"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def other_session(tmp_path: Path) -> Iterator[RtcProcess]:
+    """An `rtc start` session of another repository (what a JupyterLab user joins)."""
+    repo = make_repo(tmp_path / "other", {"shared.ipynb": notebook("n = 1"), "readme.md": "hello\n"})
+    rtc = RtcProcess(repo, ["shared.ipynb", "readme.md"])
+    rtc.wait_ready()
+    try:
+        yield rtc
+    finally:
+        rtc.kill()
+
+
+def test_jupyterlab_joins_a_session_by_url_edits_and_runs_with_its_own_kernel(
+    lab: Lab, page: Any, other_session: RtcProcess
+) -> None:
+    info = other_session.info
+    nb_room = run_async(room_of(info, "shared.ipynb"))
+    text_room = run_async(room_of(info, "readme.md"))
+    open_lab(page, lab, "join")
+    join_by_url(page, info["url"])
+    show_panel(page)
+    page.locator(".gitrtc-joined-file", has_text="shared.ipynb").click()
+    cell = page.locator(".jp-NotebookPanel .jp-Cell .cm-content").first
+    expect(cell).to_have_text("n = 1")
+    expect(page.locator(".gitrtc-kernel-label")).to_contain_text("your own kernel")
+
+    # type into the cell in JupyterLab's own editor, then run it with this JupyterLab's kernel
+    cell.click()
+    page.keyboard.press("End")
+    page.keyboard.press("Enter")
+    page.keyboard.type("print(n + 41)")
+    expect(page.locator(".jp-StatusBar-Widget", has_text=re.compile(r"ipykernel\) \| Idle"))).to_be_visible()
+    page.keyboard.press("Shift+Enter")
+    expect(page.locator(".jp-NotebookPanel .jp-OutputArea-output").first).to_contain_text("42")
+
+    async def seen_by_pycrdt() -> tuple[str, list[Any]]:
+        async with YClient(ws_url(info, nb_room, "Carol")) as carol:
+            await carol.wait_synced()
+            cells = carol.doc.get("cells", type=Array)
+
+            def done() -> bool:
+                outputs = cells[0]["outputs"].to_py()
+                return str(cells[0]["source"]) == "n = 1\nprint(n + 41)" and any(
+                    "42" in "".join(o.get("text", "")) for o in outputs
+                )
+
+            await async_wait_until(done, what="JupyterLab's edit and output in the room")
+            return str(cells[0]["source"]), cells[0]["outputs"].to_py()
+
+    source, outputs = run_async(seen_by_pycrdt())
+    assert source == "n = 1\nprint(n + 41)"
+    assert outputs[0]["output_type"] == "stream"
+
+    # gitrtc's own browser client in the same notebook: its cursor shows in JupyterLab with
+    # its name, and JupyterLab's shows there with the JupyterLab user's
+    web = page.context.browser.new_context().new_page()
+    web.set_default_timeout(TIMEOUT_MS)
+    web.goto(f"{info['url']}&f=shared.ipynb")
+    web.fill("#id-name", "Dana")
+    web.click(".identity-form button[type=submit]")
+    web_cell = web.locator(".cm-content").first
+    expect(web_cell).to_contain_text("print(n + 41)")
+    web_cell.click()
+    web.keyboard.press("End")
+    expect(page.locator(".jp-NotebookPanel .cm-ySelectionInfo", has_text="Dana")).to_have_count(1)
+    cell.click()
+    expect(web.locator(".cm-ySelectionInfo", has_text="Bob")).to_have_count(1)
+    web.context.close()
+
+    # a text file in JupyterLab's file editor, live too
+    page.locator(".gitrtc-joined-file", has_text="readme.md").click()
+    editor = page.locator(".jp-FileEditor .cm-content").first
+    expect(editor).to_have_text("hello")
+    editor.click()
+    page.keyboard.press("Control+End")
+    page.keyboard.type("from JupyterLab")
+
+    async def text_seen() -> str:
+        async with YClient(ws_url(info, text_room, "Carol")) as carol:
+            await carol.wait_synced()
+            source = carol.doc.get("source", type=Text)
+            await async_wait_until(lambda: "from JupyterLab" in str(source), what="the text edit in the room")
+            return str(source)
+
+    assert run_async(text_seen()) == "hello\nfrom JupyterLab"
+    # nothing of the session was written into this JupyterLab's own files
+    assert not (lab.root / "shared.ipynb").exists() and not (lab.root / "readme.md").exists()
+
+    # the network drops (the session's process is gone): a notice, and the editor stays
+    other_session.proc.kill()
+    expect(page.get_by_text("Lost the connection to live session")).to_be_visible()
+    expect(page.locator(".jp-FileEditor .cm-content").first).to_contain_text("from JupyterLab")
+    assert not page.errors, page.errors
+
+
+def test_bad_links_and_an_ended_session_get_a_clear_message(lab: Lab, page: Any, other_session: RtcProcess) -> None:
+    info = other_session.info
+    open_lab(page, lab, "bad")
+    join_by_url(page, "hello there", name=None)
+    expect(page.locator(".jp-Dialog", has_text="Not a session link")).to_be_visible()
+    dismiss(page)
+    join_by_url(page, info["url"].split("#")[0] + "#t=not-the-token")
+    expect(page.locator(".jp-Dialog", has_text="revoked")).to_be_visible()
+    dismiss(page)
+    join_by_url(page, f"http://127.0.0.1:{lab.port}/#t=abc", name=None)  # not a session at all
+    expect(page.locator(".jp-Dialog", has_text="not a gitrtc session")).to_be_visible()
+    dismiss(page)
+
+    other = {"session": "x", "epoch": "e", "role": "editor", "state": "live", "files": [], "version": "9.1"}
+    with fake_session(other) as url:
+        join_by_url(page, url, name=None)  # a session of another gitrtc major version
+        expect(page.locator(".jp-Dialog", has_text="runs gitrtc 9.1")).to_be_visible()
+        dismiss(page)
+
+    join_by_url(page, info["url"], name=None)  # the name was remembered
+    show_panel(page)
+    page.locator(".gitrtc-joined-file", has_text="shared.ipynb").click()
+    expect(page.locator(".jp-NotebookPanel .jp-Cell .cm-content").first).to_have_text("n = 1")
+    done = other_session.stop("-m", "ended while JupyterLab was in it")
+    assert done.returncode == 0, done.stderr
+    ended = page.locator(".jp-Dialog", has_text="has ended")
+    expect(ended).to_be_visible()
+    ended.get_by_role("button", name="Save a copy").click()  # explicit: the only way into own files
+    dialog_accept(page, "shared-copy.ipynb")
+    expect(page.locator(".jp-NotebookPanel")).to_have_count(0)  # no broken editor left behind
+    wait_until(lambda: (lab.root / "shared-copy.ipynb").is_file(), what="the copy")
+    copy = json.loads((lab.root / "shared-copy.ipynb").read_text())
+    assert "".join(copy["cells"][0]["source"]) == "n = 1"
+    assert not page.errors, page.errors
+
+
+def test_a_view_only_link_opens_read_only_in_jupyterlab(lab: Lab, page: Any, other_session: RtcProcess) -> None:
+    info = other_session.info
+    open_lab(page, lab, "viewer")
+    join_by_url(page, info["readonly_url"], name="Vera")
+    show_panel(page)
+    page.locator(".gitrtc-joined-file", has_text="shared.ipynb").click()
+    cell = page.locator(".jp-NotebookPanel .jp-Cell .cm-content").first
+    expect(cell).to_have_text("n = 1")
+    expect(page.locator(".gitrtc-kernel-label")).to_contain_text("view only")
+    expect(cell).to_have_attribute("aria-readonly", "true")
+    cell.click()
+    page.keyboard.type("zzz")
+    expect(cell).to_have_text("n = 1")  # nothing typed that the session would refuse
+    assert not page.errors, page.errors
