@@ -19,7 +19,6 @@ measured by benchmarks/receive.py.
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
 
 from . import yupdate
 
@@ -54,13 +53,20 @@ def encode_uint(value: int) -> bytes:
 Keystroke = tuple[int, int, int, int, "ID | None"]
 
 
-class _Expected(NamedTuple):
-    prefix: bytes  # everything up to the string's length
-    client: int
-    clock: int
-    right: ID | None
-    encoded_client: bytes
-    encoded_right: bytes
+class _Expected:
+    """One typist's next keystroke; updated in place while they type on (this runs per keystroke)."""
+
+    __slots__ = ("after_clock", "client", "clock", "head", "prefix", "right", "tail")
+
+    def __init__(self, client: int, right: ID | None) -> None:
+        encoded = encode_uint(client)
+        self.client = client
+        self.right = right
+        self.head = b"\x01\x01" + encoded  # then the clock
+        self.after_clock = (b"\x84" if right is None else b"\xc4") + encoded  # then the origin's clock
+        self.tail = b"" if right is None else encode_uint(right[0]) + encode_uint(right[1])
+        self.clock = 0
+        self.prefix = b""  # everything up to the string's length
 
 
 class Keystrokes:
@@ -79,17 +85,12 @@ class Keystrokes:
         `right` as their right neighbour: expect the same typist to go on typing there."""
         expected = self._expected
         old = expected.get(client)
-        if old is not None and old.right == right:  # typing on: only the clocks are new
-            encoded_client, encoded_right = old.encoded_client, old.encoded_right
-        else:
-            encoded_client = encode_uint(client)
-            encoded_right = b"" if right is None else encode_uint(right[0]) + encode_uint(right[1])
+        if old is None or old.right != right:
             if old is None and len(expected) >= MAX_TYPISTS:
                 del expected[next(iter(expected))]  # the first remembered
-        info = b"\x84" if right is None else b"\xc4"
-        head = b"\x01\x01" + encoded_client + encode_uint(end) + info
-        prefix = head + encoded_client + encode_uint(end - 1) + encoded_right
-        expected[client] = _Expected(prefix, client, end, right, encoded_client, encoded_right)
+            old = expected[client] = _Expected(client, right)
+        old.clock = end
+        old.prefix = old.head + encode_uint(end) + old.after_clock + encode_uint(end - 1) + old.tail
 
     def match(self, update: bytes) -> Keystroke | None:
         """The keystroke `update` is if it is an expected one: one struct of characters
