@@ -40,6 +40,7 @@ from .documents.jsonformat import intify
 from .documents.nbformat_import import nbformat
 from .documents.notebook import value_problem
 from .errors import DocumentError, ProtocolError, RejectedEditError
+from .keystroke import Keystrokes
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,9 @@ class Checked(NamedTuple):
     credit: bool  # it touches a root the file renders
     structural: bool
     growth: int  # an upper bound of the bytes it adds
+    #: Typed characters: (client, end clock, right neighbour), where the typist's next
+    #: keystroke is expected (`keystroke.Keystrokes.expect`).
+    typed: tuple[int, int, yupdate.ID | None] | None = None
 
 
 class DocumentGuard:
@@ -162,6 +166,8 @@ class DocumentGuard:
         #: A notebook that validated when the session began must keep validating.
         self.strict = bool(getattr(codec, "schema_valid", False))
         self.index = ItemIndex()
+        #: The hot path's shortcuts (see `keystroke`).
+        self.keystrokes = Keystrokes()
         #: Counts structural changes, so the write-back check runs only after one.
         self.version = 0
         self._checked_version = -1
@@ -193,6 +199,14 @@ class DocumentGuard:
         typed = self._typed(update)
         if typed is not None:
             return typed
+        deleted = self._deleted(update)
+        if deleted is not None:
+            return deleted
+        return self.check_fully(update)
+
+    def check_fully(self, update: bytes) -> Checked:
+        """`check` without its shortcuts: the whole update decoded and placed (the
+        shortcuts must decide exactly as this does; tests compare them)."""
         decoded = yupdate.decode(update, MAX_DEPTH)
         items, structural = self._place(decoded)
         credit = False
@@ -221,24 +235,47 @@ class DocumentGuard:
 
     def _typed(self, update: bytes) -> Checked | None:
         """The hot path: characters typed next to characters the room knows need no more
-        than a look-up and the size check; None for anything else."""
+        than a look-up and the size check; None for anything else. The typist's next
+        keystroke is recognised by its first bytes (`keystroke`), others by a regular
+        expression (`yupdate.typed_characters`)."""
         try:
-            typed = yupdate.typed_characters(update)
+            hit = self.keystrokes.match(update)
+            if hit is not None:
+                client, clock, length, size, right = hit
+                place = self.index.find(client, clock - 1)
+            else:
+                typed = yupdate.typed_characters(update)
+                if typed is None:
+                    return None
+                client, clock, length, origin, right, size = typed
+                place = None
+                for near in (origin, right):
+                    if near is not None:
+                        place = self.index.find(*near)
+                        if place is not None:
+                            break
         except (IndexError, UnicodeDecodeError):
             return None  # `decode` says what is wrong with it
-        if typed is None:
-            return None
-        client, clock, length, origin, right, size = typed
-        place = None
-        for near in (origin, right):
-            if near is not None:
-                place = self.index.find(*near)
-                if place is not None:
-                    break
-        if place is None or place.structural or place.root == _UNKNOWN:
+        if place is None or place.structural or place.root not in self.known_roots:
             return None
         self._check_size(size)
-        return Checked([(client, clock, clock + length, place)], place.root in self.rendered_roots, False, size)
+        end = clock + length
+        credit = place.root in self.rendered_roots
+        return Checked([(client, clock, end, place)], credit, False, size, (client, end, right))
+
+    def _deleted(self, update: bytes) -> Checked | None:
+        """The other half of typing: one range deleted (backspace) needs only the places
+        of what it deletes; None for anything else, or when a notebook's structure goes."""
+        deleted = self.keystrokes.deleted(update)
+        if deleted is None:
+            return None
+        structural = credit = False
+        for place in self.index.overlapping(*deleted):
+            structural = structural or place.structural
+            credit = credit or place.root in self.rendered_roots
+        if structural and self.kind == "notebook":
+            return None  # the full check looks at the notebook it would become
+        return Checked([], credit, structural, 0)
 
     def accept(self, checked: Checked) -> None:
         """The checked update was applied: remember its items and growth."""
@@ -249,6 +286,8 @@ class DocumentGuard:
             self._size_bound += checked.growth
         if checked.structural:
             self.version += 1
+        if checked.typed is not None:
+            self.keystrokes.expect(*checked.typed)
 
     def render(self) -> bytes:
         """The file bytes of the document for write-back and the commit, checked:
