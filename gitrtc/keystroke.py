@@ -133,4 +133,3 @@ def _uint(raw: bytes) -> int:
         value |= (byte & 0x7F) << shift
         shift += 7
     return value
-

@@ -218,9 +218,7 @@ async def _start(session: Session) -> None:
         raise
 
 
-def _open_all(
-    info: git.RepoInfo, paths: list[str], max_bytes: int
-) -> list[tuple[str, bytes | None, str, list[str]]]:
+def _open_all(info: git.RepoInfo, paths: list[str], max_bytes: int) -> list[tuple[str, bytes | None, str, list[str]]]:
     """(thread) (path, bytes, kind, warnings) of each file, or (path, None, why, []) for
     one that cannot be shared as a document ([digest] for a binary, shared whole)."""
     out: list[tuple[str, bytes | None, str, list[str]]] = []

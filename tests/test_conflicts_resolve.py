@@ -66,8 +66,10 @@ def test_outputs(keep: str, texts: list[str]) -> None:
     assert ["".join(o["text"]) for o in outputs] == texts and open_conflicts(doc) == []
 
 
-@pytest.mark.parametrize(("deleter", "keep", "kept"), [("mine", "mine", False), ("mine", "theirs", True),
-                                                        ("theirs", "theirs", False), ("theirs", "both", True)])
+@pytest.mark.parametrize(
+    ("deleter", "keep", "kept"),
+    [("mine", "mine", False), ("mine", "theirs", True), ("theirs", "theirs", False), ("theirs", "both", True)],
+)
 def test_deleted(deleter: str, keep: str, kept: bool) -> None:
     base = nb("a = 1\n", "b = 2\n")
     deleted, edited = nb("a = 1\n"), nb("a = 1\n", "b = 20\n")
@@ -80,8 +82,10 @@ def test_deleted(deleter: str, keep: str, kept: bool) -> None:
     assert sources(codec, doc) == (["a = 1\n", "b = 20\n"] if kept else ["a = 1\n"])
 
 
-@pytest.mark.parametrize(("keep", "left"), [("mine", ["a\n", "m\n", "b\n"]), ("theirs", ["a\n", "t\n", "b\n"]),
-                                            ("both", ["a\n", "m\n", "t\n", "b\n"])])
+@pytest.mark.parametrize(
+    ("keep", "left"),
+    [("mine", ["a\n", "m\n", "b\n"]), ("theirs", ["a\n", "t\n", "b\n"]), ("both", ["a\n", "m\n", "t\n", "b\n"])],
+)
 def test_inserted(keep: str, left: list[str]) -> None:
     base = nb("a\n", "b\n")
     mine, theirs = nb("a\n", "m\n", "b\n"), nb("a\n", "t\n", "b\n")

@@ -221,8 +221,6 @@ def small_nb(*sources: str) -> dict[str, Any]:
     return {"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
 
 
-
-
 async def test_resolve_through_the_request_channel_then_commit(tmp_path: Path) -> None:
     base = small_nb("ind = [1, 7, 8]\n", "other = 1\n")
     repo = make_repo(tmp_path / "r", {"nb.ipynb": json.dumps(base) + "\n"})

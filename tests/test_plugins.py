@@ -27,13 +27,7 @@ from gitrtc.errors import RequestError
 from .plugins import install
 from .support import RTC, RtcProcess, YClient, async_wait_until, get_json, git, make_repo, wait_until
 
-CSV = (
-    b'name,city,score\r\n'
-    b'"Ann","Paris, FR",1\r\n'
-    b"Bob,Oslo,2\r\n"
-    b'Cy,"Rome",3\r\n'
-    b"Dee,Lima,4\r\n"
-)
+CSV = b'name,city,score\r\n"Ann","Paris, FR",1\r\nBob,Oslo,2\r\nCy,"Rome",3\r\nDee,Lima,4\r\n'
 
 
 def _site(tmp_path: Path, bad: bool = False) -> dict[str, str]:
@@ -115,8 +109,13 @@ async def test_a_csv_file_is_shared_as_a_table_edited_validated_and_committed(tm
         async with aiohttp.ClientSession() as http, http.get(f"{proc.base}/plugins/csv/..%2Fkind.py") as response:
             assert response.status == 404
         assert info["plugins"]["services"] == [
-            {"name": "validate", "ops": ["check", "last", "trim"], "kinds": ["csv"], "error": None,
-             "panel": "/plugins/validate/panel.js"}
+            {
+                "name": "validate",
+                "ops": ["check", "last", "trim"],
+                "kinds": ["csv"],
+                "error": None,
+                "panel": "/plugins/validate/panel.js",
+            }
         ]
 
         ann = RoomClient(_url(proc, info, "data.csv", "Ann"))

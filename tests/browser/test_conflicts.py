@@ -57,8 +57,10 @@ def test_conflict_shown_resolved_by_keep_theirs_and_committed(start_session, peo
     expect(page.locator(".conflict-box")).to_have_count(0)
     wait_for(
         page,
-        lambda: next(c for c in snapshot(page, "analysis.ipynb") if c["id"] == "load")["source"]
-        == "data = [1, 2, 4]\nprint('loaded')",
+        lambda: (
+            next(c for c in snapshot(page, "analysis.ipynb") if c["id"] == "load")["source"]
+            == "data = [1, 2, 4]\nprint('loaded')"
+        ),
         "the resolution",
     )
     session.stop("Resolved")

@@ -37,14 +37,27 @@ def install_example(site: Path) -> None:
 
 def install_bad(site: Path) -> None:
     """The misbehaving plugins of `bad_plugins.py` and `bad_import.py`."""
-    kinds = {n: f"tests.plugins.bad_plugins:{c}" for n, c in
-             [("raises", "Raises"), ("hangs", "Hangs"), ("invalid", "Invalid"), ("lossy", "Lossy"),
-              ("stalls", "Stalls"), ("notakind", "NotAKind")]}
+    kinds = {
+        n: f"tests.plugins.bad_plugins:{c}"
+        for n, c in [
+            ("raises", "Raises"),
+            ("hangs", "Hangs"),
+            ("invalid", "Invalid"),
+            ("lossy", "Lossy"),
+            ("stalls", "Stalls"),
+            ("notakind", "NotAKind"),
+        ]
+    }
     kinds["broken"] = "tests.plugins.bad_import:Kind"
-    dist_info(site, "rtc-bad-plugins", "0.0.1", {
-        "gitrtc.documents": kinds,
-        "gitrtc.services": {"flood": "tests.plugins.bad_plugins:Flood"},
-    })
+    dist_info(
+        site,
+        "rtc-bad-plugins",
+        "0.0.1",
+        {
+            "gitrtc.documents": kinds,
+            "gitrtc.services": {"flood": "tests.plugins.bad_plugins:Flood"},
+        },
+    )
 
 
 def env(site: Path) -> dict[str, str]:
