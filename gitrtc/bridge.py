@@ -55,6 +55,7 @@ class DiskBridge:
             quiet=limits.write_quiet_seconds,
             max_delay=limits.write_max_delay_seconds,
             on_error=self._on_save_error,
+            render_later=registry.render_later,
         )
         registry.on_loaded_change = self.room_changed  # the one hook from the rooms to the disk
 

@@ -174,12 +174,16 @@ class DiskSync:
         quiet: float = QUIET_SECONDS,
         max_delay: float = MAX_DELAY_SECONDS,
         on_error: Callable[[str, str | None], None] | None = None,
+        render_later: Callable[[str], Callable[[], bytes]] | None = None,
     ) -> None:
         self.workdir = workdir
         #: Seconds without edits before a write, and the longest a write waits while typing goes on.
         self.quiet = quiet
         self.max_delay = max_delay
         self._render = render
+        #: Where given, write-back takes the document's value on the loop and formats it in
+        #: a disk thread (`DocumentGuard.render_later`); `render` stays the loop's own way.
+        self._render_later = render_later
         self._branch_ok = branch_ok
         self._on_event = on_event or (lambda message: None)
         self.files: dict[str, FileState] = {}
@@ -411,7 +415,10 @@ class DiskSync:
         while True:
             started = time.perf_counter()
             try:
-                data = self._render(path)
+                if self._render_later is None:
+                    data = self._render(path)
+                else:
+                    data = await loop.run_in_executor(_DISK, self._render_later(path))
             except DocumentError as exc:  # the document cannot be written as it is: say so, keep it dirty
                 state.dirty = True
                 if state.error != str(exc):

@@ -155,9 +155,17 @@ class RoomRegistry:
     def render(self, path: str) -> bytes:
         """The bytes of shared file `path` as its (loaded) document reads now, checked
         (`DocumentError` if they must not be written)."""
+        return self._guard(path).render()
+
+    def render_later(self, path: str) -> Callable[[], bytes]:
+        """`render` with the formatting left to a function that may run in a thread
+        (`DocumentGuard.render_later`): write-back's way."""
+        return self._guard(path).render_later()
+
+    def _guard(self, path: str) -> DocumentGuard:
         guard = self.rooms[self.manifest.room_for(path)].guard
         assert guard is not None  # every shared file's room has one
-        return guard.render()
+        return guard
 
     async def preload(self, still_live: Callable[[], bool]) -> None:
         """Load the first shared files' rooms in the background (a few, up to a byte

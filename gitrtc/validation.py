@@ -293,27 +293,59 @@ class DocumentGuard:
         """The file bytes of the document for write-back and the commit, checked:
         `DocumentError` (one line: what is wrong, that the file is kept in the store)
         if they must not be written."""
+        return self.render_later()()
+
+    def render_later(self) -> Callable[[], bytes]:
+        """`render` in two steps, for write-back: the document's value is taken now (on the
+        event loop, where the document lives) and the returned function checks and formats
+        it, touching no document, so it may run in a thread: a large notebook's formatting
+        (~20 ms per MB) then does not hold the loop that forwards everyone's keystrokes.
+        The function raises `DocumentError` as `render` does."""
         codec: Any = self.codec
         if self._failed is not None and self._failed[0] == self.version:
             raise DocumentError(self._failed[1])  # nothing structural changed since: no need to look again
-        problem = None
-        try:
-            if self.kind == "notebook" and self.version != self._checked_version:
-                value = codec.file_value(self.doc)
-                problem = self._value_problem(value, nbformat_schema=self.strict)
-                data = b"" if problem else codec.dump_value(value)
-            else:
+        version = self.version
+        if self.kind != "notebook":
+            try:
                 data = codec.dump(self.doc)
-        except (RecursionError, TypeError, ValueError) as exc:  # what the check before should have caught
-            log.exception("rendering %s failed", self.path)
-            problem = f"cannot be rendered ({type(exc).__name__}: {str(exc)[:100]})"
+            except (RecursionError, TypeError, ValueError) as exc:  # what the check before should have caught
+                raise self._unrenderable(exc) from exc
+            return lambda: self._bounded(data)
+        try:
+            value = codec.file_value(self.doc)
+        except (RecursionError, TypeError, ValueError) as exc:
+            raise self._unrenderable(exc, version) from exc
+        check = version != self._checked_version
+        return lambda: self._finish_notebook(value, version, check)
+
+    def _finish_notebook(self, value: dict[str, Any], version: int, check: bool) -> bytes:
+        """(any thread) The checked file bytes of a notebook value taken at `version`."""
+        codec: Any = self.codec
+        try:
+            problem = self._value_problem(value, nbformat_schema=self.strict) if check else None
+            data = b"" if problem else codec.dump_value(value)
+        except (RecursionError, TypeError, ValueError) as exc:
+            raise self._unrenderable(exc, version) from exc
         if problem:
             error = f"{self.path}: {problem}: not written, kept in the session store"
-            if self.kind == "notebook":  # only a structural change can mend it (typing can mend a text)
-                self._failed = (self.version, error)
+            self._failed = (version, error)  # only a structural change can mend it
             raise DocumentError(error)
+        # bookkeeping by version: a late thread can only make a newer version be checked again
         self._failed = None
-        self._checked_version = self.version
+        self._checked_version = version
+        return self._bounded(data)
+
+    def _unrenderable(self, exc: Exception, version: int | None = None) -> DocumentError:
+        log.error("rendering %s failed", self.path, exc_info=exc)
+        error = (
+            f"{self.path}: cannot be rendered ({type(exc).__name__}: {str(exc)[:100]}): "
+            "not written, kept in the session store"
+        )
+        if version is not None:  # a notebook: only a structural change can mend it
+            self._failed = (version, error)
+        return DocumentError(error)
+
+    def _bounded(self, data: bytes) -> bytes:
         if len(data) > self.max_bytes:
             raise DocumentError(
                 f"{self.path}: {len(data)} bytes is over the {self.max_bytes}-byte limit for "
