@@ -167,7 +167,7 @@ class NotebookCodec:
                 ref_att = ref_att if isinstance(ref_att, dict) else {}
                 value = {name: _bundle_like(ref_att.get(name), bundle, ref.lists) for name, bundle in value.items()}
             out[key] = value
-        if ref_cell is not None and ref_cell.get("cell_type") == cell.get("cell_type"):
+        if ref_cell is not None and ref_cell.get("cell_type") == out.get("cell_type"):
             # layout fields the file's cell did not have: leave them out while empty (a cell
             # whose type changed takes its new type's fields: a code cell always has outputs)
             for key, empty in (("source", ""), ("metadata", {}), ("outputs", []), ("execution_count", None)):
