@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 from pycrdt import Array, Doc, Map, Text  # noqa: E402
 
-from gitrtc.runcells import RoomClient  # noqa: E402  (the package's own request-channel client)
+from gitrtc.client import RoomClient  # noqa: E402  (the package's own client, request channel included)
 
 PY = sys.executable
 FLOOD = "for i in range({lines}):\n    print(i)"
@@ -138,35 +138,34 @@ def _text(doc: Doc, where: str) -> Text:
 
 async def typist(url: str, where: str, rate: float, out: str) -> None:
     """A writer and a reader in one room; the writer types until OUT.stop exists."""
-    async with aiohttp.ClientSession() as http:
-        async with RoomClient(http, url) as writer, RoomClient(http, url) as reader:
-            await writer.wait_synced()
-            await reader.wait_synced()
-            wtext, rtext = _text(writer.doc, where), _text(reader.doc, where)
-            base = len(rtext)
-            received: list[float] = []
+    async with RoomClient(url) as writer, RoomClient(url) as reader:
+        await writer.wait_synced()
+        await reader.wait_synced()
+        wtext, rtext = _text(writer.doc, where), _text(reader.doc, where)
+        base = len(rtext)
+        received: list[float] = []
 
-            def arrived() -> None:
-                now = time.time()
-                while base + len(received) < len(rtext):
-                    received.append(now)
+        def arrived() -> None:
+            now = time.time()
+            while base + len(received) < len(rtext):
+                received.append(now)
 
-            reader.on_remote = arrived
-            Path(out + ".ready").write_text("1")
-            while not Path(out + ".go").exists():
-                await asyncio.sleep(0.02)
-            sent: list[float] = []
-            start = time.monotonic()
-            while not Path(out + ".stop").exists():
-                sent.append(time.time())
-                wtext.insert(len(wtext), "x")
-                await asyncio.sleep(max(0.0, start + len(sent) / rate - time.monotonic()))
-            deadline = time.monotonic() + 10
-            while len(received) < len(sent) and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            part = Path(out + ".part")
-            part.write_text(json.dumps({"sent": sent, "received": received}))
-            part.replace(out)
+        reader.on_remote_change = arrived
+        Path(out + ".ready").write_text("1")
+        while not Path(out + ".go").exists():
+            await asyncio.sleep(0.02)
+        sent: list[float] = []
+        start = time.monotonic()
+        while not Path(out + ".stop").exists():
+            sent.append(time.time())
+            wtext.insert(len(wtext), "x")
+            await asyncio.sleep(max(0.0, start + len(sent) / rate - time.monotonic()))
+        deadline = time.monotonic() + 10
+        while len(received) < len(sent) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        part = Path(out + ".part")
+        part.write_text(json.dumps({"sent": sent, "received": received}))
+        part.replace(out)
 
 
 # -- the orchestrator --------------------------------------------------------------------
@@ -331,8 +330,8 @@ class Bench:
     async def first_output(self, http: aiohttp.ClientSession) -> dict[str, Any]:
         """Run request → the output visible to another client, cold then warm."""
         async with (
-            RoomClient(http, self.url("nb.ipynb", "Runner")) as runner,
-            RoomClient(http, self.url("nb.ipynb", "Watcher")) as watcher,
+            RoomClient(self.url("nb.ipynb", "Runner")) as runner,
+            RoomClient(self.url("nb.ipynb", "Watcher")) as watcher,
         ):
             await runner.wait_synced()
             await watcher.wait_synced()
@@ -347,7 +346,7 @@ class Bench:
                     if wanted["text"] and wanted["text"] + "\n" in text:
                         seen.setdefault(wanted["text"], time.perf_counter())
 
-            watcher.on_remote = look
+            watcher.on_remote_change = look
             times = []
             for i in range(self.args.runs + 1):
                 token = f"tick {i + 1}"
@@ -383,7 +382,7 @@ class Bench:
         results: dict[str, Any] = {"rss_start": rss_mb(self.pid)}
         async with aiohttp.ClientSession() as http:
             results["first_output"] = await self.first_output(http)
-            async with RoomClient(http, self.url("nb.ipynb", "Runner")) as runner:
+            async with RoomClient(self.url("nb.ipynb", "Runner")) as runner:
                 await runner.wait_synced()
                 for name in ("idle", "flood", "image"):
                     results[name] = await self.phase(name, runner, sampler)
