@@ -9,6 +9,7 @@ disk holds with what the session's log says.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -45,6 +46,7 @@ class DiskBridge:
         self.store = store
         self._event = event
         self._head_seen: Stat | None = None  # HEAD's stat at the last read
+        self._asides = itertools.count(1)  # numbers the disk saves that could not be merged
         self._head_on_branch = False
         self.disk = DiskSync(
             info.workdir,
@@ -105,7 +107,11 @@ class DiskBridge:
         try:
             changed = room.edit(lambda: codec.apply_file(room.doc, data, origin, base=base), origin)
         except DocumentError as exc:
-            self._event(f"{path} changed on disk but cannot be merged: {exc}")
+            # the session's version stays (and is written back): the save is never lost,
+            # it is kept beside the session with where it is said
+            aside = self.store.path.parent / "disk-unmerged" / f"{path}.{next(self._asides)}"
+            await asyncio.get_running_loop().run_in_executor(None, save_aside, aside, data)
+            self._event(f"{path} changed on disk but cannot be merged: {exc}; your saved version is kept as {aside}")
             return
         if changed:
             self._event(f"{path} changed on disk: merged into the session")

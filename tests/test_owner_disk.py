@@ -96,6 +96,11 @@ async def test_broken_notebook_saved_on_disk_changes_nothing(live: Live) -> None
         await async_wait_until(lambda: any("cannot be merged" in e for e in live.session.events), what="report")
         name = live.room("analysis.ipynb")
         assert live.session.codecs[name].dump(live.session.rooms[name].doc) == original  # the doc is intact
+    # the save itself is not lost either: kept where the report says
+    report = next(e for e in live.session.events if "cannot be merged" in e)
+    kept = Path(report.rsplit("kept as ", 1)[1])
+    assert kept.read_bytes() == b'{"cells": [ broken json'
+    assert kept.is_relative_to(live.repo / ".git" / "rtc")
 
 
 def test_a_file_slow_to_render_is_written_less_often() -> None:
