@@ -306,6 +306,10 @@ class DocumentGuard:
             raise DocumentError(self._failed[1])  # nothing structural changed since: no need to look again
         version = self.version
         if self.kind != "notebook":
+            later = getattr(codec, "dump_later", None)  # a plugin kind: its render off the loop too
+            if later is not None:
+                job: Callable[[], bytes] = later(self.doc)
+                return lambda: self._bounded(job())
             try:
                 data = codec.dump(self.doc)
             except (RecursionError, TypeError, ValueError) as exc:  # what the check before should have caught

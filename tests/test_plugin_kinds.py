@@ -149,3 +149,33 @@ def test_a_kind_that_is_not_lossless_or_raises_is_refused_with_why() -> None:
         KindCodec(Invalid(), "x.invalid", b"abc", 1 << 20)
     with pytest.raises(PluginError, match="RuntimeError: cannot parse this"):
         KindCodec(Raises(), "x.raises", b"abc", 1 << 20)
+
+
+def test_write_back_leaves_a_plugin_kinds_render_to_the_disk_thread() -> None:
+    """`DocumentGuard.render_later` takes the document on the loop and calls the plugin's
+    render only when the returned function runs (in a disk thread): a plugin that hangs
+    rendering holds that thread for its time limit, never the event loop."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gitrtc.validation import DocumentGuard
+
+    calls: list[str] = []
+
+    class Watched(CsvKind):
+        def render(self, doc: pycrdt.Doc[Any], original: bytes) -> bytes:
+            calls.append(threading.current_thread().name)
+            return super().render(doc, original)
+
+    data = b"a,b\r\n1,2\r\n"
+    codec = KindCodec(Watched(), "t.csv", data, 1 << 20)
+    doc: pycrdt.Doc[Any] = pycrdt.Doc()
+    codec.load_into(doc, None)
+    guard = DocumentGuard(doc, codec, "t.csv")
+    calls.clear()
+    finish = guard.render_later()
+    doc.get("rows", type=pycrdt.Array)[1]["1"] = "after"  # the loop goes on editing
+    assert calls == []  # nothing rendered yet, on the loop or anywhere
+    with ThreadPoolExecutor(1, thread_name_prefix="rtc-disk") as pool:
+        assert pool.submit(finish).result() == data  # the document as it was when taken
+    assert calls and all(name.startswith("rtc-plugin") for name in calls)

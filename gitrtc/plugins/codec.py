@@ -9,6 +9,7 @@ trip is checked too: the untouched document must render to the file's bytes exac
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pycrdt
@@ -97,6 +98,13 @@ class KindCodec:
     def dump(self, doc: pycrdt.Doc[Any]) -> bytes:
         """The file bytes the document stands for (the plugin's `render`, checked)."""
         return self._render(doc.get_update(), self._original)
+
+    def dump_later(self, doc: pycrdt.Doc[Any]) -> Callable[[], bytes]:
+        """`dump` with the plugin's render left to the returned function (the document is
+        taken now): write-back runs it in a disk thread, so a plugin that hangs holds that
+        thread for its time limit, never the event loop (`DocumentGuard.render_later`)."""
+        update, original = doc.get_update(), self._original
+        return lambda: self._render(update, original)
 
     def apply_file(self, doc: pycrdt.Doc[Any], data: bytes, origin: object, base: bytes | None = None) -> bool:
         """A new version of the file: merged three-way with `base` (the plugin's `merge3`;
