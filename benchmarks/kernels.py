@@ -342,7 +342,9 @@ class Bench:
                 cell = _cell(watcher.doc, "tick")
                 outputs = cell.get("outputs")
                 for output in outputs if isinstance(outputs, Array) else []:
-                    text = str(output.get("text", "")) if isinstance(output, Map) else ""
+                    text = (
+                        str(output.get("text", "")) if isinstance(output, (Map, dict)) else ""
+                    )  # a plain JSON value or a Map
                     if wanted["text"] and wanted["text"] + "\n" in text:
                         seen.setdefault(wanted["text"], time.perf_counter())
 
