@@ -94,28 +94,11 @@ def _open_parent(root: StrPath, rel: str, make: int | None = None) -> tuple[int,
 
 def read_file(root: StrPath, rel: str) -> bytes:
     """The bytes of regular file `rel` under `root`, read without following any link."""
-    folder, name, parts = _open_parent(root, rel)
+    folder, _name, _parts = _open_parent(root, rel)
     try:
-        try:
-            fd = os.open(name, _READ, dir_fd=folder)
-        except OSError as exc:
-            if exc.errno == errno.ELOOP and _is_link(folder, name):
-                raise _linked(rel, parts, len(parts) - 1) from None
-            raise
+        return _read_in(folder, rel)
     finally:
         os.close(folder)
-    try:
-        kind = os.fstat(fd).st_mode
-        if stat.S_ISDIR(kind):
-            raise IsADirectoryError(errno.EISDIR, "a folder, not a file", rel)
-        if not stat.S_ISREG(kind):
-            raise OSError(errno.EINVAL, "not a regular file", rel)
-        os.set_blocking(fd, True)
-    except BaseException:
-        os.close(fd)
-        raise
-    with os.fdopen(fd, "rb") as handle:
-        return handle.read()
 
 
 def read_many(root: StrPath, rels: Sequence[str]) -> list[bytes | OSError]:
