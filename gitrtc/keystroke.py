@@ -116,20 +116,9 @@ class Keystrokes:
         if m is None:
             return None
         self.deletions += 1
-        return _uint(m[1]), _uint(m[2]), _uint(m[3])
+        return yupdate.uint(m[1]), yupdate.uint(m[2]), yupdate.uint(m[3])
 
 
 _V = rb"([\x80-\xff]{0,9}[\x00-\x7f])"  # one var-uint
 #: No structs; a delete set of one client with one range.
 _DELETED = re.compile(rb"\x00\x01" + _V + rb"\x01" + _V + _V, re.DOTALL)
-
-
-def _uint(raw: bytes) -> int:
-    if len(raw) == 1:
-        return raw[0]
-    value = 0
-    shift = 0
-    for byte in raw:
-        value |= (byte & 0x7F) << shift
-        shift += 7
-    return value

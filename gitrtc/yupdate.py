@@ -163,7 +163,8 @@ _TYPED = re.compile(
 _CLIENTS: dict[bytes, int] = {}  # client ids as encoded → their values (a few per session)
 
 
-def _uint(raw: bytes) -> int:
+def uint(raw: bytes) -> int:
+    """A var-uint's value from its encoded bytes (a regular expression's group)."""
     if len(raw) == 1:
         return raw[0]
     value = 0
@@ -179,7 +180,7 @@ def _client(raw: bytes) -> int:
     if value is None:
         if len(_CLIENTS) > 10_000:
             _CLIENTS.clear()
-        value = _CLIENTS[raw] = _uint(raw)
+        value = _CLIENTS[raw] = uint(raw)
     return value
 
 
@@ -192,18 +193,18 @@ def typed_characters(update: bytes) -> tuple[int, int, int, ID | None, ID | None
     m = _TYPED.match(update)
     if m is None:
         return None
-    size = _uint(m[11])
+    size = uint(m[11])
     end = m.end() + size
     if end + 1 != len(update) or update[end] != 0:  # then an empty delete set, and nothing more
         return None
     text = update[m.end() : end]
     length = size if text.isascii() else len(text.decode("utf-8").encode("utf-16-le")) // 2
-    client, clock = _client(m[1]), _uint(m[2])
+    client, clock = _client(m[1]), uint(m[2])
     if m[3] is not None:
-        return client, clock, length, (_client(m[3]), _uint(m[4])), None, size
+        return client, clock, length, (_client(m[3]), uint(m[4])), None, size
     if m[5] is not None:
-        return client, clock, length, (_client(m[5]), _uint(m[6])), (_client(m[7]), _uint(m[8])), size
-    return client, clock, length, None, (_client(m[9]), _uint(m[10])), size
+        return client, clock, length, (_client(m[5]), uint(m[6])), (_client(m[7]), uint(m[8])), size
+    return client, clock, length, None, (_client(m[9]), uint(m[10])), size
 
 
 def decode(update: bytes, max_depth: int) -> Update:

@@ -23,15 +23,14 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from ..errors import CLOSE_CODES, ForbiddenError
 from ..limits import DEFAULT, Limits
 from ..origins import Participant
 from ..rooms import Connection
 from ..server.auth import origin_allowed, request_token
-from ..server.ratelimit import RateLimit
-from ..server.ws import PRESENCE_MESSAGES, AiohttpTransport
+from ..server.ws import AiohttpTransport, read_frames
 from . import bus
 
 if TYPE_CHECKING:
@@ -248,26 +247,11 @@ class Relay:
                 await conn.close(*client.refusal)
                 return ws
             transport.keep_alive()
-            limit = RateLimit(limits.rate, limits.burst)
-            presence = RateLimit(limits.presence_rate, limits.presence_burst)
-            async for msg in ws:
-                if msg.type is WSMsgType.BINARY:
-                    await limit.take()
-                    if msg.data[:1] in PRESENCE_MESSAGES:
-                        await presence.take()
-                    if conn.closed:
-                        break
-                    self.inbox.add({**base, "t": "m", "f": msg.data})
-                elif msg.type is WSMsgType.PONG:
-                    transport.answered = True
-                elif msg.type is WSMsgType.PING:
-                    await ws.pong(msg.data)
-                elif msg.type is WSMsgType.TEXT:
-                    await conn.close(CLOSE_CODES["UNSUPPORTED"], "binary y-websocket messages only")
-                    break
-                elif msg.type is WSMsgType.ERROR:
-                    log.info("connection of %s failed: %s", name, ws.exception())
-                    break
+
+            async def deliver(frame: bytes) -> None:
+                self.inbox.add({**base, "t": "m", "f": frame})
+
+            await read_frames(ws, transport, conn, limits, deliver)
         finally:
             transport.stop_keep_alive()
             del self.clients[client.cid]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import WSMsgType, web
 
@@ -18,6 +18,7 @@ from ..errors import (
     StoreError,
     UnauthorizedError,
 )
+from ..limits import Limits
 from ..origins import Participant
 from ..protocol import MessageType
 from ..rooms import Connection
@@ -160,24 +161,7 @@ async def room_socket(request: web.Request, session: Session) -> web.StreamRespo
         return ws
     transport.keep_alive()
     try:
-        limit = RateLimit(limits.rate, limits.burst)
-        presence = RateLimit(limits.presence_rate, limits.presence_burst)
-        async for msg in ws:
-            if msg.type is WSMsgType.BINARY:
-                await limit.take()
-                if msg.data[:1] in PRESENCE_MESSAGES:  # relayed to the whole room, or all of it sent back
-                    await presence.take()
-                await room.receive(conn, msg.data)
-            elif msg.type is WSMsgType.PONG:
-                transport.answered = True
-            elif msg.type is WSMsgType.PING:
-                await ws.pong(msg.data)
-            elif msg.type is WSMsgType.TEXT:
-                await conn.close(CLOSE_CODES["UNSUPPORTED"], "binary y-websocket messages only")
-                break
-            elif msg.type is WSMsgType.ERROR:
-                log.info("connection of %s failed: %s", conn.participant.name, ws.exception())
-                break
+        await read_frames(ws, transport, conn, limits, lambda frame: room.receive(conn, frame))
     except ProtocolError as exc:
         log.info("closing %s's connection: %s", conn.participant.name, exc)
         await conn.close(exc.close_code, str(exc))
@@ -189,3 +173,35 @@ async def room_socket(request: web.Request, session: Session) -> web.StreamRespo
         session.disconnect(conn)
         await conn.close(ws.close_code or CLOSE_CODES["NORMAL"], "")
     return ws
+
+
+async def read_frames(
+    ws: web.WebSocketResponse,
+    transport: AiohttpTransport,
+    conn: Connection,
+    limits: Limits,
+    deliver: Callable[[bytes], Awaitable[None]],
+) -> None:
+    """A client's binary frames, rate limited (presence frames twice), each given to
+    `deliver` until the socket or the connection closes; pings answered, a text frame
+    refused (1003). The one read loop of a direct client and a relay's client."""
+    limit = RateLimit(limits.rate, limits.burst)
+    presence = RateLimit(limits.presence_rate, limits.presence_burst)
+    async for msg in ws:
+        if msg.type is WSMsgType.BINARY:
+            await limit.take()
+            if msg.data[:1] in PRESENCE_MESSAGES:  # relayed to the whole room, or all of it sent back
+                await presence.take()
+            if conn.closed:
+                break
+            await deliver(msg.data)
+        elif msg.type is WSMsgType.PONG:
+            transport.answered = True
+        elif msg.type is WSMsgType.PING:
+            await ws.pong(msg.data)
+        elif msg.type is WSMsgType.TEXT:
+            await conn.close(CLOSE_CODES["UNSUPPORTED"], "binary y-websocket messages only")
+            break
+        elif msg.type is WSMsgType.ERROR:
+            log.info("connection of %s failed: %s", conn.participant.name, ws.exception())
+            break
