@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gzip
-import json
 import sys
 import time
 from pathlib import Path
 
-from pycrdt import Doc, Text
+from pycrdt import Doc
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -27,37 +25,14 @@ from gitrtc.origins import Participant  # noqa: E402
 from gitrtc.rooms import Connection, Room  # noqa: E402
 from gitrtc.validation import DocumentGuard  # noqa: E402
 
-TRACE = ROOT / "fixtures" / "corpus" / "traces" / "automerge-paper.json.gz"
-
-
-class _Sink:
-    def try_send(self, frames: list[bytes]) -> bool:
-        return True
-
-    async def send_bytes(self, data: bytes) -> None:
-        pass
-
-    async def close(self, code: int, reason: str) -> None:
-        pass
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from load import trace_updates  # noqa: E402  (the W1 trace's updates, as bench.py's load sends them)
+from validation import _Sink  # noqa: E402  (a transport that drops what it is sent)
 
 
 def trace_frames(limit: int) -> list[bytes]:
     """The first `limit` edits of the trace as W1's client sends them (one update frame each)."""
-    data = json.loads(gzip.open(TRACE).read())
-    doc: Doc = Doc(client_id=987654321)
-    text = doc.get("source", type=Text)
-    out: list[bytes] = []
-    doc.observe(lambda e: out.append(protocol.sync_update(e.update)))
-    for txn in data["txns"]:
-        for pos, ndel, ins in txn["patches"]:
-            with doc.transaction():
-                if ndel:
-                    del text[pos : pos + ndel]
-                if ins:
-                    text.insert(pos, ins)
-        if len(out) >= limit:
-            break
-    return out[:limit]
+    return [protocol.sync_update(update) for update in trace_updates()[:limit]]
 
 
 async def per_update(frames: list[bytes], guarded: bool) -> float:
