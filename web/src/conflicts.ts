@@ -9,7 +9,7 @@
 // the asker's own edit and removes the record, which removes the box here.
 import type * as Y from 'yjs';
 import { button, h } from './dom';
-import type { RequestChannel } from './kernel';
+import type { RequestChannel } from './requests';
 
 const PREFIX = 'conflict:';
 

@@ -1,26 +1,11 @@
-// Running a notebook's code from the browser, over the room's request channel.
-//
-// The channel is gitrtc's message type 100 on the room's own y-websocket connection:
-// [100][varString JSON]. Requests are {id, service: "kernel", op, args}; the server answers
-// {id, ok, data|error} and pushes events {event, ok, data} (see docs/architecture.md).
-// The shared kernel's outputs arrive through the document like any edit; this module only
+// Running a notebook's code from the browser, over the room's request channel
+// (requests.ts; service "kernel"). The shared kernel's outputs arrive through the document like any edit; this module only
 // shows the kernel's state, who ran what, the stdin prompt, and a private kernel's
 // outputs (which never touch the document).
-import * as encoding from 'lib0/encoding';
-import * as decoding from 'lib0/decoding';
 import type { WebsocketProvider } from 'y-websocket';
 import { button, h } from './dom';
 import { renderOutputs, type Output } from './outputs';
-
-export const MESSAGE_REQUEST = 100;
-
-interface Answer {
-  id?: number | string | null;
-  ok: boolean;
-  error?: string;
-  data?: any;
-  event?: string;
-}
+import { channelOf, type Answer, type RequestChannel } from './requests';
 
 interface CellState {
   cell: string;
@@ -29,58 +14,6 @@ interface CellState {
   at: number;
   scope?: string;
   error?: string;
-}
-
-/** Requests and events of one room's channel. */
-export class RequestChannel {
-  private nextId = 1;
-  private readonly waiting = new Map<number, { resolve: (a: Answer) => void; timer: number }>();
-  private readonly listeners = new Set<(event: string, data: any) => void>();
-
-  constructor(readonly provider: WebsocketProvider) {
-    (provider as any).messageHandlers[MESSAGE_REQUEST] = (_enc: unknown, decoder: decoding.Decoder) => {
-      let message: Answer;
-      try {
-        message = JSON.parse(decoding.readVarString(decoder)) as Answer;
-      } catch {
-        return;
-      }
-      if (message.event) {
-        for (const fn of this.listeners) fn(message.event, message.data);
-      } else if (typeof message.id === 'number') {
-        const w = this.waiting.get(message.id);
-        if (w) {
-          this.waiting.delete(message.id);
-          clearTimeout(w.timer);
-          w.resolve(message);
-        }
-      }
-    };
-  }
-
-  onEvent(fn: (event: string, data: any) => void): void {
-    this.listeners.add(fn);
-  }
-
-  /** Send a request; resolves with the answer (an error answer if the socket is down). */
-  ask(service: string, op: string, args: Record<string, unknown> = {}): Promise<Answer> {
-    const ws = this.provider.ws;
-    if (!ws || ws.readyState !== WebSocket.OPEN) {
-      return Promise.resolve({ ok: false, error: 'not connected: wait for the connection to come back' });
-    }
-    const id = this.nextId++;
-    const enc = encoding.createEncoder();
-    encoding.writeVarUint(enc, MESSAGE_REQUEST);
-    encoding.writeVarString(enc, JSON.stringify({ id, service, op, args }));
-    return new Promise((resolve) => {
-      const timer = window.setTimeout(() => {
-        this.waiting.delete(id);
-        resolve({ ok: false, error: 'no answer from the server' });
-      }, 120_000);
-      this.waiting.set(id, { resolve, timer });
-      ws.send(encoding.toUint8Array(enc));
-    });
-  }
 }
 
 /** The notebook's kernel bar, per-cell run states, stdin prompts and private outputs. */
@@ -98,7 +31,7 @@ export class KernelPanel {
   private readonly states = { shared: new Map<string, CellState>(), private: new Map<string, CellState>() };
 
   constructor(private readonly root: HTMLElement, provider: WebsocketProvider) {
-    this.channel = new RequestChannel(provider);
+    this.channel = channelOf(provider);
     this.statusText = h('span', { class: 'kernel-status', 'data-status': 'unknown' }, 'kernel: –');
     this.notice = h('span', { class: 'kernel-notice' });
     this.message = h('span', { class: 'kernel-message', role: 'status' });

@@ -8,9 +8,8 @@ import * as Y from 'yjs';
 import { Awareness } from 'y-protocols/awareness';
 import type { WebsocketProvider } from 'y-websocket';
 import type { FileInfo } from './api';
-import * as decoding from 'lib0/decoding';
-import * as encoding from 'lib0/encoding';
 import { h } from './dom';
+import { channelOf } from './requests';
 import { guardAwareness } from './presence';
 import { registerView, userState, type DocView, type Place, type ViewContext } from './views';
 
@@ -37,79 +36,6 @@ export interface Mounted {
 
 type Mount = (element: HTMLElement, ctx: PluginContext) => Mounted | void;
 
-interface Answer {
-  id?: number | string | null;
-  ok: boolean;
-  error?: string;
-  data?: any;
-  event?: string;
-}
-
-type Handler = (encoder: unknown, decoder: decoding.Decoder, ...rest: unknown[]) => void;
-const MESSAGE_REQUEST = 100;
-
-/** A plugin's side of a room's request channel (message type 100, docs/architecture.md).
- * It shares the provider with any other channel (the kernel panel's): its ids are
- * strings ("p1", …, never the numbers the kernel panel uses), and the handler already
- * installed still gets every frame. */
-export class PluginChannel {
-  private nextId = 1;
-  private readonly waiting = new Map<string, (a: Answer) => void>();
-  private readonly listeners = new Set<(event: string, data: any) => void>();
-
-  constructor(private readonly provider: WebsocketProvider) {
-    const handlers = (provider as any).messageHandlers as Handler[];
-    const previous = handlers[MESSAGE_REQUEST];
-    handlers[MESSAGE_REQUEST] = (encoder, decoder, ...rest) => {
-      const start = decoder.pos;
-      this.receive(decoder);
-      if (previous) {
-        decoder.pos = start;
-        previous(encoder, decoder, ...rest);
-      }
-    };
-  }
-
-  private receive(decoder: decoding.Decoder): void {
-    let message: Answer;
-    try {
-      message = JSON.parse(decoding.readVarString(decoder)) as Answer;
-    } catch {
-      return;
-    }
-    if (message.event) {
-      for (const fn of this.listeners) fn(message.event, message.data);
-    } else if (typeof message.id === 'string') {
-      const resolve = this.waiting.get(message.id);
-      this.waiting.delete(message.id);
-      resolve?.(message);
-    }
-  }
-
-  onEvent(fn: (event: string, data: any) => void): void {
-    this.listeners.add(fn);
-  }
-
-  ask(service: string, op: string, args: Record<string, unknown> = {}): Promise<Answer> {
-    const ws = this.provider.ws;
-    if (!ws || ws.readyState !== WebSocket.OPEN) {
-      return Promise.resolve({ ok: false, error: 'not connected: wait for the connection to come back' });
-    }
-    const id = `p${this.nextId++}`;
-    const enc = encoding.createEncoder();
-    encoding.writeVarUint(enc, MESSAGE_REQUEST);
-    encoding.writeVarString(enc, JSON.stringify({ id, service, op, args }));
-    return new Promise((resolve) => {
-      const timer = window.setTimeout(() => {
-        this.waiting.delete(id);
-        resolve({ ok: false, error: 'no answer from the server' });
-      }, 120_000);
-      this.waiting.set(id, (a) => { clearTimeout(timer); resolve(a); });
-      ws.send(encoding.toUint8Array(enc));
-    });
-  }
-}
-
 export interface ServiceInfo {
   name: string;
   kinds?: string[] | null;
@@ -122,7 +48,7 @@ export interface ServiceInfo {
 export function attachPanels(view: DocView, services: ServiceInfo[] | undefined, ctx: ViewContext): void {
   const mine = (services ?? []).filter((s) => s.panel && !s.error && (!s.kinds || s.kinds.includes(view.file.kind)));
   if (!mine.length) return;
-  const channel = new PluginChannel(view.provider);
+  const channel = channelOf(view.provider);
   const doc = view.provider.doc;
   const synced = new Promise<void>((resolve) => {
     if (view.ready) resolve();
@@ -173,7 +99,7 @@ export class PluginView implements DocView {
     guardAwareness(this.awareness);
     this.awareness.setLocalStateField('user', userState(ctx.identity, ctx.canEdit ? 'editor' : 'viewer'));
     this.provider = ctx.conns.open(file.room, this.doc, this.awareness);
-    const channel = new PluginChannel(this.provider);
+    const channel = channelOf(this.provider);
     let resolveSynced: () => void = () => {};
     const synced = new Promise<void>((resolve) => { resolveSynced = resolve; });
     this.provider.on('sync', (isSynced: boolean) => {
