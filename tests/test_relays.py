@@ -287,6 +287,32 @@ async def reconnect(client: YClient, url: str) -> YClient:
     return again
 
 
+async def reconnect_and_converge(
+    cluster: Cluster, path: str, a: YClient, b: YClient, relays: tuple[int, int], expected: str, what: str
+) -> None:
+    """A and B reconnect (to `relays`, retrying while the session comes back, as
+    y-websocket does), end with `expected`, and so does a fresh client of the owner."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            a = await reconnect(a, cluster.url(relays[0], path, name="A"))
+            b = await reconnect(b, cluster.url(relays[1], path, name="B"))
+            break
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+    try:
+        for c in (a, b):
+            await async_wait_until(lambda c=c: source(c) == expected, what=what)
+    finally:
+        await a.close()
+        await b.close()
+    async with YClient(cluster.url(0, path)) as fresh:
+        await fresh.wait_synced()
+        assert source(fresh) == expected
+
+
 def test_a_relay_killed_mid_burst_loses_nothing_and_doubles_nothing(cluster: Cluster) -> None:
     async def scenario() -> None:
         writer = YClient(cluster.url(1, "a.md", name="Writer"))
@@ -346,26 +372,9 @@ def test_after_a_redis_restart_the_session_resyncs_and_does_not_fork(
         b.doc.get("source", type=Text).insert(0, "B-offline ")
         await asyncio.to_thread(redis_server.start)
         # clients reconnect (to either relay) as y-websocket does
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                a = await reconnect(a, cluster.url(2, "b.md", name="A"))
-                b = await reconnect(b, cluster.url(1, "b.md", name="B"))
-                break
-            except AssertionError:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.2)
-        try:
-            expected = "B-offline # B\nbefore A-offline "
-            for c in (a, b):
-                await async_wait_until(lambda c=c: source(c) == expected, what="both sides resynced")
-        finally:
-            await a.close()
-            await b.close()
-        async with YClient(cluster.url(0, "b.md")) as fresh:
-            await fresh.wait_synced()
-            assert source(fresh) == expected
+        await reconnect_and_converge(
+            cluster, "b.md", a, b, (2, 1), "B-offline # B\nbefore A-offline ", "both sides resynced"
+        )
 
     asyncio.run(scenario())
 
@@ -450,26 +459,9 @@ def test_the_owner_killed_resumes_and_relays_clients_resync(cluster: Cluster, re
         owner = RtcProcess(cluster.owner.repo, ["--redis", redis_server.url, *FILES])
         cluster.owner = owner  # the fixture stops this one
         await asyncio.to_thread(owner.wait_ready)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                a = await reconnect(a, cluster.url(1, "c.md", name="A"))
-                b = await reconnect(b, cluster.url(2, "c.md", name="B"))
-                break
-            except AssertionError:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.2)
-        try:
-            expected = "B-meanwhile # C\nstored A-meanwhile "
-            for c in (a, b):
-                await async_wait_until(lambda c=c: source(c) == expected, what="both resynced, each edit once")
-        finally:
-            await a.close()
-            await b.close()
-        async with YClient(cluster.url(0, "c.md")) as fresh:
-            await fresh.wait_synced()
-            assert source(fresh) == expected
+        await reconnect_and_converge(
+            cluster, "c.md", a, b, (1, 2), "B-meanwhile # C\nstored A-meanwhile ", "both resynced, each edit once"
+        )
 
     asyncio.run(scenario())
 
