@@ -23,7 +23,7 @@ from gitrtc.limits import Limits
 from gitrtc.merge.notebooks import merge_notebook
 from gitrtc.requests import encode
 
-from .conftest import live_session
+from .conftest import Live, live_session
 from .corpus import nbdime_file
 from .support import YClient, async_wait_until, get_json, git, make_repo
 from .test_diff_ops import _triples
@@ -32,6 +32,17 @@ from .test_merge_notebooks import nbdime_merge, plain
 #: Write-back held back: live edits stay ahead of the owner's file, so a save on disk is
 #: a diverged version (the owner's editor had the file before the live edits).
 HELD = Limits(write_quiet_seconds=3600, write_max_delay_seconds=3600)
+
+
+async def edit_live(live: Live, client: YClient, path: str, original: str, side: dict[str, Any]) -> dict[str, Any]:
+    """`client` edits `path` (the file `original`) into notebook `side`; once the session's
+    document holds it, its file value (what the session will write)."""
+    open_codec(path, original.encode()).apply_file(client.doc, json.dumps(side).encode(), "client")
+    codec = live.session.codecs[live.room(path)]
+    room = live.session.rooms[live.room(path)]
+    await async_wait_until(lambda: plain(codec.file_value(room.doc)) == plain(side), what="live edit")
+    value: dict[str, Any] = codec.file_value(room.doc)
+    return value
 
 
 def cases() -> list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any]]]:
@@ -160,13 +171,7 @@ async def owner_disk_round(
             await client.__aenter__()
             clients.append(client)
             await client.wait_synced()
-            open_codec(path, files[path].encode()).apply_file(client.doc, json.dumps(live_side).encode(), "client")
-            codec = live.session.codecs[live.room(path)]
-            room = live.session.rooms[live.room(path)]
-            await async_wait_until(
-                lambda c=codec, r=room, s=live_side: plain(c.file_value(r.doc)) == plain(s), what="live edit"
-            )
-            expected[path] = (base, live_side, disk_side, codec.file_value(room.doc))
+            expected[path] = (base, live_side, disk_side, await edit_live(live, client, path, files[path], live_side))
         for i in range(len(triples)):
             save(repo / f"t{i}.ipynb", expected[f"t{i}.ipynb"][2])
         for i, (name, *_sides) in enumerate(triples):
@@ -387,13 +392,8 @@ async def test_every_triple_against_a_branch_that_moved(tmp_path: Path, order: s
                 live_side, branch_side = (local, remote) if order == "local-live" else (remote, local)
                 async with YClient(live.ws(path)) as client:
                     await client.wait_synced()
-                    open_codec(path, files[path].encode()).apply_file(client.doc, json.dumps(live_side).encode(), "c")
-                    codec = live.session.codecs[live.room(path)]
-                    room = live.session.rooms[live.room(path)]
-                    await async_wait_until(
-                        lambda c=codec, r=room, s=live_side: plain(c.file_value(r.doc)) == plain(s), what="live edit"
-                    )
-                    sides[path] = (base, live_side, branch_side, codec.file_value(room.doc))
+                    live_value = await edit_live(live, client, path, files[path], live_side)
+                    sides[path] = (base, live_side, branch_side, live_value)
             move_branch(repo, {p: (json.dumps(s[2], indent=1) + "\n").encode() for p, s in sides.items()})
             refused = await live.session.commit_now("after the branch moved")
             assert not refused.ended and "--take-current" in refused.message
