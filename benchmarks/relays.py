@@ -42,36 +42,13 @@ sys.path.insert(0, str(ROOT))
 from gitrtc import protocol  # noqa: E402
 from gitrtc.client import RoomClient  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench import cpu_seconds, free_port, percentile, wait_for  # noqa: E402  (bench.py's process helpers)
+
 RTC = [sys.executable, "-m", "gitrtc"]
 #: Seconds the servers are watched idle before each run (their fixed cost, subtracted in `busy_*`).
 IDLE_SECONDS = 3.0
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))] if ordered else float("nan")
-
-
-def wait_for(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise TimeoutError(what)
 
 
 class Setup:
