@@ -47,24 +47,14 @@ log = logging.getLogger(__name__)
 #: Deepest nesting of containers (maps, arrays, objects, lists) in a shared document;
 #: real notebooks stay under 15 (widget state), a JSON writer fails near 1,000.
 MAX_DEPTH = 64
-#: Root types each kind of document renders into its file: edits elsewhere (the
-#: `state` map, unknown roots) change nothing in the commit and earn no credit.
-RENDERED_ROOTS: dict[str, frozenset[str]] = {
-    "text": frozenset({"source"}),
-    "notebook": frozenset({"meta", "cells"}),
-}
-#: Root types a client may create or write in each kind of document (jupyter_ydoc's layouts).
-KNOWN_ROOTS: dict[str, frozenset[str]] = {
-    "text": frozenset({"source", "state"}),
-    "notebook": frozenset({"meta", "cells", "state"}),
-}
+#: The root every document has beside its kind's layout (`Codec.roots`): session state
+#: (conflicts, kernels, services), a map, never rendered into the file.
+STATE_ROOT = "state"
 
 #: The root of an item next to items the index does not know (collected deleted items after
 #: a resume, or items never seen: yrs keeps those pending). It is treated as structure, so a
 #: notebook is checked whole; new roots cannot hide behind it (a root's first item names it).
 _UNKNOWN = "?"
-#: Root types that are maps (their items are keyed); the others are arrays or texts.
-MAP_ROOTS = frozenset({"meta", "state"})
 
 
 class Place(NamedTuple):
@@ -158,9 +148,12 @@ class DocumentGuard:
         self.path = path
         self.kind = codec.kind
         self.max_bytes: int = getattr(codec, "max_bytes", MAX_FILE_BYTES)
-        # a plugin kind's codec says its own roots (`plugins.codec.KindCodec`)
-        self.rendered_roots = RENDERED_ROOTS.get(self.kind, frozenset(getattr(codec, "rendered_roots", ())))
-        self.known_roots = KNOWN_ROOTS.get(self.kind, frozenset(getattr(codec, "known_roots", ())))
+        # the kind's layout, from its codec: edits outside the rendered roots (the `state`
+        # map) change nothing in the commit and earn no credit; other roots are refused
+        self.rendered_roots = codec.rendered_roots
+        self.known_roots = frozenset(codec.roots) | {STATE_ROOT}
+        #: Roots that are maps (their items are keyed); the others are arrays or texts.
+        self.map_roots = frozenset(n for n, t in codec.roots.items() if issubclass(t, Map)) | {STATE_ROOT}
         #: A plugin kind's check of a would-be document after a structural update.
         self.validate: Callable[[Doc[Any]], str | None] | None = getattr(codec, "validate", None)
         #: A notebook that validated when the session began must keep validating.
@@ -439,7 +432,7 @@ class DocumentGuard:
     def _place_one(self, s: yupdate.Struct, new: ItemIndex) -> Place | None:
         parent = s.parent
         if isinstance(parent, str):
-            if parent in self.known_roots and (s.key is not None) != (parent in MAP_ROOTS):
+            if parent in self.known_roots and (s.key is not None) != (parent in self.map_roots):
                 raise RejectedEditError(f"an item of the root {parent[:40]!r} as if it were of another type")
             root, level = parent, 1
         elif parent is not None:

@@ -179,3 +179,50 @@ def test_write_back_leaves_a_plugin_kinds_render_to_the_disk_thread() -> None:
     with ThreadPoolExecutor(1, thread_name_prefix="rtc-disk") as pool:
         assert pool.submit(finish).result() == data  # the document as it was when taken
     assert calls and all(name.startswith("rtc-plugin") for name in calls)
+
+
+def test_a_kind_s_own_layout_decides_which_roots_clients_may_write_and_how() -> None:
+    """The guard takes a kind's roots from its codec (one definition): a plugin kind whose
+    root is a Map accepts keyed edits there, refuses roots it does not declare and items
+    of its roots written as if of another type; the built-ins keep jupyter_ydoc's layouts."""
+    from gitrtc.errors import RejectedEditError
+    from gitrtc.validation import DocumentGuard
+
+    class Settings(TextKind):  # a kind with a Map root (key = value lines)
+        name = "settings"
+        roots = {"values": pycrdt.Map}
+        rendered_roots = None
+
+        def load(self, data: bytes, doc: pycrdt.Doc[Any]) -> None:
+            values = doc.get("values", type=pycrdt.Map)
+            for line in data.decode().splitlines():
+                key, _, value = line.partition("=")
+                values[key] = value
+
+        def render(self, doc: pycrdt.Doc[Any], original: bytes) -> bytes:
+            values = doc.get("values", type=pycrdt.Map)
+            return "".join(f"{k}={values[k]}\n" for k in sorted(values.keys())).encode()
+
+    codec = KindCodec(Settings(), "a.settings", b"a=1\nb=2\n", 1 << 20)
+    server: pycrdt.Doc[Any] = pycrdt.Doc()
+    codec.load_into(server, None)
+    guard = DocumentGuard(server, codec, "a.settings")
+
+    def edit(change: Any) -> bytes:
+        client: pycrdt.Doc[Any] = pycrdt.Doc()
+        client.apply_update(server.get_update())
+        before = client.get_state()
+        change(client)
+        return client.get_update(before)
+
+    update = edit(lambda d: d.get("values", type=pycrdt.Map).__setitem__("c", "3"))
+    checked = guard.check(update)
+    server.apply_update(update)
+    guard.accept(checked)
+    assert guard.render() == b"a=1\nb=2\nc=3\n"
+    with pytest.raises(RejectedEditError):
+        guard.check(edit(lambda d: d.get("other", type=pycrdt.Map).__setitem__("x", "1")))
+    with pytest.raises(RejectedEditError, match="another type"):
+        guard.check(edit(lambda d: d.get("values", type=pycrdt.Array).append("x")))
+    assert TextKind.roots == {"source": pycrdt.Text}
+    assert NotebookKind.roots == {"meta": pycrdt.Map, "cells": pycrdt.Array}

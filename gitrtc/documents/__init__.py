@@ -14,6 +14,7 @@ GIL while it encodes or applies a document, so a huge document would stall every
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import pycrdt
@@ -36,6 +37,17 @@ class Codec(Protocol):
     @property
     def kind(self) -> Kind:
         """Which kind of document this codec makes (`text` or `notebook`)."""
+        ...
+
+    @property
+    def roots(self) -> Mapping[str, type]:
+        """The document's layout: root name → pycrdt type (`Text`, `Array`, `Map`); a client
+        may write these roots and `state` (session state, never rendered), no others."""
+        ...
+
+    @property
+    def rendered_roots(self) -> frozenset[str]:
+        """The roots rendered into the file: edits elsewhere earn no co-author credit."""
         ...
 
     warnings: list[str]

@@ -23,9 +23,9 @@ import math
 import re
 import secrets
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import pycrdt
 
@@ -77,6 +77,9 @@ class NotebookCodec:
     """An nbformat-4 notebook as a `YNotebook` document, written back losslessly."""
 
     kind: Literal["notebook"] = "notebook"
+    #: jupyter_ydoc's `YNotebook` layout: the root types a client may write, all rendered.
+    roots: ClassVar[Mapping[str, type]] = {"meta": pycrdt.Map, "cells": pycrdt.Array}
+    rendered_roots: ClassVar[frozenset[str]] = frozenset({"meta", "cells"})
 
     def __init__(self, path: str, data: bytes, max_bytes: int) -> None:
         """Parse and check the notebook; NotShareableError (one line) if it is not one we can share."""

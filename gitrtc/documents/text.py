@@ -6,7 +6,8 @@ CRLF, no trailing newline stays none. `dump` of an untouched doc is the original
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
 
 import pycrdt
 
@@ -34,6 +35,9 @@ class TextCodec:
     """A UTF-8 text file as a `YUnicode` document."""
 
     kind: Literal["text"] = "text"
+    #: jupyter_ydoc's `YUnicode` layout: the root types a client may write, all rendered.
+    roots: ClassVar[Mapping[str, type]] = {"source": pycrdt.Text}
+    rendered_roots: ClassVar[frozenset[str]] = frozenset({"source"})
 
     def __init__(self, path: str, data: bytes, max_bytes: int) -> None:
         """Decode the file; NotShareableError (one line) if it is too large, binary or not UTF-8."""

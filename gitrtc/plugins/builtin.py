@@ -8,7 +8,7 @@ own code, and these are the hot paths.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import pycrdt
 
@@ -22,8 +22,8 @@ class TextKind(DocumentKind):
     """UTF-8 text (jupyter_ydoc's `YUnicode`: root `source` Text); takes any text file."""
 
     name = "text"
-    roots: ClassVar[dict[str, type]] = {"source": pycrdt.Text}
-    rendered_roots = frozenset({"source"})
+    roots = TextCodec.roots
+    rendered_roots = TextCodec.rendered_roots
 
     def load(self, data: bytes, doc: pycrdt.Doc[Any]) -> None:
         _text(data).load_into(doc, None)
@@ -44,8 +44,8 @@ class NotebookKind(DocumentKind):
 
     name = "notebook"
     patterns = ("*.ipynb",)
-    roots: ClassVar[dict[str, type]] = {"meta": pycrdt.Map, "cells": pycrdt.Array}
-    rendered_roots = frozenset({"meta", "cells"})
+    roots = NotebookCodec.roots
+    rendered_roots = NotebookCodec.rendered_roots
 
     def load(self, data: bytes, doc: pycrdt.Doc[Any]) -> None:
         _notebook(data).load_into(doc, None)

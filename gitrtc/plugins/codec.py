@@ -46,7 +46,7 @@ class KindCodec:
         self.path = path
         self.max_bytes = min(max_bytes, kind.limits.max_bytes)
         self.warnings: list[str] = []
-        self.known_roots = frozenset(kind.roots) | {"state"}
+        self.roots = kind.roots
         self.rendered_roots = kind.rendered_roots if kind.rendered_roots is not None else frozenset(kind.roots)
         self._box = sandbox_for(kind.name)
         if len(data) > self.max_bytes:
