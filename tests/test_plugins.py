@@ -391,3 +391,42 @@ def test_a_resumed_session_keeps_each_file_s_kind_when_a_plugin_is_installed_mea
     finally:
         second.kill()
     assert done.returncode == 0, done.stderr
+
+
+def test_a_service_s_per_session_state_survives_a_pause_and_resume(tmp_path: Path) -> None:
+    """The validate service's `last` result is kept in the session store: a persistent
+    session paused (SIGTERM, a restart) and resumed answers it without a new check."""
+    env = _site(tmp_path)
+    repo = make_repo(tmp_path / "r", {"data.csv": b"a,b\r\n1,2\r\n3\r\n"})  # a short row
+    first = RtcProcess(repo, ["--persistent", "data.csv"], env=env)
+    try:
+        first.wait_ready()
+
+        async def check() -> dict[str, Any]:
+            info = await _session(first)
+            async with RoomClient(_url(first, info, "data.csv", "Ann")) as ann:
+                await ann.wait_synced()
+                assert await ann.request("validate", "last") is None  # nothing checked yet
+                return await ann.request("validate", "check")  # type: ignore[no-any-return]
+
+        result = asyncio.run(check())
+        assert result["ok"] is False and result["problems"]
+        out, err = first.terminate(signal.SIGTERM)
+        assert "paused" in out, err
+    finally:
+        first.kill()
+    second = RtcProcess(repo, [], env=env)
+    try:
+        second.wait_ready()
+
+        async def last() -> Any:
+            info = await _session(second)
+            async with RoomClient(_url(second, info, "data.csv", "Bob")) as bob:
+                await bob.wait_synced()
+                return await bob.request("validate", "last")
+
+        assert asyncio.run(last()) == result
+        done = second.stop("-m", "checked")
+    finally:
+        second.kill()
+    assert done.returncode == 0, done.stderr
