@@ -154,8 +154,8 @@ class DocumentGuard:
         self.known_roots = frozenset(codec.roots) | {STATE_ROOT}
         #: Roots that are maps (their items are keyed); the others are arrays or texts.
         self.map_roots = frozenset(n for n, t in codec.roots.items() if issubclass(t, Map)) | {STATE_ROOT}
-        #: A plugin kind's check of a would-be document after a structural update.
-        self.validate: Callable[[Doc[Any]], str | None] | None = getattr(codec, "validate", None)
+        #: A plugin kind's check of the document a structural update would make (`KindCodec.validate`).
+        self.validate: Callable[[Doc[Any], bytes], str | None] | None = getattr(codec, "validate", None)
         #: A notebook that validated when the session began must keep validating.
         self.strict = bool(getattr(codec, "schema_valid", False))
         self.index = ItemIndex()
@@ -221,7 +221,7 @@ class DocumentGuard:
             if problem:
                 raise RejectedEditError(problem)
         elif structural and self.validate is not None:
-            problem = self.validate(self._would_be(update))
+            problem = self.validate(self.doc, update)
             if problem:
                 raise RejectedEditError(problem)
         return Checked(items, credit, structural, growth)

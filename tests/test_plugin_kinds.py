@@ -226,3 +226,58 @@ def test_a_kind_s_own_layout_decides_which_roots_clients_may_write_and_how() -> 
         guard.check(edit(lambda d: d.get("values", type=pycrdt.Array).append("x")))
     assert TextKind.roots == {"source": pycrdt.Text}
     assert NotebookKind.roots == {"meta": pycrdt.Map, "cells": pycrdt.Array}
+
+
+def test_a_kind_checks_only_where_an_update_changed_its_document() -> None:
+    """`validate_changes` gets the places an update changed (a cell: its row and key; new
+    rows: their indexes), on the plugin's own copy of the document, which follows the live
+    one (edits made on the server too) and is dropped after a refusal."""
+    from gitrtc.errors import RejectedEditError
+    from gitrtc.plugins import Change
+    from gitrtc.validation import DocumentGuard
+
+    seen: list[tuple[int, list[Change]]] = []
+
+    class Watched(CsvKind):
+        def validate_changes(self, doc: pycrdt.Doc[Any], changes: Any) -> str | None:
+            seen.append((len(doc.get("rows", type=pycrdt.Array)), list(changes)))
+            return super().validate_changes(doc, changes)
+
+    data = b"a,b\r\n" + b"".join(b"%d,x\r\n" % i for i in range(50))
+    codec = KindCodec(Watched(), "t.csv", data, 1 << 20)
+    server: pycrdt.Doc[Any] = pycrdt.Doc()
+    codec.load_into(server, None)
+    guard = DocumentGuard(server, codec, "t.csv")
+    guard.learn(server.get_update())  # as the registry does for a room's loaded document
+    client: pycrdt.Doc[Any] = pycrdt.Doc()
+    client.apply_update(server.get_update())
+    rows = client.get("rows", type=pycrdt.Array)
+
+    def send(change: Any) -> None:
+        before = client.get_state()
+        change()
+        update = client.get_update(before)
+        checked = guard.check(update)
+        server.apply_update(update)
+        guard.accept(checked)
+
+    send(lambda: rows[3].__setitem__("1", "y"))
+    assert seen[-1] == (51, [Change("rows", (3,), keys=("1",))])
+    send(lambda: rows.insert(2, pycrdt.Map({"0": "new", "1": "row"})))
+    assert seen[-1] == (52, [Change("rows", (), inserted=(2,))])
+    # an edit made on the server (a disk save, a service) reaches the plugin's copy too
+    state = server.get_state()
+    server.get("rows", type=pycrdt.Array).append(pycrdt.Map({"0": "server"}))
+    guard.learn(server.get_update(state))  # as a room does for its own edits
+    client.apply_update(server.get_update(client.get_state()))
+    before = client.get_state()
+    rows[10]["0"] = pycrdt.Map({"nested": "no"})  # a cell must be text: refused
+    with pytest.raises(RejectedEditError, match="row 11: cells are column numbers"):
+        guard.check(client.get_update(before))
+    assert seen[-1][0] == 53
+    fresh: pycrdt.Doc[Any] = pycrdt.Doc()  # the refused edit is gone from the client, as on reload
+    fresh.apply_update(server.get_update())
+    client, rows = fresh, fresh.get("rows", type=pycrdt.Array)
+    send(lambda: rows[0].__setitem__("2", "z"))  # the copy was dropped: made again from the live one
+    assert seen[-1] == (53, [Change("rows", (0,), keys=("2",))])
+    assert codec.dump(server).splitlines()[0] == b"a,b,z"

@@ -7,7 +7,7 @@ A package adds a kind of shared file with an entry point in the group
 
 from __future__ import annotations
 
-from .api import API_VERSION, DocumentKind, KindLimits, Merged, Op, Role, Service
+from .api import API_VERSION, Change, DocumentKind, KindLimits, Merged, Op, Role, Service
 from .services import ServiceCall
 
-__all__ = ["API_VERSION", "DocumentKind", "KindLimits", "Merged", "Op", "Role", "Service", "ServiceCall"]
+__all__ = ["API_VERSION", "Change", "DocumentKind", "KindLimits", "Merged", "Op", "Role", "Service", "ServiceCall"]

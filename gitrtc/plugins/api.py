@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import fnmatch
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -39,6 +39,21 @@ class KindLimits:
     seconds: float = 5.0
     #: Largest file the kind takes (gitrtc's own limit applies too).
     max_bytes: int = 20 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """Where a client's update changed a document (see `DocumentKind.validate_changes`).
+
+    `root` is the root's name and `path` the keys and indexes from it down to the shared
+    type that changed (`()`: the root itself). For an array or text, `inserted` holds the
+    indexes of what the update inserted there (as they are after it); for a map, `keys`
+    the keys it set or removed."""
+
+    root: str
+    path: tuple[str | int, ...] = ()
+    inserted: tuple[int, ...] = ()
+    keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +131,12 @@ class DocumentKind(ABC):
         """Why the document a client's structural update would make must be refused
         (one line), or None. Called on a copy; the default accepts everything."""
         return None
+
+    def validate_changes(self, doc: pycrdt.Doc[Any], changes: Sequence[Change]) -> str | None:
+        """`validate`, told where the update changed `doc` (`Change`s), so that a kind can
+        look at those places only: a cell edit of a large table need not check the whole
+        table. The default checks the whole document (`validate`)."""
+        return self.validate(doc)
 
     def codec(self, path: str, data: bytes, max_bytes: int) -> Codec:
         """The per-file codec gitrtc uses; the default drives this kind's functions in

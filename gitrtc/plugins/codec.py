@@ -9,13 +9,13 @@ trip is checked too: the untouched document must render to the file's bytes exac
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pycrdt
 
 from ..errors import DocumentError, NotShareableError, PluginError
-from .api import DocumentKind
+from .api import Change, DocumentKind
 from .sandbox import Sandbox
 
 _EMPTY_UPDATE = b"\x00\x00"  # a Yjs v1 update with no structs and no deletions
@@ -53,6 +53,10 @@ class KindCodec:
             too_big = f"{len(data)} bytes is over the {self.max_bytes}-byte limit for shared files"
             raise NotShareableError(f"{path}: {too_big}")
         self._original = data
+        #: The plugin's own copy of the live document for `validate`, and the state
+        #: vector it holds (None: no copy to trust, the next check makes one).
+        self._shadow: pycrdt.Doc[Any] | None = None
+        self._shadow_state: bytes | None = None
         self._loaded = self._load(data)
         back = self._render(self._loaded, data)
         if back != data:
@@ -148,17 +152,75 @@ class KindCodec:
         scratch.apply_update(diff)
         return scratch.get_update()
 
-    def validate(self, doc: pycrdt.Doc[Any]) -> str | None:
-        """The plugin's check of a would-be document (a client's structural update)."""
-        update = doc.get_update()
+    def validate(self, doc: pycrdt.Doc[Any], update: bytes) -> str | None:
+        """The plugin's check of the document a client's structural `update` would make
+        of the live `doc`: why it must be refused (one line), or None.
+
+        The plugin checks a copy of the document kept in its own thread (`_shadow`),
+        caught up with the live one by a diff from the state it last saw: what gitrtc
+        copies per check is the change, not the document (a cell edit of a large table).
+        After a refusal the copy, which then holds the refused update, is dropped."""
+        since = self._shadow_state
+        diff = doc.get_update() if since is None else doc.get_update(since)
 
         def job() -> str | None:
-            scratch: pycrdt.Doc[Any] = pycrdt.Doc()
-            scratch.apply_update(update)
-            return self.plugin.validate(scratch)
+            if since is None or self._shadow is None:
+                self._shadow = pycrdt.Doc()
+            shadow = self._shadow
+            shadow.apply_update(diff)
+            changes = _apply_watched(shadow, self.plugin.roots, update)
+            self._shadow_state = shadow.get_state()
+            return self.plugin.validate_changes(shadow, changes)
 
+        self._shadow_state = None  # a copy the check did not finish with is never trusted
         try:
             problem = self._call(job, "validate")
         except PluginError as exc:
+            self._shadow_state = None
             return str(exc)
-        return problem if isinstance(problem, str) and problem else None
+        if isinstance(problem, str) and problem:
+            self._shadow_state = None
+            return problem
+        return None
+
+
+def _apply_watched(doc: pycrdt.Doc[Any], roots: Mapping[str, type], update: bytes) -> list[Change]:
+    """Apply `update` to `doc` and say where it changed it (`api.Change`)."""
+    changes: list[Change] = []
+    subscriptions = []
+    for name, kind in roots.items():
+        root = doc.get(name, type=kind)
+
+        subscriptions.append((root, root.observe_deep(_collector(name, changes))))
+    try:
+        doc.apply_update(update)
+    finally:
+        for root, subscription in subscriptions:
+            root.unobserve(subscription)
+    return changes
+
+
+def _collector(root: str, changes: list[Change]) -> Callable[..., None]:
+    """A deep observer of `root` adding its events' `Change`s to `changes`."""
+
+    def seen(events: list[Any], *_transaction: object) -> None:
+        changes.extend(_change(root, event) for event in events)
+
+    return seen
+
+
+def _change(root: str, event: Any) -> Change:
+    path = tuple(event.path)
+    keys = getattr(event, "keys", None)
+    if isinstance(keys, dict):
+        return Change(root, path, keys=tuple(keys))
+    inserted: list[int] = []
+    at = 0
+    for op in getattr(event, "delta", None) or ():
+        if "retain" in op:
+            at += op["retain"]
+        elif "insert" in op:
+            size = len(op["insert"])
+            inserted.extend(range(at, at + size))
+            at += size
+    return Change(root, path, inserted=tuple(inserted))

@@ -9,11 +9,13 @@ untouched file is byte-identical and an edit changes its own line only.
 from __future__ import annotations
 
 import difflib
+import json
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import pycrdt
 
-from gitrtc.plugins import DocumentKind, KindLimits, Merged
+from gitrtc.plugins import Change, DocumentKind, KindLimits, Merged
 
 from . import table
 from .static import STATIC
@@ -29,7 +31,14 @@ def row_values(row: Any) -> tuple[str, ...]:
 
 def rows_of(doc: pycrdt.Doc[Any]) -> list[tuple[str, ...]]:
     """The document's table."""
-    return [row_values(row) for row in doc.get("rows", type=pycrdt.Array)]
+    return [row_values(row) for row in _rows_json(doc)]
+
+
+def _rows_json(doc: pycrdt.Doc[Any]) -> list[Any]:
+    """The `rows` array as plain values, read through pycrdt's JSON export (one call into
+    yrs; ten times faster than walking the rows' maps from Python on a large table)."""
+    value = json.loads(str(doc.get("rows", type=pycrdt.Array)))
+    return value if isinstance(value, list) else []
 
 
 def _ymap(values: tuple[str, ...]) -> pycrdt.Map[Any]:
@@ -110,13 +119,37 @@ class CsvKind(DocumentKind):
 
     def validate(self, doc: pycrdt.Doc[Any]) -> str | None:
         """Rows must be maps of column numbers to strings."""
-        for n, row in enumerate(doc.get("rows", type=pycrdt.Array)):
-            if not isinstance(row, pycrdt.Map):
-                return f"row {n + 1} is not a map of cells"
-            for key, value in row.items():
-                if not (key.isdigit() and int(key) < MAX_COLUMNS) or not isinstance(value, str):
-                    return f"row {n + 1}: cells are column numbers (under {MAX_COLUMNS}) → text"
+        for n, row in enumerate(_rows_json(doc)):
+            problem = _row_problem(n, row)
+            if problem:
+                return problem
         return None
+
+    def validate_changes(self, doc: pycrdt.Doc[Any], changes: Sequence[Change]) -> str | None:
+        """`validate` of the rows the update inserted or changed, the others untouched."""
+        rows = doc.get("rows", type=pycrdt.Array)
+        for change in changes:
+            if change.path == ():
+                touched = change.inserted
+            elif len(change.path) == 1 and isinstance(change.path[0], int):
+                touched = (change.path[0],)
+            else:  # something inside a cell: a cell is text, never a shared type
+                return f"row {int(change.path[0]) + 1}: cells are column numbers (under {MAX_COLUMNS}) → text"
+            for n in touched:
+                problem = _row_problem(n, json.loads(str(rows[n])) if isinstance(rows[n], pycrdt.Map) else None)
+                if problem:
+                    return problem
+        return None
+
+
+def _row_problem(n: int, row: Any) -> str | None:
+    """Why row `n` (0-based, as plain values) is not a map of column numbers to text."""
+    if not isinstance(row, dict):
+        return f"row {n + 1} is not a map of cells"
+    for key, value in row.items():
+        if not (key.isdigit() and int(key) < MAX_COLUMNS) or not isinstance(value, str):
+            return f"row {n + 1}: cells are column numbers (under {MAX_COLUMNS}) → text"
+    return None
 
 
 def _set_row(row: Any, old: tuple[str, ...], new: tuple[str, ...]) -> None:
