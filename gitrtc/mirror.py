@@ -298,7 +298,6 @@ class Mirror:
                 self._state_writer.shutdown(wait=True)
                 raise
             self._announced = True
-            self.say(f"● mirroring {len(files)} files of session {session} into {self.folder}")
             from .joinfiles import JoinFiles  # the live file set: files join, move, leave
 
             live = JoinFiles(self, http, checkout)
@@ -308,6 +307,12 @@ class Mirror:
                 self._spawn(live.run()),
             ]
             try:
+                # said once the folder is watched: a file made here from then on is seen
+                waits = [asyncio.ensure_future(live.watch.ready.wait()), asyncio.ensure_future(self._over.wait())]
+                await asyncio.wait([*waits, others[2]], return_when=asyncio.FIRST_COMPLETED)
+                for wait in waits:
+                    wait.cancel()
+                self.say(f"● mirroring {len(files)} files of session {session} into {self.folder}")
                 await self._over.wait()
                 if self._failure is not None:
                     raise self._failure
