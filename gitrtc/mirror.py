@@ -308,7 +308,10 @@ class Mirror:
             ]
             try:
                 # said once the folder is watched: a file made here from then on is seen
-                waits = [asyncio.ensure_future(live.watch.ready.wait()), asyncio.ensure_future(self._over.wait())]
+                waits: list[asyncio.Future[Any]] = [
+                    asyncio.ensure_future(live.watch.ready.wait()),
+                    asyncio.ensure_future(self._over.wait()),
+                ]
                 await asyncio.wait([*waits, others[2]], return_when=asyncio.FIRST_COMPLETED)
                 for wait in waits:
                     wait.cancel()
