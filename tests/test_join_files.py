@@ -4,15 +4,18 @@ renames and deletes reach the session — checked as bytes on both disks and in 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 from .conftest import FILES
-from .support import RtcProcess, git, make_repo, wait_until
+from .support import RtcProcess, YClient, git, make_repo, wait_until
+from .test_cli import ws_url
 from .test_join import JoinProcess, start_join
 
 
@@ -161,3 +164,29 @@ def test_files_created_renamed_deleted_in_the_join_folder_reach_the_session(tmp_
     assert "plan.md" not in stat
     assert git(repo, "show", "HEAD:docs/handbook.md").encode() == handbook
     assert read(clone / "docs" / "handbook.md") == handbook
+
+
+def test_a_delete_the_session_refuses_is_undone_in_the_join_folder(tmp_path: Path) -> None:
+    repo, clone, owner, joiner = session(tmp_path)
+    opened = threading.Event()
+    release = threading.Event()
+
+    async def hold() -> None:  # Alice has docs/guide.md open in her editor
+        async with YClient(ws_url(owner, "docs/guide.md", "Alice", "alice@example.org")) as client:
+            await client.wait_synced()
+            opened.set()
+            await asyncio.to_thread(release.wait, 60)
+
+    alice = threading.Thread(target=asyncio.run, args=(hold(),), daemon=True)
+    alice.start()
+    try:
+        assert opened.wait(30)
+        os.remove(clone / "docs" / "guide.md")
+        joiner.wait_for("docs/guide.md: the session refused the delete")
+        wait_until(lambda: read(clone / "docs" / "guide.md") == str(FILES["docs/guide.md"]).encode(), what="put back")
+        assert "docs/guide.md" in listed(owner)
+        assert read(repo / "docs" / "guide.md") == str(FILES["docs/guide.md"]).encode()
+    finally:
+        release.set()
+        alice.join(30)
+        close(owner, joiner)
