@@ -26,7 +26,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,11 +209,18 @@ class DiskSync:
             path, abspath, written=digest(on_disk), seen=shared_stat(self.workdir, path), synced=on_disk
         )
 
-    async def track_all(self, files: list[tuple[str, bytes]]) -> None:
+    async def track_all(
+        self, files: list[tuple[str, bytes]], read_stats: Sequence[os.stat_result | None] | None = None
+    ) -> None:
         """`track` many files, their stats taken in one trip to the disk thread (a start
-        of 100,000 files must not stat them one by one on the event loop)."""
+        of 100,000 files must not stat them one by one on the event loop), or given as
+        they were when the files were read (`read_stats`: a stat taken before the read,
+        so a change during it is seen)."""
         paths = [path for path, _data in files]
-        stats = await asyncio.get_running_loop().run_in_executor(_DISK, _poll, self.workdir, paths)
+        if read_stats is not None and all(st is not None for st in read_stats):
+            stats: list[Stat | None] = [None if st is None else _stat(st) for st in read_stats]
+        else:
+            stats = await asyncio.get_running_loop().run_in_executor(_DISK, _poll, self.workdir, paths)
         for (path, data), seen in zip(files, stats, strict=True):
             abspath = os.path.join(self.workdir, path)
             self._generation += 1

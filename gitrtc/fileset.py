@@ -208,7 +208,8 @@ class FileSet:
             return False
         room = self.registry.rooms.get(entry.room)
         state = self.bridge.disk.files.get(path)
-        return bool((room is not None and room.connections) or (state is not None and state.dirty))
+        open_by = room is not None and any(not c.mirror for c in room.connections)  # a mirror holds all files
+        return bool(open_by or (state is not None and state.dirty))
 
     # -- the three changes -------------------------------------------------------------
 
@@ -374,7 +375,11 @@ class FileSet:
                 raise FileOpError(f"{path}: no such shared file")
             room = self.registry.rooms.get(entry.room)
             others = sorted(
-                {c.participant.name for c in (room.connections if room else ()) if c.participant.key != who.key}
+                {
+                    c.participant.name
+                    for c in (room.connections if room else ())
+                    if c.participant.key != who.key and not c.mirror
+                }
             )
             if others:
                 raise FileOpError(

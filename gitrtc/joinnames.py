@@ -102,6 +102,16 @@ def relative_path(value: object) -> str:
     return value
 
 
+def folders(value: object) -> list[str]:
+    """The session's shared folders ("" for the whole tree): where a file created in the
+    join folder joins the session. Absent (an older server): none."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > MAX_FILES:
+        raise _refuse("folder list", type(value).__name__, "expected a list of folders")
+    return sorted({"" if v == "" else relative_path(v) for v in value})
+
+
 def commit_id(value: object) -> str:
     """The session's base commit id (full hex)."""
     if not isinstance(value, str) or not COMMIT_ID.fullmatch(value):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import os
 import shutil
 import time
 from dataclasses import dataclass, field, replace
@@ -189,7 +190,8 @@ async def _new_session(plan: Plan, info: git.RepoInfo, manifest: Manifest, store
         # commit per file made a 1,000-file start take seconds
         opened = await asyncio.to_thread(_open_all, info, paths, plan.limits.max_file_bytes)
         rows = []
-        for path, data, kind, warnings in opened:
+        started: list[tuple[str, str, bytes, os.stat_result | None]] = []
+        for path, data, kind, warnings, st in opened:
             if data is None:
                 manifest.skipped.append((path, kind))
                 if warnings:  # a binary: shared as a whole file (`binaries.py`)
@@ -199,39 +201,45 @@ async def _new_session(plan: Plan, info: git.RepoInfo, manifest: Manifest, store
             manifest.files.append(entry)
             manifest.warnings.extend((path, w) for w in warnings)
             rows.append((entry.room, path, entry.kind, data))
+            started.append((entry.room, path, data, st))
         await store.add_files(rows)
         await store.set_meta(manifest.to_meta())
     except BaseException:
         await store.close()
         raise
     session = Session(info, manifest, store, resumed=False, limits=plan.limits)
-    await _start(session)
+    await _start(session, started)
     return session
 
 
-async def _start(session: Session) -> None:
+async def _start(session: Session, files: list[tuple[str, str, bytes, os.stat_result | None]] | None = None) -> None:
     """Start `session`; if that fails, close what it started (the store) and re-raise."""
     try:
-        await session.start()
+        await session.start(files)
     except BaseException:
         await session.close()
         raise
 
 
-def _open_all(info: git.RepoInfo, paths: list[str], max_bytes: int) -> list[tuple[str, bytes | None, str, list[str]]]:
-    """(thread) (path, bytes, kind, warnings) of each file, or (path, None, why, []) for
-    one that cannot be shared as a document ([digest] for a binary, shared whole)."""
-    out: list[tuple[str, bytes | None, str, list[str]]] = []
-    for path, read in zip(paths, safefs.read_many(info.workdir, paths), strict=True):
+def _open_all(
+    info: git.RepoInfo, paths: list[str], max_bytes: int
+) -> list[tuple[str, bytes | None, str, list[str], os.stat_result | None]]:
+    """(thread) (path, bytes, kind, warnings, stat as read) of each file, or (path, None,
+    why, [], None) for one that cannot be shared as a document ([digest] for a binary,
+    shared whole)."""
+    out: list[tuple[str, bytes | None, str, list[str], os.stat_result | None]] = []
+    stats: list[os.stat_result | None] = []
+    read_all = safefs.read_many(info.workdir, paths, stats)
+    for path, read, st in zip(paths, read_all, stats, strict=True):
         data = None
         try:
             data = _shareable(read)
             codec = open_codec(path, data, max_bytes)
         except NotShareableError as exc:
             whole = [bdigest(data)] if data is not None and is_binary(data, max_bytes) else []
-            out.append((path, None, str(exc), whole))
+            out.append((path, None, str(exc), whole, None))
             continue
-        out.append((path, data, codec.kind, list(codec.warnings)))
+        out.append((path, data, codec.kind, list(codec.warnings), st))
     return out
 
 

@@ -32,7 +32,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import aiohttp
-from pycrdt import Doc
+from pycrdt import Doc, Map
 
 from . import git, joinnames, protocol, safefs
 from .client import CLOSE_REFUSED, RoomClient
@@ -40,7 +40,7 @@ from .conflicts import attach
 from .disk import DiskSync
 from .documents import MAX_FILE_BYTES, Codec
 from .documents.notebook import NotebookCodec, notebook_problem
-from .errors import DocumentError, JoinError, ProtocolError, RtcError, UnsafePathError
+from .errors import CLOSE_CODES, DocumentError, JoinError, ProtocolError, RtcError, UnsafePathError
 from .joinnames import SharedFile
 from .origins import DiskMerge
 from .plugins.loader import open_kind
@@ -196,6 +196,20 @@ class Mirror:
         self.participants: list[dict[str, Any]] = []
         #: This person's own token (exchanged for the link's when joining; see `_join`).
         self.token = self.link.token
+        #: The shared files mirrored here now (path → file), and each room's path: the set
+        #: is live (`joinfiles.JoinFiles`): files join, move and leave while mirroring.
+        self.files: dict[str, SharedFile] = {}
+        self.path_of: dict[str, str] = {}
+        #: The session's shared folders (files created here inside them join the session).
+        self.folders: list[str] = []
+        self.params = ""
+        self.tasks: dict[str, asyncio.Future[None]] = {}  # room → its link's task
+        self._over = asyncio.Event()  # the session ended, or a link failed (`_failure`)
+        self._failure: BaseException | None = None
+        self.on_room_gone: Callable[[str], None] = lambda room: None
+        #: Files saved here during the session (a delete in the session keeps a copy of them).
+        self.edited_here: set[str] = set()
+        self.on_files_changed: Callable[[], None] = lambda: None
 
     def _remember(self, path: str, data: bytes) -> None:
         """Keep the last content both sides agreed on: the base for merging after a restart."""
@@ -220,13 +234,13 @@ class Mirror:
             line = f"✓ {path} here is a valid notebook again"
         loop.call_soon_threadsafe(self.say, line)
 
-    def _link_state(self, path: str, state: str) -> None:
+    def _link_state(self, room: str, state: str) -> None:
         """Say when the mirror as a whole loses or regains the session (not per file)."""
         was_all = len(self._connected) == len(self.links)
         if state == "connected":
-            self._connected.add(path)
+            self._connected.add(room)
         else:
-            self._connected.discard(path)
+            self._connected.discard(room)
         now_all = len(self._connected) == len(self.links)
         if was_all and not now_all:
             self.say("● disconnected from the session: local edits are kept; reconnecting…")
@@ -242,6 +256,7 @@ class Mirror:
         return self.codecs[path].dump(self.docs[path])
 
     async def _merge_local(self, path: str, data: bytes, base: bytes | None) -> None:
+        self.edited_here.add(path)
         try:
             self.codecs[path].apply_file(self.docs[path], data, DiskMerge(path), base=base)
         except DocumentError as exc:
@@ -261,47 +276,53 @@ class Mirror:
             base = await self._check_base(checkout, info.get("base"))
             self.state = self._state_dir(checkout)
             self._state_key = f"{session}\0{self.folder}"
+            self.folders = joinnames.folders(info.get("folders"))
             for f in files:  # fail before connecting if a path leads through a link here
                 await asyncio.to_thread(read_local, self.folder, f.path)
-            params = f"name={quote(self.name)}&email={quote(self.email)}"  # the token goes in a header
+            self.params = f"name={quote(self.name)}&email={quote(self.email)}"  # the token goes in a header
             for f in files:
-                original = await self._get_bytes(http, f"/api/original/{f.room}")
-                self.codecs[f.path] = _open(f, original)
-                attach(self.codecs[f.path], f"the join folder of {self.name}")
-                doc: Doc[Any] = Doc()
-                self.docs[f.path] = doc
-                client = RoomClient(
-                    f"{self.link.ws}/rooms/{f.room}?{params}", doc, heartbeat=30, max_msg_size=MAX_MESSAGE_BYTES
-                )
-                client.on_remote_change = lambda p=f.path: self._remote_changed(p)
-                client.on_message = lambda m, frame, p=f.path: self._server_message(p, m)
-                self.links[f.path] = client
-            tasks = [asyncio.ensure_future(self._follow(http, path, client)) for path, client in self.links.items()]
+                self.open_link(f, await self._get_bytes(http, f"/api/original/{f.room}"))
+            tasks = [self.follow(http, f.room) for f in files]
             session_room = info.get("session_room")
+            present = None
             if session_room is not None:  # be listed among the People of every browser
-                tasks.append(
-                    asyncio.ensure_future(
-                        self._present(http, joinnames.room_name(session_room), params, info.get("role"))
-                    )
+                present = self._spawn(
+                    self._present(http, joinnames.room_name(session_room), self.params, info.get("role"))
                 )
             try:
-                await _first_sync(list(self.links.values()), tasks)
+                await _first_sync(list(self.links.values()), [*tasks, *([present] if present else [])])
                 await self._first_write(files, checkout, base)
             except BaseException:
-                for task in tasks:
+                for task in [*self.tasks.values(), *([present] if present else [])]:
                     task.cancel()
                 self._state_writer.shutdown(wait=True)
                 raise
             self._announced = True
-            self.say(f"● mirroring {len(files)} files of session {session} into {self.folder}")
-            watcher = asyncio.ensure_future(self.disk.watch())
-            poller = asyncio.ensure_future(self._poll_participants(http))
+            from .joinfiles import JoinFiles  # the live file set: files join, move, leave
+
+            live = JoinFiles(self, http, checkout)
+            others = [
+                asyncio.ensure_future(self.disk.watch()),
+                asyncio.ensure_future(self._poll_participants(http)),
+                self._spawn(live.run()),
+            ]
             try:
-                await asyncio.gather(*tasks)
+                # said once the folder is watched: a file made here from then on is seen
+                waits: list[asyncio.Future[Any]] = [
+                    asyncio.ensure_future(live.watch.ready.wait()),
+                    asyncio.ensure_future(self._over.wait()),
+                ]
+                await asyncio.wait([*waits, others[2]], return_when=asyncio.FIRST_COMPLETED)
+                for wait in waits:
+                    wait.cancel()
+                self.say(f"● mirroring {len(files)} files of session {session} into {self.folder}")
+                await self._over.wait()
+                if self._failure is not None:
+                    raise self._failure
+                # the session ended: every link hears it; let them take their last updates
+                await asyncio.wait(list(self.tasks.values()), timeout=10)
             finally:
-                watcher.cancel()
-                poller.cancel()
-                for task in tasks:
+                for task in [*others, *self.tasks.values(), *([present] if present else [])]:
                     task.cancel()
                 await self.disk.flush()
                 for client in self.links.values():
@@ -309,11 +330,79 @@ class Mirror:
                 self._state_writer.shutdown(wait=True)
         return self._ended or {}
 
-    async def _follow(self, http: aiohttp.ClientSession, path: str, client: RoomClient) -> None:
-        code = await client.follow(http, on_state=lambda state: self._link_state(path, state))
+    def _spawn(self, work: Any) -> asyncio.Future[None]:
+        """Run `work` as a task whose failure ends the mirror with its error."""
+        task: asyncio.Future[None] = asyncio.ensure_future(work)
+
+        def done(task: asyncio.Future[None]) -> None:
+            if not task.cancelled() and task.exception() is not None and self._failure is None:
+                self._failure = task.exception()
+                self._over.set()
+
+        task.add_done_callback(done)
+        return task
+
+    def open_link(self, f: SharedFile, original: bytes) -> RoomClient:
+        """The codec, doc and (not yet connected) link of shared file `f`, from its original bytes."""
+        self.codecs[f.path] = _open(f, original)
+        attach(self.codecs[f.path], f"the join folder of {self.name}")
+        doc: Doc[Any] = Doc()
+        self.docs[f.path] = doc
+        client = RoomClient(
+            f"{self.link.ws}/rooms/{f.room}?{self.params}&client=join",
+            doc,
+            heartbeat=30,
+            max_msg_size=MAX_MESSAGE_BYTES,
+        )
+        # the path of a room changes when the file is renamed: looked up at each call
+        client.on_remote_change = lambda r=f.room: self._remote_changed(self.path_of.get(r, ""))
+        room = f.room
+        client.on_message = lambda message, frame: self._server_message(self.path_of.get(room, room), message)
+        self.links[f.path] = client
+        self.files[f.path] = f
+        self.path_of[f.room] = f.path
+        return client
+
+    def follow(self, http: aiohttp.ClientSession, room: str) -> asyncio.Future[None]:
+        """Start following `room`'s link (opened with `open_link`); its task."""
+        task = self._spawn(self._follow(http, room, self.links[self.path_of[room]]))
+        self.tasks[room] = task
+        return task
+
+    async def close_link(self, path: str) -> None:
+        """Stop mirroring `path` (it left the session): its link closed, its doc dropped."""
+        f = self.files.pop(path)
+        self.path_of.pop(f.room, None)
+        self._connected.discard(f.room)
+        task = self.tasks.pop(f.room, None)
+        client = self.links.pop(path)
+        if task is not None:
+            task.cancel()
+        await client.close()
+        self.docs.pop(path, None)
+        self.codecs.pop(path, None)
+
+    def rekey(self, old: str, new: str) -> None:
+        """Shared file `old` is now at `new` (same room, same doc, same link)."""
+        f = self.files.pop(old)
+        self.files[new] = SharedFile(new, f.kind, f.room)
+        self.path_of[f.room] = new
+        self.links[new] = self.links.pop(old)
+        self.docs[new] = self.docs.pop(old)
+        self.codecs[new] = self.codecs.pop(old)
+        codec = self.codecs[new]
+        if hasattr(codec, "path"):
+            codec.path = new
+
+    async def _follow(self, http: aiohttp.ClientSession, room: str, client: RoomClient) -> None:
+        code = await client.follow(http, on_state=lambda state: self._link_state(room, state))
+        if code == CLOSE_CODES["UNKNOWN_ROOM"] and self._announced:
+            self.on_room_gone(room)  # the file left the session (deleted): the file set follows
+            return
         if code in CLOSE_REFUSED:
             raise JoinError(f"the session refused this link (close code {code})")
         self._ended = self._ended or _end_reason(client.close_reason)
+        self._over.set()
 
     async def _join(self) -> None:
         """Exchange the link's token for this person's own, bound to our name, so the owner
@@ -381,12 +470,17 @@ class Mirror:
                 await asyncio.sleep(0.5)
 
         announcer = asyncio.ensure_future(announce())
+        files = client.doc.get("session", type=Map)
+        watch = files.observe(lambda event: self.on_files_changed())  # files_version moved: the set changed
         try:
             code = await client.follow(http)
         finally:
             announcer.cancel()
+            files.unobserve(watch)
         if code in CLOSE_REFUSED:
             raise JoinError(f"the session refused this link (close code {code})")
+        self._ended = self._ended or _end_reason(client.close_reason)
+        self._over.set()
 
     async def _check_base(self, checkout: git.Checkout | None, base: object) -> str | None:
         """The session's base commit, which a checkout must have (none needed in a plain folder)."""

@@ -62,6 +62,10 @@ class Connection:
         #: Whether document updates are accepted (not for viewers, nor in the session room,
         #: whose document only the server writes).
         self.may_write = participant.role != "viewer"
+        #: An `rtc join` mirror's connection (`?client=join`): it holds every file, none
+        #: is "open" in an editor, so it never keeps a file from being deleted (the mirror
+        #: keeps its own unsent local changes aside).
+        self.mirror = False
         self.closed = False
         self.close_code: int | None = None
         #: Called once when the server closes this connection (the room forgets it at once).

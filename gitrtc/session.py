@@ -22,6 +22,7 @@ never the parts.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,13 +138,23 @@ class Session:
     ) -> None:
         await self.close()
 
-    async def start(self) -> None:
-        """Read the stored originals, begin tracking the files on disk, start the tasks."""
+    async def start(self, files: list[tuple[str, str, bytes, os.stat_result | None]] | None = None) -> None:
+        """Read the stored originals, begin tracking the files on disk, start the tasks.
+        A new session passes its files as it just read them (room, path, bytes, stat):
+        not read back from the store, not stat'ed again."""
         tracked = []
-        for room, path, _kind, original in await self.store.files():
-            self.registry.originals[room] = bytes(original)
-            tracked.append((path, bytes(original)))
-        await self.bridge.disk.track_all(tracked)
+        stats: list[os.stat_result | None] | None = None
+        if files is not None:
+            stats = []
+            for room, path, original, st in files:
+                self.registry.originals[room] = original
+                tracked.append((path, original))
+                stats.append(st)
+        else:
+            for room, path, _kind, original in await self.store.files():
+                self.registry.originals[room] = bytes(original)
+                tracked.append((path, bytes(original)))
+        await self.bridge.disk.track_all(tracked, stats)
         await self.registry.room(self.manifest.session_room)
         if self.resumed:
             await self.bridge.reconcile()

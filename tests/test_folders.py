@@ -206,6 +206,28 @@ async def test_the_tree_is_listed_one_folder_at_a_time_and_found_by_name(folders
     assert status == 401
 
 
+async def test_a_folder_is_listed_in_pages_from_an_index_that_follows_changes(folders: Live) -> None:
+    live = folders
+    token = live.tokens["viewer"]
+    _s, first = await get_json(f"{live.http}/api/tree?limit=3", token)
+    assert first["folders"] == ["docs", "src"] and [f["path"] for f in first["files"]] == ["README.md"]
+    assert first["more"] is True and first["next"] == 3
+    _s, second = await get_json(f"{live.http}/api/tree?limit=3&offset=3", token)
+    assert second["folders"] == [] and [f["path"] for f in second["files"]] == ["analysis.ipynb"]
+    assert "more" not in second
+    # a file created in a new folder: the cached index is rebuilt for the new version
+    status, _body = await post(live, {"op": "create", "path": "docs/deep/er/new.md"})
+    assert status == 200
+    _s, docs = await get_json(f"{live.http}/api/tree?dir=docs", token)
+    assert docs["folders"] == ["deep"] and [f["path"] for f in docs["files"]] == ["docs/guide.md"]
+    _s, deep = await get_json(f"{live.http}/api/tree?dir=docs/deep", token)
+    assert deep["folders"] == ["er"] and deep["files"] == []
+    _s, page = await get_json(f"{live.http}/api/tree?dir=docs/deep/er&limit=1", token)
+    assert [f["path"] for f in page["files"]] == ["docs/deep/er/new.md"] and "more" not in page
+    status, bad = await get_json(f"{live.http}/api/tree?limit=many", token)
+    assert status == 400, bad
+
+
 def test_a_manifest_of_an_older_store_reads(tmp_path: Path) -> None:
     from gitrtc.manifest import Manifest
 

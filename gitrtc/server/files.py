@@ -1,11 +1,17 @@
 """The file-set API: `POST /api/files` (create, rename, delete) and `GET /api/tree` (one
 folder's entries at a time, so a browser never loads a 100,000-file listing to show a
-tree, and quick-open finds names with `?find=`)."""
+tree, and quick-open finds names with `?find=`).
+
+A folder's listing is paged (`offset`, `limit`: at most `MAX_PAGE` entries, so a folder of
+1,000,000 entries is never one giant answer) and served from an index of every folder,
+built once per `files_version` (not a scan of every shared file per request)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import weakref
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -20,6 +26,9 @@ from ..session import Session
 from .auth import origin_allowed, request_token, require_role
 
 MAX_FOUND = 50
+#: Entries of one folder per `/api/tree` answer, by default and at most.
+PAGE = 2000
+MAX_PAGE = 10_000
 
 
 def add_routes(app: web.Application, session: Session) -> None:
@@ -48,7 +57,9 @@ def add_routes(app: web.Application, session: Session) -> None:
 
     async def api_tree(request: web.Request) -> web.Response:
         require_role(request, session)
-        return web.json_response(tree(session, request.query.get("dir", ""), request.query.get("find")))
+        query = request.query
+        offset, limit = _number(query.get("offset"), 0), min(_number(query.get("limit"), PAGE), MAX_PAGE)
+        return web.json_response(tree(session, query.get("dir", ""), query.get("find"), offset, max(limit, 1)))
 
     async def api_raw(request: web.Request) -> web.StreamResponse:
         require_role(request, session)
@@ -96,41 +107,107 @@ async def _body(request: web.Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def tree(session: Session, folder: str, find: str | None = None) -> dict[str, Any]:
-    """One folder's direct entries (`folders`: names; `files`: {path, kind, room}), or with
-    `find` the first shared files whose path contains it (case-insensitive)."""
-    files = session.manifest.files
+def _number(raw: str | None, default: int) -> int:
+    try:
+        return max(int(raw), 0) if raw is not None else default
+    except ValueError:
+        raise BadRequestError("offset and limit are whole numbers") from None
+
+
+@dataclass(slots=True)
+class _Folder:
+    """One folder's direct entries, each list sorted."""
+
+    folders: list[str] = field(default_factory=list)
+    files: list[Any] = field(default_factory=list)  # FileEntry
+    binaries: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+#: Each session's folder index and the state it was built for.
+_INDEX: weakref.WeakKeyDictionary[Session, tuple[tuple[int, int, int, int], dict[str, _Folder]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _index(session: Session) -> dict[str, _Folder]:
+    """Every folder's entries, rebuilt when the file set changed (one pass over it)."""
+    m = session.manifest
+    key = (m.files_version, len(m.files), len(m.binaries), len(m.skipped))
+    cached = _INDEX.get(session)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    index: dict[str, _Folder] = {}
+    subfolders: dict[str, set[str]] = {}
+
+    def folder_of(path: str) -> _Folder:
+        parent, _slash, _name = path.rpartition("/")
+        here = index.get(parent)
+        if here is None:
+            here = index[parent] = _Folder()
+            child = parent
+            while child:  # every folder above lists the next one down
+                up, _slash, name = child.rpartition("/")
+                names = subfolders.setdefault(up, set())
+                if name in names:
+                    break
+                names.add(name)
+                child = up
+        return here
+
+    for f in m.files:
+        folder_of(f.path).files.append(f)
+    for path in m.binaries:
+        folder_of(path).binaries.append(path)
+    for path, reason in m.skipped:
+        folder_of(path).skipped.append((path, reason))
+    for parent, names in subfolders.items():
+        index.setdefault(parent, _Folder()).folders = sorted(names)
+    for here in index.values():
+        here.files.sort(key=lambda f: f.path)
+        here.binaries.sort()
+    _INDEX[session] = (key, index)
+    return index
+
+
+def tree(
+    session: Session, folder: str, find: str | None = None, offset: int = 0, limit: int = PAGE
+) -> dict[str, Any]:
+    """One folder's direct entries (`folders`: names; `files`: {path, kind, room};
+    `binaries`; `skipped`), one page of them: the folders, files, binaries and skipped
+    entries in that order, from `offset`, at most `limit` (`more` and `next` say where
+    the next page starts); or with `find` the first shared files whose path contains it
+    (case-insensitive)."""
     if find is not None:
         needle = find.lower()
-        found = [f for f in files if needle in f.path.lower()]
+        found = [f for f in session.manifest.files if needle in f.path.lower()]
         found.sort(key=lambda f: (needle not in f.path.rsplit("/", 1)[-1].lower(), len(f.path)))
         return {"files": [_file(f) for f in found[:MAX_FOUND]], "more": len(found) > MAX_FOUND}
-    prefix = folder.strip("/") + "/" if folder.strip("/") else ""
-    folders: set[str] = set()
-    here = []
-    for f in files:
-        if not f.path.startswith(prefix):
-            continue
-        rest = f.path[len(prefix) :]
-        head, slash, _tail = rest.partition("/")
-        if slash:
-            folders.add(head)
-        else:
-            here.append(_file(f))
-    skipped = [
-        {"path": p, "reason": r}
-        for p, r in session.manifest.skipped
-        if p.startswith(prefix) and "/" not in p[len(prefix) :]
-    ]
-    binaries = [b for b in session.fileset.binaries.listing() if b["path"].rpartition("/")[0] == prefix.rstrip("/")]
-    return {
-        "binaries": binaries,
-        "dir": prefix.rstrip("/"),
-        "folders": sorted(folders),
-        "files": sorted(here, key=lambda f: f["path"]),
-        "skipped": skipped,
+    name = folder.strip("/")
+    here = _index(session).get(name, _Folder())
+    pages: list[list[Any]] = []
+    skip, room = offset, limit
+    for part in (here.folders, here.files, here.binaries, here.skipped):
+        take = part[skip : skip + room] if skip < len(part) else []
+        skip = max(skip - len(part), 0)
+        room -= len(take)
+        pages.append(take)
+    total = len(here.folders) + len(here.files) + len(here.binaries) + len(here.skipped)
+    seen = dict(session.fileset.binaries.seen)
+    binaries = session.manifest.binaries
+    answer: dict[str, Any] = {
+        "binaries": [{"path": p, "type": content_type(p), "digest": seen.get(p) or binaries[p]} for p in pages[2]],
+        "dir": name,
+        "folders": pages[0],
+        "files": [_file(f) for f in pages[1]],
+        "skipped": [{"path": p, "reason": r} for p, r in pages[3]],
         "version": session.manifest.files_version,
     }
+    shown = offset + sum(map(len, pages))
+    if shown < total:
+        answer["more"] = True
+        answer["next"] = shown
+    return answer
 
 
 def _file(f: Any) -> dict[str, Any]:

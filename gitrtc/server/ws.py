@@ -150,6 +150,7 @@ async def room_socket(request: web.Request, session: Session) -> web.StreamRespo
     name = request.match_info["room"]
     transport = AiohttpTransport(ws, request.transport, limits.ping_every)
     conn = Connection(transport, participant_from(request, *grant), limits)
+    conn.mirror = request.query.get("client") == "join"
     try:
         room = await session.connect(name, conn)
     except (StoreError, DocumentError) as exc:  # the room could not be loaded
