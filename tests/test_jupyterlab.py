@@ -469,3 +469,166 @@ def test_a_view_only_link_opens_read_only_in_jupyterlab(lab: Lab, page: Any, oth
     page.keyboard.type("zzz")
     expect(cell).to_have_text("n = 1")  # nothing typed that the session would refuse
     assert not page.errors, page.errors
+
+
+class Background:
+    """An event loop in a thread, for clients that stay connected while the page is driven."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Any, timeout: float = 60) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+def lab_api(lab: Lab, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    """One request to the server extension's owner API, with the Jupyter token."""
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{lab.base}/gitrtc/api/{path}",
+        method=method,
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Authorization": f"token {lab.token}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=90) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def test_the_panel_commits_invites_and_kicks(lab: Lab, page: Any) -> None:
+    head = git(lab.root, "rev-parse", "HEAD").strip()
+    status, body = lab_api(lab, "POST", "start", {"paths": ["notes.md"]})
+    assert status == 200, body
+    bg = Background()
+    try:
+        info = session_info(lab.root)
+        room = run_async(room_of(info, "notes.md"))
+        alice = YClient(ws_url(info, room, "Alice", "alice@example.org"))
+
+        async def alice_edits() -> None:
+            await alice.connect()
+            await alice.wait_synced()
+            source = alice.doc.get("source", type=Text)
+            source.insert(len(str(source)), "Alice was here\n")
+            await alice.flush()
+
+        bg.run(alice_edits())
+        open_lab(page, lab, "actions")
+        show_panel(page)
+        row = page.locator(".gitrtc-participant", has_text="Alice")
+        expect(row).to_contain_text("Alice (editor)")
+
+        # Commit…: a commit with the typed message; the session goes on
+        page.locator(".gitrtc-commit").click()
+        dialog_accept(page, "Checkpoint from the panel")
+        done = page.locator(".jp-Dialog", has_text="Committed")
+        expect(done).to_contain_text("1 commit on main")
+        dialog_accept(page)
+        wait_until(lambda: git(lab.root, "rev-list", "--count", f"{head}..HEAD").strip() == "1", what="the commit")
+        message = git(lab.root, "log", "-1", "--format=%B")
+        assert message.startswith("Checkpoint from the panel")
+        assert "Co-authored-by: Alice <alice@example.org>" in message
+        assert git(lab.root, "show", "HEAD:notes.md") == "# Notes\nAlice was here\n"
+        assert session_info(lab.root)["pid"] == info["pid"]  # still the same, running session
+        expect(page.locator(".gitrtc-StatusItem")).to_contain_text("Live")
+
+        # Invite…: a personal link the session accepts
+        page.locator(".gitrtc-invite").click()
+        dialog_accept(page, "Zed")
+        personal = page.locator(".jp-Dialog", has_text="Personal link for Zed")
+        expect(personal).to_contain_text("#t=")
+        link = re.search(r"https?://\S+#t=[\w-]+", personal.inner_text())
+        assert link, personal.inner_text()
+        dialog_accept(page)
+        zed_token = link.group(0).split("#t=")[1]
+        assert zed_token not in (info["token"], info["url"].split("#t=")[1])
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{info['port']}/api/session?token={zed_token}") as r:
+            assert r.status == 200
+
+        # Kick: Alice's connection is closed with 4403 and she is gone from the panel
+        row.locator(".gitrtc-kick").click()
+        dialog_accept(page)  # Remove
+        assert bg.run(alice.wait_closed()) == 4403
+        expect(page.locator(".gitrtc-participant", has_text="Alice")).to_have_count(0)
+
+        assert not page.errors, page.errors
+    finally:
+        bg.run(alice.close())
+        bg.close()
+        end_rtc(lab.root)
+
+
+@pytest.fixture
+def kernel_session(tmp_path: Path) -> Iterator[RtcProcess]:
+    """An `rtc start --kernels` session: the owner lets participants run its shared kernel."""
+    source = "import os\nprint('runs in', os.getcwd())"
+    repo = make_repo(tmp_path / "kernels", {"run.ipynb": notebook(source)})
+    rtc = RtcProcess(repo, ["--kernels", "run.ipynb"])
+    rtc.wait_ready()
+    try:
+        yield rtc
+    finally:
+        rtc.kill()
+
+
+def test_jupyterlab_runs_a_live_notebook_on_the_sessions_shared_kernel(
+    lab: Lab, page: Any, kernel_session: RtcProcess
+) -> None:
+    info = kernel_session.info
+    room = run_async(room_of(info, "run.ipynb"))
+    open_lab(page, lab, "shared-kernel")
+    join_by_url(page, info["url"], name="Bob")
+    show_panel(page)
+    page.locator(".gitrtc-joined-file", has_text="run.ipynb").click()
+    cell = page.locator(".jp-NotebookPanel .jp-Cell .cm-content").first
+    expect(cell).to_contain_text("os.getcwd()")
+    choice = page.locator(".gitrtc-kernel-choice")
+    expect(choice).to_contain_text("the session’s shared kernel (on Owner Person’s machine)")
+    expect(choice).to_have_value("own")  # the joiner's own kernel unless chosen
+    choice.select_option("shared")
+    expect(page.locator(".gitrtc-kernel-label")).to_have_attribute("title", re.compile("shared kernel"))
+
+    cell.click()
+    page.keyboard.press("Shift+Enter")
+    # the session's kernel runs in the notebook's folder of the owner's checkout, which no
+    # kernel of this JupyterLab (rooted elsewhere) would print
+    output = page.locator(".jp-NotebookPanel .jp-OutputArea-output").first
+    expect(output).to_contain_text(f"runs in {kernel_session.repo}")
+    expect(page.locator(".gitrtc-shared-status")).to_contain_text("idle")
+
+    async def seen_by_pycrdt() -> list[Any]:
+        async with YClient(ws_url(info, room, "Carol")) as carol:
+            await carol.wait_synced()
+            cells = carol.doc.get("cells", type=Array)
+            await async_wait_until(
+                lambda: str(kernel_session.repo) in json.dumps(cells[0]["outputs"].to_py()), what="the shared output"
+            )
+            state = await carol.request("kernel", "state")
+            return [cells[0]["outputs"].to_py(), state]
+
+    outputs, state = run_async(seen_by_pycrdt())
+    assert outputs[0]["output_type"] == "stream" and outputs[0]["name"] == "stdout"
+    ran = state["shared"]["cells"]["c0"]
+    assert ran["by"] == "Bob" and ran["state"] == "done"  # attributed to the JupyterLab user
+
+    # back to its own kernel: the cell runs in this JupyterLab again
+    choice.select_option("own")
+    expect(page.locator(".jp-StatusBar-Widget", has_text=re.compile(r"ipykernel\) \| Idle"))).to_be_visible()
+    cell.click()
+    page.keyboard.press("Shift+Enter")
+    expect(output).to_contain_text("runs in ")
+    expect(output).not_to_contain_text(str(kernel_session.repo))
+    assert not page.errors, page.errors
