@@ -8,177 +8,73 @@ built extension (`labextension/build.sh`, run by scripts/setup), chromium, ipyke
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
 import json
 import os
 import re
-import secrets
-import shutil
-import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pycrdt import Array, Text
 
-from .support import ROOT, RtcProcess, YClient, async_wait_until, git, make_repo, wait_until
+from .support import RtcProcess, YClient, async_wait_until, git, make_repo, wait_until
 
 pytest.importorskip("jupyterlab", reason="JupyterLab is not installed (pip install -e '.[test]')")
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 
+from .labsupport import (  # noqa: E402  (after the skips: it drives playwright)
+    TIMEOUT_MS,
+    Background,
+    Lab,
+    chromium_page,
+    dialog_accept,
+    dismiss,
+    end_rtc,
+    expect,
+    join_by_url,
+    launch_lab,
+    missing,
+    notebook,
+    room_of,
+    run_async,
+    session_info,
+    show_panel,
+    stop_lab,
+    ws_url,
+)
+
 pytestmark = pytest.mark.browser
-
-CHROMIUM = os.environ.get("GITRTC_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
-LABEXTENSION = ROOT / "gitrtc" / "labextension"
-TIMEOUT_MS = 30_000
-playwright_api.expect.set_options(timeout=TIMEOUT_MS)
-
-
-def notebook(*sources: str) -> str:
-    """A small nbformat 4.5 notebook with python3 as its kernel."""
-    cells = [
-        {"cell_type": "code", "execution_count": None, "id": f"c{i}", "metadata": {}, "outputs": [], "source": s}
-        for i, s in enumerate(sources)
-    ]
-    meta = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}}
-    return json.dumps({"cells": cells, "metadata": meta, "nbformat": 4, "nbformat_minor": 5}, indent=1) + "\n"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def run_async(coro: Any) -> Any:
-    """Run a coroutine from sync test code (playwright owns this thread's loop)."""
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
-
-
-@dataclass
-class Lab:
-    """The module's JupyterLab server; `root` is its root folder (the repository)."""
-
-    root: Path
-    port: int
-    token: str
-    proc: subprocess.Popen[bytes]
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def url(self, workspace: str) -> str:
-        return f"{self.base}/lab/workspaces/{workspace}?token={self.token}"
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    if not (LABEXTENSION / "package.json").is_file():
-        pytest.skip("the JupyterLab extension is not built: run labextension/build.sh (scripts/setup does)")
-    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
-        pytest.skip(f"{CHROMIUM} not found: apt-get install chromium")
+    why = missing()
+    if why:
+        pytest.skip(why)
     home = tmp_path_factory.mktemp("jupyter")
     root = make_repo(
         tmp_path_factory.mktemp("lab") / "repo",
         {"analysis.ipynb": notebook("x = 1"), "notes.md": "# Notes\n", "other.txt": "not shared\n"},
     )
-    # JupyterLab serves an extension's files from <path>/<package name>/static
-    (home / "labextensions").mkdir()
-    (home / "labextensions" / "gitrtc").symlink_to(LABEXTENSION)
-    port, token = free_port(), secrets.token_urlsafe(16)
-    env = {
-        **os.environ,
-        "JUPYTER_CONFIG_DIR": str(home / "config"),
-        "JUPYTER_DATA_DIR": str(home / "data"),
-        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
-        "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
-        "IPYTHONDIR": str(home / "ipython"),
-        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
-    }
-    args = [
-        sys.executable,
-        "-m",
-        "jupyterlab",
-        "--no-browser",
-        f"--port={port}",
-        "--ip=127.0.0.1",
-        f"--IdentityProvider.token={token}",
-        f"--ServerApp.root_dir={root}",
-        """--ServerApp.jpserver_extensions={"gitrtc.jupyter": True}""",
-        f"--LabApp.extra_labextensions_path={home / 'labextensions'}",
-        "--LabApp.news_url=None",
-        "--LabApp.expose_app_in_browser=True",  # window.jupyterapp: the tests run commands by id
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-    ]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        args.append("--allow-root")
-    log = open(home / "lab.log", "wb")  # closed after the server
-    proc = subprocess.Popen(args, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-    server = Lab(root, port, token, proc)
+    server = launch_lab(home, root)
     try:
-        wait_until(lambda: _up(server), 60, "JupyterLab to answer")
         yield server
     finally:
         end_rtc(root)
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-        if proc.returncode not in (0, -15, 143) and os.environ.get("GITRTC_SHOW_LAB_LOG"):
+        code = stop_lab(server)
+        if code not in (0, -15, 143) and os.environ.get("GITRTC_SHOW_LAB_LOG"):
             print((home / "lab.log").read_text())
-
-
-def _up(lab: Lab) -> bool:
-    if lab.proc.poll() is not None:
-        raise AssertionError(f"jupyter lab exited with {lab.proc.returncode}")
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"{lab.base}/api/status?token={lab.token}", timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
-def end_rtc(repo: Path) -> None:
-    """Stop a session a test left running (the server extension starts it detached)."""
-    info = repo / ".git" / "rtc" / "session.json"
-    if info.is_file():
-        subprocess.run([sys.executable, "-m", "gitrtc", "stop", "--no-commit"], cwd=repo, capture_output=True)
 
 
 @pytest.fixture
 def page(lab: Lab) -> Iterator[Any]:
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 900})
-        context.set_default_timeout(TIMEOUT_MS)
-        page = context.new_page()
-        page.errors = []  # type: ignore[attr-defined]
-        page.on("pageerror", lambda err: page.errors.append(str(err)))
-        page.on("console", lambda m: print("console:", m.type, m.text) if m.type in ("error", "warning") else None)
-        try:
-            yield page
-        finally:
-            context.close()
-            browser.close()
-
-
-def expect(locator: Any) -> Any:
-    return playwright_api.expect(locator)
+    with chromium_page() as page:
+        yield page
 
 
 def open_lab(page: Any, lab: Lab, workspace: str) -> None:
@@ -186,46 +82,8 @@ def open_lab(page: Any, lab: Lab, workspace: str) -> None:
     expect(page.locator(".jp-DirListing-item").first).to_be_visible()
 
 
-def show_panel(page: Any) -> None:
-    page.evaluate("window.jupyterapp.commands.execute('gitrtc:panel')")
-    expect(page.locator("#gitrtc-panel")).to_be_visible()
-
-
-def dialog_accept(page: Any, text: str | None = None) -> None:
-    """Fill the open dialog's input (if `text`) and press its accept button."""
-    dialog = page.locator(".jp-Dialog").last
-    expect(dialog).to_be_visible()
-    if text is not None:
-        dialog.locator("input").fill(text)
-    dialog.locator(".jp-Dialog-button.jp-mod-accept").click()
-
-
-def dismiss(page: Any) -> None:
-    """Close the message dialog on top (Escape, as a person would)."""
-    expect(page.locator(".jp-Dialog")).to_have_count(1)
-    page.keyboard.press("Escape")
-    expect(page.locator(".jp-Dialog")).to_have_count(0)
-
-
 def cell_text(page: Any, index: int = 0) -> str:
     return str(page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell .cm-content").nth(index).inner_text())
-
-
-def ws_url(info: dict[str, Any], room: str, name: str, email: str = "") -> str:
-    return f"ws://127.0.0.1:{info['port']}/rooms/{room}?token={info['token']}&name={name}&email={email}"
-
-
-async def room_of(info: dict[str, Any], path: str) -> str:
-    import aiohttp
-
-    async with aiohttp.ClientSession() as http:
-        async with http.get(f"http://127.0.0.1:{info['port']}/api/session?token={info['token']}") as r:
-            body = await r.json()
-    return str(next(f["room"] for f in body["files"] if f["path"] == path))
-
-
-def session_info(repo: Path) -> dict[str, Any]:
-    return dict(json.loads((repo / ".git" / "rtc" / "session.json").read_text()))
 
 
 def test_owner_shares_from_jupyterlab_sees_edits_live_and_ends_with_one_commit(lab: Lab, page: Any) -> None:
@@ -286,15 +144,6 @@ def test_owner_shares_from_jupyterlab_sees_edits_live_and_ends_with_one_commit(l
     wait_until(lambda: not (lab.root / ".git" / "rtc" / "session.json").exists(), what="the session to end")
     expect(page.locator(".gitrtc-idle")).to_be_visible()
     assert not page.errors, page.errors
-
-
-def join_by_url(page: Any, url: str, name: str | None = "Bob") -> None:
-    """Join live session…: paste `url`, then give a name (asked once per browser)."""
-    page.evaluate("() => { void window.jupyterapp.commands.execute('gitrtc:join'); }")
-    dialog_accept(page, url)
-    if name is not None:
-        expect(page.locator(".jp-Dialog", has_text="Your name in live sessions")).to_be_visible()
-        dialog_accept(page, name)
 
 
 @contextlib.contextmanager
@@ -471,44 +320,9 @@ def test_a_view_only_link_opens_read_only_in_jupyterlab(lab: Lab, page: Any, oth
     assert not page.errors, page.errors
 
 
-class Background:
-    """An event loop in a thread, for clients that stay connected while the page is driven."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Any, timeout: float = 60) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-
-def lab_api(lab: Lab, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    """One request to the server extension's owner API, with the Jupyter token."""
-    import urllib.error
-    import urllib.request
-
-    request = urllib.request.Request(
-        f"{lab.base}/gitrtc/api/{path}",
-        method=method,
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={"Authorization": f"token {lab.token}"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=90) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
-
-
 def test_the_panel_commits_invites_and_kicks(lab: Lab, page: Any) -> None:
     head = git(lab.root, "rev-parse", "HEAD").strip()
-    status, body = lab_api(lab, "POST", "start", {"paths": ["notes.md"]})
+    status, body = lab.api("POST", "start", {"paths": ["notes.md"]})
     assert status == 200, body
     bg = Background()
     try:
