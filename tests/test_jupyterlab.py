@@ -446,3 +446,63 @@ def test_jupyterlab_runs_a_live_notebook_on_the_sessions_shared_kernel(
     expect(output).to_contain_text("runs in ")
     expect(output).not_to_contain_text(str(kernel_session.repo))
     assert not page.errors, page.errors
+
+
+def test_a_session_shared_from_jupyterlab_is_paused_when_jupyter_stops_and_resumes(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The Jupyter server stops (SIGTERM, as Ctrl-C or a hub's culling): the session it
+    started pauses, never lost; sharing again from the next server resumes it, same links."""
+    from gitrtc.sessionfile import pid_alive
+
+    home = tmp_path_factory.mktemp("jupyter-restart")
+    root = make_repo(tmp_path_factory.mktemp("restart") / "repo", {"notes.md": "# Notes\n"})
+    labs = [launch_lab(home, root)]
+    try:
+        status, body = labs[0].api("POST", "start", {"paths": ["notes.md"]})
+        assert status == 200, body
+        info = session_info(root)
+        room = run_async(room_of(info, "notes.md"))
+
+        async def alice_edits() -> None:
+            async with YClient(ws_url(info, room, "Alice", "alice@example.org")) as alice:
+                await alice.wait_synced()
+                source = alice.doc.get("source", type=Text)
+                source.insert(len(str(source)), "kept across the restart\n")
+                async with YClient(ws_url(info, room, "Witness")) as witness:
+                    await witness.wait_synced()
+                    seen = witness.doc.get("source", type=Text)
+                    await async_wait_until(lambda: "kept" in str(seen), what="the edit stored")
+
+        run_async(alice_edits())
+        stop_lab(labs[0])
+        assert not pid_alive(info["pid"])  # the server's exit waited for the session to pause
+        state = subprocess.run(
+            [sys.executable, "-m", "gitrtc", "status", "--json"], cwd=root, capture_output=True, text=True
+        )
+        assert json.loads(state.stdout)["state"] == "paused", state.stdout + state.stderr
+        assert (root / "notes.md").read_text() == "# Notes\nkept across the restart\n"  # written back
+        assert git(root, "rev-list", "--count", "HEAD").strip() == "1"  # no commit: paused, not ended
+
+        labs.append(launch_lab(home, root))
+        status, body = labs[1].api("GET", "status")
+        assert status == 200 and body["running"] is False and body["paused"] is True, body
+        status, body = labs[1].api("POST", "start", {"paths": ["notes.md"]})  # Share live… again
+        assert status == 200, body
+        resumed = session_info(root)
+        assert resumed["token"] == info["token"] and resumed["pid"] != info["pid"]  # same links
+
+        async def read_again() -> str:
+            room_now = await room_of(resumed, "notes.md")
+            async with YClient(ws_url(resumed, room_now, "Bob")) as bob:
+                await bob.wait_synced()
+                return str(bob.doc.get("source", type=Text))
+
+        assert run_async(read_again()) == "# Notes\nkept across the restart\n"
+        status, done = labs[1].api("POST", "stop", {"message": "Across a Jupyter restart"})
+        assert status == 200 and done["commit"], done
+        assert "Co-authored-by: Alice <alice@example.org>" in git(root, "log", "-1", "--format=%B")
+    finally:
+        end_rtc(root)
+        for server in labs:
+            stop_lab(server)
