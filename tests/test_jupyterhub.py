@@ -30,6 +30,7 @@ from .support import ROOT, YClient, async_wait_until, git, make_repo, wait_until
 pytest.importorskip("jupyterhub", reason="JupyterHub is not installed (pip install -e '.[test]')")
 CHP = ROOT / "tests" / "js" / "node_modules" / ".bin" / "configurable-http-proxy"
 SINGLEUSER = Path(sys.executable).with_name("jupyterhub-singleuser")
+LABEXTENSION = ROOT / "gitrtc" / "labextension"
 
 
 def free_port() -> int:
@@ -77,6 +78,10 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
         pytest.skip("jupyterhub-singleuser is not installed")
     work = tmp_path_factory.mktemp("hub")
     repo = make_repo(work / "alice" / "project", {"notes.md": "# Notes\n"})
+    (work / "bob" / "project").mkdir(parents=True)  # bob's server: no checkout, nothing shared
+    labextensions = work / "labextensions"
+    labextensions.mkdir()
+    (labextensions / "gitrtc").symlink_to(LABEXTENSION)
     port, hub_port, api_port = free_port(), free_port(), free_port()
     token = secrets.token_hex(16)
     root_flag = ", '--allow-root'" if hasattr(os, "geteuid") and os.geteuid() == 0 else ""
@@ -95,8 +100,14 @@ c.Authenticator.allow_all = True
 c.JupyterHub.spawner_class = "simple"
 c.SimpleLocalProcessSpawner.home_dir_template = "{work}/{{username}}"
 c.Spawner.cmd = [{str(SINGLEUSER)!r}]
-c.Spawner.args = ['--ServerApp.jpserver_extensions={{"gitrtc.jupyter": True}}'{root_flag}]
-c.Spawner.notebook_dir = "{repo}"
+c.Spawner.args = [
+    '--ServerApp.jpserver_extensions={{"gitrtc.jupyter": True}}',
+    "--LabApp.extra_labextensions_path={labextensions}",  # this checkout's build first
+    "--LabApp.expose_app_in_browser=True",  # window.jupyterapp: the test runs commands by id
+    "--LabApp.news_url=None",
+    "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"{root_flag},
+]
+c.Spawner.notebook_dir = "{work}/{{username}}/project"
 c.Spawner.env_keep = ["PATH", "PYTHONPATH", "HOME", "LANG"]
 c.Spawner.start_timeout = 60
 c.Spawner.http_timeout = 60
@@ -198,3 +209,63 @@ def test_a_session_on_jupyterhub_is_reachable_under_the_users_url_with_the_link_
     assert git(hub.repo, "rev-list", "--count", f"{head}..HEAD").strip() == "1"
     assert "Co-authored-by: Bob <bob@example.org>" in git(hub.repo, "log", "-1", "--format=%B")
     assert (hub.repo / "notes.md").read_text() == "# Notes\nBob was here\n"
+
+
+def test_another_hub_user_joins_in_jupyterlab_through_the_hub(hub: Hub) -> None:
+    """bob, a user of the same hub, joins alice's session from his own JupyterLab in a
+    browser: his server's remote proxy reaches hers through the hub's public URL."""
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    from .labsupport import chromium_page, expect, join_by_url, missing, run_async, show_panel
+
+    why = missing()
+    if why:
+        pytest.skip(why)
+    head = git(hub.repo, "rev-parse", "HEAD").strip()
+    for user in ("alice", "bob"):
+        assert hub.call("POST", "/hub/api/users", {"usernames": [user]})[0] in (201, 409)
+        assert hub.call("POST", f"/hub/api/users/{user}/server")[0] in (201, 202, 400)  # 400: already running
+        wait_until(lambda u=user: hub.call("GET", f"/user/{u}/api/status")[0] == 200, 90, f"{user}'s server")
+    status, body = hub.call("POST", "/user/alice/gitrtc/api/start", {"paths": ["notes.md"]})
+    assert status == 200, body
+    status, info = hub.call("GET", "/user/alice/gitrtc/api/status")
+    assert status == 200 and info["running"], info
+    link = hub.base + info["proxy_url"]  # the edit link alice's panel shows
+    room = next(f["room"] for f in info["files"] if f["path"] == "notes.md")
+    token = info["proxy_url"].split("#t=")[1]
+
+    with chromium_page() as page:
+        page.goto(f"{hub.base}/hub/login?next=/user/bob/lab")
+        page.fill("#username_input", "bob")
+        page.fill("#password_input", "anything")  # the dummy authenticator
+        page.click("#login_submit")
+        page.wait_for_url("**/user/bob/lab**", timeout=90_000)
+        expect(page.locator("#jp-main-dock-panel")).to_be_visible()
+        page.wait_for_function("() => window.jupyterapp && window.jupyterapp.commands.hasCommand('gitrtc:join')")
+        join_by_url(page, link, name="Bob")
+        show_panel(page)
+        page.locator(".gitrtc-joined-file", has_text="notes.md").click()
+        editor = page.locator(".jp-FileEditor .cm-content").first
+        expect(editor).to_contain_text("# Notes")  # (and the first test's edit)
+        editor.click()
+        page.keyboard.press("Control+End")
+        page.keyboard.type("Bob typed this in JupyterLab")
+
+        ws = hub.base.replace("http", "ws", 1) + f"/user/alice/gitrtc/proxy/rooms/{room}?token={token}"
+
+        async def seen() -> str:
+            async with YClient(f"{ws}&name=Witness") as witness:
+                await witness.wait_synced()
+                text = witness.doc.get("source", type=Text)
+                await async_wait_until(lambda: "in JupyterLab" in str(text), what="bob's edit through the hub")
+                return str(text)
+
+        assert run_async(seen()).endswith("\nBob typed this in JupyterLab")
+        # his JupyterLab reached the session through his own server's remote proxy
+        assert not (hub.repo.parent.parent / "bob" / "project" / "notes.md").exists()
+        assert not page.errors, page.errors
+
+    status, done = hub.call("POST", "/user/alice/gitrtc/api/stop", {"message": "Bob joined from his JupyterLab"})
+    assert status == 200 and done["commit"], done
+    assert git(hub.repo, "rev-list", "--count", f"{head}..HEAD").strip() == "1"
+    assert "Bob typed this in JupyterLab" in (hub.repo / "notes.md").read_text()
+    assert "Co-authored-by: Bob" in git(hub.repo, "log", "-1", "--format=%B")

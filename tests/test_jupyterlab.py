@@ -8,177 +8,73 @@ built extension (`labextension/build.sh`, run by scripts/setup), chromium, ipyke
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
 import json
 import os
 import re
-import secrets
-import shutil
-import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pycrdt import Array, Text
 
-from .support import ROOT, RtcProcess, YClient, async_wait_until, git, make_repo, wait_until
+from .support import RtcProcess, YClient, async_wait_until, git, make_repo, wait_until
 
 pytest.importorskip("jupyterlab", reason="JupyterLab is not installed (pip install -e '.[test]')")
 playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 
+from .labsupport import (  # noqa: E402  (after the skips: it drives playwright)
+    TIMEOUT_MS,
+    Background,
+    Lab,
+    chromium_page,
+    dialog_accept,
+    dismiss,
+    end_rtc,
+    expect,
+    join_by_url,
+    launch_lab,
+    missing,
+    notebook,
+    room_of,
+    run_async,
+    session_info,
+    show_panel,
+    stop_lab,
+    ws_url,
+)
+
 pytestmark = pytest.mark.browser
-
-CHROMIUM = os.environ.get("GITRTC_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
-LABEXTENSION = ROOT / "gitrtc" / "labextension"
-TIMEOUT_MS = 30_000
-playwright_api.expect.set_options(timeout=TIMEOUT_MS)
-
-
-def notebook(*sources: str) -> str:
-    """A small nbformat 4.5 notebook with python3 as its kernel."""
-    cells = [
-        {"cell_type": "code", "execution_count": None, "id": f"c{i}", "metadata": {}, "outputs": [], "source": s}
-        for i, s in enumerate(sources)
-    ]
-    meta = {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}}
-    return json.dumps({"cells": cells, "metadata": meta, "nbformat": 4, "nbformat_minor": 5}, indent=1) + "\n"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def run_async(coro: Any) -> Any:
-    """Run a coroutine from sync test code (playwright owns this thread's loop)."""
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
-
-
-@dataclass
-class Lab:
-    """The module's JupyterLab server; `root` is its root folder (the repository)."""
-
-    root: Path
-    port: int
-    token: str
-    proc: subprocess.Popen[bytes]
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def url(self, workspace: str) -> str:
-        return f"{self.base}/lab/workspaces/{workspace}?token={self.token}"
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    if not (LABEXTENSION / "package.json").is_file():
-        pytest.skip("the JupyterLab extension is not built: run labextension/build.sh (scripts/setup does)")
-    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
-        pytest.skip(f"{CHROMIUM} not found: apt-get install chromium")
+    why = missing()
+    if why:
+        pytest.skip(why)
     home = tmp_path_factory.mktemp("jupyter")
     root = make_repo(
         tmp_path_factory.mktemp("lab") / "repo",
         {"analysis.ipynb": notebook("x = 1"), "notes.md": "# Notes\n", "other.txt": "not shared\n"},
     )
-    # JupyterLab serves an extension's files from <path>/<package name>/static
-    (home / "labextensions").mkdir()
-    (home / "labextensions" / "gitrtc").symlink_to(LABEXTENSION)
-    port, token = free_port(), secrets.token_urlsafe(16)
-    env = {
-        **os.environ,
-        "JUPYTER_CONFIG_DIR": str(home / "config"),
-        "JUPYTER_DATA_DIR": str(home / "data"),
-        "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
-        "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
-        "IPYTHONDIR": str(home / "ipython"),
-        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
-    }
-    args = [
-        sys.executable,
-        "-m",
-        "jupyterlab",
-        "--no-browser",
-        f"--port={port}",
-        "--ip=127.0.0.1",
-        f"--IdentityProvider.token={token}",
-        f"--ServerApp.root_dir={root}",
-        """--ServerApp.jpserver_extensions={"gitrtc.jupyter": True}""",
-        f"--LabApp.extra_labextensions_path={home / 'labextensions'}",
-        "--LabApp.news_url=None",
-        "--LabApp.expose_app_in_browser=True",  # window.jupyterapp: the tests run commands by id
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-    ]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        args.append("--allow-root")
-    log = open(home / "lab.log", "wb")  # closed after the server
-    proc = subprocess.Popen(args, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-    server = Lab(root, port, token, proc)
+    server = launch_lab(home, root)
     try:
-        wait_until(lambda: _up(server), 60, "JupyterLab to answer")
         yield server
     finally:
         end_rtc(root)
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-        if proc.returncode not in (0, -15, 143) and os.environ.get("GITRTC_SHOW_LAB_LOG"):
+        code = stop_lab(server)
+        if code not in (0, -15, 143) and os.environ.get("GITRTC_SHOW_LAB_LOG"):
             print((home / "lab.log").read_text())
-
-
-def _up(lab: Lab) -> bool:
-    if lab.proc.poll() is not None:
-        raise AssertionError(f"jupyter lab exited with {lab.proc.returncode}")
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"{lab.base}/api/status?token={lab.token}", timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
-def end_rtc(repo: Path) -> None:
-    """Stop a session a test left running (the server extension starts it detached)."""
-    info = repo / ".git" / "rtc" / "session.json"
-    if info.is_file():
-        subprocess.run([sys.executable, "-m", "gitrtc", "stop", "--no-commit"], cwd=repo, capture_output=True)
 
 
 @pytest.fixture
 def page(lab: Lab) -> Iterator[Any]:
-    with playwright_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 900})
-        context.set_default_timeout(TIMEOUT_MS)
-        page = context.new_page()
-        page.errors = []  # type: ignore[attr-defined]
-        page.on("pageerror", lambda err: page.errors.append(str(err)))
-        page.on("console", lambda m: print("console:", m.type, m.text) if m.type in ("error", "warning") else None)
-        try:
-            yield page
-        finally:
-            context.close()
-            browser.close()
-
-
-def expect(locator: Any) -> Any:
-    return playwright_api.expect(locator)
+    with chromium_page() as page:
+        yield page
 
 
 def open_lab(page: Any, lab: Lab, workspace: str) -> None:
@@ -186,46 +82,8 @@ def open_lab(page: Any, lab: Lab, workspace: str) -> None:
     expect(page.locator(".jp-DirListing-item").first).to_be_visible()
 
 
-def show_panel(page: Any) -> None:
-    page.evaluate("window.jupyterapp.commands.execute('gitrtc:panel')")
-    expect(page.locator("#gitrtc-panel")).to_be_visible()
-
-
-def dialog_accept(page: Any, text: str | None = None) -> None:
-    """Fill the open dialog's input (if `text`) and press its accept button."""
-    dialog = page.locator(".jp-Dialog").last
-    expect(dialog).to_be_visible()
-    if text is not None:
-        dialog.locator("input").fill(text)
-    dialog.locator(".jp-Dialog-button.jp-mod-accept").click()
-
-
-def dismiss(page: Any) -> None:
-    """Close the message dialog on top (Escape, as a person would)."""
-    expect(page.locator(".jp-Dialog")).to_have_count(1)
-    page.keyboard.press("Escape")
-    expect(page.locator(".jp-Dialog")).to_have_count(0)
-
-
 def cell_text(page: Any, index: int = 0) -> str:
     return str(page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell .cm-content").nth(index).inner_text())
-
-
-def ws_url(info: dict[str, Any], room: str, name: str, email: str = "") -> str:
-    return f"ws://127.0.0.1:{info['port']}/rooms/{room}?token={info['token']}&name={name}&email={email}"
-
-
-async def room_of(info: dict[str, Any], path: str) -> str:
-    import aiohttp
-
-    async with aiohttp.ClientSession() as http:
-        async with http.get(f"http://127.0.0.1:{info['port']}/api/session?token={info['token']}") as r:
-            body = await r.json()
-    return str(next(f["room"] for f in body["files"] if f["path"] == path))
-
-
-def session_info(repo: Path) -> dict[str, Any]:
-    return dict(json.loads((repo / ".git" / "rtc" / "session.json").read_text()))
 
 
 def test_owner_shares_from_jupyterlab_sees_edits_live_and_ends_with_one_commit(lab: Lab, page: Any) -> None:
@@ -286,15 +144,6 @@ def test_owner_shares_from_jupyterlab_sees_edits_live_and_ends_with_one_commit(l
     wait_until(lambda: not (lab.root / ".git" / "rtc" / "session.json").exists(), what="the session to end")
     expect(page.locator(".gitrtc-idle")).to_be_visible()
     assert not page.errors, page.errors
-
-
-def join_by_url(page: Any, url: str, name: str | None = "Bob") -> None:
-    """Join live session…: paste `url`, then give a name (asked once per browser)."""
-    page.evaluate("() => { void window.jupyterapp.commands.execute('gitrtc:join'); }")
-    dialog_accept(page, url)
-    if name is not None:
-        expect(page.locator(".jp-Dialog", has_text="Your name in live sessions")).to_be_visible()
-        dialog_accept(page, name)
 
 
 @contextlib.contextmanager
@@ -469,3 +318,191 @@ def test_a_view_only_link_opens_read_only_in_jupyterlab(lab: Lab, page: Any, oth
     page.keyboard.type("zzz")
     expect(cell).to_have_text("n = 1")  # nothing typed that the session would refuse
     assert not page.errors, page.errors
+
+
+def test_the_panel_commits_invites_and_kicks(lab: Lab, page: Any) -> None:
+    head = git(lab.root, "rev-parse", "HEAD").strip()
+    status, body = lab.api("POST", "start", {"paths": ["notes.md"]})
+    assert status == 200, body
+    bg = Background()
+    try:
+        info = session_info(lab.root)
+        room = run_async(room_of(info, "notes.md"))
+        alice = YClient(ws_url(info, room, "Alice", "alice@example.org"))
+
+        async def alice_edits() -> None:
+            await alice.connect()
+            await alice.wait_synced()
+            source = alice.doc.get("source", type=Text)
+            source.insert(len(str(source)), "Alice was here\n")
+            await alice.flush()
+
+        bg.run(alice_edits())
+        open_lab(page, lab, "actions")
+        show_panel(page)
+        row = page.locator(".gitrtc-participant", has_text="Alice")
+        expect(row).to_contain_text("Alice (editor)")
+
+        # Commit…: a commit with the typed message; the session goes on
+        page.locator(".gitrtc-commit").click()
+        dialog_accept(page, "Checkpoint from the panel")
+        done = page.locator(".jp-Dialog", has_text="Committed")
+        expect(done).to_contain_text("1 commit on main")
+        dialog_accept(page)
+        wait_until(lambda: git(lab.root, "rev-list", "--count", f"{head}..HEAD").strip() == "1", what="the commit")
+        message = git(lab.root, "log", "-1", "--format=%B")
+        assert message.startswith("Checkpoint from the panel")
+        assert "Co-authored-by: Alice <alice@example.org>" in message
+        assert git(lab.root, "show", "HEAD:notes.md") == "# Notes\nAlice was here\n"
+        assert session_info(lab.root)["pid"] == info["pid"]  # still the same, running session
+        expect(page.locator(".gitrtc-StatusItem")).to_contain_text("Live")
+
+        # Invite…: a personal link the session accepts
+        page.locator(".gitrtc-invite").click()
+        dialog_accept(page, "Zed")
+        personal = page.locator(".jp-Dialog", has_text="Personal link for Zed")
+        expect(personal).to_contain_text("#t=")
+        link = re.search(r"https?://\S+#t=[\w-]+", personal.inner_text())
+        assert link, personal.inner_text()
+        dialog_accept(page)
+        zed_token = link.group(0).split("#t=")[1]
+        assert zed_token not in (info["token"], info["url"].split("#t=")[1])
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{info['port']}/api/session?token={zed_token}") as r:
+            assert r.status == 200
+
+        # Kick: Alice's connection is closed with 4403 and she is gone from the panel
+        row.locator(".gitrtc-kick").click()
+        dialog_accept(page)  # Remove
+        assert bg.run(alice.wait_closed()) == 4403
+        expect(page.locator(".gitrtc-participant", has_text="Alice")).to_have_count(0)
+
+        assert not page.errors, page.errors
+    finally:
+        bg.run(alice.close())
+        bg.close()
+        end_rtc(lab.root)
+
+
+@pytest.fixture
+def kernel_session(tmp_path: Path) -> Iterator[RtcProcess]:
+    """An `rtc start --kernels` session: the owner lets participants run its shared kernel."""
+    source = "import os\nprint('runs in', os.getcwd())"
+    repo = make_repo(tmp_path / "kernels", {"run.ipynb": notebook(source)})
+    rtc = RtcProcess(repo, ["--kernels", "run.ipynb"])
+    rtc.wait_ready()
+    try:
+        yield rtc
+    finally:
+        rtc.kill()
+
+
+def test_jupyterlab_runs_a_live_notebook_on_the_sessions_shared_kernel(
+    lab: Lab, page: Any, kernel_session: RtcProcess
+) -> None:
+    info = kernel_session.info
+    room = run_async(room_of(info, "run.ipynb"))
+    open_lab(page, lab, "shared-kernel")
+    join_by_url(page, info["url"], name="Bob")
+    show_panel(page)
+    page.locator(".gitrtc-joined-file", has_text="run.ipynb").click()
+    cell = page.locator(".jp-NotebookPanel .jp-Cell .cm-content").first
+    expect(cell).to_contain_text("os.getcwd()")
+    choice = page.locator(".gitrtc-kernel-choice")
+    expect(choice).to_contain_text("the session’s shared kernel (on Owner Person’s machine)")
+    expect(choice).to_have_value("own")  # the joiner's own kernel unless chosen
+    choice.select_option("shared")
+    expect(page.locator(".gitrtc-kernel-label")).to_have_attribute("title", re.compile("shared kernel"))
+
+    cell.click()
+    page.keyboard.press("Shift+Enter")
+    # the session's kernel runs in the notebook's folder of the owner's checkout, which no
+    # kernel of this JupyterLab (rooted elsewhere) would print
+    output = page.locator(".jp-NotebookPanel .jp-OutputArea-output").first
+    expect(output).to_contain_text(f"runs in {kernel_session.repo}")
+    expect(page.locator(".gitrtc-shared-status")).to_contain_text("idle")
+
+    async def seen_by_pycrdt() -> list[Any]:
+        async with YClient(ws_url(info, room, "Carol")) as carol:
+            await carol.wait_synced()
+            cells = carol.doc.get("cells", type=Array)
+            await async_wait_until(
+                lambda: str(kernel_session.repo) in json.dumps(cells[0]["outputs"].to_py()), what="the shared output"
+            )
+            state = await carol.request("kernel", "state")
+            return [cells[0]["outputs"].to_py(), state]
+
+    outputs, state = run_async(seen_by_pycrdt())
+    assert outputs[0]["output_type"] == "stream" and outputs[0]["name"] == "stdout"
+    ran = state["shared"]["cells"]["c0"]
+    assert ran["by"] == "Bob" and ran["state"] == "done"  # attributed to the JupyterLab user
+
+    # back to its own kernel: the cell runs in this JupyterLab again
+    choice.select_option("own")
+    expect(page.locator(".jp-StatusBar-Widget", has_text=re.compile(r"ipykernel\) \| Idle"))).to_be_visible()
+    cell.click()
+    page.keyboard.press("Shift+Enter")
+    expect(output).to_contain_text("runs in ")
+    expect(output).not_to_contain_text(str(kernel_session.repo))
+    assert not page.errors, page.errors
+
+
+def test_a_session_shared_from_jupyterlab_is_paused_when_jupyter_stops_and_resumes(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The Jupyter server stops (SIGTERM, as Ctrl-C or a hub's culling): the session it
+    started pauses, never lost; sharing again from the next server resumes it, same links."""
+    from gitrtc.sessionfile import pid_alive
+
+    home = tmp_path_factory.mktemp("jupyter-restart")
+    root = make_repo(tmp_path_factory.mktemp("restart") / "repo", {"notes.md": "# Notes\n"})
+    labs = [launch_lab(home, root)]
+    try:
+        status, body = labs[0].api("POST", "start", {"paths": ["notes.md"]})
+        assert status == 200, body
+        info = session_info(root)
+        room = run_async(room_of(info, "notes.md"))
+
+        async def alice_edits() -> None:
+            async with YClient(ws_url(info, room, "Alice", "alice@example.org")) as alice:
+                await alice.wait_synced()
+                source = alice.doc.get("source", type=Text)
+                source.insert(len(str(source)), "kept across the restart\n")
+                async with YClient(ws_url(info, room, "Witness")) as witness:
+                    await witness.wait_synced()
+                    seen = witness.doc.get("source", type=Text)
+                    await async_wait_until(lambda: "kept" in str(seen), what="the edit stored")
+
+        run_async(alice_edits())
+        stop_lab(labs[0])
+        assert not pid_alive(info["pid"])  # the server's exit waited for the session to pause
+        state = subprocess.run(
+            [sys.executable, "-m", "gitrtc", "status", "--json"], cwd=root, capture_output=True, text=True
+        )
+        assert json.loads(state.stdout)["state"] == "paused", state.stdout + state.stderr
+        assert (root / "notes.md").read_text() == "# Notes\nkept across the restart\n"  # written back
+        assert git(root, "rev-list", "--count", "HEAD").strip() == "1"  # no commit: paused, not ended
+
+        labs.append(launch_lab(home, root))
+        status, body = labs[1].api("GET", "status")
+        assert status == 200 and body["running"] is False and body["paused"] is True, body
+        status, body = labs[1].api("POST", "start", {"paths": ["notes.md"]})  # Share live… again
+        assert status == 200, body
+        resumed = session_info(root)
+        assert resumed["token"] == info["token"] and resumed["pid"] != info["pid"]  # same links
+
+        async def read_again() -> str:
+            room_now = await room_of(resumed, "notes.md")
+            async with YClient(ws_url(resumed, room_now, "Bob")) as bob:
+                await bob.wait_synced()
+                return str(bob.doc.get("source", type=Text))
+
+        assert run_async(read_again()) == "# Notes\nkept across the restart\n"
+        status, done = labs[1].api("POST", "stop", {"message": "Across a Jupyter restart"})
+        assert status == 200 and done["commit"], done
+        assert "Co-authored-by: Alice <alice@example.org>" in git(root, "log", "-1", "--format=%B")
+    finally:
+        end_rtc(root)
+        for server in labs:
+            stop_lab(server)

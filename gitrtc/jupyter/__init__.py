@@ -17,9 +17,10 @@ base URL:
 
 from __future__ import annotations
 
+import atexit
 from typing import Any
 
-from .handlers import setup_handlers
+from .handlers import pause_started, setup_handlers
 
 
 def _jupyter_server_extension_points() -> list[dict[str, str]]:
@@ -35,4 +36,5 @@ def _jupyter_labextension_paths() -> list[dict[str, str]]:
 def _load_jupyter_server_extension(serverapp: Any) -> None:
     """Register the handlers on the server's application."""
     setup_handlers(serverapp.web_app, serverapp.root_dir)
+    atexit.register(pause_started)  # the server's exit pauses the sessions it started
     serverapp.log.info("gitrtc: live sessions at %sgitrtc/", serverapp.base_url)

@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,10 @@ FIELDS: dict[str, tuple[str, ...]] = {
 }
 #: The `rtc start` processes this server started (awaited, so none is left a zombie).
 _children: set[asyncio.Task[int]] = set()
+#: Their pids and git dirs: paused when the Jupyter server stops (`pause_started`).
+_started: dict[int, Path] = {}
+#: How long the Jupyter server's exit waits for each of its sessions to pause.
+PAUSE_TIMEOUT = 30.0
 
 
 class OwnerHandler(APIHandler):
@@ -91,7 +97,8 @@ class StatusHandler(OwnerHandler):
 
 
 class StartHandler(OwnerHandler):
-    """`POST gitrtc/api/start {paths, message?, kernels?, persistent?}`: `rtc start` them."""
+    """`POST gitrtc/api/start {paths, message?, kernels?, persistent?}`: `rtc start` them
+    (persistent unless `persistent` is false)."""
 
     @web.authenticated
     async def post(self) -> None:
@@ -105,7 +112,8 @@ class StartHandler(OwnerHandler):
                 paths,
                 message=body.get("message") if isinstance(body.get("message"), str) else None,
                 kernels=body.get("kernels") is True,
-                persistent=body.get("persistent") is True,
+                # paused, never lost, when the Jupyter server stops (`pause_started`)
+                persistent=body.get("persistent") is not False,
             )
         except RtcError as exc:
             self.fail(exc)
@@ -200,6 +208,8 @@ async def start_session(root: Path, paths: list[str], message: str | None, kerne
         out.close()
     waiter = asyncio.ensure_future(proc.wait())
     _children.add(waiter)
+    if persistent:
+        _started[proc.pid] = Path(gitdir)
     waiter.add_done_callback(_children.discard)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + START_TIMEOUT
@@ -211,6 +221,34 @@ async def start_session(root: Path, paths: list[str], message: str | None, kerne
             raise NoSessionError(_last_line(log) or f"rtc start exited with status {proc.returncode}")
         await asyncio.sleep(0.1)
     raise NoSessionError(f"the session did not start within {START_TIMEOUT:.0f} s: see {log}")
+
+
+def pause_started() -> None:
+    """Pause the persistent sessions this Jupyter server started (SIGTERM: the session
+    flushes, closes its connections with "restarting", and keeps its store), and wait for
+    them: a session shared from JupyterLab is paused, never lost, when the server stops.
+    `Share live…` or `rtc start` resumes it with the same links, `rtc stop` ends it.
+    Called at the server process's exit (a module extension has no stop hook)."""
+    waiting = []
+    for pid, gitdir in list(_started.items()):
+        data = read_session_file(gitdir)
+        if data and data.get("pid") == pid and pid_alive(pid):  # still that session, not a reused pid
+            os.kill(pid, signal.SIGTERM)
+            waiting.append(pid)
+    _started.clear()
+    for pid in waiting:
+        deadline = time.monotonic() + PAUSE_TIMEOUT
+        while time.monotonic() < deadline and _running(pid):
+            time.sleep(0.05)  # a process's exit has no event to wait on here
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` still runs (reaping it when it is our exited child)."""
+    try:
+        done, _status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # not our child, or reaped already
+        return pid_alive(pid)
+    return done == 0
 
 
 def _last_line(path: Path) -> str:

@@ -11,6 +11,7 @@ import { ISignal, Signal } from '@lumino/signaling';
 import { WebsocketProvider } from 'y-websocket';
 import { liveDocs } from './cursors';
 import { CLOSE, LiveSession } from './live';
+import { SessionKernel, sessionKernels } from './sessionkernel';
 
 export const DRIVE = 'gitrtc';
 
@@ -106,6 +107,9 @@ export class LiveDrive implements Contents.IDrive {
       client: 'jupyterlab',
     });
     const provider = found.session.connect(file, doc.ydoc, doc.awareness);
+    if (file.kind === 'notebook' && found.session.info.kernels?.enabled) {
+      sessionKernels.set(doc.ydoc, new SessionKernel(provider)); // offered in the toolbar (index.ts)
+    }
     const synced = new Promise<void>((resolve, reject) => {
       provider.on('sync', (isSynced: boolean) => {
         if (isSynced) resolve();

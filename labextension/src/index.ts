@@ -6,13 +6,14 @@ import { IFileBrowserFactory } from '@jupyterlab/filebrowser';
 import { IEditorExtensionRegistry } from '@jupyterlab/codemirror';
 import { IStatusBar } from '@jupyterlab/statusbar';
 import { DocumentRegistry, DocumentWidget } from '@jupyterlab/docregistry';
-import { INotebookModel, NotebookPanel } from '@jupyterlab/notebook';
+import { INotebookCellExecutor, INotebookModel, NotebookPanel } from '@jupyterlab/notebook';
 import { Widget } from '@lumino/widgets';
 import { call, EndResult } from './api';
 import { registerCursors } from './cursors';
 import { colorFor, DRIVE } from './drive';
 import { JoinController } from './join';
 import { SessionPanel } from './panel';
+import { cellExecutor, sessionKernels } from './sessionkernel';
 import { SessionState } from './state';
 
 const CMD = {
@@ -68,7 +69,8 @@ class OfferLive implements DocumentRegistry.IWidgetExtension<Widget, DocumentReg
   }
 }
 
-/** The notebook toolbar's note on whose kernel runs a live notebook's cells; a view-only
+/** The notebook toolbar's note on whose kernel runs a live notebook's cells, and, where the
+ * owner enabled session kernels, the choice of the session's shared kernel; a view-only
  * link's notebook is made read-only here (the session would refuse its edits anyway). */
 class KernelNote implements DocumentRegistry.IWidgetExtension<NotebookPanel, INotebookModel> {
   constructor(private viewer: (path: string) => boolean) {}
@@ -86,8 +88,60 @@ class KernelNote implements DocumentRegistry.IWidgetExtension<NotebookPanel, INo
     }
     const note = new Widget();
     note.addClass('gitrtc-kernel-label');
-    note.node.textContent = viewOnly ? 'Live · view only' : 'Live · runs on your own kernel';
-    note.node.title = 'Cells run in a kernel of this JupyterLab (yours), not on the session owner’s machine; the outputs are shared.';
+    const kernel = viewOnly ? undefined : sessionKernels.get((context.model.sharedModel as any).ydoc);
+    const own = 'Cells run in a kernel of this JupyterLab (yours), not on the session owner’s machine; the outputs are shared.';
+    const render = () => {
+      if (viewOnly) {
+        note.node.textContent = 'Live · view only';
+        return;
+      }
+      if (!kernel?.offered) {
+        note.node.textContent = 'Live · runs on your own kernel';
+        note.node.title = kernel?.refusal ? `${own} (${kernel.refusal})` : own;
+        return;
+      }
+      note.node.replaceChildren();
+      const choice = document.createElement('select');
+      choice.className = 'gitrtc-kernel-choice';
+      choice.setAttribute('aria-label', 'Which kernel runs this live notebook');
+      for (const [value, label] of [
+        ['own', 'your own kernel'],
+        ['shared', `the session’s shared kernel (on ${kernel.owner}’s machine)`],
+      ]) {
+        const option = document.createElement('option');
+        option.value = value;
+        option.textContent = label;
+        option.selected = kernel.choice === value;
+        choice.append(option);
+      }
+      choice.addEventListener('change', () => kernel.choose(choice.value === 'shared' ? 'shared' : 'own'));
+      const shared = kernel.choice === 'shared';
+      note.node.title = shared
+        ? `Cells run in the session’s shared kernel on ${kernel.owner}’s machine: everyone sees the outputs, and they are written by the session even if this tab closes.`
+        : own;
+      note.node.append('Live · runs on ', choice);
+      if (shared) {
+        const status = document.createElement('span');
+        status.className = 'gitrtc-shared-status';
+        status.textContent = ` ${kernel.status || 'not started'}`;
+        const act = (label: string, cls: string, op: string) => {
+          const b = document.createElement('button');
+          b.className = `jp-Button jp-mod-minimal ${cls}`;
+          b.textContent = label;
+          b.addEventListener('click', () => void kernel.ask(op));
+          return b;
+        };
+        note.node.append(status, act('■', 'gitrtc-shared-interrupt', 'interrupt'), act('↻', 'gitrtc-shared-restart', 'restart'));
+      }
+      if (kernel.lastError) {
+        const error = document.createElement('span');
+        error.className = 'gitrtc-kernel-error';
+        error.textContent = ` ${kernel.lastError}`;
+        note.node.append(error);
+      }
+    };
+    kernel?.onChange(render);
+    render();
     panel.toolbar.insertItem(0, 'gitrtc-kernel', note);
   }
 }
@@ -294,4 +348,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
   },
 };
 
-export default plugin;
+/** Runs a live notebook's cells on the session's shared kernel when chosen, else as
+ * JupyterLab does (sessionkernel.ts); replaces JupyterLab's own cell executor plugin. */
+const executor: JupyterFrontEndPlugin<INotebookCellExecutor> = {
+  id: 'gitrtc:cell-executor',
+  description: 'Runs live notebooks on the session’s shared kernel when chosen',
+  autoStart: true,
+  provides: INotebookCellExecutor,
+  activate: (): INotebookCellExecutor => cellExecutor,
+};
+
+export default [plugin, executor];

@@ -3,6 +3,8 @@
 // (not a session link, an ended session, a revoked link, another gitrtc version, a network
 // drop) ends in a dialog, never in a broken editor.
 import { JupyterFrontEnd } from '@jupyterlab/application';
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
 import { Dialog, InputDialog, Notification, showDialog, showErrorMessage } from '@jupyterlab/apputils';
 import { DocumentWidget } from '@jupyterlab/docregistry';
 import { Widget } from '@lumino/widgets';
@@ -107,7 +109,10 @@ export class JoinController {
     }
     const who = await this.identity();
     if (!who) return null;
-    const local = new URL(parsed.base).pathname.endsWith('/gitrtc/proxy/') && new URL(parsed.base).host === window.location.host;
+    // this Jupyter server's own session only: on JupyterHub another user's server has the
+    // same host and a `…/gitrtc/proxy/` path too, and is reached through the remote proxy
+    const own = new URL(URLExt.join(ServerConnection.makeSettings().baseUrl, 'gitrtc', 'proxy') + '/', window.location.href);
+    const local = parsed.base === own.href;
     return this.add(new LiveSession(`s${++this.counter}`, local, parsed.base, parsed.token, who));
   }
 

@@ -25,6 +25,8 @@ export interface SessionInfo {
   name: string | null;
   files: LiveFile[];
   version?: string;
+  /** whether the owner lets participants run code on the session's kernels (`--kernels`) */
+  kernels?: { enabled: boolean; owner: string };
 }
 
 export interface Who {
