@@ -90,11 +90,17 @@ class DeleteWatch:
         scratch: Doc[Any] = Doc()
         scratch.apply_update(noted.state)
         scells = scratch.get("cells", type=Array)
+        cell_items: Ranges = {}  # the id ranges of the cells themselves (their Map items)
+        for client, start, end, place in self.guard.index.items():
+            if place.root == "cells" and place.level == 1:
+                cell_items.setdefault(client, []).append((start, end - start))
         keep: list[tuple[int, str, dict[str, Any]]] = []
         for i, cid in reversed(gone):  # from the end: the indices before stay valid
             value = scells[i].to_py()
             live = _deleted_by(scratch, lambda i=i: scells.__delitem__(i))
-            if not covered(live, noted.deletes):
+            itself = _intersection(live, cell_items)
+            # deleted by the update (not a cell whose id changed), with items it did not know
+            if itself and covered(itself, noted.deletes) and not covered(live, noted.deletes):
                 keep.append((i, cid, value))
         if not keep:
             return 0
@@ -149,6 +155,18 @@ def covered(items: Ranges, by: Ranges) -> bool:
             if start < end:
                 return False
     return True
+
+
+def _intersection(a: Ranges, b: Ranges) -> Ranges:
+    """The id ranges in both `a` and `b`."""
+    out: Ranges = {}
+    for client, ranges in a.items():
+        for clock, length in ranges:
+            for s, n in b.get(client, []):
+                start, end = max(clock, s), min(clock + length, s + n)
+                if start < end:
+                    out.setdefault(client, []).append((start, end - start))
+    return out
 
 
 def _place(cells: Array[Any], before: list[Any]) -> int:

@@ -36,7 +36,7 @@ from pycrdt import Doc
 
 from . import git, joinnames, protocol, safefs
 from .client import CLOSE_REFUSED, RoomClient
-from .conflicts import attach
+from .conflicts import attach, merge_later
 from .disk import DiskSync
 from .documents import MAX_FILE_BYTES, Codec
 from .documents.notebook import NotebookCodec, notebook_problem
@@ -243,7 +243,7 @@ class Mirror:
 
     async def _merge_local(self, path: str, data: bytes, base: bytes | None) -> None:
         try:
-            self.codecs[path].apply_file(self.docs[path], data, DiskMerge(path), base=base)
+            await merge_later(self.codecs[path], self.docs[path], data, DiskMerge(path), base, _run)
         except DocumentError as exc:
             self.say(f"{path}: your saved file cannot be merged ({exc}); fix it and save again")
 
@@ -472,7 +472,8 @@ class Mirror:
                 kept = await asyncio.to_thread(self.state.write, f"kept/{stamp}/{path}", plan.local)
                 self.say(f"{path}: your version from before this join is kept at {kept}")
             if plan.merge and plan.local is not None:
-                self.codecs[path].apply_file(self.docs[path], plan.local, DiskMerge(path), base=plan.merge_base)
+                origin = DiskMerge(path)
+                await merge_later(self.codecs[path], self.docs[path], plan.local, origin, plan.merge_base, _run)
                 self.say(f"{path}: your local changes were merged into the session")
             data = self.codecs[path].dump(self.docs[path])
             if data != plan.local:
@@ -506,6 +507,10 @@ class Mirror:
                 return bytes(data)
         except aiohttp.ClientError as exc:
             raise JoinError(f"cannot reach the session at {self.link.http}: {exc}") from None
+
+
+def _run(apply: Callable[[], bool]) -> bool:
+    return apply()
 
 
 def _open(f: SharedFile, original: bytes) -> Codec:
