@@ -217,6 +217,20 @@ class NotebookCodec:
         self.warnings = list(self._ref.warnings)
         return changed
 
+    @property
+    def reference(self) -> object:
+        """The file the doc is written like (its formatting; opaque). `apply_file` adopts
+        the new file's; a channel that must keep writing like the session (an `rtc join`
+        folder: its bytes are the commit's) puts the one it had back."""
+        return self._ref
+
+    @reference.setter
+    def reference(self, ref: object) -> None:
+        if not isinstance(ref, _Reference):
+            raise TypeError("a NotebookCodec.reference value")
+        self._ref = ref
+        self.warnings = list(ref.warnings)
+
     def merge_inputs(
         self, doc: pycrdt.Doc[Any], data: bytes, base: bytes
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
