@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -36,12 +37,15 @@ from .errors import ProtocolError, RejectedEditError
 from .origins import ServerEdit
 
 if TYPE_CHECKING:
-    from .rooms import Room
+    from .client import RoomClient
+    from .documents.notebook import NotebookCodec
     from .validation import DocumentGuard
 
-__all__ = ["DeleteWatch", "Noted", "covered"]
+__all__ = ["DeleteWatch", "Noted", "covered", "watch_remote_deletes"]
 
 Ranges = dict[int, list[tuple[int, int]]]  # client → [(clock, length)], as in a delete set
+#: How a put-back is made: `Room.edit(fn, origin)` on the server, a local transaction on a client.
+Edit = Callable[[Callable[[], None], object], object]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,9 +83,10 @@ class DeleteWatch:
         ids = [ycell.get("id") if isinstance(ycell, Map) else None for ycell in cells]
         return Noted(self.doc.get_update(), ids, deletes)
 
-    def after(self, room: Room, noted: Noted, who: str) -> int:
+    def after(self, noted: Noted, who: str, edit: Edit) -> int:
         """After the update was applied: put back every deleted cell that held edits its
-        deleter (`who`) had not seen, each with a `deleted` conflict. How many."""
+        deleter (`who`) had not seen, each with a `deleted` conflict, through `edit` (a
+        room's `Room.edit`). How many."""
         cells = self.doc.get("cells", type=Array)
         present = {ycell.get("id") for ycell in cells if isinstance(ycell, Map)}
         gone = [(i, cid) for i, cid in enumerate(noted.ids) if isinstance(cid, str) and cid not in present]
@@ -119,8 +124,33 @@ class DeleteWatch:
                     "at": stamp,
                 }
 
-        room.edit(put_back, ServerEdit())
+        edit(put_back, ServerEdit())
         return len(keep)
+
+
+def watch_remote_deletes(client: RoomClient, codec: NotebookCodec, who: str) -> None:
+    """The same check on a client's side (`rtc join`): a remote update that deletes a cell
+    holding local edits the deleter had not seen (made while this client was offline)
+    puts the cell back with them, flagged, as this client's edit (sent to the session)."""
+    from .validation import DocumentGuard
+
+    doc = client.doc
+    guard = DocumentGuard(doc, codec, codec.path)
+    guard.learn(doc.get_update())
+    doc.observe(lambda event: guard.learn(event.update))  # every item placed, ours and remote
+    watch = DeleteWatch(doc, guard)
+
+    def local_edit(fn: Callable[[], None], _origin: object) -> None:
+        with doc.transaction():
+            fn()
+
+    def around(update: bytes) -> Callable[[], None] | None:
+        noted = watch.before(update)
+        if noted is None:
+            return None
+        return lambda: _void(watch.after(noted, who, local_edit))
+
+    client.around_remote = around
 
 
 def _deleted_by(doc: Doc[Any], fn: Any) -> Ranges:
@@ -137,6 +167,10 @@ def _deleted_by(doc: Doc[Any], fn: Any) -> Ranges:
         for client, ranges in yupdate.decode(update, 1 << 30).deletes.items():
             out.setdefault(client, []).extend(ranges)
     return out
+
+
+def _void(_value: object) -> None:
+    """Drop a value (a callback's result nobody reads)."""
 
 
 def covered(items: Ranges, by: Ranges) -> bool:

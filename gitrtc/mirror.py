@@ -35,6 +35,7 @@ import aiohttp
 from pycrdt import Doc
 
 from . import git, joinnames, markers, protocol, safefs
+from .celldeletes import watch_remote_deletes
 from .client import CLOSE_REFUSED, RoomClient
 from .conflicts import attach, merge_later
 from .disk import DiskSync
@@ -307,6 +308,9 @@ class Mirror:
                 client = RoomClient(
                     f"{self.link.ws}/rooms/{f.room}?{params}", doc, heartbeat=30, max_msg_size=MAX_MESSAGE_BYTES
                 )
+                codec = self.codecs[f.path]
+                if isinstance(codec, NotebookCodec):  # a cell deleted while we were offline keeps our edits
+                    watch_remote_deletes(client, codec, "someone in the session")
                 client.on_remote_change = lambda p=f.path: self._remote_changed(p)
                 client.on_message = lambda m, frame, p=f.path: self._server_message(p, m)
                 self.links[f.path] = client

@@ -298,7 +298,7 @@ class Room:
         if changed and self._on_change is not None:
             self._on_change(self, origin)
         if watch is not None and noted is not None:
-            watch.after(self, noted, conn.participant.name)  # a cell with unseen edits comes back
+            watch.after(noted, conn.participant.name, self.edit)  # a cell with unseen edits comes back
 
     def _log_and_forward(
         self, update: bytes, forward: bytes, sender: Connection | None, credit: Participant | None

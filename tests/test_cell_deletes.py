@@ -11,8 +11,9 @@ from typing import Any
 
 from pycrdt import Array, Doc, Map, Text
 
-from gitrtc.celldeletes import covered
+from gitrtc.celldeletes import covered, watch_remote_deletes
 from gitrtc.conflicts import open_conflicts
+from gitrtc.documents import NotebookCodec, open_codec
 from gitrtc.requests import encode
 
 from .conftest import Live, live_session
@@ -120,3 +121,34 @@ def test_covered() -> None:
     assert not covered({1: [(0, 10)]}, {1: [(0, 4), (5, 6)]})
     assert not covered({1: [(0, 1)], 2: [(0, 1)]}, {1: [(0, 1)]})
     assert covered({}, {})
+
+
+async def test_an_offline_edit_of_a_cell_deleted_meanwhile_comes_back_with_the_edit(tmp_path: Path) -> None:
+    """The other way round, on the client's side (as `rtc join` runs it): the session
+    deleted a cell that this client edited while offline; when it reconnects, the cell
+    comes back with its edit, flagged, for everyone."""
+    original = notebook("a = 1\n", "b = 2\n", "c = 3\n")
+    repo = make_repo(tmp_path / "r", {"nb.ipynb": original})
+    async with live_session(repo, ["nb.ipynb"]) as live:
+        bob_doc = await offline_copy(live, "nb.ipynb")
+        room = live.session.rooms[live.room("nb.ipynb")]
+        async with live.client("nb.ipynb") as alice:
+            await alice.wait_synced()
+            bcells = bob_doc.get("cells", type=Array)
+            bcells[1]["source"].insert(0, "# Bob, offline\n")
+            del alice.doc.get("cells", type=Array)[1]  # Alice deletes it meanwhile
+            await async_wait_until(lambda: list(cell_sources(room.doc)) == ["c0", "c2"], what="the delete")
+            bob = YClient(live.ws("nb.ipynb", name="Bob", email="bob@example.org"), bob_doc)
+            codec = open_codec("nb.ipynb", original.encode())
+            assert isinstance(codec, NotebookCodec)
+            watch_remote_deletes(bob, codec, "someone in the session")
+            async with bob:
+                await bob.wait_synced()
+                expected = {"c0": "a = 1\n", "c1": "# Bob, offline\nb = 2\n", "c2": "c = 3\n"}
+                await async_wait_until(lambda: cell_sources(room.doc) == expected, what="the cell back")
+                assert list(cell_sources(room.doc)) == ["c0", "c1", "c2"]
+                (conflict,) = open_conflicts(room.doc)
+                assert conflict["kind"] == "deleted" and conflict["cell"] == "c1"
+                assert conflict["from"] == "a delete by someone in the session"
+                for doc in (alice.doc, bob.doc):
+                    await async_wait_until(lambda d=doc: cell_sources(d) == expected, what="converged")
