@@ -17,7 +17,7 @@ from pathlib import Path
 from pycrdt import Map
 
 from . import git, safefs
-from .conflicts import attach
+from .conflicts import attach, merge_later
 from .disk import DiskSync, Stat, file_stat
 from .errors import DocumentError, UnsafePathError
 from .limits import Limits
@@ -105,7 +105,7 @@ class DiskBridge:
         attach(codec, "the owner's disk")  # notebooks: nbdime's merge, conflicts recorded
         origin = DiskMerge(path)
         try:
-            changed = room.edit(lambda: codec.apply_file(room.doc, data, origin, base=base), origin)
+            changed = await merge_later(codec, room.doc, data, origin, base, lambda apply: room.edit(apply, origin))
         except DocumentError as exc:
             # the session's version stays (and is written back): the save is never lost,
             # it is kept beside the session with where it is said

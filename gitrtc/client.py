@@ -96,6 +96,9 @@ class RoomClient:
         self.on_remote_change: Callable[[], None] | None = None
         #: Every frame that is not SYNC (awareness, auth, query-awareness), decoded and raw.
         self.on_message: Callable[[protocol.Message, bytes], None] | None = None
+        #: Given each remote update before it is applied; what it returns runs after (a
+        #: notebook's check of cell deletions, `celldeletes.watch_remote_deletes`).
+        self.around_remote: Callable[[bytes], Callable[[], None] | None] | None = None
         #: Every event the server pushes on the request channel (`{"event", "ok", "data"}`).
         self.on_event: Callable[[dict[str, Any]], None] | None = None
         self._answers: dict[int, asyncio.Future[dict[str, Any]]] = {}
@@ -226,6 +229,12 @@ class RoomClient:
             answer.set_result(message)
 
     def _apply(self, update: bytes) -> None:
+        after = self.around_remote(update) if self.around_remote is not None else None
+        self._apply_update(update)
+        if after is not None:
+            after()
+
+    def _apply_update(self, update: bytes) -> None:
         if self._sub is None:  # nothing observes the origin: no transaction to tag
             try:
                 self.doc.apply_update(update)

@@ -14,8 +14,10 @@ conflict; the session calls it for the request `conflict.resolve`.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pycrdt import Array, Doc, Map, Text
@@ -24,13 +26,17 @@ from .documents import Codec
 from .documents.notebook import CONFLICT_PREFIX, NotebookCodec
 from .documents.notebook_ops import youtput_from_dict
 from .documents.text_ops import apply_text
-from .errors import RequestError
+from .errors import DocumentError, RequestError
 
 if TYPE_CHECKING:
+    from .merge.notebooks import MergeResult
     from .requests import Call
     from .rooms import Connection
 
-__all__ = ["KEEP", "ConflictService", "attach", "describe", "open_conflicts", "resolve"]
+__all__ = ["KEEP", "ConflictService", "NbdimeMerger", "attach", "describe", "merge_later", "open_conflicts", "resolve"]
+
+#: What `merge_later` hands its `edit`: the application of the file to the document.
+Apply = Callable[[], bool]
 
 #: The choices `resolve` takes.
 KEEP = ("mine", "theirs", "both")
@@ -46,19 +52,60 @@ def _config() -> Any:
 def attach(codec: Codec, source: str) -> None:
     """Make a notebook codec's `apply_file(…, base=…)` merge with nbdime's semantics and
     record the conflicts, labelled as coming from `source` (e.g. "the owner's disk")."""
-    if not isinstance(codec, NotebookCodec):
-        return
+    if isinstance(codec, NotebookCodec):
+        codec.merger = NbdimeMerger(source)
 
-    def merger(
-        base: dict[str, Any], current: dict[str, Any], new: dict[str, Any]
+
+class NbdimeMerger:
+    """A notebook codec's merger (`documents.notebook.Merger`): nbdime's merge, conflicts
+    stamped with their source. `prepare` computes a merge ahead in a thread; the call
+    that follows with the same inputs takes that result instead of merging again."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._ready: tuple[tuple[Any, Any, Any], MergeResult] | None = None
+
+    def __call__(
+        self, base: dict[str, Any], current: dict[str, Any], new: dict[str, Any]
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        from .merge.notebooks import merge_notebook
-
-        result = merge_notebook(base, current, new, _config())
+        """The merged notebook and its conflicts (JSON objects, `cell` an index)."""
+        ready, self._ready = self._ready, None
+        if ready is not None and ready[0] == (base, current, new):
+            result = ready[1]
+        else:  # not prepared, or the document changed meanwhile: merge now
+            result = _merge(base, current, new)
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        return result.notebook, [{**c.to_json(), "from": source, "at": stamp} for c in result.conflicts]
+        return result.notebook, [{**c.to_json(), "from": self.source, "at": stamp} for c in result.conflicts]
 
-    codec.merger = merger
+    async def prepare(self, base: dict[str, Any], current: dict[str, Any], new: dict[str, Any]) -> None:
+        """Run the merge of these inputs in a thread (nbdime takes seconds on a large
+        notebook: the event loop, and every room, would wait)."""
+        result = await asyncio.to_thread(_merge, base, current, new)
+        self._ready = ((base, current, new), result)
+
+
+def _merge(base: dict[str, Any], current: dict[str, Any], new: dict[str, Any]) -> MergeResult:
+    from .merge.notebooks import merge_notebook
+
+    return merge_notebook(base, current, new, _config())
+
+
+async def merge_later(
+    codec: Codec, doc: Doc[Any], data: bytes, origin: object, base: bytes | None, edit: Callable[[Apply], bool]
+) -> bool:
+    """`codec.apply_file(doc, data, origin, base=base)` run through `edit` (e.g. a room's
+    attributed edit), with a notebook's nbdime merge first computed in a thread. The
+    document may change while the thread runs: then the merge is done again, on the loop,
+    with what it holds (never a merge of a stale document). DocumentError as `apply_file`."""
+    merger = getattr(codec, "merger", None)
+    if base is not None and isinstance(codec, NotebookCodec) and isinstance(merger, NbdimeMerger):
+        try:
+            inputs = codec.merge_inputs(doc, data, base)
+        except DocumentError:
+            pass  # apply_file raises it, with the document unchanged
+        else:
+            await merger.prepare(*inputs)
+    return edit(lambda: codec.apply_file(doc, data, origin, base=base))
 
 
 def open_conflicts(doc: Doc[Any]) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from pycrdt import Map
 from . import git
 from .binaries import Binaries, bdigest
 from .bridge import DiskBridge, save_aside
-from .conflicts import attach, open_conflicts
+from .conflicts import attach, merge_later, open_conflicts
 from .disk import digest
 from .errors import CommitError, DocumentError, RestartingError, SessionEndedError, StoreError
 from .manifest import Manifest
@@ -31,6 +31,8 @@ from .supervisor import Supervisor
 
 #: The background task that watches the disk (stopped while a session ends or pauses).
 WATCH = "watch"
+#: The store's meta key of the moved-branch versions already merged (`Ending._absorbed`).
+ABSORBED_KEY = "merge.absorbed"
 PRELOAD = "preload"
 
 OnCommit = Callable[["EndResult"], Awaitable[None]]
@@ -80,9 +82,12 @@ class Ending:
         #: Awaited first when the session ends or pauses (the session stops its kernels
         #: there, so their last outputs are in the commit).
         self.before_stop: Callable[[], Awaitable[None]] | None = None
-        #: Path → the branch tip's bytes of a notebook already merged into its document
-        #: (`_absorb_moved_branch`), so that a refused commit does not merge them twice.
-        self._absorbed: dict[str, bytes] = {}
+        #: Path → which moved-branch version of a notebook is already merged into its
+        #: document (`_absorb_moved_branch`: base commit and a digest of the tip's bytes),
+        #: so that a refused commit, or a resumed session, does not merge it twice (a
+        #: second merge would bring back conflicts people resolved). Kept in the store
+        #: under `ABSORBED_KEY`; None until read from there.
+        self._absorbed: dict[str, str] | None = None
         #: The session's whole-file shares, committed from the disk (`binaries.py`).
         self.binaries: Binaries | None = None
 
@@ -171,24 +176,30 @@ class Ending:
         notebooks = [e for e in self.manifest.files if e.kind == "notebook"]
         if not notebooks:
             return {}
+        if self._absorbed is None:
+            stored = (await self.store.get_meta()).get(ABSORBED_KEY)
+            self._absorbed = {str(k): str(v) for k, v in stored.items()} if isinstance(stored, dict) else {}
+        absorbed = self._absorbed
         tips = await asyncio.to_thread(_moved_versions, self.info, [e.path for e in notebooks])
+        mark = {path: f"{self.info.head}:{digest(tip)}" for path, (_base, tip) in tips.items()}
         for entry in notebooks:
-            if entry.path not in tips or self._absorbed.get(entry.path) == tips[entry.path][1]:
+            if entry.path not in tips or absorbed.get(entry.path) == mark[entry.path]:
                 continue
             base, tip = tips[entry.path]
             room = await self.registry.room(entry.room)
             codec = self.registry.codecs[entry.room]
             attach(codec, f"branch {self.info.branch_name}")
             origin = DiskMerge(entry.path)
-            merge = functools.partial(codec.apply_file, room.doc, tip, origin, base=base)
             try:
-                room.edit(merge, origin)
+                await merge_later(codec, room.doc, tip, origin, base, functools.partial(room.edit, origin=origin))
             except DocumentError as exc:
                 self._event(f"{entry.path}: the branch's new version cannot be merged into the session: {exc}")
                 continue
-            self._absorbed[entry.path] = tip
+            absorbed[entry.path] = mark[entry.path]
+            await self.store.flush()  # the merge is in the log before the store says it is
+            await self.store.set_meta({ABSORBED_KEY: absorbed})
             self._event(f"{entry.path}: {self.info.branch_name} moved; its changes were merged into the session")
-        return {p: t for p, t in self._absorbed.items() if p in tips and tips[p][1] == t}
+        return {p: tips[p][1] for p in tips if absorbed.get(p) == mark[p]}
 
     async def commit_now(self, message: str | None, take_current: bool = False) -> EndResult:
         """Record the current state as one commit and keep the session going (`rtc commit`).

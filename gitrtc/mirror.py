@@ -34,9 +34,10 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 from pycrdt import Doc, Map
 
-from . import git, joinnames, protocol, safefs
+from . import git, joinnames, markers, protocol, safefs
+from .celldeletes import watch_remote_deletes
 from .client import CLOSE_REFUSED, RoomClient
-from .conflicts import attach
+from .conflicts import attach, merge_later
 from .disk import DiskSync
 from .documents import MAX_FILE_BYTES, Codec
 from .documents.notebook import NotebookCodec, notebook_problem
@@ -174,12 +175,19 @@ class Mirror:
         email: str,
         bring_changes: bool = False,
         say: Callable[[str], None] = print,
+        conflict_markers: bool = False,
     ) -> None:
         self.link = parse_join_url(url)
         self.folder = folder
         self.name = name
         self.email = email
         self.bring_changes = bring_changes
+        #: Write nbdime's inline markers into the cells of open source conflicts (the
+        #: user asked for them: `rtc join --conflict-markers`); off, every file here is
+        #: the session's document as is, byte for byte what the owner writes.
+        self.conflict_markers = conflict_markers
+        #: Path → (the marked bytes last written here, the same without markers).
+        self._marked: dict[str, tuple[bytes, bytes]] = {}
         self.say = say
         self.docs: dict[str, Doc[Any]] = {}
         self.codecs: dict[str, Codec] = {}
@@ -213,6 +221,9 @@ class Mirror:
 
     def _remember(self, path: str, data: bytes) -> None:
         """Keep the last content both sides agreed on: the base for merging after a restart."""
+        marked = self._marked.get(path)
+        if marked is not None and marked[0] == data:
+            data = marked[1]  # the document's side: markers are never a base to merge from
         if self.state is not None:  # one writer thread: kept in order, off the loop
             self._state_writer.submit(self.state.write, self._state_file(path), data)
         codec = self.codecs.get(path)
@@ -253,14 +264,38 @@ class Mirror:
         return "synced/" + hashlib.sha256(f"{self._state_key}\0{path}".encode()).hexdigest()[:32]
 
     def _render(self, path: str) -> bytes:
-        return self.codecs[path].dump(self.docs[path])
+        codec, doc = self.codecs[path], self.docs[path]
+        data = codec.dump(doc)
+        if self.conflict_markers and isinstance(codec, NotebookCodec):
+            marked = markers.mark(codec, doc)
+            if marked is not None:
+                self._marked[path] = (marked, data)
+                return marked
+        self._marked.pop(path, None)
+        return data
 
     async def _merge_local(self, path: str, data: bytes, base: bytes | None) -> None:
         self.edited_here.add(path)
+        codec, doc = self.codecs[path], self.docs[path]
+        resolved: list[str] = []
+        if self.conflict_markers and isinstance(codec, NotebookCodec):
+            marked = self._marked.get(path)
+            if base is not None and marked is not None and base == marked[0]:
+                base = marked[1]
+            data, resolved = markers.unmark(doc, data, marked[0] if marked is not None else None)
+        reference = codec.reference if isinstance(codec, NotebookCodec) else None
         try:
-            self.codecs[path].apply_file(self.docs[path], data, DiskMerge(path), base=base)
+            await merge_later(codec, doc, data, DiskMerge(path), base, _run)
         except DocumentError as exc:
             self.say(f"{path}: your saved file cannot be merged ({exc}); fix it and save again")
+            return
+        finally:
+            if isinstance(codec, NotebookCodec):  # written like the session's file, not like this save
+                codec.reference = reference
+        if resolved:
+            markers.close(doc, resolved)
+            self.say(f"{path}: {len(resolved)} conflict(s) resolved by your edit")
+        self.disk.changed(path)  # the file becomes the session's rendering (written only if it differs)
 
     async def run(self) -> dict[str, Any]:
         """Mirror until the session ends; return what the server said at the end."""
@@ -358,6 +393,9 @@ class Mirror:
         client.on_remote_change = lambda r=f.room: self._remote_changed(self.path_of.get(r, ""))
         room = f.room
         client.on_message = lambda message, frame: self._server_message(self.path_of.get(room, room), message)
+        codec = self.codecs[f.path]
+        if isinstance(codec, NotebookCodec):  # a cell deleted while we were offline keeps our edits
+            watch_remote_deletes(client, codec, "someone in the session")
         self.links[f.path] = client
         self.files[f.path] = f
         self.path_of[f.room] = f.path
@@ -381,6 +419,7 @@ class Mirror:
         await client.close()
         self.docs.pop(path, None)
         self.codecs.pop(path, None)
+        self._marked.pop(path, None)
 
     def rekey(self, old: str, new: str) -> None:
         """Shared file `old` is now at `new` (same room, same doc, same link)."""
@@ -390,6 +429,8 @@ class Mirror:
         self.links[new] = self.links.pop(old)
         self.docs[new] = self.docs.pop(old)
         self.codecs[new] = self.codecs.pop(old)
+        if old in self._marked:
+            self._marked[new] = self._marked.pop(old)
         codec = self.codecs[new]
         if hasattr(codec, "path"):
             codec.path = new
@@ -566,9 +607,13 @@ class Mirror:
                 kept = await asyncio.to_thread(self.state.write, f"kept/{stamp}/{path}", plan.local)
                 self.say(f"{path}: your version from before this join is kept at {kept}")
             if plan.merge and plan.local is not None:
-                self.codecs[path].apply_file(self.docs[path], plan.local, DiskMerge(path), base=plan.merge_base)
+                codec = self.codecs[path]
+                reference = codec.reference if isinstance(codec, NotebookCodec) else None
+                await merge_later(codec, self.docs[path], plan.local, DiskMerge(path), plan.merge_base, _run)
+                if isinstance(codec, NotebookCodec):  # written like the session's file
+                    codec.reference = reference
                 self.say(f"{path}: your local changes were merged into the session")
-            data = self.codecs[path].dump(self.docs[path])
+            data = self._render(path)
             if data != plan.local:
                 await asyncio.to_thread(write_local, self.folder, path, data)
             self.disk.track(path, data)
@@ -600,6 +645,10 @@ class Mirror:
                 return bytes(data)
         except aiohttp.ClientError as exc:
             raise JoinError(f"cannot reach the session at {self.link.http}: {exc}") from None
+
+
+def _run(apply: Callable[[], bool]) -> bool:
+    return apply()
 
 
 def _open(f: SharedFile, original: bytes) -> Codec:

@@ -15,6 +15,7 @@ from typing import Any
 from pycrdt import Doc, Map
 
 from . import git
+from .celldeletes import DeleteWatch
 from .documents import Codec
 from .errors import DocumentError, StaleEpochError, StoreError, UnknownRoomError
 from .limits import Limits
@@ -103,6 +104,8 @@ class RoomRegistry:
             self.codecs[name] = codec
             room.guard = DocumentGuard(doc, codec, entry.path)
             room.guard.learn(doc.get_update())
+            if codec.kind == "notebook":
+                room.cell_deletes = DeleteWatch(doc, room.guard)
         room.relay = self.relay  # read now: `relay.owner` may have set it while this loaded
         self.rooms[name] = room
         if loaded:

@@ -14,7 +14,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pycrdt import Awareness, Doc, merge_updates
 
@@ -25,6 +25,9 @@ from .origins import ClientEdit, Participant, credit_for
 from .protocol import MessageType, SyncType
 from .store import Store
 from .validation import DocumentGuard
+
+if TYPE_CHECKING:
+    from .celldeletes import DeleteWatch
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +191,8 @@ class Room:
         self.logged_since_compaction = 0
         #: Checks clients' updates before they are applied (a shared file's room; see `validation`).
         self.guard: DocumentGuard | None = None
+        #: A notebook's check of cell deletions against edits their sender had not seen.
+        self.cell_deletes: DeleteWatch | None = None
         self._on_change = on_change
         #: Where REQUEST frames go (`requests.RequestChannel.receive`); None: ignored.
         self.requests: Callable[[Room, Connection, bytes], Awaitable[None]] | None = None
@@ -281,6 +286,8 @@ class Room:
                 conn.enqueue(protocol.permission_denied(f"invalid-edit: {exc}".encode("ascii", "replace").decode()))
                 return
         self._full_step2 = None
+        watch = self.cell_deletes
+        noted = watch.before(update) if watch is not None and checked is not None and checked.structural else None
         try:
             with self.doc.transaction(origin=origin):
                 self.doc.apply_update(update)
@@ -294,6 +301,8 @@ class Room:
         self._log_and_forward(update, forward, conn, conn.credit if credit else None)
         if changed and self._on_change is not None:
             self._on_change(self, origin)
+        if watch is not None and noted is not None:
+            watch.after(noted, conn.participant.name, self.edit)  # a cell with unseen edits comes back
 
     def _log_and_forward(
         self, update: bytes, forward: bytes, sender: Connection | None, credit: Participant | None

@@ -46,7 +46,8 @@ def sources(codec: Any, doc: Doc) -> list[str]:
 )
 def test_source(keep: str, expected: str) -> None:
     codec, doc, c = diverged(nb("x = 1\n", "y = 1\n"), nb("x = 1  # mine\n", "y = 1\n"), nb("x = 2\n", "y = 1\n"))
-    assert c["kind"] == "source" and "<<<<<<<" in sources(codec, doc)[0]
+    assert c["kind"] == "source" and sources(codec, doc)[0] == "x = 1  # mine\n"  # no markers in the document
+    assert c["marked"] == "<<<<<<< local\nx = 1  # mine\n=======\nx = 2\n>>>>>>> remote"
     with doc.transaction():
         resolve(doc, c["id"], keep)
     assert sources(codec, doc) == [expected, "y = 1\n"] and open_conflicts(doc) == []

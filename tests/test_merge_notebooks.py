@@ -13,7 +13,7 @@ from nbdime import merge_notebooks
 from nbformat.v4.rwbase import rejoin_lines
 
 from gitrtc.documents.notebook_ops import normalized
-from gitrtc.merge.notebooks import merge_notebook
+from gitrtc.merge.notebooks import merge_notebook, unmarked
 
 from .corpus import nbdime_file
 from .test_diff_ops import ARGS, _triples
@@ -95,10 +95,30 @@ def test_same_line_different_edits_are_a_marked_conflict_not_a_fusion() -> None:
     mine, theirs = nb("ind = [3, 7, 8]\n"), nb("ind = [1, 2, 4]\n")
     result = merge_notebook(base, mine, theirs)
     source = result.notebook["cells"][0]["source"]
-    assert "ind = [3, 7, 8]" in source and "ind = [1, 2, 4]" in source and "<<<<<<<" in source
-    assert "ind = [1, 2, 8]" not in source
+    assert source == "ind = [3, 7, 8]\n"  # the document keeps its side, without markers
     (c,) = result.conflicts
     assert (c.cell, c.kind, c.mine, c.theirs) == (0, "source", "ind = [3, 7, 8]\n", "ind = [1, 2, 4]\n")
+    assert c.marked == "<<<<<<< local\nind = [3, 7, 8]\n=======\nind = [1, 2, 4]\n>>>>>>> remote"
+    assert "ind = [1, 2, 8]" not in json.dumps(result.notebook) + json.dumps(c.to_json())  # no fusion
+
+
+def test_a_conflicting_cell_keeps_the_other_sides_clean_hunks() -> None:
+    """nbdime's line merge: the hunk both changed is a conflict (ours in the document),
+    a line only the other side changed is merged as nbdime merges it."""
+    base = nb("first\nind = [1, 7, 8]\nmiddle\n\nlast\n")
+    mine = nb("first, mine\nind = [3, 7, 8]\nmiddle\n\nlast\n")
+    theirs = nb("first\nind = [1, 2, 4]\nmiddle\n\nlast, theirs\n")
+    result = merge_notebook(base, mine, theirs)
+    assert result.notebook["cells"][0]["source"] == "first, mine\nind = [3, 7, 8]\nmiddle\n\nlast, theirs\n"
+    (c,) = result.conflicts
+    assert c.mine == result.notebook["cells"][0]["source"] and c.theirs == theirs["cells"][0]["source"]
+    assert c.marked is not None and unmarked(c.marked) == c.mine
+    assert "=======\nfirst\nind = [1, 2, 4]\n>>>>>>> remote\n" in c.marked
+
+
+def test_unmarked_keeps_lines_that_only_look_like_markers() -> None:
+    text = "Title\n=======\n<<<<<<< local\na\n=======\nb\n>>>>>>> remote\nend\n"
+    assert unmarked(text) == "Title\n=======\na\nend\n"
 
 
 @pytest.mark.parametrize("deleter", ["mine", "theirs"])

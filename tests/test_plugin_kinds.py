@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pycrdt
 import pytest
@@ -190,7 +190,7 @@ def test_a_kind_s_own_layout_decides_which_roots_clients_may_write_and_how() -> 
 
     class Settings(TextKind):  # a kind with a Map root (key = value lines)
         name = "settings"
-        roots = {"values": pycrdt.Map}
+        roots: ClassVar[dict[str, type]] = {"values": pycrdt.Map}
         rendered_roots = None
 
         def load(self, data: bytes, doc: pycrdt.Doc[Any]) -> None:

@@ -81,8 +81,16 @@ Examples:
     help="Merge your uncommitted changes of shared files into the session instead of refusing "
     "(a copy of each is kept under .git/rtc/join/kept/).",
 )
+@click.option(
+    "--conflict-markers",
+    is_flag=True,
+    help="Write nbdime's inline conflict markers into notebook cells with an open merge conflict "
+    "(replace them with your choice and save to resolve); without it, files are as the session has them.",
+)
 @user_errors
-def join(args: tuple[str, ...], name: str | None, email: str | None, bring_changes: bool) -> None:
+def join(
+    args: tuple[str, ...], name: str | None, email: str | None, bring_changes: bool, conflict_markers: bool
+) -> None:
     """Mirror the session at URL into DIR (default: this checkout) until it ends.
 
     URL is the link rtc start printed; `-` reads it from stdin, and without it the link
@@ -106,6 +114,7 @@ def join(args: tuple[str, ...], name: str | None, email: str | None, bring_chang
         email if email is not None else git_email,
         bring_changes,
         say=lambda line: console.print(line, highlight=False, markup=False, soft_wrap=True),
+        conflict_markers=conflict_markers,
     )
     try:
         ended = eventloop.run(_run(mirror, console))

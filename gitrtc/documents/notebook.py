@@ -204,7 +204,7 @@ class NotebookCodec:
         target = _yjs_safe(parsed)
         conflicts: list[dict[str, Any]] = []
         if base is not None and self.merger is not None:
-            target, conflicts = self.merger(_yjs_safe(self._parse_new(base)), current, target)
+            target, conflicts = self.merger(self.base_value(base), current, target)
         elif base is not None:
             target = notebook_ops.three_way(_yjs_safe(self._parse_new(base)), current, target)
         ymeta, ycells = _roots(doc)
@@ -219,6 +219,32 @@ class NotebookCodec:
         self._ref = _reference(self.path, parsed, ref_ids)
         self.warnings = list(self._ref.warnings)
         return changed
+
+    @property
+    def reference(self) -> object:
+        """The file the doc is written like (its formatting; opaque). `apply_file` adopts
+        the new file's; a channel that must keep writing like the session (an `rtc join`
+        folder: its bytes are the commit's) puts the one it had back."""
+        return self._ref
+
+    @reference.setter
+    def reference(self, ref: object) -> None:
+        if not isinstance(ref, _Reference):
+            raise TypeError("a NotebookCodec.reference value")
+        self._ref = ref
+        self.warnings = list(ref.warnings)
+
+    def merge_inputs(
+        self, doc: pycrdt.Doc[Any], data: bytes, base: bytes
+    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        """The (base, current, new) values `apply_file(doc, data, base=base)` gives its
+        merger now, so the merge can be computed ahead in a thread (`conflicts.merge_later`).
+        DocumentError as `apply_file`."""
+        return self.base_value(base), self.file_value(doc), _yjs_safe(self._parse_new(data))
+
+    def base_value(self, base: bytes) -> dict[str, Any]:
+        """A merge base's bytes as the value the merger gets."""
+        return _yjs_safe(self._parse_new(base))
 
     def _parse_new(self, data: bytes) -> Parsed:
         try:

@@ -5,8 +5,11 @@
 `load_config`); where nbdime leaves a conflict, this module settles it so that nothing is
 lost and records the other side as a `Conflict`:
 
-- a cell source both sides changed on the same lines: nbdime's inline markers
-  (`<<<<<<< local` … `>>>>>>> remote`), both versions recorded;
+- a cell source both sides changed on the same lines: nbdime's line merge of the two,
+  where each conflicting hunk takes `ours` (no markers in the document: the file, the
+  commit and every folder stay clean), both versions recorded, and the text with
+  nbdime's inline markers (`<<<<<<< local` … `>>>>>>> remote`) kept in the record as
+  `marked` for whoever asks for markers (`rtc join --conflict-markers`);
 - outputs, metadata, attachments, execution counts: the document keeps `ours`,
   `theirs` is recorded;
 - a cell deleted on one side and edited on the other: the edited cell stays, flagged;
@@ -39,7 +42,7 @@ from nbdime.merging.notebooks import notebook_merge_strategies
 
 from ..documents.notebook_ops import normalized, sequence_script
 
-__all__ = ["Conflict", "MergeResult", "load_config", "merge_notebook"]
+__all__ = ["Conflict", "MergeResult", "load_config", "merge_notebook", "unmarked"]
 
 _BASE_TAG = "__rtc_merge_base__"
 _SIDE_TAG = "__rtc_merge_side__"
@@ -68,10 +71,16 @@ class Conflict:
     kind: str
     mine: Any
     theirs: Any
+    #: A `source` conflict: the cell's text with nbdime's inline markers around each
+    #: conflicting hunk (the document holds `mine`, this for anyone who wants markers).
+    marked: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The conflict as a JSON object."""
-        return {"cell": self.cell, "kind": self.kind, "mine": self.mine, "theirs": self.theirs}
+        out = {"cell": self.cell, "kind": self.kind, "mine": self.mine, "theirs": self.theirs}
+        if self.marked is not None:
+            out["marked"] = self.marked
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,8 +288,33 @@ def _finish(merged: dict[str, Any], pending: list[_Pending], base: Any) -> Merge
             conflicts.append(Conflict(theirs[0] if theirs else None, "inserted", mine, theirs))
         else:
             where = at(from_base.get(p.base_cell)) if p.base_cell is not None else None
-            conflicts.append(Conflict(where, p.kind, p.mine, p.theirs))
+            marked = cells[where].get("source") if where is not None and p.kind == "source" else None
+            if where is not None and isinstance(marked, str) and _MARKER_START in marked:
+                cells[where]["source"] = unmarked(marked)  # the document keeps its side
+                conflicts.append(Conflict(where, p.kind, cells[where]["source"], p.theirs, marked))
+            else:
+                conflicts.append(Conflict(where, p.kind, p.mine, p.theirs))
     return MergeResult(merged, tuple(conflicts))
+
+
+_MARKER_START = "<<<<<<< local\n"
+
+
+def unmarked(text: str) -> str:
+    """nbdime's inline-marked text with each conflicting hunk resolved to the local side."""
+    out: list[str] = []
+    side = None  # None: outside a hunk; "local"; "remote"
+    for line in text.splitlines(keepends=True):
+        bare = line.rstrip("\r\n")
+        if side is None and bare == "<<<<<<< local":
+            side = "local"
+        elif side == "local" and bare == "=======":
+            side = "remote"
+        elif side == "remote" and bare == ">>>>>>> remote":
+            side = None
+        elif side != "remote":
+            out.append(line)
+    return "".join(out)
 
 
 def _join_moves(cells: list[dict[str, Any]], from_base: dict[int, dict[str, Any]], base: Any) -> set[int]:

@@ -1,0 +1,212 @@
+"""A notebook cell deleted by someone who had not seen another's edit of it stays, flagged.
+
+Yjs deletes a cell with everything in it, so under plain CRDT semantics an offline
+client's delete (sent when it reconnects) silently drops the edits others made to that
+cell meanwhile, and a live delete drops the keystrokes in flight. Issue 17 asks instead
+that delete against edit keep the edit and show a conflict the deleter can confirm.
+
+How the deleter's knowledge is read: a Yjs or yrs client deleting a cell puts every item
+of that cell it knows (the cell, its source's characters, metadata and outputs entries)
+in its update's delete set. So when a client's update deletes cells, each cell that is
+gone afterwards is deleted once more in a scratch copy of the document as it was before
+the update: the copy's delete set is every live item of the cell on the server. Items not
+covered by the client's delete set are edits the deleter never saw. Such a cell is put
+back with all of them, at its place (a server edit), and a `deleted` conflict is recorded
+in the doc's `state` map like the merge conflicts (`mine`: the document's source;
+`theirs`: None, the deletion): "keep theirs" deletes it, "keep mine"/"both" keep it.
+
+Only updates that delete a cell (a level-1 item of the `cells` root, from the room's
+`DocumentGuard` index) pay for this: a copy of the document, like the guard's own check
+of structural updates.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pycrdt import Array, Doc, Map
+
+from . import yupdate
+from .documents.notebook import CONFLICT_PREFIX
+from .documents.notebook_ops import ycell_from_dict
+from .errors import ProtocolError, RejectedEditError
+from .origins import ServerEdit
+
+if TYPE_CHECKING:
+    from .client import RoomClient
+    from .documents.notebook import NotebookCodec
+    from .validation import DocumentGuard
+
+__all__ = ["DeleteWatch", "Noted", "covered", "watch_remote_deletes"]
+
+Ranges = dict[int, list[tuple[int, int]]]  # client → [(clock, length)], as in a delete set
+#: How a put-back is made: `Room.edit(fn, origin)` on the server, a local transaction on a client.
+Edit = Callable[[Callable[[], None], object], object]
+
+
+@dataclass(frozen=True, slots=True)
+class Noted:
+    """What `DeleteWatch.before` keeps of the document before a cell-deleting update."""
+
+    state: bytes  # the whole document, as an update
+    ids: list[Any]  # the cells' ids, in order
+    deletes: Ranges  # the update's delete set
+
+
+class DeleteWatch:
+    """One notebook room's check of the cell deletions its clients send."""
+
+    def __init__(self, doc: Doc[Any], guard: DocumentGuard) -> None:
+        self.doc = doc
+        self.guard = guard
+
+    def before(self, update: bytes) -> Noted | None:
+        """Before a client's (checked, structural) update is applied: if it deletes a
+        cell, what `after` needs; None otherwise (nothing to do)."""
+        try:
+            deletes = yupdate.decode(update, 1 << 30).deletes
+        except (ProtocolError, RejectedEditError):
+            return None  # the guard decided on it already
+        index = self.guard.index
+        if not any(
+            place.root == "cells" and place.level == 1
+            for client, ranges in deletes.items()
+            for clock, length in ranges
+            for place in index.overlapping(client, clock, length)
+        ):
+            return None
+        cells = self.doc.get("cells", type=Array)
+        ids = [ycell.get("id") if isinstance(ycell, Map) else None for ycell in cells]
+        return Noted(self.doc.get_update(), ids, deletes)
+
+    def after(self, noted: Noted, who: str, edit: Edit) -> int:
+        """After the update was applied: put back every deleted cell that held edits its
+        deleter (`who`) had not seen, each with a `deleted` conflict, through `edit` (a
+        room's `Room.edit`). How many."""
+        cells = self.doc.get("cells", type=Array)
+        present = {ycell.get("id") for ycell in cells if isinstance(ycell, Map)}
+        gone = [(i, cid) for i, cid in enumerate(noted.ids) if isinstance(cid, str) and cid not in present]
+        if not gone:
+            return 0
+        scratch: Doc[Any] = Doc()
+        scratch.apply_update(noted.state)
+        scells = scratch.get("cells", type=Array)
+        cell_items: Ranges = {}  # the id ranges of the cells themselves (their Map items)
+        for client, start, end, place in self.guard.index.items():
+            if place.root == "cells" and place.level == 1:
+                cell_items.setdefault(client, []).append((start, end - start))
+        keep: list[tuple[int, str, dict[str, Any]]] = []
+        for i, cid in reversed(gone):  # from the end: the indices before stay valid
+            value = scells[i].to_py()
+            live = _deleted_by(scratch, lambda i=i: scells.__delitem__(i))
+            itself = _intersection(live, cell_items)
+            # deleted by the update (not a cell whose id changed), with items it did not know
+            if itself and covered(itself, noted.deletes) and not covered(live, noted.deletes):
+                keep.append((i, cid, value))
+        if not keep:
+            return 0
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+        def put_back() -> None:
+            state = self.doc.get("state", type=Map)
+            for i, cid, value in sorted(keep, key=lambda k: k[0]):
+                cells.insert(_place(cells, noted.ids[:i]), ycell_from_dict(value, cid))
+                state[f"{CONFLICT_PREFIX}{secrets.token_hex(6)}"] = {
+                    "cell": cid,
+                    "kind": "deleted",
+                    "mine": value.get("source", ""),
+                    "theirs": None,
+                    "from": f"a delete by {who}",
+                    "at": stamp,
+                }
+
+        edit(put_back, ServerEdit())
+        return len(keep)
+
+
+def watch_remote_deletes(client: RoomClient, codec: NotebookCodec, who: str) -> None:
+    """The same check on a client's side (`rtc join`): a remote update that deletes a cell
+    holding local edits the deleter had not seen (made while this client was offline)
+    puts the cell back with them, flagged, as this client's edit (sent to the session)."""
+    from .validation import DocumentGuard
+
+    doc = client.doc
+    guard = DocumentGuard(doc, codec, codec.path)
+    guard.learn(doc.get_update())
+    doc.observe(lambda event: guard.learn(event.update))  # every item placed, ours and remote
+    watch = DeleteWatch(doc, guard)
+
+    def local_edit(fn: Callable[[], None], _origin: object) -> None:
+        with doc.transaction():
+            fn()
+
+    def around(update: bytes) -> Callable[[], None] | None:
+        noted = watch.before(update)
+        if noted is None:
+            return None
+        return lambda: _void(watch.after(noted, who, local_edit))
+
+    client.around_remote = around
+
+
+def _deleted_by(doc: Doc[Any], fn: Any) -> Ranges:
+    """The delete set of running `fn` in one transaction of `doc`."""
+    captured: list[bytes] = []
+    subscription = doc.observe(lambda event: captured.append(event.update))
+    try:
+        with doc.transaction():
+            fn()
+    finally:
+        doc.unobserve(subscription)
+    out: Ranges = {}
+    for update in captured:
+        for client, ranges in yupdate.decode(update, 1 << 30).deletes.items():
+            out.setdefault(client, []).extend(ranges)
+    return out
+
+
+def _void(_value: object) -> None:
+    """Drop a value (a callback's result nobody reads)."""
+
+
+def covered(items: Ranges, by: Ranges) -> bool:
+    """Whether every id range of `items` lies within the union of `by`'s ranges."""
+    for client, ranges in items.items():
+        spans = sorted(by.get(client, []))
+        for clock, length in ranges:
+            start, end = clock, clock + length
+            for s, n in spans:
+                if s > start:
+                    break
+                if s + n > start:
+                    start = s + n
+                if start >= end:
+                    break
+            if start < end:
+                return False
+    return True
+
+
+def _intersection(a: Ranges, b: Ranges) -> Ranges:
+    """The id ranges in both `a` and `b`."""
+    out: Ranges = {}
+    for client, ranges in a.items():
+        for clock, length in ranges:
+            for s, n in b.get(client, []):
+                start, end = max(clock, s), min(clock + length, s + n)
+                if start < end:
+                    out.setdefault(client, []).append((start, end - start))
+    return out
+
+
+def _place(cells: Array[Any], before: list[Any]) -> int:
+    """Where a cell goes back: after the nearest cell that preceded it and is still here."""
+    position = {ycell.get("id"): j for j, ycell in enumerate(cells) if isinstance(ycell, Map)}
+    for cid in reversed(before):
+        if cid in position:
+            return position[cid] + 1
+    return 0
