@@ -13,7 +13,10 @@ import type { YCellType, YNotebook } from '@jupyter/ydoc';
 import { EditorView, keymap } from '@codemirror/view';
 import { Prec } from '@codemirror/state';
 import type { LanguageDescription } from '@codemirror/language';
+import type { Awareness } from 'y-protocols/awareness';
 import type { FileInfo } from './api';
+import { CellAwareness, type PresenceCell, type RemoteUser } from './cellpresence';
+import { count } from './debug';
 import { button, h } from './dom';
 import { bindEditor, type BoundEditor } from './editor';
 import { MARKDOWN } from './languages';
@@ -25,10 +28,7 @@ import type { ViewContext } from './views';
 
 export type CellType = 'code' | 'markdown' | 'raw';
 
-export interface RemoteUser {
-  name: string;
-  color: string;
-}
+export type { RemoteUser };
 
 /** What a cell needs from its notebook (NotebookView). */
 export interface CellHost {
@@ -48,7 +48,7 @@ export interface CellHost {
   commandMode(view: CellView): void;
 }
 
-export class CellView implements LazyItem {
+export class CellView implements LazyItem, PresenceCell {
   readonly element: HTMLElement;
   /** built lazily (see the note at the top); null: the static view is shown */
   private editor: BoundEditor | null = null;
@@ -80,6 +80,8 @@ export class CellView implements LazyItem {
   private readonly collapser: HTMLElement;
   private readonly outputArea: HTMLElement;
   private readonly unobserve: () => void;
+  /** what this cell's editor sees of the notebook's awareness (cellpresence.ts) */
+  private awarenessView: CellAwareness | null = null;
 
   constructor(readonly nb: CellHost, readonly cell: YCellType) {
     const type = cell.cell_type as CellType;
@@ -177,6 +179,10 @@ export class CellView implements LazyItem {
     return this.cell.ymodel.get('source') as Y.Text;
   }
 
+  get cellAwareness(): CellAwareness | null {
+    return this.awarenessView;
+  }
+
   // ---- the lazy editor (nearview.ts calls these) ----
 
   nearChanged(near: boolean): void {
@@ -233,9 +239,12 @@ export class CellView implements LazyItem {
     this.unhide();
     const type = this.type;
     const nb = this.nb;
+    this.awarenessView ??= new CellAwareness(nb.model.awareness);
+    const id = this.id;
     this.editor = bindEditor(this.editorHost, {
       ytext: this.ysource,
-      awareness: nb.model.awareness,
+      // only the remote cursors in or leaving this cell redraw this editor
+      awareness: this.awarenessView as unknown as Awareness,
       language: type === 'code' ? nb.codeLanguage() : type === 'markdown' ? MARKDOWN : null,
       editable: nb.editable(),
       kind: 'cell',
@@ -258,6 +267,7 @@ export class CellView implements LazyItem {
           },
         ])),
         EditorView.updateListener.of((u) => {
+          count('editor', id);
           if (u.selectionSet && u.view.hasFocus) {
             nb.ctx.onPlace({ file: nb.file.path, cell: this.id, line: u.state.doc.lineAt(u.state.selection.main.head).number });
           }
@@ -325,6 +335,7 @@ export class CellView implements LazyItem {
 
   /** Show rendered markdown or the editor (or its static view), and the outputs. */
   render(): void {
+    count('render', this.id);
     if (this.type === 'code' && this.dirtyOutputs) {
       this.dirtyOutputs = false;
       const youtputs = this.cell.ymodel.get('outputs') as Y.Array<unknown> | undefined;
@@ -452,7 +463,8 @@ export class CellView implements LazyItem {
   }
 
   setPresence(users: RemoteUser[]): void {
-    // called for every cell when anyone's cursor moves: touch the DOM only on a change
+    // called for the cells a remote cursor moved in, came into or left (cellpresence.ts)
+    count('presence', this.id);
     const key = users.map((u) => `${u.name}\u0000${u.color}`).join('\u0001');
     if (key === this.presenceKey) return;
     this.presenceKey = key;
