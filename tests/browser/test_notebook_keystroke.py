@@ -7,6 +7,7 @@ debug counters (web/src/debug.ts, window.__gitrtcCounts)."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -89,3 +90,71 @@ def test_typing_in_one_cell_does_no_work_in_the_others(start_session, people):
         assert not page.errors, page.errors
     finally:
         bob.close()
+
+
+HIGHLIT = "def f(x):\n    return 'text'  # note\n"
+# (text of a token, what it is) in HIGHLIT
+TOKENS = [("def", "keyword"), ("'text'", "string"), ("# note", "comment")]
+
+CLASS_OF = """([root, token]) => {
+  const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    if (n.data.includes(token) && n.parentElement !== root && !n.parentElement.classList.contains('cm-line')) {
+      return n.parentElement.className;
+    }
+  }
+  return null;
+}"""
+
+
+def test_a_static_cell_is_highlighted_as_its_editor_will_be(start_session, people):
+    # many cells, so that the last ones are far from the visible area: no editor, static view
+    cells = [
+        {"cell_type": "code", "execution_count": None, "id": f"c{i}", "metadata": {}, "outputs": [], "source": HIGHLIT}
+        for i in range(80)
+    ]
+    nb = {
+        "cells": cells,
+        "metadata": {"language_info": {"name": "python", "file_extension": ".py"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    session = start_session({"many.ipynb": json.dumps(nb, indent=1) + "\n"})
+    page = people.page(viewport={"width": 1280, "height": 700})
+    page.add_init_script("localStorage.setItem('gitrtc.identity', JSON.stringify({name: 'Ada'}))")
+    page.goto(session.url_for("many.ipynb"))
+    expect(page.locator(".doc-notebook")).to_have_attribute("data-ready", "true")
+    live = page.locator(".cell[data-cell-id=c0] .cm-content")
+    expect(live).to_have_count(1)
+    far = page.locator(".cell[data-cell-id=c79]")
+    expect(far.locator(".cell-static span")).not_to_have_count(0)
+    assert far.locator(".cm-editor").count() == 0
+    expect(far.locator(".cell-static")).to_have_text(HIGHLIT + "\n")
+    for token, what in TOKENS:
+        in_editor = page.evaluate(CLASS_OF, [live.element_handle(), token])
+        in_static = page.evaluate(CLASS_OF, [far.locator(".cell-static").element_handle(), token])
+        assert in_editor, (token, what)
+        assert in_static == in_editor, (token, what, in_static, in_editor)
+    # the editors colour the three kinds differently, so the comparison means something
+    assert len({page.evaluate(CLASS_OF, [live.element_handle(), t]) for t, _ in TOKENS}) == 3
+
+    # a click into the highlighted static view puts the cursor where it was clicked (the
+    # click in the same task as the scroll: before the cell, now near, builds its editor)
+    page.evaluate(
+        """(cell) => {
+          cell.classList.remove('lazy-far');
+          cell.style.contentVisibility = 'visible'; // laid out in this task, not at the next frame
+          cell.scrollIntoView({ block: 'center' });
+          const span = [...cell.querySelectorAll('.cell-static span')].find((s) => s.textContent.includes('note'));
+          const box = span.getBoundingClientRect();
+          span.dispatchEvent(new MouseEvent('mousedown', {
+            bubbles: true, cancelable: true, button: 0, clientX: box.right - 1, clientY: box.top + box.height / 2,
+          }));
+        }""",
+        far.element_handle(),
+    )
+    expect(far.locator(".cm-editor")).to_have_class(re.compile(r"\bcm-focused\b"))
+    page.keyboard.type("!")
+    shown = {c["id"]: c["source"] for c in snapshot(page, "many.ipynb")}
+    assert shown["c79"] == HIGHLIT.replace("# note", "# note!"), shown["c79"]
+    assert not page.errors, page.errors

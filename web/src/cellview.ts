@@ -17,6 +17,7 @@ import type { Awareness } from 'y-protocols/awareness';
 import type { FileInfo } from './api';
 import { CellAwareness, type PresenceCell, type RemoteUser } from './cellpresence';
 import { count } from './debug';
+import { highlighted } from './highlight';
 import { button, h } from './dom';
 import { bindEditor, type BoundEditor } from './editor';
 import { MARKDOWN } from './languages';
@@ -80,6 +81,9 @@ export class CellView implements LazyItem, PresenceCell {
   private readonly collapser: HTMLElement;
   private readonly outputArea: HTMLElement;
   private readonly unobserve: () => void;
+  /** the static view of a code cell is syntax-highlighted (the notebook turns this on, a
+   * few cells per task, once the language is loaded) */
+  private colored = false;
   /** what this cell's editor sees of the notebook's awareness (cellpresence.ts) */
   private awarenessView: CellAwareness | null = null;
 
@@ -179,6 +183,26 @@ export class CellView implements LazyItem, PresenceCell {
     return this.cell.ymodel.get('source') as Y.Text;
   }
 
+  /** The language of the cell's editor (null: plain text). */
+  private language(): LanguageDescription | null {
+    const type = this.type;
+    return type === 'code' ? this.nb.codeLanguage() : type === 'markdown' ? MARKDOWN : null;
+  }
+
+  get isColored(): boolean {
+    return this.colored;
+  }
+
+  /** Highlight the static view from now on (the language's parser is loaded). */
+  colorize(): void {
+    if (this.colored) return;
+    this.colored = true;
+    if (!this.editor && this.type === 'code') {
+      this.dirtyPlain = true;
+      this.render();
+    }
+  }
+
   get cellAwareness(): CellAwareness | null {
     return this.awarenessView;
   }
@@ -245,7 +269,7 @@ export class CellView implements LazyItem, PresenceCell {
       ytext: this.ysource,
       // only the remote cursors in or leaving this cell redraw this editor
       awareness: this.awarenessView as unknown as Awareness,
-      language: type === 'code' ? nb.codeLanguage() : type === 'markdown' ? MARKDOWN : null,
+      language: this.language(),
       editable: nb.editable(),
       kind: 'cell',
       wrap: type !== 'code',
@@ -378,7 +402,9 @@ export class CellView implements LazyItem, PresenceCell {
       } else if (this.dirtyPlain) {
         // a <pre> drops a last empty line: the editor shows it
         const text = this.ysource.toString();
-        this.plain.textContent = text.endsWith('\n') ? `${text}\n` : text;
+        const shown = text.endsWith('\n') ? `${text}\n` : text;
+        if (this.colored && this.type === 'code') this.plain.replaceChildren(...highlighted(shown, this.language()));
+        else this.plain.textContent = shown;
         this.dirtyPlain = false;
       }
     }
@@ -487,7 +513,7 @@ export class CellView implements LazyItem, PresenceCell {
   }
 }
 
-/** The character offset under a point in an element holding one text node (null: none). */
+/** The character offset under a point in an element's text (null: none). */
 function textOffsetAt(el: HTMLElement, x: number, y: number): number | null {
   const doc = document as Document & {
     caretPositionFromPoint?: (x: number, y: number) => { offsetNode: Node; offset: number } | null;
@@ -503,5 +529,9 @@ function textOffsetAt(el: HTMLElement, x: number, y: number): number | null {
     if (r) ({ startContainer: node, startOffset: offset } = r);
   }
   if (!node || node.nodeType !== Node.TEXT_NODE || !el.contains(node)) return null;
-  return offset;
+  // the text is split into highlighted spans: count from the start of the element
+  const before = document.createRange();
+  before.setStart(el, 0);
+  before.setEnd(node, offset);
+  return before.toString().length;
 }

@@ -24,6 +24,7 @@ import { guardAwareness } from './presence';
 import { KernelPanel } from './kernel';
 import { ConflictPanel } from './conflicts';
 import { NearView } from './nearview';
+import { loadLanguage } from './highlight';
 import { userState, type DocView, type Place, type ViewContext } from './views';
 
 export class NotebookView implements DocView, CommandTarget, CellHost {
@@ -83,6 +84,7 @@ export class NotebookView implements DocView, CommandTarget, CellHost {
         this.status.hidden = true;
         this.element.dataset.ready = 'true';
         this.refresh();
+        this.colorStatic();
       }
       ctx.onState();
     });
@@ -138,6 +140,7 @@ export class NotebookView implements DocView, CommandTarget, CellHost {
     }
     this.element.dataset.cells = String(cells.length);
     this.nearView.setItems([...next.values()]);
+    this.colorStatic();
     if (this.pendingFocus) {
       const view = [...next.values()].find((v) => v.id === this.pendingFocus);
       if (view) {
@@ -151,6 +154,34 @@ export class NotebookView implements DocView, CommandTarget, CellHost {
     if (this.anchor && !next.has(this.anchor.cell.ymodel as Y.Map<unknown>)) this.anchor = null;
     this.paintSelection();
     for (const view of next.values()) view.setPresence(this.presence.usersIn(view.ysource));
+  }
+
+  private coloring = false;
+
+  /** Highlight the code cells' static views as their editors will (highlight.ts), a few
+   * cells per task once the language's parser is loaded: the first paint does not wait. */
+  private colorStatic(): void {
+    if (!this.synced || this.coloring) return; // the language is in the metadata
+    const lang = this.codeLanguage();
+    if (!lang) return;
+    if (!lang.support) {
+      loadLanguage(lang, () => this.colorStatic());
+      return;
+    }
+    this.coloring = true;
+    const step = () => {
+      const start = performance.now();
+      for (const view of this.views.values()) {
+        if (view.isColored) continue;
+        view.colorize();
+        if (performance.now() - start > 8) {
+          setTimeout(step, 0);
+          return;
+        }
+      }
+      this.coloring = false;
+    };
+    setTimeout(step, 0);
   }
 
   private indexOf(view: CellView): number {
