@@ -158,3 +158,79 @@ def test_a_static_cell_is_highlighted_as_its_editor_will_be(start_session, peopl
     shown = {c["id"]: c["source"] for c in snapshot(page, "many.ipynb")}
     assert shown["c79"] == HIGHLIT.replace("# note", "# note!"), shown["c79"]
     assert not page.errors, page.errors
+
+
+def uint(data: bytes, pos: int) -> tuple[int, int]:
+    """A lib0 var-uint at `pos`: (value, next position)."""
+    value, shift = 0, 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return value, pos
+
+
+def awareness_clients(frame: bytes) -> list[int] | None:
+    """The client ids an awareness frame (y-websocket message 1) carries; None: not one."""
+    kind, pos = uint(frame, 0)
+    if kind != 1:
+        return None
+    _, pos = uint(frame, pos)  # the update's length
+    count, pos = uint(frame, pos)
+    ids = []
+    for _ in range(count):
+        client, pos = uint(frame, pos)
+        _, pos = uint(frame, pos)  # clock
+        size, pos = uint(frame, pos)
+        pos += size  # the state (JSON)
+        ids.append(client)
+    return ids
+
+
+def test_presence_is_sent_only_when_it_changes_and_only_ones_own(start_session, people):
+    session = start_session({"big.ipynb": notebook()})
+    page = people.page()
+    sent: list[list[int]] = []
+
+    def watch(ws: Any) -> None:
+        def on_frame(payload: Any) -> None:
+            if isinstance(payload, bytes) and (ids := awareness_clients(payload)) is not None:
+                sent.append(ids)
+
+        ws.on("framesent", on_frame)
+
+    page.on("websocket", watch)
+    page.add_init_script("localStorage.setItem('gitrtc.identity', JSON.stringify({name: 'Ada'}))")
+    page.goto(session.url_for("big.ipynb"))
+    expect(page.locator(".doc-notebook")).to_have_attribute("data-ready", "true")
+    mine = page.locator(".cell[data-cell-id=c3] .cm-content")
+    mine.click()
+    page.keyboard.press("Control+End")
+    page.keyboard.type("#")
+    cell_source(session, "c3", "#")
+    bob = Person(room_url(session, "big.ipynb", "Bob"), "Bob")
+    try:
+        bob.insert("c1", "bob = 1\n")
+        sent.clear()
+        # Bob moves his cursor: Ada's page does not send his presence back to the server
+        for at in (1, 3, 5):
+            bob.point_into_own_text(at)
+        bobs = page.locator(".cell[data-cell-id=c1]")
+        expect(bobs.locator(".presence-tag[title='Bob is here']")).to_have_count(1)
+        # Ada types along her line (in the middle of it too): her place and her cursor's
+        # position in the text (a Yjs relative position) do not change, so nothing is sent
+        page.keyboard.type(" typing along one line", delay=40)
+        page.keyboard.press("Home")
+        page.keyboard.press("ArrowRight")
+        page.keyboard.type("middle ", delay=40)
+        cell_source(session, "c3", "middle ")
+        page.wait_for_timeout(400)  # longer than the session room's place debounce (150 ms)
+        bob_id = bob.client.doc.client_id
+        assert not [ids for ids in sent if bob_id in ids], sent
+        # her cursor moved once (Home, →): at most that, and a 15 s presence renewal per room
+        assert len(sent) <= 4, sent
+        assert not page.errors, page.errors
+    finally:
+        bob.close()
