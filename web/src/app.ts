@@ -354,7 +354,12 @@ export class App {
       this.placeTimer = null;
       // `file` at the top level for any client that only wants to know where people are
       const local = this.sessionAwareness.getLocalState() ?? {};
-      this.sessionAwareness.setLocalState({ ...local, file: this.place?.file ?? null, place: this.place });
+      // typing along a line moves nothing others see: no update (each one is sent to
+      // everyone in the session, and redraws their People list)
+      const was = local.place as Place | null | undefined;
+      const now = this.place;
+      if (was && now && was.file === now.file && was.cell === now.cell && was.line === now.line) return;
+      this.sessionAwareness.setLocalState({ ...local, file: now?.file ?? null, place: now });
     }, 150);
   }
 

@@ -13,7 +13,11 @@ import type { YCellType, YNotebook } from '@jupyter/ydoc';
 import { EditorView, keymap } from '@codemirror/view';
 import { Prec } from '@codemirror/state';
 import type { LanguageDescription } from '@codemirror/language';
+import type { Awareness } from 'y-protocols/awareness';
 import type { FileInfo } from './api';
+import { CellAwareness, type PresenceCell, type RemoteUser } from './cellpresence';
+import { count } from './debug';
+import { highlighted } from './highlight';
 import { button, h } from './dom';
 import { bindEditor, type BoundEditor } from './editor';
 import { MARKDOWN } from './languages';
@@ -25,10 +29,7 @@ import type { ViewContext } from './views';
 
 export type CellType = 'code' | 'markdown' | 'raw';
 
-export interface RemoteUser {
-  name: string;
-  color: string;
-}
+export type { RemoteUser };
 
 /** What a cell needs from its notebook (NotebookView). */
 export interface CellHost {
@@ -48,7 +49,7 @@ export interface CellHost {
   commandMode(view: CellView): void;
 }
 
-export class CellView implements LazyItem {
+export class CellView implements LazyItem, PresenceCell {
   readonly element: HTMLElement;
   /** built lazily (see the note at the top); null: the static view is shown */
   private editor: BoundEditor | null = null;
@@ -80,6 +81,11 @@ export class CellView implements LazyItem {
   private readonly collapser: HTMLElement;
   private readonly outputArea: HTMLElement;
   private readonly unobserve: () => void;
+  /** the static view of a code cell is syntax-highlighted (the notebook turns this on, a
+   * few cells per task, once the language is loaded) */
+  private colored = false;
+  /** what this cell's editor sees of the notebook's awareness (cellpresence.ts) */
+  private awarenessView: CellAwareness | null = null;
 
   constructor(readonly nb: CellHost, readonly cell: YCellType) {
     const type = cell.cell_type as CellType;
@@ -177,6 +183,30 @@ export class CellView implements LazyItem {
     return this.cell.ymodel.get('source') as Y.Text;
   }
 
+  /** The language of the cell's editor (null: plain text). */
+  private language(): LanguageDescription | null {
+    const type = this.type;
+    return type === 'code' ? this.nb.codeLanguage() : type === 'markdown' ? MARKDOWN : null;
+  }
+
+  get isColored(): boolean {
+    return this.colored;
+  }
+
+  /** Highlight the static view from now on (the language's parser is loaded). */
+  colorize(): void {
+    if (this.colored) return;
+    this.colored = true;
+    if (!this.editor && this.type === 'code') {
+      this.dirtyPlain = true;
+      this.render();
+    }
+  }
+
+  get cellAwareness(): CellAwareness | null {
+    return this.awarenessView;
+  }
+
   // ---- the lazy editor (nearview.ts calls these) ----
 
   nearChanged(near: boolean): void {
@@ -233,10 +263,13 @@ export class CellView implements LazyItem {
     this.unhide();
     const type = this.type;
     const nb = this.nb;
+    this.awarenessView ??= new CellAwareness(nb.model.awareness);
+    const id = this.id;
     this.editor = bindEditor(this.editorHost, {
       ytext: this.ysource,
-      awareness: nb.model.awareness,
-      language: type === 'code' ? nb.codeLanguage() : type === 'markdown' ? MARKDOWN : null,
+      // only the remote cursors in or leaving this cell redraw this editor
+      awareness: this.awarenessView as unknown as Awareness,
+      language: this.language(),
       editable: nb.editable(),
       kind: 'cell',
       wrap: type !== 'code',
@@ -258,6 +291,7 @@ export class CellView implements LazyItem {
           },
         ])),
         EditorView.updateListener.of((u) => {
+          count('editor', id);
           if (u.selectionSet && u.view.hasFocus) {
             nb.ctx.onPlace({ file: nb.file.path, cell: this.id, line: u.state.doc.lineAt(u.state.selection.main.head).number });
           }
@@ -325,6 +359,7 @@ export class CellView implements LazyItem {
 
   /** Show rendered markdown or the editor (or its static view), and the outputs. */
   render(): void {
+    count('render', this.id);
     if (this.type === 'code' && this.dirtyOutputs) {
       this.dirtyOutputs = false;
       const youtputs = this.cell.ymodel.get('outputs') as Y.Array<unknown> | undefined;
@@ -367,7 +402,9 @@ export class CellView implements LazyItem {
       } else if (this.dirtyPlain) {
         // a <pre> drops a last empty line: the editor shows it
         const text = this.ysource.toString();
-        this.plain.textContent = text.endsWith('\n') ? `${text}\n` : text;
+        const shown = text.endsWith('\n') ? `${text}\n` : text;
+        if (this.colored && this.type === 'code') this.plain.replaceChildren(...highlighted(shown, this.language()));
+        else this.plain.textContent = shown;
         this.dirtyPlain = false;
       }
     }
@@ -452,7 +489,8 @@ export class CellView implements LazyItem {
   }
 
   setPresence(users: RemoteUser[]): void {
-    // called for every cell when anyone's cursor moves: touch the DOM only on a change
+    // called for the cells a remote cursor moved in, came into or left (cellpresence.ts)
+    count('presence', this.id);
     const key = users.map((u) => `${u.name}\u0000${u.color}`).join('\u0001');
     if (key === this.presenceKey) return;
     this.presenceKey = key;
@@ -475,7 +513,7 @@ export class CellView implements LazyItem {
   }
 }
 
-/** The character offset under a point in an element holding one text node (null: none). */
+/** The character offset under a point in an element's text (null: none). */
 function textOffsetAt(el: HTMLElement, x: number, y: number): number | null {
   const doc = document as Document & {
     caretPositionFromPoint?: (x: number, y: number) => { offsetNode: Node; offset: number } | null;
@@ -491,5 +529,9 @@ function textOffsetAt(el: HTMLElement, x: number, y: number): number | null {
     if (r) ({ startContainer: node, startOffset: offset } = r);
   }
   if (!node || node.nodeType !== Node.TEXT_NODE || !el.contains(node)) return null;
-  return offset;
+  // the text is split into highlighted spans: count from the start of the element
+  const before = document.createRange();
+  before.setStart(el, 0);
+  before.setEnd(node, offset);
+  return before.toString().length;
 }

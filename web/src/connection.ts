@@ -65,6 +65,7 @@ export class Connections {
       connect: !this.stopped,
     });
     this.providers.set(provider, room);
+    sendOwnPresenceOnly(provider);
     // y-websocket only logs a refusal; the app shows it (e.g. an edit the server would not accept)
     provider.messageHandlers[2] = (_encoder, decoder) => {
       readAuthMessage(decoder, doc, (_doc, reason) => {
@@ -168,4 +169,21 @@ export class Connections {
   private changed(): void {
     for (const fn of this.listeners) fn();
   }
+}
+
+/** y-websocket sends every awareness change it sees, others' too: each remote cursor move
+ * went back to the server from every page, which refuses a connection's update of another
+ * connection's client (gitrtc/awareness.py) and answered each with permission-denied.
+ * Only this page's own client's changes are sent (issue 18: nothing per remote keystroke
+ * or cursor move that is not needed). */
+function sendOwnPresenceOnly(provider: WebsocketProvider): void {
+  const awareness = provider.awareness;
+  const send = provider._awarenessUpdateHandler;
+  awareness.off('update', send);
+  const own = (ids: number[]) => ids.filter((id) => id === awareness.clientID);
+  provider._awarenessUpdateHandler = ({ added, updated, removed }, origin) => {
+    const mine = { added: own(added), updated: own(updated), removed: own(removed) };
+    if (mine.added.length || mine.updated.length || mine.removed.length) send(mine, origin);
+  };
+  awareness.on('update', provider._awarenessUpdateHandler);
 }

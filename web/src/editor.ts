@@ -16,6 +16,9 @@ import { searchKeymap, highlightSelectionMatches } from '@codemirror/search';
 import { yCollab, yUndoManagerKeymap } from 'y-codemirror.next';
 import type { Awareness } from 'y-protocols/awareness';
 
+/** the highlighter of every editor (and of a notebook cell's static view, highlight.ts) */
+export const HIGHLIGHT_STYLE = defaultHighlightStyle;
+
 export interface BoundEditor {
   view: EditorView;
   setEditable(editable: boolean): void;
@@ -54,7 +57,7 @@ export function bindEditor(parent: HTMLElement, opts: EditorOptions): BoundEdito
     dropCursor(),
     EditorState.allowMultipleSelections.of(true),
     indentOnInput(),
-    syntaxHighlighting(defaultHighlightStyle, { fallback: true }),
+    syntaxHighlighting(HIGHLIGHT_STYLE, { fallback: true }),
     bracketMatching(),
     rectangularSelection(),
     crosshairCursor(),

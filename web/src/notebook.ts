@@ -13,16 +13,18 @@ import * as Y from 'yjs';
 import { YNotebook } from '@jupyter/ydoc';
 import type { WebsocketProvider } from 'y-websocket';
 import type { FileInfo } from './api';
-import { CellView, type CellHost, type CellType, type RemoteUser } from './cellview';
+import { CellView, type CellHost, type CellType } from './cellview';
+import { CellPresence, type Shared } from './cellpresence';
 import { button, h } from './dom';
 import { notebookLanguage } from './languages';
 import type { LanguageDescription } from '@codemirror/language';
 import { commandKey, getClipboard, setClipboard, type CommandTarget } from './commands';
 import { FindBar } from './find';
-import { guardAwareness, safeColor } from './presence';
+import { guardAwareness } from './presence';
 import { KernelPanel } from './kernel';
 import { ConflictPanel } from './conflicts';
 import { NearView } from './nearview';
+import { loadLanguage } from './highlight';
 import { userState, type DocView, type Place, type ViewContext } from './views';
 
 export class NotebookView implements DocView, CommandTarget, CellHost {
@@ -34,6 +36,9 @@ export class NotebookView implements DocView, CommandTarget, CellHost {
   private readonly status: HTMLElement;
   private readonly adders: HTMLElement | null;
   private views = new Map<Y.Map<unknown>, CellView>();
+  /** the cell view of each cell's source text (where a remote cursor is) */
+  private byText = new Map<Shared, CellView>();
+  private readonly presence: CellPresence;
   private readonly byElement = new WeakMap<Element, CellView>();
   /** builds the editors of the cells near the visible area, drops those far from it */
   private readonly nearView = new NearView();
@@ -66,16 +71,9 @@ export class NotebookView implements DocView, CommandTarget, CellHost {
     this.model.changed.connect((_, change) => {
       if (change.cellsChange) this.reconcile();
     });
-    // only others' cursors are shown in the gutters: one's own typing (which moves one's
-    // own cursor on every key) costs nothing here
-    this.model.awareness.on('change', ({ added, updated, removed }: { added: number[]; updated: number[]; removed: number[] }) => {
-      const me = this.model.ydoc.clientID;
-      if ([...added, ...updated, ...removed].some((id) => id !== me)) this.queuePresence();
-    });
-    // a cursor that came before the text it points into is placed once the text is here
-    this.model.ydoc.on('update', () => {
-      if (this.presenceUnresolved) this.queuePresence();
-    });
+    // others' cursors in the cells' gutters and editors, told only to the cells they
+    // concern; one's own typing (which moves one's own cursor) costs nothing there
+    this.presence = new CellPresence(this.model.awareness, (text) => this.byText.get(text));
     this.provider = ctx.conns.open(file.room, this.model.ydoc, this.model.awareness);
     this.kernel = new KernelPanel(this.element, this.provider);
     this.element.insertBefore(this.kernel.element, this.list);
@@ -86,6 +84,7 @@ export class NotebookView implements DocView, CommandTarget, CellHost {
         this.status.hidden = true;
         this.element.dataset.ready = 'true';
         this.refresh();
+        this.colorStatic();
       }
       ctx.onState();
     });
@@ -131,6 +130,7 @@ export class NotebookView implements DocView, CommandTarget, CellHost {
     }
     for (const [key, view] of this.views) if (!next.has(key)) view.destroy();
     this.views = next;
+    this.byText = new Map([...next.values()].map((v) => [v.ysource as Shared, v]));
     let i = 0;
     for (const view of next.values()) {
       const at = this.list.children[i];
@@ -140,6 +140,7 @@ export class NotebookView implements DocView, CommandTarget, CellHost {
     }
     this.element.dataset.cells = String(cells.length);
     this.nearView.setItems([...next.values()]);
+    this.colorStatic();
     if (this.pendingFocus) {
       const view = [...next.values()].find((v) => v.id === this.pendingFocus);
       if (view) {
@@ -152,7 +153,35 @@ export class NotebookView implements DocView, CommandTarget, CellHost {
     if (this.active && !next.has(this.active.cell.ymodel as Y.Map<unknown>)) this.active = null;
     if (this.anchor && !next.has(this.anchor.cell.ymodel as Y.Map<unknown>)) this.anchor = null;
     this.paintSelection();
-    this.updatePresence();
+    for (const view of next.values()) view.setPresence(this.presence.usersIn(view.ysource));
+  }
+
+  private coloring = false;
+
+  /** Highlight the code cells' static views as their editors will (highlight.ts), a few
+   * cells per task once the language's parser is loaded: the first paint does not wait. */
+  private colorStatic(): void {
+    if (!this.synced || this.coloring) return; // the language is in the metadata
+    const lang = this.codeLanguage();
+    if (!lang) return;
+    if (!lang.support) {
+      loadLanguage(lang, () => this.colorStatic());
+      return;
+    }
+    this.coloring = true;
+    const step = () => {
+      const start = performance.now();
+      for (const view of this.views.values()) {
+        if (view.isColored) continue;
+        view.colorize();
+        if (performance.now() - start > 8) {
+          setTimeout(step, 0);
+          return;
+        }
+      }
+      this.coloring = false;
+    };
+    setTimeout(step, 0);
   }
 
   private indexOf(view: CellView): number {
@@ -497,47 +526,6 @@ export class NotebookView implements DocView, CommandTarget, CellHost {
     if (nextCell) this.views.get(nextCell.ymodel as Y.Map<unknown>)?.focus();
     else if (this.editable()) this.append('code');
   }
-
-  /** Mark other people's cursors in the cells' gutters (once per frame at most). */
-  private queuePresence(): void {
-    if (this.presenceQueued) return;
-    this.presenceQueued = true;
-    requestAnimationFrame(() => {
-      this.presenceQueued = false;
-      this.updatePresence();
-    });
-  }
-
-  private presenceQueued = false;
-  /** a cursor pointed into text not received yet (awareness can overtake the edit) */
-  private presenceUnresolved = false;
-
-  private updatePresence(): void {
-    const byText = new Map<Y.AbstractType<unknown>, RemoteUser[]>();
-    const doc = this.model.ydoc;
-    this.presenceUnresolved = false;
-    this.model.awareness.getStates().forEach((state, clientId) => {
-      if (clientId === doc.clientID) return;
-      const cursor = state.cursor as { head?: unknown } | null | undefined;
-      const user = state.user as RemoteUser | undefined;
-      if (!cursor?.head || !user) return;
-      let pos: Y.AbsolutePosition | null = null;
-      try {
-        pos = Y.createAbsolutePositionFromRelativePosition(Y.createRelativePositionFromJSON(cursor.head), doc);
-      } catch {
-        /* not a position in this document */
-      }
-      if (!pos) {
-        this.presenceUnresolved = true;
-        return;
-      }
-      const list = byText.get(pos.type) ?? [];
-      list.push({ name: String(user.name ?? '?'), color: safeColor(user.color) });
-      byText.set(pos.type, list);
-    });
-    for (const view of this.views.values()) view.setPresence(byText.get(view.ysource as Y.AbstractType<unknown>) ?? []);
-  }
-
 
   show(): void {
     this.element.hidden = false;

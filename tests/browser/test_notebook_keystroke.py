@@ -1,0 +1,236 @@
+"""What a keystroke and a cursor move cost in a notebook, structurally (issue 18: 16 ms
+per key on a 464-cell notebook; benchmarks/editor.py measures the time): typing into one
+cell, and another person typing and moving their cursor in another, do no work in the
+other cells (no render, no editor update, no gutter redraw), counted through the page's
+debug counters (web/src/debug.ts, window.__gitrtcCounts)."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from .conftest import expect, snapshot
+from .helpers import room_url
+from .test_notebook_lazy import Person, cell_source
+
+pytestmark = pytest.mark.browser
+
+CELLS = 8
+
+
+def notebook() -> str:
+    cells = [
+        {
+            "cell_type": "code",
+            "execution_count": i + 1,
+            "id": f"c{i}",
+            "metadata": {},
+            "outputs": [{"name": "stdout", "output_type": "stream", "text": [f"out {i}\n"]}],
+            "source": [f"x{i} = {i}\n", f"y{i} = x{i} * 2\n", f"print(y{i})"],
+        }
+        for i in range(CELLS)
+    ]
+    nb = {
+        "cells": cells,
+        "metadata": {"language_info": {"name": "python", "file_extension": ".py"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    return json.dumps(nb, indent=1) + "\n"
+
+
+def counts(page: Any) -> dict[str, dict[str, int]]:
+    return page.evaluate("window.__gitrtcCounts.read()")
+
+
+def test_typing_in_one_cell_does_no_work_in_the_others(start_session, people):
+    session = start_session({"big.ipynb": notebook()})
+    page = people.page(viewport={"width": 1280, "height": 1400})
+    page.add_init_script("localStorage.setItem('gitrtc.identity', JSON.stringify({name: 'Ada'}))")
+    page.goto(session.url_for("big.ipynb"))
+    nb = page.locator(".doc-notebook")
+    expect(nb).to_have_attribute("data-ready", "true")
+    # every cell is near the visible area: each has its editor (the case where a remote
+    # cursor used to redraw every editor)
+    expect(nb.locator(".cell .cm-editor")).to_have_count(CELLS)
+    bob = Person(room_url(session, "big.ipynb", "Bob"), "Bob")
+    try:
+        mine = page.locator(".cell[data-cell-id=c5] .cm-content")
+        mine.click()
+        page.keyboard.press("Control+End")
+        page.keyboard.type("#")
+        cell_source(session, "c5", "#")
+        page.evaluate("window.__gitrtcCounts.reset()")
+
+        # Ada types into c5 while Bob types into c2 and moves his cursor there
+        page.keyboard.type(" ada")
+        bob.insert("c2", "bob = 1\n")
+        bob.point_into_own_text(3)
+        page.keyboard.type(" types")
+        bob.point_into_own_text(5)
+        bobs = page.locator(".cell[data-cell-id=c2]")
+        expect(bobs.locator(".presence-tag[title='Bob is here']")).to_have_count(1)
+        expect(bobs.locator(".cm-ySelectionInfo")).to_have_count(1)
+        shown = {c["id"]: c["source"] for c in snapshot(page, "big.ipynb")}
+        assert shown["c2"].startswith("bob = 1\n"), shown["c2"]
+        assert cell_source(session, "c5", "# ada types").endswith("# ada types")
+
+        got = counts(page)
+        # the two cells in play did work (the counters count)
+        assert got["editor"].get("c5", 0) >= len(" ada types"), got
+        assert got["editor"].get("c2", 0) >= 1, got
+        assert got["presence"].get("c2", 0) >= 1, got
+        # and no other cell did any
+        others = {f"c{i}" for i in range(CELLS)} - {"c2", "c5"}
+        for kind, per_cell in got.items():
+            assert not others & set(per_cell), (kind, per_cell)
+        assert not page.errors, page.errors
+    finally:
+        bob.close()
+
+
+HIGHLIT = "def f(x):\n    return 'text'  # note\n"
+# (text of a token, what it is) in HIGHLIT
+TOKENS = [("def", "keyword"), ("'text'", "string"), ("# note", "comment")]
+
+CLASS_OF = """([root, token]) => {
+  const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    if (n.data.includes(token) && n.parentElement !== root && !n.parentElement.classList.contains('cm-line')) {
+      return n.parentElement.className;
+    }
+  }
+  return null;
+}"""
+
+
+def test_a_static_cell_is_highlighted_as_its_editor_will_be(start_session, people):
+    # many cells, so that the last ones are far from the visible area: no editor, static view
+    cells = [
+        {"cell_type": "code", "execution_count": None, "id": f"c{i}", "metadata": {}, "outputs": [], "source": HIGHLIT}
+        for i in range(80)
+    ]
+    nb = {
+        "cells": cells,
+        "metadata": {"language_info": {"name": "python", "file_extension": ".py"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    session = start_session({"many.ipynb": json.dumps(nb, indent=1) + "\n"})
+    page = people.page(viewport={"width": 1280, "height": 700})
+    page.add_init_script("localStorage.setItem('gitrtc.identity', JSON.stringify({name: 'Ada'}))")
+    page.goto(session.url_for("many.ipynb"))
+    expect(page.locator(".doc-notebook")).to_have_attribute("data-ready", "true")
+    live = page.locator(".cell[data-cell-id=c0] .cm-content")
+    expect(live).to_have_count(1)
+    far = page.locator(".cell[data-cell-id=c79]")
+    expect(far.locator(".cell-static span")).not_to_have_count(0)
+    assert far.locator(".cm-editor").count() == 0
+    expect(far.locator(".cell-static")).to_have_text(HIGHLIT + "\n")
+    for token, what in TOKENS:
+        in_editor = page.evaluate(CLASS_OF, [live.element_handle(), token])
+        in_static = page.evaluate(CLASS_OF, [far.locator(".cell-static").element_handle(), token])
+        assert in_editor, (token, what)
+        assert in_static == in_editor, (token, what, in_static, in_editor)
+    # the editors colour the three kinds differently, so the comparison means something
+    assert len({page.evaluate(CLASS_OF, [live.element_handle(), t]) for t, _ in TOKENS}) == 3
+
+    # a click into the highlighted static view puts the cursor where it was clicked (the
+    # click in the same task as the scroll: before the cell, now near, builds its editor)
+    page.evaluate(
+        """(cell) => {
+          cell.classList.remove('lazy-far');
+          cell.style.contentVisibility = 'visible'; // laid out in this task, not at the next frame
+          cell.scrollIntoView({ block: 'center' });
+          const span = [...cell.querySelectorAll('.cell-static span')].find((s) => s.textContent.includes('note'));
+          const box = span.getBoundingClientRect();
+          span.dispatchEvent(new MouseEvent('mousedown', {
+            bubbles: true, cancelable: true, button: 0, clientX: box.right - 1, clientY: box.top + box.height / 2,
+          }));
+        }""",
+        far.element_handle(),
+    )
+    expect(far.locator(".cm-editor")).to_have_class(re.compile(r"\bcm-focused\b"))
+    page.keyboard.type("!")
+    shown = {c["id"]: c["source"] for c in snapshot(page, "many.ipynb")}
+    assert shown["c79"] == HIGHLIT.replace("# note", "# note!"), shown["c79"]
+    assert not page.errors, page.errors
+
+
+def uint(data: bytes, pos: int) -> tuple[int, int]:
+    """A lib0 var-uint at `pos`: (value, next position)."""
+    value, shift = 0, 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return value, pos
+
+
+def awareness_clients(frame: bytes) -> list[int] | None:
+    """The client ids an awareness frame (y-websocket message 1) carries; None: not one."""
+    kind, pos = uint(frame, 0)
+    if kind != 1:
+        return None
+    _, pos = uint(frame, pos)  # the update's length
+    count, pos = uint(frame, pos)
+    ids = []
+    for _ in range(count):
+        client, pos = uint(frame, pos)
+        _, pos = uint(frame, pos)  # clock
+        size, pos = uint(frame, pos)
+        pos += size  # the state (JSON)
+        ids.append(client)
+    return ids
+
+
+def test_presence_is_sent_only_when_it_changes_and_only_ones_own(start_session, people):
+    session = start_session({"big.ipynb": notebook()})
+    page = people.page()
+    sent: list[list[int]] = []
+
+    def watch(ws: Any) -> None:
+        def on_frame(payload: Any) -> None:
+            if isinstance(payload, bytes) and (ids := awareness_clients(payload)) is not None:
+                sent.append(ids)
+
+        ws.on("framesent", on_frame)
+
+    page.on("websocket", watch)
+    page.add_init_script("localStorage.setItem('gitrtc.identity', JSON.stringify({name: 'Ada'}))")
+    page.goto(session.url_for("big.ipynb"))
+    expect(page.locator(".doc-notebook")).to_have_attribute("data-ready", "true")
+    mine = page.locator(".cell[data-cell-id=c3] .cm-content")
+    mine.click()
+    page.keyboard.press("Control+End")
+    page.keyboard.type("#")
+    cell_source(session, "c3", "#")
+    bob = Person(room_url(session, "big.ipynb", "Bob"), "Bob")
+    try:
+        bob.insert("c1", "bob = 1\n")
+        sent.clear()
+        # Bob moves his cursor: Ada's page does not send his presence back to the server
+        for at in (1, 3, 5):
+            bob.point_into_own_text(at)
+        bobs = page.locator(".cell[data-cell-id=c1]")
+        expect(bobs.locator(".presence-tag[title='Bob is here']")).to_have_count(1)
+        # Ada types along her line (in the middle of it too): her place and her cursor's
+        # position in the text (a Yjs relative position) do not change, so nothing is sent
+        page.keyboard.type(" typing along one line", delay=40)
+        page.keyboard.press("Home")
+        page.keyboard.press("ArrowRight")
+        page.keyboard.type("middle ", delay=40)
+        cell_source(session, "c3", "middle ")
+        page.wait_for_timeout(400)  # longer than the session room's place debounce (150 ms)
+        bob_id = bob.client.doc.client_id
+        assert not [ids for ids in sent if bob_id in ids], sent
+        # her cursor moved once (Home, →): at most that, and a 15 s presence renewal per room
+        assert len(sent) <= 4, sent
+        assert not page.errors, page.errors
+    finally:
+        bob.close()
