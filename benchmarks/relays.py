@@ -54,6 +54,8 @@ from bench import cpu_seconds, free_port, percentile, wait_for  # noqa: E402  (b
 RTC = [sys.executable, "-m", "gitrtc"]
 #: Seconds the servers are watched idle before each run (their fixed cost, subtracted in `busy_*`).
 IDLE_SECONDS = 3.0
+#: Clients connecting at once.
+JOIN_WAVE = 50
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
@@ -205,12 +207,16 @@ async def run(setup: Setup, updates: int, rate: float, readers: int, apply: bool
             client.on_update = lambda c, i=i: arrivals[i].append(time.perf_counter())
             clients.append(client)
         writer = RoomClient(setup.url(1), send_local=False)
-        tasks = [asyncio.ensure_future(c.run(http)) for c in [*clients, writer]]
-        for c in [*clients, writer]:
-            try:
-                await asyncio.wait_for(c.synced.wait(), 120)
-            except TimeoutError:
-                raise SystemExit(f"a client did not sync: closed {c.close_code} {c.close_reason}") from None
+        everyone = [*clients, writer]
+        tasks = []
+        for first in range(0, len(everyone), JOIN_WAVE):  # a thousand at once overflow the listen backlog
+            wave = everyone[first : first + JOIN_WAVE]
+            tasks += [asyncio.ensure_future(c.run(http)) for c in wave]
+            for c in wave:
+                try:
+                    await asyncio.wait_for(c.synced.wait(), 120)
+                except TimeoutError:
+                    raise SystemExit(f"a client did not sync: closed {c.close_code} {c.close_reason}") from None
         await asyncio.sleep(1.0)  # joins settled
         doc: Doc[Any] = writer.doc
         text = doc.get("source", type=Text)
