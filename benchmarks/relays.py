@@ -80,6 +80,11 @@ class Setup:
         """CPU seconds of the owner, each relay and redis-server (in `pids`' order)."""
         return [cpu_seconds(pid) for pid in self.pids]
 
+    def sys_each(self) -> list[float]:
+        """The kernel's part of `cpu_each` (system calls, the loopback network)."""
+        tick = os.sysconf("SC_CLK_TCK")
+        return [int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[12]) / tick for pid in self.pids]
+
     @property
     def names(self) -> list[str]:
         return ["owner", *(f"relay{n + 1}" for n in range(len(self.relays))), *(["redis"] if self.redis else [])]
@@ -226,7 +231,7 @@ async def run(setup: Setup, updates: int, rate: float, readers: int, apply: bool
         idle0, t0 = setup.cpu(), time.perf_counter()
         await asyncio.sleep(IDLE_SECONDS)  # the servers' CPU with nothing to do (heartbeats, polls)
         idle_rate = (setup.cpu() - idle0) / (time.perf_counter() - t0)
-        each0 = setup.cpu_each()
+        each0, sys0 = setup.cpu_each(), setup.sys_each()
         start = time.perf_counter()
         assert writer.ws is not None
         for i in range(updates):
@@ -240,6 +245,7 @@ async def run(setup: Setup, updates: int, rate: float, readers: int, apply: bool
         while any(len(a) < updates for a in arrivals) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         each = [b - a for a, b in zip(each0, setup.cpu_each(), strict=True)]
+        kernel = sum(setup.sys_each()) - sum(sys0)
         cpu = sum(each)
         busy = max(0.0, cpu - idle_rate * (time.perf_counter() - start))
         for task in tasks:
@@ -256,6 +262,7 @@ async def run(setup: Setup, updates: int, rate: float, readers: int, apply: bool
             "cpu_us_per_delivered": 1e6 * cpu / max(1, delivered),
             "idle_cpu_per_s": idle_rate,
             "busy_us_per_update": 1e6 * busy / updates,
+            "kernel_share": kernel / cpu if cpu else 0.0,
             "busy_us_per_delivered": 1e6 * busy / max(1, delivered),
             "p50_ms": 1000 * percentile(lat, 0.5),
             "p99_ms": 1000 * percentile(lat, 0.99),
