@@ -1,6 +1,7 @@
 """Relays through Redis (#21): what the bus costs, against the single process.
 
-    python benchmarks/relays.py [--updates N] [--rate R] [--readers K] [--crowd C] [--out FILE]
+    python benchmarks/relays.py [--updates N] [--rate R] [--readers K] [--crowd C] [--crowd-rate R] [--out FILE]
+                                [--runs cost,crowd] [--profile DIR]
 
 Three runs, each once on one `rtc start` (every client on it) and once on `rtc start
 --redis` + two `rtc relay` (the writer on relay A, readers spread over both relays):
@@ -13,6 +14,10 @@ Three runs, each once on one `rtc start` (every client on it) and once on `rtc s
 The clients run in this process (one event loop; readers do not apply updates), so on a
 busy machine the latencies include this process's own scheduling: compare the two
 columns, not the absolute figures.
+
+`--profile DIR` runs the owner and the relays under cProfile (DIR/single-owner.prof,
+DIR/relays-owner.prof, DIR/relays-relay1.prof, ...), stopping them with SIGTERM so the
+profiles are written; read them with `python -m pstats`.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -48,6 +54,8 @@ from bench import cpu_seconds, free_port, percentile, wait_for  # noqa: E402  (b
 RTC = [sys.executable, "-m", "gitrtc"]
 #: Seconds the servers are watched idle before each run (their fixed cost, subtracted in `busy_*`).
 IDLE_SECONDS = 3.0
+#: Clients connecting at once.
+JOIN_WAVE = 50
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
@@ -66,7 +74,20 @@ class Setup:
         return [self.owner.pid, *(p.pid for p, _ in self.relays), *([self.redis.pid] if self.redis else [])]
 
     def cpu(self) -> float:
-        return sum(cpu_seconds(pid) for pid in self.pids)
+        return sum(self.cpu_each())
+
+    def cpu_each(self) -> list[float]:
+        """CPU seconds of the owner, each relay and redis-server (in `pids`' order)."""
+        return [cpu_seconds(pid) for pid in self.pids]
+
+    def sys_each(self) -> list[float]:
+        """The kernel's part of `cpu_each` (system calls, the loopback network)."""
+        tick = os.sysconf("SC_CLK_TCK")
+        return [int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[12]) / tick for pid in self.pids]
+
+    @property
+    def names(self) -> list[str]:
+        return ["owner", *(f"relay{n + 1}" for n in range(len(self.relays))), *(["redis"] if self.redis else [])]
 
     def url(self, where: int) -> str:
         """0: the owner; 1, 2: the relays (the owner when there are none)."""
@@ -74,8 +95,25 @@ class Setup:
         return f"ws://127.0.0.1:{port}/rooms/{self.room}?token={self.info['token']}&name=bench"
 
 
+def rtc(profile: Path | None, name: str) -> list[str]:
+    """The command line of an `rtc` process (under cProfile into profile/name.prof if given)."""
+    if profile is None:
+        return RTC
+    out = str(profile / f"{name}.prof")
+    code = (  # CPU time, not wall time: on a busy machine the wall clock mostly measures waiting
+        "import cProfile, runpy, sys, time\n"
+        "p = cProfile.Profile(time.process_time)\n"
+        "sys.argv[0] = 'rtc'\n"
+        "p.enable()\n"
+        "try:\n    runpy.run_module('gitrtc', run_name='__main__', alter_sys=True)\n"
+        f"finally:\n    p.disable()\n    p.dump_stats({out!r})\n"
+    )
+    return [sys.executable, "-c", code]
+
+
 @contextmanager
-def servers(relays: bool) -> Iterator[Setup]:
+def servers(relays: bool, profile: Path | None = None) -> Iterator[Setup]:
+    config = "relays" if relays else "single"
     work = Path(tempfile.mkdtemp(prefix="bench-relays-"))
     procs: list[subprocess.Popen[Any]] = []
     try:
@@ -97,7 +135,9 @@ def servers(relays: bool) -> Iterator[Setup]:
             redis_url = f"redis://127.0.0.1:{port}/0"
             wait_for(lambda: _listening(port), 20, "redis-server")
         owner = subprocess.Popen(
-            [*RTC, "start", "--port", "0", "--no-open", *(["--redis", redis_url] if redis_url else []), "doc.md"],
+            [*rtc(profile, f"{config}-owner"), "start", "--port", "0", "--no-open"]
+            + (["--redis", redis_url] if redis_url else [])
+            + ["doc.md"],
             cwd=repo,
             env=ENV,
             stdout=subprocess.DEVNULL,
@@ -111,9 +151,10 @@ def servers(relays: bool) -> Iterator[Setup]:
         setup = Setup(owner, info, room)
         setup.redis = redis
         if relays:
-            for _ in range(2):
+            for n in range(2):
+                command = [*rtc(profile, f"{config}-relay{n + 1}"), "relay", "--redis", str(redis_url)]
                 relay = subprocess.Popen(
-                    [*RTC, "relay", "--redis", str(redis_url), "--port", "0", info["session"]],
+                    [*command, "--port", "0", info["session"]],
                     env=ENV,
                     stdout=subprocess.PIPE,
                     text=True,
@@ -127,7 +168,14 @@ def servers(relays: bool) -> Iterator[Setup]:
     finally:
         for proc in reversed(procs):
             if proc.poll() is None:
-                proc.kill()
+                if profile is not None and proc is not redis:  # let cProfile write its file
+                    proc.send_signal(signal.SIGTERM)
+                    try:
+                        proc.wait(60)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                else:
+                    proc.kill()
             proc.wait()
         shutil.rmtree(work, ignore_errors=True)
 
@@ -164,12 +212,16 @@ async def run(setup: Setup, updates: int, rate: float, readers: int, apply: bool
             client.on_update = lambda c, i=i: arrivals[i].append(time.perf_counter())
             clients.append(client)
         writer = RoomClient(setup.url(1), send_local=False)
-        tasks = [asyncio.ensure_future(c.run(http)) for c in [*clients, writer]]
-        for c in [*clients, writer]:
-            try:
-                await asyncio.wait_for(c.synced.wait(), 120)
-            except TimeoutError:
-                raise SystemExit(f"a client did not sync: closed {c.close_code} {c.close_reason}") from None
+        everyone = [*clients, writer]
+        tasks = []
+        for first in range(0, len(everyone), JOIN_WAVE):  # a thousand at once overflow the listen backlog
+            wave = everyone[first : first + JOIN_WAVE]
+            tasks += [asyncio.ensure_future(c.run(http)) for c in wave]
+            for c in wave:
+                try:
+                    await asyncio.wait_for(c.synced.wait(), 120)
+                except TimeoutError:
+                    raise SystemExit(f"a client did not sync: closed {c.close_code} {c.close_reason}") from None
         await asyncio.sleep(1.0)  # joins settled
         doc: Doc[Any] = writer.doc
         text = doc.get("source", type=Text)
@@ -179,7 +231,7 @@ async def run(setup: Setup, updates: int, rate: float, readers: int, apply: bool
         idle0, t0 = setup.cpu(), time.perf_counter()
         await asyncio.sleep(IDLE_SECONDS)  # the servers' CPU with nothing to do (heartbeats, polls)
         idle_rate = (setup.cpu() - idle0) / (time.perf_counter() - t0)
-        cpu0 = setup.cpu()
+        each0, sys0 = setup.cpu_each(), setup.sys_each()
         start = time.perf_counter()
         assert writer.ws is not None
         for i in range(updates):
@@ -192,7 +244,9 @@ async def run(setup: Setup, updates: int, rate: float, readers: int, apply: bool
         deadline = time.monotonic() + 120
         while any(len(a) < updates for a in arrivals) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        cpu = setup.cpu() - cpu0
+        each = [b - a for a, b in zip(each0, setup.cpu_each(), strict=True)]
+        kernel = sum(setup.sys_each()) - sum(sys0)
+        cpu = sum(each)
         busy = max(0.0, cpu - idle_rate * (time.perf_counter() - start))
         for task in tasks:
             task.cancel()
@@ -208,10 +262,13 @@ async def run(setup: Setup, updates: int, rate: float, readers: int, apply: bool
             "cpu_us_per_delivered": 1e6 * cpu / max(1, delivered),
             "idle_cpu_per_s": idle_rate,
             "busy_us_per_update": 1e6 * busy / updates,
+            "kernel_share": kernel / cpu if cpu else 0.0,
             "busy_us_per_delivered": 1e6 * busy / max(1, delivered),
             "p50_ms": 1000 * percentile(lat, 0.5),
             "p99_ms": 1000 * percentile(lat, 0.99),
             "p99_far_ms": 1000 * percentile(far or lat, 0.99),
+            # CPU µs per update of each process: owner, relays, redis-server
+            **{f"us_per_update_{n}": 1e6 * c / updates for n, c in zip(setup.names, each, strict=True)},
         }
 
 
@@ -222,16 +279,25 @@ def main() -> None:
     parser.add_argument("--readers", type=int, default=10)
     parser.add_argument("--crowd", type=int, default=200)
     parser.add_argument("--crowd-updates", type=int, default=100)
+    parser.add_argument("--crowd-rate", type=float, default=20.0, help="the crowd's writer's updates per second")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--runs", default="cost,crowd", help="which runs, comma-separated: cost, crowd")
+    parser.add_argument("--profile", type=Path, help="write cProfile files of the servers into this folder")
     args = parser.parse_args()
+    runs = args.runs.split(",")
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}
     for relays in (False, True):
         name = "relays" if relays else "single"
-        with servers(relays) as setup:
-            results[f"cost/{name}"] = asyncio.run(run(setup, args.updates, args.rate, args.readers, True))
-            results[f"crowd/{name}"] = asyncio.run(run(setup, args.crowd_updates, 20.0, args.crowd, False))
+        with servers(relays, args.profile) as setup:
+            if "cost" in runs:
+                results[f"cost/{name}"] = asyncio.run(run(setup, args.updates, args.rate, args.readers, True))
+            if "crowd" in runs:
+                crowd = run(setup, args.crowd_updates, args.crowd_rate, args.crowd, False)
+                results[f"crowd/{name}"] = asyncio.run(crowd)
         print(name, json.dumps({k: v for k, v in results.items() if k.endswith(name)}, indent=1), flush=True)
-    for run_name in ("cost", "crowd"):
+    for run_name in runs:
         single, relayed = results[f"{run_name}/single"], results[f"{run_name}/relays"]
         results[f"{run_name}/ratio"] = {
             k: relayed[k] / single[k] if single[k] else float("nan")

@@ -516,3 +516,33 @@ def test_without_redis_the_single_process_path_imports_no_redis() -> None:
     code = "import sys, gitrtc.cli.runner, gitrtc.server.app; print('redis' in sys.modules)"
     done = subprocess.run([RTC[0], "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_the_bus_link_keeps_order_raises_error_replies_and_reconnects(redis_server: RedisServer) -> None:
+    """`bus.Link` (the streams' own Redis connection): a batch's replies in order, a Redis
+    error raised (not taken for a reply), a lost connection failing what waited, and the
+    next call connecting again."""
+    from redis.exceptions import ResponseError
+
+    from gitrtc.relay import bus
+
+    async def scenario() -> None:
+        link = bus.Link(redis_server.url)
+        key = f"link-test-{time.monotonic_ns()}"
+        ids = await link.run([["XADD", key, "*", "m", bus.pack({"n": i})] for i in range(50)])
+        assert len(ids) == 50 and ids == sorted(ids, key=lambda i: tuple(int(p) for p in i.split(b"-")))
+        read = await bus.read(link, key, b"0-0")
+        assert [e[b"n"] for _id, e in read] == [str(i).encode() for i in range(50)]
+        with pytest.raises(ResponseError):
+            await link.run([["XADD", key, "*", "m", b"x"], ["INCR", key]])  # INCR on a stream: WRONGTYPE
+        # a blocking read cut off by the server's death fails, and the link reconnects after
+        waiting = asyncio.ensure_future(bus.read(link, key, b"$"))
+        await asyncio.sleep(0)  # one turn: the read is written (the link is connected) and waits
+        await asyncio.to_thread(redis_server.kill)
+        with pytest.raises(ConnectionError):
+            await asyncio.wait_for(waiting, 10)
+        await asyncio.to_thread(redis_server.start)
+        assert len(await bus.read(link, key, b"0-0")) == 51  # append-only: the stream survived
+        link.close()
+
+    asyncio.run(scenario())

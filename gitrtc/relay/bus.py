@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import struct
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import RtcError
 
@@ -83,6 +84,117 @@ async def last_id(redis: Redis, key: str) -> bytes:
     return bytes(newest[0][0]) if newest else b"0-0"
 
 
+Command = Sequence[bytes | str | int]
+
+
+class Link(asyncio.Protocol):
+    """One connection to Redis for the hot path (the stream reads and writes): commands
+    packed by hiredis and written in one write per batch, replies parsed by hiredis, in
+    order. redis-py's client spends more CPU per command (its pool's lock, health check
+    and observability hooks, timeouts) than the owner spends applying an update; this is
+    the whole of what the relays' streams need. It connects when first used and again
+    after a failure; a lost connection fails what was waiting with `ConnectionError`, a
+    Redis error reply raises redis-py's `ResponseError` (both are what the callers catch).
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._transport: asyncio.Transport | None = None
+        self._parser: Any = None
+        #: Per batch sent and not fully answered: its replies so far, how many, its future.
+        self._waiting: deque[tuple[list[Any], int, asyncio.Future[list[Any]]]] = deque()
+        self._opening = asyncio.Lock()
+
+    async def run(self, commands: Sequence[Command]) -> list[Any]:
+        """Send `commands` in one write; their replies, in order."""
+        if self._transport is None:
+            async with self._opening:
+                if self._transport is None:
+                    await self._open()
+        return await self._send(commands)
+
+    async def _send(self, commands: Sequence[Command]) -> list[Any]:
+        import hiredis
+
+        transport = self._transport
+        if transport is None:
+            raise ConnectionError("the connection to Redis was lost")
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        self._waiting.append(([], len(commands), future))
+        pack_command: Callable[[Any], bytes] = hiredis.pack_command
+        transport.write(b"".join(pack_command(tuple(c)) for c in commands))
+        try:
+            replies = await future
+        except asyncio.CancelledError:
+            self.close()  # its reply would go to the next caller: start afresh
+            raise
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
+
+    async def _open(self) -> None:
+        import hiredis
+        from redis.asyncio.connection import parse_url
+        from redis.exceptions import ResponseError
+
+        options = parse_url(self.url)
+        loop = asyncio.get_running_loop()
+        self._parser = hiredis.Reader(replyError=ResponseError)
+        self._waiting.clear()
+        if "path" in options:
+            await loop.create_unix_connection(lambda: self, options["path"])
+        else:
+            await loop.create_connection(lambda: self, options.get("host", "localhost"), options.get("port", 6379))
+        setup: list[Command] = []
+        if options.get("password"):
+            setup.append(["AUTH", *([options["username"]] if options.get("username") else []), options["password"]])
+        if options.get("db"):
+            setup.append(["SELECT", int(options["db"])])
+        if setup:
+            await self._send(setup)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast("asyncio.Transport", transport)  # uvloop's are not subclasses
+
+    def data_received(self, data: bytes) -> None:
+        parser = self._parser
+        parser.feed(data)
+        waiting = self._waiting
+        while True:
+            try:
+                reply = parser.gets()
+            except Exception as exc:  # hiredis.ProtocolError: nothing after it can be trusted
+                log.warning("Redis sent a malformed reply: %s", exc)
+                self.close()
+                return
+            if reply is False:
+                return
+            if not waiting:
+                log.warning("Redis sent a reply nobody waits for")
+                self.close()
+                return
+            replies, count, future = waiting[0]
+            replies.append(reply)
+            if len(replies) == count:
+                waiting.popleft()
+                if not future.done():
+                    future.set_result(replies)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        waiting, self._waiting = self._waiting, deque()
+        for _replies, _count, future in waiting:
+            if not future.done():
+                future.set_exception(ConnectionError(f"the connection to Redis was lost ({exc or 'closed'})"))
+
+    def close(self) -> None:
+        """Drop the connection (the next `run` opens a new one)."""
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.abort()
+
+
 class Writer:
     """Appends entries to one stream in the order given, pipelined: entries added during
     one round trip go in the next, so a burst costs a round trip per batch, not per entry.
@@ -91,10 +203,10 @@ class Writer:
     readers see the gap and resync).
     """
 
-    def __init__(self, redis: Redis, key: str, maxlen: int | None, on_error: Callable[[Exception], None]) -> None:
-        self.redis = redis
+    def __init__(self, link: Link, key: str, maxlen: int | None, on_error: Callable[[Exception], None]) -> None:
+        self.link = link
         self.key = key
-        self.maxlen = maxlen
+        self.trim: list[bytes | str | int] = ["MAXLEN", "~", maxlen] if maxlen else []
         self.on_error = on_error
         self._pending: list[Fields] = []
         self._task: asyncio.Task[None] | None = None
@@ -115,13 +227,7 @@ class Writer:
             while self._pending:
                 batch, self._pending = self._pending, []
                 try:
-                    if len(batch) == 1:  # most keystrokes: a pipeline's setup costs more than it saves
-                        await self.redis.xadd(self.key, {"m": pack(batch[0])}, maxlen=self.maxlen, approximate=True)
-                    else:
-                        pipe = self.redis.pipeline(transaction=False)
-                        for fields in batch:
-                            pipe.xadd(self.key, {"m": pack(fields)}, maxlen=self.maxlen, approximate=True)
-                        await pipe.execute()
+                    await self.link.run([["XADD", self.key, *self.trim, "*", "m", pack(f)] for f in batch])
                 except (RedisError, OSError) as exc:
                     log.warning("lost %d bus entries: %s", len(batch), exc)
                     self.on_error(exc)
@@ -135,10 +241,11 @@ class Writer:
             await self._idle.wait()
 
 
-async def read(redis: Redis, key: str, after: bytes) -> list[tuple[bytes, Entry]]:
+async def read(link: Link, key: str, after: bytes) -> list[tuple[bytes, Entry]]:
     """The stream's entries after id `after` (waiting up to `BLOCK_MS` for one)."""
-    answer: Any = await redis.xread({key: after}, count=READ_COUNT, block=BLOCK_MS)
-    return [(bytes(i), unpack(e.get(b"m", b""))) for _stream, entries in answer or () for i, e in entries]
+    (answer,) = await link.run([["XREAD", "COUNT", READ_COUNT, "BLOCK", BLOCK_MS, "STREAMS", key, after]])
+    # [[key, [[id, [b"m", packed]], ...]]], or None when nothing came
+    return [(i, unpack(f[1] if len(f) > 1 else b"")) for _key, entries in answer or () for i, f in entries]
 
 
 #: Name length and value length before each field of a packed entry.

@@ -90,7 +90,8 @@ class Owner:
         self.left_early: set[Key] = set()
         #: Live relays' last heartbeats (for `rtc status`).
         self.relays: dict[str, dict[str, Any]] = {}
-        self.out = bus.Writer(redis, self.keys["out"], bus.OUT_MAXLEN, self._lost)
+        self.out = bus.Writer(bus.Link(url), self.keys["out"], bus.OUT_MAXLEN, self._lost)
+        self.reader = bus.Link(url)  # `in`'s blocking reads, on a connection of their own
         self._read = b"0-0"  # the last `in` entry handled
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -144,6 +145,9 @@ class Owner:
             await asyncio.wait_for(self.redis.aclose(), bus.CLOSE_WITHIN)
         except (TimeoutError, OSError, RedisError) as exc:
             log.warning("the relays may not have heard the last entries: %s", exc)
+        finally:
+            self.reader.close()
+            self.out.link.close()
 
     def relay_list(self) -> list[dict[str, Any]]:
         """The live relays: id, URL, clients (for `rtc status`)."""
@@ -156,7 +160,7 @@ class Owner:
 
         while True:
             try:
-                entries = await bus.read(self.redis, self.keys["in"], self._read)
+                entries = await bus.read(self.reader, self.keys["in"], self._read)
             except (RedisError, OSError) as exc:
                 log.warning("reading the relays failed (%s): their clients reconnect", exc)
                 self._drop(lambda key: True)

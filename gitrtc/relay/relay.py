@@ -80,7 +80,8 @@ class Relay:
         #: Room → its admitted clients here.
         self.rooms: dict[str, dict[Connection, bytes]] = {}
         self.numbers = itertools.count(1)
-        self.inbox = bus.Writer(redis, self.keys["in"], None, self._bus_failed)
+        self.inbox = bus.Writer(bus.Link(url), self.keys["in"], None, self._bus_failed)
+        self.reader = bus.Link(url)  # `out`'s blocking reads, on a connection of their own
         self.owner_alive = False
         self._owner: str | None = None  # the owner instance whose entries we read
         self._next = 0  # the number expected next from it
@@ -114,6 +115,8 @@ class Relay:
             log.warning("the owner may not have heard that this relay's clients left: %s", exc)
         with contextlib.suppress(TimeoutError, OSError, RedisError):
             await asyncio.wait_for(self.redis.aclose(), bus.CLOSE_WITHIN)
+        self.reader.close()
+        self.inbox.link.close()
 
     def resync(self, why: str) -> None:
         """Close every client with 1012 (they reconnect and resync): something was missed."""
@@ -133,7 +136,7 @@ class Relay:
 
         while True:
             try:
-                entries = await bus.read(self.redis, self.keys["out"], self._read)
+                entries = await bus.read(self.reader, self.keys["out"], self._read)
             except (RedisError, OSError) as exc:
                 self.resync(f"reading Redis failed: {exc}")
                 self._owner = None
