@@ -145,12 +145,12 @@ async def typist(url: str, where: str, rate: float, out: str) -> None:
         base = len(rtext)
         received: list[float] = []
 
-        def arrived() -> None:
+        def arrived(_client: RoomClient) -> None:  # after the update's transaction: the doc is readable
             now = time.time()
             while base + len(received) < len(rtext):
                 received.append(now)
 
-        reader.on_remote_change = arrived
+        reader.on_update = arrived
         Path(out + ".ready").write_text("1")
         while not Path(out + ".go").exists():
             await asyncio.sleep(0.02)
@@ -214,7 +214,7 @@ class Bench:
             [PY, "-m", "gitrtc", "start", "nb.ipynb", "notes.md", "--kernels", "--port", str(self.port), "--no-open"],
             cwd=self.work,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=None if os.environ.get("BENCH_VERBOSE") else subprocess.DEVNULL,
         )
         info_file = self.work / ".git" / "rtc" / "session.json"
         wait_file(info_file, 60, "rtc start")
@@ -257,7 +257,7 @@ class Bench:
                     str(self.args.rate),
                     outs["other room"],
                 ],
-                stderr=subprocess.DEVNULL,
+                stderr=None if os.environ.get("BENCH_VERBOSE") else subprocess.DEVNULL,
             ),
             subprocess.Popen(
                 [
@@ -269,7 +269,7 @@ class Bench:
                     str(self.args.rate),
                     outs["same notebook"],
                 ],
-                stderr=subprocess.DEVNULL,
+                stderr=None if os.environ.get("BENCH_VERBOSE") else subprocess.DEVNULL,
             ),
         ]
         for out in outs.values():
@@ -338,7 +338,7 @@ class Bench:
             seen: dict[str, float] = {}
             wanted = {"text": ""}
 
-            def look() -> None:
+            def look(_client: RoomClient) -> None:  # after the update's transaction: the doc is readable
                 cell = _cell(watcher.doc, "tick")
                 outputs = cell.get("outputs")
                 for output in outputs if isinstance(outputs, Array) else []:
@@ -348,7 +348,7 @@ class Bench:
                     if wanted["text"] and wanted["text"] + "\n" in text:
                         seen.setdefault(wanted["text"], time.perf_counter())
 
-            watcher.on_remote_change = look
+            watcher.on_update = look
             times = []
             for i in range(self.args.runs + 1):
                 token = f"tick {i + 1}"
