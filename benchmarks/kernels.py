@@ -210,8 +210,10 @@ class Bench:
         ):
             subprocess.run(["git", *argv], cwd=self.work, check=True)
         self.port = free_port()
+        self.stalls = self.work / "stalls.txt"
+        self.port_args = ["--port", str(self.port), "--no-open"]
         self.proc = subprocess.Popen(
-            [PY, "-m", "gitrtc", "start", "nb.ipynb", "notes.md", "--kernels", "--port", str(self.port), "--no-open"],
+            [PY, __file__, "serve", str(self.stalls), "start", "nb.ipynb", "notes.md", "--kernels", *self.port_args],
             cwd=self.work,
             stdout=subprocess.DEVNULL,
             stderr=None if os.environ.get("BENCH_VERBOSE") else subprocess.DEVNULL,
@@ -232,11 +234,34 @@ class Bench:
         return f"ws://127.0.0.1:{self.port}/rooms/{self.rooms[path]}?token={self.token}&name={name}"
 
     def stop(self) -> None:
-        for proc in [*self.typists, *([self.proc] if self.proc else [])]:
+        for proc in self.typists:
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()  # the session ends (and a profile is written); killed if it hangs
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
         shutil.rmtree(self.work, ignore_errors=True)
+
+    def stalls_between(self, start: float, end: float) -> dict[str, float]:
+        """The server loop's stalls (see `serve`) in [start, end]: how many, the longest,
+        and how much of their time the loop's thread spent on the CPU."""
+        rows = []
+        for line in self.stalls.read_text().splitlines() if self.stalls.exists() else []:
+            at, wall, cpu, all_cpu = (float(x) for x in line.split())
+            if start <= at <= end:
+                rows.append((wall, cpu, all_cpu))
+        return {
+            "n": len(rows),
+            "max": max((r[0] for r in rows), default=0.0),
+            "total": sum(r[0] for r in rows),
+            "cpu": sum(r[1] for r in rows),
+            "threads_cpu": sum(r[2] - r[1] for r in rows),
+        }
 
     @property
     def pid(self) -> int:
@@ -305,6 +330,7 @@ class Bench:
         await asyncio.sleep(3.0)
         after = rss_mb(self.pid)
         figures: dict[str, Any] = {
+            "stalls": self.stalls_between(t0, t1),
             "seconds": t1 - t0,
             "rss_before": before,
             "rss_peak": sampler.peak(t0, t1),
@@ -406,12 +432,17 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
     print()
     print(
         "| phase | where | keystrokes | p50 ms | p99 ms | max ms | p99 / idle | server CPU % "
-        "| RSS before → peak → 3 s after (MB) |"
+        "| RSS before → peak → 3 s after (MB) | server loop stalls > 5 ms: n, longest ms, loop busy %, "
+        "other threads busy % |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     labels = {"idle": "idle (typing only)", "flood": f"{args.lines:,}-line print", "image": "a 200 KB image a second"}
     for name in ("idle", "flood", "image"):
         phase = results[name]
+        st = phase["stalls"]
+        busy = st["cpu"] / st["total"] * 100 if st["total"] else 0.0
+        others = st["threads_cpu"] / st["total"] * 100 if st["total"] else 0.0
+        stalls = f"{st['n']}, {st['max']:.0f}, {busy:.0f} %, {others:.0f} %"
         for where in ("other room", "same notebook"):
             f = phase[where]
             ratio = f["p99"] / idle[where]["p99"] if idle[where]["p99"] else float("nan")
@@ -419,7 +450,7 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
             print(
                 f"| {labels[name]} ({phase['seconds']:.1f} s) | {where} | {f['n']}{lost} | {f['p50']:.1f} | "
                 f"{f['p99']:.1f} | {f['max']:.1f} | {ratio:.2f}× | {phase['cpu']:.0f} | "
-                f"{phase['rss_before']:.1f} → {phase['rss_peak']:.1f} → {phase['rss_after']:.1f} |"
+                f"{phase['rss_before']:.1f} → {phase['rss_peak']:.1f} → {phase['rss_after']:.1f} | {stalls} |"
             )
     first = results["first_output"]
     print()
@@ -430,7 +461,63 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
     )
 
 
+STALL_MS = 5.0  # a loop tick later than this is noted
+
+
+async def _watch_loop(path: str) -> None:
+    """Note every tick of the server's loop that came more than STALL_MS late: when, how
+    late, and the loop thread's CPU time meanwhile (about as late: the loop was busy;
+    much less: the process waited for a core or, if its other threads ran, for the GIL)."""
+    with open(path, "a", encoding="utf-8") as out:
+        while True:
+            wall, cpu, all_cpu = time.perf_counter(), time.thread_time(), time.process_time()
+            await asyncio.sleep(0.002)
+            late = (time.perf_counter() - wall) * 1000 - 2.0
+            if late > STALL_MS:
+                spent, spent_all = (time.thread_time() - cpu) * 1000, (time.process_time() - all_cpu) * 1000
+                out.write(f"{time.time():.4f} {late:.2f} {spent:.2f} {spent_all:.2f}\n")
+                out.flush()
+
+
+def serve(stalls: str, argv: list[str]) -> None:
+    """`rtc ARGV` with its loop watched (`_watch_loop`), and profiled with cProfile when
+    BENCH_PROFILE names a file (written when the session ends: the bench sends SIGTERM)."""
+    from gitrtc import eventloop
+    from gitrtc.cli.entry import main as rtc
+
+    run = eventloop.run
+
+    def watched(main: Any) -> Any:
+        async def both() -> Any:
+            watcher = asyncio.get_running_loop().create_task(_watch_loop(stalls))
+            try:
+                return await main
+            finally:
+                watcher.cancel()
+
+        return run(both())
+
+    eventloop.run = watched
+    sys.argv = ["rtc", *argv]
+    profile_to = os.environ.get("BENCH_PROFILE")
+    if not profile_to:
+        rtc()
+        return
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        rtc()
+    finally:
+        profiler.disable()
+        profiler.dump_stats(profile_to)
+
+
 def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "serve":
+        serve(sys.argv[2], sys.argv[3:])
+        return
     if len(sys.argv) > 1 and sys.argv[1] == "type":
         url, where, rate, out = sys.argv[2:6]
         asyncio.run(typist(url, where, float(rate), out))
