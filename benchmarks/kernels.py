@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -252,15 +253,17 @@ class Bench:
         and how much of their time the loop's thread spent on the CPU."""
         rows = []
         for line in self.stalls.read_text().splitlines() if self.stalls.exists() else []:
-            at, wall, cpu, all_cpu = (float(x) for x in line.split())
+            at, wall, cpu, all_cpu, voluntary, preempted = (float(x) for x in line.split())
             if start <= at <= end:
-                rows.append((wall, cpu, all_cpu))
+                rows.append((wall, cpu, all_cpu, voluntary, preempted))
         return {
             "n": len(rows),
             "max": max((r[0] for r in rows), default=0.0),
             "total": sum(r[0] for r in rows),
             "cpu": sum(r[1] for r in rows),
             "threads_cpu": sum(r[2] - r[1] for r in rows),
+            "blocked": sum(1 for r in rows if r[3] > 1),  # switched out waiting, beyond its sleep
+            "preempted": sum(1 for r in rows if r[4] > 0),
         }
 
     @property
@@ -433,7 +436,7 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
     print(
         "| phase | where | keystrokes | p50 ms | p99 ms | max ms | p99 / idle | server CPU % "
         "| RSS before → peak → 3 s after (MB) | server loop stalls > 5 ms: n, longest ms, loop busy %, "
-        "other threads busy % |"
+        "other threads busy %, n blocked, n preempted |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     labels = {"idle": "idle (typing only)", "flood": f"{args.lines:,}-line print", "image": "a 200 KB image a second"}
@@ -442,7 +445,7 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
         st = phase["stalls"]
         busy = st["cpu"] / st["total"] * 100 if st["total"] else 0.0
         others = st["threads_cpu"] / st["total"] * 100 if st["total"] else 0.0
-        stalls = f"{st['n']}, {st['max']:.0f}, {busy:.0f} %, {others:.0f} %"
+        stalls = f"{st['n']}, {st['max']:.0f}, {busy:.0f} %, {others:.0f} %, {st['blocked']}, {st['preempted']}"
         for where in ("other room", "same notebook"):
             f = phase[where]
             ratio = f["p99"] / idle[where]["p99"] if idle[where]["p99"] else float("nan")
@@ -466,17 +469,30 @@ STALL_MS = 5.0  # a loop tick later than this is noted
 
 async def _watch_loop(path: str) -> None:
     """Note every tick of the server's loop that came more than STALL_MS late: when, how
-    late, and the loop thread's CPU time meanwhile (about as late: the loop was busy;
-    much less: the process waited for a core or, if its other threads ran, for the GIL)."""
+    late, the loop thread's CPU time meanwhile (about as late: the loop was busy), the
+    other threads' CPU time (the GIL), and the loop thread's voluntary (blocked: disk, a
+    lock; one is the tick's own sleep) and involuntary (preempted: no free core) context
+    switches. Written in batches, so the watcher does not wait for the disk itself."""
+    rows: list[str] = []
+    written = time.perf_counter()
     with open(path, "a", encoding="utf-8") as out:
         while True:
             wall, cpu, all_cpu = time.perf_counter(), time.thread_time(), time.process_time()
+            use = resource.getrusage(resource.RUSAGE_THREAD)
             await asyncio.sleep(0.002)
-            late = (time.perf_counter() - wall) * 1000 - 2.0
+            now = time.perf_counter()
+            late = (now - wall) * 1000 - 2.0
             if late > STALL_MS:
                 spent, spent_all = (time.thread_time() - cpu) * 1000, (time.process_time() - all_cpu) * 1000
-                out.write(f"{time.time():.4f} {late:.2f} {spent:.2f} {spent_all:.2f}\n")
+                after = resource.getrusage(resource.RUSAGE_THREAD)
+                rows.append(
+                    f"{time.time():.4f} {late:.2f} {spent:.2f} {spent_all:.2f} "
+                    f"{after.ru_nvcsw - use.ru_nvcsw} {after.ru_nivcsw - use.ru_nivcsw}\n"
+                )
+            if rows and now - written > 0.5:
+                out.write("".join(rows))
                 out.flush()
+                rows, written = [], now
 
 
 def serve(stalls: str, argv: list[str]) -> None:
