@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -145,12 +146,12 @@ async def typist(url: str, where: str, rate: float, out: str) -> None:
         base = len(rtext)
         received: list[float] = []
 
-        def arrived() -> None:
+        def arrived(_client: RoomClient) -> None:  # after the update's transaction: the doc is readable
             now = time.time()
             while base + len(received) < len(rtext):
                 received.append(now)
 
-        reader.on_remote_change = arrived
+        reader.on_update = arrived
         Path(out + ".ready").write_text("1")
         while not Path(out + ".go").exists():
             await asyncio.sleep(0.02)
@@ -210,11 +211,13 @@ class Bench:
         ):
             subprocess.run(["git", *argv], cwd=self.work, check=True)
         self.port = free_port()
+        self.stalls = self.work / "stalls.txt"
+        self.port_args = ["--port", str(self.port), "--no-open"]
         self.proc = subprocess.Popen(
-            [PY, "-m", "gitrtc", "start", "nb.ipynb", "notes.md", "--kernels", "--port", str(self.port), "--no-open"],
+            [PY, __file__, "serve", str(self.stalls), "start", "nb.ipynb", "notes.md", "--kernels", *self.port_args],
             cwd=self.work,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=None if os.environ.get("BENCH_VERBOSE") else subprocess.DEVNULL,
         )
         info_file = self.work / ".git" / "rtc" / "session.json"
         wait_file(info_file, 60, "rtc start")
@@ -232,11 +235,36 @@ class Bench:
         return f"ws://127.0.0.1:{self.port}/rooms/{self.rooms[path]}?token={self.token}&name={name}"
 
     def stop(self) -> None:
-        for proc in [*self.typists, *([self.proc] if self.proc else [])]:
+        for proc in self.typists:
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()  # the session ends (and a profile is written); killed if it hangs
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
         shutil.rmtree(self.work, ignore_errors=True)
+
+    def stalls_between(self, start: float, end: float) -> dict[str, float]:
+        """The server loop's stalls (see `serve`) in [start, end]: how many, the longest,
+        and how much of their time the loop's thread spent on the CPU."""
+        rows = []
+        for line in self.stalls.read_text().splitlines() if self.stalls.exists() else []:
+            at, wall, cpu, all_cpu, voluntary, preempted = (float(x) for x in line.split())
+            if start <= at <= end:
+                rows.append((wall, cpu, all_cpu, voluntary, preempted))
+        return {
+            "n": len(rows),
+            "max": max((r[0] for r in rows), default=0.0),
+            "total": sum(r[0] for r in rows),
+            "cpu": sum(r[1] for r in rows),
+            "threads_cpu": sum(r[2] - r[1] for r in rows),
+            "blocked": sum(1 for r in rows if r[3] > 1),  # switched out waiting, beyond its sleep
+            "preempted": sum(1 for r in rows if r[4] > 0),
+        }
 
     @property
     def pid(self) -> int:
@@ -257,7 +285,7 @@ class Bench:
                     str(self.args.rate),
                     outs["other room"],
                 ],
-                stderr=subprocess.DEVNULL,
+                stderr=None if os.environ.get("BENCH_VERBOSE") else subprocess.DEVNULL,
             ),
             subprocess.Popen(
                 [
@@ -269,7 +297,7 @@ class Bench:
                     str(self.args.rate),
                     outs["same notebook"],
                 ],
-                stderr=subprocess.DEVNULL,
+                stderr=None if os.environ.get("BENCH_VERBOSE") else subprocess.DEVNULL,
             ),
         ]
         for out in outs.values():
@@ -305,6 +333,7 @@ class Bench:
         await asyncio.sleep(3.0)
         after = rss_mb(self.pid)
         figures: dict[str, Any] = {
+            "stalls": self.stalls_between(t0, t1),
             "seconds": t1 - t0,
             "rss_before": before,
             "rss_peak": sampler.peak(t0, t1),
@@ -338,7 +367,7 @@ class Bench:
             seen: dict[str, float] = {}
             wanted = {"text": ""}
 
-            def look() -> None:
+            def look(_client: RoomClient) -> None:  # after the update's transaction: the doc is readable
                 cell = _cell(watcher.doc, "tick")
                 outputs = cell.get("outputs")
                 for output in outputs if isinstance(outputs, Array) else []:
@@ -348,7 +377,7 @@ class Bench:
                     if wanted["text"] and wanted["text"] + "\n" in text:
                         seen.setdefault(wanted["text"], time.perf_counter())
 
-            watcher.on_remote_change = look
+            watcher.on_update = look
             times = []
             for i in range(self.args.runs + 1):
                 token = f"tick {i + 1}"
@@ -406,12 +435,17 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
     print()
     print(
         "| phase | where | keystrokes | p50 ms | p99 ms | max ms | p99 / idle | server CPU % "
-        "| RSS before → peak → 3 s after (MB) |"
+        "| RSS before → peak → 3 s after (MB) | server loop stalls > 5 ms: n, longest ms, loop busy %, "
+        "other threads busy %, n blocked, n preempted |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     labels = {"idle": "idle (typing only)", "flood": f"{args.lines:,}-line print", "image": "a 200 KB image a second"}
     for name in ("idle", "flood", "image"):
         phase = results[name]
+        st = phase["stalls"]
+        busy = st["cpu"] / st["total"] * 100 if st["total"] else 0.0
+        others = st["threads_cpu"] / st["total"] * 100 if st["total"] else 0.0
+        stalls = f"{st['n']}, {st['max']:.0f}, {busy:.0f} %, {others:.0f} %, {st['blocked']}, {st['preempted']}"
         for where in ("other room", "same notebook"):
             f = phase[where]
             ratio = f["p99"] / idle[where]["p99"] if idle[where]["p99"] else float("nan")
@@ -419,7 +453,7 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
             print(
                 f"| {labels[name]} ({phase['seconds']:.1f} s) | {where} | {f['n']}{lost} | {f['p50']:.1f} | "
                 f"{f['p99']:.1f} | {f['max']:.1f} | {ratio:.2f}× | {phase['cpu']:.0f} | "
-                f"{phase['rss_before']:.1f} → {phase['rss_peak']:.1f} → {phase['rss_after']:.1f} |"
+                f"{phase['rss_before']:.1f} → {phase['rss_peak']:.1f} → {phase['rss_after']:.1f} | {stalls} |"
             )
     first = results["first_output"]
     print()
@@ -430,7 +464,76 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
     )
 
 
+STALL_MS = 5.0  # a loop tick later than this is noted
+
+
+async def _watch_loop(path: str) -> None:
+    """Note every tick of the server's loop that came more than STALL_MS late: when, how
+    late, the loop thread's CPU time meanwhile (about as late: the loop was busy), the
+    other threads' CPU time (the GIL), and the loop thread's voluntary (blocked: disk, a
+    lock; one is the tick's own sleep) and involuntary (preempted: no free core) context
+    switches. Written in batches, so the watcher does not wait for the disk itself."""
+    rows: list[str] = []
+    written = time.perf_counter()
+    with open(path, "a", encoding="utf-8") as out:
+        while True:
+            wall, cpu, all_cpu = time.perf_counter(), time.thread_time(), time.process_time()
+            use = resource.getrusage(resource.RUSAGE_THREAD)
+            await asyncio.sleep(0.002)
+            now = time.perf_counter()
+            late = (now - wall) * 1000 - 2.0
+            if late > STALL_MS:
+                spent, spent_all = (time.thread_time() - cpu) * 1000, (time.process_time() - all_cpu) * 1000
+                after = resource.getrusage(resource.RUSAGE_THREAD)
+                rows.append(
+                    f"{time.time():.4f} {late:.2f} {spent:.2f} {spent_all:.2f} "
+                    f"{after.ru_nvcsw - use.ru_nvcsw} {after.ru_nivcsw - use.ru_nivcsw}\n"
+                )
+            if rows and now - written > 0.5:
+                out.write("".join(rows))
+                out.flush()
+                rows, written = [], now
+
+
+def serve(stalls: str, argv: list[str]) -> None:
+    """`rtc ARGV` with its loop watched (`_watch_loop`), and profiled with cProfile when
+    BENCH_PROFILE names a file (written when the session ends: the bench sends SIGTERM)."""
+    from gitrtc import eventloop
+    from gitrtc.cli.entry import main as rtc
+
+    run = eventloop.run
+
+    def watched(main: Any) -> Any:
+        async def both() -> Any:
+            watcher = asyncio.get_running_loop().create_task(_watch_loop(stalls))
+            try:
+                return await main
+            finally:
+                watcher.cancel()
+
+        return run(both())
+
+    eventloop.run = watched
+    sys.argv = ["rtc", *argv]
+    profile_to = os.environ.get("BENCH_PROFILE")
+    if not profile_to:
+        rtc()
+        return
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        rtc()
+    finally:
+        profiler.disable()
+        profiler.dump_stats(profile_to)
+
+
 def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "serve":
+        serve(sys.argv[2], sys.argv[3:])
+        return
     if len(sys.argv) > 1 and sys.argv[1] == "type":
         url, where, rate, out = sys.argv[2:6]
         asyncio.run(typist(url, where, float(rate), out))

@@ -98,6 +98,9 @@ class Limits:
     kernel_start_timeout: float = 60.0
     #: Seconds between two looks at whether a kernel process is alive.
     kernel_watch_every: float = 0.5
+    #: How much lower than the server's a kernel's CPU priority is (Unix `nice`; 0: the
+    #: same): a cell spinning a core must not take the server's turn on a busy machine.
+    kernel_nice: int = 10
 
 
 DEFAULT = Limits()

@@ -415,6 +415,28 @@ async def test_a_flood_is_bounded_and_edits_keep_flowing(live: Live) -> None:
         assert whole.startswith("0\n1\n2\n") and whole.count("\n") == 1_000_000
 
 
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="Unix priorities")
+async def test_a_kernel_runs_below_the_server(live: Live) -> None:
+    """A cell spinning a core must not take the server's turn: the kernel and every thread
+    it has or starts run `Limits.kernel_nice` steps below the server."""
+    async with client(live) as alice:
+        await alice.wait_synced()
+        code = "import os, threading\nseen = []\nt = threading.Thread(target=lambda: seen.append(os.nice(0)))\n"
+        code += "t.start(); t.join()\nprint(os.nice(0), seen[0])"
+        await set_source(live, alice, 0, code)
+        assert (await alice.ask("run", {"cells": ["c1"]}))["ok"]
+        await async_wait_until(lambda: alice.cell_state("c1") == "done", 60, "done")
+        wanted = min(19, os.getpriority(os.PRIO_PROCESS, 0) + live.session.limits.kernel_nice)
+        assert text_of(alice.doc, "c1").split() == [str(wanted), str(wanted)]
+        process = live.session.kernels.shared[live.room("nb.ipynb")].process
+        assert process is not None and process.pid is not None
+        threads = Path(f"/proc/{process.pid}/task")
+        if threads.exists():  # Linux: the threads the kernel started before it was lowered too
+            nices = [int((t / "stat").read_text().rsplit(")", 1)[1].split()[16]) for t in threads.iterdir()]
+            assert len(nices) > 1 and set(nices) == {wanted}
+        assert os.getpriority(os.PRIO_PROCESS, 0) < wanted  # the server itself kept its priority
+
+
 # -- private kernels -----------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -61,6 +62,26 @@ def _open_log(path: Path) -> Any:
     return open(path, "ab")
 
 
+def lower_priority(pid: int, nice: int) -> None:
+    """Run the kernel `pid` (and the processes and threads it starts) `nice` steps below
+    the server, so that a cell spinning a core leaves the server its turn: the session's
+    keystrokes are served first on a busy machine, the cell only slows when they compete.
+    The kernel leads its own process group (jupyter_client starts it in a new session),
+    and `PRIO_PGRP` sets every thread of the group, those it starts later inheriting it.
+    Not on Windows (no `setpriority`); a refusal is logged, the kernel runs as it is."""
+    if not hasattr(os, "setpriority"):
+        return
+    try:
+        target = min(19, os.getpriority(os.PRIO_PROCESS, 0) + nice)
+        group = os.getpgid(pid)
+        if group != os.getpgid(0):
+            os.setpriority(os.PRIO_PGRP, group, target)
+        else:  # a provisioner that kept it in our group: never lower the server itself
+            os.setpriority(os.PRIO_PROCESS, pid, target)
+    except OSError as exc:
+        log.warning("could not lower the kernel's CPU priority: %s", exc)
+
+
 class KernelProcess:
     """A started kernel and the readers that route its messages."""
 
@@ -72,8 +93,11 @@ class KernelProcess:
         log: Path | None = None,
         start_timeout: float = 60.0,
         watch_every: float = 0.5,
+        nice: int = 0,
     ) -> None:
         self.name = name
+        #: How much lower than the server's the kernel's CPU priority is (`lower_priority`).
+        self.nice = nice
         #: Seconds the kernel may take to start and answer; between two looks at whether it lives.
         self.start_timeout = start_timeout
         self.watch_every = watch_every
@@ -114,6 +138,8 @@ class KernelProcess:
         finally:
             if handle is not None:
                 handle.close()  # the kernel process has its own copy
+        if self.nice and self.pid is not None:
+            lower_priority(self.pid, self.nice)
         self.kc = self.km.client()
         self.kc.start_channels()
         try:

@@ -209,6 +209,7 @@ class KernelRunner:
             self.outputs_dir / "kernels.log",
             self.limits.kernel_start_timeout,
             self.limits.kernel_watch_every,
+            self.limits.kernel_nice,
         )
         try:
             await process.start()
