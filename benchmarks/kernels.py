@@ -22,6 +22,12 @@ first output seen by another client (a pycrdt client observing the document): th
 first run of a fresh notebook (kernel start included) and `--runs` warm runs, each of a
 cell whose source was just changed so its output is new. Processes are not pinned: the
 kernel is a child of the server and would share its core.
+
+The server runs as `kernels.py serve STALLS rtc-args…`: `rtc start` with a task watching
+its loop (`_watch_loop`: ticks over 5 ms late, and whether the server was computing,
+holding the GIL in another thread, or waiting for a core/the disk), reported per phase.
+BENCH_VERBOSE=1 shows the server's and typists' stderr; BENCH_PROFILE=FILE writes a
+cProfile of the server's loop thread when the session ends.
 """
 
 from __future__ import annotations
