@@ -159,6 +159,7 @@ class JoinFiles:
         self._local: set[str] = set()  # paths changed here, not yet looked at
         self._creating: set[str] = set()  # created from here: merge the file here into the new room
         self._refused: dict[str, str] = {}  # path → why it was not sent (said once)
+        self._unmirrored: set[str] = set()  # rooms that cannot be written here (said once)
         self.watch = FolderWatch(mirror.folder, [""], self._local_changed, mirror.say)
         mirror.on_files_changed = self.listing_changed
         mirror.on_room_gone = lambda room: self.listing_changed()
@@ -188,7 +189,7 @@ class JoinFiles:
                     changed, self._local = self._local, set()
                     try:
                         await self.take_local(changed)
-                    except (aiohttp.ClientError, OSError) as exc:
+                    except (JoinError, aiohttp.ClientError, OSError) as exc:
                         self.m.say(f"changes here could not be sent to the session ({exc}): save again to retry")
                 if self._listing_due:
                     self._listing_due = False
@@ -226,7 +227,7 @@ class JoinFiles:
                 m.say(f"{old} was renamed to {new} in the session: renamed here")
             moves = [mv for mv in moves if mv not in ready]
         for f in listing:
-            if f.room not in m.path_of:
+            if f.room not in m.path_of and f.room not in self._unmirrored:
                 await self._add(f)
 
     def _keep(self, path: str, data: bytes) -> Path:
@@ -260,6 +261,8 @@ class JoinFiles:
     async def _move(self, old: str, new: str) -> None:
         """Shared file `old` is at `new` in the session now: the same here."""
         m = self.m
+        if old in m.disk.files and await asyncio.to_thread(_exists, m.folder, old):
+            await m.disk.check_paths([old])  # a save here not merged yet goes first, not lost in the move
 
         def move_here() -> Path | None:
             kept = None
@@ -309,8 +312,7 @@ class JoinFiles:
         except FileNotFoundError:
             local = None
         except OSError as exc:
-            m.say(f"{f.path}: joined the session but cannot be written here ({exc.strerror}); not mirrored")
-            await m.close_link(f.path)
+            await self._not_here(f, exc.strerror or str(exc))
             return
         if f.path in self._creating and local is not None:
             self._creating.discard(f.path)
@@ -332,9 +334,19 @@ class JoinFiles:
         if local != data:
             from .mirror import write_local
 
-            await asyncio.to_thread(write_local, m.folder, f.path, data)
+            try:
+                await asyncio.to_thread(write_local, m.folder, f.path, data)
+            except (JoinError, OSError) as exc:
+                await self._not_here(f, str(exc))
+                return
         m.disk.track(f.path, data)
         m._remember(f.path, data)
+
+    async def _not_here(self, f: SharedFile, why: str) -> None:
+        """A file of the session that cannot be written here: said once, not mirrored."""
+        self._unmirrored.add(f.room)
+        self.m.say(f"{f.path} joined the session but cannot be written here ({why}); not mirrored")
+        await self.m.close_link(f.path)
 
     # -- here → the session -------------------------------------------------------------
 
@@ -429,6 +441,14 @@ class JoinFiles:
             m.say(f"{path} was taken in the session: yours is shared as {got}")
         self._creating.add(got)
         await self.follow_session()
+
+
+def _exists(folder: Path, rel: str) -> bool:
+    """(thread) Whether `rel` is there (a link or a path through one counts as not)."""
+    try:
+        return safefs.lstat(folder, rel) is not None
+    except OSError:
+        return False
 
 
 def _kind_of(path: str) -> str:
