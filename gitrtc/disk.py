@@ -221,10 +221,10 @@ class DiskSync:
             stats: list[Stat | None] = [None if st is None else _stat(st) for st in read_stats]
         else:
             stats = await asyncio.get_running_loop().run_in_executor(_DISK, _poll, self.workdir, paths)
+        root = os.fspath(self.workdir)
+        self._generation += 1
         for (path, data), seen in zip(files, stats, strict=True):
-            abspath = os.path.join(self.workdir, path)
-            self._generation += 1
-            self.files[path] = FileState(path, abspath, written=digest(data), seen=seen, synced=data)
+            self.files[path] = FileState(path, f"{root}/{path}", written=digest(data), seen=seen, synced=data)
 
     async def watch(self, interval: float = 0.5) -> None:
         """Poll the shared files forever, merging out-of-band changes (run as a task);

@@ -17,6 +17,11 @@ Both ways, one change at a time (one worker orders them):
 
 A file created here joins as an empty file (or a fresh notebook) made by the server; its
 bytes here are then merged into that new document like any local save.
+
+Whole files (images, data: the session's `binaries`) follow as whole files: a new or
+changed one in the session is fetched (`GET /api/raw`) and written here, one gone is
+removed here (kept aside if changed here); one made or changed here is sent whole (`PUT
+/api/raw`), one deleted here is deleted in the session.
 """
 
 from __future__ import annotations
@@ -30,11 +35,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import aiohttp
 import pygit2
 
 from . import git, joinnames, safefs
+from .binaries import bdigest, is_binary
 from .disk import digest
 from .documents import MAX_FILE_BYTES
 from .errors import DocumentError, JoinError, UnsafePathError
@@ -60,6 +67,8 @@ class LocalFound:
     gone: list[str] = field(default_factory=list)  # mirrored files no longer here
     touched: list[str] = field(default_factory=list)  # mirrored files that changed
     skipped: dict[str, str] = field(default_factory=dict)  # new files not sent, and why
+    binaries: dict[str, bytes] = field(default_factory=dict)  # whole files new or changed here
+    binaries_gone: list[str] = field(default_factory=list)
 
 
 def look_here(
@@ -69,6 +78,7 @@ def look_here(
     folders: list[str],
     checkout: git.Checkout | None,
     max_bytes: int = MAX_FILE_BYTES,
+    binaries: frozenset[str] = frozenset(),
 ) -> LocalFound:
     """(disk thread) Look at the changed paths (absolute) of the join folder: mirrored
     files gone or changed, and new files inside the session's shared folders that git
@@ -84,6 +94,15 @@ def look_here(
         return in_repo not in repo.index and repo.path_is_ignored(in_repo)
 
     def consider(rel: str, st: os.stat_result) -> None:
+        if rel in binaries:
+            if stat.S_ISREG(st.st_mode):
+                try:
+                    data = safefs.read_file(folder, rel)
+                except OSError:
+                    return
+                if is_binary(data, max_bytes):
+                    found.binaries[rel] = data
+            return
         name = rel.rsplit("/", 1)[-1]
         if rel in tracked or rel in found.new or name.endswith(".rtc-tmp") or not inside(rel, folders):
             return
@@ -97,13 +116,8 @@ def look_here(
         except OSError:
             return  # gone again, or a link now: the next event says what it is
         kind = "notebook" if rel.lower().endswith(".ipynb") else "text"
-        try:
-            data.decode("utf-8")
-        except UnicodeDecodeError:
-            found.skipped[rel] = "not UTF-8 text (rtc join sends text files and notebooks)"
-            return
-        if b"\0" in data:
-            found.skipped[rel] = "a binary file (rtc join sends text files and notebooks)"
+        if is_binary(data, max_bytes):
+            found.binaries[rel] = data  # shared whole
             return
         found.new[rel] = (data, kind)
 
@@ -122,6 +136,9 @@ def look_here(
         except UnsafePathError:
             continue  # under a folder that is a link: nothing is read or sent there
         if st is None or not stat.S_ISREG(st.st_mode):  # gone, or a folder: which mirrored files went?
+            for p in binaries:
+                if (p == rel or p.startswith(rel + "/")) and not _exists(folder, p):
+                    found.binaries_gone.append(p)
             for p in tracked:
                 if p == rel or p.startswith(rel + "/"):
                     try:
@@ -159,6 +176,8 @@ class JoinFiles:
         self._local: set[str] = set()  # paths changed here, not yet looked at
         self._creating: set[str] = set()  # created from here: merge the file here into the new room
         self._refused: dict[str, str] = {}  # path → why it was not sent (said once)
+        self._unmirrored: set[str] = set()  # rooms that cannot be written here (said once)
+        self.binaries: dict[str, str] = {}  # whole files mirrored here: path → digest last agreed
         self.watch = FolderWatch(mirror.folder, [""], self._local_changed, mirror.say)
         mirror.on_files_changed = self.listing_changed
         mirror.on_room_gone = lambda room: self.listing_changed()
@@ -188,7 +207,7 @@ class JoinFiles:
                     changed, self._local = self._local, set()
                     try:
                         await self.take_local(changed)
-                    except (aiohttp.ClientError, OSError) as exc:
+                    except (JoinError, aiohttp.ClientError, OSError) as exc:
                         self.m.say(f"changes here could not be sent to the session ({exc}): save again to retry")
                 if self._listing_due:
                     self._listing_due = False
@@ -226,8 +245,48 @@ class JoinFiles:
                 m.say(f"{old} was renamed to {new} in the session: renamed here")
             moves = [mv for mv in moves if mv not in ready]
         for f in listing:
-            if f.room not in m.path_of:
+            if f.room not in m.path_of and f.room not in self._unmirrored:
                 await self._add(f)
+        await self._follow_binaries(info.get("binaries"))
+
+    async def _follow_binaries(self, listed: object) -> None:
+        """The session's whole files: new or changed ones fetched and written here, gone
+        ones removed here (a copy kept if it was changed here)."""
+        m = self.m
+        wanted: dict[str, str] = {}
+        for entry in listed if isinstance(listed, list) else []:
+            if isinstance(entry, dict) and isinstance(entry.get("digest"), str):
+                wanted[joinnames.relative_path(entry.get("path"))] = entry["digest"][:64]
+        for path in sorted(set(self.binaries) - set(wanted)):
+            agreed = self.binaries.pop(path)
+            local = await asyncio.to_thread(_read, m.folder, path)
+            if local is None:
+                continue
+            if bdigest(local) != agreed:
+                kept = await asyncio.to_thread(self._keep, path, local)
+                m.say(f"{path}: it was deleted in the session; your version here is kept at {kept}")
+            await asyncio.to_thread(safefs.remove_file, m.folder, path)
+            m.say(f"{path} was removed here: it was deleted in the session")
+        for path, want in sorted(wanted.items()):
+            if self.binaries.get(path) == want or path in m.files:
+                continue
+            local = await asyncio.to_thread(_read, m.folder, path)
+            if local is not None and bdigest(local) == want:
+                self.binaries[path] = want  # already here
+                continue
+            data = await m._get_bytes(self.http, f"/api/raw?path={quote(path)}")
+            if local is not None and path in self.binaries and bdigest(local) != self.binaries[path]:
+                kept = await asyncio.to_thread(self._keep, path, local)
+                m.say(f"{path}: replaced by the session's; your version here is kept at {kept}")
+            from .mirror import write_local
+
+            try:
+                await asyncio.to_thread(write_local, m.folder, path, data)
+            except (JoinError, OSError) as exc:
+                m.say(f"{path}: the session's file cannot be written here ({exc})")
+                continue
+            self.binaries[path] = bdigest(data)
+            m.say(f"{path} (a whole file) was written here from the session")
 
     def _keep(self, path: str, data: bytes) -> Path:
         """(thread) Keep a copy of this folder's `path` under the state folder's `kept/`."""
@@ -260,6 +319,8 @@ class JoinFiles:
     async def _move(self, old: str, new: str) -> None:
         """Shared file `old` is at `new` in the session now: the same here."""
         m = self.m
+        if old in m.disk.files and await asyncio.to_thread(_exists, m.folder, old):
+            await m.disk.check_paths([old])  # a save here not merged yet goes first, not lost in the move
 
         def move_here() -> Path | None:
             kept = None
@@ -288,6 +349,11 @@ class JoinFiles:
         state = m.disk.files.get(new)
         if state is not None and state.missing:
             m.disk.changed(new)  # not here: written from the document
+        elif state is not None:
+            # a save here after the rename and before this move took the file's stat is
+            # not seen by its stat: looked at by content once now, merged if it differs
+            state.seen = None
+            await m.disk.check_paths([new])
 
     async def _add(self, f: SharedFile) -> None:
         """A file joined the session: mirrored here (a file created here is merged into it)."""
@@ -309,8 +375,7 @@ class JoinFiles:
         except FileNotFoundError:
             local = None
         except OSError as exc:
-            m.say(f"{f.path}: joined the session but cannot be written here ({exc.strerror}); not mirrored")
-            await m.close_link(f.path)
+            await self._not_here(f, exc.strerror or str(exc))
             return
         if f.path in self._creating and local is not None:
             self._creating.discard(f.path)
@@ -332,9 +397,19 @@ class JoinFiles:
         if local != data:
             from .mirror import write_local
 
-            await asyncio.to_thread(write_local, m.folder, f.path, data)
+            try:
+                await asyncio.to_thread(write_local, m.folder, f.path, data)
+            except (JoinError, OSError) as exc:
+                await self._not_here(f, str(exc))
+                return
         m.disk.track(f.path, data)
         m._remember(f.path, data)
+
+    async def _not_here(self, f: SharedFile, why: str) -> None:
+        """A file of the session that cannot be written here: said once, not mirrored."""
+        self._unmirrored.add(f.room)
+        self.m.say(f"{f.path} joined the session but cannot be written here ({why}); not mirrored")
+        await self.m.close_link(f.path)
 
     # -- here → the session -------------------------------------------------------------
 
@@ -342,7 +417,14 @@ class JoinFiles:
         """Send what changed in the join folder: renames, deletes, creates; merge saves."""
         m = self.m
         found = await asyncio.to_thread(
-            look_here, m.folder, changed, frozenset(m.files), m.folders, self.checkout, MAX_FILE_BYTES
+            look_here,
+            m.folder,
+            changed,
+            frozenset(m.files),
+            m.folders,
+            self.checkout,
+            MAX_FILE_BYTES,
+            frozenset(self.binaries),
         )
         agreed: dict[str, str] = {}
         for path in found.gone:
@@ -361,6 +443,17 @@ class JoinFiles:
             await self._create(path, kind)
         for path, why in found.skipped.items():
             self._refuse(path, why)
+        for path, data in sorted(found.binaries.items()):
+            if self.binaries.get(path) != bdigest(data):
+                await self._put_binary(path, data)
+        for path in sorted(set(found.binaries_gone)):
+            if path in self.binaries:
+                status, answer = await self._post({"op": "delete", "path": path})
+                if status == 200:
+                    self.binaries.pop(path, None)
+                    m.say(f"{path} deleted here: deleted in the session")
+                else:
+                    self._refuse(path, joinnames.label(answer.get("error") or f"answer {status}"))
         await m.disk.check_paths([p for p in dict.fromkeys(found.touched) if p in m.disk.files])
 
     def _refuse(self, path: str, why: str) -> None:
@@ -378,6 +471,23 @@ class JoinFiles:
             except ValueError:
                 answer = {}
             return response.status, answer if isinstance(answer, dict) else {}
+
+    async def _put_binary(self, path: str, data: bytes) -> None:
+        """Send a whole file made or changed here (`PUT /api/raw`)."""
+        m = self.m
+        url = f"{m.link.http}/api/raw?path={quote(path)}&name={quote(m.name)}&email={quote(m.email)}"
+        async with self.http.put(url, data=data) as response:
+            try:
+                answer = json.loads(await response.content.read(64 * 1024))
+            except ValueError:
+                answer = {}
+            if response.status != 200:
+                error = answer.get("error") if isinstance(answer, dict) else None
+                self._refuse(path, joinnames.label(error or f"answer {response.status}"))
+                return
+        known = path in self.binaries
+        self.binaries[path] = bdigest(data)
+        m.say(f"{path} {'changed' if known else 'made'} here: sent whole to the session")
 
     async def _rename(self, old: str, new: str) -> None:
         m = self.m
@@ -429,6 +539,22 @@ class JoinFiles:
             m.say(f"{path} was taken in the session: yours is shared as {got}")
         self._creating.add(got)
         await self.follow_session()
+
+
+def _read(folder: Path, rel: str) -> bytes | None:
+    """(thread) The bytes of `rel` here, or None (gone, a link, not a regular file)."""
+    try:
+        return safefs.read_file(folder, rel)
+    except OSError:
+        return None
+
+
+def _exists(folder: Path, rel: str) -> bool:
+    """(thread) Whether `rel` is there (a link or a path through one counts as not)."""
+    try:
+        return safefs.lstat(folder, rel) is not None
+    except OSError:
+        return False
 
 
 def _kind_of(path: str) -> str:

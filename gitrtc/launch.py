@@ -199,7 +199,8 @@ async def _new_session(plan: Plan, info: git.RepoInfo, manifest: Manifest, store
                 continue
             entry = FileEntry(path, kind, manifest.room_for(path))
             manifest.files.append(entry)
-            manifest.warnings.extend((path, w) for w in warnings)
+            if warnings:
+                manifest.warnings.extend((path, w) for w in warnings)
             rows.append((entry.room, path, entry.kind, data))
             started.append((entry.room, path, data, st))
         await store.add_files(rows)

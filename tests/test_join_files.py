@@ -190,3 +190,25 @@ def test_a_delete_the_session_refuses_is_undone_in_the_join_folder(tmp_path: Pat
         release.set()
         alice.join(30)
         close(owner, joiner)
+
+
+def test_whole_files_made_changed_deleted_on_either_side_follow(tmp_path: Path) -> None:
+    repo, clone, owner, joiner = session(tmp_path)
+    figure = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR" + bytes(range(256))
+    try:
+        # Joan adds an image to the shared folder: sent whole, on the owner's disk
+        (clone / "docs" / "figure.png").write_bytes(figure)
+        wait_until(lambda: read(repo / "docs" / "figure.png") == figure, what="Joan's image on the owner's disk")
+        # the owner replaces it: Joan's copy follows
+        redrawn = figure + b"\0redrawn"
+        (repo / "docs" / "figure.png").write_bytes(redrawn)
+        wait_until(lambda: read(clone / "docs" / "figure.png") == redrawn, what="the owner's image here")
+        # Joan deletes it: gone from the owner's disk
+        os.remove(clone / "docs" / "figure.png")
+        wait_until(lambda: not (repo / "docs" / "figure.png").exists(), what="deleted on the owner's disk")
+        done = owner.stop("-m", "a figure came and went")
+        assert done.returncode == 0, done.stderr
+        joiner.communicate(timeout=30)
+    finally:
+        close(owner, joiner)
+    assert "figure.png" not in git(repo, "ls-files")
