@@ -64,7 +64,10 @@ class RemoteTransport:
 
 class RemoteConnection(Connection):
     """A relay's client as a connection of the session. Room-wide frames are not posted to
-    it one by one: `Owner.broadcast` publishes each once for every relay."""
+    it one by one (the room does not even visit it: `fanout`): `Owner.broadcast` publishes
+    each once for every relay."""
+
+    fanout = False
 
     def post(self, frame: bytes) -> bool:
         """Nothing to do: the room's broadcast reaches this client through its relay."""
