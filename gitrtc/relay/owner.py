@@ -291,7 +291,8 @@ class Owner:
             else:
                 await self.redis.hdel(self.keys["relays"], rid)
         self.relays = live
-        self._drop(lambda key: key[0].decode() not in live)
+        alive = {rid.encode() for rid in live}
+        self._drop(lambda key: key[0] not in alive)  # once a second over every client: kept cheap
 
     async def _trim(self) -> None:
         """Drop `in` entries once what they held is stored, and `out` entries every live
