@@ -543,6 +543,8 @@ def test_the_bus_link_keeps_order_raises_error_replies_and_reconnects(redis_serv
             await asyncio.wait_for(waiting, 10)
         await asyncio.to_thread(redis_server.start)
         assert len(await bus.read(link, key, b"0-0")) == 51  # append-only: the stream survived
+        link.close()  # dropped and at once used again: the old connection's end fails nothing new
+        assert await link.run([["PING"], ["XLEN", key]]) == [b"PONG", 51]
         link.close()
 
     asyncio.run(scenario())
