@@ -58,9 +58,10 @@ def keys(session: str) -> dict[str, str]:
 def connect(url: str) -> Redis:
     """A Redis client for `url` (redis://HOST:PORT/N); `BusError` if the URL is not one."""
     try:
+        import hiredis  # noqa: F401  (`Link` packs and parses with it)
         from redis.asyncio import Redis
     except ImportError:
-        raise BusError("relays need the redis package: pip install 'gitrtc[redis]'") from None
+        raise BusError("relays need the redis and hiredis packages: pip install 'gitrtc[redis]'") from None
 
     try:
         return Redis.from_url(url, health_check_interval=10)
