@@ -51,6 +51,10 @@ class Transport(Protocol):
 class Connection:
     """One participant's connection to one room, with its own bounded send queue."""
 
+    #: Whether the room posts its room-wide frames to this connection one by one (a
+    #: relay's client gets them through its relay: `Room.relay` publishes each once).
+    fanout = True
+
     def __init__(self, transport: Transport, participant: Participant, limits: Limits = DEFAULT) -> None:
         self.transport = transport
         self.participant = participant
@@ -187,6 +191,9 @@ class Room:
         #: Which connection introduced each client's awareness state (see `awareness.py`).
         self.awareness_owners: dict[int, Connection] = {}
         self.connections: set[Connection] = set()
+        #: The connections `_post` visits: all but relays' clients (`Connection.fanout`), so
+        #: an update costs the owner nothing per reader on a relay.
+        self.readers: set[Connection] = set()
         self.accepting = True
         self.logged_since_compaction = 0
         #: Checks clients' updates before they are applied (a shared file's room; see `validation`).
@@ -208,6 +215,8 @@ class Room:
     async def join(self, conn: Connection) -> None:
         """Add a connection: send our state vector and everyone's presence."""
         self.connections.add(conn)
+        if conn.fanout:
+            self.readers.add(conn)
         conn.enqueue(protocol.sync_step1(self.doc))
         if self.awareness.states:
             ids = list(self.awareness.states)
@@ -216,6 +225,7 @@ class Room:
     def leave(self, conn: Connection) -> None:
         """Remove a connection and tell the others its presence is gone."""
         self.connections.discard(conn)
+        self.readers.discard(conn)
         mine = [i for i in conn.awareness_ids if self.awareness_owners.get(i) is conn]
         gone = [i for i in mine if i in self.awareness.states]
         if gone:
@@ -357,7 +367,7 @@ class Room:
     def _post(self, frame: bytes, sender: Connection | None) -> bool:
         """Add `frame` to the readers' batches; True if a flush is now due (none was)."""
         first = not self._posted
-        for conn in self.connections:
+        for conn in self.readers:
             if conn is not sender and conn.post(frame):
                 self._posted.append(conn)
         if self.relay is not None:
@@ -400,3 +410,4 @@ class Room:
         """Close every connection (session end, epoch change)."""
         await asyncio.gather(*(c.close(code, reason) for c in list(self.connections)))
         self.connections.clear()
+        self.readers.clear()

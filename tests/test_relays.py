@@ -542,7 +542,71 @@ def test_the_bus_link_keeps_order_raises_error_replies_and_reconnects(redis_serv
         with pytest.raises(ConnectionError):
             await asyncio.wait_for(waiting, 10)
         await asyncio.to_thread(redis_server.start)
-        assert len(await bus.read(link, key, b"0-0")) == 51  # append-only: the stream survived
+        # (append-only keeps what was written; the last entries may be lost with a SIGKILL)
+        (length,) = await link.run([["XLEN", key]])
+        assert len(await bus.read(link, key, b"0-0")) == length
+        link.close()  # dropped and at once used again: the old connection's end fails nothing new
+        assert await link.run([["PING"], ["XLEN", key]]) == [b"PONG", length]
         link.close()
+
+    asyncio.run(scenario())
+
+
+class MemoryTransport:
+    """An in-memory `rooms.Transport` (as in test_hostile) for the room's own fan-out."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    def try_send(self, frames: list[bytes]) -> bool:
+        self.sent.extend(frames)
+        return True
+
+    async def send_bytes(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    async def close(self, code: int, reason: str) -> None:
+        pass
+
+
+def test_a_rooms_broadcast_is_published_once_and_visits_no_relay_client() -> None:
+    """The owner's cost per update does not grow with the readers on relays: `Room._post`
+    visits only direct connections (`Connection.fanout`), and the frame for the relays'
+    clients is handed to `Room.relay` once."""
+    from pycrdt import Doc
+
+    from gitrtc import protocol
+    from gitrtc.origins import Participant
+    from gitrtc.rooms import Connection, Room
+
+    class RelayClient(Connection):
+        fanout = False
+
+        def post(self, frame: bytes) -> bool:
+            raise AssertionError("a relay's client was visited by the room's fan-out")
+
+    async def scenario() -> None:
+        room = Room("r", None, "text", Doc(), None)
+        published: list[bytes] = []
+        room.relay = lambda _room, frame, _sender: published.append(frame)
+        alice, bob = (Connection(MemoryTransport(), Participant(name=n, email="", role="editor")) for n in "AB")
+        someone = Participant(name="R", email="", role="editor")
+        remotes = [RelayClient(MemoryTransport(), someone) for _ in range(50)]
+        for conn in (alice, bob, *remotes):
+            await room.join(conn)
+        writer: Doc[Any] = Doc()
+        updates: list[bytes] = []
+        writer.observe(lambda e: updates.append(e.update))
+        writer.get("source", type=Text).insert(0, "hi")
+        frame = protocol.sync_update(updates[0])
+        await room.receive(alice, frame)
+        await asyncio.sleep(0)  # the room flushes its readers' batches on the next turn
+        assert published == [frame]
+        bob_transport = bob.transport
+        assert isinstance(bob_transport, MemoryTransport) and frame in bob_transport.sent
+        room.leave(remotes[0])
+        assert remotes[0] not in room.connections and remotes[0] not in room.readers
+        await room.close_all(1000, "")
+        assert not room.readers
 
     asyncio.run(scenario())

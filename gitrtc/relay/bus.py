@@ -58,9 +58,10 @@ def keys(session: str) -> dict[str, str]:
 def connect(url: str) -> Redis:
     """A Redis client for `url` (redis://HOST:PORT/N); `BusError` if the URL is not one."""
     try:
+        import hiredis  # noqa: F401  (`Link` packs and parses with it)
         from redis.asyncio import Redis
     except ImportError:
-        raise BusError("relays need the redis package: pip install 'gitrtc[redis]'") from None
+        raise BusError("relays need the redis and hiredis packages: pip install 'gitrtc[redis]'") from None
 
     try:
         return Redis.from_url(url, health_check_interval=10)
@@ -87,7 +88,7 @@ async def last_id(redis: Redis, key: str) -> bytes:
 Command = Sequence[bytes | str | int]
 
 
-class Link(asyncio.Protocol):
+class Link:
     """One connection to Redis for the hot path (the stream reads and writes): commands
     packed by hiredis and written in one write per batch, replies parsed by hiredis, in
     order. redis-py's client spends more CPU per command (its pool's lock, health check
@@ -99,68 +100,89 @@ class Link(asyncio.Protocol):
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._transport: asyncio.Transport | None = None
-        self._parser: Any = None
-        #: Per batch sent and not fully answered: its replies so far, how many, its future.
-        self._waiting: deque[tuple[list[Any], int, asyncio.Future[list[Any]]]] = deque()
+        self._wire: _Wire | None = None
         self._opening = asyncio.Lock()
 
     async def run(self, commands: Sequence[Command]) -> list[Any]:
         """Send `commands` in one write; their replies, in order."""
-        if self._transport is None:
+        wire = self._wire
+        if wire is None or wire.lost:
             async with self._opening:
-                if self._transport is None:
-                    await self._open()
-        return await self._send(commands)
-
-    async def _send(self, commands: Sequence[Command]) -> list[Any]:
-        import hiredis
-
-        transport = self._transport
-        if transport is None:
-            raise ConnectionError("the connection to Redis was lost")
-        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
-        self._waiting.append(([], len(commands), future))
-        pack_command: Callable[[Any], bytes] = hiredis.pack_command
-        transport.write(b"".join(pack_command(tuple(c)) for c in commands))
+                wire = self._wire
+                if wire is None or wire.lost:
+                    wire = self._wire = await self._open()
         try:
-            replies = await future
+            replies = await wire.send(commands)
         except asyncio.CancelledError:
-            self.close()  # its reply would go to the next caller: start afresh
+            wire.close()  # its reply would go to the next caller: start afresh
             raise
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
         return replies
 
-    async def _open(self) -> None:
-        import hiredis
+    async def _open(self) -> _Wire:
         from redis.asyncio.connection import parse_url
-        from redis.exceptions import ResponseError
 
         options = parse_url(self.url)
         loop = asyncio.get_running_loop()
-        self._parser = hiredis.Reader(replyError=ResponseError)
-        self._waiting.clear()
+        wire = _Wire()
         if "path" in options:
-            await loop.create_unix_connection(lambda: self, options["path"])
+            await loop.create_unix_connection(lambda: wire, options["path"])
         else:
-            await loop.create_connection(lambda: self, options.get("host", "localhost"), options.get("port", 6379))
+            await loop.create_connection(lambda: wire, options.get("host", "localhost"), options.get("port", 6379))
         setup: list[Command] = []
         if options.get("password"):
             setup.append(["AUTH", *([options["username"]] if options.get("username") else []), options["password"]])
         if options.get("db"):
             setup.append(["SELECT", int(options["db"])])
         if setup:
-            await self._send(setup)
+            for reply in await wire.send(setup):
+                if isinstance(reply, Exception):
+                    wire.close()
+                    raise reply
+        return wire
+
+    def close(self) -> None:
+        """Drop the connection (the next `run` opens a new one)."""
+        if self._wire is not None:
+            self._wire.close()
+
+
+class _Wire(asyncio.Protocol):
+    """One TCP (or Unix) connection of a `Link`: what was sent on it waits for its replies
+    here, so a connection's loss fails only its own callers, never a newer connection's."""
+
+    def __init__(self) -> None:
+        import hiredis
+        from redis.exceptions import ResponseError
+
+        self.transport: asyncio.Transport | None = None
+        self.lost = False
+        self.parser = hiredis.Reader(replyError=ResponseError)
+        #: Per batch sent and not fully answered: its replies so far, how many, its future.
+        self.waiting: deque[tuple[list[Any], int, asyncio.Future[list[Any]]]] = deque()
+
+    def send(self, commands: Sequence[Command]) -> asyncio.Future[list[Any]]:
+        """Write `commands` at once; a future of their replies (errors among them as values)."""
+        import hiredis
+
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        if self.lost or self.transport is None:
+            future.set_exception(ConnectionError("the connection to Redis was lost"))
+            return future
+        pack_command: Callable[[Any], bytes] = hiredis.pack_command
+        self.waiting.append(([], len(commands), future))
+        self.transport.write(b"".join(pack_command(tuple(c)) for c in commands))
+        return future
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast("asyncio.Transport", transport)  # uvloop's are not subclasses
+        self.transport = cast("asyncio.Transport", transport)  # uvloop's are not subclasses
 
     def data_received(self, data: bytes) -> None:
-        parser = self._parser
+        parser = self.parser
         parser.feed(data)
-        waiting = self._waiting
+        waiting = self.waiting
         while True:
             try:
                 reply = parser.gets()
@@ -182,17 +204,18 @@ class Link(asyncio.Protocol):
                     future.set_result(replies)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._transport = None
-        waiting, self._waiting = self._waiting, deque()
-        for _replies, _count, future in waiting:
-            if not future.done():
-                future.set_exception(ConnectionError(f"the connection to Redis was lost ({exc or 'closed'})"))
+        self.transport = None
+        self.close()
 
     def close(self) -> None:
-        """Drop the connection (the next `run` opens a new one)."""
-        transport, self._transport = self._transport, None
-        if transport is not None:
-            transport.abort()
+        """Drop the connection; whatever still waits on it fails with `ConnectionError`."""
+        self.lost = True
+        if self.transport is not None:
+            self.transport.abort()
+        waiting, self.waiting = self.waiting, deque()
+        for _replies, _count, future in waiting:
+            if not future.done():
+                future.set_exception(ConnectionError("the connection to Redis was lost"))
 
 
 class Writer:

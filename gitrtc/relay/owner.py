@@ -64,7 +64,10 @@ class RemoteTransport:
 
 class RemoteConnection(Connection):
     """A relay's client as a connection of the session. Room-wide frames are not posted to
-    it one by one: `Owner.broadcast` publishes each once for every relay."""
+    it one by one (the room does not even visit it: `fanout`): `Owner.broadcast` publishes
+    each once for every relay."""
+
+    fanout = False
 
     def post(self, frame: bytes) -> bool:
         """Nothing to do: the room's broadcast reaches this client through its relay."""
@@ -288,7 +291,8 @@ class Owner:
             else:
                 await self.redis.hdel(self.keys["relays"], rid)
         self.relays = live
-        self._drop(lambda key: key[0].decode() not in live)
+        alive = {rid.encode() for rid in live}
+        self._drop(lambda key: key[0] not in alive)  # once a second over every client: kept cheap
 
     async def _trim(self) -> None:
         """Drop `in` entries once what they held is stored, and `out` entries every live
