@@ -438,6 +438,17 @@ def test_jupyterlab_runs_a_live_notebook_on_the_sessions_shared_kernel(
     ran = state["shared"]["cells"]["c0"]
     assert ran["by"] == "Bob" and ran["state"] == "done"  # attributed to the JupyterLab user
 
+    # a cell that never ends, interrupted from the toolbar: the shared kernel stops it
+    second = page.locator(".jp-NotebookPanel .jp-Cell .cm-content").nth(1)  # run-and-advance made it
+    second.click()
+    page.keyboard.type("import time; print('looping', flush=True); time.sleep(600)")
+    page.keyboard.press("Shift+Enter")
+    expect(page.locator(".jp-NotebookPanel .jp-Cell").nth(1)).to_contain_text("looping")
+    expect(page.locator(".gitrtc-shared-status")).to_contain_text("busy")
+    page.locator(".gitrtc-shared-interrupt").click()
+    expect(page.locator(".jp-NotebookPanel .jp-Cell").nth(1)).to_contain_text("KeyboardInterrupt")
+    expect(page.locator(".gitrtc-shared-status")).to_contain_text("idle")
+
     # back to its own kernel: the cell runs in this JupyterLab again
     choice.select_option("own")
     expect(page.locator(".jp-StatusBar-Widget", has_text=re.compile(r"ipykernel\) \| Idle"))).to_be_visible()
