@@ -212,6 +212,7 @@ def test_a_session_on_jupyterhub_is_reachable_under_the_users_url_with_the_link_
     assert (hub.repo / "notes.md").read_text() == "# Notes\nBob was here\n"
 
 
+@pytest.mark.timeout(360)  # two single-user servers and a JupyterLab page load: slow on a busy machine
 def test_another_hub_user_joins_in_jupyterlab_through_the_hub(hub: Hub) -> None:
     """bob, a user of the same hub, joins alice's session from his own JupyterLab in a
     browser: his server's remote proxy reaches hers through the hub's public URL."""

@@ -398,6 +398,7 @@ def kernel_session(tmp_path: Path) -> Iterator[RtcProcess]:
         rtc.kill()
 
 
+@pytest.mark.timeout(240)  # two kernels started, a run interrupted: slow on a busy machine
 def test_jupyterlab_runs_a_live_notebook_on_the_sessions_shared_kernel(
     lab: Lab, page: Any, kernel_session: RtcProcess
 ) -> None:
@@ -459,6 +460,7 @@ def test_jupyterlab_runs_a_live_notebook_on_the_sessions_shared_kernel(
     assert not page.errors, page.errors
 
 
+@pytest.mark.timeout(240)  # two JupyterLab servers started and stopped
 def test_a_session_shared_from_jupyterlab_is_paused_when_jupyter_stops_and_resumes(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
