@@ -519,3 +519,22 @@ def test_a_session_shared_from_jupyterlab_is_paused_when_jupyter_stops_and_resum
         end_rtc(root)
         for server in labs:
             stop_lab(server)
+
+
+def test_an_ordinary_notebook_still_runs_on_its_kernel(lab: Lab, page: Any) -> None:
+    """The extension replaces JupyterLab's cell executor (for the session's shared kernel):
+    every other notebook must run exactly as before, on its own kernel."""
+    (lab.root / "plain.ipynb").write_text(notebook("print(6 * 7)"))
+    try:
+        open_lab(page, lab, "plain")
+        page.evaluate("() => { void window.jupyterapp.commands.execute('docmanager:open', {path: 'plain.ipynb'}); }")
+        cell = page.locator(".jp-NotebookPanel .jp-Cell .cm-content").first
+        expect(cell).to_have_text("print(6 * 7)")
+        expect(page.locator(".gitrtc-kernel-label")).to_have_count(0)  # not a live document
+        expect(page.locator(".jp-StatusBar-Widget", has_text=re.compile(r"ipykernel\) \| Idle"))).to_be_visible()
+        cell.click()
+        page.keyboard.press("Shift+Enter")
+        expect(page.locator(".jp-NotebookPanel .jp-OutputArea-output").first).to_have_text("42")
+        assert not page.errors, page.errors
+    finally:
+        (lab.root / "plain.ipynb").unlink()
