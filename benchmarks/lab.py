@@ -78,9 +78,10 @@ class Watcher:
         bg.run(self._start())
 
     def _text(self) -> Text:
-        if self.kind == "notebook":
-            return self.client.doc.get("cells", type=Array)[0]["source"]  # type: ignore[no-any-return]
-        return self.client.doc.get("source", type=Text)
+        doc = self.client.doc
+        found = doc.get("cells", type=Array)[0]["source"] if self.kind == "notebook" else doc.get("source", type=Text)
+        assert isinstance(found, Text)
+        return found
 
     async def _start(self) -> None:
         await self.client.connect()
@@ -180,7 +181,7 @@ def main() -> None:
                             results[name] += type_block(page, watcher, per_block)
                     watcher.close()
                     web.close()
-                    row = {name: summary(values) for name, values in results.items()}
+                    row: dict[str, Any] = {name: summary(values) for name, values in results.items()}
                     row["ratio_p50"] = round(row["jupyterlab"]["p50_ms"] / row["gitrtc_browser"]["p50_ms"], 2)
                     row["ratio_p99"] = round(row["jupyterlab"]["p99_ms"] / row["gitrtc_browser"]["p99_ms"], 2)
                     figures[kind] = row

@@ -44,7 +44,7 @@ def missing() -> str | None:
 
 def notebook(*sources: str) -> str:
     """A small nbformat 4.5 notebook with python3 as its kernel."""
-    cells = [
+    cells: list[dict[str, Any]] = [
         {"cell_type": "code", "execution_count": None, "id": f"c{i}", "metadata": {}, "outputs": [], "source": s}
         for i, s in enumerate(sources)
     ]
@@ -192,17 +192,18 @@ def end_rtc(repo: Path) -> None:
 
 
 @contextlib.contextmanager
-def chromium_page(viewport: dict[str, int] | None = None) -> Iterator[Any]:
+def chromium_page() -> Iterator[Any]:
     """A fresh Chromium page; its uncaught errors collect in `page.errors`."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport=viewport or {"width": 1400, "height": 900})
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
         context.set_default_timeout(TIMEOUT_MS)
-        page = context.new_page()
-        page.errors = []
-        page.on("pageerror", lambda err: page.errors.append(str(err)))
+        page: Any = context.new_page()
+        errors: list[str] = []
+        page.errors = errors
+        page.on("pageerror", lambda err: errors.append(str(err)))
         page.on("console", lambda m: print("console:", m.type, m.text) if m.type in ("error", "warning") else None)
         try:
             yield page

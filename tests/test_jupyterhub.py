@@ -9,6 +9,7 @@ and no hub account reaches it at `/user/NAME/gitrtc/proxy/` through the hub's pr
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import secrets
@@ -211,6 +212,7 @@ def test_a_session_on_jupyterhub_is_reachable_under_the_users_url_with_the_link_
     assert (hub.repo / "notes.md").read_text() == "# Notes\nBob was here\n"
 
 
+@pytest.mark.timeout(360)  # two single-user servers and a JupyterLab page load: slow on a busy machine
 def test_another_hub_user_joins_in_jupyterlab_through_the_hub(hub: Hub) -> None:
     """bob, a user of the same hub, joins alice's session from his own JupyterLab in a
     browser: his server's remote proxy reaches hers through the hub's public URL."""
@@ -221,10 +223,14 @@ def test_another_hub_user_joins_in_jupyterlab_through_the_hub(hub: Hub) -> None:
     if why:
         pytest.skip(why)
     head = git(hub.repo, "rev-parse", "HEAD").strip()
+
+    def server_up(user: str) -> bool:
+        return hub.call("GET", f"/user/{user}/api/status")[0] == 200
+
     for user in ("alice", "bob"):
         assert hub.call("POST", "/hub/api/users", {"usernames": [user]})[0] in (201, 409)
         assert hub.call("POST", f"/hub/api/users/{user}/server")[0] in (201, 202, 400)  # 400: already running
-        wait_until(lambda u=user: hub.call("GET", f"/user/{u}/api/status")[0] == 200, 90, f"{user}'s server")
+        wait_until(functools.partial(server_up, user), 90, f"{user}'s server")
     status, body = hub.call("POST", "/user/alice/gitrtc/api/start", {"paths": ["notes.md"]})
     assert status == 200, body
     status, info = hub.call("GET", "/user/alice/gitrtc/api/status")

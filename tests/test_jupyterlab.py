@@ -398,6 +398,7 @@ def kernel_session(tmp_path: Path) -> Iterator[RtcProcess]:
         rtc.kill()
 
 
+@pytest.mark.timeout(240)  # two kernels started, a run interrupted: slow on a busy machine
 def test_jupyterlab_runs_a_live_notebook_on_the_sessions_shared_kernel(
     lab: Lab, page: Any, kernel_session: RtcProcess
 ) -> None:
@@ -438,6 +439,17 @@ def test_jupyterlab_runs_a_live_notebook_on_the_sessions_shared_kernel(
     ran = state["shared"]["cells"]["c0"]
     assert ran["by"] == "Bob" and ran["state"] == "done"  # attributed to the JupyterLab user
 
+    # a cell that never ends, interrupted from the toolbar: the shared kernel stops it
+    second = page.locator(".jp-NotebookPanel .jp-Cell .cm-content").nth(1)  # run-and-advance made it
+    second.click()
+    page.keyboard.type("import time; print('looping', flush=True); time.sleep(600)")
+    page.keyboard.press("Shift+Enter")
+    expect(page.locator(".jp-NotebookPanel .jp-Cell").nth(1)).to_contain_text("looping")
+    expect(page.locator(".gitrtc-shared-status")).to_contain_text("busy")
+    page.locator(".gitrtc-shared-interrupt").click()
+    expect(page.locator(".jp-NotebookPanel .jp-Cell").nth(1)).to_contain_text("KeyboardInterrupt")
+    expect(page.locator(".gitrtc-shared-status")).to_contain_text("idle")
+
     # back to its own kernel: the cell runs in this JupyterLab again
     choice.select_option("own")
     expect(page.locator(".jp-StatusBar-Widget", has_text=re.compile(r"ipykernel\) \| Idle"))).to_be_visible()
@@ -448,6 +460,7 @@ def test_jupyterlab_runs_a_live_notebook_on_the_sessions_shared_kernel(
     assert not page.errors, page.errors
 
 
+@pytest.mark.timeout(240)  # two JupyterLab servers started and stopped
 def test_a_session_shared_from_jupyterlab_is_paused_when_jupyter_stops_and_resumes(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
@@ -506,3 +519,22 @@ def test_a_session_shared_from_jupyterlab_is_paused_when_jupyter_stops_and_resum
         end_rtc(root)
         for server in labs:
             stop_lab(server)
+
+
+def test_an_ordinary_notebook_still_runs_on_its_kernel(lab: Lab, page: Any) -> None:
+    """The extension replaces JupyterLab's cell executor (for the session's shared kernel):
+    every other notebook must run exactly as before, on its own kernel."""
+    (lab.root / "plain.ipynb").write_text(notebook("print(6 * 7)"))
+    try:
+        open_lab(page, lab, "plain")
+        page.evaluate("() => { void window.jupyterapp.commands.execute('docmanager:open', {path: 'plain.ipynb'}); }")
+        cell = page.locator(".jp-NotebookPanel .jp-Cell .cm-content").first
+        expect(cell).to_have_text("print(6 * 7)")
+        expect(page.locator(".gitrtc-kernel-label")).to_have_count(0)  # not a live document
+        expect(page.locator(".jp-StatusBar-Widget", has_text=re.compile(r"ipykernel\) \| Idle"))).to_be_visible()
+        cell.click()
+        page.keyboard.press("Shift+Enter")
+        expect(page.locator(".jp-NotebookPanel .jp-OutputArea-output").first).to_have_text("42")
+        assert not page.errors, page.errors
+    finally:
+        (lab.root / "plain.ipynb").unlink()
