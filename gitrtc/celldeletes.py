@@ -171,18 +171,29 @@ def watch_remote_deletes(client: RoomClient, codec: NotebookCodec, who: str) -> 
     doc = client.doc
     guard = DocumentGuard(doc, codec, codec.path)
     guard.learn(doc.get_update())
-    doc.observe(lambda event: guard.learn(event.update))  # every item placed, ours and remote
+    unplaced: list[bytes] = []  # placed later: an observer must not read the doc it observes
+    doc.observe(lambda event: unplaced.append(event.update))
     watch = DeleteWatch(doc, guard)
+
+    def place() -> None:
+        while unplaced:
+            guard.learn(unplaced.pop(0))
 
     def local_edit(fn: Callable[[], None], _origin: object) -> None:
         with doc.transaction():
             fn()
 
     def around(update: bytes) -> Callable[[], None] | None:
+        place()
         noted = watch.before(update)
         if noted is None:
             return None
-        return lambda: _void(watch.after(noted, who, local_edit))
+
+        def after() -> None:
+            place()
+            watch.after(noted, who, local_edit)
+
+        return after
 
     client.around_remote = around
 
@@ -201,10 +212,6 @@ def _deleted_by(doc: Doc[Any], fn: Any) -> Ranges:
         for client, ranges in yupdate.decode(update, 1 << 30).deletes.items():
             out.setdefault(client, []).extend(ranges)
     return out
-
-
-def _void(_value: object) -> None:
-    """Drop a value (a callback's result nobody reads)."""
 
 
 def covered(items: Ranges, by: Ranges) -> bool:
