@@ -44,12 +44,15 @@ def session_merge(room: Room, codec: Codec, origin: object, original: bytes) -> 
     which also announces a notebook's new formatting (the joins follow it)."""
 
     def run(apply: Callable[[], bool]) -> bool:
+        changed: list[bool] = []
+
         def both() -> None:
-            apply()
+            changed.append(apply())
             if isinstance(codec, NotebookCodec):
                 announce(room.doc, codec, original)
 
-        return room.edit(both, origin)
+        room.edit(both, origin)
+        return bool(changed and changed[0])  # whether the file's content changed the document
 
     return run
 
