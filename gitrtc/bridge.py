@@ -20,6 +20,7 @@ from . import git, safefs
 from .conflicts import attach, merge_later
 from .disk import DiskSync, Stat, file_stat
 from .errors import DocumentError, UnsafePathError
+from .joinformat import session_merge
 from .limits import Limits
 from .manifest import Manifest
 from .origins import DiskMerge, ServerEdit, dirties_disk
@@ -105,7 +106,8 @@ class DiskBridge:
         attach(codec, "the owner's disk")  # notebooks: nbdime's merge, conflicts recorded
         origin = DiskMerge(path)
         try:
-            changed = await merge_later(codec, room.doc, data, origin, base, lambda apply: room.edit(apply, origin))
+            edit = session_merge(room, codec, origin, self.registry.originals[name])  # joins follow its format
+            changed = await merge_later(codec, room.doc, data, origin, base, edit)
         except DocumentError as exc:
             # the session's version stays (and is written back): the save is never lost,
             # it is kept beside the session with where it is said

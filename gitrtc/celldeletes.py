@@ -28,11 +28,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pycrdt import Array, Doc, Map
+from pycrdt import Array, Doc, Map, Text
 
 from . import yupdate
 from .documents.notebook import CONFLICT_PREFIX
 from .documents.notebook_ops import ycell_from_dict
+from .documents.text_ops import apply_text
 from .errors import ProtocolError, RejectedEditError
 from .origins import ServerEdit
 
@@ -85,47 +86,80 @@ class DeleteWatch:
 
     def after(self, noted: Noted, who: str, edit: Edit) -> int:
         """After the update was applied: put back every deleted cell that held edits its
-        deleter (`who`) had not seen, each with a `deleted` conflict, through `edit` (a
-        room's `Room.edit`). How many."""
+        deleter (`who`) had not seen, each with a `deleted` conflict; a cell it moved (a
+        delete and a copy with the same id, as JupyterLab moves) gets those edits in its
+        new place. Through `edit` (a room's `Room.edit`). How many cells were kept."""
         cells = self.doc.get("cells", type=Array)
-        present = {ycell.get("id") for ycell in cells if isinstance(ycell, Map)}
-        gone = [(i, cid) for i, cid in enumerate(noted.ids) if isinstance(cid, str) and cid not in present]
-        if not gone:
-            return 0
+        now = {ycell.get("id"): j for j, ycell in enumerate(cells) if isinstance(ycell, Map)}
         scratch: Doc[Any] = Doc()
         scratch.apply_update(noted.state)
         scells = scratch.get("cells", type=Array)
+        before = scells.to_py() or []
+        # cells gone, and cells whose content changed (a moved copy lacks what its mover never saw)
+        suspects = [
+            (i, cid)
+            for i, cid in enumerate(noted.ids)
+            if isinstance(cid, str) and (cid not in now or cells[now[cid]].to_py() != before[i])
+        ]
+        if not suspects:
+            return 0
         cell_items: Ranges = {}  # the id ranges of the cells themselves (their Map items)
         for client, start, end, place in self.guard.index.items():
             if place.root == "cells" and place.level == 1:
                 cell_items.setdefault(client, []).append((start, end - start))
-        keep: list[tuple[int, str, dict[str, Any]]] = []
-        for i, cid in reversed(gone):  # from the end: the indices before stay valid
-            value = scells[i].to_py()
+        restore: list[tuple[int, str, dict[str, Any]]] = []
+        carry: list[tuple[str, dict[str, Any]]] = []
+        for i, cid in reversed(suspects):  # from the end: the indices before stay valid
             live = _deleted_by(scratch, lambda i=i: scells.__delitem__(i))
             itself = _intersection(live, cell_items)
             # deleted by the update (not a cell whose id changed), with items it did not know
             if itself and covered(itself, noted.deletes) and not covered(live, noted.deletes):
-                keep.append((i, cid, value))
-        if not keep:
+                if cid in now:
+                    carry.append((cid, before[i]))
+                else:
+                    restore.append((i, cid, before[i]))
+        if not restore and not carry:
             return 0
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
-        def put_back() -> None:
+        def keep_edits() -> None:
             state = self.doc.get("state", type=Map)
-            for i, cid, value in sorted(keep, key=lambda k: k[0]):
-                cells.insert(_place(cells, noted.ids[:i]), ycell_from_dict(value, cid))
-                state[f"{CONFLICT_PREFIX}{secrets.token_hex(6)}"] = {
-                    "cell": cid,
-                    "kind": "deleted",
-                    "mine": value.get("source", ""),
-                    "theirs": None,
-                    "from": f"a delete by {who}",
-                    "at": stamp,
-                }
 
-        edit(put_back, ServerEdit())
-        return len(keep)
+            def flag(record: dict[str, Any]) -> None:
+                state[f"{CONFLICT_PREFIX}{secrets.token_hex(6)}"] = {**record, "at": stamp}
+
+            for i, cid, value in sorted(restore, key=lambda k: k[0]):
+                cells.insert(_place(cells, noted.ids[:i]), ycell_from_dict(value, cid))
+                source = value.get("source", "")
+                flag({"cell": cid, "kind": "deleted", "mine": source, "theirs": None, "from": f"a delete by {who}"})
+            for cid, old in carry:
+                moved = _by_id(cells, cid)
+                if moved is None:
+                    continue
+                copy, was = str(moved.get("source", "")), str(old.get("source", ""))
+                if copy == was:
+                    continue
+                ysource = moved.get("source")
+                if _subsequence(copy, was) and isinstance(ysource, Text):
+                    apply_text(ysource, was)  # the move carries the edits (only added to it)
+                else:  # both changed the text: the moved copy stays, the other version is kept
+                    flag({"cell": cid, "kind": "source", "mine": copy, "theirs": was, "from": f"a move by {who}"})
+
+        edit(keep_edits, ServerEdit())
+        return len(restore) + len(carry)
+
+
+def _by_id(cells: Array[Any], cid: str) -> Map[Any] | None:
+    for ycell in cells:
+        if isinstance(ycell, Map) and ycell.get("id") == cid:
+            return ycell
+    return None
+
+
+def _subsequence(short: str, long: str) -> bool:
+    """Whether `long` is `short` with text inserted (nothing of `short` removed)."""
+    it = iter(long)
+    return all(ch in it for ch in short)
 
 
 def watch_remote_deletes(client: RoomClient, codec: NotebookCodec, who: str) -> None:
@@ -137,18 +171,29 @@ def watch_remote_deletes(client: RoomClient, codec: NotebookCodec, who: str) -> 
     doc = client.doc
     guard = DocumentGuard(doc, codec, codec.path)
     guard.learn(doc.get_update())
-    doc.observe(lambda event: guard.learn(event.update))  # every item placed, ours and remote
+    unplaced: list[bytes] = []  # placed later: an observer must not read the doc it observes
+    doc.observe(lambda event: unplaced.append(event.update))
     watch = DeleteWatch(doc, guard)
+
+    def place() -> None:
+        while unplaced:
+            guard.learn(unplaced.pop(0))
 
     def local_edit(fn: Callable[[], None], _origin: object) -> None:
         with doc.transaction():
             fn()
 
     def around(update: bytes) -> Callable[[], None] | None:
+        place()
         noted = watch.before(update)
         if noted is None:
             return None
-        return lambda: _void(watch.after(noted, who, local_edit))
+
+        def after() -> None:
+            place()
+            watch.after(noted, who, local_edit)
+
+        return after
 
     client.around_remote = around
 
@@ -167,10 +212,6 @@ def _deleted_by(doc: Doc[Any], fn: Any) -> Ranges:
         for client, ranges in yupdate.decode(update, 1 << 30).deletes.items():
             out.setdefault(client, []).extend(ranges)
     return out
-
-
-def _void(_value: object) -> None:
-    """Drop a value (a callback's result nobody reads)."""
 
 
 def covered(items: Ranges, by: Ranges) -> bool:

@@ -8,7 +8,6 @@ live and resumable; `EndResult` says what happened.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -22,6 +21,7 @@ from .bridge import DiskBridge, save_aside
 from .conflicts import attach, merge_later, open_conflicts
 from .disk import digest
 from .errors import CommitError, DocumentError, RestartingError, SessionEndedError, StoreError
+from .joinformat import session_merge
 from .manifest import Manifest
 from .origins import DiskMerge, ServerEdit
 from .registry import RoomRegistry
@@ -190,8 +190,9 @@ class Ending:
             codec = self.registry.codecs[entry.room]
             attach(codec, f"branch {self.info.branch_name}")
             origin = DiskMerge(entry.path)
+            edit = session_merge(room, codec, origin, self.registry.originals[entry.room])
             try:
-                await merge_later(codec, room.doc, tip, origin, base, functools.partial(room.edit, origin=origin))
+                await merge_later(codec, room.doc, tip, origin, base, edit)
             except DocumentError as exc:
                 self._event(f"{entry.path}: the branch's new version cannot be merged into the session: {exc}")
                 continue

@@ -34,7 +34,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 from pycrdt import Doc, Map
 
-from . import git, joinnames, markers, protocol, safefs
+from . import git, joinformat, joinnames, markers, protocol, safefs
 from .celldeletes import watch_remote_deletes
 from .client import CLOSE_REFUSED, RoomClient
 from .conflicts import attach, merge_later
@@ -188,6 +188,10 @@ class Mirror:
         self.conflict_markers = conflict_markers
         #: Path → (the marked bytes last written here, the same without markers).
         self._marked: dict[str, tuple[bytes, bytes]] = {}
+        #: Path → the session's formatting digest last followed (`joinformat`).
+        self._formats: dict[str, str] = {}
+        self._http: aiohttp.ClientSession | None = None
+        self._format_tasks: set[asyncio.Task[None]] = set()
         self.say = say
         self.docs: dict[str, Doc[Any]] = {}
         self.codecs: dict[str, Codec] = {}
@@ -272,6 +276,7 @@ class Mirror:
                 self._marked[path] = (marked, data)
                 return marked
         self._marked.pop(path, None)
+        self._formats.pop(path, None)
         return data
 
     async def _merge_local(self, path: str, data: bytes, base: bytes | None) -> None:
@@ -315,6 +320,7 @@ class Mirror:
             for f in files:  # fail before connecting if a path leads through a link here
                 await asyncio.to_thread(read_local, self.folder, f.path)
             self.params = f"name={quote(self.name)}&email={quote(self.email)}"  # the token goes in a header
+            self._http = http
             for f in files:
                 self.open_link(f, await self._get_bytes(http, f"/api/original/{f.room}"))
             tasks = [self.follow(http, f.room) for f in files]
@@ -326,6 +332,10 @@ class Mirror:
                 )
             try:
                 await _first_sync(list(self.links.values()), [*tasks, *([present] if present else [])])
+                for path in list(self.links):  # written like the owner's file from the first write
+                    mark = self._format_wanted(path)
+                    if mark is not None:
+                        await self._follow_format(path, mark)
                 await self._first_write(files, checkout, base)
             except BaseException:
                 for task in [*self.tasks.values(), *([present] if present else [])]:
@@ -431,6 +441,8 @@ class Mirror:
         self.codecs[new] = self.codecs.pop(old)
         if old in self._marked:
             self._marked[new] = self._marked.pop(old)
+        if old in self._formats:
+            self._formats[new] = self._formats.pop(old)
         codec = self.codecs[new]
         if hasattr(codec, "path"):
             codec.path = new
@@ -568,6 +580,39 @@ class Mirror:
             log.warning("%s: the session refused a change: %s", path, joinnames.label(reason))
 
     def _remote_changed(self, path: str) -> None:
+        if path in self.disk.files:
+            self.disk.changed(path)
+            if isinstance(self.codecs.get(path), NotebookCodec):  # read once the transaction is over
+                asyncio.get_running_loop().call_soon(self._check_format, path)
+
+    def _check_format(self, path: str) -> None:
+        """Follow the owner's file's formatting if the session announced a new one."""
+        mark = self._format_wanted(path)
+        if mark is not None:
+            task = asyncio.get_running_loop().create_task(self._follow_format(path, mark))
+            self._format_tasks.add(task)
+            task.add_done_callback(self._format_tasks.discard)
+
+    def _format_wanted(self, path: str) -> str | None:
+        """The session's new formatting digest of a notebook, if not followed yet."""
+        codec = self.codecs.get(path)
+        if not isinstance(codec, NotebookCodec):
+            return None
+        mark = joinformat.wanted(self.docs[path], codec)
+        return mark if mark is not None and mark != self._formats.get(path) else None
+
+    async def _follow_format(self, path: str, mark: str) -> None:
+        """Write a notebook like the owner's file from now on (`GET /api/format/{room}`)."""
+        self._formats[path] = mark  # once per announced formatting, whatever the answer
+        codec, http = self.codecs[path], self._http
+        if not isinstance(codec, NotebookCodec) or http is None:
+            return
+        try:
+            data = await self._get_bytes(http, f"/api/format/{self.files[path].room}")
+            codec.write_like(self.docs[path], data)
+        except (JoinError, DocumentError) as exc:
+            log.warning("%s: written with its own formatting, not the owner's: %s", path, exc)
+            return
         if path in self.disk.files:
             self.disk.changed(path)
 

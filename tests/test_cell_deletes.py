@@ -14,6 +14,7 @@ from pycrdt import Array, Doc, Map, Text
 from gitrtc.celldeletes import covered, watch_remote_deletes
 from gitrtc.conflicts import open_conflicts
 from gitrtc.documents import NotebookCodec, open_codec
+from gitrtc.documents.notebook_ops import ycell_from_dict
 from gitrtc.requests import encode
 
 from .conftest import Live, live_session
@@ -150,5 +151,32 @@ async def test_an_offline_edit_of_a_cell_deleted_meanwhile_comes_back_with_the_e
                 (conflict,) = open_conflicts(room.doc)
                 assert conflict["kind"] == "deleted" and conflict["cell"] == "c1"
                 assert conflict["from"] == "a delete by someone in the session"
+                for doc in (alice.doc, bob.doc):
+                    await async_wait_until(lambda d=doc: cell_sources(d) == expected, what="converged")
+
+
+async def test_an_offline_move_carries_the_edits_made_meanwhile(tmp_path: Path) -> None:
+    """A move as JupyterLab makes it (the cell deleted, a copy with its id inserted
+    elsewhere) by an offline client, while another edits the cell: one cell, at its new
+    place, with the edit; no conflict, no duplicate."""
+    repo = make_repo(tmp_path / "r", {"nb.ipynb": notebook("a = 1\n", "b = 2\n", "c = 3\n")})
+    async with live_session(repo, ["nb.ipynb"]) as live:
+        bob_doc = await offline_copy(live, "nb.ipynb")
+        room = live.session.rooms[live.room("nb.ipynb")]
+        bcells = bob_doc.get("cells", type=Array)
+        with bob_doc.transaction():  # Bob, offline, moves c0 to the end
+            value = bcells[0].to_py()
+            del bcells[0]
+            bcells.append(ycell_from_dict(value, "c0"))
+        async with live.client("nb.ipynb") as alice:
+            await alice.wait_synced()
+            alice.doc.get("cells", type=Array)[0]["source"].insert(6, "  # Alice")
+            await async_wait_until(lambda: "Alice" in cell_sources(room.doc)["c0"], what="Alice's edit")
+            async with YClient(live.ws("nb.ipynb", name="Bob", email="bob@example.org"), bob_doc) as bob:
+                await bob.wait_synced()
+                expected = {"c1": "b = 2\n", "c2": "c = 3\n", "c0": "a = 1\n  # Alice"}
+                await async_wait_until(lambda: cell_sources(room.doc) == expected, what="the move with the edit")
+                assert list(cell_sources(room.doc)) == ["c1", "c2", "c0"]
+                assert open_conflicts(room.doc) == []
                 for doc in (alice.doc, bob.doc):
                     await async_wait_until(lambda d=doc: cell_sources(d) == expected, what="converged")

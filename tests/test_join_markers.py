@@ -102,3 +102,40 @@ def test_markers_only_in_the_folder_that_asks_for_them(tmp_path: Path) -> None:
     valid(committed)
     for folder in (plain, marked):
         assert (folder / "nb.ipynb").read_text() == committed
+
+
+def test_a_join_folder_follows_the_formatting_of_the_owners_saves(tmp_path: Path) -> None:
+    """The owner's editor saves the notebook in another layout (sources as lists of
+    lines, another indentation): the session writes like that save from then on, and so
+    does every join folder (`/api/format/{room}`): the same bytes as the owner's file."""
+    base = small_nb("a = 1\n", "b = 2\n")
+    repo = make_repo(tmp_path / "r", {"nb.ipynb": json.dumps(base, indent=1, sort_keys=True) + "\n"})
+    folder = tmp_path / "joined"
+    owner = RtcProcess(repo, ["nb.ipynb"])
+    joiner = None
+    try:
+        info = owner.wait_ready()
+        joiner = start_join(info["url"], folder)
+        joiner.wait_for("mirroring")
+        saved = copy.deepcopy(base)
+        for cell in saved["cells"]:
+            cell["source"] = cell["source"].splitlines(keepends=True)
+        saved["cells"][1]["source"] = ["b = 3\n"]
+        tmp = repo / "nb.ipynb.tmp"
+        tmp.write_text(json.dumps(saved, indent=2) + "\n")  # the owner's editor, its own layout
+        os.replace(tmp, repo / "nb.ipynb")
+        wait_until(lambda: "b = 3" in (folder / "nb.ipynb").read_text(), what="the save in the folder")
+        wait_until(
+            lambda: (folder / "nb.ipynb").read_bytes() == (repo / "nb.ipynb").read_bytes(),
+            what="the folder written like the owner's file",
+        )
+        assert (repo / "nb.ipynb").read_text() == json.dumps(saved, indent=2) + "\n"  # the save, as saved
+        done = owner.stop("-m", "saved")
+        assert done.returncode == 0, done.stderr
+        joiner.communicate(timeout=30)
+    finally:
+        owner.kill()
+        if joiner is not None and joiner.poll() is None:
+            joiner.kill()
+            joiner.communicate()
+    assert (folder / "nb.ipynb").read_text() == git(repo, "show", "HEAD:nb.ipynb")

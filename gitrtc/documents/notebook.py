@@ -234,6 +234,18 @@ class NotebookCodec:
         self._ref = ref
         self.warnings = list(ref.warnings)
 
+    def format_bytes(self) -> bytes:
+        """The text of the file the doc is written like (its formatting): what an `rtc
+        join` folder is written like too (`/api/format/{room}`, `joinformat`)."""
+        return self._ref.parsed.text.encode("utf-8")
+
+    def write_like(self, doc: pycrdt.Doc[Any], data: bytes) -> None:
+        """From now on write the doc like the file `data` (its formatting only; the doc's
+        cells paired with its cells by id). DocumentError if `data` is not a notebook."""
+        parsed = self._parse_new(data)
+        ids = [str(ycell["id"]) for ycell in doc.get("cells", type=pycrdt.Array)]
+        self.reference = _reference(self.path, parsed, _pair_ids(parsed.value["cells"], ids))
+
     def merge_inputs(
         self, doc: pycrdt.Doc[Any], data: bytes, base: bytes
     ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from ..documents.notebook import NotebookCodec
 from ..errors import BadRequestError, PortBusyError, RtcError, UnknownRoomError
 from ..session import EndResult, Session
 from . import files, guard, views
@@ -111,6 +112,22 @@ async def api_original(request: web.Request) -> web.Response:
     require_role(request, session)
     data = session.originals.get(request.match_info["room"])
     if data is None or request.match_info["room"] not in session.files:
+        raise UnknownRoomError("no such file room")
+    return web.Response(body=data, content_type="application/octet-stream")
+
+
+async def api_format(request: web.Request) -> web.Response:
+    """`GET /api/format/{room}`: the file a shared notebook is written like now (the
+    original, or the last save merged from the owner's disk), so that `rtc join` writes
+    its folder byte for byte like the owner's file (`joinformat`)."""
+    session = request.app[SESSION]
+    require_role(request, session)
+    name = request.match_info["room"]
+    if name not in session.files:
+        raise UnknownRoomError("no such file room")
+    codec = session.codecs.get(name)
+    data = codec.format_bytes() if isinstance(codec, NotebookCodec) else session.originals.get(name)
+    if data is None:
         raise UnknownRoomError("no such file room")
     return web.Response(body=data, content_type="application/octet-stream")
 
@@ -224,6 +241,7 @@ def make_app(session: Session) -> web.Application:
     app.router.add_get("/api/session", api_session)
     app.router.add_get("/api/status", api_status)
     app.router.add_get("/api/original/{room}", api_original)
+    app.router.add_get("/api/format/{room}", api_format)
     app.router.add_post("/api/stop", api_stop)
     app.router.add_post("/api/commit", api_commit)
     app.router.add_post("/api/invite", api_invite)
