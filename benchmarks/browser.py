@@ -136,11 +136,14 @@ def type_into(page: Any, index: int) -> None:
 
 
 class Typists:
-    """Two other people typing into two cells, 10 keys/s each, over their own sockets."""
+    """Two other people typing into two cells, 10 keys/s each, over their own sockets
+    (`cursors`: each also moves their cursor with every key, as arrow keys or clicks do,
+    which is an awareness update to everyone)."""
 
-    def __init__(self, room_url: str, cell_ids: list[str]) -> None:
+    def __init__(self, room_url: str, cell_ids: list[str], cursors: bool = False) -> None:
         self.room_url = room_url
         self.cell_ids = cell_ids
+        self.cursors = cursors
         self.stop = threading.Event()
         self.ready = threading.Event()
         self.typed = 0
@@ -162,8 +165,13 @@ class Typists:
                 assert isinstance(source, Text)
                 synced.set()
                 i = 0
+                user = {"name": f"Typist {cell_id}", "color": "#00aa00", "colorLight": "#00aa0033"}
                 while not self.stop.is_set():
                     source += "abcdefghij"[i % 10]
+                    if self.cursors:  # on the character before the one just typed
+                        item = {"client": doc.client_id, "clock": max(0, i - 1)}
+                        at = {"type": None, "tname": None, "item": item, "assoc": 0}
+                        await client.send_awareness({"user": user, "cursor": {"anchor": at, "head": at}})
                     i += 1
                     self.typed += 1
                     await asyncio.sleep(0.1)

@@ -16,8 +16,11 @@ queued) lands there. p50 / p99 / mean per notebook, and their ratio.
 
 --others: two more people (pycrdt y-websocket clients) type into the next two code
 cells at 10 keys/s each while the person types (their edits' cost lands in the keys'
-buckets too). --profile N: a CPU profile (DevTools protocol Profiler) of the typing in
-the big notebook, its N functions of most self time printed.
+buckets too); --cursors: and they move their cursor with every key (an awareness update
+each, as arrow keys or clicks make; typing alone does not move a Yjs relative position).
+--profile N: a CPU profile (DevTools protocol Profiler) of the typing in the big
+notebook, its N functions of most self time printed. GITRTC_TRACE_DIR=DIR keeps the
+traces (for DevTools).
 
 Needs the built client (`cd web && npm run build`) and python playwright. Not a test.
 """
@@ -74,14 +77,16 @@ def per_key_cpu(trace: bytes) -> list[float]:
         if where not in mains or e.get("ph") != "X":
             continue
         if e["name"] == "RunTask":
-            tasks.setdefault(where, []).append((e["ts"], e["ts"] + e.get("dur", 0), e.get("tdur", e.get("dur", 0)) / 1000))
+            tasks.setdefault(where, []).append(
+                (e["ts"], e["ts"] + e.get("dur", 0), e.get("tdur", e.get("dur", 0)) / 1000)
+            )
         elif e["name"] == "EventDispatch" and e.get("args", {}).get("data", {}).get("type") == "keydown":
             keys.setdefault(where, []).append(e["ts"])
     page = max(keys, key=lambda k: len(keys[k]))
     starts = sorted(keys[page])
     out: list[float] = []
     i = -1
-    for begin, end, cpu in sorted(tasks[page]):
+    for _begin, end, cpu in sorted(tasks[page]):
         while i + 1 < len(starts) and starts[i + 1] <= end:
             i += 1
             out.append(0.0)
@@ -102,7 +107,9 @@ def top_functions(profile: dict[str, Any], n: int) -> list[tuple[float, str]]:
     return sorted(((us / 1000, name) for name, us in self_us.items()), reverse=True)[:n]
 
 
-def measure(browser: Any, url: str, n_cells: int, keys: int, room_url: str | None, profile: int) -> dict[str, Any]:
+def measure(
+    browser: Any, url: str, n_cells: int, keys: int, room_url: str | None, profile: int, cursors: bool = False
+) -> dict[str, Any]:
     page = open_page(browser, "Measured", probe=False)
     page.goto(url)
     page.wait_for_function(
@@ -124,8 +131,10 @@ def measure(browser: Any, url: str, n_cells: int, keys: int, room_url: str | Non
         page.wait_for_timeout(500)
     others = None
     if room_url:
-        ids = page.evaluate("[...document.querySelectorAll('.doc-notebook:not([hidden]) .cell-code')].map((c) => c.dataset.cellId)")
-        others = Typists(room_url, [ids[middle + 1], ids[middle + 2]])
+        ids = page.evaluate(
+            "[...document.querySelectorAll('.doc-notebook:not([hidden]) .cell-code')].map((c) => c.dataset.cellId)"
+        )
+        others = Typists(room_url, [ids[middle + 1], ids[middle + 2]], cursors)
     cdp = None
     if profile:
         cdp = page.context.new_cdp_session(page)
@@ -164,7 +173,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keys", type=int, default=80, help="keystrokes per notebook")
     parser.add_argument("--others", action="store_true", help="two other people type meanwhile")
-    parser.add_argument("--profile", type=int, default=0, metavar="N", help="print the big notebook's N hottest functions")
+    parser.add_argument("--cursors", action="store_true", help="with --others: they move their cursor with each key")
+    parser.add_argument(
+        "--profile", type=int, default=0, metavar="N", help="print the big notebook's N hottest functions"
+    )
     parser.add_argument("--only", choices=["big", "small"], help="measure one notebook only")
     parser.add_argument("--out", type=Path, help="write the figures as JSON here too")
     args = parser.parse_args()
@@ -191,7 +203,13 @@ def main() -> None:
                         continue
                     room_url = f"{rtc.ws_base}{rooms[path]}?token={info['token']}&name=Typist" if args.others else None
                     figures[name] = measure(
-                        browser, f"{info['url']}&f={path}", n, args.keys, room_url, args.profile if name == "big" else 0
+                        browser,
+                        f"{info['url']}&f={path}",
+                        n,
+                        args.keys,
+                        room_url,
+                        args.profile if name == "big" else 0,
+                        args.cursors,
                     )
                     print(name, json.dumps(figures[name]), flush=True)
                 browser.close()

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import expect, snapshot
+from .conftest import expect, snapshot, wait_for
 from .helpers import room_url
 from .test_notebook_lazy import Person, cell_source
 
@@ -234,3 +234,37 @@ def test_presence_is_sent_only_when_it_changes_and_only_ones_own(start_session, 
         assert not page.errors, page.errors
     finally:
         bob.close()
+
+
+def test_the_editor_box_follows_its_editor(start_session, people):
+    """A cell's editor box is a layout boundary of a set height (.cell-editor.sized): it
+    follows the editor as lines come and go, so nothing is cut off or left blank."""
+    session = start_session({"big.ipynb": notebook()})
+    page = people.page()
+    page.add_init_script("localStorage.setItem('gitrtc.identity', JSON.stringify({name: 'Ada'}))")
+    page.goto(session.url_for("big.ipynb"))
+    expect(page.locator(".doc-notebook")).to_have_attribute("data-ready", "true")
+    cell = page.locator(".cell[data-cell-id=c1]")
+    box = cell.locator(".cell-editor")
+    expect(box).to_have_class(re.compile(r"\bsized\b"))
+    assert box.evaluate("(b) => getComputedStyle(b).contain") == "size layout style"
+
+    def fits() -> bool:
+        got = box.evaluate("(b) => [b.clientHeight, b.querySelector('.cm-editor').offsetHeight]")
+        return got[0] == got[1]
+
+    start = box.bounding_box()["height"]
+    cell.locator(".cm-content").click()
+    page.keyboard.press("Control+End")
+    for _ in range(4):
+        page.keyboard.press("Enter")
+    page.keyboard.type("z = 1")
+    cell_source(session, "c1", "\n\n\n\nz = 1")
+    wait_for(page, fits, "the box grown with the editor")
+    grown = box.bounding_box()["height"]
+    assert grown > start + 3 * 15, (start, grown)
+    for _ in range(9):
+        page.keyboard.press("Backspace")
+    wait_for(page, fits, "the box shrunk with the editor")
+    assert box.bounding_box()["height"] == start
+    assert not page.errors, page.errors

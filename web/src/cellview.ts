@@ -84,6 +84,8 @@ export class CellView implements LazyItem, PresenceCell {
   /** the static view of a code cell is syntax-highlighted (the notebook turns this on, a
    * few cells per task, once the language is loaded) */
   private colored = false;
+  /** keeps the editor's box as high as the editor (see `fitBox`) */
+  private sizer: ResizeObserver | null = null;
   /** what this cell's editor sees of the notebook's awareness (cellpresence.ts) */
   private awarenessView: CellAwareness | null = null;
 
@@ -224,6 +226,7 @@ export class CellView implements LazyItem, PresenceCell {
   /** Far off-screen: drop the editor unless someone is in it (its undo history stays). */
   drop(): void {
     if (!this.editor || this.element.contains(document.activeElement)) return;
+    this.unfitBox();
     this.editor.destroy();
     this.editor = null;
     if (this.undo && !this.undo.undoStack.length && !this.undo.redoStack.length) {
@@ -310,7 +313,31 @@ export class CellView implements LazyItem, PresenceCell {
     this.plain.remove();
     this.plain.textContent = '';
     this.dirtyPlain = false;
+    this.fitBox(this.editor.view);
     return this.editor;
+  }
+
+  /** The editor's box (.cell-editor.sized: `contain: size layout style`) gets the height of
+   * the editor, set when that changes (a ResizeObserver's callback runs after layout and
+   * before paint): the box is then a layout boundary, so a keystroke that does not change
+   * the cell's height lays out this editor only, not the notebook's hundreds of cells
+   * (issue 18: the layout of a key, twice per key, grew with the number of cells). */
+  private fitBox(view: EditorView): void {
+    const box = this.editorHost;
+    this.sizer = new ResizeObserver(([entry]) => {
+      const height = entry.borderBoxSize?.[0]?.blockSize ?? view.dom.offsetHeight;
+      if (height <= 0) return; // hidden (a Markdown cell not being edited)
+      box.style.height = `${height}px`;
+      box.classList.add('sized');
+    });
+    this.sizer.observe(view.dom);
+  }
+
+  private unfitBox(): void {
+    this.sizer?.disconnect();
+    this.sizer = null;
+    this.editorHost.classList.remove('sized');
+    this.editorHost.style.height = '';
   }
 
   /** Replace ranges of the source as this person's edit (their text undo covers it),
@@ -505,6 +532,7 @@ export class CellView implements LazyItem, PresenceCell {
 
   destroy(): void {
     this.unobserve();
+    this.unfitBox();
     this.editor?.destroy();
     this.editor = null;
     this.undo?.destroy();
