@@ -15,6 +15,9 @@ back with all of them, at its place (a server edit), and a `deleted` conflict is
 in the doc's `state` map like the merge conflicts (`mine`: the document's source;
 `theirs`: None, the deletion): "keep theirs" deletes it, "keep mine"/"both" keep it.
 
+Outputs, execution counts and states are a kernel's writes, not a person's edit: items
+there do not keep a deleted cell (a running cell can be deleted).
+
 Only updates that delete a cell (a level-1 item of the `cells` root, from the room's
 `DocumentGuard` index) pay for this: a copy of the document, like the guard's own check
 of structural updates.
@@ -110,6 +113,7 @@ class DeleteWatch:
         restore: list[tuple[int, str, dict[str, Any]]] = []
         carry: list[tuple[str, dict[str, Any]]] = []
         for i, cid in reversed(suspects):  # from the end: the indices before stay valid
+            _deleted_by(scratch, lambda i=i: _drop_run_state(scells[i]))  # a kernel's, not a person's edits
             live = _deleted_by(scratch, lambda i=i: scells.__delitem__(i))
             itself = _intersection(live, cell_items)
             # deleted by the update (not a cell whose id changed), with items it did not know
@@ -147,6 +151,18 @@ class DeleteWatch:
 
         edit(keep_edits, ServerEdit())
         return len(restore) + len(carry)
+
+
+#: Cell fields a kernel run writes: items there that a deleter had not seen are outputs
+#: arriving, not someone's edit, and do not keep a deleted cell.
+RUN_FIELDS = ("outputs", "execution_count", "execution_state")
+
+
+def _drop_run_state(ycell: Any) -> None:
+    if isinstance(ycell, Map):
+        for key in RUN_FIELDS:
+            if key in ycell:
+                del ycell[key]
 
 
 def _by_id(cells: Array[Any], cid: str) -> Map[Any] | None:

@@ -288,15 +288,11 @@ class Mirror:
             if base is not None and marked is not None and base == marked[0]:
                 base = marked[1]
             data, resolved = markers.unmark(doc, data, marked[0] if marked is not None else None)
-        reference = codec.reference if isinstance(codec, NotebookCodec) else None
         try:
-            await merge_later(codec, doc, data, DiskMerge(path), base, _run)
+            await merge_later(codec, doc, data, DiskMerge(path), base, _keeping_format(codec))
         except DocumentError as exc:
             self.say(f"{path}: your saved file cannot be merged ({exc}); fix it and save again")
             return
-        finally:
-            if isinstance(codec, NotebookCodec):  # written like the session's file, not like this save
-                codec.reference = reference
         if resolved:
             markers.close(doc, resolved)
             self.say(f"{path}: {len(resolved)} conflict(s) resolved by your edit")
@@ -653,10 +649,8 @@ class Mirror:
                 self.say(f"{path}: your version from before this join is kept at {kept}")
             if plan.merge and plan.local is not None:
                 codec = self.codecs[path]
-                reference = codec.reference if isinstance(codec, NotebookCodec) else None
-                await merge_later(codec, self.docs[path], plan.local, DiskMerge(path), plan.merge_base, _run)
-                if isinstance(codec, NotebookCodec):  # written like the session's file
-                    codec.reference = reference
+                origin = DiskMerge(path)
+                await merge_later(codec, self.docs[path], plan.local, origin, plan.merge_base, _keeping_format(codec))
                 self.say(f"{path}: your local changes were merged into the session")
             data = self._render(path)
             if data != plan.local:
@@ -692,8 +686,20 @@ class Mirror:
             raise JoinError(f"cannot reach the session at {self.link.http}: {exc}") from None
 
 
-def _run(apply: Callable[[], bool]) -> bool:
-    return apply()
+def _keeping_format(codec: Codec) -> Callable[[Callable[[], bool]], bool]:
+    """Apply a local save without adopting its formatting: the folder is written like the
+    session's file (`joinformat`), so its bytes are the commit's."""
+
+    def run(apply: Callable[[], bool]) -> bool:
+        if not isinstance(codec, NotebookCodec):
+            return apply()
+        reference = codec.reference
+        try:
+            return apply()
+        finally:
+            codec.reference = reference
+
+    return run
 
 
 def _open(f: SharedFile, original: bytes) -> Codec:

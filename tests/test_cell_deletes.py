@@ -15,6 +15,7 @@ from gitrtc.celldeletes import covered, watch_remote_deletes
 from gitrtc.conflicts import open_conflicts
 from gitrtc.documents import NotebookCodec, open_codec
 from gitrtc.documents.notebook_ops import ycell_from_dict
+from gitrtc.origins import KernelOutput
 from gitrtc.requests import encode
 
 from .conftest import Live, live_session
@@ -180,3 +181,26 @@ async def test_an_offline_move_carries_the_edits_made_meanwhile(tmp_path: Path) 
                 assert open_conflicts(room.doc) == []
                 for doc in (alice.doc, bob.doc):
                     await async_wait_until(lambda d=doc: cell_sources(d) == expected, what="converged")
+
+
+async def test_outputs_arriving_meanwhile_do_not_keep_a_deleted_cell(tmp_path: Path) -> None:
+    """Outputs written into a cell (a kernel running it) while an offline client deletes
+    it are not someone's edit: the delete stands, no conflict."""
+    repo = make_repo(tmp_path / "r", {"nb.ipynb": notebook("a = 1\n", "print(2)\n")})
+    async with live_session(repo, ["nb.ipynb"]) as live:
+        bob_doc = await offline_copy(live, "nb.ipynb")
+        room = live.session.rooms[live.room("nb.ipynb")]
+        del bob_doc.get("cells", type=Array)[1]
+        ycell = room.doc.get("cells", type=Array)[1]
+
+        def run() -> None:
+            ycell["outputs"].append(Map({"output_type": "stream", "name": "stdout", "text": Text("2\n")}))
+            ycell["execution_count"] = 1
+            ycell["execution_state"] = "busy"
+
+        room.edit(run, KernelOutput("nb.ipynb"))
+        async with YClient(live.ws("nb.ipynb", name="Bob", email="bob@example.org"), bob_doc) as bob:
+            await bob.wait_synced()
+            await async_wait_until(lambda: list(cell_sources(room.doc)) == ["c0"], what="the delete")
+            await async_wait_until(lambda: list(cell_sources(bob.doc)) == ["c0"], what="Bob's view")
+            assert open_conflicts(room.doc) == []
