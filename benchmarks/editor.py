@@ -20,7 +20,8 @@ buckets too); --cursors: and they move their cursor with every key (an awareness
 each, as arrow keys or clicks make; typing alone does not move a Yjs relative position).
 --profile N: a CPU profile (DevTools protocol Profiler) of the typing in the big
 notebook, its N functions of most self time printed. GITRTC_TRACE_DIR=DIR keeps the
-traces (for DevTools).
+traces (for DevTools); GITRTC_EXTRA_CSS adds a style before the typing (to try a CSS
+change without a build).
 
 Needs the built client (`cd web && npm run build`) and python playwright. Not a test.
 """
