@@ -538,3 +538,84 @@ def test_an_ordinary_notebook_still_runs_on_its_kernel(lab: Lab, page: Any) -> N
         assert not page.errors, page.errors
     finally:
         (lab.root / "plain.ipynb").unlink()
+
+
+def test_undo_in_jupyterlab_takes_back_only_its_own_edits(lab: Lab, page: Any, other_session: RtcProcess) -> None:
+    """The session's undo behaviour in JupyterLab's editors: Ctrl-Z takes back what this
+    JupyterLab typed, never another participant's edit made meanwhile (file and cell)."""
+    info = other_session.info
+    text_room = run_async(room_of(info, "readme.md"))
+    nb_room = run_async(room_of(info, "shared.ipynb"))
+    open_lab(page, lab, "undo")
+    join_by_url(page, info["url"])
+    show_panel(page)
+    carol = Background()
+    clients: list[YClient] = []
+    try:
+        text = carol.run(_connect(ws_url(info, text_room, "Carol")))
+        clients.append(text)
+        page.locator(".gitrtc-joined-file", has_text="readme.md").click()
+        editor = page.locator(".jp-FileEditor .cm-content").first
+        expect(editor).to_have_text("hello")
+        editor.click()
+        page.keyboard.press("Control+Home")
+        page.keyboard.press("End")
+        page.keyboard.type(" mine")
+        carol.run(_await_text(text, "hello mine\n"))
+        carol.run(_edit_text(text, lambda t: t.insert(0, "theirs: ")))  # Carol's edit, after Bob's
+        expect(editor).to_contain_text("theirs: hello mine")
+        editor.click()
+        page.keyboard.press("Control+z")
+        assert carol.run(_await_text(text, "theirs: hello\n")) == "theirs: hello\n"
+
+        cells = carol.run(_connect(ws_url(info, nb_room, "Carol")))
+        clients.append(cells)
+        page.locator(".gitrtc-joined-file", has_text="shared.ipynb").click()
+        cell = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell .cm-content").first
+        expect(cell).to_have_text("n = 1")
+        cell.click()
+        page.keyboard.press("End")
+        page.keyboard.type("0")
+        carol.run(_await_cell(cells, "n = 10"))
+        carol.run(_edit_cell(cells, lambda t: t.insert(0, "# Carol\n")))
+        expect(cell).to_contain_text("# Carol")
+        cell.click()
+        page.keyboard.press("Control+z")
+        assert carol.run(_await_cell(cells, "# Carol\nn = 1")) == "# Carol\nn = 1"
+        assert not page.errors, page.errors
+    finally:
+        for client in clients:
+            carol.run(client.close())
+        carol.close()
+
+
+async def _connect(url: str) -> YClient:
+    client = YClient(url)
+    await client.__aenter__()
+    await client.wait_synced()
+    return client
+
+
+async def _await_text(client: YClient, want: str) -> str:
+    source = client.doc.get("source", type=Text)
+    await async_wait_until(lambda: str(source) == want, what=f"the room's text to be {want!r}")
+    return str(source)
+
+
+async def _edit_text(client: YClient, change: Any) -> None:
+    change(client.doc.get("source", type=Text))
+    await client.flush()
+
+
+def _cell_source(client: YClient) -> Text:
+    return client.doc.get("cells", type=Array)[0]["source"]  # type: ignore[no-any-return]
+
+
+async def _await_cell(client: YClient, want: str) -> str:
+    await async_wait_until(lambda: str(_cell_source(client)) == want, what=f"the cell to be {want!r}")
+    return str(_cell_source(client))
+
+
+async def _edit_cell(client: YClient, change: Any) -> None:
+    change(_cell_source(client))
+    await client.flush()
