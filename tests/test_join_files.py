@@ -55,9 +55,17 @@ def session(tmp_path: Path) -> tuple[Path, Path, RtcProcess, JoinProcess]:
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "-q", str(repo), str(clone))
     owner = RtcProcess(repo, ["README.md", "docs"])
-    info = owner.wait_ready()
+    try:
+        info = owner.wait_ready()
+    except BaseException:
+        owner.kill()
+        raise
     joiner = start_join(info["url"], clone)
-    joiner.wait_for("mirroring")
+    try:
+        joiner.wait_for("mirroring")
+    except BaseException:
+        close(owner, joiner)  # a failed start leaves no process behind
+        raise
     return repo, clone, owner, joiner
 
 
