@@ -121,16 +121,18 @@ class Lab:
             return False
 
 
-def lab_command(home: Path, root: Path, port: int, token: str) -> list[str]:
-    """`jupyter lab` serving `root` with this checkout's extensions (settings under `home`)."""
+def lab_command(home: Path, root: Path, port: int, token: str, python: str = sys.executable) -> list[str]:
+    """`jupyter lab` serving `root` with this checkout's extensions (settings under `home`),
+    run by `python` (this environment's, or one layered on it such as `.venv/collab`)."""
     # JupyterLab serves an extension's files from <path>/<package name>/static; an extra
     # path comes before the environment's, so this build wins over an installed one
     (home / "labextensions").mkdir(exist_ok=True)
+    (home / "data").mkdir(exist_ok=True)  # JUPYTER_DATA_DIR: jupyter-server-fileid keeps its database there
     link = home / "labextensions" / "gitrtc"
     if not link.exists():
         link.symlink_to(LABEXTENSION)
     args = [
-        sys.executable,
+        python,
         "-m",
         "jupyterlab",
         "--no-browser",
@@ -140,6 +142,7 @@ def lab_command(home: Path, root: Path, port: int, token: str) -> list[str]:
         f"--ServerApp.root_dir={root}",
         """--ServerApp.jpserver_extensions={"gitrtc.jupyter": True}""",
         f"--LabApp.extra_labextensions_path={home / 'labextensions'}",
+        f"--LabApp.app_dir={Path(sys.prefix) / 'share' / 'jupyter' / 'lab'}",  # this environment's JupyterLab
         "--LabApp.news_url=None",
         "--LabApp.expose_app_in_browser=True",  # window.jupyterapp: the tests run commands by id
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
@@ -158,17 +161,27 @@ def lab_env(home: Path) -> dict[str, str]:
         "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
         "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
         "IPYTHONDIR": str(home / "ipython"),
+        # this environment's labextensions, kernels and enabled server extensions, also for
+        # a JupyterLab run by another environment (layered on this one)
+        "JUPYTER_PATH": str(Path(sys.prefix) / "share" / "jupyter"),
+        "JUPYTER_CONFIG_PATH": str(Path(sys.prefix) / "etc" / "jupyter"),
         "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
     }
 
 
-def launch_lab(home: Path, root: Path, port: int | None = None, token: str | None = None) -> Lab:
-    """Start JupyterLab on `root` and wait until it answers (its output: home/lab.log)."""
+def launch_lab(
+    home: Path,
+    root: Path,
+    port: int | None = None,
+    token: str | None = None,
+    python: str = sys.executable,
+) -> Lab:
+    """Start JupyterLab on `root` and wait until it answers (its output: home/lab.log);
+    `python` as for `lab_command`."""
     port, token = port or free_port(), token or secrets.token_urlsafe(16)
+    command = lab_command(home, root, port, token, python)
     with open(home / "lab.log", "ab") as log:  # the child keeps its own descriptor
-        proc = subprocess.Popen(
-            lab_command(home, root, port, token), cwd=root, env=lab_env(home), stdout=log, stderr=subprocess.STDOUT
-        )
+        proc = subprocess.Popen(command, cwd=root, env=lab_env(home), stdout=log, stderr=subprocess.STDOUT)
     lab = Lab(root, port, token, proc)
     wait_until(lab.up, 60, "JupyterLab to answer")
     return lab

@@ -5,7 +5,8 @@ import { Dialog, ICommandPalette, InputDialog, showDialog, showErrorMessage } fr
 import { IFileBrowserFactory } from '@jupyterlab/filebrowser';
 import { IEditorExtensionRegistry } from '@jupyterlab/codemirror';
 import { IStatusBar } from '@jupyterlab/statusbar';
-import { DocumentRegistry, DocumentWidget } from '@jupyterlab/docregistry';
+import { IDocumentManager } from '@jupyterlab/docmanager';
+import { DocumentRegistry, DocumentWidget, IDocumentWidget } from '@jupyterlab/docregistry';
 import { INotebookCellExecutor, INotebookModel, NotebookPanel } from '@jupyterlab/notebook';
 import { Widget } from '@lumino/widgets';
 import { call, EndResult } from './api';
@@ -37,8 +38,52 @@ class NeverDirty implements DocumentRegistry.IWidgetExtension<Widget, DocumentRe
   }
 }
 
-/** The owner's own view: a shared file opened from the ordinary file browser offers the
- * live view instead, so JupyterLab does not fight the session over the file on disk. */
+/** The path in the repository of a file of this Jupyter server that the running session
+ * shares, or null. */
+function sharedPath(state: SessionState, path: string): string | null {
+  const s = state.status;
+  if (path.includes(':') || !s.running) return null;
+  const repoPath = (s.root_in_repo ? `${s.root_in_repo}/` : '') + path;
+  return (s.files ?? []).some((f) => f.path === repoPath) ? repoPath : null;
+}
+
+/** Whether the owner takes the live view of a shared file rather than the file on disk. */
+async function wantsLive(path: string): Promise<boolean> {
+  const answer = await showDialog({
+    title: 'This file is shared live',
+    body: `${path} is part of the running live session. Open the live view? (Editing the file on disk here would compete with the session's own saving.)`,
+    buttons: [Dialog.cancelButton({ label: 'Keep the file view' }), Dialog.okButton({ label: 'Open live view' })],
+  });
+  return answer.button.accept;
+}
+
+/** The owner's own view, before anything is opened: the document manager asked to open a
+ * shared file (the file browser, Open…) asks first, and opens the live view instead. A
+ * disk view that was never opened cannot fight the session, nor start a room of
+ * JupyterLab's own collaboration package (jupyter-collaboration) that would write the
+ * file too. */
+function offerLiveBeforeOpening(
+  manager: IDocumentManager,
+  state: SessionState,
+  open: (repoPath: string) => Promise<void>,
+): void {
+  for (const name of ['open', 'openOrReveal'] as const) {
+    const original = manager[name].bind(manager) as (path: string, ...rest: unknown[]) => IDocumentWidget | undefined;
+    (manager as any)[name] = (path: string, ...rest: unknown[]): IDocumentWidget | undefined => {
+      const repoPath = sharedPath(state, path);
+      if (repoPath === null) return original(path, ...rest);
+      void wantsLive(path).then(async (live) => {
+        if (live) await open(repoPath);
+        else original(path, ...rest);
+      });
+      return undefined;
+    };
+  }
+}
+
+/** The owner's own view, for a shared file opened another way (a restored workspace): its
+ * disk view offers the live view instead, so JupyterLab does not fight the session over
+ * the file on disk. */
 class OfferLive implements DocumentRegistry.IWidgetExtension<Widget, DocumentRegistry.IModel> {
   constructor(
     private state: SessionState,
@@ -46,18 +91,10 @@ class OfferLive implements DocumentRegistry.IWidgetExtension<Widget, DocumentReg
   ) {}
 
   createNew(widget: Widget, context: DocumentRegistry.IContext<DocumentRegistry.IModel>): void {
-    const s = this.state.status;
-    if (context.path.includes(':') || !s.running) return;
-    const prefix = s.root_in_repo ? `${s.root_in_repo}/` : '';
-    const repoPath = prefix + context.path;
-    if (!(s.files ?? []).some((f) => f.path === repoPath)) return;
+    const repoPath = sharedPath(this.state, context.path);
+    if (repoPath === null) return;
     void context.ready.then(async () => {
-      const answer = await showDialog({
-        title: 'This file is shared live',
-        body: `${context.path} is part of the running live session. Open the live view? (Editing the file on disk here would compete with the session's own saving.)`,
-        buttons: [Dialog.cancelButton({ label: 'Keep the file view' }), Dialog.okButton({ label: 'Open live view' })],
-      });
-      if (!answer.button.accept) return;
+      if (widget.isDisposed || !(await wantsLive(context.path))) return;
       // let a kernel that is starting finish, then end it with the disk view (disposing a
       // session that is still starting rejects a promise nobody can catch)
       const sessionContext = (context as DocumentRegistry.IContext<DocumentRegistry.IModel>).sessionContext;
@@ -158,13 +195,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
   description: 'Live sessions of gitrtc in JupyterLab',
   autoStart: true,
   requires: [IFileBrowserFactory],
-  optional: [ICommandPalette, IStatusBar, IEditorExtensionRegistry, ILabShell],
+  optional: [ICommandPalette, IStatusBar, IEditorExtensionRegistry, ILabShell, IDocumentManager],
   activate: (
     app: JupyterFrontEnd,
     browsers: IFileBrowserFactory,
     palette: ICommandPalette | null,
     statusBar: IStatusBar | null,
     editorExtensions: IEditorExtensionRegistry | null,
+    _labShell: ILabShell | null,
+    documents: IDocumentManager | null,
   ) => {
     if (editorExtensions) registerCursors(editorExtensions);
     const state = new SessionState();
@@ -226,6 +265,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       },
     });
     const offer = new OfferLive(state, (path) => panel.openFile(path));
+    if (documents) offerLiveBeforeOpening(documents, state, (path) => panel.openFile(path));
     app.docRegistry.addWidgetExtension('Notebook', offer);
     app.docRegistry.addWidgetExtension('Editor', offer);
     app.docRegistry.addWidgetExtension('Notebook', new NeverDirty());
