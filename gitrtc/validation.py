@@ -129,8 +129,10 @@ class ItemIndex:
             ends.append(end)
             places.append(place)
             return
-        self.generation += 1
         i = bisect_right(starts, start)
+        if i and ends[i - 1] >= end:
+            return  # items sent again: recorded already (an overlap would hide the rest from `find`)
+        self.generation += 1
         starts.insert(i, start)
         ends.insert(i, end)
         places.insert(i, place)
