@@ -157,10 +157,13 @@ class Ending:
     async def open_conflicts(self) -> dict[str, list[dict[str, Any]]]:
         """Path → the open merge conflicts of each shared notebook (rooms with stored
         edits are loaded first: conflicts live in the documents)."""
-        touched = await self.store.rooms_with_updates()
         out: dict[str, list[dict[str, Any]]] = {}
-        for entry in self.manifest.files:
-            if entry.kind != "notebook" or (entry.room not in self.registry.rooms and entry.room not in touched):
+        notebooks = [e for e in self.manifest.files if e.kind == "notebook"]
+        if not notebooks:  # no trip to the store's thread (rtc stop of text files waits for it)
+            return out
+        touched = await self.store.rooms_with_updates()
+        for entry in notebooks:
+            if entry.room not in self.registry.rooms and entry.room not in touched:
                 continue
             room = await self.registry.room(entry.room)
             found = open_conflicts(room.doc)

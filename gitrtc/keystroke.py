@@ -47,16 +47,26 @@ def encode_uint(value: int) -> bytes:
     return bytes(out)
 
 
-#: A recognised keystroke (client, clock, length, size, right): characters [clock, clock +
-#: length) of `client`, typed right after (client, clock - 1), `right` their right
-#: neighbour, `size` their UTF-8 size.
-Keystroke = tuple[int, int, int, int, "ID | None"]
+class Expected:
+    """One typist's next keystroke; updated in place while they type on (this runs per keystroke).
 
+    `place` is where the run it continues sits in the guard's `ItemIndex`, remembered from
+    the accepted keystroke: valid while the index's `generation` is the one noted here (only
+    an item added out of clock order, never the usual append, can change what the index
+    says of an item already in it)."""
 
-class _Expected:
-    """One typist's next keystroke; updated in place while they type on (this runs per keystroke)."""
-
-    __slots__ = ("after_clock", "client", "clock", "head", "prefix", "right", "tail")
+    __slots__ = (
+        "after_clock",
+        "client",
+        "clock",
+        "clock_bytes",
+        "generation",
+        "head",
+        "place",
+        "prefix",
+        "right",
+        "tail",
+    )
 
     def __init__(self, client: int, right: ID | None) -> None:
         encoded = encode_uint(client)
@@ -65,8 +75,11 @@ class _Expected:
         self.head = b"\x01\x01" + encoded  # then the clock
         self.after_clock = (b"\x84" if right is None else b"\xc4") + encoded  # then the origin's clock
         self.tail = b"" if right is None else encode_uint(right[0]) + encode_uint(right[1])
-        self.clock = 0
+        self.clock = -1
+        self.clock_bytes = b""  # encode_uint(clock)
         self.prefix = b""  # everything up to the string's length
+        self.place: object = None
+        self.generation = -1
 
 
 class Keystrokes:
@@ -75,27 +88,39 @@ class Keystrokes:
     __slots__ = ("_expected", "deletions", "hits")
 
     def __init__(self) -> None:
-        self._expected: dict[int, _Expected] = {}  # client → its next keystroke
+        self._expected: dict[int, Expected] = {}  # client → its next keystroke
         #: How many updates `match` and `deleted` recognised (tests check the shortcuts are taken).
         self.hits = 0
         self.deletions = 0
 
-    def expect(self, client: int, end: int, right: ID | None) -> None:
-        """Characters of `client` ending at clock `end` (exclusive) were accepted, with
-        `right` as their right neighbour: expect the same typist to go on typing there."""
-        expected = self._expected
-        old = expected.get(client)
+    def expect(self, client: int, end: int, right: ID | None, place: object, generation: int) -> None:
+        """Characters of `client` ending at clock `end` (exclusive) were accepted at `place`
+        (the index being at `generation`), with `right` as their right neighbour: expect the
+        same typist to go on typing there."""
+        old = self._expected.get(client)
         if old is None or old.right != right:
+            expected = self._expected
             if old is None and len(expected) >= MAX_TYPISTS:
                 del expected[next(iter(expected))]  # the first remembered
-            old = expected[client] = _Expected(client, right)
+            old = expected[client] = Expected(client, right)
+        # the origin's clock is end - 1: usually the clock this typist's last keystroke started at
+        origin = old.clock_bytes if old.clock == end - 1 else encode_uint(end - 1)
+        if 0x80 <= end < 0x200000:  # encode_uint(end), inline: this runs per keystroke
+            low = end & 0x7F | 0x80
+            clock = bytes((low, end >> 7)) if end < 0x4000 else bytes((low, end >> 7 & 0x7F | 0x80, end >> 14))
+        else:
+            clock = encode_uint(end)
+        old.clock_bytes = clock
         old.clock = end
-        old.prefix = old.head + encode_uint(end) + old.after_clock + encode_uint(end - 1) + old.tail
+        old.prefix = old.head + clock + old.after_clock + origin + old.tail
+        old.place = place
+        old.generation = generation
 
-    def match(self, update: bytes) -> Keystroke | None:
-        """The keystroke `update` is if it is an expected one: one struct of characters
-        (fewer than 128 bytes) typed where its typist left off, no deletions; else None.
-        `UnicodeDecodeError` if its text is not UTF-8."""
+    def match(self, update: bytes) -> tuple[Expected, int, int] | None:
+        """(the expected keystroke, its length in UTF-16 units, its UTF-8 size) if `update` is
+        one: one struct of characters (fewer than 128 bytes) typed where its typist left off,
+        no deletions; else None. `UnicodeDecodeError` if its text is not UTF-8, `IndexError`
+        if it ends inside the prefix."""
         for expected in self._expected.values():
             prefix = expected.prefix
             if update.startswith(prefix):
@@ -106,7 +131,7 @@ class Keystrokes:
                 text = update[start + 1 : -1]
                 length = size if text.isascii() else len(text.decode("utf-8").encode("utf-16-le")) // 2
                 self.hits += 1
-                return expected.client, expected.clock, length, size, expected.right
+                return expected, length, size
         return None
 
     def deleted(self, update: bytes) -> tuple[int, int, int] | None:

@@ -23,7 +23,6 @@ import socket
 
 from .errors import CommitError, NoSessionError, RtcError, SessionPausedError
 from .sessionfile import find_gitdir, pid_alive, read_session_file
-from .unfinished import unfinished_sessions
 from .words import plural
 
 TYPE_CHECKING = False
@@ -50,6 +49,8 @@ def running_session(cwd: StrPath) -> dict[str, Any]:
     gitdir: StrPath = found
     data = read_session_file(gitdir)
     if not data or not isinstance(data.get("pid"), int) or not pid_alive(data["pid"]):
+        from .unfinished import unfinished_sessions  # only when no session answers
+
         if unfinished_sessions(gitdir):
             raise SessionPausedError(
                 "the session of this repository is paused (nothing serves it): "

@@ -87,12 +87,20 @@ def read_var_bytes(data: bytes, pos: int) -> tuple[bytes, int]:
     return data[pos:end], end
 
 
+#: A sync update frame's first bytes (`parse` reads one with a short payload first).
+_SYNC, _UPDATE = MessageType.SYNC, SyncType.UPDATE
+_UPDATE_HEAD = bytes((_SYNC, _UPDATE))
 _MESSAGE_TYPES = {t.value: t for t in MessageType}  # a dict lookup; Enum(value) is slow
 _SYNC_TYPES = {t.value: t for t in SyncType}
 
 
 def parse(frame: bytes) -> Message:
     """Decode one frame, checking every length; raise `ProtocolError` if malformed."""
+    if frame[:2] == _UPDATE_HEAD and len(frame) > 2 and frame[2] < 0x80:  # a keystroke's update
+        end = 3 + frame[2]
+        if end > len(frame):
+            raise ProtocolError("truncated message: the payload is shorter than its length says")
+        return Message(_SYNC, _UPDATE, frame[3:end])
     if not frame:
         raise ProtocolError("empty message")
     mtype = _MESSAGE_TYPES.get(frame[0])

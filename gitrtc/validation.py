@@ -70,10 +70,13 @@ class ItemIndex:
     """Id ranges of a document's items → their `Place`, per client (adjacent ranges with
     the same place are merged, so a paragraph typed in one go is one entry)."""
 
-    __slots__ = ("_clients",)
+    __slots__ = ("_clients", "generation")
 
     def __init__(self) -> None:
         self._clients: dict[int, tuple[list[int], list[int], list[Place]]] = {}
+        #: Bumped when a range is added out of clock order, the one change that can alter
+        #: what `find` says of an item already recorded (`keystroke.Expected.place`).
+        self.generation = 0
 
     def find(self, client: int, clock: int) -> Place | None:
         """The place of item (client, clock), if known."""
@@ -117,6 +120,9 @@ class ItemIndex:
             places.append(place)
             return
         i = bisect_right(starts, start)
+        if i and ends[i - 1] >= end:
+            return  # items sent again: recorded already (an overlap would hide the rest from `find`)
+        self.generation += 1
         starts.insert(i, start)
         ends.insert(i, end)
         places.insert(i, place)
@@ -133,9 +139,9 @@ class Checked(NamedTuple):
     credit: bool  # it touches a root the file renders
     structural: bool
     growth: int  # an upper bound of the bytes it adds
-    #: Typed characters: (client, end clock, right neighbour), where the typist's next
-    #: keystroke is expected (`keystroke.Keystrokes.expect`).
-    typed: tuple[int, int, yupdate.ID | None] | None = None
+    #: Typed characters: (client, end clock, right neighbour, place), where the typist's
+    #: next keystroke is expected (`keystroke.Keystrokes.expect`).
+    typed: tuple[int, int, yupdate.ID | None, Place] | None = None
 
 
 class DocumentGuard:
@@ -188,7 +194,32 @@ class DocumentGuard:
 
     def check(self, update: bytes) -> Checked:
         """Decide on a client's update before it is applied; `RejectedEditError` (with the
-        reason for the client) if it must be refused, `ProtocolError` if it is malformed."""
+        reason for the client) if it must be refused, `ProtocolError` if it is malformed.
+
+        The typist's next keystroke (recognised by its first bytes, `keystroke`) is decided
+        here, inline: it is most of what W1 sends, and each call on this path showed."""
+        try:
+            hit = self.keystrokes.match(update)
+        except (IndexError, UnicodeDecodeError):
+            hit = None  # the full check says what is wrong with it
+        if hit is not None:
+            expected, length, size = hit
+            index = self.index
+            client, clock = expected.client, expected.clock
+            # the place of (client, clock - 1), the run this continues: remembered unless the
+            # index changed out of order since
+            place = expected.place if expected.generation == index.generation else index.find(client, clock - 1)
+            if isinstance(place, Place) and not place.structural and place.root in self.known_roots:
+                bound = self._size_bound
+                if bound is None or bound + size > self.max_bytes:
+                    self._check_size(size)
+                end = clock + length
+                credit = place.root in self.rendered_roots
+                # tuple.__new__: a NamedTuple's own __new__ is a Python function, one more call
+                return tuple.__new__(
+                    Checked, ([(client, clock, end, place)], credit, False, size, (client, end, expected.right, place))
+                )
+            return self.check_fully(update)
         typed = self._typed(update)
         if typed is not None:
             return typed
@@ -227,26 +258,20 @@ class DocumentGuard:
         return Checked(items, credit, structural, growth)
 
     def _typed(self, update: bytes) -> Checked | None:
-        """The hot path: characters typed next to characters the room knows need no more
-        than a look-up and the size check; None for anything else. The typist's next
-        keystroke is recognised by its first bytes (`keystroke`), others by a regular
-        expression (`yupdate.typed_characters`)."""
+        """Characters typed next to characters the room knows (not where a typist left off:
+        `check` takes those) need no more than a look-up and the size check; None for
+        anything else. Recognised by a regular expression (`yupdate.typed_characters`)."""
         try:
-            hit = self.keystrokes.match(update)
-            if hit is not None:
-                client, clock, length, size, right = hit
-                place = self.index.find(client, clock - 1)
-            else:
-                typed = yupdate.typed_characters(update)
-                if typed is None:
-                    return None
-                client, clock, length, origin, right, size = typed
-                place = None
-                for near in (origin, right):
-                    if near is not None:
-                        place = self.index.find(*near)
-                        if place is not None:
-                            break
+            typed = yupdate.typed_characters(update)
+            if typed is None:
+                return None
+            client, clock, length, origin, right, size = typed
+            place = None
+            for near in (origin, right):
+                if near is not None:
+                    place = self.index.find(*near)
+                    if place is not None:
+                        break
         except (IndexError, UnicodeDecodeError):
             return None  # `decode` says what is wrong with it
         if place is None or place.structural or place.root not in self.known_roots:
@@ -254,7 +279,7 @@ class DocumentGuard:
         self._check_size(size)
         end = clock + length
         credit = place.root in self.rendered_roots
-        return Checked([(client, clock, end, place)], credit, False, size, (client, end, right))
+        return Checked([(client, clock, end, place)], credit, False, size, (client, end, right, place))
 
     def _deleted(self, update: bytes) -> Checked | None:
         """The other half of typing: one range deleted (backspace) needs only the places
@@ -272,15 +297,16 @@ class DocumentGuard:
 
     def accept(self, checked: Checked) -> None:
         """The checked update was applied: remember its items and growth."""
-        add = self.index.add
-        for item in checked.items:
-            add(*item)
+        index = self.index
+        for client, start, end, place in checked.items:
+            index.add(client, start, end, place)
         if self._size_bound is not None:
             self._size_bound += checked.growth
         if checked.structural:
             self.version += 1
-        if checked.typed is not None:
-            self.keystrokes.expect(*checked.typed)
+        typed = checked.typed
+        if typed is not None:
+            self.keystrokes.expect(*typed, index.generation)
 
     def render(self) -> bytes:
         """The file bytes of the document for write-back and the commit, checked:

@@ -166,3 +166,15 @@ def test_a_damaged_keystroke_is_refused_or_accepted_as_the_full_check_decides(
         damaged[index % len(damaged)] = value
     update = bytes(damaged[: len(damaged) + cut] if cut else damaged)
     assert outcome(guard.check, update) == outcome(guard.check_fully, update)
+
+
+def test_a_keystroke_sent_again_leaves_the_typist_on_the_shortcut() -> None:
+    """A client re-sending an earlier keystroke: it is recorded already, so the index keeps
+    one range for the run (an overlapping one hid the rest of the run from look-ups, and
+    every later keystroke of that typist took the full check); every decision is still
+    the full check's."""
+    guard = text_guard()
+    replay(guard, KEYSTROKES[:40])
+    hits = guard.keystrokes.hits
+    replay(guard, [KEYSTROKES[20], *KEYSTROKES[40:60]])  # an old one again, then typing goes on
+    assert guard.keystrokes.hits >= hits + 15
