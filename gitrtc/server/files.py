@@ -170,9 +170,7 @@ def _index(session: Session) -> dict[str, _Folder]:
     return index
 
 
-def tree(
-    session: Session, folder: str, find: str | None = None, offset: int = 0, limit: int = PAGE
-) -> dict[str, Any]:
+def tree(session: Session, folder: str, find: str | None = None, offset: int = 0, limit: int = PAGE) -> dict[str, Any]:
     """One folder's direct entries (`folders`: names; `files`: {path, kind, room};
     `binaries`; `skipped`), one page of them: the folders, files, binaries and skipped
     entries in that order, from `offset`, at most `limit` (`more` and `next` say where
