@@ -51,8 +51,9 @@ from .labsupport import (  # noqa: E402  (after the skips: it drives playwright)
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+def serve_lab(tmp_path_factory: pytest.TempPathFactory, python: str = sys.executable) -> Iterator[Lab]:
+    """The module's JupyterLab (run by `python`) on a repository of three files; any
+    session a test left running is stopped after."""
     why = missing()
     if why:
         pytest.skip(why)
@@ -61,7 +62,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         tmp_path_factory.mktemp("lab") / "repo",
         {"analysis.ipynb": notebook("x = 1"), "notes.md": "# Notes\n", "other.txt": "not shared\n"},
     )
-    server = launch_lab(home, root)
+    server = launch_lab(home, root, python=python)
     try:
         yield server
     finally:
@@ -69,6 +70,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         code = stop_lab(server)
         if code not in (0, -15, 143) and os.environ.get("GITRTC_SHOW_LAB_LOG"):
             print((home / "lab.log").read_text())
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    yield from serve_lab(tmp_path_factory)
 
 
 @pytest.fixture
@@ -576,12 +582,12 @@ def test_undo_in_jupyterlab_takes_back_only_its_own_edits(lab: Lab, page: Any, o
         cell.click()
         page.keyboard.press("End")
         page.keyboard.type("0")
-        carol.run(_await_cell(cells, "n = 10"))
-        carol.run(_edit_cell(cells, lambda t: t.insert(0, "# Carol\n")))
+        carol.run(_await_text(cells, "n = 10"))
+        carol.run(_edit_text(cells, lambda t: t.insert(0, "# Carol\n")))
         expect(cell).to_contain_text("# Carol")
         cell.click()
         page.keyboard.press("Control+z")
-        assert carol.run(_await_cell(cells, "# Carol\nn = 1")) == "# Carol\nn = 1"
+        assert carol.run(_await_text(cells, "# Carol\nn = 1")) == "# Carol\nn = 1"
         assert not page.errors, page.errors
     finally:
         for client in clients:
@@ -596,26 +602,17 @@ async def _connect(url: str) -> YClient:
     return client
 
 
+def _text_of(client: YClient) -> Text:
+    """The text a client edits: a text file's `source`, or a notebook's first cell's."""
+    cells = client.doc.get("cells", type=Array)
+    return cells[0]["source"] if len(cells) else client.doc.get("source", type=Text)  # type: ignore[no-any-return]
+
+
 async def _await_text(client: YClient, want: str) -> str:
-    source = client.doc.get("source", type=Text)
-    await async_wait_until(lambda: str(source) == want, what=f"the room's text to be {want!r}")
-    return str(source)
+    await async_wait_until(lambda: str(_text_of(client)) == want, what=f"the room's text to be {want!r}")
+    return str(_text_of(client))
 
 
 async def _edit_text(client: YClient, change: Any) -> None:
-    change(client.doc.get("source", type=Text))
-    await client.flush()
-
-
-def _cell_source(client: YClient) -> Text:
-    return client.doc.get("cells", type=Array)[0]["source"]  # type: ignore[no-any-return]
-
-
-async def _await_cell(client: YClient, want: str) -> str:
-    await async_wait_until(lambda: str(_cell_source(client)) == want, what=f"the cell to be {want!r}")
-    return str(_cell_source(client))
-
-
-async def _edit_cell(client: YClient, change: Any) -> None:
-    change(_cell_source(client))
+    change(_text_of(client))
     await client.flush()

@@ -9,63 +9,31 @@ hold the same document. The flows are those of tests/test_jupyterlab.py, run aga
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from . import test_jupyterlab as plain
-from .support import ROOT, RtcProcess, make_repo
+from .support import ROOT, RtcProcess
 
 pytest.importorskip("jupyterlab", reason="JupyterLab is not installed (pip install -e '.[test]')")
 pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 
-from .labsupport import Lab, chromium_page, end_rtc, expect, launch_lab, missing, notebook, stop_lab
+from .labsupport import Lab, expect
 
 pytestmark = pytest.mark.browser
 
 COLLAB_PYTHON = ROOT / ".venv" / "collab" / "bin" / "python"
+page = plain.page  # the same fixtures, on this module's `lab`
+other_session = plain.other_session
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    why = missing()
-    if why:
-        pytest.skip(why)
     if not COLLAB_PYTHON.exists():
         pytest.skip(f"{COLLAB_PYTHON} not found: scripts/setup makes it (jupyter-collaboration)")
-    home = tmp_path_factory.mktemp("jupyter-collab")
-    root = make_repo(
-        tmp_path_factory.mktemp("lab") / "repo",
-        {"analysis.ipynb": notebook("x = 1"), "notes.md": "# Notes\n", "other.txt": "not shared\n"},
-    )
-    server = launch_lab(home, root, python=str(COLLAB_PYTHON))
-    try:
-        yield server
-    finally:
-        end_rtc(root)
-        code = stop_lab(server)
-        if code not in (0, -15, 143) and os.environ.get("GITRTC_SHOW_LAB_LOG"):
-            print((home / "lab.log").read_text())
-
-
-@pytest.fixture
-def page(lab: Lab) -> Iterator[Any]:
-    with chromium_page() as page:
-        yield page
-
-
-@pytest.fixture
-def other_session(tmp_path: Path) -> Iterator[RtcProcess]:
-    repo = make_repo(tmp_path / "other", {"shared.ipynb": notebook("n = 1"), "readme.md": "hello\n"})
-    rtc = RtcProcess(repo, ["shared.ipynb", "readme.md"])
-    rtc.wait_ready()
-    try:
-        yield rtc
-    finally:
-        rtc.kill()
+    yield from plain.serve_lab(tmp_path_factory, str(COLLAB_PYTHON))
 
 
 def test_jupyter_collaboration_serves_ordinary_files_in_its_own_rooms(lab: Lab, page: Any) -> None:
