@@ -220,8 +220,14 @@ class _RoomProxy(WebSocketMixin, WebSocketHandler, JupyterHandler):
         self.close(code if code and code not in (1005, 1006) else 1011, upstream.close_reason or "")
 
     def on_message(self, message: str | bytes) -> None:
-        if self.upstream is not None:
+        if self.upstream is None:
+            return
+        try:
             self.upstream.write_message(message, binary=isinstance(message, bytes))
+        except WebSocketClosedError:
+            # the session closed first (a refused token: 4401); `pump_down` relays its close.
+            # Raising here would make tornado abort the browser's socket (1006) instead.
+            return
 
     def on_close(self) -> None:
         if self.upstream is not None:
