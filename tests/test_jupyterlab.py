@@ -557,37 +557,44 @@ def test_undo_in_jupyterlab_takes_back_only_its_own_edits(lab: Lab, page: Any, o
     show_panel(page)
     carol = Background()
     clients: list[YClient] = []
-    try:
-        text = carol.run(_connect(ws_url(info, text_room, "Carol")))
-        clients.append(text)
-        page.locator(".gitrtc-joined-file", has_text="readme.md").click()
-        editor = page.locator(".jp-FileEditor .cm-content").first
-        expect(editor).to_have_text("hello")
-        editor.click()
-        page.keyboard.press("Control+Home")
-        page.keyboard.press("End")
-        page.keyboard.type(" mine")
-        carol.run(_await_text(text, "hello mine\n"))
-        carol.run(_edit_text(text, lambda t: t.insert(0, "theirs: ")))  # Carol's edit, after Bob's
-        expect(editor).to_contain_text("theirs: hello mine")
-        editor.click()
-        page.keyboard.press("Control+z")
-        assert carol.run(_await_text(text, "theirs: hello\n")) == "theirs: hello\n"
 
-        cells = carol.run(_connect(ws_url(info, nb_room, "Carol")))
-        clients.append(cells)
-        page.locator(".gitrtc-joined-file", has_text="shared.ipynb").click()
-        cell = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell .cm-content").first
-        expect(cell).to_have_text("n = 1")
-        cell.click()
-        page.keyboard.press("End")
-        page.keyboard.type("0")
-        carol.run(_await_text(cells, "n = 10"))
-        carol.run(_edit_text(cells, lambda t: t.insert(0, "# Carol\n")))
-        expect(cell).to_contain_text("# Carol")
-        cell.click()
+    def round_trip(room: str, file: str, editor: Any, keys: list[str], typed: str, before: str, after: str) -> None:
+        """Bob types `typed` (after pressing `keys`) in JupyterLab, Carol inserts a line
+        at the start, Bob's Ctrl-Z: the room holds Carol's line and not Bob's typing."""
+        client = carol.run(_connect(ws_url(info, room, "Carol")))
+        clients.append(client)
+        page.locator(".gitrtc-joined-file", has_text=file).click()
+        expect(editor).to_contain_text(before.strip())
+        editor.click()
+        for key in keys:
+            page.keyboard.press(key)
+        page.keyboard.type(typed)
+        carol.run(_await_text(client, after))
+        carol.run(_edit_text(client, lambda t: t.insert(0, "# Carol\n")))  # Carol's edit, after Bob's
+        expect(editor).to_contain_text("# Carol")
+        editor.click()
         page.keyboard.press("Control+z")
-        assert carol.run(_await_text(cells, "# Carol\nn = 1")) == "# Carol\nn = 1"
+        assert carol.run(_await_text(client, "# Carol\n" + before)) == "# Carol\n" + before
+
+    try:
+        round_trip(
+            text_room,
+            "readme.md",
+            page.locator(".jp-FileEditor .cm-content").first,
+            ["Control+Home", "End"],
+            " mine",
+            "hello\n",
+            "hello mine\n",
+        )
+        round_trip(
+            nb_room,
+            "shared.ipynb",
+            page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell .cm-content").first,
+            ["End"],
+            "0",
+            "n = 1",
+            "n = 10",
+        )
         assert not page.errors, page.errors
     finally:
         for client in clients:
