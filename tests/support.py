@@ -228,3 +228,22 @@ def make_cert(folder: Path, name: str) -> tuple[Path, Path]:
         capture_output=True,
     )
     return cert, key
+
+
+class MemoryTransport:
+    """An in-memory `rooms.Transport` (the core is transport-agnostic) for in-process tests
+    of rooms (fuzzing, fan-out): frames collected in `sent`, the close in `closed`."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+        self.closed: tuple[int, str] | None = None
+
+    def try_send(self, frames: list[bytes]) -> bool:
+        self.sent.extend(frames)
+        return True
+
+    async def send_bytes(self, data: bytes) -> None:
+        self.sent.append(data)
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)

@@ -25,7 +25,7 @@ from gitrtc.rooms import Connection, Room
 from gitrtc.validation import DocumentGuard
 
 from .conftest import FILES, Live
-from .support import RTC, RtcProcess, YClient, async_wait_until, edit_stored, make_cert, make_repo
+from .support import RTC, MemoryTransport, RtcProcess, YClient, async_wait_until, edit_stored, make_cert, make_repo
 from .test_cli import ws_url
 
 
@@ -46,24 +46,6 @@ async def test_a_flood_is_slowed_not_dropped_and_others_go_first(live: Live) -> 
         assert str(server_text).count("f") < 400  # served while the flood is still being read
         await async_wait_until(lambda: str(server_text).count("f") == 400, timeout=30, what="every flood update")
         assert time.monotonic() - started >= (400 - 20) / 200 * 0.9  # it was slowed to the rate
-
-
-class MemoryTransport:
-    """An in-memory `rooms.Transport` (the core is transport-agnostic) for fast fuzzing."""
-
-    def __init__(self) -> None:
-        self.sent: list[bytes] = []
-        self.closed: tuple[int, str] | None = None
-
-    def try_send(self, frames: list[bytes]) -> bool:
-        self.sent.extend(frames)
-        return True
-
-    async def send_bytes(self, data: bytes) -> None:
-        self.sent.append(data)
-
-    async def close(self, code: int, reason: str) -> None:
-        self.closed = (code, reason)
 
 
 def valid_frames() -> list[bytes]:

@@ -22,7 +22,7 @@ import pytest
 from pycrdt import Text
 
 from .corpus import corpus_file
-from .support import RTC, RtcProcess, YClient, async_wait_until, get_json, make_repo, wait_until
+from .support import RTC, MemoryTransport, RtcProcess, YClient, async_wait_until, get_json, make_repo, wait_until
 
 REDIS = shutil.which("redis-server")
 pytestmark = pytest.mark.skipif(REDIS is None, reason="redis-server is not installed (apt-get install redis-server)")
@@ -550,23 +550,6 @@ def test_the_bus_link_keeps_order_raises_error_replies_and_reconnects(redis_serv
         link.close()
 
     asyncio.run(scenario())
-
-
-class MemoryTransport:
-    """An in-memory `rooms.Transport` (as in test_hostile) for the room's own fan-out."""
-
-    def __init__(self) -> None:
-        self.sent: list[bytes] = []
-
-    def try_send(self, frames: list[bytes]) -> bool:
-        self.sent.extend(frames)
-        return True
-
-    async def send_bytes(self, data: bytes) -> None:
-        self.sent.append(data)
-
-    async def close(self, code: int, reason: str) -> None:
-        pass
 
 
 def test_a_rooms_broadcast_is_published_once_and_visits_no_relay_client() -> None:
