@@ -269,6 +269,11 @@ class DiskSync:
         state = self.files.get(path)
         if state is None or stat == state.seen:
             return
+        if stat is not None and own_write_pending and state.task is not None and not state.task.done():
+            # our own write is in progress: it compares the disk with `seen` before
+            # writing, so `seen` stays as it was and the write finds this save and merges
+            # it first (taking the new stat here would make the write overwrite the save)
+            return
         state.seen = stat
         if stat is None:
             self._unlinked(state, "the symbolic link was removed")
@@ -278,8 +283,6 @@ class DiskSync:
                 self._on_event(f"{path} was deleted on disk: kept in the session, restored at the next save")
             return
         state.missing = False
-        if own_write_pending and state.task is not None and not state.task.done():
-            return  # our own write in progress; it checks the disk before writing
         try:
             data = await asyncio.get_running_loop().run_in_executor(_DISK, safefs.read_file, self.workdir, path)
         except UnsafePathError as exc:

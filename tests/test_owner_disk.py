@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -132,6 +135,41 @@ async def test_a_write_back_due_while_a_room_loads_waits_for_the_room(
                 what=f"{path}: the load's write-back to run",
             )
             assert task.exception() is None, f"{path}: the write-back failed: {task.exception()!r}"
+
+
+async def test_a_save_while_a_write_back_renders_is_merged_not_overwritten(tmp_path: Path) -> None:
+    # a notebook's render takes a while in the disk thread; a save made meanwhile (and
+    # seen by the watcher) must be merged before the write, never overwritten by it
+    from gitrtc.disk import DiskSync
+
+    (tmp_path / "a.md").write_bytes(b"base\n")
+    rendering, go = threading.Event(), threading.Event()
+
+    def render_later(path: str) -> Callable[[], bytes]:
+        def render() -> bytes:
+            rendering.set()
+            go.wait(10)
+            return b"the document\n"
+
+        return render
+
+    merged: list[bytes] = []
+
+    async def on_disk_change(path: str, data: bytes, base: bytes | None) -> None:
+        merged.append(data)
+
+    sync = DiskSync(tmp_path, lambda path: b"", lambda: True, None, on_disk_change, render_later=render_later)
+    sync.track("a.md", b"base\n")
+    state = sync.files["a.md"]
+    state.task = asyncio.ensure_future(sync.write("a.md"))
+    try:
+        assert await asyncio.to_thread(rendering.wait, 10)
+        (tmp_path / "a.md").write_bytes(b"saved by the user meanwhile\n")
+        await sync.check_paths(["a.md"])  # the watcher sees the save while the write renders
+    finally:
+        go.set()
+        await state.task
+    assert merged == [b"saved by the user meanwhile\n"]
 
 
 async def test_a_save_right_after_a_write_back_is_merged_not_missed(
