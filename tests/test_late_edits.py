@@ -12,6 +12,7 @@ from typing import Any
 
 from pycrdt import Array, Doc, Map, Text
 
+from gitrtc import protocol
 from gitrtc.conflicts import open_conflicts
 from gitrtc.documents.notebook_ops import ycell_from_dict
 from gitrtc.origins import KernelOutput
@@ -186,3 +187,31 @@ async def test_an_edit_arriving_after_a_live_move_follows_the_cell(tmp_path: Pat
                 assert list(cell_sources(room.doc)) == ["c1", "c0"]
                 assert open_conflicts(room.doc) == []
                 await async_wait_until(lambda: cell_sources(b.doc) == {"c1": "b = 2\n", "c0": "a = 10\n"}, what="b")
+
+
+async def test_keystrokes_in_flight_during_a_live_delete_bring_the_cell_back(tmp_path: Path) -> None:
+    """Bob types two keystrokes into c1 that reach the server just after Alice's delete of
+    it (sent as the update messages a live editor sends, not a reconnect's sync): the
+    cell comes back once, with both characters, and one conflict."""
+    repo = make_repo(tmp_path / "r", {"nb.ipynb": notebook("a = 1\n", "b = 2\n")})
+    async with live_session(repo, ["nb.ipynb"]) as live:
+        bob_doc = await offline_copy(live, "nb.ipynb")
+        room = live.session.rooms[live.room("nb.ipynb")]
+        typed: list[bytes] = []
+        bob_doc.observe(lambda event: typed.append(event.update))
+        source = bob_doc.get("cells", type=Array)[1]["source"]
+        source.insert(5, "0")
+        source.insert(6, "0")
+        assert len(typed) == 2
+        async with live.client("nb.ipynb") as alice:
+            await alice.wait_synced()
+            del alice.doc.get("cells", type=Array)[1]
+            await async_wait_until(lambda: list(cell_sources(room.doc)) == ["c0"], what="the delete")
+            async with live.client("nb.ipynb", name="Bob", email="bob@example.org") as b:
+                await b.wait_synced()
+                for update in typed:
+                    await b.send_raw(protocol.sync_update(update))
+                await async_wait_until(lambda: cell_sources(room.doc).get("c1") == "b = 200\n", what="both keys")
+                assert list(cell_sources(room.doc)) == ["c0", "c1"]
+                assert [c["kind"] for c in open_conflicts(room.doc)] == ["deleted"]
+                await async_wait_until(lambda: cell_sources(alice.doc) == cell_sources(room.doc), what="converged")
