@@ -145,7 +145,7 @@ class DeleteWatch:
             # an edit arriving later into this cell's items is brought back (`lateedits`)
             dead = {c: run.get(c, []) + live.get(c, []) for c in {*run, *live}}
             if self.graves is not None:
-                self.graves.bury(Grave(cid, list(noted.ids[:i]), noted.state, dead, who, moved))
+                self.graves.bury(Grave(cid, list(noted.ids[:i]), noted.state, dead, itself, who, moved))
             if not covered(live, noted.deletes):  # with items it did not know
                 if moved:
                     carry.append((cid, before[i]))

@@ -9,9 +9,10 @@ client's update deleted (`celldeletes.DeleteWatch.after`): the document as it wa
 (an update), the id ranges of the cell's items, who deleted it, where it stood.
 
 Each later client update is looked at (only while graves exist: a decode, or for a
-keystroke its origin and right neighbour): an item placed next to or inside a dead cell's
-items is a late edit. Its grave's copy of the document takes the update, so the cell is
-read with the edit; then, as a server edit:
+keystroke its origin and right neighbour): an item placed next to a dead cell's content or
+inside the cell is a late edit (a cell inserted next to the dead cell is not). Its grave's
+copy of the document takes the update, so the cell is read with the edit; then, as a
+server edit:
 
 - the cell is gone: it is put back at its place with the edit, and a `deleted` conflict
   is recorded (`mine`: the source, `theirs`: None, `from`: "a delete by NAME"), as
@@ -63,6 +64,7 @@ class Grave:
     before: list[Any]  # the ids of the cells that preceded it (where it goes back)
     state: bytes  # the document before the delete, then with every late edit of the cell
     dead: Ranges  # the id ranges of the cell's items, and of late edits into it
+    itself: Ranges  # the cell's own item (a neighbour of the cells around it, not its content)
     deleter: str  # who deleted it
     moved: bool  # the delete was a move (a copy with its id inserted elsewhere)
 
@@ -98,10 +100,14 @@ class Graves:
             hit = False
             while added:  # an item next to a late item of this update is late too
                 added = False
-                for client, clock, length, refs in structs:
+                for client, clock, length, near, parent in structs:
                     if _inside(grave.dead, client, clock):
                         continue
-                    if any(ref is not None and _inside(grave.dead, *ref) for ref in refs):
+                    # next to the dead cell's content, or inside the cell: not a cell next to it
+                    if (parent is not None and _inside(grave.dead, *parent)) or any(
+                        ref is not None and _inside(grave.dead, *ref) and not _inside(grave.itself, *ref)
+                        for ref in near
+                    ):
                         _add(grave.dead, client, clock, length)
                         added = hit = True
             if hit:
@@ -154,21 +160,23 @@ class Graves:
         return len(jobs)
 
 
-def _refs(update: bytes) -> list[tuple[int, int, int, tuple[yupdate.ID | None, ...]]]:
-    """Each item of `update`: (client, clock, length, the ids it is placed by)."""
+def _refs(
+    update: bytes,
+) -> list[tuple[int, int, int, tuple[yupdate.ID | None, yupdate.ID | None], yupdate.ID | None]]:
+    """Each item of `update`: (client, clock, length, (origin, right), parent id)."""
     try:
         typed = yupdate.typed_characters(update)  # a keystroke: no full decode
     except (IndexError, UnicodeDecodeError):
         typed = None
     if typed is not None:
         client, clock, length, origin, right, _size = typed
-        return [(client, clock, length, (origin, right))]
+        return [(client, clock, length, (origin, right), None)]
     try:
         decoded = yupdate.decode(update, 1 << 30)
     except (ProtocolError, RejectedEditError):
         return []  # the guard decided on it already
     return [
-        (s.client, s.clock, s.length, (s.origin, s.right, s.parent if isinstance(s.parent, tuple) else None))
+        (s.client, s.clock, s.length, (s.origin, s.right), s.parent if isinstance(s.parent, tuple) else None)
         for s in decoded.structs
     ]
 

@@ -215,3 +215,30 @@ async def test_keystrokes_in_flight_during_a_live_delete_bring_the_cell_back(tmp
                 assert list(cell_sources(room.doc)) == ["c0", "c1"]
                 assert [c["kind"] for c in open_conflicts(room.doc)] == ["deleted"]
                 await async_wait_until(lambda: cell_sources(alice.doc) == cell_sources(room.doc), what="converged")
+
+
+async def test_a_cell_inserted_next_to_a_deleted_cell_is_no_late_edit(tmp_path: Path) -> None:
+    """Bob, offline, inserts a cell right after c1, which Alice deletes: his new cell
+    arrives, c1 stays deleted (an insert next to a cell is not an edit of it), and typing
+    in the new cell is not taken for a late edit."""
+    repo = make_repo(tmp_path / "r", {"nb.ipynb": notebook("a = 1\n", "b = 2\n")})
+    async with live_session(repo, ["nb.ipynb"]) as live:
+        bob_doc = await offline_copy(live, "nb.ipynb")
+        room = live.session.rooms[live.room("nb.ipynb")]
+        new = {"cell_type": "code", "metadata": {}, "source": "n = 0\n", "outputs": [], "execution_count": None}
+        bob_doc.get("cells", type=Array).insert(2, ycell_from_dict(new, "new"))
+        async with live.client("nb.ipynb") as alice:
+            await alice.wait_synced()
+            del alice.doc.get("cells", type=Array)[1]
+            await async_wait_until(lambda: list(cell_sources(room.doc)) == ["c0"], what="the delete")
+            async with bob(live, bob_doc) as b:
+                await b.wait_synced()
+                await async_wait_until(lambda: list(cell_sources(room.doc)) == ["c0", "new"], what="the new cell")
+                copy: Doc[Any] = Doc()  # a keystroke in the new cell, looked at before it is sent
+                copy.apply_update(b.doc.get_update())
+                typed: list[bytes] = []
+                copy.observe(lambda event: typed.append(event.update))
+                next(c for c in copy.get("cells", type=Array) if c["id"] == "new")["source"].insert(5, "0")
+                watch = room.cell_deletes
+                assert watch is not None and typed and watch.late(typed[-1]) == []
+            assert list(cell_sources(room.doc)) == ["c0", "new"] and open_conflicts(room.doc) == []
