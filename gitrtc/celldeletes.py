@@ -16,7 +16,12 @@ in the doc's `state` map like the merge conflicts (`mine`: the document's source
 `theirs`: None, the deletion): "keep theirs" deletes it, "keep mine"/"both" keep it.
 
 Outputs, execution counts and states are a kernel's writes, not a person's edit: items
-there do not keep a deleted cell (a running cell can be deleted).
+there do not keep a deleted cell (a running cell can be deleted). A move (the cell
+deleted and a copy with its id inserted, as JupyterLab moves) carries every field's
+unseen edits into the copy, a kernel's included (`cellcarry.carry_moved`).
+
+Every cell a client's update deletes (or moves) also leaves a grave on the server, so
+that an edit of it arriving *after* the delete is kept too (`lateedits`).
 
 Only updates that delete a cell (a level-1 item of the `cells` root, from the room's
 `DocumentGuard` index) pay for this: a copy of the document, like the guard's own check
