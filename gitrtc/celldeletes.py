@@ -16,7 +16,12 @@ in the doc's `state` map like the merge conflicts (`mine`: the document's source
 `theirs`: None, the deletion): "keep theirs" deletes it, "keep mine"/"both" keep it.
 
 Outputs, execution counts and states are a kernel's writes, not a person's edit: items
-there do not keep a deleted cell (a running cell can be deleted).
+there do not keep a deleted cell (a running cell can be deleted). A move (the cell
+deleted and a copy with its id inserted, as JupyterLab moves) carries every field's
+unseen edits into the copy, a kernel's included (`cellcarry.carry_moved`).
+
+Every cell a client's update deletes (or moves) also leaves a grave on the server, so
+that an edit of it arriving *after* the delete is kept too (`lateedits`).
 
 Only updates that delete a cell (a level-1 item of the `cells` root, from the room's
 `DocumentGuard` index) pay for this: a copy of the document, like the guard's own check
@@ -31,13 +36,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pycrdt import Array, Doc, Map, Text
+from pycrdt import Array, Doc, Map
 
 from . import yupdate
+from .cellcarry import carry_moved
 from .documents.notebook import CONFLICT_PREFIX
 from .documents.notebook_ops import ycell_from_dict
-from .documents.text_ops import apply_text
 from .errors import ProtocolError, RejectedEditError
+from .lateedits import Grave, Graves, place_after
 from .origins import ServerEdit
 
 if TYPE_CHECKING:
@@ -64,9 +70,12 @@ class Noted:
 class DeleteWatch:
     """One notebook room's check of the cell deletions its clients send."""
 
-    def __init__(self, doc: Doc[Any], guard: DocumentGuard) -> None:
+    def __init__(self, doc: Doc[Any], guard: DocumentGuard, graves: bool = True) -> None:
         self.doc = doc
         self.guard = guard
+        #: The cells clients' updates deleted, for edits of them that arrive later (a
+        #: server's: `lateedits`); None on a client's side.
+        self.graves = Graves() if graves else None
 
     def before(self, update: bytes) -> Noted | None:
         """Before a client's (checked, structural) update is applied: if it deletes a
@@ -87,6 +96,17 @@ class DeleteWatch:
         ids = [ycell.get("id") if isinstance(ycell, Map) else None for ycell in cells]
         return Noted(self.doc.get_update(), ids, deletes)
 
+    def late(self, update: bytes) -> list[Grave]:
+        """Before a client's (checked) update is applied: the graves of cells it edits
+        although they were deleted or moved (`lateedits`); [] for most updates."""
+        graves = self.graves
+        return graves.hits(update) if graves else []
+
+    def bring_back(self, hits: list[Grave], update: bytes, edit: Edit) -> int:
+        """After that update was applied: its edits of those cells kept (`lateedits`)."""
+        graves = self.graves
+        return graves.bring_back(hits, update, self.doc, edit) if graves is not None else 0
+
     def after(self, noted: Noted, who: str, edit: Edit) -> int:
         """After the update was applied: put back every deleted cell that held edits its
         deleter (`who`) had not seen, each with a `deleted` conflict; a cell it moved (a
@@ -98,11 +118,18 @@ class DeleteWatch:
         scratch.apply_update(noted.state)
         scells = scratch.get("cells", type=Array)
         before = scells.to_py() or []
-        # cells gone, and cells whose content changed (a moved copy lacks what its mover never saw)
+        # cells gone, cells whose neighbours changed (moved: a copy inserted elsewhere) and
+        # cells whose content changed (a moved copy lacks what its mover never saw)
+        ids_now = [ycell.get("id") if isinstance(ycell, Map) else None for ycell in cells]
         suspects = [
             (i, cid)
             for i, cid in enumerate(noted.ids)
-            if isinstance(cid, str) and (cid not in now or cells[now[cid]].to_py() != before[i])
+            if isinstance(cid, str)
+            and (
+                cid not in now
+                or _neighbours(noted.ids, i) != _neighbours(ids_now, now[cid])
+                or cells[now[cid]].to_py() != before[i]
+            )
         ]
         if not suspects:
             return 0
@@ -113,12 +140,19 @@ class DeleteWatch:
         restore: list[tuple[int, str, dict[str, Any]]] = []
         carry: list[tuple[str, dict[str, Any]]] = []
         for i, cid in reversed(suspects):  # from the end: the indices before stay valid
-            _deleted_by(scratch, lambda i=i: _drop_run_state(scells[i]))  # a kernel's, not a person's edits
+            moved = cid in now
+            # a kernel's writes are not a person's edits, but a moved cell carries them too
+            run = {} if moved else _deleted_by(scratch, lambda i=i: _drop_run_state(scells[i]))
             live = _deleted_by(scratch, lambda i=i: scells.__delitem__(i))
             itself = _intersection(live, cell_items)
-            # deleted by the update (not a cell whose id changed), with items it did not know
-            if itself and covered(itself, noted.deletes) and not covered(live, noted.deletes):
-                if cid in now:
+            if not itself or not covered(itself, noted.deletes):
+                continue  # not deleted by the update (a cell whose id changed)
+            # an edit arriving later into this cell's items is brought back (`lateedits`)
+            dead = {c: run.get(c, []) + live.get(c, []) for c in {*run, *live}}
+            if self.graves is not None:
+                self.graves.bury(Grave(cid, list(noted.ids[:i]), noted.state, dead, itself, who, moved))
+            if not covered(live, noted.deletes):  # with items it did not know
+                if moved:
                     carry.append((cid, before[i]))
                 else:
                     restore.append((i, cid, before[i]))
@@ -133,21 +167,13 @@ class DeleteWatch:
                 state[f"{CONFLICT_PREFIX}{secrets.token_hex(6)}"] = {**record, "at": stamp}
 
             for i, cid, value in sorted(restore, key=lambda k: k[0]):
-                cells.insert(_place(cells, noted.ids[:i]), ycell_from_dict(value, cid))
+                cells.insert(place_after(cells, noted.ids[:i]), ycell_from_dict(value, cid))
                 source = value.get("source", "")
                 flag({"cell": cid, "kind": "deleted", "mine": source, "theirs": None, "from": f"a delete by {who}"})
             for cid, old in carry:
                 moved = _by_id(cells, cid)
-                if moved is None:
-                    continue
-                copy, was = str(moved.get("source", "")), str(old.get("source", ""))
-                if copy == was:
-                    continue
-                ysource = moved.get("source")
-                if _subsequence(copy, was) and isinstance(ysource, Text):
-                    apply_text(ysource, was)  # the move carries the edits (only added to it)
-                else:  # both changed the text: the moved copy stays, the other version is kept
-                    flag({"cell": cid, "kind": "source", "mine": copy, "theirs": was, "from": f"a move by {who}"})
+                if moved is not None:  # every field's unseen edits follow the move (or are flagged)
+                    carry_moved(moved, moved.to_py() or {}, old, flag, f"a move by {who}")
 
         edit(keep_edits, ServerEdit())
         return len(restore) + len(carry)
@@ -156,6 +182,10 @@ class DeleteWatch:
 #: Cell fields a kernel run writes: items there that a deleter had not seen are outputs
 #: arriving, not someone's edit, and do not keep a deleted cell.
 RUN_FIELDS = ("outputs", "execution_count", "execution_state")
+
+
+def _neighbours(ids: list[Any], i: int) -> tuple[Any, Any]:
+    return (ids[i - 1] if i > 0 else None, ids[i + 1] if i + 1 < len(ids) else None)
 
 
 def _drop_run_state(ycell: Any) -> None:
@@ -172,12 +202,6 @@ def _by_id(cells: Array[Any], cid: str) -> Map[Any] | None:
     return None
 
 
-def _subsequence(short: str, long: str) -> bool:
-    """Whether `long` is `short` with text inserted (nothing of `short` removed)."""
-    it = iter(long)
-    return all(ch in it for ch in short)
-
-
 def watch_remote_deletes(client: RoomClient, codec: NotebookCodec, who: str) -> None:
     """The same check on a client's side (`rtc join`): a remote update that deletes a cell
     holding local edits the deleter had not seen (made while this client was offline)
@@ -189,7 +213,7 @@ def watch_remote_deletes(client: RoomClient, codec: NotebookCodec, who: str) -> 
     guard.learn(doc.get_update())
     unplaced: list[bytes] = []  # placed later: an observer must not read the doc it observes
     doc.observe(lambda event: unplaced.append(event.update))
-    watch = DeleteWatch(doc, guard)
+    watch = DeleteWatch(doc, guard, graves=False)
 
     def place() -> None:
         while unplaced:
@@ -258,12 +282,3 @@ def _intersection(a: Ranges, b: Ranges) -> Ranges:
                 if start < end:
                     out.setdefault(client, []).append((start, end - start))
     return out
-
-
-def _place(cells: Array[Any], before: list[Any]) -> int:
-    """Where a cell goes back: after the nearest cell that preceded it and is still here."""
-    position = {ycell.get("id"): j for j, ycell in enumerate(cells) if isinstance(ycell, Map)}
-    for cid in reversed(before):
-        if cid in position:
-            return position[cid] + 1
-    return 0

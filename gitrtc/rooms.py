@@ -297,7 +297,11 @@ class Room:
                 return
         self._full_step2 = None
         watch = self.cell_deletes
-        noted = watch.before(update) if watch is not None and checked is not None and checked.structural else None
+        noted = late = None
+        if watch is not None and checked is not None:
+            noted = watch.before(update) if checked.structural else None
+            # an edit of a cell deleted meanwhile (a join checks that on its side)
+            late = watch.late(update) if watch.graves and not conn.mirror else None
         try:
             with self.doc.transaction(origin=origin):
                 self.doc.apply_update(update)
@@ -313,6 +317,8 @@ class Room:
             self._on_change(self, origin)
         if watch is not None and noted is not None:
             watch.after(noted, conn.participant.name, self.edit)  # a cell with unseen edits comes back
+        if watch is not None and late:
+            watch.bring_back(late, update, self.edit)  # so does a cell edited after its delete
 
     def _log_and_forward(
         self, update: bytes, forward: bytes, sender: Connection | None, credit: Participant | None

@@ -140,7 +140,8 @@ async def test_an_offline_edit_of_a_cell_deleted_meanwhile_comes_back_with_the_e
             bcells[1]["source"].insert(0, "# Bob, offline\n")
             del alice.doc.get("cells", type=Array)[1]  # Alice deletes it meanwhile
             await async_wait_until(lambda: list(cell_sources(room.doc)) == ["c0", "c2"], what="the delete")
-            bob = YClient(live.ws("nb.ipynb", name="Bob", email="bob@example.org"), bob_doc)
+            # as `rtc join` connects (`client=join`): the server leaves this check to the join
+            bob = YClient(live.ws("nb.ipynb", name="Bob", email="bob@example.org") + "&client=join", bob_doc)
             codec = open_codec("nb.ipynb", original.encode())
             assert isinstance(codec, NotebookCodec)
             watch_remote_deletes(bob, codec, "someone in the session")

@@ -10,12 +10,17 @@ import asyncio
 import concurrent.futures
 import json
 import shutil
+from typing import Any
 
 import nbformat
 import pytest
 from jupyter_ydoc import YNotebook
-from pycrdt import Doc, Text
+from pycrdt import Array, Doc, Map, Text
 
+from gitrtc.conflicts import open_conflicts
+from gitrtc.origins import KernelOutput
+
+from .conftest import live_session
 from .support import ROOT, RtcProcess, YClient, async_wait_until, get_json, git, make_repo
 
 pytestmark = pytest.mark.node
@@ -161,3 +166,119 @@ def test_official_js_clients_edit_a_live_session(tmp_path):
     assert nb.cells[:2] == original.cells
     message = git(repo, "log", "-1", "--format=%B")
     assert "Co-authored-by: Node Client <node@example.org>" in message, message
+
+
+class OfflineNode:
+    """The official y-websocket client (node, @jupyter/ydoc's YNotebook) that edits a
+    notebook while offline and reconnects when told (`offline` in edit_session.mjs)."""
+
+    def __init__(self, node: str, live: Any, plan: dict[str, Any]) -> None:
+        self.node = node
+        self.plan = {
+            "server": f"ws://127.0.0.1:{live.port}/rooms",
+            "token": live.tokens["editor"],
+            "name": "Node",
+            "timeout_ms": 60_000,
+            "offline": {"room": live.room("nb.ipynb"), **plan},
+        }
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def line(self) -> dict[str, Any]:
+        assert self.proc is not None and self.proc.stdout is not None
+        raw = await asyncio.wait_for(self.proc.stdout.readline(), 60)
+        assert raw, f"node ended: {(await self.proc.stderr.read()).decode() if self.proc.stderr else ''}"
+        return json.loads(raw)
+
+    async def start(self) -> None:
+        """Sync, go offline, edit; returns once the edits are made (offline)."""
+        self.proc = await asyncio.create_subprocess_exec(
+            self.node,
+            str(SCRIPT),
+            json.dumps(self.plan),
+            cwd=JS_DIR,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert await self.line() == {"offline": True}
+
+    async def reconnect(self) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(b"go\n")
+        await self.proc.stdin.drain()
+        assert await self.line() == {"resynced": True}
+
+    async def finish(self) -> list[dict[str, Any]]:
+        """End the client; the cells as it holds them at the end."""
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.close()
+        result = await self.line()
+        assert await asyncio.wait_for(self.proc.wait(), 30) == 0
+        return list(result["cells"])
+
+
+def nb_json(*cells: dict[str, Any]) -> str:
+    full = [{"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None, **cell} for cell in cells]
+    return json.dumps({"cells": full, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}, indent=1) + "\n"
+
+
+def sources(doc: Doc) -> dict[str, str]:
+    return {str(c["id"]): str(c["source"]) for c in doc.get("cells", type=Array)}
+
+
+async def test_the_official_client_offline_edit_of_a_deleted_cell_comes_back(tmp_path):
+    """y-websocket + YNotebook, offline, append to a cell that a pycrdt client deletes
+    meanwhile: on reconnect the cell is back with the edit, flagged for the deleter."""
+    node = node_or_skip()
+    repo = make_repo(
+        tmp_path / "r", {"nb.ipynb": nb_json({"id": "a", "source": "a = 1"}, {"id": "b", "source": "b = 2"})}
+    )
+    async with live_session(repo, ["nb.ipynb"]) as live:
+        client = OfflineNode(node, live, {"append": {"cell": "b", "text": "  # from node"}})
+        await client.start()
+        room = live.session.rooms[live.room("nb.ipynb")]
+        async with live.client("nb.ipynb", name="Alice") as alice:
+            await alice.wait_synced()
+            del alice.doc.get("cells", type=Array)[1]
+            await async_wait_until(lambda: list(sources(room.doc)) == ["a"], what="the delete")
+            await client.reconnect()
+            expected = {"a": "a = 1", "b": "b = 2  # from node"}
+            await async_wait_until(lambda: sources(room.doc) == expected, what="the cell back with the edit")
+            (conflict,) = open_conflicts(room.doc)
+            assert (conflict["cell"], conflict["kind"], conflict["from"]) == ("b", "deleted", "a delete by Alice")
+            await async_wait_until(lambda: sources(alice.doc) == expected, what="Alice sees it")
+        cells = await client.finish()
+        assert [(c["id"], c["source"]) for c in cells] == list(expected.items())
+
+
+async def test_the_official_client_offline_move_carries_outputs_and_tags(tmp_path):
+    """YNotebook.moveCell (delete + copy) made offline, while a pycrdt client tags the cell
+    and a kernel run writes its outputs: the moved cell carries them all, no duplicate."""
+    node = node_or_skip()
+    cells = ({"id": "a", "source": "print(1)"}, {"id": "b", "source": "b = 2"}, {"id": "c", "source": "c = 3"})
+    repo = make_repo(tmp_path / "r", {"nb.ipynb": nb_json(*cells)})
+    async with live_session(repo, ["nb.ipynb"]) as live:
+        client = OfflineNode(node, live, {"move": [0, 2]})
+        await client.start()
+        room = live.session.rooms[live.room("nb.ipynb")]
+        async with live.client("nb.ipynb", name="Alice") as alice:
+            await alice.wait_synced()
+            alice.doc.get("cells", type=Array)[0]["metadata"]["tags"] = ["slow"]
+            ycell = room.doc.get("cells", type=Array)[0]
+            await async_wait_until(lambda: ycell["metadata"].to_py() == {"tags": ["slow"]}, what="the tag")
+
+            def run() -> None:
+                ycell["outputs"].append(Map({"output_type": "stream", "name": "stdout", "text": Text("1\n")}))
+                ycell["execution_count"] = 4
+
+            room.edit(run, KernelOutput("nb.ipynb"))
+            await client.reconnect()
+            await async_wait_until(lambda: list(sources(room.doc)) == ["b", "c", "a"], what="the move")
+            moved = room.doc.get("cells", type=Array)[2]
+            await async_wait_until(lambda: moved.to_py()["execution_count"] == 4, what="the run carried")
+            value = moved.to_py()
+            assert value["metadata"] == {"tags": ["slow"]} and [o["text"] for o in value["outputs"]] == ["1\n"]
+            assert open_conflicts(room.doc) == []
+        final = await client.finish()
+        assert [c["id"] for c in final] == ["b", "c", "a"]
+        assert final[2]["metadata"] == {"tags": ["slow"]} and final[2]["execution_count"] == 4

@@ -149,6 +149,50 @@ def test_a_moved_cell_carries_its_edit_and_is_not_duplicated(mover: str) -> None
     assert result.conflicts == ()
 
 
+@pytest.mark.parametrize("mover", ["mine", "theirs"])
+def test_a_moved_cell_carries_every_fields_edit(mover: str) -> None:
+    """Both sides' changes of a moved cell end in the one moved cell, every field merged:
+    the mover tagged its copy; the other side re-ran the cell in place (outputs,
+    execution count), collapsed it and edited another line of its source."""
+    base = nb("print(1)\nx = 1\ny = 2\n", "b = 2\n", "c = 3\n")
+    moved = copy.deepcopy(base)
+    moved["cells"].append(moved["cells"].pop(0))
+    moved["cells"][2]["metadata"] = {"tags": ["mover"]}
+    moved["cells"][2]["source"] = "print(1)\nx = 1\ny = 20\n"
+    edited = copy.deepcopy(base)
+    run = edited["cells"][0]
+    run.update(outputs=[{"output_type": "stream", "name": "stdout", "text": "2\n"}], execution_count=3)
+    run["metadata"] = {"collapsed": True}
+    run["source"] = "print(2)\nx = 1\ny = 2\n"
+    mine, theirs = (moved, edited) if mover == "mine" else (edited, moved)
+    result = merge_notebook(base, mine, theirs)
+    assert [c["id"] for c in result.notebook["cells"]] == ["c1", "c2", "c0"]
+    cell = result.notebook["cells"][2]
+    assert cell["metadata"] == {"tags": ["mover"], "collapsed": True}
+    assert cell["source"] == "print(2)\nx = 1\ny = 20\n"
+    assert cell["outputs"][0]["text"] in ("2\n", ["2\n"]) and cell["execution_count"] == 3
+    assert result.conflicts == ()
+
+
+@pytest.mark.parametrize("mover", ["mine", "theirs"])
+def test_a_moved_cell_whose_copy_and_original_both_changed_keeps_both(mover: str) -> None:
+    """The mover changed the moved copy's line, the other side the same line of the
+    original: one cell (the document's text), the other version a `source` conflict."""
+    base = nb("a = 1\n", "b = 2\n", "c = 3\n")
+    moved = copy.deepcopy(base)
+    moved["cells"].append(moved["cells"].pop(0))
+    moved["cells"][2]["source"] = "a = 1  # mover\n"
+    edited = copy.deepcopy(base)
+    edited["cells"][0]["source"] = "a = 1  # editor\n"
+    mine, theirs = (moved, edited) if mover == "mine" else (edited, moved)
+    result = merge_notebook(base, mine, theirs)
+    assert [c["id"] for c in result.notebook["cells"]] == ["c1", "c2", "c0"]
+    (c,) = result.conflicts
+    ours, other = ("a = 1  # mover\n", "a = 1  # editor\n")[:: 1 if mover == "mine" else -1]
+    assert (c.cell, c.kind, c.mine, c.theirs) == (2, "source", ours, other)
+    assert result.notebook["cells"][2]["source"] == ours
+
+
 def test_insert_at_the_same_place_keeps_both_flagged() -> None:
     base = nb("a = 1\n", "b = 2\n")
     mine = nb("a = 1\n", "mine = 1\n", "b = 2\n")

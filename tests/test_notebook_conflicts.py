@@ -137,6 +137,22 @@ def scenarios() -> list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any
             if cell["cell_type"] == "code":
                 cell["outputs"], cell["execution_count"] = [], None
 
+    def move_and_tag(i: int) -> Any:
+        def fn(nb: dict[str, Any]) -> None:
+            nb["cells"].append(nb["cells"].pop(i))
+            nb["cells"][-1]["metadata"] = {**nb["cells"][-1]["metadata"], "tags": ["moved"]}
+
+        return fn
+
+    def run_and_edit(i: int) -> Any:
+        def fn(nb: dict[str, Any]) -> None:
+            first_line(i, "x = 'edited by one'")(nb)
+            output = {"output_type": "stream", "name": "stdout", "text": "7\n"}
+            nb["cells"][i].update(execution_count=7, outputs=[output])
+            nb["cells"][i]["metadata"] = {**nb["cells"][i]["metadata"], "collapsed": True}
+
+        return fn
+
     edit_a = first_line(a, "x = 'edited by one'")
     pairs = {
         "different-cells": (changed(edit_a), changed(first_line(b, "y = 'edited by two'"))),
@@ -148,6 +164,7 @@ def scenarios() -> list[tuple[str, dict[str, Any], dict[str, Any], dict[str, Any
         ),
         "delete-vs-edit": (changed(delete(a)), changed(edit_a)),
         "move-vs-edit": (changed(move_to_end(a)), changed(edit_a)),
+        "move-and-tag-vs-run-and-edit": (changed(move_and_tag(a)), changed(run_and_edit(a))),
         "rerun-vs-markdown": (changed(rerun), changed(src(m, "A markdown cell, rewritten.\n"))),
         "strip-outputs-vs-edit": (changed(strip), changed(edit_a)),
     }
@@ -192,15 +209,18 @@ async def owner_disk_round(
                 assert canon(codec.file_value(room.doc)) == canon(clean_result), name
                 assert found == [], name
             else:  # (nbdime sees a move against an edit as delete against edit: here it is no conflict)
-                assert found or name == "move-vs-edit", f"{name}: nbdime reports a conflict, the session must list it"
+                assert found or name.startswith("move-"), f"{name}: nbdime reports a conflict, the session must list it"
                 kept = json.dumps(plain(codec.file_value(room.doc))) + json.dumps(found)
                 for line in lines_written(base, live_side) | lines_written(base, disk_side):
                     assert json.dumps(line)[1:-1] in kept, f"{name}: lost {line!r}"
             ids = [c["id"] for c in room.doc.get("cells", type=Array).to_py()]
             assert len(ids) == len(set(ids)), f"{name}: a cell was duplicated"
-            if name == "move-vs-edit":  # one cell, at its new place, with the edit
+            if name.startswith("move-"):  # one cell, at its new place, with the edit
                 last = codec.file_value(room.doc)["cells"][-1]
                 assert "".join(last["source"]).startswith("x = 'edited by one'") and found == []
+            if name == "move-and-tag-vs-run-and-edit":  # and every other field's edits, both sides'
+                assert last["metadata"]["tags"] == ["moved"] and last["metadata"]["collapsed"] is True
+                assert last["execution_count"] == 7 and "".join(last["outputs"][0]["text"]) == "7\n"
         status, info = await get_json(f"{live.http}/api/session", live.tokens["editor"])
         assert status == 200
         listed = {c["path"] for c in info["conflicts"]}

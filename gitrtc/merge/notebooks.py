@@ -29,6 +29,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from difflib import SequenceMatcher
 from typing import Any
 
 from ..documents import nbformat_import  # noqa: F401  (before nbdime, which imports nbformat)
@@ -128,7 +129,8 @@ def merge_notebook(
     for i, cell in enumerate(tagged.cells):
         cell.metadata[_BASE_TAG] = i
     merged = _plain(apply_decisions(tagged, decisions))
-    return _finish(merged, pending, b)
+    ours_cells = {c.get("id"): _plain(c) for c in o.cells if isinstance(c.get("id"), str)}
+    return _finish(merged, pending, b, ours_cells)
 
 
 @dataclass(slots=True)
@@ -260,8 +262,11 @@ def _cell_source(nb: Any, index: int | None) -> Any:
     return None if index is None else nb.cells[index].get("source", "")
 
 
-def _finish(merged: dict[str, Any], pending: list[_Pending], base: Any) -> MergeResult:
-    """Strip the tags, turn a moved-and-edited cell into one cell, locate the conflicts."""
+def _finish(
+    merged: dict[str, Any], pending: list[_Pending], base: Any, ours_cells: dict[str, dict[str, Any]]
+) -> MergeResult:
+    """Strip the tags, turn a moved-and-edited cell into one cell, locate the conflicts
+    (`ours_cells`: the document's cells by id, to tell its side of a moved cell)."""
     cells: list[dict[str, Any]] = merged.get("cells", [])
     from_base: dict[int, dict[str, Any]] = {}
     by_tag: dict[str, dict[str, Any]] = {}
@@ -272,13 +277,14 @@ def _finish(merged: dict[str, Any], pending: list[_Pending], base: Any) -> Merge
                 from_base[int(meta.pop(_BASE_TAG))] = cell
             if _SIDE_TAG in meta:
                 by_tag[str(meta.pop(_SIDE_TAG))] = cell
-    moved = _join_moves(cells, from_base, base)
+    clashes: list[tuple[dict[str, Any], str, Any, Any]] = []
+    moved = _join_moves(cells, from_base, base, ours_cells, clashes)
     position = {id(cell): j for j, cell in enumerate(cells)}
 
     def at(cell: dict[str, Any] | None) -> int | None:
         return None if cell is None else position.get(id(cell))
 
-    conflicts: list[Conflict] = []
+    conflicts = [Conflict(at(cell), kind, mine, theirs) for cell, kind, mine, theirs in clashes]
     for p in pending:
         if p.kind == "deleted" and p.base_cell in moved:
             continue  # a move, not a delete: the moved cell carries the edit
@@ -298,6 +304,95 @@ def _finish(merged: dict[str, Any], pending: list[_Pending], base: Any) -> Merge
 
 
 _MARKER_START = "<<<<<<< local\n"
+_ABSENT = object()
+
+
+def _merge_moved(
+    copy_: dict[str, Any],
+    edited: dict[str, Any],
+    base: dict[str, Any],
+    mine_is_copy: bool,
+    clashes: list[tuple[dict[str, Any], str, Any, Any]],
+) -> dict[str, Any]:
+    """A moved cell (`copy_`, the mover's) and the same cell edited in place (`edited`),
+    merged field by field against `base`: what one side changed is taken (every field,
+    not only the source), the metadata key by key; where both changed a field differently
+    the document's side (`mine_is_copy`) is kept and the other recorded in `clashes`
+    (execution counts, nbdime's transients, excepted)."""
+    out: dict[str, Any] = {}
+    recorded: list[tuple[str, Any, Any]] = []
+    for key in [*copy_, *(k for k in edited if k not in copy_)]:
+        a, b, o = copy_.get(key, _ABSENT), edited.get(key, _ABSENT), base.get(key, _ABSENT)
+        mine, theirs = (a, b) if mine_is_copy else (b, a)
+        if a == b or a == o:
+            value = b
+        elif b == o:
+            value = a
+        elif key == "source" and isinstance(a, str) and isinstance(b, str) and isinstance(o, str):
+            value = merge_lines(o, a, b)
+            if value is None:  # the same lines changed differently
+                value = mine
+                recorded.append((key, mine, theirs))
+        elif key == "metadata" and isinstance(a, dict) and isinstance(b, dict):
+            value, clash = _merge_keys(a, b, o if isinstance(o, dict) else {}, mine_is_copy)
+            if clash:
+                recorded.append((key, {**value}, theirs))
+        else:
+            value = mine
+            if key != "execution_count":
+                recorded.append((key, mine, None if theirs is _ABSENT else theirs))
+        if value is not _ABSENT:
+            out[key] = value
+    clashes.extend((out, kind, mine, theirs) for kind, mine, theirs in recorded)
+    return out
+
+
+def merge_lines(base: str, a: str, b: str) -> str | None:
+    """A three-way line merge of two texts: both sides' changes where they touch different
+    lines of `base`; None where they change the same lines (or next to each other) differently."""
+    lines = base.splitlines(keepends=True)
+    hunks: list[tuple[int, int, list[str]]] = []  # (base start, base end, new lines) of both sides
+    for side in (a, b):
+        new = side.splitlines(keepends=True)
+        for tag, i1, i2, j1, j2 in SequenceMatcher(None, lines, new, autojunk=False).get_opcodes():
+            if tag != "equal":
+                hunks.append((i1, i2, new[j1:j2]))
+    hunks.sort(key=lambda h: (h[0], h[1]))
+    out: list[str] = []
+    at = 0
+    previous: tuple[int, int, list[str]] | None = None
+    for hunk in hunks:
+        if hunk == previous:
+            continue  # the same change on both sides: once
+        i1, i2, new_lines = hunk
+        if previous is not None and i1 <= previous[1]:
+            return None  # overlapping or touching changes (git's rule)
+        out.extend(lines[at:i1])
+        out.extend(new_lines)
+        at = i2
+        previous = hunk
+    out.extend(lines[at:])
+    return "".join(out)
+
+
+def _merge_keys(
+    a: dict[str, Any], b: dict[str, Any], base: dict[str, Any], a_is_mine: bool
+) -> tuple[dict[str, Any], bool]:
+    """Two dicts merged key by key against `base`; where both changed a key differently,
+    the mine side's value. (The merge, whether any key clashed.)"""
+    out: dict[str, Any] = {}
+    clash = False
+    for key in [*a, *(k for k in b if k not in a), *(k for k in base if k not in a and k not in b)]:
+        x, y, o = a.get(key, _ABSENT), b.get(key, _ABSENT), base.get(key, _ABSENT)
+        if x == y or x == o:
+            value = y
+        elif y == o:
+            value = x
+        else:
+            value, clash = (x if a_is_mine else y), True
+        if value is not _ABSENT:
+            out[key] = value
+    return out, clash
 
 
 def unmarked(text: str) -> str:
@@ -317,9 +412,17 @@ def unmarked(text: str) -> str:
     return "".join(out)
 
 
-def _join_moves(cells: list[dict[str, Any]], from_base: dict[int, dict[str, Any]], base: Any) -> set[int]:
+def _join_moves(
+    cells: list[dict[str, Any]],
+    from_base: dict[int, dict[str, Any]],
+    base: Any,
+    ours_cells: dict[str, dict[str, Any]],
+    clashes: list[tuple[dict[str, Any], str, Any, Any]],
+) -> set[int]:
     """Where a cell id appears twice (kept and edited in place on one side, moved on the
-    other), keep one cell, at the moved place, with the edit. The base indices joined."""
+    other), keep one cell, at the moved place, with the edit: each field merged against
+    the base (`_merge_moved`), a field both sides changed differently added to `clashes`
+    as (cell, kind, mine, theirs). The base indices joined."""
     origin = {id(cell): i for i, cell in from_base.items()}
     first_at: dict[str, int] = {}
     dupes: list[tuple[int, int]] = []
@@ -338,8 +441,8 @@ def _join_moves(cells: list[dict[str, Any]], from_base: dict[int, dict[str, Any]
             continue  # not a move of a base cell: both kept, as nbdime merged them
         i = origin[id(cells[stay])]
         edited, copy_ = cells[stay], cells[moved_to]
-        if copy_ == _plain(base.cells[i]) or edited != _plain(base.cells[i]):
-            cells[moved_to] = edited  # the move's copy is the base cell: carry the edit
+        mine_is_copy = ours_cells.get(str(copy_.get("id"))) == copy_
+        cells[moved_to] = _merge_moved(copy_, edited, _plain(base.cells[i]), mine_is_copy, clashes)
         from_base[i] = cells[moved_to]
         drop.append(stay)
         joined.add(i)

@@ -7,6 +7,10 @@
 //   server: "ws://127.0.0.1:PORT/rooms", token, name, email?,
 //   text?: { room, append },                  // append a string to a text room
 //   notebook?: { room, cell: {cell_type, source, ...} },   // add a cell at the end
+//   offline?: { room, append?: {cell, text}, move?: [from, to] },
+//       // sync, go offline, append text to a cell's source and/or move a cell (YNotebook's
+//       // moveCell: delete + copy), print {"offline": true}, reconnect on a line on stdin,
+//       // print {"resynced": true} once synced, stay until stdin ends
 //   timeout_ms?: 20000
 // }
 // Prints one JSON line: { text, cells, confirmed } where `text` / `cells` are what a
@@ -78,6 +82,34 @@ if (plan.notebook) {
   await until(() => check.cells.some((c) => c.getId() === id && c.getSource() === plan.notebook.cell.source),
     'the new cell to reach the server');
   result.cells = check.cells.map((c) => c.toJSON());
+}
+
+if (plan.offline) {
+  const o = plan.offline;
+  const nb = new YNotebook();
+  const provider = await connect(o.room, nb);
+  provider.disconnect();
+  if (o.append) {
+    const cell = nb.cells.find((c) => c.getId() === o.append.cell) ?? fail(`no cell ${o.append.cell}`);
+    cell.ysource.insert(cell.ysource.length, o.append.text);
+  }
+  if (o.move) nb.moveCell(o.move[0], o.move[1]);
+  process.stdout.write(`${JSON.stringify({ offline: true })}\n`);
+  const lines = [];
+  let ended = false;
+  process.stdin.on('data', (chunk) => lines.push(chunk));
+  process.stdin.on('end', () => { ended = true; });
+  await until(() => lines.length > 0 || ended, 'the go-ahead on stdin');
+  provider.connect();
+  await until(() => provider.synced, 'the resync');
+  process.stdout.write(`${JSON.stringify({ resynced: true })}\n`);
+  await new Promise((r) => setTimeout(r, 0));
+  const forever = Date.now();
+  while (!ended) {
+    if (Date.now() - forever > timeoutMs) fail('stdin never ended');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  result.cells = nb.cells.map((c) => c.toJSON());
 }
 
 for (const p of providers) p.destroy();
