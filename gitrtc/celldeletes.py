@@ -107,11 +107,25 @@ class DeleteWatch:
         graves = self.graves
         return graves.bring_back(hits, update, self.doc, edit) if graves is not None else 0
 
-    def after(self, noted: Noted, who: str, edit: Edit) -> int:
+    def before_server_edit(self) -> Noted | None:
+        """Before a server edit that may delete cells (a save on the owner's disk merged
+        in): the document as it was, so that `after(..., keep=False)` leaves graves for
+        the cells it deleted (an offline client's later edit of one comes back, flagged).
+        None when this room keeps no graves."""
+        if self.graves is None:
+            return None
+        cells = self.doc.get("cells", type=Array)
+        ids = [ycell.get("id") if isinstance(ycell, Map) else None for ycell in cells]
+        return Noted(self.doc.get_update(), ids, {})
+
+    def after(self, noted: Noted, who: str, edit: Edit, keep: bool = True) -> int:
         """After the update was applied: put back every deleted cell that held edits its
         deleter (`who`) had not seen, each with a `deleted` conflict; a cell it moved (a
         delete and a copy with the same id, as JupyterLab moves) gets those edits in its
-        new place. Through `edit` (a room's `Room.edit`). How many cells were kept."""
+        new place. Through `edit` (a room's `Room.edit`). How many cells were kept.
+
+        `keep=False` (a server edit: nbdime's merge already decided on every cell it
+        deleted) only leaves the graves: edits arriving later into those cells come back."""
         cells = self.doc.get("cells", type=Array)
         now = {ycell.get("id"): j for j, ycell in enumerate(cells) if isinstance(ycell, Map)}
         scratch: Doc[Any] = Doc()
@@ -151,7 +165,7 @@ class DeleteWatch:
             dead = {c: run.get(c, []) + live.get(c, []) for c in {*run, *live}}
             if self.graves is not None:
                 self.graves.bury(Grave(cid, list(noted.ids[:i]), noted.state, dead, itself, who, moved))
-            if not covered(live, noted.deletes):  # with items it did not know
+            if keep and not covered(live, noted.deletes):  # with items it did not know
                 if moved:
                     carry.append((cid, before[i]))
                 else:

@@ -21,7 +21,7 @@ from pycrdt import Awareness, Doc, merge_updates
 from . import awareness, protocol
 from .errors import ProtocolError, RejectedEditError, TooSlowError
 from .limits import DEFAULT, Limits
-from .origins import ClientEdit, Participant, credit_for
+from .origins import ClientEdit, DiskMerge, Participant, credit_for
 from .protocol import MessageType, SyncType
 from .store import Store
 from .validation import DocumentGuard
@@ -396,6 +396,9 @@ class Room:
         """
         captured: list[bytes] = []
         self._full_step2 = None
+        watch = self.cell_deletes
+        # a save merged from the owner's disk may delete cells: graves for them (`lateedits`)
+        noted = watch.before_server_edit() if watch is not None and isinstance(origin, DiskMerge) else None
         subscription = self.doc.observe(lambda event: captured.append(event.update))
         try:
             with self.doc.transaction(origin=origin):
@@ -407,6 +410,13 @@ class Room:
         update = captured[0] if len(captured) == 1 else merge_updates(*captured)
         if self.guard is not None:
             self.guard.learn(update)
+        if watch is not None and noted is not None:
+            from . import yupdate
+            from .celldeletes import Noted
+
+            deletes = yupdate.decode(update, 1 << 30).deletes
+            if deletes:
+                watch.after(Noted(noted.state, noted.ids, deletes), "the owner's disk", self.edit, keep=False)
         self._log_and_forward(update, protocol.sync_update(update), None, credit_for(origin))
         if self._on_change is not None:
             self._on_change(self, origin)

@@ -242,3 +242,34 @@ async def test_a_cell_inserted_next_to_a_deleted_cell_is_no_late_edit(tmp_path: 
                 watch = room.cell_deletes
                 assert watch is not None and typed and watch.late(typed[-1]) == []
             assert list(cell_sources(room.doc)) == ["c0", "new"] and open_conflicts(room.doc) == []
+
+
+async def test_an_offline_edit_of_a_cell_deleted_by_a_save_on_the_owners_disk_comes_back(tmp_path: Path) -> None:
+    """The owner deletes a cell in their own editor and saves; Bob had edited that cell
+    offline: when he reconnects the cell is back with his edit, flagged as deleted by
+    the owner's disk (a server edit leaves graves too, not only a client's update)."""
+    import os
+
+    repo = make_repo(tmp_path / "r", {"nb.ipynb": notebook("a = 1\n", "b = 2\n", "c = 3\n")})
+    async with live_session(repo, ["nb.ipynb"]) as live:
+        bob_doc = await offline_copy(live, "nb.ipynb")
+        room = live.session.rooms[live.room("nb.ipynb")]
+        bob_doc.get("cells", type=Array)[1]["source"].insert(0, "# Bob, offline\n")
+        saved = json.loads(notebook("a = 1\n", "b = 2\n", "c = 3\n"))
+        del saved["cells"][1]
+        tmp = repo / "nb.ipynb.tmp"
+        tmp.write_text(json.dumps(saved, indent=1) + "\n")
+        os.replace(tmp, repo / "nb.ipynb")  # the owner's editor saves without c1
+        await async_wait_until(lambda: list(cell_sources(room.doc)) == ["c0", "c2"], what="the save merged")
+        async with bob(live, bob_doc) as b:
+            await b.wait_synced()
+            expected = {"c0": "a = 1\n", "c1": "# Bob, offline\nb = 2\n", "c2": "c = 3\n"}
+            await async_wait_until(lambda: cell_sources(room.doc) == expected, what="the cell back")
+            (conflict,) = open_conflicts(room.doc)
+            assert (conflict["kind"], conflict["cell"], conflict["from"]) == (
+                "deleted",
+                "c1",
+                "a delete by the owner's disk",
+            )
+            await async_wait_until(lambda: cell_sources(b.doc) == expected, what="Bob converged")
+        await async_wait_until(lambda: "# Bob, offline" in (repo / "nb.ipynb").read_text(), what="written back")
