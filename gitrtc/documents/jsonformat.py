@@ -23,7 +23,19 @@ from difflib import SequenceMatcher
 from json.scanner import NUMBER_RE
 from typing import Any
 
-__all__ = ["Memo", "Node", "Parsed", "Style", "align", "dumps_like", "intify", "parse", "restore", "sem_equal"]
+__all__ = [
+    "Memo",
+    "Node",
+    "Parsed",
+    "Style",
+    "align",
+    "dumps_like",
+    "dumps_like_bytes",
+    "intify",
+    "parse",
+    "restore",
+    "sem_equal",
+]
 
 # the C string scanner json itself uses; typeshed does not declare it
 scanstring: Callable[[str, int, bool], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
@@ -381,22 +393,41 @@ def restore(original: Any, new: Any) -> Any:
 _MISSING: Any = object()
 
 
-def dumps_like(parsed: Parsed, value: Any, memo: Memo | None = None) -> str:
-    """Serialize `value` the way `parsed` was written, reusing its text for unchanged parts;
-    with a `memo` (of the same `parsed`) also the text written last time for containers
-    that are the same Python objects again (the text is the same as without it)."""
-    return parsed.prefix + _emit(parsed, parsed.root, value, 1, memo) + parsed.suffix
+def dumps_like(parsed: Parsed, value: Any) -> str:
+    """Serialize `value` the way `parsed` was written, reusing its text for unchanged parts."""
+    out: list[Any] = [parsed.prefix]
+    _emit(parsed, parsed.root, value, 1, None, out)
+    out.append(parsed.suffix)
+    return "".join(out)
+
+
+def dumps_like_bytes(parsed: Parsed, value: Any, memo: Memo) -> bytes:
+    """`dumps_like(parsed, value).encode("utf-8")`, reusing the bytes written by the previous
+    call with `memo` (of the same `parsed`) for containers that are the same Python objects
+    again: the bytes are the same as without it, and are copied once, not once per level."""
+    out: list[Any] = [parsed.prefix]
+    try:
+        _emit(parsed, parsed.root, value, 1, memo, out)
+    finally:
+        memo.turn()
+    out.append(parsed.suffix)
+    return _joined(out)
+
+
+def _joined(pieces: list[Any]) -> bytes:
+    """Text pieces (str) and pieces already encoded (bytes) as one UTF-8 byte string."""
+    return b"".join(piece if type(piece) is bytes else piece.encode("utf-8") for piece in pieces)
 
 
 class Memo:
-    """What `dumps_like` found for containers at some depths (e.g. a notebook's cells and
-    their outputs) in its previous call, by the identity of the new value and of the
+    """What `dumps_like_bytes` found for containers at some depths (e.g. a notebook's cells
+    and their outputs) in its previous call, by the identity of the new value and of the
     original node it was paired with: a caller that passes the very same objects for the
     unchanged parts of a value (`documents.notebookcache`) pays only for what changed.
 
     Sound because a value's text depends only on (parsed, node, value, depth): the memo
     keeps both objects alive (so their ids are not reused) and belongs to one `Parsed`.
-    Values given to `dumps_like` with a memo must never be mutated afterwards.
+    Values given to `dumps_like_bytes` with a memo must never be mutated afterwards.
     """
 
     __slots__ = ("_below", "_depths", "_new", "_old", "misses")
@@ -412,7 +443,7 @@ class Memo:
         self.misses = 0
 
     def turn(self) -> None:
-        """End of one `dumps_like` call: forget what it did not use."""
+        """End of one call: forget what it did not use."""
         self._old, self._new = self._new, {}
 
     def _get(self, kind: int, value: Any, node: Any) -> Any:
@@ -448,7 +479,7 @@ class Memo:
         old = node.value
         if depth >= self._below or node.children is None:
             return sem_equal(old, new)
-        if node.keys is not None:  # an object: sem_equal's loop over the nodes' keys
+        if node.keys is not None:  # an object: sem_equal's loop, over the nodes
             if type(new) is not dict or len(old) != len(new):
                 return False
             assert node.index is not None
@@ -460,31 +491,37 @@ class Memo:
             return False
         return all(self.same(child, item, depth + 1) for child, item in zip(node.children, new, strict=True))
 
-    def emit(self, p: Parsed, node: Node | None, new: Any, depth: int) -> str:
-        """`_emit`, cached at the memo's depths."""
-        text = self._get(2, new, node)
-        if text is None:
+    def emit(self, p: Parsed, node: Node | None, new: Any, depth: int) -> tuple[bytes, ...]:
+        """What `_emit` writes for `new`, as encoded pieces (cached; joined only once, into
+        the whole file: a cell that changes at every call is not copied twice)."""
+        pieces = self._get(2, new, node)
+        if pieces is None:
             self.misses += 1
-            text = _emit_fresh(p, node, new, depth, self)
-            self._put(2, new, node, text)
-        return text  # type: ignore[no-any-return]
+            fresh: list[Any] = []
+            _emit_fresh(p, node, new, depth, self, fresh)
+            pieces = tuple(piece if type(piece) is bytes else piece.encode("utf-8") for piece in fresh)
+            self._put(2, new, node, pieces)
+        return pieces  # type: ignore[no-any-return]
 
 
-def _emit(p: Parsed, node: Node | None, new: Any, depth: int, memo: Memo | None = None) -> str:
+def _emit(p: Parsed, node: Node | None, new: Any, depth: int, memo: Memo | None, out: list[Any]) -> None:
+    """Append the text of `new` (paired with the original `node`) to `out`."""
     if memo is not None and depth in memo._depths and (type(new) is dict or type(new) is list):
-        return memo.emit(p, node, new, depth)
-    return _emit_fresh(p, node, new, depth, memo)
+        out.extend(memo.emit(p, node, new, depth))
+    else:
+        _emit_fresh(p, node, new, depth, memo, out)
 
 
-def _emit_fresh(p: Parsed, node: Node | None, new: Any, depth: int, memo: Memo | None) -> str:
+def _emit_fresh(p: Parsed, node: Node | None, new: Any, depth: int, memo: Memo | None, out: list[Any]) -> None:
     if node is not None and (sem_equal(node.value, new) if memo is None else memo.same(node, new, depth)):
-        return p.text[node.start : node.end]
-    if type(new) is dict:
-        return _emit_dict(p, node if node is not None and node.keys is not None else None, new, depth, memo)
-    if type(new) is list:
+        out.append(p.text[node.start : node.end])
+    elif type(new) is dict:
+        _emit_dict(p, node if node is not None and node.keys is not None else None, new, depth, memo, out)
+    elif type(new) is list:
         is_list = node is not None and node.children is not None and node.keys is None
-        return _emit_list(p, node if is_list else None, new, depth, memo)
-    return _scalar(p.style, node, new)
+        _emit_list(p, node if is_list else None, new, depth, memo, out)
+    else:
+        out.append(_scalar(p.style, node, new))
 
 
 def _layout(p: Parsed, old: Node | None, depth: int) -> tuple[str, str, str, str]:
@@ -497,9 +534,10 @@ def _layout(p: Parsed, old: Node | None, depth: int) -> tuple[str, str, str, str
     return first, later, old.comma, old.close
 
 
-def _emit_dict(p: Parsed, old: Node | None, new: dict[str, Any], depth: int, memo: Memo | None) -> str:
+def _emit_dict(p: Parsed, old: Node | None, new: dict[str, Any], depth: int, memo: Memo | None, out: list[Any]) -> None:
     if not new:
-        return "{}"
+        out.append("{}")
+        return
     if old is not None:
         assert old.index is not None and old.keys is not None
         kept = [k for i, k in enumerate(old.keys) if k in new and old.index[k] == i]
@@ -509,7 +547,7 @@ def _emit_dict(p: Parsed, old: Node | None, new: dict[str, Any], depth: int, mem
         order = sorted(new)
     first, later, comma, close = _layout(p, old, depth)
     default_colon = old.colons[0] if old is not None and old.colons else p.style.colon
-    parts = []
+    out.append("{")
     for n, key in enumerate(order):
         i = old.index.get(key) if old is not None else None  # type: ignore[union-attr]
         if i is not None:
@@ -517,23 +555,24 @@ def _emit_dict(p: Parsed, old: Node | None, new: dict[str, Any], depth: int, mem
         else:
             raw_key = json.dumps(key, ensure_ascii=p.style.ensure_ascii)
             colon, child = default_colon, None
-        pre = first if n == 0 else later
-        parts.append(pre + raw_key + colon + _emit(p, child, new[key], depth + 1, memo))
-    return "{" + (comma + ",").join(parts) + close + "}"
+        out.append((first if n == 0 else comma + "," + later) + raw_key + colon)
+        _emit(p, child, new[key], depth + 1, memo, out)
+    out.append(close + "}")
 
 
-def _emit_list(p: Parsed, old: Node | None, new: list[Any], depth: int, memo: Memo | None) -> str:
+def _emit_list(p: Parsed, old: Node | None, new: list[Any], depth: int, memo: Memo | None, out: list[Any]) -> None:
     if not new:
-        return "[]"
+        out.append("[]")
+        return
     first, later, comma, close = _layout(p, old, depth)
     children = old.children if old is not None and old.children is not None else []
     canonical = memo.canonical if memo is not None else None
     pairs = align(old.value, new, canonical) if old is not None else [None] * len(new)
-    parts = []
+    out.append("[")
     for n, (i, item) in enumerate(zip(pairs, new, strict=True)):
-        child = children[i] if i is not None else None
-        parts.append((first if n == 0 else later) + _emit(p, child, item, depth + 1, memo))
-    return "[" + (comma + ",").join(parts) + close + "]"
+        out.append(first if n == 0 else comma + "," + later)
+        _emit(p, children[i] if i is not None else None, item, depth + 1, memo, out)
+    out.append(close + "]")
 
 
 def _scalar(style: Style, node: Node | None, new: Any) -> str:

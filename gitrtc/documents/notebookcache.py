@@ -12,8 +12,9 @@ is the seam between a notebook's document and its file bytes for write-back
 - `snapshot` (on the event loop) builds the notebook value `NotebookCodec.file_value`
   builds, reading only the changed cells (and outputs) from the document and giving the
   very same Python objects as last time for the rest;
-- `dump` (any thread) formats it with `jsonformat.dumps_like` and a `jsonformat.Memo` of
-  the previous call, so unchanged cells and outputs are not formatted again;
+- `dump` (any thread) formats it with `jsonformat.dumps_like_bytes` and a `jsonformat.Memo`
+  of the previous call, so unchanged cells and outputs are not formatted (nor encoded, nor
+  copied level by level) again: the file's bytes are one join of cached pieces;
 - `problem` checks it as the full check does, cell by cell: a cell checked once is not
   checked again; only a failure runs the full check (for its exact message).
 
@@ -33,7 +34,7 @@ from typing import Any
 import pycrdt
 from pycrdt._base import BaseType  # what `Map.to_py` converts (not exported by pycrdt)
 
-from .jsonformat import Memo, dumps_like
+from .jsonformat import Memo, dumps_like, dumps_like_bytes
 from .notebook import NotebookCodec, _version
 
 __all__ = ["NotebookRender", "RenderStats", "Snapshot"]
@@ -256,10 +257,7 @@ class NotebookRender:
             if self._memo is None or self._memo_reference is not snap.reference:
                 self._memo = Memo(frozenset({_CELL_DEPTH, _OUTPUT_DEPTH}))
                 self._memo_reference = snap.reference
-            try:
-                return dumps_like(parsed, snap.value, self._memo).encode("utf-8")
-            finally:
-                self._memo.turn()
+            return dumps_like_bytes(parsed, snap.value, self._memo)
         finally:
             self._lock.release()
 
