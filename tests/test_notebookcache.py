@@ -283,7 +283,28 @@ def test_the_renderer_stops_watching_when_closed() -> None:
     guard, doc, _codec = _guard_of("nbformat/test4.5.ipynb")
     renderer = guard.renderer
     assert renderer is not None
+    renderer.snapshot()
     renderer.close()
     cells = doc.get("cells", type=pycrdt.Array)
-    cells[0]["source"] += "x"
+    code = next(c for c in cells if isinstance(c.get("outputs"), Array))
+    with doc.transaction():
+        code["outputs"].append(Map({"output_type": "stream", "name": "stdout", "text": "x"}))
+        code["execution_count"] = 3.0
+        cells.append(Map({"id": "new", "cell_type": "markdown", "source": Text(""), "metadata": Map()}))
     assert renderer._dirty == {}
+
+
+def test_typing_is_not_watched() -> None:
+    """Keystrokes are most of what a session applies: the renderer puts no observer on a
+    text (pycrdt would make an event of each), and still sees what was typed."""
+    guard, doc, codec = _guard_of("pdsh/02.02-The-Basics-Of-NumPy-Arrays.ipynb")
+    renderer = guard.renderer
+    assert renderer is not None
+    renderer.snapshot()
+    events: list[Any] = []
+    cells = doc.get("cells", type=Array)
+    source = cells[5]["source"]
+    source.insert(0, "typed ")
+    assert renderer._dirty == {}  # nothing noted
+    assert b"typed " in renderer.dump(renderer.snapshot()) and not events
+    assert _incremental(guard) == _full(guard, codec, doc)

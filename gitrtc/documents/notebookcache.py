@@ -6,9 +6,10 @@ checking and formatting in a thread that holds the GIL the loop needs). `Noteboo
 is the seam between a notebook's document and its file bytes for write-back
 (`validation.DocumentGuard.render_later`):
 
-- it watches the document's `cells` (`observe_deep`) and `meta`, and notes which cells
-  changed (by cell id; inside a cell, which outputs: an output appended leaves the others
-  alone);
+- it watches the document's `cells`, `meta` and each cell, and notes which cells changed
+  (by cell id; inside a cell, which outputs: an output appended leaves the others alone);
+  texts (a cell's source) are not watched but compared at each snapshot, so typing costs
+  the hot path nothing;
 - `snapshot` (on the event loop) builds the notebook value `NotebookCodec.file_value`
   builds, reading only the changed cells (and outputs) from the document and giving the
   very same Python objects as last time for the rest;
@@ -58,11 +59,15 @@ class _Dirty:
 
 @dataclass(slots=True)
 class _Cell:
-    """A cell's last value as the file has it, and its outputs as read and as written."""
+    """A cell's last value as the file has it, its outputs as read and as written, its
+    texts as read (compared again at each snapshot: typing is never observed) and what
+    watches the rest of it."""
 
     value: dict[str, Any]
     raw_outputs: list[Any] | None
     file_outputs: list[Any] | None
+    texts: list[tuple[pycrdt.Text, str]]
+    watches: list[tuple[Any, Any]]
 
 
 @dataclass(slots=True)
@@ -111,53 +116,73 @@ class NotebookRender:
         # id(cell value) → (cell value, top, verdict): a cell's own check, by identity
         self._checked: dict[int, tuple[dict[str, Any], dict[str, Any], bool]] = {}
         self._top_checked: tuple[dict[str, Any], bool] | None = None
-        self._subscriptions = [self._cells.observe_deep(self._on_cells), self._meta.observe_deep(self._on_meta)]
+        # Watched: the cells list (shallow: cells added, removed, moved), `meta`, and per
+        # cell its own keys (shallow), its outputs and other maps or lists (deep). Never
+        # a text: pycrdt makes an event of every keystroke for a text's watchers, which
+        # cost the hot path 0.1-0.3 ms per update; texts are compared at `snapshot`.
+        self._watches: list[tuple[Any, Any]] = [
+            (self._cells, self._cells.observe(self._on_cells)),
+            (self._meta, self._meta.observe_deep(self._on_meta)),
+        ]
 
     def close(self) -> None:
         """Stop watching the document."""
-        for sub, shared in zip(self._subscriptions, (self._cells, self._meta), strict=True):
-            shared.unobserve(sub)
-        self._subscriptions = []
+        for entry in self._entries.values():
+            _unwatch(entry.watches)
+        self._entries.clear()
+        _unwatch(self._watches)
 
     # --- the document's changes (inside its transactions: only note them) -------------
 
     def _on_meta(self, _events: list[Any]) -> None:
         self._top = None
 
-    def _on_cells(self, events: list[Any]) -> None:
+    def _on_cells(self, event: Any) -> None:
+        """Cells added, removed or moved: the order is read again, new cells afresh."""
+        self._order = None
+        for op in event.delta:
+            for cell in op.get("insert") or ():
+                inserted = self._dirty_cell(cell.get("id") if isinstance(cell, pycrdt.Map) else None)
+                if inserted is not None:  # a new map (a moved cell too): nothing of it is known
+                    inserted.since = 0
+
+    def _on_cell(self, cid: str, event: Any) -> None:
+        """Keys of cell `cid` set or removed."""
+        keys = event.keys
+        dirty = self._dirty_cell(cid)
+        if dirty is not None and ("outputs" in keys or "id" in keys):
+            dirty.since = 0
+        if "id" in keys:
+            self._order = None
+            renamed = self._dirty_cell(keys["id"].get("newValue"))  # whatever had that id before
+            if renamed is not None:
+                renamed.since = 0
+
+    def _on_outputs(self, cid: str, events: list[Any]) -> None:
+        """Outputs of cell `cid` changed: from the first inserted or deleted one on, and
+        each one changed inside."""
+        dirty = self._dirty_cell(cid)
+        if dirty is None:
+            return
         for event in events:
             path = event.path
-            if not path:  # cells inserted, deleted or moved: new cells are read afresh
-                self._order = None
-                for op in event.delta:
-                    for cell in op.get("insert") or ():
-                        inserted = self._dirty_cell(cell)
-                        if inserted is not None:  # a new map (a moved cell too): nothing of it is known
-                            inserted.since = 0
-                continue
-            cell = self._cells[path[0]]
-            dirty = self._dirty_cell(cell)
-            if dirty is None or len(path) == 1:
-                if dirty is not None and ("outputs" in event.keys or "id" in event.keys):
-                    dirty.since = 0
-                    self._order = None if "id" in event.keys else self._order
-                continue
-            if path[1] != "outputs":
-                continue
-            if len(path) == 2:  # the outputs list itself: unchanged up to its first insert or delete
+            if not path:  # the list itself: unchanged up to its first insert or delete
                 since = 0
                 for op in getattr(event, "delta", None) or () if isinstance(event, pycrdt.ArrayEvent) else ():
                     if "retain" not in op:
                         break
                     since += op["retain"]
                 dirty.since = min(dirty.since, since)
-            elif isinstance(path[2], int):
-                dirty.outputs.add(path[2])
+            elif isinstance(path[0], int):
+                dirty.outputs.add(path[0])
             else:
                 dirty.since = 0
 
-    def _dirty_cell(self, cell: Any) -> _Dirty | None:
-        cid = cell.get("id") if isinstance(cell, pycrdt.Map) else None
+    def _on_field(self, cid: str, _events: list[Any]) -> None:
+        """Something inside a map or list of cell `cid` (its metadata) changed."""
+        self._dirty_cell(cid)
+
+    def _dirty_cell(self, cid: Any) -> _Dirty | None:
         if not isinstance(cid, str):
             self._order = None  # a cell without a usable id: the next snapshot is full
             return None
@@ -171,36 +196,49 @@ class NotebookRender:
     def snapshot(self) -> Snapshot:
         """The notebook's file value now (equal to `codec.file_value(doc)`), reading only
         what changed since the last snapshot. Call where the document lives."""
+        with self.doc.transaction():  # one for all the reads (each read makes its own otherwise)
+            return self._snapshot()
+
+    def _snapshot(self) -> Snapshot:
         codec = self.codec
         reference = codec.reference
         if self._top is None or reference is not self._reference:
             meta = self._meta.to_py() or {}
             ids_allowed = _version(meta) >= (4, 5)
             if reference is not self._reference or ids_allowed != self._ids_allowed:
-                self._entries.clear()  # every cell is written differently now
+                self._forget()  # every cell is written differently now
             self._reference, self._ids_allowed = reference, ids_allowed
             self._top = codec.file_top(meta)
         order = self._order if self._order is not None else self._read_order()
         if order is None:
             self.stats.full += 1
-            self._entries.clear()
-            self._dirty.clear()
+            self._forget()
             return Snapshot(codec.file_value(self.doc), reference, None)
         entries: dict[str, _Cell] = {}
         old = self._entries
         dirty = self._dirty
         cells = self._cells
         for index, cid in enumerate(order):
-            entry = old.get(cid)
+            entry = old.pop(cid, None)
             change = dirty.get(cid)
+            if change is None and entry is not None and any(str(text) != was for text, was in entry.texts):
+                change = _Dirty()  # typed into: its own fields again, its outputs kept
             if entry is None or change is not None:
-                entry = self._read(cells[index], entry, change)
+                entry = self._read(cid, cells[index], entry, change)
             entries[cid] = entry
+        for gone in old.values():
+            _unwatch(gone.watches)
         self._entries = entries
         dirty.clear()
         value = dict(self._top)
         value["cells"] = [entries[cid].value for cid in order]
         return Snapshot(value, reference, self._top)
+
+    def _forget(self) -> None:
+        for entry in self._entries.values():
+            _unwatch(entry.watches)
+        self._entries.clear()
+        self._dirty.clear()
 
     def _read_order(self) -> list[str] | None:
         """The cells' ids in order, or None if some cell has none or repeats one."""
@@ -215,12 +253,25 @@ class NotebookRender:
         self._order = order
         return order
 
-    def _read(self, ycell: pycrdt.Map[Any], before: _Cell | None, change: _Dirty | None) -> _Cell:
-        """A changed cell's file value; outputs unchanged since `before` are its objects."""
+    def _read(self, cid: str, ycell: pycrdt.Map[Any], before: _Cell | None, change: _Dirty | None) -> _Cell:
+        """A changed cell's file value (outputs unchanged since `before` are its objects),
+        watched from now on."""
         self.stats.cells_read += 1
+        if before is not None:
+            _unwatch(before.watches)
         reuse = before is not None and before.raw_outputs is not None and change is not None
+        watches: list[tuple[Any, Any]] = [(ycell, ycell.observe(lambda event: self._on_cell(cid, event)))]
+        texts: list[tuple[pycrdt.Text, str]] = []
         raw: dict[str, Any] = {}
         for key, item in ycell.items():
+            if isinstance(item, pycrdt.Text):
+                raw[key] = str(item)
+                texts.append((item, raw[key]))
+                continue
+            if key == "outputs" and isinstance(item, pycrdt.Array):
+                watches.append((item, item.observe_deep(lambda events: self._on_outputs(cid, events))))
+            elif isinstance(item, (pycrdt.Map, pycrdt.Array)):
+                watches.append((item, item.observe_deep(lambda events: self._on_field(cid, events))))
             if key == "outputs" and reuse and isinstance(item, pycrdt.Array):
                 assert before is not None and before.raw_outputs is not None and change is not None
                 kept = before.raw_outputs
@@ -238,13 +289,13 @@ class NotebookRender:
         raw_outputs = raw.get("outputs")
         file_outputs = value.get("outputs")
         if not isinstance(raw_outputs, list) or not isinstance(file_outputs, list):
-            return _Cell(value, None, None)
+            return _Cell(value, None, None, texts, watches)
         if reuse and len(file_outputs) == len(raw_outputs):
             assert before is not None and before.raw_outputs is not None and before.file_outputs is not None
             for j, output in enumerate(raw_outputs):
                 if j < len(before.raw_outputs) and output is before.raw_outputs[j]:
                     file_outputs[j] = before.file_outputs[j]  # written alike: same place, same reference
-        return _Cell(value, raw_outputs, file_outputs)
+        return _Cell(value, raw_outputs, file_outputs, texts, watches)
 
     # --- any thread ---------------------------------------------------------------------
 
@@ -293,3 +344,9 @@ class NotebookRender:
         finally:
             self._lock.release()
         return None if fine else check(snap.value)
+
+
+def _unwatch(watches: list[tuple[Any, Any]]) -> None:
+    for shared, subscription in watches:
+        shared.unobserve(subscription)
+    watches.clear()
