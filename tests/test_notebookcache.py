@@ -108,6 +108,8 @@ class Editor:
                 "delete",
                 "move",
                 "replace",
+                "rename",
+                "takeover",
                 "cell_meta",
                 "nb_meta",
                 "several",
@@ -181,6 +183,14 @@ class Editor:
             value["source"] = "replaced\n"
             del self.cells[index]
             self.cells.insert(index, ycell_from_dict(value, value["id"]))  # Y types inside, as a client makes it
+        elif kind == "rename" and cell is not None:
+            cell["id"] = self._new_id()
+        elif kind == "takeover" and len(self.cells) > 2:  # a cell takes the id of one just deleted
+            a, b = rng.sample(range(len(self.cells)), 2)
+            taken = self.cells[b]["id"]
+            keep = self.cells[a]
+            del self.cells[b]
+            keep["id"] = taken
         elif kind == "cell_meta" and cell is not None and isinstance(cell.get("metadata"), Map):
             key, value = rng.choice(
                 [
