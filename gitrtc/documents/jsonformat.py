@@ -353,6 +353,8 @@ def align(old: list[Any], new: list[Any], canonical: Callable[[Any], str] | None
     """
     if len(old) == len(new):
         return list(range(len(new)))
+    if not old or not new:
+        return [None] * len(new)  # what the matcher finds (nothing), without canonical forms of megabytes
     canon = canonical or _canonical
     pairs: list[int | None] = [None] * len(new)
     matcher = SequenceMatcher(None, [canon(v) for v in old], [canon(v) for v in new], autojunk=False)
