@@ -23,7 +23,7 @@ from .errors import DocumentError, UnsafePathError
 from .joinformat import session_merge
 from .limits import Limits
 from .manifest import Manifest
-from .origins import DiskMerge, ServerEdit, dirties_disk
+from .origins import DiskMerge, ServerEdit, coalesced_on_disk, dirties_disk
 from .registry import RoomRegistry
 from .rooms import Room
 from .store import Store
@@ -66,7 +66,7 @@ class DiskBridge:
         """(room hook) A loaded room's document changed: write its file soon if the
         origin says the disk is now stale (`origins.dirties_disk`)."""
         if room.path is not None and dirties_disk(origin):
-            self.disk.changed(room.path)
+            self.disk.changed(room.path, coalesce=coalesced_on_disk(origin))
 
     def _on_save_error(self, path: str, error: str | None) -> None:
         """Show every participant which files cannot be written back (`save_errors` in the

@@ -41,6 +41,12 @@ MAX_DELAY_SECONDS = 1.0
 #: A file whose rendering takes long (a large notebook: ~30 ms per MB) is written at most
 #: once per this many rendering times, so write-back holds the event loop under 2% of the time.
 RENDER_DUTY = 60
+#: A file whose only changes since its last write-back are a kernel's outputs (`changed`
+#: with `coalesce`) is written at most once per this many seconds: a cell flooding output
+#: costs the disk (and the GIL, hashing and copying megabytes) a bounded rate; every
+#: output is in the durable store and with every participant at once, and an edit by
+#: anyone, a flush and the end write it as usual.
+OUTPUT_WRITE_SECONDS = 2.0
 
 #: The threads that read, stat and write shared files (for every session of the process).
 #: Two: a burst of write-backs (100 files typed into at once) queues here instead of
@@ -146,6 +152,8 @@ class FileState:
     last_change: float = 0.0
     rendered_at: float = 0.0
     render_seconds: float = 0.0
+    #: Every change pending since the last write-back is a kernel's output (`changed`).
+    outputs_only: bool = False
     timer: asyncio.TimerHandle | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
@@ -365,8 +373,9 @@ class DiskSync:
 
         return await asyncio.get_running_loop().run_in_executor(_DISK, read)
 
-    def changed(self, path: str) -> None:
-        """The document of `path` changed: write it soon.
+    def changed(self, path: str, coalesce: bool = False) -> None:
+        """The document of `path` changed: write it soon (`coalesce`: the change is a
+        kernel's output, which may wait for `OUTPUT_WRITE_SECONDS`).
 
         Called for every edit, so it only notes the time; the one pending timer works out
         when the file is due (a quiet period, or the maximum delay while typing goes on).
@@ -377,11 +386,19 @@ class DiskSync:
         if not state.dirty:
             state.dirty = True
             state.first_dirty = now
+            state.outputs_only = coalesce
+        elif state.outputs_only and not coalesce:
+            state.outputs_only = False
+            if state.timer is not None and state.timer.when() > self._due(state):
+                state.timer.cancel()  # set for outputs only: an edit is due sooner
+                state.timer = None
         if state.timer is None:
             state.timer = loop.call_at(self._due(state), self._start_write, path)
 
     def _due(self, state: FileState) -> float:
         due = min(state.last_change + self.quiet, state.first_dirty + self.max_delay)
+        if state.outputs_only:
+            due = max(due, state.rendered_at + OUTPUT_WRITE_SECONDS)
         return max(due, state.rendered_at + RENDER_DUTY * state.render_seconds)
 
     def _start_write(self, path: str) -> None:
@@ -419,7 +436,7 @@ class DiskSync:
         if state.linked is not None:
             state.dirty = True  # frozen: written once the path is a regular file again
             return
-        state.dirty = False
+        state.dirty = state.outputs_only = False
         loop = asyncio.get_running_loop()
         check = True
         while True:

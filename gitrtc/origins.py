@@ -90,6 +90,13 @@ def dirties_disk(origin: object) -> bool:
     return isinstance(origin, (ClientEdit, DiskMerge, DiskLoad, KernelOutput, ServiceEdit))
 
 
+def coalesced_on_disk(origin: object) -> bool:
+    """Whether a change with this origin may reach the disk at a bounded rate
+    (`disk.OUTPUT_WRITE_SECONDS`): a shared kernel's outputs, which are in the durable
+    store and with every participant as they come."""
+    return isinstance(origin, KernelOutput)
+
+
 @dataclass(frozen=True, slots=True)
 class KernelOutput:
     """Outputs (and execution counts) a shared kernel produced, written by the server.

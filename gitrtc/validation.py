@@ -38,7 +38,8 @@ from . import protocol, yupdate
 from .documents import MAX_FILE_BYTES, Codec
 from .documents.jsonformat import intify
 from .documents.nbformat_import import nbformat
-from .documents.notebook import value_problem
+from .documents.notebook import NotebookCodec, value_problem
+from .documents.notebookcache import NotebookRender, Snapshot
 from .errors import DocumentError, ProtocolError, RejectedEditError
 from .keystroke import Keystrokes
 
@@ -172,6 +173,8 @@ class DocumentGuard:
         self._checked_version = -1
         self._failed: tuple[int, str] | None = None  # (version, error) of the last check that failed
         self._size_bound: int | None = None  # exact size at the last measure + growth since
+        #: A notebook's write-back renders only what changed (`documents.notebookcache`).
+        self.renderer = NotebookRender(doc, codec) if isinstance(codec, NotebookCodec) else None
 
     def learn(self, update: bytes) -> None:
         """Index a trusted update (a disk load or merge, the replayed log)."""
@@ -334,19 +337,31 @@ class DocumentGuard:
             except (RecursionError, TypeError, ValueError) as exc:  # what the check before should have caught
                 raise self._unrenderable(exc) from exc
             return lambda: self._bounded(data)
+        renderer = self.renderer
         try:
-            value = codec.file_value(self.doc)
+            snap = renderer.snapshot() if renderer is not None else None
+            value = snap.value if snap is not None else codec.file_value(self.doc)
         except (RecursionError, TypeError, ValueError) as exc:
             raise self._unrenderable(exc, version) from exc
         check = version != self._checked_version
-        return lambda: self._finish_notebook(value, version, check)
+        return lambda: self._finish_notebook(value, version, check, snap)
 
-    def _finish_notebook(self, value: dict[str, Any], version: int, check: bool) -> bytes:
-        """(any thread) The checked file bytes of a notebook value taken at `version`."""
+    def _finish_notebook(self, value: dict[str, Any], version: int, check: bool, snap: Snapshot | None) -> bytes:
+        """(any thread) The checked file bytes of a notebook value taken at `version`
+        (through the renderer when `snap` is its snapshot: the same bytes, for less)."""
         codec: Any = self.codec
+        renderer = self.renderer
         try:
-            problem = self._value_problem(value, nbformat_schema=self.strict) if check else None
-            data = b"" if problem else codec.dump_value(value)
+            if not check:
+                problem = None
+            elif snap is not None and renderer is not None:
+                problem = renderer.problem(snap, self._file_problem)
+            else:
+                problem = self._file_problem(value)
+            if problem:
+                data = b""
+            else:
+                data = renderer.dump(snap) if snap is not None and renderer is not None else codec.dump_value(value)
         except (RecursionError, TypeError, ValueError) as exc:
             raise self._unrenderable(exc, version) from exc
         if problem:
@@ -390,6 +405,10 @@ class DocumentGuard:
             log.info("a would-be %s cannot be read as a notebook", self.path, exc_info=True)
             return f"the notebook could not be read back ({type(exc).__name__})"
         return self._value_problem(value, nbformat_schema=False)
+
+    def _file_problem(self, value: Any) -> str | None:
+        """Why a notebook value must not be written (None if it may): the check at write-back."""
+        return self._value_problem(value, nbformat_schema=self.strict)
 
     def _value_problem(self, value: Any, nbformat_schema: bool) -> str | None:
         problem = json_problem(value, allow_nan=not self.strict) or value_problem(value, floats=True)

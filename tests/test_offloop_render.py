@@ -68,16 +68,16 @@ async def test_write_back_formats_the_notebook_in_a_disk_thread(live: Live) -> N
         await client.wait_synced()
         guard = live.session.registry.rooms[live.room("analysis.ipynb")].guard
         assert guard is not None
-        codec: Any = guard.codec
+        renderer: Any = guard.renderer  # write-back formats a notebook through it (`notebookcache`)
         threads: list[str] = []
-        dump_value = codec.dump_value
+        dump = renderer.dump
 
-        def recording(value: dict[str, Any]) -> bytes:
+        def recording(snap: Any) -> bytes:
             threads.append(threading.current_thread().name)
-            result: bytes = dump_value(value)
+            result: bytes = dump(snap)
             return result
 
-        codec.dump_value = recording  # observes where the formatting runs; changes nothing
+        renderer.dump = recording  # observes where the formatting runs; changes nothing
         cells = client.doc.get("cells", type=Array)
         cell = cells[1]
         assert isinstance(cell, Map)

@@ -199,3 +199,27 @@ async def test_a_save_right_after_a_write_back_is_merged_not_missed(
         await async_wait_until(lambda: str(text) == saved[0], what="the editor's save merged")
         assert saved[0].startswith("Typed. # Project")
         assert target.read_text() == saved[0]
+
+
+async def test_a_kernels_outputs_are_written_at_a_bounded_rate_and_an_edit_at_once() -> None:
+    """A cell flooding output dirties its notebook many times a second: write-back of
+    output-only changes waits `OUTPUT_WRITE_SECONDS` after the last render; any other
+    change brings the write back to the usual quiet period (its timer moved sooner)."""
+    from gitrtc.disk import OUTPUT_WRITE_SECONDS, DiskSync, FileState
+
+    sync = DiskSync(Path("/r"), lambda path: b"", lambda: True)
+    loop = asyncio.get_running_loop()
+    now = loop.time()
+    state = sync.files["nb.ipynb"] = FileState("nb.ipynb", "/r/nb.ipynb", rendered_at=now, render_seconds=0.001)
+    try:
+        sync.changed("nb.ipynb", coalesce=True)
+        assert state.timer is not None
+        assert state.timer.when() == pytest.approx(now + OUTPUT_WRITE_SECONDS, abs=0.05)
+        sync.changed("nb.ipynb", coalesce=True)  # more output: still the same bound
+        assert state.timer.when() == pytest.approx(now + OUTPUT_WRITE_SECONDS, abs=0.05)
+        sync.changed("nb.ipynb")  # someone typed: the quiet period, not the outputs' bound
+        assert state.timer is not None
+        assert state.timer.when() <= loop.time() + sync.quiet
+    finally:
+        if state.timer is not None:
+            state.timer.cancel()

@@ -23,7 +23,19 @@ from difflib import SequenceMatcher
 from json.scanner import NUMBER_RE
 from typing import Any
 
-__all__ = ["Node", "Parsed", "Style", "align", "dumps_like", "intify", "parse", "restore", "sem_equal"]
+__all__ = [
+    "Memo",
+    "Node",
+    "Parsed",
+    "Style",
+    "align",
+    "dumps_like",
+    "dumps_like_bytes",
+    "intify",
+    "parse",
+    "restore",
+    "sem_equal",
+]
 
 # the C string scanner json itself uses; typeshed does not declare it
 scanstring: Callable[[str, int, bool], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
@@ -332,16 +344,20 @@ def intify(value: Any) -> Any:
     return value
 
 
-def align(old: list[Any], new: list[Any]) -> list[int | None]:
+def align(old: list[Any], new: list[Any], canonical: Callable[[Any], str] | None = None) -> list[int | None]:
     """For each item of `new`, the index of the `old` item it continues (or None).
 
     Equal lengths pair by position; otherwise equal items are matched in order
-    (difflib on canonical forms) and the rest of each replaced block pairs by position.
+    (difflib on canonical forms; `canonical` may be a cached `_canonical`) and the rest
+    of each replaced block pairs by position.
     """
     if len(old) == len(new):
         return list(range(len(new)))
+    if not old or not new:
+        return [None] * len(new)  # what the matcher finds (nothing), without canonical forms of megabytes
+    canon = canonical or _canonical
     pairs: list[int | None] = [None] * len(new)
-    matcher = SequenceMatcher(None, [_canonical(v) for v in old], [_canonical(v) for v in new], autojunk=False)
+    matcher = SequenceMatcher(None, [canon(v) for v in old], [canon(v) for v in new], autojunk=False)
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
         if tag in ("equal", "replace"):
             for k in range(min(i2 - i1, j2 - j1)):
@@ -381,18 +397,133 @@ _MISSING: Any = object()
 
 def dumps_like(parsed: Parsed, value: Any) -> str:
     """Serialize `value` the way `parsed` was written, reusing its text for unchanged parts."""
-    return parsed.prefix + _emit(parsed, parsed.root, value, 1) + parsed.suffix
+    out: list[Any] = [parsed.prefix]
+    _emit(parsed, parsed.root, value, 1, None, out)
+    out.append(parsed.suffix)
+    return "".join(out)
 
 
-def _emit(p: Parsed, node: Node | None, new: Any, depth: int) -> str:
-    if node is not None and sem_equal(node.value, new):
-        return p.text[node.start : node.end]
-    if type(new) is dict:
-        return _emit_dict(p, node if node is not None and node.keys is not None else None, new, depth)
-    if type(new) is list:
+def dumps_like_bytes(parsed: Parsed, value: Any, memo: Memo) -> bytes:
+    """`dumps_like(parsed, value).encode("utf-8")`, reusing the bytes written by the previous
+    call with `memo` (of the same `parsed`) for containers that are the same Python objects
+    again: the bytes are the same as without it, and are copied once, not once per level."""
+    out: list[Any] = [parsed.prefix]
+    try:
+        _emit(parsed, parsed.root, value, 1, memo, out)
+    finally:
+        memo.turn()
+    out.append(parsed.suffix)
+    return _joined(out)
+
+
+def _joined(pieces: list[Any]) -> bytes:
+    """Text pieces (str) and pieces already encoded (bytes) as one UTF-8 byte string."""
+    return b"".join(piece if type(piece) is bytes else piece.encode("utf-8") for piece in pieces)
+
+
+class Memo:
+    """What `dumps_like_bytes` found for containers at some depths (e.g. a notebook's cells
+    and their outputs) in its previous call, by the identity of the new value and of the
+    original node it was paired with: a caller that passes the very same objects for the
+    unchanged parts of a value (`documents.notebookcache`) pays only for what changed.
+
+    Sound because a value's text depends only on (parsed, node, value, depth): the memo
+    keeps both objects alive (so their ids are not reused) and belongs to one `Parsed`.
+    Values given to `dumps_like_bytes` with a memo must never be mutated afterwards.
+    """
+
+    __slots__ = ("_below", "_depths", "_new", "_old", "misses")
+
+    def __init__(self, depths: frozenset[int]) -> None:
+        self._depths = depths
+        self._below = max(depths)
+        # (kind, id(value), id(node)) → (value, node, result); `_new` holds what the current
+        # call used, `_old` the previous call's: entries not used for a whole call are dropped
+        self._old: dict[tuple[int, int, int], tuple[Any, Any, Any]] = {}
+        self._new: dict[tuple[int, int, int], tuple[Any, Any, Any]] = {}
+        #: Containers at the memo's depths written afresh so far (what tests count).
+        self.misses = 0
+
+    def turn(self) -> None:
+        """End of one call: forget what it did not use."""
+        self._old, self._new = self._new, {}
+
+    def _get(self, kind: int, value: Any, node: Any) -> Any:
+        key = (kind, id(value), id(node))
+        hit = self._new.get(key) or self._old.get(key)
+        if hit is not None and hit[0] is value and hit[1] is node:
+            self._new[key] = hit
+            return hit[2]
+        return None
+
+    def _put(self, kind: int, value: Any, node: Any, result: Any) -> None:
+        self._new[(kind, id(value), id(node))] = (value, node, result)
+
+    def canonical(self, value: Any) -> str:
+        """`_canonical`, cached for containers."""
+        if type(value) is not dict and type(value) is not list:
+            return _canonical(value)
+        text = self._get(0, value, None)
+        if text is None:
+            text = _canonical(value)
+            self._put(0, value, None, text)
+        return text  # type: ignore[no-any-return]
+
+    def same(self, node: Node, new: Any, depth: int) -> bool:
+        """`sem_equal(node.value, new)`, cached at the memo's depths and walked above them
+        through the nodes (so a cached answer below can be found)."""
+        if depth in self._depths and (type(new) is dict or type(new) is list):
+            hit = self._get(1, new, node)
+            if hit is None:
+                hit = sem_equal(node.value, new)
+                self._put(1, new, node, hit)
+            return hit  # type: ignore[no-any-return]
+        old = node.value
+        if depth >= self._below or node.children is None:
+            return sem_equal(old, new)
+        if node.keys is not None:  # an object: sem_equal's loop, over the nodes
+            if type(new) is not dict or len(old) != len(new):
+                return False
+            assert node.index is not None
+            for key, i in node.index.items():
+                if key not in new or not self.same(node.children[i], new[key], depth + 1):
+                    return False
+            return True
+        if type(new) is not list or len(old) != len(new):
+            return False
+        return all(self.same(child, item, depth + 1) for child, item in zip(node.children, new, strict=True))
+
+    def emit(self, p: Parsed, node: Node | None, new: Any, depth: int) -> tuple[bytes, ...]:
+        """What `_emit` writes for `new`, as encoded pieces (cached; joined only once, into
+        the whole file: a cell that changes at every call is not copied twice)."""
+        pieces = self._get(2, new, node)
+        if pieces is None:
+            self.misses += 1
+            fresh: list[Any] = []
+            _emit_fresh(p, node, new, depth, self, fresh)
+            pieces = tuple(piece if type(piece) is bytes else piece.encode("utf-8") for piece in fresh)
+            self._put(2, new, node, pieces)
+        return pieces  # type: ignore[no-any-return]
+
+
+def _emit(p: Parsed, node: Node | None, new: Any, depth: int, memo: Memo | None, out: list[Any]) -> None:
+    """Append the text of `new` (paired with the original `node`) to `out`."""
+    if memo is not None and depth in memo._depths and (type(new) is dict or type(new) is list):
+        out.extend(memo.emit(p, node, new, depth))
+    else:
+        _emit_fresh(p, node, new, depth, memo, out)
+
+
+def _emit_fresh(p: Parsed, node: Node | None, new: Any, depth: int, memo: Memo | None, out: list[Any]) -> None:
+    if node is not None and (sem_equal(node.value, new) if memo is None else memo.same(node, new, depth)):
+        out.append(p.text[node.start : node.end])
+    elif type(new) is dict:
+        _emit_dict(p, node if node is not None and node.keys is not None else None, new, depth, memo, out)
+    elif type(new) is list:
         is_list = node is not None and node.children is not None and node.keys is None
-        return _emit_list(p, node if is_list else None, new, depth)
-    return _scalar(p.style, node, new)
+        _emit_list(p, node if is_list else None, new, depth, memo, out)
+    else:
+        out.append(_scalar(p.style, node, new))
 
 
 def _layout(p: Parsed, old: Node | None, depth: int) -> tuple[str, str, str, str]:
@@ -405,9 +536,10 @@ def _layout(p: Parsed, old: Node | None, depth: int) -> tuple[str, str, str, str
     return first, later, old.comma, old.close
 
 
-def _emit_dict(p: Parsed, old: Node | None, new: dict[str, Any], depth: int) -> str:
+def _emit_dict(p: Parsed, old: Node | None, new: dict[str, Any], depth: int, memo: Memo | None, out: list[Any]) -> None:
     if not new:
-        return "{}"
+        out.append("{}")
+        return
     if old is not None:
         assert old.index is not None and old.keys is not None
         kept = [k for i, k in enumerate(old.keys) if k in new and old.index[k] == i]
@@ -417,7 +549,7 @@ def _emit_dict(p: Parsed, old: Node | None, new: dict[str, Any], depth: int) -> 
         order = sorted(new)
     first, later, comma, close = _layout(p, old, depth)
     default_colon = old.colons[0] if old is not None and old.colons else p.style.colon
-    parts = []
+    out.append("{")
     for n, key in enumerate(order):
         i = old.index.get(key) if old is not None else None  # type: ignore[union-attr]
         if i is not None:
@@ -425,22 +557,24 @@ def _emit_dict(p: Parsed, old: Node | None, new: dict[str, Any], depth: int) -> 
         else:
             raw_key = json.dumps(key, ensure_ascii=p.style.ensure_ascii)
             colon, child = default_colon, None
-        pre = first if n == 0 else later
-        parts.append(pre + raw_key + colon + _emit(p, child, new[key], depth + 1))
-    return "{" + (comma + ",").join(parts) + close + "}"
+        out.append((first if n == 0 else comma + "," + later) + raw_key + colon)
+        _emit(p, child, new[key], depth + 1, memo, out)
+    out.append(close + "}")
 
 
-def _emit_list(p: Parsed, old: Node | None, new: list[Any], depth: int) -> str:
+def _emit_list(p: Parsed, old: Node | None, new: list[Any], depth: int, memo: Memo | None, out: list[Any]) -> None:
     if not new:
-        return "[]"
+        out.append("[]")
+        return
     first, later, comma, close = _layout(p, old, depth)
     children = old.children if old is not None and old.children is not None else []
-    pairs = align(old.value, new) if old is not None else [None] * len(new)
-    parts = []
+    canonical = memo.canonical if memo is not None else None
+    pairs = align(old.value, new, canonical) if old is not None else [None] * len(new)
+    out.append("[")
     for n, (i, item) in enumerate(zip(pairs, new, strict=True)):
-        child = children[i] if i is not None else None
-        parts.append((first if n == 0 else later) + _emit(p, child, item, depth + 1))
-    return "[" + (comma + ",").join(parts) + close + "]"
+        out.append(first if n == 0 else comma + "," + later)
+        _emit(p, children[i] if i is not None else None, item, depth + 1, memo, out)
+    out.append(close + "]")
 
 
 def _scalar(style: Style, node: Node | None, new: Any) -> str:

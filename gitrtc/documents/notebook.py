@@ -131,14 +131,18 @@ class NotebookCodec:
         numbers as Yjs holds them (floats; `dump` writes ints where the file had ints)."""
         ymeta, ycells = _roots(doc)
         meta = ymeta.to_py() or {}
-        ref = self._ref
+        nb = self.file_top(meta)
         ids_allowed = _version(meta) >= (4, 5)
+        nb["cells"] = [self._file_cell(cell, ids_allowed) for cell in ycells.to_py() or []]
+        return nb
+
+    def file_top(self, meta: dict[str, Any]) -> dict[str, Any]:
+        """The top level of `file_value` (its cells are set after), from the `meta` root's value."""
         nb: dict[str, Any] = {}
         for key, value in meta.items():
-            if key == "metadata" and value == {} and "metadata" not in ref.value:
+            if key == "metadata" and value == {} and "metadata" not in self._ref.value:
                 continue
             nb[key] = value
-        nb["cells"] = [self._file_cell(cell, ids_allowed) for cell in ycells.to_py() or []]
         return nb
 
     def _file_cell(self, cell: dict[str, Any], ids_allowed: bool) -> dict[str, Any]:
