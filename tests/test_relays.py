@@ -489,6 +489,43 @@ def test_presence_crosses_relays_and_hostile_frames_close_only_their_sender(clus
     asyncio.run(scenario())
 
 
+def test_an_rtc_join_mirror_through_a_relay_is_a_mirror_as_on_the_owner(cluster: Cluster) -> None:
+    """`?client=join` (how `rtc join` connects) crosses a relay: a mirror holds every file
+    and keeps none from being deleted, on a relay as on the owner's process; an editor
+    through a relay still does."""
+    owner = cluster.owner
+
+    async def delete(path: str) -> tuple[int, Any]:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                f"{owner.base}/api/files",
+                json={"op": "delete", "path": path, "name": "Owner"},
+                headers={"Authorization": f"Bearer {owner.info['owner_token']}"},
+            ) as r:
+                return r.status, await r.json(content_type=None)
+
+    async def scenario() -> None:
+        mirrors = [
+            YClient(cluster.url(1, "a.md", name="Mira") + "&client=join"),
+            YClient(cluster.url(0, "b.md", name="Mira") + "&client=join"),
+        ]
+        editor = YClient(cluster.url(2, "c.md", name="Bob"))
+        for c in [*mirrors, editor]:
+            await c.connect()
+            await c.wait_synced()
+        status, body = await delete("c.md")
+        assert status == 409 and "open by Bob" in body["error"], body
+        for path in ("a.md", "b.md"):  # through a relay as through the owner's process
+            status, body = await delete(path)
+            assert status == 200, body
+        session = await _session(owner)
+        assert sorted(f["path"] for f in session["files"]) == ["c.md", "notes.txt"]
+        for c in [*mirrors, editor]:
+            await c.close()
+
+    asyncio.run(scenario())
+
+
 def test_the_official_js_client_works_through_a_relay(cluster: Cluster) -> None:
     from .test_js_client import node_or_skip, run_node
 
