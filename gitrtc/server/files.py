@@ -1,6 +1,6 @@
 """The file-set API: `POST /api/files` (create, rename, delete) and `GET /api/tree` (one
 folder's entries at a time, so a browser never loads a 100,000-file listing to show a
-tree, and quick-open finds names with `?find=`).
+tree, quick-open finds names with `?find=`, and `?path=` answers for one file).
 
 A folder's listing is paged (`offset`, `limit`: at most `MAX_PAGE` entries, so a folder of
 1,000,000 entries is never one giant answer) and served from an index of every folder,
@@ -58,6 +58,8 @@ def add_routes(app: web.Application, session: Session) -> None:
     async def api_tree(request: web.Request) -> web.Response:
         require_role(request, session)
         query = request.query
+        if "path" in query:
+            return web.json_response(entry(session, query["path"]))
         offset, limit = _number(query.get("offset"), 0), min(_number(query.get("limit"), PAGE), MAX_PAGE)
         return web.json_response(tree(session, query.get("dir", ""), query.get("find"), offset, max(limit, 1)))
 
@@ -206,6 +208,21 @@ def tree(session: Session, folder: str, find: str | None = None, offset: int = 0
         answer["more"] = True
         answer["next"] = shown
     return answer
+
+
+def entry(session: Session, path: str) -> dict[str, Any]:
+    """`?path=`: the one shared file or whole file at `path` (`files` or `binaries` holds
+    it, both empty if nothing is shared there), for a page opening a link to a file
+    whose folder it has not listed."""
+    found = session.fileset.entry(path)
+    digest = None if found is not None else session.manifest.binaries.get(path)
+    if digest is not None:
+        digest = session.fileset.binaries.seen.get(path) or digest
+    return {
+        "files": [_file(found)] if found is not None else [],
+        "binaries": [{"path": path, "type": content_type(path), "digest": digest}] if digest else [],
+        "version": session.manifest.files_version,
+    }
 
 
 def _file(f: Any) -> dict[str, Any]:
