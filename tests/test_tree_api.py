@@ -37,6 +37,11 @@ async def test_a_large_session_leaves_its_listing_to_the_tree_api(tmp_path: Path
         ]
         _s, none = await get_json(f"{live.http}/api/tree?path=pages/nothing.md", token)
         assert none["files"] == [] and none["binaries"] == []
+        # quick-open: a query in every path answers 50 and says there are more
+        _s, many = await get_json(f"{live.http}/api/tree?find=P0", token)
+        assert len(many["files"]) == 50 and many["more"] is True
+        _s, few = await get_json(f"{live.http}/api/tree?find=p0499", token)
+        assert [f["path"] for f in few["files"]] == ["pages/p0499.md"] and few["more"] is False
         status, _body = await get_json(f"{live.http}/api/tree?path=pages/p0007.md", None)
         assert status == 401
 
