@@ -162,7 +162,8 @@ def _find(session: Session, needle: str) -> list[Any]:
         starts = [0, *itertools.accumulate(len(p) + 1 for p in paths)]
         cached = key, _Paths("\n".join(paths), starts, files)
         _PATHS[session] = cached
-    found, here = [], cached[1]
+    found: list[Any] = []
+    here = cached[1]
     if "\n" in needle:  # no path holds one: it would match across two
         return found
     at = here.text.find(needle) if needle else 0
