@@ -91,6 +91,7 @@ export class App {
         this.fileMsg.hidden = !message;
       },
       version: () => this.filesVersion,
+      rendered: () => this.paintTreePeers(),
     });
     this.conns = new Connections(roomsUrl(), token, identity);
     this.conns.onChange(() => this.updateConn());
@@ -388,7 +389,14 @@ export class App {
       return li;
     });
     this.peopleEl.replaceChildren(...items);
-    // who is in which file, as coloured dots in the tree
+    this.paintTreePeers();
+    this.followStep();
+  }
+
+  /** Who is in which file, as coloured dots in the tree (again after it is drawn). */
+  private paintTreePeers(): void {
+    const me = this.sessionDoc.clientID;
+    const peers = this.peers();
     for (const a of this.treeEl.querySelectorAll<HTMLElement>('a.file')) {
       const slot = a.querySelector('.file-peers');
       if (!slot) continue;
@@ -400,7 +408,6 @@ export class App {
           return d;
         }));
     }
-    this.followStep();
   }
 
   private follow(sid: string | null): void {

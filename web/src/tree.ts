@@ -50,6 +50,8 @@ export interface TreeHost {
   say(message: string | null): void;
   /** the session room's `files_version` the page's list is at */
   version(): number;
+  /** the tree was drawn again (the app puts who is where back on it) */
+  rendered(): void;
 }
 
 export class FileTree {
@@ -246,6 +248,7 @@ export class FileTree {
     const empty = root?.loaded && !root.dirs.size && !root.files.size && !root.binaries.size && !this.newDirs.size;
     this.el.replaceChildren(empty ? h('p', { class: 'muted' }, 'No files are shared.') : this.build(''));
     this.el.scrollTop = top;
+    this.host.rendered();
   }
 
   private build(dir: string): HTMLElement {
