@@ -64,6 +64,8 @@ export class FileTree {
   private readonly known = new Map<string, FileInfo>();
   /** folders made in this page that hold no file yet (git keeps no empty folders) */
   private readonly newDirs = new Set<string>();
+  /** each folder's list as drawn last (a folder's next page redraws only it) */
+  private readonly lists = new Map<string, HTMLElement>();
   /** folders the person opened (kept open across re-renders) */
   private readonly openDirs = new Set<string>(['']);
   private readonly more: IntersectionObserver | null = typeof IntersectionObserver === 'undefined' ? null
@@ -159,18 +161,16 @@ export class FileTree {
    * the way learns of the next one (a new subfolder of a fully listed folder is new:
    * fully listed, empty). Whether the entry is listed. */
   private put(path: string, add: (d: Folder) => void): boolean {
-    let dir = '';
-    let d = this.folders.get('');
-    for (const part of path.split('/').slice(0, -1)) {
-      if (!d?.loaded) return false;
-      const sub = dir ? `${dir}/${part}` : part;
-      if (!d.dirs.has(part)) {
-        d.dirs.add(part);
-        if (d.next === null && !this.folders.has(sub)) this.folders.set(sub, folder(true));
-      }
-      dir = sub;
-      d = this.folders.get(sub);
+    const parts = path.split('/');
+    for (let i = 0; i < parts.length - 1; i++) {
+      const dir = parts.slice(0, i).join('/');
+      const d = this.folders.get(dir);
+      if (!d?.loaded || d.dirs.has(parts[i])) continue;
+      d.dirs.add(parts[i]);
+      const sub = dir ? `${dir}/${parts[i]}` : parts[i];
+      if (d.next === null && !this.folders.has(sub)) this.folders.set(sub, folder(true));
     }
+    const d = this.folders.get(parentOf(path));
     if (!d?.loaded) return false;
     add(d);
     return true;
@@ -235,7 +235,16 @@ export class FileTree {
     } finally {
       d.loading = false;
     }
-    this.render();
+    const shown = this.lists.get(dir);
+    if (dir && shown?.isConnected && this.folders.get(dir) === d) {
+      // draw this folder again, not the whole tree (which may hold thousands of entries)
+      const top = this.el.scrollTop;
+      shown.replaceWith(this.build(dir));
+      this.el.scrollTop = top;
+      this.host.rendered();
+    } else {
+      this.render();
+    }
     this.listed();
   }
 
@@ -244,6 +253,12 @@ export class FileTree {
   render(): void {
     const top = this.el.scrollTop;
     this.more?.disconnect();
+    this.lists.clear();
+    const cur = this.host.current();
+    // the open file's folders open: list them all at once, not one after the other
+    for (let dir = cur && this.lazy && this.file(cur) ? parentOf(cur) : ''; dir; dir = parentOf(dir)) {
+      if (!this.folders.get(dir)?.loaded) void this.load(dir);
+    }
     const root = this.folders.get('');
     const empty = root?.loaded && !root.dirs.size && !root.files.size && !root.binaries.size && !this.newDirs.size;
     this.el.replaceChildren(empty ? h('p', { class: 'muted' }, 'No files are shared.') : this.build(''));
@@ -253,6 +268,7 @@ export class FileTree {
 
   private build(dir: string): HTMLElement {
     const ul = h('ul', { role: 'group' });
+    this.lists.set(dir, ul);
     let d = this.folders.get(dir);
     if (!d && !this.lazy) this.folders.set(dir, d = folder(true)); // the whole list is here: a new folder
     if (!d?.loaded) {
