@@ -89,7 +89,11 @@ def test_a_large_tree_is_listed_lazily_live_and_found_by_name(start_session: Any
     # Ctrl-P finds a deep file through the server and opens it; its folders open
     page.locator("nav.files").click()
     page.keyboard.press("Control+p")
+    page.locator(".quick-open-input").fill("mod")  # in 4,500 names: 50 shown, and a word that there are more
+    expect(page.locator(".quick-open-list li[role=option]")).to_have_count(50)
+    expect(page.locator(".quick-open-more")).to_be_visible()
     page.locator(".quick-open-input").fill("needle")
+    expect(page.locator(".quick-open-more")).to_have_count(0)
     expect(page.locator(".quick-open-list li").first).to_have_text(DEEP)
     page.keyboard.press("Enter")
     expect(page.locator(".doc-title")).to_have_text(DEEP)

@@ -148,10 +148,11 @@ export async function fetchRaw(token: string, path: string): Promise<Blob> {
   return await resp.blob();
 }
 
-/** Shared files whose path contains `query` (`GET /api/tree?find=`), best first. */
-export async function findFiles(token: string, query: string): Promise<FileInfo[]> {
-  const answer = await call(token, `tree?find=${encodeURIComponent(query)}`) as { files?: FileInfo[] };
-  return Array.isArray(answer?.files) ? answer.files : [];
+/** Shared files whose path contains `query` (`GET /api/tree?find=`), best first, at most 50
+ * (`more`: there are others; typing more of the name finds them). */
+export async function findFiles(token: string, query: string): Promise<{ files: FileInfo[]; more: boolean }> {
+  const answer = await call(token, `tree?find=${encodeURIComponent(query)}`) as { files?: FileInfo[]; more?: boolean };
+  return { files: Array.isArray(answer?.files) ? answer.files : [], more: answer?.more === true };
 }
 
 /** One page of a folder's direct entries (`GET /api/tree?dir=&offset=&limit=`). */

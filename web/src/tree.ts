@@ -440,6 +440,7 @@ export class FileTree {
     const box = h('div', { class: 'quick-open', role: 'dialog', 'aria-label': 'Quick open' }, input, list);
     this.finder = box;
     let found: FileInfo[] = [];
+    let more = false;
     let asked = 0;
     const close = () => {
       box.remove();
@@ -455,18 +456,20 @@ export class FileTree {
         });
         return li;
       }));
+      if (more) list.appendChild(h('li', { class: 'quick-open-more muted' }, 'More files match: type more of the name'));
     };
     input.addEventListener('input', () => {
       const q = input.value.trim();
       const mine = ++asked;
       if (!q) {
         found = [];
+        more = false;
         show();
         return;
       }
-      void findFiles(this.host.token, q).then((files) => {
+      void findFiles(this.host.token, q).then((answer) => {
         if (mine !== asked) return; // a later query is on its way
-        found = files;
+        ({ files: found, more } = answer);
         show();
       }).catch((err: unknown) => this.host.say(err instanceof Error ? err.message : String(err)));
     });
