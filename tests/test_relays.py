@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from pycrdt import Text
 
 from .corpus import corpus_file
@@ -487,6 +489,138 @@ def test_presence_crosses_relays_and_hostile_frames_close_only_their_sender(clus
         await b.close()
 
     asyncio.run(scenario())
+
+
+def test_an_rtc_join_mirror_through_a_relay_is_a_mirror_as_on_the_owner(cluster: Cluster) -> None:
+    """`?client=join` (how `rtc join` connects) crosses a relay: a mirror holds every file
+    and keeps none from being deleted, on a relay as on the owner's process; an editor
+    through a relay still does."""
+    owner = cluster.owner
+
+    async def delete(path: str) -> tuple[int, Any]:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                f"{owner.base}/api/files",
+                json={"op": "delete", "path": path, "name": "Owner"},
+                headers={"Authorization": f"Bearer {owner.info['owner_token']}"},
+            ) as r:
+                return r.status, await r.json(content_type=None)
+
+    async def scenario() -> None:
+        mirrors = [
+            YClient(cluster.url(1, "a.md", name="Mira") + "&client=join"),
+            YClient(cluster.url(0, "b.md", name="Mira") + "&client=join"),
+        ]
+        editor = YClient(cluster.url(2, "c.md", name="Bob"))
+        for c in [*mirrors, editor]:
+            await c.connect()
+            await c.wait_synced()
+        status, body = await delete("c.md")
+        assert status == 409 and "open by Bob" in body["error"], body
+        for path in ("a.md", "b.md"):  # through a relay as through the owner's process
+            status, body = await delete(path)
+            assert status == 200, body
+        session = await _session(owner)
+        assert sorted(f["path"] for f in session["files"]) == ["c.md", "notes.txt"]
+        for c in [*mirrors, editor]:
+            await c.close()
+
+    asyncio.run(scenario())
+
+
+class RoutingProxy:
+    """The documented deployment in a thread: `/rooms/` WebSockets to a relay, everything
+    else (`/`, `/api/`) to the owner, on one loopback port (what nginx does in docs)."""
+
+    def __init__(self, owner: str, relay: str) -> None:
+        self.owner, self.relay = owner, relay
+        self.loop = asyncio.new_event_loop()
+        self.port = 0
+        ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
+        self.thread.start()
+        assert ready.wait(20), "the proxy did not start"
+
+    def _run(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self.runner = web.AppRunner(app, access_log=None)
+        self.loop.run_until_complete(self.runner.setup())
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        self.loop.run_until_complete(site.start())
+        self.port = int(self.runner.addresses[0][1])
+        ready.set()
+        self.loop.run_forever()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        async with aiohttp.ClientSession() as http:
+            if request.path.startswith("/rooms/"):
+                return await self._socket(request, http)
+            headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
+            async with http.request(
+                request.method, self.owner + request.path_qs, headers=headers, data=await request.read()
+            ) as r:
+                return web.Response(status=r.status, body=await r.read(), content_type=r.content_type)
+
+    async def _socket(self, request: web.Request, http: aiohttp.ClientSession) -> web.StreamResponse:
+        inside = web.WebSocketResponse()
+        await inside.prepare(request)
+        auth = {k: v for k, v in request.headers.items() if k.lower() == "authorization"}
+        async with http.ws_connect(self.relay + request.path_qs, headers=auth, max_msg_size=0) as outside:
+
+            async def up() -> None:
+                async for msg in inside:
+                    await outside.send_bytes(msg.data)
+                await outside.close()
+
+            pump = asyncio.ensure_future(up())
+            async for msg in outside:
+                await inside.send_bytes(msg.data)
+            pump.cancel()
+            await inside.close(code=outside.close_code or 1000)
+        return inside
+
+    def close(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(20)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(20)
+        self.loop.close()
+
+
+def test_a_real_rtc_join_through_a_relay_mirrors_and_holds_no_file(cluster: Cluster, tmp_path: Path) -> None:
+    """`rtc join` behind the documented routing (rooms on a relay, the API on the owner)
+    mirrors the session both ways, and its files can be deleted as when it joins the
+    owner's process (a mirror keeps none open); the delete reaches its folder."""
+    from .test_join import start_join
+
+    owner = cluster.owner
+    proxy = RoutingProxy(owner.base, f"ws://127.0.0.1:{cluster.port(1)}")
+    folder = tmp_path / "mirror"
+    folder.mkdir()
+    joiner = start_join(f"http://127.0.0.1:{proxy.port}/#t={owner.info['token']}", folder)
+    try:
+        joiner.wait_for("mirroring", timeout=60)
+        wait_until(lambda: (folder / "a.md").exists(), 30, "the mirrored file")
+        (folder / "b.md").write_text("# B\nfrom the mirror\n")
+        wait_until(lambda: "from the mirror" in (owner.repo / "b.md").read_text(), 60, "the mirror's edit on the owner")
+
+        async def delete() -> tuple[int, Any]:
+            async with aiohttp.ClientSession() as http:
+                async with http.post(
+                    f"{owner.base}/api/files",
+                    json={"op": "delete", "path": "a.md", "name": "Owner"},
+                    headers={"Authorization": f"Bearer {owner.info['owner_token']}"},
+                ) as r:
+                    return r.status, await r.json(content_type=None)
+
+        status, body = asyncio.run(delete())
+        assert status == 200, body
+        wait_until(lambda: not (folder / "a.md").exists(), 30, "the delete in the mirror's folder")
+    finally:
+        joiner.kill()
+        joiner.communicate(20)
+        proxy.close()
 
 
 def test_the_official_js_client_works_through_a_relay(cluster: Cluster) -> None:

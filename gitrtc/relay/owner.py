@@ -207,6 +207,7 @@ class Owner:
                 return
             query = {"name": bus.text(entry, b"name"), "email": bus.text(entry, b"email")}
             conn = RemoteConnection(transport, participant_of(query, *grant), self.session.limits)
+            conn.mirror = bus.text(entry, b"client") == "join"  # as `server.ws` reads `?client=join`
             self.publish({"t": "k", "r": relay, "c": cid})
             try:
                 await self.session.connect(bus.text(entry, b"room"), conn)

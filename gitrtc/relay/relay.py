@@ -239,6 +239,7 @@ class Relay:
                     "token": request_token(request) or "",
                     "name": request.query.get("name", ""),
                     "email": request.query.get("email", ""),
+                    "client": request.query.get("client", ""),  # "join": an `rtc join` mirror
                 }
             )
             try:

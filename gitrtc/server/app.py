@@ -85,7 +85,8 @@ async def api_session(request: web.Request) -> web.Response:
     session = request.app[SESSION]
     require_role(request, session)
     role, name = session.grant_for(request_token(request)) or ("viewer", None)
-    return web.json_response(views.describe(session, role, name))
+    lazy = request.query.get("tree") == "lazy"  # the browser: a large tree comes from /api/tree
+    return web.json_response(views.describe(session, role, name, lazy=lazy))
 
 
 async def api_join(request: web.Request) -> web.Response:

@@ -1,6 +1,6 @@
 """The file-set API: `POST /api/files` (create, rename, delete) and `GET /api/tree` (one
 folder's entries at a time, so a browser never loads a 100,000-file listing to show a
-tree, and quick-open finds names with `?find=`).
+tree, quick-open finds names with `?find=`, and `?path=` answers for one file).
 
 A folder's listing is paged (`offset`, `limit`: at most `MAX_PAGE` entries, so a folder of
 1,000,000 entries is never one giant answer) and served from an index of every folder,
@@ -9,6 +9,8 @@ built once per `files_version` (not a scan of every shared file per request)."""
 from __future__ import annotations
 
 import asyncio
+import bisect
+import itertools
 import json
 import weakref
 from dataclasses import dataclass, field
@@ -26,6 +28,9 @@ from ..session import Session
 from .auth import origin_allowed, request_token, require_role
 
 MAX_FOUND = 50
+#: Paths containing a quick-open query that are ranked at most (the first in path order):
+#: a query found in every path of a 100,000-file tree costs this many steps, not 100,000.
+MAX_RANKED = 1000
 #: Entries of one folder per `/api/tree` answer, by default and at most.
 PAGE = 2000
 MAX_PAGE = 10_000
@@ -58,6 +63,8 @@ def add_routes(app: web.Application, session: Session) -> None:
     async def api_tree(request: web.Request) -> web.Response:
         require_role(request, session)
         query = request.query
+        if "path" in query:
+            return web.json_response(entry(session, query["path"]))
         offset, limit = _number(query.get("offset"), 0), min(_number(query.get("limit"), PAGE), MAX_PAGE)
         return web.json_response(tree(session, query.get("dir", ""), query.get("find"), offset, max(limit, 1)))
 
@@ -130,6 +137,43 @@ _INDEX: weakref.WeakKeyDictionary[Session, tuple[tuple[int, int, int, int], dict
 )
 
 
+@dataclass(slots=True)
+class _Paths:
+    """Every shared path, lower-cased, in one string (a query is found by `str.find`, in C)."""
+
+    text: str
+    starts: list[int]
+    files: list[Any]  # FileEntry
+
+
+#: Each session's quick-open text and the state it was built for.
+_PATHS: weakref.WeakKeyDictionary[Session, tuple[tuple[int, int], _Paths]] = weakref.WeakKeyDictionary()
+
+
+def _find(session: Session, needle: str) -> list[Any]:
+    """The first `MAX_RANKED` shared files (in the manifest's order) whose path contains
+    `needle` (lower-case), from a text rebuilt once per `files_version`."""
+    m = session.manifest
+    key = (m.files_version, len(m.files))
+    cached = _PATHS.get(session)
+    if cached is None or cached[0] != key:
+        files = list(m.files)
+        paths = [f.path.lower() for f in files]
+        starts = [0, *itertools.accumulate(len(p) + 1 for p in paths)]
+        cached = key, _Paths("\n".join(paths), starts, files)
+        _PATHS[session] = cached
+    found: list[Any] = []
+    here = cached[1]
+    if "\n" in needle:  # no path holds one: it would match across two
+        return found
+    at = here.text.find(needle) if needle else 0
+    while 0 <= at < len(here.text) and len(found) < MAX_RANKED:
+        n = bisect.bisect_right(here.starts, at) - 1
+        found.append(here.files[n])
+        at = here.text.find(needle, here.starts[n + 1]) if needle else here.starts[n + 1]
+    return found
+
+
 def _index(session: Session) -> dict[str, _Folder]:
     """Every folder's entries, rebuilt when the file set changed (one pass over it)."""
     m = session.manifest
@@ -177,9 +221,8 @@ def tree(session: Session, folder: str, find: str | None = None, offset: int = 0
     the next page starts); or with `find` the first shared files whose path contains it
     (case-insensitive)."""
     if find is not None:
-        needle = find.lower()
-        found = [f for f in session.manifest.files if needle in f.path.lower()]
-        found.sort(key=lambda f: (needle not in f.path.rsplit("/", 1)[-1].lower(), len(f.path)))
+        found = _find(session, find.lower())
+        found.sort(key=lambda f: (find.lower() not in f.path.rsplit("/", 1)[-1].lower(), len(f.path)))
         return {"files": [_file(f) for f in found[:MAX_FOUND]], "more": len(found) > MAX_FOUND}
     name = folder.strip("/")
     here = _index(session).get(name, _Folder())
@@ -206,6 +249,21 @@ def tree(session: Session, folder: str, find: str | None = None, offset: int = 0
         answer["more"] = True
         answer["next"] = shown
     return answer
+
+
+def entry(session: Session, path: str) -> dict[str, Any]:
+    """`?path=`: the one shared file or whole file at `path` (`files` or `binaries` holds
+    it, both empty if nothing is shared there), for a page opening a link to a file
+    whose folder it has not listed."""
+    found = session.fileset.entry(path)
+    digest = None if found is not None else session.manifest.binaries.get(path)
+    if digest is not None:
+        digest = session.fileset.binaries.seen.get(path) or digest
+    return {
+        "files": [_file(found)] if found is not None else [],
+        "binaries": [{"path": path, "type": content_type(path), "digest": digest}] if digest else [],
+        "version": session.manifest.files_version,
+    }
 
 
 def _file(f: Any) -> dict[str, Any]:

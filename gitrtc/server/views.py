@@ -11,10 +11,23 @@ from ..manifest import FileEntry
 from ..session import Session
 from . import plugins
 
+#: With `?tree=lazy`, past this many files and whole files the listing is left out.
+LAZY_ABOVE = 500
 
-def describe(session: Session, role: str, name: str | None = None) -> dict[str, Any]:
+
+def describe(session: Session, role: str, name: str | None = None, lazy: bool = False) -> dict[str, Any]:
     """The public `/api/session` view; `name`: the one the caller's personal token is
-    bound to (the page fills it in)."""
+    bound to (the page fills it in). `lazy` (the browser's `?tree=lazy`): a session of
+    more than `LAZY_ABOVE` files answers `files: []`, `binaries: []`, `lazy: true` and
+    `files_count`, and the page lists folders one at a time through `/api/tree`."""
+    m = session.manifest
+    count = len(m.files) + len(m.binaries)
+    if lazy and count > LAZY_ABOVE:
+        return {**_describe(session, role, name, listed=False), "lazy": True, "files_count": count}
+    return _describe(session, role, name, listed=True)
+
+
+def _describe(session: Session, role: str, name: str | None, listed: bool) -> dict[str, Any]:
     m = session.manifest
     return {
         "name": name,
@@ -25,7 +38,7 @@ def describe(session: Session, role: str, name: str | None = None) -> dict[str, 
         "branch": session.info.branch_name,
         "base": m.base,
         "session_room": m.session_room,
-        "files": [_describe_file(session, f) for f in m.files],
+        "files": [_describe_file(session, f) for f in m.files] if listed else [],
         "participants": session.participants(),
         "commit": session.result.commit if session.result else None,
         "kernels": session.kernels.describe(),
@@ -34,7 +47,7 @@ def describe(session: Session, role: str, name: str | None = None) -> dict[str, 
         "folders": m.folders,  # shared folders: files created, renamed, deleted in them are live
         "files_version": m.files_version,  # the session room's `files_version` when this was read
         "not_shared": [{"path": p, "reason": r} for p, r in m.skipped],
-        "binaries": session.fileset.binaries.listing(),  # whole files: GET/PUT /api/raw?path=
+        "binaries": session.fileset.binaries.listing() if listed else [],  # whole files: GET/PUT /api/raw?path=
         "version": __version__,  # clients of another major version refuse, and say so
     }
 

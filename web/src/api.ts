@@ -37,6 +37,9 @@ export interface SessionInfo {
   files_version?: number;
   /** whole files (images, data): shown or downloaded through `GET /api/raw?path=` */
   binaries?: BinaryInfo[];
+  /** a large session: `files` and `binaries` are left out, folders come from /api/tree */
+  lazy?: boolean;
+  files_count?: number;
 }
 
 export interface BinaryInfo {
@@ -104,7 +107,8 @@ async function call(token: string, path: string, payload?: unknown): Promise<unk
 }
 
 export async function fetchSession(token: string): Promise<SessionInfo> {
-  const info = await call(token, 'session') as SessionInfo;
+  // a large tree is left out (`lazy`): the file tree lists folders through /api/tree
+  const info = await call(token, 'session?tree=lazy') as SessionInfo;
   if (!info || !Array.isArray(info.files)) throw new ApiError(200, 'The server sent an unexpected answer.');
   return info;
 }
@@ -144,8 +148,33 @@ export async function fetchRaw(token: string, path: string): Promise<Blob> {
   return await resp.blob();
 }
 
-/** Shared files whose path contains `query` (`GET /api/tree?find=`), best first. */
-export async function findFiles(token: string, query: string): Promise<FileInfo[]> {
-  const answer = await call(token, `tree?find=${encodeURIComponent(query)}`) as { files?: FileInfo[] };
-  return Array.isArray(answer?.files) ? answer.files : [];
+/** Shared files whose path contains `query` (`GET /api/tree?find=`), best first, at most 50
+ * (`more`: there are others; typing more of the name finds them). */
+export async function findFiles(token: string, query: string): Promise<{ files: FileInfo[]; more: boolean }> {
+  const answer = await call(token, `tree?find=${encodeURIComponent(query)}`) as { files?: FileInfo[]; more?: boolean };
+  return { files: Array.isArray(answer?.files) ? answer.files : [], more: answer?.more === true };
+}
+
+/** One page of a folder's direct entries (`GET /api/tree?dir=&offset=&limit=`). */
+export interface FolderPage {
+  dir: string;
+  folders: string[];
+  files: FileInfo[];
+  binaries: BinaryInfo[];
+  /** the session room's `files_version` the page was read at */
+  version: number;
+  /** where the next page starts, when there is one */
+  next?: number;
+}
+
+export async function listFolder(token: string, dir: string, offset: number, limit: number): Promise<FolderPage> {
+  const page = await call(token, `tree?dir=${encodeURIComponent(dir)}&offset=${offset}&limit=${limit}`) as FolderPage;
+  if (!page || !Array.isArray(page.folders) || !Array.isArray(page.files)) throw new ApiError(200, 'The server sent an unexpected answer.');
+  return page;
+}
+
+/** The shared file (or whole file) at `path`, if any (`GET /api/tree?path=`). */
+export async function lookupFile(token: string, path: string): Promise<{ files: FileInfo[]; binaries: BinaryInfo[] }> {
+  const answer = await call(token, `tree?path=${encodeURIComponent(path)}`) as { files?: FileInfo[]; binaries?: BinaryInfo[] };
+  return { files: Array.isArray(answer?.files) ? answer.files : [], binaries: Array.isArray(answer?.binaries) ? answer.binaries : [] };
 }

@@ -2,7 +2,7 @@
 // open document, and the end-of-session state.
 import * as Y from 'yjs';
 import { Awareness } from 'y-protocols/awareness';
-import { fetchRaw, fetchSession, fragmentParams, roomsUrl, type BinaryInfo, type FileChange, type FileInfo, type SessionInfo } from './api';
+import { fetchRaw, fetchSession, fragmentParams, roomsUrl, type FileChange, type FileInfo, type SessionInfo } from './api';
 import { CLOSE } from './closecodes';
 import { Connections, type Terminal } from './connection';
 import { button, h } from './dom';
@@ -61,7 +61,6 @@ export class App {
   /** the session room's `files_version` this page's list is at */
   private filesVersion: number;
   private refetching = false;
-  private readonly binaries = new Map<string, BinaryInfo>();
   private readonly binaryEl = h('div', { class: 'binary-view' });
   private binaryShown: string | null = null;
   private binaryUrl: string | null = null;
@@ -91,6 +90,8 @@ export class App {
         this.fileMsg.textContent = message ?? '';
         this.fileMsg.hidden = !message;
       },
+      version: () => this.filesVersion,
+      rendered: () => this.paintTreePeers(),
     });
     this.conns = new Connections(roomsUrl(), token, identity);
     this.conns.onChange(() => this.updateConn());
@@ -121,12 +122,12 @@ export class App {
     this.docsEl.appendChild(this.emptyEl);
     this.binaryEl.hidden = true;
     this.docsEl.appendChild(this.binaryEl);
-    for (const b of info.binaries ?? []) this.binaries.set(b.path, b);
     root.replaceChildren(header, this.stateEl, h('div', { class: 'layout' }, this.sidebar, this.docsEl));
     this.stateEl.hidden = true;
     document.body.dataset.role = info.role;
     document.body.dataset.session = 'live';
-    this.renderTree();
+    if (info.lazy) this.tree.startLazy(); // a large session: folders listed as they open
+    else this.tree.fill(info.files, info.binaries ?? []);
 
     guardAwareness(this.sessionAwareness);
     this.sessionAwareness.setLocalState({ user: userState(identity, info.role), file: null, place: null });
@@ -160,12 +161,12 @@ export class App {
   // ---- files --------------------------------------------------------------
 
   private renderTree(): void {
-    this.tree.render(this.info.files, [...this.binaries.values()]);
+    this.tree.render();
   }
 
   /** Show a whole file: an image rendered, anything else as a download. */
   private async showBinary(path: string): Promise<void> {
-    const b = this.binaries.get(path);
+    const b = this.tree.binary(path);
     if (!b) return;
     this.current?.hide();
     this.current = null;
@@ -210,34 +211,21 @@ export class App {
   }
 
   private applyFileChange(c: FileChange): void {
-    const files = this.info.files;
-    if (c.op === 'binary' && c.digest) {
-      this.binaries.set(c.path, { path: c.path, type: c.type ?? 'application/octet-stream', digest: c.digest });
-      if (this.binaryShown === c.path) void this.showBinary(c.path); // replaced: show the new bytes
-    } else if (c.op === 'remove' && this.binaries.has(c.path)) {
-      this.binaries.delete(c.path);
-    } else if (c.op === 'add' && c.room && !files.some((f) => f.path === c.path)) {
-      files.push({ path: c.path, kind: c.kind ?? 'text', room: c.room });
-    } else if (c.op === 'remove') {
-      const i = files.findIndex((f) => f.path === c.path);
-      if (i >= 0) files.splice(i, 1);
-    } else if (c.op === 'move' && c.from) {
-      const f = files.find((x) => x.room === c.room) ?? files.find((x) => x.path === c.from);
-      if (f) this.moved(f, c.path);
-    }
+    this.tree.apply(c);
+    if (c.op === 'binary' && this.binaryShown === c.path) void this.showBinary(c.path); // replaced: show the new bytes
+    if (c.op === 'move' && c.from) this.moved(c.room ?? null, c.from, c.path);
   }
 
   /** A file moved: its view (same room, same document) follows it. */
-  private moved(f: FileInfo, to: string): void {
-    const from = f.path;
-    f.path = to;
-    const view = this.views.get(from);
+  private moved(room: string | null, from: string, to: string): void {
+    const view = this.views.get(from) ?? [...this.views.values()].find((v) => room !== null && v.file.room === room);
     if (view) {
-      this.views.delete(from);
+      this.views.delete(view.file.path === to ? from : view.file.path);
+      view.file.path = to;
       this.views.set(to, view);
     }
     if (this.opening === from) this.opening = to;
-    if (this.current?.file === f) {
+    if (view && this.current === view) {
       this.titleEl.textContent = to;
       document.title = `${to.split('/').pop()} — gitrtc`;
       const params = fragmentParams();
@@ -252,18 +240,17 @@ export class App {
     this.refetching = true;
     try {
       const fresh = await fetchSession(this.token);
-      const byRoom = new Map(this.info.files.map((f) => [f.room, f]));
-      const files = fresh.files.map((f) => {
-        const known = byRoom.get(f.room);
-        if (!known) return f;
-        if (known.path !== f.path) this.moved(known, f.path);
-        return known;
-      });
-      this.info.files.splice(0, this.info.files.length, ...files);
-      this.binaries.clear();
-      for (const b of fresh.binaries ?? []) this.binaries.set(b.path, b);
       this.filesVersion = fresh.files_version ?? this.filesVersion;
-      this.renderTree();
+      if (fresh.lazy) {
+        this.tree.startLazy(); // an open file moved meanwhile keeps its old name here
+      } else {
+        const byRoom = new Map(fresh.files.map((f) => [f.room, f]));
+        for (const view of [...this.views.values()]) {
+          const now = byRoom.get(view.file.room);
+          if (now && now.path !== view.file.path) this.moved(view.file.room, view.file.path, now.path);
+        }
+        this.tree.fill(fresh.files, fresh.binaries ?? []);
+      }
       this.tree.listed();
       this.onPeers();
     } catch {
@@ -277,7 +264,8 @@ export class App {
 
   private openFromHash(): boolean {
     const path = fragmentParams().get('f');
-    if (path && this.info.files.some((f) => f.path === path)) {
+    // a large session's file may lie in a folder not listed yet: `open` asks the server
+    if (path && (this.tree.file(path) || this.info.lazy)) {
       if (this.current?.file.path !== path) void this.open(path, false);
       return true;
     }
@@ -297,8 +285,12 @@ export class App {
   }
 
   async open(path: string, updateHash = true): Promise<DocView | null> {
-    const file = this.info.files.find((f) => f.path === path);
-    if (!file) return null;
+    let file = this.tree.file(path);
+    if (!file) {
+      this.opening = path;
+      file = await this.tree.find(path).catch(() => null) ?? undefined;
+      if (!file || this.opening !== path) return null;
+    }
     this.opening = path;
     let view = this.views.get(path);
     if (!view) {
@@ -397,7 +389,14 @@ export class App {
       return li;
     });
     this.peopleEl.replaceChildren(...items);
-    // who is in which file, as coloured dots in the tree
+    this.paintTreePeers();
+    this.followStep();
+  }
+
+  /** Who is in which file, as coloured dots in the tree (again after it is drawn). */
+  private paintTreePeers(): void {
+    const me = this.sessionDoc.clientID;
+    const peers = this.peers();
     for (const a of this.treeEl.querySelectorAll<HTMLElement>('a.file')) {
       const slot = a.querySelector('.file-peers');
       if (!slot) continue;
@@ -409,7 +408,6 @@ export class App {
           return d;
         }));
     }
-    this.followStep();
   }
 
   private follow(sid: string | null): void {
