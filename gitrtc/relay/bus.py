@@ -284,15 +284,82 @@ class Writer(Generic[T]):
             await self._idle.wait()
 
 
+class Publisher:
+    """Publishes entries on channels over a connection whose replies are switched off
+    (`CLIENT REPLY OFF`). PUBLISH cannot fail but with its connection, so nothing waits
+    for a reply: an update costs the owner no wake for one, and Redis no write. What is
+    published in one event loop turn goes in one write, in order. A connection found
+    lost is reported to `on_error` (what was written to it may be lost: the relays see
+    the gap in the numbers) and the next publication connects again."""
+
+    def __init__(self, link: Link, on_error: Callable[[Exception], None]) -> None:
+        self.link = link
+        self.on_error = on_error
+        self._pending: list[bytes] = []
+        self._wire: _Wire | None = None
+        self._scheduled = False
+        self._opening: asyncio.Task[None] | None = None
+
+    def add(self, item: tuple[bytes, Fields]) -> None:
+        """Publish `item` (channel, fields) after everything added before."""
+        import hiredis
+
+        channel, fields = item
+        pack_command: Callable[[Any], bytes] = hiredis.pack_command
+        self._pending.append(pack_command(("PUBLISH", channel, pack(fields))))
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        wire = self._wire
+        if wire is None or wire.lost or wire.transport is None:
+            if wire is not None:
+                self._wire = None
+                self.on_error(ConnectionError("the connection to Redis was lost"))
+            if self._opening is None and self._pending:
+                self._opening = asyncio.get_running_loop().create_task(self._open())
+            return
+        if self._pending:
+            data, self._pending = b"".join(self._pending), []
+            wire.transport.write(data)
+
+    async def _open(self) -> None:
+        from redis.exceptions import RedisError
+
+        try:
+            wire = await self.link._open()
+            assert wire.transport is not None
+            wire.transport.write(b"*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$3\r\nOFF\r\n")
+            self._wire = wire
+        except (RedisError, OSError) as exc:
+            log.warning("lost %d bus entries: %s", len(self._pending), exc)
+            self._pending = []
+            self.on_error(exc)
+        finally:
+            self._opening = None
+        self._flush()
+
+    async def drain(self) -> None:
+        """At the end: wait until Redis has taken everything published so far (replies
+        switched back on, one round trip)."""
+        if self._opening is not None:
+            await self._opening
+        self._flush()
+        wire = self._wire
+        if wire is not None and not wire.lost:
+            await wire.send([("CLIENT", "REPLY", "ON")])
+
+    def close(self) -> None:
+        """Drop the connection."""
+        if self._wire is not None:
+            self._wire.close()
+
+
 def appending(key: str) -> Callable[[Fields], Command]:
     """What makes a `Writer` append its entries to stream `key`."""
     return lambda fields: ("XADD", key, "*", "m", pack(fields))
-
-
-def publish(item: tuple[bytes, Fields]) -> Command:
-    """The command publishing an entry on a channel (for a `Writer` of (channel, fields))."""
-    channel, fields = item
-    return ("PUBLISH", channel, pack(fields))
 
 
 #: What a `Subscriber` hands over: (channel, packed entry), or (channel, None) where the

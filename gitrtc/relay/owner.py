@@ -96,7 +96,7 @@ class Owner:
         self.left_early: set[Key] = set()
         #: Live relays' last heartbeats (for `rtc status`).
         self.relays: dict[str, dict[str, Any]] = {}
-        self.out: bus.Writer[tuple[bytes, bus.Fields]] = bus.Writer(bus.Link(url), bus.publish, self._lost)
+        self.out = bus.Publisher(bus.Link(url), self._lost)
         self.reader = bus.Link(url)  # `in`'s blocking reads, on a connection of their own
         self._read = b"0-0"  # the last `in` entry handled
         self._tasks: list[asyncio.Task[None]] = []
@@ -161,7 +161,7 @@ class Owner:
             log.warning("the relays may not have heard the last entries: %s", exc)
         finally:
             self.reader.close()
-            self.out.link.close()
+            self.out.close()
 
     def relay_list(self) -> list[dict[str, Any]]:
         """The live relays: id, URL, clients (for `rtc status`)."""
