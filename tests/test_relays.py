@@ -593,3 +593,97 @@ def test_a_rooms_broadcast_is_published_once_and_visits_no_relay_client() -> Non
         assert not room.readers
 
     asyncio.run(scenario())
+
+
+def test_the_bus_subscriber_gets_one_publishers_order_across_channels(redis_server: RedisServer) -> None:
+    """`bus.Publisher` (replies off, one write per turn) to `bus.Subscriber`: what one
+    publisher sends on several channels reaches one subscriber in the order published; a
+    subscription's confirmation comes before its first message; an unsubscribed channel
+    stays silent; `drain` returns once Redis has it all; Redis' death ends the subscriber."""
+    from gitrtc.relay import bus
+
+    async def scenario() -> None:
+        got: list[bus.Message] = []
+        subscriber = await bus.Subscriber.open(redis_server.url, got.extend)
+        a, b, c = (f"order-test-{time.monotonic_ns()}-{x}".encode() for x in "abc")
+        await subscriber.subscribe(a)
+        await subscriber.subscribe(b)
+        assert got == [(a, None), (b, None)]
+        errors: list[Exception] = []
+        publisher = bus.Publisher(bus.Link(redis_server.url), errors.append)
+        for i in range(300):
+            publisher.add(((a, b, c)[i % 3], {"n": i}))
+            if i % 7 == 0:
+                await asyncio.sleep(0)  # several writes, several turns
+        await publisher.drain()
+        await async_wait_until(lambda: len(got) >= 202, what="the publications to arrive")
+        messages = [(channel, bus.unpack(data)[b"n"]) for channel, data in got[2:] if data is not None]
+        assert messages == [((a, b)[i % 3], str(i).encode()) for i in range(300) if i % 3 != 2]
+        assert errors == []
+        # unsubscribed from a (the round trip of c's subscription orders it), a stays silent
+        del got[:]
+        subscriber.unsubscribe(a)
+        await subscriber.subscribe(c)
+        publisher = bus.Publisher(bus.Link(redis_server.url), errors.append)
+        for channel in (a, b, c):
+            publisher.add((channel, {"n": channel}))
+        await publisher.drain()
+        await async_wait_until(lambda: len(got) >= 3, what="b and c's publications")
+        assert [(channel, data and bus.unpack(data)[b"n"]) for channel, data in got] == [(c, None), (b, b), (c, c)]
+        assert errors == []
+        publisher.close()
+        await asyncio.to_thread(redis_server.kill)
+        await asyncio.wait_for(subscriber.lost, 10)
+        with pytest.raises(ConnectionError):
+            await subscriber.subscribe(a)
+        await asyncio.to_thread(redis_server.start)
+
+    asyncio.run(scenario())
+
+
+def test_a_relay_subscribes_to_its_clients_rooms_only_and_the_in_stream_is_trimmed(cluster: Cluster) -> None:
+    """Per-room channels: a relay receives the broadcasts of the rooms its clients are in
+    and no other, and stops when they leave; what the owner sends is never stored in
+    Redis; the `in` stream is trimmed once the owner stored what it read."""
+    import redis
+
+    session = cluster.owner.info["session"]
+    channel = {path: f"rtc:{session}:room:{room}" for path, room in cluster.rooms.items()}
+    inbox = f"rtc:{session}:in"
+    bus = redis.Redis.from_url(cluster.redis_url)
+
+    def subscribers() -> dict[str, int]:
+        numsub = bus.pubsub_numsub(*channel.values())
+        counts = {(name if isinstance(name, str) else name.decode()): n for name, n in numsub}
+        return {path: counts[name] for path, name in channel.items() if counts.get(name)}
+
+    async def scenario() -> None:
+        writer = YClient(cluster.url(1, "a.md", name="Writer"))
+        reader = YClient(cluster.url(2, "a.md", name="Reader"))
+        other = YClient(cluster.url(2, "b.md", name="Other"))
+        for c in (writer, reader, other):
+            await c.connect()
+            await c.wait_synced()
+        try:
+            assert subscribers() == {"a.md": 2, "b.md": 1}  # relay 1: a.md; relay 2: a.md, b.md
+            text = writer.doc.get("source", type=Text)
+            for i in range(300):
+                text.insert(len(text), f"w{i} ")
+                if i % 10 == 0:
+                    await asyncio.sleep(0)
+            expected = str(text)
+            await async_wait_until(lambda: source(reader) == expected, what="the reader on the other relay")
+            assert source(other) == "# B\n"
+            await async_wait_until(lambda: bus.xlen(inbox) < 20, what="the in stream to be trimmed")
+            assert bus.keys(f"rtc:{session}:out*") == []  # nothing the owner sent is kept
+        finally:
+            await writer.close()
+            await reader.close()
+        await async_wait_until(lambda: subscribers() == {"b.md": 1}, what="the relays to unsubscribe from a.md")
+        await other.close()
+        await async_wait_until(lambda: subscribers() == {}, what="relay 2 to unsubscribe from b.md")
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        bus.close()
