@@ -687,3 +687,53 @@ def test_a_relay_subscribes_to_its_clients_rooms_only_and_the_in_stream_is_trimm
         asyncio.run(scenario())
     finally:
         bus.close()
+
+
+def test_a_relay_resyncs_on_a_gap_in_a_channels_numbering_or_a_new_owner_and_not_after_subscribing() -> None:
+    """The relay's side of the numbering, per channel: in order it delivers; a number
+    skipped on one channel (a publication lost) or a new owner instance closes its
+    clients with 1012; a subscription's confirmation starts a channel's numbering afresh
+    (what came before it is not owed), so joining a busy room resyncs nobody."""
+    from gitrtc.origins import Participant
+    from gitrtc.relay import bus
+    from gitrtc.relay.relay import RESYNC, Client, Relay
+    from gitrtc.rooms import Connection
+
+    async def scenario() -> None:
+        relay = Relay(bus.connect("redis://127.0.0.1:1/0"), "redis://127.0.0.1:1/0", "s")  # never connects
+        room_a, room_b = bus.room_channel("s", "a"), bus.room_channel("s", "b")
+
+        def client(room: str) -> tuple[Connection, MemoryTransport]:
+            transport = MemoryTransport()
+            conn = Connection(transport, Participant(name="R", email="", role="relayed"))
+            made = Client(next(relay.numbers), room, conn)
+            made.admitted.set_result(True)
+            relay.clients[made.cid] = made
+            relay.rooms.setdefault(room, {})[conn] = b"x"
+            return conn, transport
+
+        def code(transport: MemoryTransport) -> int | None:
+            return transport.closed[0] if transport.closed else None
+
+        def entry(n: int, frame: bytes, owner: str = "o1") -> bytes:
+            return bus.pack({"t": "b", "r": frame[:1], "s": b"", "f": frame, "o": owner, "n": n})
+
+        (_a, on_a), (_b, on_b) = client("a"), client("b")
+        relay._received([(room_a, None), (room_b, None), (room_a, entry(7, b"a7")), (room_b, entry(3, b"b3"))])
+        relay._received([(room_a, entry(8, b"a8")), (room_b, entry(4, b"b4"))])
+        assert on_a.sent == [b"a7", b"a8"] and on_b.sent == [b"b3", b"b4"]
+        # a channel subscribed again (its last client had left) starts afresh: no resync
+        relay._received([(room_b, None), (room_b, entry(9, b"b9"))])
+        await asyncio.sleep(0)
+        assert code(on_a) is None and code(on_b) is None and on_b.sent[-1] == b"b9"
+        # a gap on one channel resyncs the relay's clients
+        relay._received([(room_a, entry(10, b"a10"))])
+        await asyncio.sleep(0)
+        assert code(on_a) == RESYNC and code(on_b) == RESYNC
+        # a new owner instance resyncs too
+        (_c, on_c) = client("b")
+        relay._received([(room_b, entry(1, b"b-new", owner="o2"))])
+        await asyncio.sleep(0)
+        assert code(on_c) == RESYNC
+
+    asyncio.run(scenario())
