@@ -35,7 +35,7 @@ ENTRY: bus.Fields = {"t": "b", "r": "room", "f": b"x" * 30, "o": "abc"}
 
 async def streams(url: str, redis_pid: int, n: int) -> tuple[float, float]:
     """XADD each entry (waiting for its reply), two readers XREAD it."""
-    writer = bus.Writer(bus.Link(url), bus.appending("bench"), print)
+    writer = bus.Writer(bus.Link(url), "bench", print)
     got = [0, 0]
 
     async def reader(i: int) -> None:

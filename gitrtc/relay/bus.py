@@ -25,7 +25,7 @@ import logging
 import struct
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import RtcError
 
@@ -45,7 +45,6 @@ CLOSE_WITHIN = 5.0
 READ_COUNT = 1000
 
 Fields = dict[str, bytes | str | int]
-T = TypeVar("T")
 Entry = dict[bytes, bytes]
 
 
@@ -238,27 +237,26 @@ class _Wire(asyncio.Protocol):
                 future.set_exception(ConnectionError("the connection to Redis was lost"))
 
 
-class Writer(Generic[T]):
-    """Sends what is added, as commands `build` makes (XADD, PUBLISH), in the order given,
-    pipelined: what is added during one round trip goes in the next, so a burst costs a
-    round trip per batch, not per entry.
+class Writer:
+    """Appends entries to one stream in the order given, pipelined: entries added during
+    one round trip go in the next, so a burst costs a round trip per batch, not per entry.
 
     `on_error` is called when a batch could not be written (its entries are lost: the
     readers see the gap and resync).
     """
 
-    def __init__(self, link: Link, build: Callable[[T], Command], on_error: Callable[[Exception], None]) -> None:
+    def __init__(self, link: Link, key: str, on_error: Callable[[Exception], None]) -> None:
         self.link = link
-        self.build = build
+        self.key = key
         self.on_error = on_error
-        self._pending: list[T] = []
+        self._pending: list[Fields] = []
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
         self._idle.set()
 
-    def add(self, item: T) -> None:
-        """Send `item` after everything added before."""
-        self._pending.append(item)
+    def add(self, fields: Fields) -> None:
+        """Append `fields` after everything added before."""
+        self._pending.append(fields)
         if self._task is None:
             self._idle.clear()
             self._task = asyncio.get_running_loop().create_task(self._write())
@@ -270,7 +268,7 @@ class Writer(Generic[T]):
             while self._pending:
                 batch, self._pending = self._pending, []
                 try:
-                    await self.link.run([self.build(item) for item in batch])
+                    await self.link.run([["XADD", self.key, "*", "m", pack(f)] for f in batch])
                 except (RedisError, OSError) as exc:
                     log.warning("lost %d bus entries: %s", len(batch), exc)
                     self.on_error(exc)
@@ -357,11 +355,6 @@ class Publisher:
             self._wire.close()
 
 
-def appending(key: str) -> Callable[[Fields], Command]:
-    """What makes a `Writer` append its entries to stream `key`."""
-    return lambda fields: ("XADD", key, "*", "m", pack(fields))
-
-
 #: What a `Subscriber` hands over: (channel, packed entry), or (channel, None) where the
 #: channel's subscription starts (what follows is all that was published after that).
 Message = tuple[bytes, bytes | None]
@@ -391,7 +384,11 @@ class Subscriber(asyncio.Protocol):
         options = await _connect(url, subscriber)
         if options.get("password"):
             user = [options["username"]] if options.get("username") else []
-            await subscriber._send(("AUTH", *user, options["password"]), wait=True)
+            try:
+                await subscriber._send(("AUTH", *user, options["password"]), wait=True)
+            except BaseException:
+                subscriber.close()
+                raise
         return subscriber
 
     async def subscribe(self, channel: bytes) -> None:

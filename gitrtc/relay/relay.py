@@ -92,7 +92,7 @@ class Relay:
         #: Room → its admitted clients here.
         self.rooms: dict[str, dict[Connection, bytes]] = {}
         self.numbers = itertools.count(1)
-        self.inbox = bus.Writer(bus.Link(url), bus.appending(self.keys["in"]), self._bus_failed)
+        self.inbox = bus.Writer(bus.Link(url), self.keys["in"], self._bus_failed)
         self.channel = bus.relay_channel(session, self.rid)
         #: Room → its channel, while clients here are in it (or joining it).
         self.channels: dict[str, Channel] = {}
