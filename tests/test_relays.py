@@ -257,15 +257,15 @@ def test_clients_on_the_owner_and_two_relays_converge_on_editing_traces(cluster:
         async with YClient(cluster.url(0, "a.md")) as fresh:
             await fresh.wait_synced()
             assert source(fresh) == plans["a.md"][1]
-        # the streams were trimmed: ~1,800 updates went through each, a handful remain
+        # the in stream was trimmed: ~1,800 updates went through it, a handful remain
         import redis
 
         bus = redis.Redis.from_url(cluster.redis_url)
         session = cluster.owner.info["session"]
         try:
             await async_wait_until(
-                lambda: bus.xlen(f"rtc:{session}:in") + bus.xlen(f"rtc:{session}:out") < 100,
-                what="the streams to be trimmed",
+                lambda: bus.xlen(f"rtc:{session}:in") < 100,
+                what="the in stream to be trimmed",
             )
         finally:
             bus.close()
@@ -725,5 +725,149 @@ def test_a_rooms_broadcast_is_published_once_and_visits_no_relay_client() -> Non
         assert remotes[0] not in room.connections and remotes[0] not in room.readers
         await room.close_all(1000, "")
         assert not room.readers
+
+    asyncio.run(scenario())
+
+
+def test_the_bus_subscriber_gets_one_publishers_order_across_channels(redis_server: RedisServer) -> None:
+    """`bus.Publisher` (replies off, one write per turn) to `bus.Subscriber`: what one
+    publisher sends on several channels reaches one subscriber in the order published; a
+    subscription's confirmation comes before its first message; an unsubscribed channel
+    stays silent; `drain` returns once Redis has it all; Redis' death ends the subscriber."""
+    from gitrtc.relay import bus
+
+    async def scenario() -> None:
+        got: list[bus.Message] = []
+        subscriber = await bus.Subscriber.open(redis_server.url, got.extend)
+        a, b, c = (f"order-test-{time.monotonic_ns()}-{x}".encode() for x in "abc")
+        await subscriber.subscribe(a)
+        await subscriber.subscribe(b)
+        assert got == [(a, None), (b, None)]
+        errors: list[Exception] = []
+        publisher = bus.Publisher(bus.Link(redis_server.url), errors.append)
+        for i in range(300):
+            publisher.add(((a, b, c)[i % 3], {"n": i}))
+            if i % 7 == 0:
+                await asyncio.sleep(0)  # several writes, several turns
+        await publisher.drain()
+        await async_wait_until(lambda: len(got) >= 202, what="the publications to arrive")
+        messages = [(channel, bus.unpack(data)[b"n"]) for channel, data in got[2:] if data is not None]
+        assert messages == [((a, b)[i % 3], str(i).encode()) for i in range(300) if i % 3 != 2]
+        assert errors == []
+        # unsubscribed from a (the round trip of c's subscription orders it), a stays silent
+        del got[:]
+        subscriber.unsubscribe(a)
+        await subscriber.subscribe(c)
+        publisher = bus.Publisher(bus.Link(redis_server.url), errors.append)
+        for channel in (a, b, c):
+            publisher.add((channel, {"n": channel}))
+        await publisher.drain()
+        await async_wait_until(lambda: len(got) >= 3, what="b and c's publications")
+        assert [(channel, data and bus.unpack(data)[b"n"]) for channel, data in got] == [(c, None), (b, b), (c, c)]
+        assert errors == []
+        publisher.close()
+        await asyncio.to_thread(redis_server.kill)
+        await asyncio.wait_for(subscriber.lost, 10)
+        with pytest.raises(ConnectionError):
+            await subscriber.subscribe(a)
+        await asyncio.to_thread(redis_server.start)
+
+    asyncio.run(scenario())
+
+
+def test_a_relay_subscribes_to_its_clients_rooms_only_and_the_in_stream_is_trimmed(cluster: Cluster) -> None:
+    """Per-room channels: a relay receives the broadcasts of the rooms its clients are in
+    and no other, and stops when they leave; what the owner sends is never stored in
+    Redis; the `in` stream is trimmed once the owner stored what it read."""
+    import redis
+
+    session = cluster.owner.info["session"]
+    channel = {path: f"rtc:{session}:room:{room}" for path, room in cluster.rooms.items()}
+    inbox = f"rtc:{session}:in"
+    bus = redis.Redis.from_url(cluster.redis_url)
+
+    def subscribers() -> dict[str, int]:
+        numsub = bus.pubsub_numsub(*channel.values())
+        counts = {(name if isinstance(name, str) else name.decode()): n for name, n in numsub}
+        return {path: counts[name] for path, name in channel.items() if counts.get(name)}
+
+    async def scenario() -> None:
+        writer = YClient(cluster.url(1, "a.md", name="Writer"))
+        reader = YClient(cluster.url(2, "a.md", name="Reader"))
+        other = YClient(cluster.url(2, "b.md", name="Other"))
+        for c in (writer, reader, other):
+            await c.connect()
+            await c.wait_synced()
+        try:
+            assert subscribers() == {"a.md": 2, "b.md": 1}  # relay 1: a.md; relay 2: a.md, b.md
+            text = writer.doc.get("source", type=Text)
+            for i in range(300):
+                text.insert(len(text), f"w{i} ")
+                if i % 10 == 0:
+                    await asyncio.sleep(0)
+            expected = str(text)
+            await async_wait_until(lambda: source(reader) == expected, what="the reader on the other relay")
+            assert source(other) == "# B\n"
+            await async_wait_until(lambda: bus.xlen(inbox) < 20, what="the in stream to be trimmed")
+            assert bus.keys(f"rtc:{session}:out*") == []  # nothing the owner sent is kept
+        finally:
+            await writer.close()
+            await reader.close()
+        await async_wait_until(lambda: subscribers() == {"b.md": 1}, what="the relays to unsubscribe from a.md")
+        await other.close()
+        await async_wait_until(lambda: subscribers() == {}, what="relay 2 to unsubscribe from b.md")
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        bus.close()
+
+
+def test_a_relay_resyncs_on_a_gap_in_a_channels_numbering_or_a_new_owner_and_not_after_subscribing() -> None:
+    """The relay's side of the numbering, per channel: in order it delivers; a number
+    skipped on one channel (a publication lost) or a new owner instance closes its
+    clients with 1012; a subscription's confirmation starts a channel's numbering afresh
+    (what came before it is not owed), so joining a busy room resyncs nobody."""
+    from gitrtc.origins import Participant
+    from gitrtc.relay import bus
+    from gitrtc.relay.relay import RESYNC, Client, Relay
+    from gitrtc.rooms import Connection
+
+    async def scenario() -> None:
+        relay = Relay(bus.connect("redis://127.0.0.1:1/0"), "redis://127.0.0.1:1/0", "s")  # never connects
+        room_a, room_b = bus.room_channel("s", "a"), bus.room_channel("s", "b")
+
+        def client(room: str) -> tuple[Connection, MemoryTransport]:
+            transport = MemoryTransport()
+            conn = Connection(transport, Participant(name="R", email="", role="relayed"))
+            made = Client(next(relay.numbers), room, conn)
+            made.admitted.set_result(True)
+            relay.clients[made.cid] = made
+            relay.rooms.setdefault(room, {})[conn] = b"x"
+            return conn, transport
+
+        def code(transport: MemoryTransport) -> int | None:
+            return transport.closed[0] if transport.closed else None
+
+        def entry(n: int, frame: bytes, owner: str = "o1") -> bytes:
+            return bus.pack({"t": "b", "r": frame[:1], "s": b"", "f": frame, "o": owner, "n": n})
+
+        (_a, on_a), (_b, on_b) = client("a"), client("b")
+        relay._received([(room_a, None), (room_b, None), (room_a, entry(7, b"a7")), (room_b, entry(3, b"b3"))])
+        relay._received([(room_a, entry(8, b"a8")), (room_b, entry(4, b"b4"))])
+        assert on_a.sent == [b"a7", b"a8"] and on_b.sent == [b"b3", b"b4"]
+        # a channel subscribed again (its last client had left) starts afresh: no resync
+        relay._received([(room_b, None), (room_b, entry(9, b"b9"))])
+        await asyncio.sleep(0)
+        assert code(on_a) is None and code(on_b) is None and on_b.sent[-1] == b"b9"
+        # a gap on one channel resyncs the relay's clients
+        relay._received([(room_a, entry(10, b"a10"))])
+        await asyncio.sleep(0)
+        assert code(on_a) == RESYNC and code(on_b) == RESYNC
+        # a new owner instance resyncs too
+        (_c, on_c) = client("b")
+        relay._received([(room_b, entry(1, b"b-new", owner="o2"))])
+        await asyncio.sleep(0)
+        assert code(on_c) == RESYNC
 
     asyncio.run(scenario())

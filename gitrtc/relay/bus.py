@@ -1,15 +1,21 @@
-"""The session's message bus in Redis: key names, stream entries, and an ordered writer.
+"""The session's message bus in Redis: key names, entries, an ordered writer, a subscriber.
 
-Keys of session S (all under `rtc:S:`; a stream entry is one field `m`, its fields packed by `pack`):
+Keys and channels of session S (all under `rtc:S:`; an entry is one byte string packed
+by `pack`, a stream entry's one field `m`):
 
 - `in`: stream of what relays' clients send (`t`=o open, m message, c closed), each
-  entry tagged with the relay (`r`) and the client's number on it (`c`);
-- `out`: stream of what the owner sends, in one order: room broadcasts (`t`=b, room `r`,
-  sender `s`), frames for one client (`t`=d), its admission (`t`=k) or close (`t`=x).
-  Every entry carries the owner's instance (`o`) and a sequence number (`n`): a relay
-  that sees a gap or a new instance knows it missed something and resyncs its clients;
+  entry tagged with the relay (`r`) and the client's number on it (`c`); trimmed by the
+  owner once its store holds what it read;
+- `room:R` (pub/sub channel): the owner's broadcasts to room R (`t`=b, sender `s`); a
+  relay subscribes to the rooms its clients are in, and only to those;
+- `relay:ID` (pub/sub channel): what the owner sends one client of relay ID: frames
+  (`t`=d), its admission (`t`=k) or close (`t`=x).
+  Every published entry carries the owner's instance (`o`) and its channel's sequence
+  number (`n`): a relay that sees a gap or a new instance knows it missed something and
+  resyncs its clients. Redis delivers one connection's publications to one subscriber
+  connection in the order published, across channels, so a relay sees the owner's order;
 - `owner`: the owner's heartbeat (expires when it stops beating);
-- `relays`: hash relay id → JSON heartbeat (URL, clients, last `out` id read).
+- `relays`: hash relay id → JSON heartbeat (URL, clients).
 """
 
 from __future__ import annotations
@@ -37,9 +43,6 @@ BLOCK_MS = 1000
 CLOSE_WITHIN = 5.0
 #: Entries read at once.
 READ_COUNT = 1000
-#: The `out` stream never holds more than about this many entries (a relay further behind
-#: sees a gap and resyncs its clients).
-OUT_MAXLEN = 100_000
 
 Fields = dict[str, bytes | str | int]
 Entry = dict[bytes, bytes]
@@ -52,7 +55,17 @@ class BusError(RtcError):
 def keys(session: str) -> dict[str, str]:
     """The Redis keys of session `session` (see the module docstring)."""
     base = f"rtc:{session}:"
-    return {name: base + name for name in ("in", "out", "owner", "relays")}
+    return {name: base + name for name in ("in", "owner", "relays")}
+
+
+def room_channel(session: str, room: str) -> bytes:
+    """The channel of room `room`'s broadcasts."""
+    return f"rtc:{session}:room:{room}".encode()
+
+
+def relay_channel(session: str, relay: bytes) -> bytes:
+    """The channel of what the owner sends relay `relay`'s clients one by one."""
+    return f"rtc:{session}:relay:".encode() + relay
 
 
 def connect(url: str) -> Redis:
@@ -122,15 +135,8 @@ class Link:
         return replies
 
     async def _open(self) -> _Wire:
-        from redis.asyncio.connection import parse_url
-
-        options = parse_url(self.url)
-        loop = asyncio.get_running_loop()
         wire = _Wire()
-        if "path" in options:
-            await loop.create_unix_connection(lambda: wire, options["path"])
-        else:
-            await loop.create_connection(lambda: wire, options.get("host", "localhost"), options.get("port", 6379))
+        options = await _connect(self.url, wire)
         setup: list[Command] = []
         if options.get("password"):
             setup.append(["AUTH", *([options["username"]] if options.get("username") else []), options["password"]])
@@ -147,6 +153,19 @@ class Link:
         """Drop the connection (the next `run` opens a new one)."""
         if self._wire is not None:
             self._wire.close()
+
+
+async def _connect(url: str, protocol: asyncio.Protocol) -> dict[str, Any]:
+    """Connect `protocol` to the Redis at `url`; the URL's options (password, db…)."""
+    from redis.asyncio.connection import parse_url
+
+    options: dict[str, Any] = dict(parse_url(url))
+    loop = asyncio.get_running_loop()
+    if "path" in options:
+        await loop.create_unix_connection(lambda: protocol, options["path"])
+    else:
+        await loop.create_connection(lambda: protocol, options.get("host", "localhost"), options.get("port", 6379))
+    return options
 
 
 class _Wire(asyncio.Protocol):
@@ -226,10 +245,9 @@ class Writer:
     readers see the gap and resync).
     """
 
-    def __init__(self, link: Link, key: str, maxlen: int | None, on_error: Callable[[Exception], None]) -> None:
+    def __init__(self, link: Link, key: str, on_error: Callable[[Exception], None]) -> None:
         self.link = link
         self.key = key
-        self.trim: list[bytes | str | int] = ["MAXLEN", "~", maxlen] if maxlen else []
         self.on_error = on_error
         self._pending: list[Fields] = []
         self._task: asyncio.Task[None] | None = None
@@ -250,7 +268,7 @@ class Writer:
             while self._pending:
                 batch, self._pending = self._pending, []
                 try:
-                    await self.link.run([["XADD", self.key, *self.trim, "*", "m", pack(f)] for f in batch])
+                    await self.link.run([["XADD", self.key, "*", "m", pack(f)] for f in batch])
                 except (RedisError, OSError) as exc:
                     log.warning("lost %d bus entries: %s", len(batch), exc)
                     self.on_error(exc)
@@ -262,6 +280,186 @@ class Writer:
         """Wait until everything added so far was written (or failed)."""
         while self._task is not None:
             await self._idle.wait()
+
+
+class Publisher:
+    """Publishes entries on channels over a connection whose replies are switched off
+    (`CLIENT REPLY OFF`). PUBLISH cannot fail but with its connection, so nothing waits
+    for a reply: an update costs the owner no wake for one, and Redis no write. What is
+    published in one event loop turn goes in one write, in order. A connection found
+    lost is reported to `on_error` (what was written to it may be lost: the relays see
+    the gap in the numbers) and the next publication connects again."""
+
+    def __init__(self, link: Link, on_error: Callable[[Exception], None]) -> None:
+        self.link = link
+        self.on_error = on_error
+        self._pending: list[bytes] = []
+        self._wire: _Wire | None = None
+        self._scheduled = False
+        self._opening: asyncio.Task[None] | None = None
+
+    def add(self, item: tuple[bytes, Fields]) -> None:
+        """Publish `item` (channel, fields) after everything added before."""
+        import hiredis
+
+        channel, fields = item
+        pack_command: Callable[[Any], bytes] = hiredis.pack_command
+        self._pending.append(pack_command(("PUBLISH", channel, pack(fields))))
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        wire = self._wire
+        if wire is None or wire.lost or wire.transport is None:
+            if wire is not None:
+                self._wire = None
+                self.on_error(ConnectionError("the connection to Redis was lost"))
+            if self._opening is None and self._pending:
+                self._opening = asyncio.get_running_loop().create_task(self._open())
+            return
+        if self._pending:
+            data, self._pending = b"".join(self._pending), []
+            wire.transport.write(data)
+
+    async def _open(self) -> None:
+        from redis.exceptions import RedisError
+
+        try:
+            wire = await self.link._open()
+            assert wire.transport is not None
+            wire.transport.write(b"*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$3\r\nOFF\r\n")
+            self._wire = wire
+        except (RedisError, OSError) as exc:
+            log.warning("lost %d bus entries: %s", len(self._pending), exc)
+            self._pending = []
+            self.on_error(exc)
+        finally:
+            self._opening = None
+        self._flush()
+
+    async def drain(self) -> None:
+        """At the end: wait until Redis has taken everything published so far (replies
+        switched back on, one round trip)."""
+        if self._opening is not None:
+            await self._opening
+        self._flush()
+        wire = self._wire
+        if wire is not None and not wire.lost:
+            await wire.send([("CLIENT", "REPLY", "ON")])
+
+    def close(self) -> None:
+        """Drop the connection."""
+        if self._wire is not None:
+            self._wire.close()
+
+
+#: What a `Subscriber` hands over: (channel, packed entry), or (channel, None) where the
+#: channel's subscription starts (what follows is all that was published after that).
+Message = tuple[bytes, bytes | None]
+
+
+class Subscriber(asyncio.Protocol):
+    """One connection subscribed to pub/sub channels, parsed by hiredis. What arrives in one
+    read goes to `on_messages` in one call, in Redis' order. `lost` is done when the
+    connection ends (Redis stopped, the network, `close`): what was published meanwhile
+    is gone, so the owner of this subscriber resyncs and opens a new one."""
+
+    def __init__(self, on_messages: Callable[[list[Message]], None]) -> None:
+        import hiredis
+        from redis.exceptions import ResponseError
+
+        self.on_messages = on_messages
+        self.transport: asyncio.Transport | None = None
+        self.parser = hiredis.Reader(replyError=ResponseError)
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        #: Futures of the commands whose replies are due, in order (None: nobody waits).
+        self.waiting: deque[asyncio.Future[Any] | None] = deque()
+
+    @classmethod
+    async def open(cls, url: str, on_messages: Callable[[list[Message]], None]) -> Subscriber:
+        """A subscriber connected (and authenticated) to the Redis at `url`."""
+        subscriber = cls(on_messages)
+        options = await _connect(url, subscriber)
+        if options.get("password"):
+            user = [options["username"]] if options.get("username") else []
+            try:
+                await subscriber._send(("AUTH", *user, options["password"]), wait=True)
+            except BaseException:
+                subscriber.close()
+                raise
+        return subscriber
+
+    async def subscribe(self, channel: bytes) -> None:
+        """Subscribe to `channel`; returns once Redis confirmed it (from then on nothing
+        published there is missed while the connection lives)."""
+        await self._send(("SUBSCRIBE", channel), wait=True)
+
+    def unsubscribe(self, channel: bytes) -> None:
+        """Stop receiving `channel` (messages already on their way still arrive)."""
+        if not self.lost.done():
+            self._send(("UNSUBSCRIBE", channel), wait=False)
+
+    def _send(self, command: Command, wait: bool) -> asyncio.Future[Any]:
+        import hiredis
+
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self.lost.done() or self.transport is None:
+            future.set_exception(ConnectionError("the connection to Redis was lost"))
+            return future
+        pack_command: Callable[[Any], bytes] = hiredis.pack_command
+        self.waiting.append(future if wait else None)
+        self.transport.write(pack_command(tuple(command)))
+        return future
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast("asyncio.Transport", transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.parser.feed(data)
+        batch: list[Message] = []
+        while True:
+            try:
+                reply = self.parser.gets()
+            except Exception as exc:  # hiredis.ProtocolError: nothing after it can be trusted
+                log.warning("Redis sent a malformed reply: %s", exc)
+                self.close()
+                break
+            if reply is False:
+                break
+            if isinstance(reply, list) and reply and reply[0] == b"message":
+                batch.append((reply[1], reply[2]))
+                continue
+            if isinstance(reply, list) and reply and reply[0] == b"subscribe":
+                batch.append((reply[1], None))
+            if not self.waiting:
+                log.warning("Redis sent a reply nobody waits for")
+                self.close()
+                break
+            future = self.waiting.popleft()
+            if future is not None and not future.done():
+                if isinstance(reply, Exception):
+                    future.set_exception(reply)
+                else:
+                    future.set_result(reply)
+        if batch:
+            self.on_messages(batch)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.close()
+
+    def close(self) -> None:
+        """Drop the connection; what waits on it fails with `ConnectionError`."""
+        if self.transport is not None:
+            self.transport.abort()
+        waiting, self.waiting = self.waiting, deque()
+        for future in waiting:
+            if future is not None and not future.done():
+                future.set_exception(ConnectionError("the connection to Redis was lost"))
+        if not self.lost.done():
+            self.lost.set_result(None)
 
 
 async def read(link: Link, key: str, after: bytes) -> list[tuple[bytes, Entry]]:

@@ -1,11 +1,11 @@
 """The owner's side of the bus: relays' clients become connections of the session.
 
 The owner's process stays the one writer of record. Each client of a relay is, here, a
-`RemoteConnection`: an ordinary `rooms.Connection` whose transport writes to the `out`
-stream, so tokens, roles, viewers' refusal, the update check, awareness ownership,
+`RemoteConnection`: an ordinary `rooms.Connection` whose transport publishes on its
+relay's channel, so tokens, roles, viewers' refusal, the update check, awareness ownership,
 kicks, requests and the end's 4410 all run the code a direct client meets. Only the
-room-wide fan-out differs: a frame for the whole room is published once (`Room.relay`),
-and each relay hands it to its own clients there.
+room-wide fan-out differs: a frame for the whole room is published once on the room's
+channel (`Room.relay`), and each relay with clients there hands it to them.
 """
 
 from __future__ import annotations
@@ -35,12 +35,13 @@ Key = tuple[bytes, bytes]  # (relay id, client number on it)
 
 
 class RemoteTransport:
-    """`rooms.Transport` of a relay's client: frames go to the `out` stream for that client."""
+    """`rooms.Transport` of a relay's client: frames are published on its relay's channel."""
 
     def __init__(self, owner: Owner, relay: bytes, cid: bytes) -> None:
         self.owner = owner
         self.relay = relay
         self.cid = cid
+        self.channel = owner.relay_channel(relay)
         #: The client is gone from its relay already (nothing more to send it).
         self.gone = False
 
@@ -48,7 +49,7 @@ class RemoteTransport:
         """Publish these frames for the client; never waits (the relay queues them)."""
         if not self.gone:
             for frame in frames:
-                self.owner.publish({"t": "d", "r": self.relay, "c": self.cid, "f": frame})
+                self.owner.publish(self.channel, {"t": "d", "c": self.cid, "f": frame})
         return True
 
     async def send_bytes(self, data: bytes) -> None:
@@ -59,7 +60,7 @@ class RemoteTransport:
         """Tell the client's relay to close it with `code`."""
         if not self.gone:
             self.gone = True
-            self.owner.publish({"t": "x", "r": self.relay, "c": self.cid, "code": code, "why": reason[:120]})
+            self.owner.publish(self.channel, {"t": "x", "c": self.cid, "code": code, "why": reason[:120]})
 
 
 class RemoteConnection(Connection):
@@ -77,7 +78,7 @@ class RemoteConnection(Connection):
 class Owner:
     """Serves `session`'s relays through Redis: admits their clients, feeds their frames
     to the rooms, publishes what the rooms send, watches the relays' heartbeats and
-    trims the streams."""
+    trims the `in` stream."""
 
     def __init__(self, session: Session, redis: Redis, url: str) -> None:
         self.session = session
@@ -85,7 +86,9 @@ class Owner:
         self.url = url
         self.keys = bus.keys(session.manifest.session)
         self.instance = uuid.uuid4().hex[:12]
-        self.seq = 0
+        #: Per channel, the number of the last entry published there.
+        self.seq: dict[bytes, int] = {}
+        self._channels: dict[str, bytes] = {}  # room → its channel
         self.remotes: dict[Key, RemoteConnection] = {}
         #: Frames of clients whose admission is still running (room loading), in order.
         self.joining: dict[Key, list[bytes]] = {}
@@ -93,19 +96,24 @@ class Owner:
         self.left_early: set[Key] = set()
         #: Live relays' last heartbeats (for `rtc status`).
         self.relays: dict[str, dict[str, Any]] = {}
-        self.out = bus.Writer(bus.Link(url), self.keys["out"], bus.OUT_MAXLEN, self._lost)
+        self.out = bus.Publisher(bus.Link(url), self._lost)
         self.reader = bus.Link(url)  # `in`'s blocking reads, on a connection of their own
         self._read = b"0-0"  # the last `in` entry handled
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- publishing -------------------------------------------------------------------
 
-    def publish(self, fields: bus.Fields) -> None:
-        """Append an entry to `out`, numbered (relays detect a gap by the numbers)."""
-        self.seq += 1
+    def publish(self, channel: bytes, fields: bus.Fields) -> None:
+        """Publish an entry on `channel`, numbered there (relays detect a gap by the numbers)."""
+        number = self.seq.get(channel, 0) + 1
+        self.seq[channel] = number
         fields["o"] = self.instance
-        fields["n"] = self.seq
-        self.out.add(fields)
+        fields["n"] = number
+        self.out.add((channel, fields))
+
+    def relay_channel(self, relay: bytes) -> bytes:
+        """The channel of what relay `relay`'s clients are sent one by one."""
+        return bus.relay_channel(self.session.manifest.session, relay)
 
     def broadcast(self, room: Room, frame: bytes, sender: Connection | None) -> None:
         """(`Room.relay`) A frame for the whole room, once, for every relay's clients there."""
@@ -114,7 +122,10 @@ class Owner:
             transport = sender.transport
             assert isinstance(transport, RemoteTransport)
             who = transport.relay + b":" + transport.cid
-        self.publish({"t": "b", "r": room.name, "s": who, "f": frame})
+        channel = self._channels.get(room.name)
+        if channel is None:
+            channel = self._channels[room.name] = bus.room_channel(self.session.manifest.session, room.name)
+        self.publish(channel, {"t": "b", "r": room.name, "s": who, "f": frame})
 
     def _lost(self, exc: Exception) -> None:
         # the relays see the gap in the numbers and resync their clients
@@ -150,7 +161,7 @@ class Owner:
             log.warning("the relays may not have heard the last entries: %s", exc)
         finally:
             self.reader.close()
-            self.out.link.close()
+            self.out.close()
 
     def relay_list(self) -> list[dict[str, Any]]:
         """The live relays: id, URL, clients (for `rtc status`)."""
@@ -184,7 +195,8 @@ class Owner:
                 return
             conn = self.remotes.get(key)
             if conn is None:  # from before this process started, or after it was closed
-                self.publish({"t": "x", "r": key[0], "c": key[1], "code": CLOSE_CODES["RESTART"], "why": "reconnect"})
+                fields: bus.Fields = {"t": "x", "c": key[1], "code": CLOSE_CODES["RESTART"], "why": "reconnect"}
+                self.publish(self.relay_channel(key[0]), fields)
                 return
             await self._receive(conn, frame)
         elif kind == b"o":
@@ -208,7 +220,7 @@ class Owner:
             query = {"name": bus.text(entry, b"name"), "email": bus.text(entry, b"email")}
             conn = RemoteConnection(transport, participant_of(query, *grant), self.session.limits)
             conn.mirror = bus.text(entry, b"client") == "join"  # as `server.ws` reads `?client=join`
-            self.publish({"t": "k", "r": relay, "c": cid})
+            self.publish(transport.channel, {"t": "k", "c": cid})
             try:
                 await self.session.connect(bus.text(entry, b"room"), conn)
             except (StoreError, DocumentError) as exc:
@@ -294,18 +306,17 @@ class Owner:
         self.relays = live
         alive = {rid.encode() for rid in live}
         self._drop(lambda key: key[0] not in alive)  # once a second over every client: kept cheap
+        prefix = self.relay_channel(b"")
+        for channel in [c for c in self.seq if c.startswith(prefix) and c[len(prefix) :] not in alive]:
+            del self.seq[channel]  # a dead relay's numbering (its clients were just dropped)
 
     async def _trim(self) -> None:
-        """Drop `in` entries once what they held is stored, and `out` entries every live
-        relay has read (the streams stay bounded)."""
+        """Drop `in` entries once what they held is stored (the stream stays bounded; what
+        the owner publishes is never stored in Redis)."""
         read = self._read
         await self.session.store.flush()
         if read != b"0-0":
             await self.redis.xtrim(self.keys["in"], minid=read.decode())
-        marks = [str(r.get("read", "")) for r in self.relays.values()]
-        if marks and all(marks):
-            oldest = min(marks, key=lambda m: tuple(int(p) for p in m.split("-")))
-            await self.redis.xtrim(self.keys["out"], minid=oldest)
 
 
 @contextlib.asynccontextmanager

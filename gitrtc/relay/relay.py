@@ -2,8 +2,10 @@
 
 It holds nothing that matters. A client's frames go to the `in` stream as they come
 (after its rate limits); the owner admits it (token, role, room), answers its sync
-messages and publishes what it sends back or to the whole room in the `out` stream,
-which the relay hands to its clients in that one order. Whenever the relay may have
+messages and publishes what it sends one client on this relay's channel and what it
+sends a whole room on the room's channel. The relay subscribes (one connection) to its
+own channel and to the channels of the rooms its clients are in, and hands what arrives
+to its clients in the owner's order. Whenever the relay may have
 missed something (a gap in the owner's numbering, a new owner, Redis failing), it closes
 its clients with 1012: they reconnect, here or to another relay, and the sync protocol
 exchanges whatever either side lacks, so nothing is lost and Yjs' idempotent updates
@@ -64,6 +66,16 @@ class Client:
         return True
 
 
+class Channel:
+    """A room's channel this relay is subscribed to, for `users` of its clients."""
+
+    def __init__(self, name: bytes, ready: asyncio.Future[None]) -> None:
+        self.name = name
+        self.users = 0
+        #: Done once Redis confirmed the subscription (or failed with ConnectionError).
+        self.ready = ready
+
+
 class Relay:
     """The relay of one session: its clients, the bus reader, the heartbeat."""
 
@@ -80,12 +92,14 @@ class Relay:
         #: Room → its admitted clients here.
         self.rooms: dict[str, dict[Connection, bytes]] = {}
         self.numbers = itertools.count(1)
-        self.inbox = bus.Writer(bus.Link(url), self.keys["in"], None, self._bus_failed)
-        self.reader = bus.Link(url)  # `out`'s blocking reads, on a connection of their own
+        self.inbox = bus.Writer(bus.Link(url), self.keys["in"], self._bus_failed)
+        self.channel = bus.relay_channel(session, self.rid)
+        #: Room → its channel, while clients here are in it (or joining it).
+        self.channels: dict[str, Channel] = {}
+        self.subscriber: bus.Subscriber | None = None
         self.owner_alive = False
         self._owner: str | None = None  # the owner instance whose entries we read
-        self._next = 0  # the number expected next from it
-        self._read = b"0-0"
+        self._next: dict[bytes, int] = {}  # per channel, the number expected next from it
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- lifecycle --------------------------------------------------------------------
@@ -93,10 +107,10 @@ class Relay:
     async def start(self) -> None:
         """Check Redis, then read the bus and beat."""
         await bus.ping(self.redis, self.url)
-        self._read = await bus.last_id(self.redis, self.keys["out"])
+        self.subscriber = await self._subscribe()
         await self._beat()
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._consume()), loop.create_task(self._heartbeat())]
+        self._tasks = [loop.create_task(self._watch()), loop.create_task(self._heartbeat())]
 
     async def close(self) -> None:
         """Close the clients, tell the owner, stop."""
@@ -115,7 +129,8 @@ class Relay:
             log.warning("the owner may not have heard that this relay's clients left: %s", exc)
         with contextlib.suppress(TimeoutError, OSError, RedisError):
             await asyncio.wait_for(self.redis.aclose(), bus.CLOSE_WITHIN)
-        self.reader.close()
+        if self.subscriber is not None:
+            self.subscriber.close()
         self.inbox.link.close()
 
     def resync(self, why: str) -> None:
@@ -131,34 +146,89 @@ class Relay:
 
     # -- the bus --------------------------------------------------------------------------
 
-    async def _consume(self) -> None:
+    async def _subscribe(self) -> bus.Subscriber:
+        """A new subscriber, subscribed to this relay's channel and its rooms'."""
+        subscriber = await bus.Subscriber.open(self.url, self._received)
+        try:
+            channels = list(self.channels.values())
+            await asyncio.gather(subscriber.subscribe(self.channel), *(subscriber.subscribe(c.name) for c in channels))
+        except BaseException:
+            subscriber.close()
+            raise
+        for channel in channels:
+            if not channel.ready.done() or channel.ready.exception() is not None:
+                channel.ready = asyncio.get_running_loop().create_future()
+                channel.ready.set_result(None)
+        return subscriber
+
+    async def _watch(self) -> None:
+        """Keep the subscription: when its connection ends, what was published meanwhile
+        is gone, so the clients resync and a new connection subscribes again."""
         from redis.exceptions import RedisError
 
         while True:
-            try:
-                entries = await bus.read(self.reader, self.keys["out"], self._read)
-            except (RedisError, OSError) as exc:
-                self.resync(f"reading Redis failed: {exc}")
+            if self.subscriber is not None:
+                await self.subscriber.lost
+                self.subscriber = None
+                self.resync("the connection to Redis was lost")
                 self._owner = None
+                self._next.clear()
+            try:
+                self.subscriber = await self._subscribe()
+            except (RedisError, OSError) as exc:
+                log.warning("subscribing in Redis failed: %s", exc)
                 await asyncio.sleep(0.5)
-                continue
-            posted: list[Connection] = []
-            for entry_id, entry in entries:
-                self._read = entry_id
-                self._dispatch(entry, posted)
-            for conn in posted:
-                conn.flush()
 
-    def _dispatch(self, entry: bus.Entry, posted: list[Connection]) -> None:
+    async def _join(self, room: str) -> None:
+        """Subscribe to `room`'s channel, or count one more client of it; returns once
+        the subscription holds (ConnectionError if Redis is unreachable)."""
+        channel = self.channels.get(room)
+        if channel is None:
+            name = bus.room_channel(self.session, room)
+            if self.subscriber is None:
+                ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                ready.set_exception(ConnectionError("the connection to Redis was lost"))
+            else:
+                ready = asyncio.ensure_future(self.subscriber.subscribe(name))
+            ready.add_done_callback(lambda f: f.cancelled() or f.exception())  # the joiners see it
+            channel = self.channels[room] = Channel(name, ready)
+        channel.users += 1
+        await asyncio.shield(channel.ready)
+
+    def _leave(self, room: str) -> None:
+        """One client fewer in `room`: the last one unsubscribes."""
+        channel = self.channels.get(room)
+        if channel is not None:
+            channel.users -= 1
+            if channel.users <= 0:
+                del self.channels[room]
+                if self.subscriber is not None:
+                    self.subscriber.unsubscribe(channel.name)
+
+    def _received(self, messages: list[bus.Message]) -> None:
+        """What one read of the subscription brought, in the owner's order."""
+        posted: list[Connection] = []
+        for channel, data in messages:
+            if data is None:  # subscribed from here: the numbering there starts afresh
+                self._next.pop(channel, None)
+            else:
+                self._dispatch(channel, bus.unpack(data), posted)
+        for conn in posted:
+            conn.flush()
+
+    def _dispatch(self, channel: bytes, entry: bus.Entry, posted: list[Connection]) -> None:
         owner = bus.text(entry, b"o")
         number = int(entry.get(b"n", b"0"))
         if owner != self._owner:
             if self._owner is not None:
                 self.resync("the owner's process restarted")
+                self._next.clear()
             self._owner = owner
-        elif number != self._next:
-            self.resync(f"missed {number - self._next} message(s) of the owner")
-        self._next = number + 1
+        else:
+            expected = self._next.get(channel)
+            if expected is not None and number != expected:
+                self.resync(f"missed {number - expected} message(s) of the owner")
+        self._next[channel] = number + 1
         kind = entry.get(b"t")
         if kind == b"b":
             sender = entry.get(b"s", b"")
@@ -166,7 +236,7 @@ class Relay:
                 if me != sender and conn.post(entry[b"f"]):
                     posted.append(conn)
             return
-        if entry.get(b"r") != self.rid:
+        if channel != self.channel:
             return
         client = self.clients.get(int(entry.get(b"c", b"0")))
         if client is None:
@@ -199,7 +269,6 @@ class Relay:
             "clients": len(self.clients),
             "pid": os.getpid(),
             "at": time.time(),
-            "read": self._read.decode(),
         }
         pipe = self.redis.pipeline(transaction=False)
         pipe.hset(self.keys["relays"], self.id, json.dumps(beat))
@@ -231,6 +300,11 @@ class Relay:
         self.clients[client.cid] = client
         base: bus.Fields = {"r": self.rid, "c": cid}
         try:
+            try:
+                await self._join(room)
+            except ConnectionError:
+                await conn.close(RESYNC, "the session's Redis is not reachable: try again soon")
+                return ws
             self.inbox.add(
                 {
                     **base,
@@ -264,6 +338,7 @@ class Relay:
                 members.pop(conn, None)
                 if not members:
                     del self.rooms[room]
+            self._leave(room)
             self.inbox.add({**base, "t": "c"})
             await conn.close(ws.close_code or CLOSE_CODES["NORMAL"], "")
         return ws
