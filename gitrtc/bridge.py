@@ -61,6 +61,7 @@ class DiskBridge:
             render_later=registry.render_later,
         )
         registry.on_loaded_change = self.room_changed  # the one hook from the rooms to the disk
+        registry.on_original = self.disk.track  # a file read at its first opening is tracked from there
 
     def room_changed(self, room: Room, origin: object) -> None:
         """(room hook) A loaded room's document changed: write its file soon if the
@@ -129,7 +130,9 @@ class DiskBridge:
         touched = await self.store.rooms_with_updates()
         loop = asyncio.get_running_loop()
         for entry in self.manifest.files:
-            original = self.registry.originals[entry.room]
+            original = self.registry.originals.get(entry.room)
+            if original is None:
+                continue  # never read (a large tree's file nobody opened): the disk alone holds it
             try:
                 disk = await loop.run_in_executor(None, safefs.read_file, self.info.workdir, entry.path)
             except UnsafePathError as exc:

@@ -183,13 +183,22 @@ async def _same_files(plan: Plan, info: git.RepoInfo, manifest: Manifest) -> boo
 
 async def _new_session(plan: Plan, info: git.RepoInfo, manifest: Manifest, store: Store, paths: list[str]) -> Session:
     """Fill a new session's store with `paths` and start the session (which then owns the
-    store; before that, a failure closes it here)."""
+    store; before that, a failure closes it here).
+
+    Up to `Limits.read_at_start` files, each is read now and shared by its content; a
+    larger tree's files are listed by name only (`listed_by_name`) and each is read when
+    its room is first opened (`RoomRegistry.take_original`): a 100,000-file start reads
+    no file's bytes but the few named like binaries (shared whole)."""
     await store.open()
     try:
+        read, named = paths, []
+        if len(paths) > plan.limits.read_at_start:
+            read = [p for p in paths if _binary_name(p)]
+            named = [p for p in paths if not _binary_name(p)]
         # one trip to a thread for all the files and one store transaction: a trip and a
         # commit per file made a 1,000-file start take seconds
-        opened = await asyncio.to_thread(_open_all, info, paths, plan.limits.max_file_bytes)
-        rows = []
+        opened = await asyncio.to_thread(_open_all, info, read, plan.limits.max_file_bytes)
+        rows: list[tuple[str, str, str, bytes | None]] = []
         started: list[tuple[str, str, bytes, os.stat_result | None]] = []
         for path, data, kind, warnings, st in opened:
             if data is None:
@@ -203,6 +212,10 @@ async def _new_session(plan: Plan, info: git.RepoInfo, manifest: Manifest, store
                 manifest.warnings.extend((path, w) for w in warnings)
             rows.append((entry.room, path, entry.kind, data))
             started.append((entry.room, path, data, st))
+        if named:
+            listed = await asyncio.to_thread(listed_by_name, manifest, named)
+            manifest.files.extend(listed)
+            rows.extend((f.room, f.path, f.kind, None) for f in listed)
         await store.add_files(rows)
         await store.set_meta(manifest.to_meta())
     except BaseException:
@@ -211,6 +224,28 @@ async def _new_session(plan: Plan, info: git.RepoInfo, manifest: Manifest, store
     session = Session(info, manifest, store, resumed=False, limits=plan.limits)
     await _start(session, started)
     return session
+
+
+#: Suffixes of files a large tree's start reads (to share them whole): named as binaries.
+BINARY_SUFFIXES = frozenset(
+    ".png .jpg .jpeg .gif .webp .bmp .ico .tif .tiff .pdf .zip .gz .tgz .bz2 .xz .7z .tar .jar .whl .so .o .a "
+    ".dylib .dll .exe .bin .npy .npz .h5 .hdf5 .pkl .pickle .parquet .feather .mp3 .mp4 .wav .ogg .mov .avi "
+    ".woff .woff2 .ttf .otf .eot .sqlite .db .class .pyc".split()
+)
+
+
+def _binary_name(path: str) -> bool:
+    name = path.rsplit("/", 1)[-1]
+    return "." in name and name[name.rfind(".") :].lower() in BINARY_SUFFIXES
+
+
+def listed_by_name(manifest: Manifest, paths: list[str]) -> list[FileEntry]:
+    """(thread) Shared files of a large tree, unread: a notebook by its `.ipynb` name, else
+    text; the first opening reads the file and settles its kind (or finds it not
+    shareable: then it leaves the session as skipped, see `FileSet.not_shareable`)."""
+    return [
+        FileEntry(p, "notebook" if p.lower().endswith(".ipynb") else "text", manifest.room_for(p)) for p in paths
+    ]
 
 
 async def _start(session: Session, files: list[tuple[str, str, bytes, os.stat_result | None]] | None = None) -> None:

@@ -9,19 +9,27 @@ keeps and compacts them.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pycrdt import Doc, Map
 
-from . import git
+from . import git, safefs
 from .celldeletes import DeleteWatch
 from .documents import Codec
-from .errors import DocumentError, StaleEpochError, StoreError, UnknownRoomError
+from .errors import (
+    DocumentError,
+    NotShareableError,
+    StaleEpochError,
+    StoreError,
+    UnknownRoomError,
+    UnsafePathError,
+)
 from .limits import Limits
 from .manifest import EPOCH, ROOM_NAME, FileEntry, Manifest
 from .origins import DiskLoad, ServerEdit, StoreReplay
-from .plugins.loader import open_kind
+from .plugins.loader import open_codec, open_kind
 from .rooms import Connection, Room
 from .store import Store
 from .validation import DocumentGuard
@@ -38,6 +46,9 @@ class RoomRegistry:
         self.store = store
         self.limits = limits
         self.rooms: dict[str, Room] = {}
+        #: Told the bytes and stat of a file read at its first opening (`take_original`):
+        #: the disk bridge tracks it from there.
+        self.on_original: Callable[[str, bytes, os.stat_result | None], None] = lambda path, data, st: None
         self.codecs: dict[str, Codec] = {}
         #: Room → the file's bytes at the start of the session (from the store).
         self.originals: dict[str, bytes] = {}
@@ -49,6 +60,12 @@ class RoomRegistry:
         self.requests: Callable[[Room, Connection, bytes], Awaitable[None]] | None = None
         #: Given to every room as its `Room.relay` (set by `relay.owner` with --redis).
         self.relay: Callable[[Room, bytes, Connection | None], None] | None = None
+        #: Told when a file listed unread (a large tree's, see `launch`) turns out, at its
+        #: first opening, not to be shareable as a document: (entry, why, its bytes if read).
+        #: The file set makes it leave the session as skipped (or a whole-file share).
+        self.on_not_shareable: Callable[[FileEntry, str, bytes | None], None] = lambda entry, why, data: None
+        #: Files read when first opened (not at the start): how many, for tests and status.
+        self.read_on_open = 0
         self._event = event
         self._loading: dict[str, asyncio.Task[Room]] = {}
 
@@ -85,6 +102,8 @@ class RoomRegistry:
         room.requests = self.requests
         codec = None
         if entry is not None:
+            if entry.room not in self.originals:
+                entry = await self.take_original(entry)
             codec = self._codec(entry)
         updates = await self.store.updates(name)
         loaded = False
@@ -112,6 +131,47 @@ class RoomRegistry:
             # now that it can be rendered (see `_on_change`)
             self.on_loaded_change(room, DiskLoad(entry.path if entry else ""))
         return room
+
+    async def take_original(self, entry: FileEntry) -> FileEntry:
+        """Read a file listed unread (a large tree's) at its first opening: its bytes are
+        the session's original from now on (stored before the room logs anything), its
+        kind settled by its content; the entry as it now is. A file that cannot be shared
+        as a document (gone, a link, binary, too large) is reported to `on_not_shareable`
+        and `UnknownRoomError` raised."""
+        loop = asyncio.get_running_loop()
+        try:
+            data, st = await loop.run_in_executor(None, _read_with_stat, self.info.workdir, entry.path)
+        except UnsafePathError as exc:
+            why = "a symbolic link (links are not shared)"
+            if not exc.link:
+                why = "in a folder that is a symbolic link (not followed)"
+            return self._refuse(entry, why, None)
+        except OSError as exc:
+            return self._refuse(entry, f"cannot be read: {exc.strerror}", None)
+        try:
+            codec = open_codec(entry.path, data, self.limits.max_file_bytes)
+        except NotShareableError as exc:
+            return self._refuse(entry, str(exc).removeprefix(f"{entry.path}: "), data)
+        if self.files.get(entry.room) is not entry:  # it moved or left while being read: as it is now
+            current = self.files.get(entry.room)
+            if current is None:
+                raise UnknownRoomError(f"{entry.path} left the session")
+            entry = current
+        if codec.kind != entry.kind:
+            entry = FileEntry(entry.path, codec.kind, entry.room)
+            self.files[entry.room] = entry
+            self.manifest.files = [entry if f.room == entry.room else f for f in self.manifest.files]
+        await self.store.set_original(entry.room, entry.kind, data)
+        self.originals[entry.room] = data
+        self.read_on_open += 1
+        self.on_original(entry.path, data, st)
+        if codec.warnings:
+            self.manifest.warnings.extend((entry.path, w) for w in codec.warnings)
+        return entry
+
+    def _refuse(self, entry: FileEntry, why: str, data: bytes | None) -> FileEntry:
+        self.on_not_shareable(entry, why, data)
+        raise UnknownRoomError(f"{entry.path}: not shared: {why}")
 
     def _codec(self, entry: FileEntry) -> Codec:
         original = self.originals[entry.room]
@@ -182,6 +242,8 @@ class RoomRegistry:
                 await self.room(entry.room)
             except (DocumentError, StoreError) as exc:
                 self._event(f"{entry.path}: {exc}")  # the same error meets whoever opens it
+            except UnknownRoomError:
+                continue  # not shareable after all (read now, see `take_original`): it left
 
     async def compact_periodically(self) -> None:
         """Keep the log small in a long session (streaming outputs) and a restart fast:
@@ -202,3 +264,12 @@ class RoomRegistry:
                         await self.store.compact(room.name, room.doc.get_update)
                     except StoreError as exc:
                         self._event(str(exc))
+
+
+def _read_with_stat(root: os.PathLike[str], path: str) -> tuple[bytes, os.stat_result | None]:
+    """(thread) A shared file's bytes and its stat as it was read (`safefs.read_many`)."""
+    stats: list[os.stat_result | None] = []
+    read = safefs.read_many(root, [path], stats)[0]
+    if isinstance(read, OSError):
+        raise read
+    return read, stats[0]

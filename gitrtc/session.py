@@ -120,7 +120,9 @@ class Session:
         self.requests.register("files", FileService(self.fileset))
         self.folders = FolderWatch(info.workdir, manifest.folders, self.fileset.disk_changed, self.events)
         # files in watched folders are checked when the watcher sees them change, not polled
-        self.bridge.disk.watched = lambda path: self.folders.watching and (not path or inside(path, manifest.folders))
+        self.bridge.disk.watched = lambda path: self.folders.watching and (
+            not path or "" in manifest.folders or inside(path, manifest.folders)
+        )
         self.registry.requests = self.requests.receive
         self.access.on_left = self.requests.disconnected
         self.ending.before_stop = self.requests.close
@@ -141,20 +143,24 @@ class Session:
     async def start(self, files: list[tuple[str, str, bytes, os.stat_result | None]] | None = None) -> None:
         """Read the stored originals, begin tracking the files on disk, start the tasks.
         A new session passes its files as it just read them (room, path, bytes, stat):
-        not read back from the store, not stat'ed again."""
+        not read back from the store, not stat'ed again. Files not read yet (a large
+        tree's, see `launch`) are neither read nor tracked here: their room's first
+        opening does both (`RoomRegistry.take_original`)."""
         tracked = []
         stats: list[os.stat_result | None] | None = None
+        originals = self.registry.originals
         if files is not None:
             stats = []
             for room, path, original, st in files:
-                self.registry.originals[room] = original
+                originals[room] = original
                 tracked.append((path, original))
                 stats.append(st)
         else:
-            for room, path, _kind, original in await self.store.files():
-                self.registry.originals[room] = bytes(original)
-                tracked.append((path, bytes(original)))
-        await self.bridge.disk.track_all(tracked, stats)
+            for room, path, _kind, stored in await self.store.files():
+                if stored is not None:
+                    originals[room] = bytes(stored)
+                    tracked.append((path, bytes(stored)))
+        await self.bridge.disk.track_all(tracked, stats)  # files not read yet: when first opened
         await self.registry.room(self.manifest.session_room)
         if self.resumed:
             await self.bridge.reconcile()
