@@ -62,12 +62,22 @@ class DiskBridge:
         )
         registry.on_loaded_change = self.room_changed  # the one hook from the rooms to the disk
         registry.on_original = self.disk.track  # a file read at its first opening is tracked from there
+        registry.on_stale_original = self.disk.track_stale
+        registry.on_stale = self._merge_soon
+        self._merging: set[asyncio.Task[None]] = set()
 
     def room_changed(self, room: Room, origin: object) -> None:
         """(room hook) A loaded room's document changed: write its file soon if the
         origin says the disk is now stale (`origins.dirties_disk`)."""
         if room.path is not None and dirties_disk(origin):
             self.disk.changed(room.path)
+
+    def _merge_soon(self, path: str) -> None:
+        """(registry hook) A file first opened now was saved on disk since the start:
+        look at it now (its state has no stat yet), which merges the save into its room."""
+        task = asyncio.get_running_loop().create_task(self.disk.check_paths([path]))
+        self._merging.add(task)
+        task.add_done_callback(self._merging.discard)  # `check_paths` reports its own failures
 
     def _on_save_error(self, path: str, error: str | None) -> None:
         """Show every participant which files cannot be written back (`save_errors` in the

@@ -216,6 +216,12 @@ class DiskSync:
             synced=on_disk,
         )
 
+    def track_stale(self, path: str, original: bytes) -> None:
+        """Track a file whose disk may no longer hold `original` (what the session's
+        document was loaded from): not seen yet, so the next look merges what it holds."""
+        self.track(path, original)
+        self.files[path].seen = None
+
     async def track_all(
         self, files: list[tuple[str, bytes]], read_stats: Sequence[os.stat_result | None] | None = None
     ) -> None:

@@ -33,7 +33,7 @@ from . import git, safefs
 from .binaries import Binaries, bdigest, content_type, is_binary
 from .bridge import DiskBridge, save_aside
 from .disk import digest
-from .errors import DocumentError, FileNameError, FileOpError, UnsafePathError
+from .errors import DocumentError, FileNameError, FileOpError, UnknownRoomError, UnsafePathError
 from .filenames import check_new_path, check_rename, second_name
 from .filescan import Found, GitView, look
 from .limits import Limits
@@ -374,6 +374,12 @@ class FileSet:
             if single is None and await loop.run_in_executor(None, safefs.lstat, self.info.workdir, new) is not None:
                 raise FileOpError(f"{new} already exists: choose another name")
             for src, _dst in pairs:
+                entry = self.entry(src)
+                if entry is not None and entry.room not in self.registry.originals:
+                    try:  # never read (a large tree's): its original is read where it is, before it moves
+                        await self.registry.take_original(entry)
+                    except UnknownRoomError as exc:
+                        raise FileOpError(f"{exc}: not renamed") from None
                 state = self.bridge.disk.files.get(src)
                 if state is not None and state.dirty:
                     await self.bridge.disk.write(src)  # the disk holds the latest text before it moves

@@ -145,6 +145,29 @@ def _ls_files(repo: pygit2.Repository) -> list[str] | None:
     return sorted(os.fsdecode(p) for p in names)
 
 
+def unchanged_from_head(repo: RepoInfo) -> set[str] | None:
+    """(thread) The tracked paths whose work-tree file holds its blob at HEAD: not changed
+    in the work tree (git's own stat comparison with the index, as `git status` makes it,
+    racily clean entries compared by content) nor staged; None where git cannot be run.
+    A large tree's start need not read these: their bytes are HEAD's."""
+    base = ["git", f"--git-dir={repo.gitdir}", f"--work-tree={repo.workdir}"]
+    try:
+        tracked, changed, staged = (
+            {os.fsdecode(p) for p in out.split(b"\0") if p}
+            for out in (
+                subprocess.run([*base, *args], capture_output=True, check=True, cwd=repo.workdir).stdout
+                for args in (
+                    ["ls-files", "-z", "--cached"],
+                    ["ls-files", "-z", "--modified"],
+                    ["diff-index", "-z", "--cached", "--name-only", "HEAD", "--"],
+                )
+            )
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return tracked - changed - staged
+
+
 def _inside(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 

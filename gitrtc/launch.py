@@ -185,16 +185,22 @@ async def _new_session(plan: Plan, info: git.RepoInfo, manifest: Manifest, store
     """Fill a new session's store with `paths` and start the session (which then owns the
     store; before that, a failure closes it here).
 
-    Up to `Limits.read_at_start` files, each is read now and shared by its content; a
-    larger tree's files are listed by name only (`listed_by_name`) and each is read when
-    its room is first opened (`RoomRegistry.take_original`): a 100,000-file start reads
-    no file's bytes but the few named like binaries (shared whole)."""
+    Up to `Limits.read_at_start` files, each is read now and shared by its content. In a
+    larger tree, the files that hold their blob at HEAD (git's stat comparison with the
+    index, `git.unchanged_from_head`) are listed by name only (`listed_by_name`): their
+    bytes at the start are HEAD's, read when the room is first opened
+    (`RoomRegistry.take_original`). Only the others (untracked, changed, staged) and those
+    named like binaries (shared whole) are read now: a clean 100,000-file checkout's start
+    reads none of its text files."""
     await store.open()
     try:
         read, named = paths, []
+        unchanged = None
         if len(paths) > plan.limits.read_at_start:
-            read = [p for p in paths if _binary_name(p)]
-            named = [p for p in paths if not _binary_name(p)]
+            unchanged = await asyncio.to_thread(git.unchanged_from_head, info)
+        if unchanged is not None:
+            read = [p for p in paths if p not in unchanged or _binary_name(p)]
+            named = [p for p in paths if p in unchanged and not _binary_name(p)]
         # one trip to a thread for all the files and one store transaction: a trip and a
         # commit per file made a 1,000-file start take seconds
         opened = await asyncio.to_thread(_open_all, info, read, plan.limits.max_file_bytes)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
+import pygit2
 from pycrdt import Doc, Map
 
 from . import git, safefs
@@ -49,6 +51,11 @@ class RoomRegistry:
         #: Told the bytes and stat of a file read at its first opening (`take_original`):
         #: the disk bridge tracks it from there.
         self.on_original: Callable[[str, bytes, os.stat_result | None], None] = lambda path, data, st: None
+        #: Told, once its room is loaded, of a file read at its first opening whose disk
+        #: no longer holds its original (the disk bridge merges the save in).
+        self.on_stale: Callable[[str], None] = lambda path: None
+        self.on_stale_original: Callable[[str, bytes], None] = lambda path, data: None
+        self._stale: set[str] = set()
         self.codecs: dict[str, Codec] = {}
         #: Room → the file's bytes at the start of the session (from the store).
         self.originals: dict[str, bytes] = {}
@@ -127,20 +134,28 @@ class RoomRegistry:
                 room.cell_deletes = DeleteWatch(doc, room.guard)
         room.relay = self.relay  # read now: `relay.owner` may have set it while this loaded
         self.rooms[name] = room
+        if name in self._stale and entry is not None:
+            self._stale.discard(name)
+            self.on_stale(entry.path)  # saved on disk since the start: merged like any save
         if loaded:
             # now that it can be rendered (see `_on_change`)
             self.on_loaded_change(room, DiskLoad(entry.path if entry else ""))
         return room
 
     async def take_original(self, entry: FileEntry) -> FileEntry:
-        """Read a file listed unread (a large tree's) at its first opening: its bytes are
-        the session's original from now on (stored before the room logs anything), its
-        kind settled by its content; the entry as it now is. A file that cannot be shared
-        as a document (gone, a link, binary, too large) is reported to `on_not_shareable`
-        and `UnknownRoomError` raised."""
+        """Read a file listed unread (a large tree's) at its first opening. Its original
+        (its bytes at the start) is its blob at the session's base (it held it at the
+        start: `git.unchanged_from_head`; the session never changed it since); a disk that
+        differs now (the owner saved it meanwhile) is merged in once the room is loaded,
+        like any save (`on_stale`). The original is stored before the room logs anything
+        and its kind settled by its content; the entry as it now is. A file that cannot
+        be shared as a document (a link, binary, too large, gone) is reported to
+        `on_not_shareable` and `UnknownRoomError` raised."""
         loop = asyncio.get_running_loop()
         try:
-            data, st = await loop.run_in_executor(None, _read_with_stat, self.info.workdir, entry.path)
+            data, disk, st = await loop.run_in_executor(
+                None, _read_original, self.info.workdir, self.info.gitdir, self.manifest.base, entry.path
+            )
         except UnsafePathError as exc:
             why = "a symbolic link (links are not shared)"
             if not exc.link:
@@ -164,7 +179,12 @@ class RoomRegistry:
         await self.store.set_original(entry.room, entry.kind, data)
         self.originals[entry.room] = data
         self.read_on_open += 1
-        self.on_original(entry.path, data, st)
+        stale = disk is not None and disk != data
+        if stale:
+            self.on_stale_original(entry.path, data)
+            self._stale.add(entry.room)
+        else:
+            self.on_original(entry.path, data, st)
         if codec.warnings:
             self.manifest.warnings.extend((entry.path, w) for w in codec.warnings)
         return entry
@@ -266,10 +286,25 @@ class RoomRegistry:
                         self._event(str(exc))
 
 
-def _read_with_stat(root: os.PathLike[str], path: str) -> tuple[bytes, os.stat_result | None]:
-    """(thread) A shared file's bytes and its stat as it was read (`safefs.read_many`)."""
+def _read_original(
+    workdir: Path, gitdir: Path, base: str, path: str
+) -> tuple[bytes, bytes | None, os.stat_result | None]:
+    """(thread) A file's original (its regular-file blob at `base`, else its bytes on disk),
+    its bytes on disk now (None if gone) and their stat. `UnsafePathError` for a link."""
+    repo = pygit2.Repository(str(gitdir))
+    try:
+        obj = repo[base].peel(pygit2.Tree)[path]
+    except (KeyError, ValueError):
+        obj = None
+    if obj is not None and obj.filemode == pygit2.enums.FileMode.LINK:
+        link = UnsafePathError(f"{path}: a symbolic link")
+        link.link = True
+        raise link
+    blob = obj.data if isinstance(obj, pygit2.Blob) else None
     stats: list[os.stat_result | None] = []
-    read = safefs.read_many(root, [path], stats)[0]
-    if isinstance(read, OSError):
-        raise read
-    return read, stats[0]
+    disk = safefs.read_many(workdir, [path], stats)[0]
+    if isinstance(disk, OSError):
+        if blob is None or not isinstance(disk, FileNotFoundError):
+            raise disk
+        return blob, None, None
+    return (disk if blob is None else blob), disk, stats[0]
