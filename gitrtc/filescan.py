@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,7 +81,7 @@ def look(
     git_view: GitView,
     folders: list[str],
     changed: set[str],
-    shared: frozenset[str],
+    shared: AbstractSet[str],
     max_bytes: int,
     binaries: frozenset[str] = frozenset(),
 ) -> Found:

@@ -26,6 +26,7 @@ import json
 import secrets
 import stat
 from collections.abc import Awaitable, Callable
+from collections.abc import Set as AbstractSet
 
 from pycrdt import Map
 
@@ -76,6 +77,7 @@ class FileSet:
         self.live: Callable[[], bool] = lambda: True
         self._leaving: set[asyncio.Task[None]] = set()
         self.git_view = GitView(info.gitdir)  # the index, read again only when it changed
+        self._paths = {f.path for f in manifest.files}
         registry.on_not_shareable = self.not_shareable
 
     # -- what is shared ---------------------------------------------------------------
@@ -85,9 +87,10 @@ class FileSet:
         entry = self.registry.files.get(self.manifest.room_for(path))
         return entry if entry is not None and entry.path == path else None
 
-    def paths(self) -> frozenset[str]:
-        """Every shared path now."""
-        return frozenset(f.path for f in self.manifest.files)
+    def paths(self) -> AbstractSet[str]:
+        """Every shared path now (kept as files come, move and go: a batch of changes in
+        a 100,000-file tree no longer builds a set of every path; read it, never keep it)."""
+        return self._paths
 
     # -- changes seen on the owner's disk ---------------------------------------------
 
@@ -259,6 +262,7 @@ class FileSet:
         entry = FileEntry(path, kind, room)
         await self.store.add_file(room, path, kind, data)
         m.files.append(entry)
+        self._paths.add(path)
         m.rooms[path] = room
         m.added.append(room)
         if path in m.removed:
@@ -277,6 +281,7 @@ class FileSet:
             return
         m.files = [f for f in m.files if f.room != entry.room]
         m.rooms.pop(path, None)
+        self._paths.discard(path)
         if entry.room in m.added:
             m.added.remove(entry.room)
         if path not in m.removed:
@@ -293,6 +298,8 @@ class FileSet:
         assert entry is not None
         moved = FileEntry(new, entry.kind, entry.room)
         m.files = [moved if f.room == entry.room else f for f in m.files]
+        self._paths.discard(old)
+        self._paths.add(new)
         m.rooms.pop(old, None)
         m.rooms[new] = entry.room
         if entry.room not in m.added:

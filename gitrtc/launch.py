@@ -160,12 +160,13 @@ async def _prepare_locked(plan: Plan, info: git.RepoInfo, lock: IO[str]) -> Laun
         raise NoSessionError("no unfinished session in this repository: nothing to end")
     for old in existing:
         notes.extend(await discard_session(old))
-    paths = await asyncio.to_thread(git.resolve_paths, info, plan.cwd, plan.paths)
+    unchanged: set[str] = set()  # the listed files holding their blob at HEAD (git's stat comparison)
+    paths = await asyncio.to_thread(git.resolve_paths, info, plan.cwd, plan.paths, unchanged)
     manifest = Manifest.new(info.branch, info.head, plan.persistent, time.time())
     manifest.folders = await asyncio.to_thread(shared_folders, info, plan.cwd, plan.paths)
     store = Store(store_path(info.gitdir, manifest.session), plan.limits)
     try:
-        session = await _new_session(plan, info, manifest, store, paths)
+        session = await _new_session(plan, info, manifest, store, paths, unchanged)
     except BaseException:  # a start that failed leaves nothing a later start would resume
         shutil.rmtree(store.path.parent, ignore_errors=True)
         raise
@@ -181,13 +182,15 @@ async def _same_files(plan: Plan, info: git.RepoInfo, manifest: Manifest) -> boo
     return set(paths) == {f.path for f in manifest.files} | {p for p, _ in manifest.skipped}
 
 
-async def _new_session(plan: Plan, info: git.RepoInfo, manifest: Manifest, store: Store, paths: list[str]) -> Session:
+async def _new_session(
+    plan: Plan, info: git.RepoInfo, manifest: Manifest, store: Store, paths: list[str], unchanged: set[str]
+) -> Session:
     """Fill a new session's store with `paths` and start the session (which then owns the
     store; before that, a failure closes it here).
 
     Up to `Limits.read_at_start` files, each is read now and shared by its content. In a
     larger tree, the files that hold their blob at HEAD (git's stat comparison with the
-    index, `git.unchanged_from_head`) are listed by name only (`listed_by_name`): their
+    index, `git.resolve_paths`) are listed by name only (`listed_by_name`): their
     bytes at the start are HEAD's, read when the room is first opened
     (`RoomRegistry.take_original`). Only the others (untracked, changed, staged) and those
     named like binaries (shared whole) are read now: a clean 100,000-file checkout's start
@@ -195,10 +198,7 @@ async def _new_session(plan: Plan, info: git.RepoInfo, manifest: Manifest, store
     await store.open()
     try:
         read, named = paths, []
-        unchanged = None
         if len(paths) > plan.limits.read_at_start:
-            unchanged = await asyncio.to_thread(git.unchanged_from_head, info)
-        if unchanged is not None:
             read = [p for p in paths if p not in unchanged or _binary_name(p)]
             named = [p for p in paths if p in unchanged and not _binary_name(p)]
         # one trip to a thread for all the files and one store transaction: a trip and a

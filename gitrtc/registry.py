@@ -145,7 +145,7 @@ class RoomRegistry:
     async def take_original(self, entry: FileEntry) -> FileEntry:
         """Read a file listed unread (a large tree's) at its first opening. Its original
         (its bytes at the start) is its blob at the session's base (it held it at the
-        start: `git.unchanged_from_head`; the session never changed it since); a disk that
+        start: `git.resolve_paths`; the session never changed it since); a disk that
         differs now (the owner saved it meanwhile) is merged in once the room is loaded,
         like any save (`on_stale`). The original is stored before the room logs anything
         and its kind settled by its content; the entry as it now is. A file that cannot
