@@ -136,39 +136,41 @@ def _ls_files(repo: pygit2.Repository, unchanged: set[str] | None = None) -> lis
     that hold their blob at HEAD: not changed in the work tree (git's own stat comparison
     with the index, as `git status` makes it, racily clean entries compared by content;
     the same pass that finds the deleted ones) nor staged. A large tree's start need not
-    read these (`launch`)."""
-    base = ["git", f"--git-dir={repo.path}", f"--work-tree={repo.workdir}", "ls-files", "-z", "-t"]
+    read these (`launch`). The git processes run at the same time: the folder walk and
+    the stat pass overlap (`git status` does both in one process, with threads)."""
+    base = ["git", f"--git-dir={repo.path}", f"--work-tree={repo.workdir}"]
+    runs = [
+        [*base, "ls-files", "-z", "-t", "--cached", "--others", "--exclude-standard"],
+        [*base, "ls-files", "-z", "-t", "--modified", "--deleted"],
+    ]
+    if unchanged is not None:
+        runs.append([*base, "diff-index", "-z", "--cached", "--name-only", "HEAD", "--"])
     try:
-        listed = subprocess.run(
-            [*base, "--cached", "--others", "--exclude-standard"], capture_output=True, check=True
-        ).stdout
-        changes = subprocess.run([*base, "--modified", "--deleted"], capture_output=True, check=True).stdout
+        outs = _run_all(runs, cwd=repo.workdir)
     except (OSError, subprocess.CalledProcessError):
         return None
-    tagged = [(p[:1], p[2:]) for p in listed.split(b"\0") if len(p) > 2]
-    changed = [(p[:1], p[2:]) for p in changes.split(b"\0") if len(p) > 2]
+    if outs[0] is None or outs[1] is None:
+        return None
+    tagged = [(p[:1], p[2:]) for p in outs[0].split(b"\0") if len(p) > 2]
+    changed = [(p[:1], p[2:]) for p in outs[1].split(b"\0") if len(p) > 2]
     gone = {p for tag, p in changed if tag == b"R"}
     names = {p for _tag, p in tagged if not p.endswith(b"/") and p not in gone}
-    if unchanged is not None:
-        staged = _staged(repo)
-        if staged is not None:
-            differ = {p for _tag, p in changed} | staged
-            unchanged.update(os.fsdecode(p) for tag, p in tagged if tag == b"H" and p not in differ)
+    if unchanged is not None and outs[2] is not None:  # None: no HEAD yet, every file is new
+        differ = {p for _tag, p in changed} | {p for p in outs[2].split(b"\0") if p}
+        unchanged.update(os.fsdecode(p) for tag, p in tagged if tag == b"H" and p not in differ)
     return sorted(os.fsdecode(p) for p in names)
 
 
-def _staged(repo: pygit2.Repository) -> set[bytes] | None:
-    """The paths whose index entry differs from HEAD's (None without a HEAD or git)."""
-    try:
-        out = subprocess.run(
-            ["git", f"--git-dir={repo.path}", "diff-index", "-z", "--cached", "--name-only", "HEAD", "--"],
-            capture_output=True,
-            check=True,
-            cwd=repo.workdir,
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return {p for p in out.split(b"\0") if p}
+def _run_all(commands: list[list[str]], cwd: str | None) -> list[bytes | None]:
+    """Run `commands` at the same time; each one's stdout, None for one that failed."""
+    procs = [
+        subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=cwd) for c in commands
+    ]
+    outs: list[bytes | None] = []
+    for proc in procs:  # each read to its end: neither blocks on a full pipe for long
+        out, _ = proc.communicate()
+        outs.append(out if proc.returncode == 0 else None)
+    return outs
 
 
 def _inside(path: Path, root: Path) -> bool:
