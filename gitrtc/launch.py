@@ -197,7 +197,7 @@ async def _new_session(
     reads none of its text files."""
     await store.open()
     try:
-        read, named = paths, []
+        read, named = paths, list[str]()
         if len(paths) > plan.limits.read_at_start:
             read, named = [], []
             for p in paths:  # one pass: 100,000 paths
