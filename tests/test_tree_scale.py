@@ -23,7 +23,7 @@ from gitrtc.manifest import FILES_KEY, MANIFEST_KEY, Manifest
 from .conftest import FILES, Live, live_session
 from .support import async_wait_until, git, make_repo
 
-LARGE = Limits(read_at_start=0)
+LARGE = Limits(read_at_start=0, preload_files=0)  # no preloading: what is read is what was opened
 SHARED = ["README.md", "docs", "analysis.ipynb", "src"]
 
 
@@ -157,3 +157,28 @@ async def test_the_folder_watcher_is_built_off_the_event_loop(tmp_path: Path, mo
         await async_wait_until(
             lambda: any(f.path == "docs/seen.md" for f in live.session.manifest.files), what="the new file"
         )
+
+
+async def test_a_resumed_large_session_serves_its_unread_files_and_commits_exactly(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", FILES)
+    async with live_session(repo, SHARED, LARGE) as live:
+        async with live.client("README.md") as editor:
+            await editor.wait_synced()
+            text = editor.doc.get("source", type=Text)
+            text.insert(0, "Edited. ")
+            await async_wait_until(lambda: (repo / "README.md").read_text().startswith("Edited. "), what="write")
+        await live.session.store.flush()
+        files = list(live.session.manifest.files)
+    # the process went away without ending: the next start resumes the store
+    async with live_session(repo, SHARED, LARGE) as live:
+        session = live.session
+        assert session.resumed and session.manifest.files == files  # the rows, not the manifest's JSON
+        assert set(session.registry.originals) == {live.room("README.md")}  # still only the one opened
+        async with live.client("src/tool.py") as reader:
+            await reader.wait_synced()
+            assert str(reader.doc.get("source", type=Text)) == FILES["src/tool.py"]
+        result = await session.end("Resumed")
+        assert result.commit
+    stat = show_stat(repo)
+    assert "README.md" in stat and "1 file changed" in stat, stat
+    assert git(repo, "show", "HEAD:README.md").startswith("Edited. ")
