@@ -182,3 +182,11 @@ async def test_a_resumed_large_session_serves_its_unread_files_and_commits_exact
     stat = show_stat(repo)
     assert "README.md" in stat and "1 file changed" in stat, stat
     assert git(repo, "show", "HEAD:README.md").startswith("Edited. ")
+
+
+async def test_the_terminal_panel_reads_only_the_rows_it_shows(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", FILES)
+    async with live_session(repo, SHARED, LARGE) as live:
+        snap = live.session.snapshot(2)
+        assert len(snap.files) == 2 and snap.file_count == len(live.session.manifest.files) > 2
+        assert live.session.snapshot().file_count == len(live.session.snapshot().files)
