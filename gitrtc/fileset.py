@@ -382,7 +382,7 @@ class FileSet:
                 raise FileOpError(f"{new} already exists: choose another name")
             for src, _dst in pairs:
                 entry = self.entry(src)
-                if entry is not None and entry.room not in self.registry.originals:
+                if entry is not None and not self.registry.read_yet(entry.room):
                     try:  # never read (a large tree's): its original is read where it is, before it moves
                         await self.registry.take_original(entry)
                     except UnknownRoomError as exc:

@@ -56,6 +56,7 @@ class RoomRegistry:
         self.on_stale: Callable[[str], None] = lambda path: None
         self.on_stale_original: Callable[[str, bytes], None] = lambda path, data: None
         self._stale: set[str] = set()
+        self._in_store: set[str] = set()  # unloaded rooms: their original is read back from the store
         self.codecs: dict[str, Codec] = {}
         #: Room → the file's bytes at the start of the session (from the store).
         self.originals: dict[str, bytes] = {}
@@ -109,7 +110,13 @@ class RoomRegistry:
         room.requests = self.requests
         codec = None
         if entry is not None:
-            if entry.room not in self.originals:
+            if entry.room in self._in_store:  # unloaded: its original is the stored one
+                stored = await self.store.original(entry.room)
+                if stored is None:
+                    raise StoreError(f"{entry.path}: its original bytes are missing from the session store")
+                self.originals[entry.room] = stored
+                self._in_store.discard(entry.room)
+            elif entry.room not in self.originals:
                 entry = await self.take_original(entry)
             codec = self._codec(entry)
         updates = await self.store.updates(name)
@@ -189,6 +196,11 @@ class RoomRegistry:
             self.manifest.warnings.extend((entry.path, w) for w in codec.warnings)
         return entry
 
+    def read_yet(self, room: str) -> bool:
+        """Whether a file's original was read (in memory, or in the store once unloaded):
+        false only for a large tree's file nobody opened yet."""
+        return room in self.originals or room in self._in_store
+
     def _refuse(self, entry: FileEntry, why: str, data: bytes | None) -> FileEntry:
         self.on_not_shareable(entry, why, data)
         raise UnknownRoomError(f"{entry.path}: not shared: {why}")
@@ -212,6 +224,7 @@ class RoomRegistry:
         """A file joined the session (`fileset`): its room can be loaded from now on."""
         self.files[entry.room] = entry
         self.originals[entry.room] = original
+        self._in_store.discard(entry.room)
 
     def moved(self, entry: FileEntry) -> None:
         """A shared file now lives at `entry.path` (same room, same document)."""
@@ -221,16 +234,20 @@ class RoomRegistry:
             room.path = entry.path
 
     def unload(self, name: str) -> None:
-        """Drop a loaded room nobody uses from memory (its log has it: the next
-        `room(name)` replays it)."""
+        """Drop a loaded room nobody uses from memory, its original bytes too (its log and
+        the store's `files` row have them: the next `room(name)` replays it, the original
+        read back from the store, not from the disk)."""
         self.rooms.pop(name, None)
         self.codecs.pop(name, None)
+        if self.originals.pop(name, None) is not None:
+            self._in_store.add(name)
 
     async def forget(self, name: str, reason: str) -> None:
         """A file left the session: its room is unloaded and its clients told why (4404)."""
         self.files.pop(name, None)
         self.codecs.pop(name, None)
         self.originals.pop(name, None)
+        self._in_store.discard(name)
         room = self.rooms.pop(name, None)
         if room is not None:
             await room.close_all(UnknownRoomError.close_code, reason[:120])

@@ -335,6 +335,11 @@ class Store:
         `set_original`)."""
         await self._run(self._write, "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", rows)
 
+    async def original(self, room: str) -> bytes | None:
+        """A shared file's stored original bytes (None: not read yet, or no such file)."""
+        rows = await self._run(self._read, "SELECT original FROM files WHERE room = ?", (room,))
+        return bytes(rows[0][0]) if rows and rows[0][0] is not None else None
+
     async def set_original(self, room: str, kind: str, original: bytes) -> None:
         """A shared file's original bytes and kind, read when its room was first opened."""
         await self._run(self._write, "UPDATE files SET kind = ?, original = ? WHERE room = ?", [(kind, original, room)])

@@ -190,3 +190,29 @@ async def test_the_terminal_panel_reads_only_the_rows_it_shows(tmp_path: Path) -
         snap = live.session.snapshot(2)
         assert len(snap.files) == 2 and snap.file_count == len(live.session.manifest.files) > 2
         assert live.session.snapshot().file_count == len(live.session.snapshot().files)
+
+
+@pytest.mark.parametrize("limits", [LARGE, Limits(preload_files=0)], ids=["large", "small"])
+async def test_an_unloaded_room_drops_its_original_and_reopens_from_the_store(tmp_path: Path, limits: Limits) -> None:
+    repo = make_repo(tmp_path / "repo", FILES)
+    async with live_session(repo, SHARED, limits) as live:
+        registry, room = live.session.registry, live.room("docs/guide.md")
+        async with live.client("docs/guide.md") as editor:
+            await editor.wait_synced()
+            editor.doc.get("source", type=Text).insert(0, "Edited. ")
+            await async_wait_until(lambda: (repo / "docs/guide.md").read_text().startswith("Edited. "), what="write")
+        await async_wait_until(lambda: not registry.rooms[room].connections, what="the client to leave")
+        read = registry.read_on_open
+        registry.unload(room)  # what `idle.unload_idle` does to a room nobody uses
+        assert room not in registry.rooms and room not in registry.originals  # memory bounded
+        (repo / "docs/guide.md").write_text("Changed on disk meanwhile\n")  # not where the original comes from
+        async with live.client("docs/guide.md") as reader:
+            await reader.wait_synced()
+            await async_wait_until(
+                lambda: str(reader.doc.get("source", type=Text)) == "Changed on disk meanwhile\n", what="the merge"
+            )
+        assert registry.originals[room] == FILES["docs/guide.md"].encode()  # from the store
+        assert registry.read_on_open == read
+        result = await live.session.end("Unloaded and back")
+        assert result.commit
+    assert git(repo, "show", "HEAD:docs/guide.md") == "Changed on disk meanwhile\n"
