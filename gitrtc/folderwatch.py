@@ -21,8 +21,15 @@ from watchfiles.main import _default_force_polling
 
 log = logging.getLogger(__name__)
 
-#: Milliseconds between looks when inotify is unavailable (bounded polling).
+#: Milliseconds between looks when inotify is unavailable (bounded polling), at least;
+#: a large tree is looked at less often (`poll_ms`): each look stats every file.
 POLL_MS = 1000
+
+
+def poll_ms(files: int) -> int:
+    """Milliseconds between polling looks for a tree of `files` files: 1 s up to 10,000,
+    then 1 s more per 10,000 (100,000 files: every 10 s, ~1% of a core)."""
+    return max(POLL_MS, files // 10)
 #: A batch of changes is taken in once none came for `STEP_MS`, or after `DEBOUNCE_MS`.
 DEBOUNCE_MS = 1600
 STEP_MS = 50
@@ -44,12 +51,14 @@ class FolderWatch:
         on_changes: Callable[[set[str]], Awaitable[None]],
         event: Callable[[str], None],
         force_polling: bool | None = None,
+        poll_every_ms: int = POLL_MS,
     ) -> None:
         self.workdir = workdir
         self.folders = folders
         self._on_changes = on_changes
         self._event = event
         self.force_polling = force_polling
+        self.poll_every_ms = poll_every_ms
         #: Set once the watches are in place (a change made after it is seen).
         self.ready = asyncio.Event()
         #: Whether changes are being reported now (files in the folders need no polling).
@@ -66,8 +75,9 @@ class FolderWatch:
         except (OSError, RuntimeError) as exc:  # no inotify (limits, file system): poll, bounded
             if self.force_polling:
                 raise
-            log.warning("watching with inotify failed (%s): polling every %d ms", exc, POLL_MS)
-            self._event(f"cannot watch the shared folders with inotify ({exc}): looking every {POLL_MS / 1000:g} s")
+            every = self.poll_every_ms
+            log.warning("watching with inotify failed (%s): polling every %d ms", exc, every)
+            self._event(f"cannot watch the shared folders with inotify ({exc}): looking every {every / 1000:g} s")
             await self._watch(roots, True)
 
     async def _watch(self, roots: list[Path], force_polling: bool | None) -> None:
@@ -77,7 +87,7 @@ class FolderWatch:
         # in place: a change made after `ready` is seen.
         force = _default_force_polling(force_polling)
         watcher = await asyncio.to_thread(
-            RustNotify, [str(r) for r in roots], False, force, POLL_MS, True, True
+            RustNotify, [str(r) for r in roots], False, force, self.poll_every_ms, True, True
         )
         stop = threading.Event()
         self.ready.set()

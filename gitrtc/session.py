@@ -41,7 +41,7 @@ from .events import EventLog
 from .filenames import inside
 from .fileops import FileService
 from .fileset import FileSet
-from .folderwatch import FolderWatch
+from .folderwatch import FolderWatch, poll_ms
 from .idle import unload_idle
 from .kernels.service import KernelService
 from .limits import DEFAULT, Limits
@@ -119,7 +119,13 @@ class Session:
         self.fileset.live = lambda: self.state == "live"
         self.ending.binaries = self.fileset.binaries
         self.requests.register("files", FileService(self.fileset))
-        self.folders = FolderWatch(info.workdir, manifest.folders, self.fileset.disk_changed, self.events)
+        self.folders = FolderWatch(
+            info.workdir,
+            manifest.folders,
+            self.fileset.disk_changed,
+            self.events,
+            poll_every_ms=poll_ms(len(manifest.files)),
+        )
         # files in watched folders are checked when the watcher sees them change, not polled
         self.bridge.disk.watched = lambda path: self.folders.watching and (
             not path or "" in manifest.folders or inside(path, manifest.folders)

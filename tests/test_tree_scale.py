@@ -8,6 +8,8 @@ a whole-file share, the end commit is exact. `read_at_start=0` makes the small t
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import sqlite3
 import threading
@@ -216,3 +218,28 @@ async def test_an_unloaded_room_drops_its_original_and_reopens_from_the_store(tm
         result = await live.session.end("Unloaded and back")
         assert result.commit
     assert git(repo, "show", "HEAD:docs/guide.md") == "Changed on disk meanwhile\n"
+
+
+def test_polling_looks_less_often_on_a_large_tree() -> None:
+    assert folderwatch.poll_ms(10) == folderwatch.POLL_MS == 1000
+    assert folderwatch.poll_ms(100_000) == 10_000  # each look stats every file
+
+
+async def test_the_polling_fallback_built_off_the_loop_still_sees_a_new_file(tmp_path: Path) -> None:
+    seen: list[set[str]] = []
+
+    async def changed(paths: set[str]) -> None:
+        seen.append(paths)
+
+    (tmp_path / "docs").mkdir()
+    watch = folderwatch.FolderWatch(tmp_path, ["docs"], changed, print, force_polling=True, poll_every_ms=50)
+    task = asyncio.get_running_loop().create_task(watch.run())
+    try:
+        await watch.ready.wait()
+        (tmp_path / "docs/new.md").write_text("New\n")
+        await async_wait_until(lambda: any(str(tmp_path / "docs/new.md") in batch for batch in seen), what="it")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert not watch.watching
