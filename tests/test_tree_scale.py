@@ -46,13 +46,15 @@ async def test_a_large_start_reads_no_unchanged_file_until_its_room_opens(tmp_pa
     repo = make_repo(tmp_path / "repo", {**FILES, "docs/notes.md": "Notes\n"})
     (repo / "docs/guide.md").write_text("Guide, changed before the start\n")  # not HEAD's: read now
     (repo / "docs/new.md").write_text("Untracked\n")  # not HEAD's either
+    (repo / "src/tool.py").write_text("def f():\n    return 3\n")
+    git(repo, "add", "src/tool.py")  # staged: the index matches the disk, not HEAD
     async with live_session(repo, SHARED, LARGE) as live:
         session = live.session
         paths = {f.path for f in session.manifest.files}
         assert {"README.md", "docs/notes.md", "docs/guide.md", "docs/new.md", "src/tool.py"} <= paths
         stored = stored_originals(live)
         read = {p for p, original in stored.items() if original is not None}
-        assert read == {"docs/guide.md", "docs/new.md"}  # only what differs from HEAD was read
+        assert read == {"docs/guide.md", "docs/new.md", "src/tool.py"}  # only what differs from HEAD was read
         assert set(session.disk.files) == read  # nor stat'ed one by one
         assert session.registry.read_on_open == 0
         async with live.client("README.md") as editor:
@@ -69,7 +71,7 @@ async def test_a_large_start_reads_no_unchanged_file_until_its_room_opens(tmp_pa
         assert result.commit
     stat = show_stat(repo)
     assert "README.md" in stat and "1 file changed" in stat, stat
-    assert git(repo, "status", "--porcelain").splitlines() == [" M docs/guide.md", "?? docs/new.md"]
+    assert git(repo, "status", "--porcelain").splitlines() == [" M docs/guide.md", "M  src/tool.py", "?? docs/new.md"]
 
 
 async def test_a_save_on_disk_before_the_first_opening_is_merged_and_committed(tmp_path: Path) -> None:
