@@ -8,7 +8,11 @@ For each size: a repository of N small text files (100 per folder, committed), t
   written (serving), the ratio to `git status`;
 - idle CPU (user+system seconds per wall second over `--idle` seconds, nothing changing)
   and RSS of the `rtc start` process;
-- a file created on disk: seconds until `GET /api/session` lists it (the live file set).
+- a file created on disk: seconds until `GET /api/tree?find=` lists it (the live file set);
+- the first opening of a file nobody opened (`GET /api/original/ROOM`: a large tree's
+  start does not read files, their first opening does);
+- CPU seconds (user+system) of the start until serving and of `git status`: a ratio that
+  survives a loaded machine better than wall times.
 Then `rtc stop --no-commit`. Prints one line per size and a JSON summary.
 """
 
@@ -54,20 +58,28 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
-def listed(port: int, token: str, path: str) -> bool:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/api/tree?find={path}", headers={"Authorization": f"Bearer {token}"}
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return any(f["path"] == path for f in json.loads(response.read())["files"])
+def get(port: int, token: str, url: str) -> bytes:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{url}", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return bytes(response.read())
+
+
+def found(port: int, token: str, path: str) -> dict[str, str] | None:
+    return next((f for f in json.loads(get(port, token, f"/api/tree?find={path}"))["files"] if f["path"] == path), None)
+
+
+def children_cpu() -> float:
+    usage = os.times()
+    return usage.children_user + usage.children_system
 
 
 def measure(n: int, idle: float, work: Path) -> dict[str, float]:
     repo = work / f"tree{n}"
     make_tree(repo, n)
-    started = time.perf_counter()
+    cpu0, started = children_cpu(), time.perf_counter()
     subprocess.run(["git", "status", "--porcelain"], cwd=repo, check=True, capture_output=True)
     git_status = time.perf_counter() - started
+    git_status_cpu = children_cpu() - cpu0
 
     session_file = repo / ".git" / "rtc" / "session.json"
     started = time.perf_counter()
@@ -84,6 +96,7 @@ def measure(n: int, idle: float, work: Path) -> dict[str, float]:
                 pass
             time.sleep(0.01)
         serving = time.perf_counter() - started
+        start_cpu = cpu_seconds(proc.pid)
         time.sleep(2.0)  # let the start settle (preloads, the watcher's setup)
         cpu0, t0 = cpu_seconds(proc.pid), time.perf_counter()
         time.sleep(idle)
@@ -92,11 +105,17 @@ def measure(n: int, idle: float, work: Path) -> dict[str, float]:
         new = "d00/s00/new-file.md"
         (repo / new).write_text("new\n")
         t0 = time.perf_counter()
-        while not listed(info["port"], info["token"], new):
+        while found(info["port"], info["token"], new) is None:
             if time.perf_counter() - t0 > 30:
                 raise SystemExit("the new file was not listed within 30 s")
             time.sleep(0.02)
         live = time.perf_counter() - t0
+        last = f"d{(n - 1) // 10000:02d}/s{((n - 1) // 100) % 100:02d}/f{n - 1:06d}.md"  # never preloaded
+        entry = found(info["port"], info["token"], last)
+        assert entry is not None, last
+        t0 = time.perf_counter()
+        get(info["port"], info["token"], f"/api/original/{entry['room']}")
+        first_open = time.perf_counter() - t0
     finally:
         subprocess.run([*RTC, "stop", "--no-commit"], cwd=repo, capture_output=True)
         try:
@@ -109,6 +128,10 @@ def measure(n: int, idle: float, work: Path) -> dict[str, float]:
         "git_status_s": round(git_status, 3),
         "serving_s": round(serving, 3),
         "ratio": round(serving / git_status, 1),
+        "git_status_cpu_s": round(git_status_cpu, 2),
+        "start_cpu_s": round(start_cpu, 2),
+        "cpu_ratio": round(start_cpu / max(git_status_cpu, 0.01), 1),
+        "first_open_s": round(first_open, 3),
         "idle_cpu_pct": round(idle_cpu * 100, 2),
         "rss_mib": round(rss, 1),
         "new_file_listed_s": round(live, 3),
@@ -128,7 +151,8 @@ def main() -> None:
             print(
                 f"{n:>7} files: serving {r['serving_s']:.2f} s (git status {r['git_status_s']:.3f} s, "
                 f"x{r['ratio']}), idle CPU {r['idle_cpu_pct']:.2f}%, RSS {r['rss_mib']:.0f} MiB, "
-                f"a new file listed in {r['new_file_listed_s']:.2f} s",
+                f"a new file listed in {r['new_file_listed_s']:.2f} s, first opening {r['first_open_s']:.2f} s, "
+                f"CPU {r['start_cpu_s']:.2f} s (git status {r['git_status_cpu_s']:.2f} s, x{r['cpu_ratio']})",
                 flush=True,
             )
     print(json.dumps(results, indent=1))

@@ -61,12 +61,23 @@ class DiskBridge:
             render_later=registry.render_later,
         )
         registry.on_loaded_change = self.room_changed  # the one hook from the rooms to the disk
+        registry.on_original = self.disk.track  # a file read at its first opening is tracked from there
+        registry.on_stale_original = self.disk.track_stale
+        registry.on_stale = self._merge_soon
+        self._merging: set[asyncio.Task[None]] = set()
 
     def room_changed(self, room: Room, origin: object) -> None:
         """(room hook) A loaded room's document changed: write its file soon if the
         origin says the disk is now stale (`origins.dirties_disk`)."""
         if room.path is not None and dirties_disk(origin):
             self.disk.changed(room.path, coalesce=coalesced_on_disk(origin))
+
+    def _merge_soon(self, path: str) -> None:
+        """(registry hook) A file first opened now was saved on disk since the start:
+        look at it now (its state has no stat yet), which merges the save into its room."""
+        task = asyncio.get_running_loop().create_task(self.disk.check_paths([path]))
+        self._merging.add(task)
+        task.add_done_callback(self._merging.discard)  # `check_paths` reports its own failures
 
     def _on_save_error(self, path: str, error: str | None) -> None:
         """Show every participant which files cannot be written back (`save_errors` in the
@@ -129,7 +140,9 @@ class DiskBridge:
         touched = await self.store.rooms_with_updates()
         loop = asyncio.get_running_loop()
         for entry in self.manifest.files:
-            original = self.registry.originals[entry.room]
+            original = self.registry.originals.get(entry.room)
+            if original is None:
+                continue  # never read (a large tree's file nobody opened): the disk alone holds it
             try:
                 disk = await loop.run_in_executor(None, safefs.read_file, self.info.workdir, entry.path)
             except UnsafePathError as exc:

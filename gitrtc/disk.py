@@ -209,13 +209,26 @@ class DiskSync:
         #: Told each time a file's write-back error appears, changes or clears (None).
         self._on_error = on_error or (lambda path, error: None)
 
-    def track(self, path: str, on_disk: bytes) -> None:
-        """Start tracking a file whose current disk content is `on_disk`."""
+    def track(self, path: str, on_disk: bytes, seen: os.stat_result | None = None) -> None:
+        """Start tracking a file whose current disk content is `on_disk` (`seen`: its stat
+        taken as it was read, else taken now). A shared file not read yet (a large tree's,
+        see `launch`) is not tracked: the disk alone holds it, a change there is nothing
+        to merge; its first opening reads it and tracks it from there."""
         abspath = os.path.join(self.workdir, path)
         self._generation += 1
         self.files[path] = FileState(
-            path, abspath, written=digest(on_disk), seen=shared_stat(self.workdir, path), synced=on_disk
+            path,
+            abspath,
+            written=digest(on_disk),
+            seen=shared_stat(self.workdir, path) if seen is None else _stat(seen),
+            synced=on_disk,
         )
+
+    def track_stale(self, path: str, original: bytes) -> None:
+        """Track a file whose disk may no longer hold `original` (what the session's
+        document was loaded from): not seen yet, so the next look merges what it holds."""
+        self.track(path, original)
+        self.files[path].seen = None
 
     async def track_all(
         self, files: list[tuple[str, bytes]], read_stats: Sequence[os.stat_result | None] | None = None

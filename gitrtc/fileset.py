@@ -26,17 +26,17 @@ import json
 import secrets
 import stat
 from collections.abc import Awaitable, Callable
+from collections.abc import Set as AbstractSet
 
-import pygit2
 from pycrdt import Map
 
 from . import git, safefs
 from .binaries import Binaries, bdigest, content_type, is_binary
 from .bridge import DiskBridge, save_aside
 from .disk import digest
-from .errors import DocumentError, FileNameError, FileOpError, UnsafePathError
+from .errors import DocumentError, FileNameError, FileOpError, UnknownRoomError, UnsafePathError
 from .filenames import check_new_path, check_rename, second_name
-from .filescan import Found, look
+from .filescan import Found, GitView, look
 from .limits import Limits
 from .manifest import FileEntry, Manifest
 from .origins import Participant, ServerEdit
@@ -75,6 +75,10 @@ class FileSet:
         self.off_branch: set[str] = set()  # changed paths seen while off the session's branch
         #: Whether changes are taken in now (not while the session ends).
         self.live: Callable[[], bool] = lambda: True
+        self._leaving: set[asyncio.Task[None]] = set()
+        self.git_view = GitView(info.gitdir)  # the index, read again only when it changed
+        self._paths = {f.path for f in manifest.files}
+        registry.on_not_shareable = self.not_shareable
 
     # -- what is shared ---------------------------------------------------------------
 
@@ -83,9 +87,10 @@ class FileSet:
         entry = self.registry.files.get(self.manifest.room_for(path))
         return entry if entry is not None and entry.path == path else None
 
-    def paths(self) -> frozenset[str]:
-        """Every shared path now."""
-        return frozenset(f.path for f in self.manifest.files)
+    def paths(self) -> AbstractSet[str]:
+        """Every shared path now (kept as files come, move and go: a batch of changes in
+        a 100,000-file tree no longer builds a set of every path; read it, never keep it)."""
+        return self._paths
 
     # -- changes seen on the owner's disk ---------------------------------------------
 
@@ -106,7 +111,7 @@ class FileSet:
                 None,
                 look,
                 self.info.workdir,
-                self.info.gitdir,
+                self.git_view,
                 self.manifest.folders,
                 changed,
                 self.paths(),
@@ -211,6 +216,42 @@ class FileSet:
         open_by = room is not None and any(not c.mirror for c in room.connections)  # a mirror holds all files
         return bool(open_by or (state is not None and state.dirty))
 
+    def not_shareable(self, entry: FileEntry, why: str, data: bytes | None) -> None:
+        """(registry hook) A file listed unread (a large tree's) is not shareable as a
+        document after all, found at its first opening: it leaves the session's documents
+        and is listed as skipped (a binary: shared whole), as a start that read it would
+        have listed it; the end commit leaves it as it is on disk."""
+        task = asyncio.get_running_loop().create_task(self._leave_unshareable(entry, why, data))
+        self._leaving.add(task)
+        task.add_done_callback(self._left)
+
+    def _left(self, task: asyncio.Task[None]) -> None:
+        self._leaving.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            self._event(f"a file found not shareable could not leave the session ({exc})")
+
+    async def _leave_unshareable(self, entry: FileEntry, why: str, data: bytes | None) -> None:
+        m, path = self.manifest, entry.path
+        async with self.lock:
+            if self.entry(path) is None or self.entry(path) != entry:
+                return  # moved or left meanwhile
+            was_removed = path in m.removed
+            await self.remove(path, f"not shared: {why}")
+            if not was_removed and path in m.removed:
+                m.removed.remove(path)  # still on disk as it was: nothing to commit
+            m.skipped = [s for s in m.skipped if s[0] != path] + [(path, why)]
+            changes: list[dict[str, object]] = [
+                {"op": "remove", "path": path},
+                {"op": "skip", "path": path, "reason": why},
+            ]
+            if data is not None and is_binary(data, self.limits.max_file_bytes):
+                m.binaries[path] = bdigest(data)
+                changes.append({"op": "binary", "path": path, "digest": m.binaries[path], "type": content_type(path)})
+            await self._save()
+            self.announce(changes)
+            self._event(f"{path}: not shared ({why}), found when it was first opened")
+
     # -- the three changes -------------------------------------------------------------
 
     async def add(self, path: str, data: bytes, kind: str, warnings: list[str]) -> FileEntry:
@@ -221,6 +262,7 @@ class FileSet:
         entry = FileEntry(path, kind, room)
         await self.store.add_file(room, path, kind, data)
         m.files.append(entry)
+        self._paths.add(path)
         m.rooms[path] = room
         m.added.append(room)
         if path in m.removed:
@@ -239,6 +281,7 @@ class FileSet:
             return
         m.files = [f for f in m.files if f.room != entry.room]
         m.rooms.pop(path, None)
+        self._paths.discard(path)
         if entry.room in m.added:
             m.added.remove(entry.room)
         if path not in m.removed:
@@ -255,6 +298,8 @@ class FileSet:
         assert entry is not None
         moved = FileEntry(new, entry.kind, entry.room)
         m.files = [moved if f.room == entry.room else f for f in m.files]
+        self._paths.discard(old)
+        self._paths.add(new)
         m.rooms.pop(old, None)
         m.rooms[new] = entry.room
         if entry.room not in m.added:
@@ -336,6 +381,12 @@ class FileSet:
             if single is None and await loop.run_in_executor(None, safefs.lstat, self.info.workdir, new) is not None:
                 raise FileOpError(f"{new} already exists: choose another name")
             for src, _dst in pairs:
+                entry = self.entry(src)
+                if entry is not None and not self.registry.read_yet(entry.room):
+                    try:  # never read (a large tree's): its original is read where it is, before it moves
+                        await self.registry.take_original(entry)
+                    except UnknownRoomError as exc:
+                        raise FileOpError(f"{exc}: not renamed") from None
                 state = self.bridge.disk.files.get(src)
                 if state is not None and state.dirty:
                     await self.bridge.disk.write(src)  # the disk holds the latest text before it moves
@@ -386,11 +437,16 @@ class FileSet:
                     f"{path} is open by {', '.join(others)}: not deleted, their work is kept; "
                     "ask them to close it first"
                 )
+            loop = asyncio.get_running_loop()
             try:
-                last = self.registry.render(path) if room is not None else self.registry.originals[entry.room]
+                last = self.registry.render(path) if room is not None else self.registry.originals.get(entry.room)
             except DocumentError:
                 last = room.doc.get_update() if room is not None else b""
-            loop = asyncio.get_running_loop()
+            if last is None:  # never read (a large tree's file nobody opened): as the disk holds it
+                try:
+                    last = await loop.run_in_executor(None, safefs.read_file, self.info.workdir, path)
+                except OSError:
+                    last = b""
             await self.bridge.disk.untrack(path)
             await loop.run_in_executor(None, save_aside, self.store.path.parent / "deleted" / path, last)
             try:
@@ -437,8 +493,8 @@ class FileSet:
             if stat.S_ISDIR(st.st_mode) or any(p.startswith(path + "/") for p in taken):
                 raise FileNameError(f"{path} is a folder: choose another name")
             taken.add(path)  # a file not shared (ignored, not yet seen): never replaced
-        repo = pygit2.Repository(str(self.info.gitdir))
-        if path not in repo.index and repo.path_is_ignored(path):
+        repo, index = self.git_view.get()
+        if path not in index and repo.path_is_ignored(path):
             raise FileNameError(f"{path} is ignored by .gitignore: it would not be shared")
 
     def _new_notebook(self) -> bytes:

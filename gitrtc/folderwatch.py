@@ -1,7 +1,8 @@
 """Watching the shared folders for files created, renamed and deleted (a background task).
 
-`watchfiles.awatch` (inotify through the Rust `notify` crate; a bounded poll where
-inotify cannot be used) batches what changed; each batch goes to
+`watchfiles`' watcher (inotify through the Rust `notify` crate; a bounded poll where
+inotify cannot be used; built and waited on in threads, never on the event loop) batches
+what changed; each batch goes to
 `FileSet.disk_changed`, which decides what joins, moves or leaves the session. Nothing
 changes: nothing runs (idle CPU stays near zero). Changes inside `.git` are ignored
 here; git's ignore rules are applied by the file set.
@@ -11,18 +12,32 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from watchfiles import Change, awatch
+from watchfiles._rust_notify import RustNotify
+from watchfiles.main import _default_force_polling
 
 log = logging.getLogger(__name__)
 
-#: Milliseconds between looks when inotify is unavailable (bounded polling).
+#: Milliseconds between looks when inotify is unavailable (bounded polling), at least;
+#: a large tree is looked at less often (`poll_ms`): each look stats every file.
 POLL_MS = 1000
 
 
-def _not_git(change: Change, path: str) -> bool:
+def poll_ms(files: int) -> int:
+    """Milliseconds between polling looks for a tree of `files` files: 1 s up to 10,000,
+    then 1 s more per 10,000 (100,000 files: every 10 s, ~1% of a core)."""
+    return max(POLL_MS, files // 10)
+#: A batch of changes is taken in once none came for `STEP_MS`, or after `DEBOUNCE_MS`.
+DEBOUNCE_MS = 1600
+STEP_MS = 50
+#: The watching thread comes back this often with nothing (so a stop is never missed).
+TIMEOUT_MS = 5000
+
+
+def _not_git(path: str) -> bool:
     return "/.git/" not in path and not path.endswith("/.git")
 
 
@@ -36,12 +51,14 @@ class FolderWatch:
         on_changes: Callable[[set[str]], Awaitable[None]],
         event: Callable[[str], None],
         force_polling: bool | None = None,
+        poll_every_ms: int = POLL_MS,
     ) -> None:
         self.workdir = workdir
         self.folders = folders
         self._on_changes = on_changes
         self._event = event
         self.force_polling = force_polling
+        self.poll_every_ms = poll_every_ms
         #: Set once the watches are in place (a change made after it is seen).
         self.ready = asyncio.Event()
         #: Whether changes are being reported now (files in the folders need no polling).
@@ -58,42 +75,43 @@ class FolderWatch:
         except (OSError, RuntimeError) as exc:  # no inotify (limits, file system): poll, bounded
             if self.force_polling:
                 raise
-            log.warning("watching with inotify failed (%s): polling every %d ms", exc, POLL_MS)
-            self._event(f"cannot watch the shared folders with inotify ({exc}): looking every {POLL_MS / 1000:g} s")
+            every = self.poll_every_ms
+            log.warning("watching with inotify failed (%s): polling every %d ms", exc, every)
+            self._event(f"cannot watch the shared folders with inotify ({exc}): looking every {every / 1000:g} s")
             await self._watch(roots, True)
 
     async def _watch(self, roots: list[Path], force_polling: bool | None) -> None:
-        changes = awatch(
-            *roots,
-            watch_filter=_not_git,
-            step=50,
-            force_polling=force_polling,
-            poll_delay_ms=POLL_MS,
-            ignore_permission_denied=True,
+        # The watcher is built in a thread: on a large tree, putting its inotify watch on
+        # every folder takes seconds (1,000 folders: ~1 s) that must not stall the event
+        # loop (`watchfiles.awatch` builds it on the loop). Once built, its watches are
+        # in place: a change made after `ready` is seen.
+        force = _default_force_polling(force_polling)
+        watcher = await asyncio.to_thread(
+            RustNotify, [str(r) for r in roots], False, force, self.poll_every_ms, True, True
         )
-        # the generator's first step builds the watcher (its inotify watches in place)
-        # before it waits in a thread: once that step ran, a change is never missed
-        first = asyncio.ensure_future(anext(changes))
-        await asyncio.sleep(0)
-        if first.done() and first.exception() is not None:
-            raise first.exception()  # type: ignore[misc]
+        stop = threading.Event()
         self.ready.set()
         self.watching = True
         try:
-            batch = await first
             while True:
-                await self._take(batch)
-                batch = await anext(changes)
-        except StopAsyncIteration:
-            return
+                raw = await asyncio.to_thread(watcher.watch, DEBOUNCE_MS, STEP_MS, TIMEOUT_MS, stop)
+                if raw == "timeout":
+                    continue
+                if raw == "stop":
+                    return
+                if raw == "signal":
+                    raise RuntimeError("the folder watcher's thread unexpectedly received a signal")
+                paths = {path for _change, path in raw if _not_git(path)}
+                if paths:
+                    await self._take(paths)
         finally:
             self.watching = False
-            first.cancel()
-            await changes.aclose()
+            stop.set()  # the thread's `watch` returns within a step; then the watcher is closed
+            watcher.close()
 
-    async def _take(self, batch: set[tuple[Change, str]]) -> None:
+    async def _take(self, paths: set[str]) -> None:
         try:
-            await self._on_changes({path for _change, path in batch})
+            await self._on_changes(paths)
         except Exception as exc:  # keep watching; say what failed
             log.exception("taking in changed files failed")
             self._event(f"files changed in a shared folder could not be taken in ({exc})")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import hashlib
 import os
 import shutil
 import time
@@ -160,12 +161,13 @@ async def _prepare_locked(plan: Plan, info: git.RepoInfo, lock: IO[str]) -> Laun
         raise NoSessionError("no unfinished session in this repository: nothing to end")
     for old in existing:
         notes.extend(await discard_session(old))
-    paths = await asyncio.to_thread(git.resolve_paths, info, plan.cwd, plan.paths)
+    unchanged: set[str] = set()  # the listed files holding their blob at HEAD (git's stat comparison)
+    paths = await asyncio.to_thread(git.resolve_paths, info, plan.cwd, plan.paths, unchanged)
     manifest = Manifest.new(info.branch, info.head, plan.persistent, time.time())
     manifest.folders = await asyncio.to_thread(shared_folders, info, plan.cwd, plan.paths)
     store = Store(store_path(info.gitdir, manifest.session), plan.limits)
     try:
-        session = await _new_session(plan, info, manifest, store, paths)
+        session = await _new_session(plan, info, manifest, store, paths, unchanged)
     except BaseException:  # a start that failed leaves nothing a later start would resume
         shutil.rmtree(store.path.parent, ignore_errors=True)
         raise
@@ -181,15 +183,30 @@ async def _same_files(plan: Plan, info: git.RepoInfo, manifest: Manifest) -> boo
     return set(paths) == {f.path for f in manifest.files} | {p for p, _ in manifest.skipped}
 
 
-async def _new_session(plan: Plan, info: git.RepoInfo, manifest: Manifest, store: Store, paths: list[str]) -> Session:
+async def _new_session(
+    plan: Plan, info: git.RepoInfo, manifest: Manifest, store: Store, paths: list[str], unchanged: set[str]
+) -> Session:
     """Fill a new session's store with `paths` and start the session (which then owns the
-    store; before that, a failure closes it here)."""
+    store; before that, a failure closes it here).
+
+    Up to `Limits.read_at_start` files, each is read now and shared by its content. In a
+    larger tree, the files that hold their blob at HEAD (git's stat comparison with the
+    index, `git.resolve_paths`) are listed by name only (`listed_by_name`): their
+    bytes at the start are HEAD's, read when the room is first opened
+    (`RoomRegistry.take_original`). Only the others (untracked, changed, staged) and those
+    named like binaries (shared whole) are read now: a clean 100,000-file checkout's start
+    reads none of its text files."""
     await store.open()
     try:
+        read, named = paths, list[str]()
+        if len(paths) > plan.limits.read_at_start:
+            read, named = [], []
+            for p in paths:  # one pass: 100,000 paths
+                (named if p in unchanged and not p.lower().endswith(BINARY_SUFFIXES) else read).append(p)
         # one trip to a thread for all the files and one store transaction: a trip and a
         # commit per file made a 1,000-file start take seconds
-        opened = await asyncio.to_thread(_open_all, info, paths, plan.limits.max_file_bytes)
-        rows = []
+        opened = await asyncio.to_thread(_open_all, info, read, plan.limits.max_file_bytes)
+        rows: list[tuple[str, str, str, bytes | None]] = []
         started: list[tuple[str, str, bytes, os.stat_result | None]] = []
         for path, data, kind, warnings, st in opened:
             if data is None:
@@ -203,6 +220,10 @@ async def _new_session(plan: Plan, info: git.RepoInfo, manifest: Manifest, store
                 manifest.warnings.extend((path, w) for w in warnings)
             rows.append((entry.room, path, entry.kind, data))
             started.append((entry.room, path, data, st))
+        if named:
+            listed = await asyncio.to_thread(listed_by_name, manifest, named)
+            manifest.files.extend(listed)
+            rows.extend((f.room, f.path, f.kind, None) for f in listed)
         await store.add_files(rows)
         await store.set_meta(manifest.to_meta())
     except BaseException:
@@ -211,6 +232,26 @@ async def _new_session(plan: Plan, info: git.RepoInfo, manifest: Manifest, store
     session = Session(info, manifest, store, resumed=False, limits=plan.limits)
     await _start(session, started)
     return session
+
+
+#: Suffixes of files a large tree's start reads (to share them whole): named as binaries.
+BINARY_SUFFIXES = tuple(
+    ".png .jpg .jpeg .gif .webp .bmp .ico .tif .tiff .pdf .zip .gz .tgz .bz2 .xz .7z .tar .jar .whl .so .o .a "
+    ".dylib .dll .exe .bin .npy .npz .h5 .hdf5 .pkl .pickle .parquet .feather .mp3 .mp4 .wav .ogg .mov .avi "
+    ".woff .woff2 .ttf .otf .eot .sqlite .db .class .pyc".split()
+)
+
+
+def listed_by_name(manifest: Manifest, paths: list[str]) -> list[FileEntry]:
+    """(thread) Shared files of a large tree, unread: a notebook by its `.ipynb` name, else
+    text; the first opening reads the file and settles its kind (or finds it not
+    shareable: then it leaves the session as skipped, see `FileSet.not_shareable`)."""
+    # a new session: every room is its path's hash room (`Manifest.room_for`, inlined: 100,000 calls)
+    sha, prefix = hashlib.sha256, f"{manifest.epoch}."
+    return [
+        FileEntry(p, "notebook" if p.lower().endswith(".ipynb") else "text", prefix + sha(p.encode()).hexdigest()[:16])
+        for p in paths
+    ]
 
 
 async def _start(session: Session, files: list[tuple[str, str, bytes, os.stat_result | None]] | None = None) -> None:

@@ -59,6 +59,10 @@ class Limits:
     #: far apart) before it is unloaded: memory stays bounded on a 100,000-file tree.
     unload_idle_after: float = 120.0
     preload_bytes: int = 32 * MiB
+    #: A start of more files than this reads none of them (`launch`): each is listed by
+    #: name (`.ipynb`: a notebook, else text) and read when its room is first opened;
+    #: up to it, every file is read and classified by its content at once.
+    read_at_start: int = 2000
     #: Journal bytes beyond which the store folds the journal into the log.
     journal_limit: int = 256 * 1024
     #: Seconds between the store's checkpoints while batches are written.

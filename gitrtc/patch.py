@@ -25,8 +25,8 @@ async def stored_changes(store: Store, problems: list[str] | None = None) -> dic
     out: dict[str, tuple[bytes, bytes]] = {}
     touched = await store.rooms_with_updates()
     for room, path, kind, original in await store.files():
-        if room not in touched or room not in kinds:
-            continue
+        if room not in touched or room not in kinds or original is None:
+            continue  # unchanged (a file never opened was never read: it has no log either)
         doc: Doc[Any] = Doc()
         for update in await store.updates(room):
             doc.apply_update(update)

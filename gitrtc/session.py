@@ -41,7 +41,7 @@ from .events import EventLog
 from .filenames import inside
 from .fileops import FileService
 from .fileset import FileSet
-from .folderwatch import FolderWatch
+from .folderwatch import FolderWatch, poll_ms
 from .idle import unload_idle
 from .kernels.service import KernelService
 from .limits import DEFAULT, Limits
@@ -86,6 +86,7 @@ class SessionSnapshot:
     skipped: tuple[tuple[str, str], ...]
     warnings: tuple[tuple[str, str], ...]
     kernels: bool = False  # participants may run code on this machine
+    file_count: int = 0  # every shared file (`files` may hold only the first ones)
 
 
 class Session:
@@ -118,9 +119,17 @@ class Session:
         self.fileset.live = lambda: self.state == "live"
         self.ending.binaries = self.fileset.binaries
         self.requests.register("files", FileService(self.fileset))
-        self.folders = FolderWatch(info.workdir, manifest.folders, self.fileset.disk_changed, self.events)
+        self.folders = FolderWatch(
+            info.workdir,
+            manifest.folders,
+            self.fileset.disk_changed,
+            self.events,
+            poll_every_ms=poll_ms(len(manifest.files)),
+        )
         # files in watched folders are checked when the watcher sees them change, not polled
-        self.bridge.disk.watched = lambda path: self.folders.watching and (not path or inside(path, manifest.folders))
+        self.bridge.disk.watched = lambda path: self.folders.watching and (
+            not path or "" in manifest.folders or inside(path, manifest.folders)
+        )
         self.registry.requests = self.requests.receive
         self.access.on_left = self.requests.disconnected
         self.ending.before_stop = self.requests.close
@@ -141,20 +150,24 @@ class Session:
     async def start(self, files: list[tuple[str, str, bytes, os.stat_result | None]] | None = None) -> None:
         """Read the stored originals, begin tracking the files on disk, start the tasks.
         A new session passes its files as it just read them (room, path, bytes, stat):
-        not read back from the store, not stat'ed again."""
+        not read back from the store, not stat'ed again. Files not read yet (a large
+        tree's, see `launch`) are neither read nor tracked here: their room's first
+        opening does both (`RoomRegistry.take_original`)."""
         tracked = []
         stats: list[os.stat_result | None] | None = None
+        originals = self.registry.originals
         if files is not None:
             stats = []
             for room, path, original, st in files:
-                self.registry.originals[room] = original
+                originals[room] = original
                 tracked.append((path, original))
                 stats.append(st)
         else:
-            for room, path, _kind, original in await self.store.files():
-                self.registry.originals[room] = bytes(original)
-                tracked.append((path, bytes(original)))
-        await self.bridge.disk.track_all(tracked, stats)
+            for room, path, _kind, stored in await self.store.files():
+                if stored is not None:
+                    originals[room] = bytes(stored)
+                    tracked.append((path, bytes(stored)))
+        await self.bridge.disk.track_all(tracked, stats)  # files not read yet: when first opened
         await self.registry.room(self.manifest.session_room)
         if self.resumed:
             await self.bridge.reconcile()
@@ -305,11 +318,13 @@ class Session:
     def connections(self) -> dict[Connection, Room]:
         return self.access.connections
 
-    def snapshot(self) -> SessionSnapshot:
-        """An immutable view of the session for the terminal UI."""
+    def snapshot(self, max_files: int | None = None) -> SessionSnapshot:
+        """An immutable view of the session for the terminal UI; with `max_files`, only
+        the first files (the panel redraws four times a second: 100,000 rows each time
+        were its idle CPU on a large tree), `file_count` says how many there are."""
         states = self.bridge.disk.files
         files = []
-        for entry in self.manifest.files:
+        for entry in self.manifest.files[:max_files]:
             state = states.get(entry.path)
             files.append(
                 FileView(
@@ -333,6 +348,7 @@ class Session:
             skipped=tuple(m.skipped),
             warnings=tuple(m.warnings),
             kernels=self.kernels.enabled,
+            file_count=len(m.files),
         )
 
 

@@ -31,6 +31,7 @@ from . import safefs
 from .errors import StoreError
 from .journal import Journal, encode
 from .limits import DEFAULT, Limits
+from .manifest import FILES_KEY
 from .origins import Participant
 from .worker import Worker
 
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS files (
-    room TEXT PRIMARY KEY, path TEXT NOT NULL, kind TEXT NOT NULL, original BLOB NOT NULL
+    room TEXT PRIMARY KEY, path TEXT NOT NULL, kind TEXT NOT NULL, original BLOB
 );
 CREATE TABLE IF NOT EXISTS rooms (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL);
 CREATE TABLE IF NOT EXISTS log (
@@ -314,9 +315,11 @@ class Store:
         await self._run(self._write, "INSERT OR REPLACE INTO meta VALUES (?, ?)", rows)
 
     async def get_meta(self) -> dict[str, Any]:
-        """The whole manifest."""
+        """The whole manifest, its shared files under `FILES_KEY` (see `files_meta`)."""
         rows = await self._run(self._read, "SELECT key, value FROM meta", ())
-        return {k: json.loads(v) for k, v in rows}
+        meta = {k: json.loads(v) for k, v in rows}
+        meta[FILES_KEY] = await self._run(lambda: files_meta(self._connection()))
+        return meta
 
     async def add_file(self, room: str, path: str, kind: str, original: bytes) -> None:
         """Remember a shared file's original bytes (the base for dumps and patches)."""
@@ -326,9 +329,20 @@ class Store:
             [(room, path, kind, original)],
         )
 
-    async def add_files(self, rows: list[tuple[str, str, str, bytes]]) -> None:
-        """`add_file` for many (room, path, kind, original) at once, in one transaction."""
+    async def add_files(self, rows: list[tuple[str, str, str, bytes | None]]) -> None:
+        """`add_file` for many (room, path, kind, original) at once, in one transaction;
+        original None: not read yet (a large tree's files are read when first opened,
+        `set_original`)."""
         await self._run(self._write, "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", rows)
+
+    async def original(self, room: str) -> bytes | None:
+        """A shared file's stored original bytes (None: not read yet, or no such file)."""
+        rows = await self._run(self._read, "SELECT original FROM files WHERE room = ?", (room,))
+        return bytes(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    async def set_original(self, room: str, kind: str, original: bytes) -> None:
+        """A shared file's original bytes and kind, read when its room was first opened."""
+        await self._run(self._write, "UPDATE files SET kind = ?, original = ? WHERE room = ?", [(kind, original, room)])
 
     async def remove_file(self, room: str) -> None:
         """Forget a file that left the session (its room's log stays, never replayed)."""
@@ -349,9 +363,9 @@ class Store:
             if not self._writing:
                 self._write_next()
 
-    async def files(self) -> list[tuple[str, str, str, bytes]]:
-        """All stored files as (room, path, kind, original bytes)."""
-        rows: list[tuple[str, str, str, bytes]] = await self._run(
+    async def files(self) -> list[tuple[str, str, str, bytes | None]]:
+        """All stored files as (room, path, kind, original bytes or None: not read yet)."""
+        rows: list[tuple[str, str, str, bytes | None]] = await self._run(
             self._read, "SELECT room, path, kind, original FROM files", ()
         )
         return rows
@@ -659,6 +673,16 @@ class Store:
             return self._connection().execute(sql, args).fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"the session store cannot be read: {exc}") from exc
+
+
+def files_meta(db: sqlite3.Connection) -> list[dict[str, str]]:
+    """The shared files (`Manifest.files`) as the `files` table holds them, in the order
+    they joined (a rename keeps a file's place)."""
+    try:
+        rows = db.execute("SELECT room, path, kind FROM files ORDER BY rowid").fetchall()
+    except sqlite3.Error as exc:
+        raise StoreError(f"the session store cannot be read: {exc}") from exc
+    return [{"path": path, "kind": kind, "room": room} for room, path, kind in rows]
 
 
 def _migrate_named_rooms(db: sqlite3.Connection) -> None:

@@ -36,7 +36,8 @@ def describe(gitdir: StrPath) -> dict[str, Any] | None:
     as it last served them, its files and how to go on."""
     import sqlite3
 
-    from .manifest import Manifest
+    from .manifest import FILES_KEY, Manifest
+    from .store import files_meta
 
     stores = unfinished_sessions(gitdir)
     if not stores:
@@ -45,6 +46,7 @@ def describe(gitdir: StrPath) -> dict[str, Any] | None:
         db = sqlite3.connect(f"file:{stores[0]}?mode=ro", uri=True)
         try:
             meta = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM meta")}
+            meta[FILES_KEY] = files_meta(db)
         finally:
             db.close()
         manifest = Manifest.from_meta(meta)

@@ -97,6 +97,7 @@ async def test_a_commit_rewrites_only_its_part_of_the_stored_manifest(tmp_path: 
     manifest.files = [FileEntry(f"f{i}.md", "text", manifest.room_for(f"f{i}.md")) for i in range(3)]
     store = Store(tmp_path / "s" / "store.sqlite")
     await store.open()
+    await store.add_files([(f.room, f.path, f.kind, b"") for f in manifest.files])  # the files are rows
     await store.set_meta(manifest.to_meta())
     manifest.invites.append({"name": "Ann", "role": "editor", "token": "t"})
     manifest.base = "b" * 40
@@ -112,5 +113,7 @@ async def test_a_commit_rewrites_only_its_part_of_the_stored_manifest(tmp_path: 
     assert loaded.files == manifest.files and loaded.tokens == manifest.tokens
     assert loaded.invites == []  # not part of a commit: written by the full save only
     assert meta[MANIFEST_KEY]["base"] == "a" * 40  # the large entry was left alone
-    older = Manifest.from_meta({MANIFEST_KEY: meta[MANIFEST_KEY]})  # before the split
+    assert "files" not in meta[MANIFEST_KEY]  # a change of the file list writes rows, not this entry
+    files = [{"path": f.path, "kind": f.kind, "room": f.room} for f in manifest.files]
+    older = Manifest.from_meta({MANIFEST_KEY: {**meta[MANIFEST_KEY], "files": files}})  # before the split
     assert older.base == "a" * 40 and older.files == manifest.files

@@ -33,7 +33,7 @@ class SessionPanel:
         head = Text.assemble(
             ("● ", "green"),
             (f"session {s.session}", "bold"),
-            f"  on {s.branch}  serving {plural(len(s.files), 'file')}",
+            f"  on {s.branch}  serving {plural(s.file_count, 'file')}",
             ("  (resumed)" if s.resumed else "", "yellow"),
             ("  persistent" if s.persistent else "", "cyan"),
             ("  code runs here (--kernels)" if s.kernels else "", "magenta"),
@@ -45,8 +45,8 @@ class SessionPanel:
         for f in s.files[:MAX_FILE_ROWS]:
             style = "red" if f.error else ("yellow" if f.save == "unsaved" else "green")
             files.add_row(f.path, f.kind, Text(f.save, style=style))
-        if len(s.files) > MAX_FILE_ROWS:
-            files.add_row(f"… {len(s.files) - MAX_FILE_ROWS} more", "", "")
+        if s.file_count > MAX_FILE_ROWS:
+            files.add_row(f"… {s.file_count - MAX_FILE_ROWS} more", "", "")
         people = Table("who", "role", "in", box=None, header_style="dim")
         for p in s.participants:
             people.add_row(
@@ -71,7 +71,7 @@ class SessionPanel:
 def print_intro(console: Console, s: SessionSnapshot, notes: list[str]) -> None:
     """The plain (non-live) start lines: URLs, skipped files, notes."""
     console.print(
-        f"● session {s.session}  serving {plural(len(s.files), 'file')}  {s.url}   (read-only: {s.readonly_url})",
+        f"● session {s.session}  serving {plural(s.file_count, 'file')}  {s.url}   (read-only: {s.readonly_url})",
         highlight=False,
         soft_wrap=True,
     )

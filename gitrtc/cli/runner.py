@@ -23,7 +23,7 @@ from .. import launch, sessionfile
 from ..errors import PortBusyError
 from ..server import serving
 from ..session import EndResult, Session
-from .panel import SessionPanel, print_intro, print_result, quiet_terminal
+from .panel import MAX_FILE_ROWS, SessionPanel, print_intro, print_result, quiet_terminal
 
 DEFAULT_PORT = 8765
 
@@ -195,9 +195,8 @@ async def _wait(session: Session, stop: asyncio.Event, options: Options, console
     with contextlib.ExitStack() as panel:
         if console.is_terminal:
             panel.enter_context(quiet_terminal())  # left last: the panel is gone before keys echo again
-            panel.enter_context(
-                Live(SessionPanel(session.snapshot), console=console, refresh_per_second=4, transient=True)
-            )
+            shown = SessionPanel(lambda: session.snapshot(MAX_FILE_ROWS))  # not 100,000 rows 4 times a second
+            panel.enter_context(Live(shown, console=console, refresh_per_second=4, transient=True))
         while True:
             ended = asyncio.ensure_future(session.ended.wait())
             stopping = asyncio.ensure_future(stop.wait())

@@ -111,6 +111,8 @@ async def api_original(request: web.Request) -> web.Response:
     """
     session = request.app[SESSION]
     require_role(request, session)
+    if request.match_info["room"] in session.files:
+        await session.room(request.match_info["room"])  # a large tree's file is read at its first opening
     data = session.originals.get(request.match_info["room"])
     if data is None or request.match_info["room"] not in session.files:
         raise UnknownRoomError("no such file room")
@@ -126,6 +128,7 @@ async def api_format(request: web.Request) -> web.Response:
     name = request.match_info["room"]
     if name not in session.files:
         raise UnknownRoomError("no such file room")
+    await session.room(name)  # a large tree's file is read at its first opening
     codec = session.codecs.get(name)
     data = codec.format_bytes() if isinstance(codec, NotebookCodec) else session.originals.get(name)
     if data is None:
