@@ -16,8 +16,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from watchfiles._rust_notify import RustNotify
-from watchfiles.main import _default_force_polling
+import watchfiles
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +29,14 @@ def poll_ms(files: int) -> int:
     """Milliseconds between polling looks for a tree of `files` files: 1 s up to 10,000,
     then 1 s more per 10,000 (100,000 files: every 10 s, ~1% of a core)."""
     return max(POLL_MS, files // 10)
+
+
 #: A batch of changes is taken in once none came for `STEP_MS`, or after `DEBOUNCE_MS`.
 DEBOUNCE_MS = 1600
 STEP_MS = 50
-#: The watching thread comes back this often with nothing (so a stop is never missed).
-TIMEOUT_MS = 5000
+#: The watching thread comes back this often with nothing: a stop is never missed, and
+#: its first return says the watches are in place (`ready`).
+TIMEOUT_MS = 500
 
 
 def _not_git(path: str) -> bool:
@@ -81,33 +83,43 @@ class FolderWatch:
             await self._watch(roots, True)
 
     async def _watch(self, roots: list[Path], force_polling: bool | None) -> None:
-        # The watcher is built in a thread: on a large tree, putting its inotify watch on
-        # every folder takes seconds (1,000 folders: ~1 s) that must not stall the event
-        # loop (`watchfiles.awatch` builds it on the loop). Once built, its watches are
-        # in place: a change made after `ready` is seen.
-        force = _default_force_polling(force_polling)
-        watcher = await asyncio.to_thread(
-            RustNotify, [str(r) for r in roots], False, force, self.poll_every_ms, True, True
-        )
+        # watchfiles' own generator runs in a thread of its own: on a large tree, putting
+        # its inotify watch on every folder takes seconds (1,000 folders: ~1 s) that must
+        # not stall the event loop (`watchfiles.awatch` builds its watcher on the loop).
+        # Its first return (a batch, or nothing after TIMEOUT_MS) comes once the watches
+        # are in place: a change made after `ready` is seen.
+        loop = asyncio.get_running_loop()
         stop = threading.Event()
-        self.ready.set()
-        self.watching = True
+
+        def started() -> None:
+            if not stop.is_set():
+                self.ready.set()
+                self.watching = True
+
+        def watched() -> None:
+            for changes in watchfiles.watch(
+                *roots,
+                watch_filter=None,
+                debounce=DEBOUNCE_MS,
+                step=STEP_MS,
+                stop_event=stop,
+                rust_timeout=TIMEOUT_MS,
+                yield_on_timeout=True,
+                raise_interrupt=False,
+                force_polling=force_polling,
+                poll_delay_ms=self.poll_every_ms,
+                ignore_permission_denied=True,
+            ):
+                loop.call_soon_threadsafe(started)
+                paths = {path for _change, path in changes if _not_git(path)}
+                if paths and not stop.is_set():  # taken in on the loop, one batch at a time
+                    asyncio.run_coroutine_threadsafe(self._take(paths), loop).result()
+
         try:
-            while True:
-                raw = await asyncio.to_thread(watcher.watch, DEBOUNCE_MS, STEP_MS, TIMEOUT_MS, stop)
-                if raw == "timeout":
-                    continue
-                if raw == "stop":
-                    return
-                if raw == "signal":
-                    raise RuntimeError("the folder watcher's thread unexpectedly received a signal")
-                paths = {path for _change, path in raw if _not_git(path)}
-                if paths:
-                    await self._take(paths)
+            await asyncio.to_thread(watched)
         finally:
             self.watching = False
-            stop.set()  # the thread's `watch` returns within a step; then the watcher is closed
-            watcher.close()
+            stop.set()  # the thread's watch returns within a step; then the watcher is closed
 
     async def _take(self, paths: set[str]) -> None:
         try:

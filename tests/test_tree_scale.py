@@ -13,7 +13,9 @@ import contextlib
 import json
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pycrdt import Text
@@ -146,13 +148,13 @@ async def test_the_index_is_read_again_only_when_it_changed(tmp_path: Path) -> N
 
 async def test_the_folder_watcher_is_built_off_the_event_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     built_in: list[threading.Thread] = []
-    real = folderwatch.RustNotify
+    real = folderwatch.watchfiles.watch
 
-    def spy(*args: object) -> object:
-        built_in.append(threading.current_thread())
-        return real(*args)
+    def spy(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        built_in.append(threading.current_thread())  # where the watcher is built and waited on
+        yield from real(*args, **kwargs)
 
-    monkeypatch.setattr(folderwatch, "RustNotify", spy)
+    monkeypatch.setattr(folderwatch.watchfiles, "watch", spy)
     repo = make_repo(tmp_path / "repo", FILES)
     async with live_session(repo, SHARED) as live:
         await live.session.folders.ready.wait()
