@@ -163,9 +163,7 @@ def _ls_files(repo: pygit2.Repository, unchanged: set[str] | None = None) -> lis
 
 def _run_all(commands: list[list[str]], cwd: str | None) -> list[bytes | None]:
     """Run `commands` at the same time; each one's stdout, None for one that failed."""
-    procs = [
-        subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=cwd) for c in commands
-    ]
+    procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=cwd) for c in commands]
     outs: list[bytes | None] = []
     for proc in procs:  # each read to its end: neither blocks on a full pipe for long
         out, _ = proc.communicate()

@@ -127,8 +127,8 @@ class Session:
             poll_every_ms=poll_ms(len(manifest.files)),
         )
         # files in watched folders are checked when the watcher sees them change, not polled
-        self.bridge.disk.watched = lambda path: self.folders.watching and (
-            not path or "" in manifest.folders or inside(path, manifest.folders)
+        self.bridge.disk.watched = lambda path: (
+            self.folders.watching and (not path or "" in manifest.folders or inside(path, manifest.folders))
         )
         self.registry.requests = self.requests.receive
         self.access.on_left = self.requests.disconnected
