@@ -78,13 +78,16 @@ PROBE = """
 (() => {
   const t = (window.__bench = { events: [], frames: [], longtasks: [], measure: false });
   const kinds = new Set(KINDS);
-  new PerformanceObserver((list) => {
-    for (const e of list.getEntries()) {
+  const keep = (entries) => {
+    for (const e of entries) {
       if (!kinds.has(e.name)) continue;
       t.events.push({ name: e.name, id: e.interactionId, start: e.startTime, duration: e.duration,
         processingStart: e.processingStart, processingEnd: e.processingEnd });
     }
-  }).observe({ type: 'event', durationThreshold: 16 });
+  };
+  const events = new PerformanceObserver((list) => keep(list.getEntries()));
+  events.observe({ type: 'event', durationThreshold: 16 });
+  t.flush = () => keep(events.takeRecords()); // the entries not delivered yet
   new PerformanceObserver((list) => {
     for (const e of list.getEntries()) t.longtasks.push(e.startTime + e.duration);
   }).observe({ type: 'longtask', buffered: true });
@@ -287,8 +290,8 @@ def measure(
         since = page.evaluate("window.__bench.measure = true; performance.now()")
         type_keys(page, keys)
         until = page.evaluate("window.__bench.measure = false; performance.now()")
-        page.wait_for_timeout(500)  # the last entries are delivered
-        got = page.evaluate("window.__bench")
+        page.wait_for_timeout(1000)  # the last keys' entries are made (after their frames)
+        got = page.evaluate("window.__bench.flush(), window.__bench")
         typed = [e for e in got["events"] if since <= e["start"] <= until]
         latency = latency_figures(interactions(typed), keys, got["frames"])
     if metric == "latency":
