@@ -254,6 +254,8 @@ def measure(
     cursors: bool = False,
     metric: str | None = None,
 ) -> dict[str, Any]:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     page = open_page(browser, "Measured", probe=False)
     page.add_init_script(PROBE)
     page.goto(url)
@@ -300,13 +302,26 @@ def measure(
         type_keys(page, keys)
         until = page.evaluate("window.__bench.measure = false; performance.now()")
         page.wait_for_timeout(1000)  # the last keys' entries are made (after their frames)
+        try:  # entries come late on a loaded machine: up to 5 s more for the first of them
+            page.wait_for_function(
+                f"() => (window.__bench.flush(), window.__bench.events.some((e) => e.start >= {since}))",
+                polling=200,
+                timeout=5000,
+            )
+        except PlaywrightTimeout:
+            pass  # none: the warning below
         got = page.evaluate("window.__bench.flush(), window.__bench")
         typed = [e for e in got["events"] if since <= e["start"] <= until]
         latency = latency_figures(interactions(typed), keys, got["frames"])
         latency["entries"] = len(typed)
         if not typed and statistics.median(got["frames"]) >= 16:
             # seen a few times on the loaded machine: then this run's latency says nothing
-            print(f"warning: no Event Timing entry for {keys} keys ({n_cells} cells)", file=sys.stderr)
+            starts = [round(e["start"]) for e in got["events"]]
+            print(
+                f"warning: no Event Timing entry for {keys} keys ({n_cells} cells) between"
+                f" {since:.0f} and {until:.0f} ms; {len(starts)} in all, {starts[:3]}…{starts[-3:]}",
+                file=sys.stderr,
+            )
     if metric == "latency":
         remote = others.close() if others else 0
         page.context.close()
