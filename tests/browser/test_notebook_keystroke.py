@@ -130,6 +130,8 @@ def test_a_static_cell_is_highlighted_as_its_editor_will_be(start_session, peopl
     expect(far.locator(".cell-static span")).not_to_have_count(0)
     assert far.locator(".cm-editor").count() == 0
     expect(far.locator(".cell-static")).to_have_text(HIGHLIT + "\n")
+    # far cells are invisible too: hit testing (after each layout, for hover) skips them
+    assert far.evaluate("(c) => getComputedStyle(c).visibility") == "hidden"
     for token, what in TOKENS:
         in_editor = page.evaluate(CLASS_OF, [live.element_handle(), token])
         in_static = page.evaluate(CLASS_OF, [far.locator(".cell-static").element_handle(), token])
@@ -267,4 +269,44 @@ def test_the_editor_box_follows_its_editor(start_session, people):
         page.keyboard.press("Backspace")
     wait_for(page, fits, "the box shrunk with the editor")
     assert box.bounding_box()["height"] == start
+    assert not page.errors, page.errors
+
+
+CURSOR_ANIMATION = "(c) => getComputedStyle(c.closest('.cm-editor').querySelector('.cm-cursorLayer')).animationName"
+
+
+def test_typing_starts_no_animation_and_hidden_toolbars_have_no_opacity(start_session, people):
+    """Each key restarted CodeMirror's cursor blink (an animation start: an extra frame's
+    work per key), and every cell's hidden toolbar was an opacity effect (each key's
+    layerization grew with the notebook): the cursor is solid while typing and blinks
+    after a pause; a hidden toolbar is transparent, still there to click and tab to."""
+    session = start_session({"big.ipynb": notebook()})
+    page = people.page(viewport={"width": 1280, "height": 1400})
+    page.add_init_script("localStorage.setItem('gitrtc.identity', JSON.stringify({name: 'Ada'}))")
+    page.goto(session.url_for("big.ipynb"))
+    expect(page.locator(".doc-notebook")).to_have_attribute("data-ready", "true")
+    mine = page.locator(".cell[data-cell-id=c5] .cm-content")
+    mine.click()
+    page.keyboard.press("Control+End")
+    # while typing: no cursor animation, so none is started per key
+    names = []
+    for key in "typing":
+        page.keyboard.type(key)
+        names.append(mine.evaluate(CURSOR_ANIMATION))
+    assert names == ["none"] * len(names), names
+    # after a pause the cursor blinks again
+    wait_for(page, lambda: mine.evaluate(CURSOR_ANIMATION).startswith("cm-blink"), "the cursor blinking again")
+    cell_source(session, "c5", "typing")
+
+    # other cells' toolbars: no opacity effect, transparent; shown on hover
+    other = page.locator(".cell[data-cell-id=c1]")
+    toolbar = other.locator(".cell-toolbar")
+    assert toolbar.evaluate("(t) => getComputedStyle(t).opacity") == "1"
+    run = other.locator(".cell-run")
+    assert run.evaluate("(b) => getComputedStyle(b).color") == "rgba(0, 0, 0, 0)"
+    other.hover()
+    wait_for(page, lambda: run.evaluate("(b) => getComputedStyle(b).color") != "rgba(0, 0, 0, 0)", "the toolbar shown")
+    # the focused cell's toolbar shows too
+    mine_run = page.locator(".cell[data-cell-id=c5] .cell-run")
+    assert mine_run.evaluate("(b) => getComputedStyle(b).color") != "rgba(0, 0, 0, 0)"
     assert not page.errors, page.errors

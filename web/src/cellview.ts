@@ -400,7 +400,8 @@ export class CellView implements LazyItem, PresenceCell {
       this.staleCheck = false;
       const stale = !this.outputArea.hidden && this.ysource.toString() !== this.outputsSource;
       this.element.classList.toggle('stale', stale);
-      this.outputArea.title = stale ? 'The source changed since this output was made' : '';
+      const title = stale ? 'The source changed since this output was made' : '';
+      if (this.outputArea.title !== title) this.outputArea.title = title; // not rewritten per key
     }
     if (this.type === 'markdown') {
       const source = this.cell.getSource();

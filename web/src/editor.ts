@@ -4,7 +4,7 @@
 import * as Y from 'yjs';
 import { Compartment, EditorState, type Extension } from '@codemirror/state';
 import {
-  EditorView, keymap, lineNumbers, highlightSpecialChars, drawSelection, dropCursor,
+  EditorView, ViewPlugin, keymap, lineNumbers, highlightSpecialChars, drawSelection, dropCursor,
   highlightActiveLine, highlightActiveLineGutter, rectangularSelection, crosshairCursor,
 } from '@codemirror/view';
 import { defaultKeymap, indentWithTab } from '@codemirror/commands';
@@ -41,6 +41,29 @@ export interface EditorOptions {
   undoManager?: Y.UndoManager;
 }
 
+/** how long after the last key or cursor move the cursor starts blinking again */
+export const STEADY_MS = 600;
+
+/** The cursor stays solid while the person types or moves it and blinks once they pause
+ * (as in VS Code). CodeMirror restarts its blink animation on every selection change to
+ * the same effect; starting an animation costs the page an extra animation frame and a
+ * re-layerization per key, which grew with the notebook (issue 18). While `cm-typing` is
+ * on the editor, app.css turns the animation off; one timer per editor turns it back on. */
+const steadyCursor = ViewPlugin.fromClass(class {
+  private timer = 0;
+  constructor(private readonly view: EditorView) {}
+  update(u: { selectionSet: boolean; docChanged: boolean }) {
+    if (!u.selectionSet && !u.docChanged) return;
+    const dom = this.view.dom;
+    if (!dom.classList.contains('cm-typing')) dom.classList.add('cm-typing');
+    clearTimeout(this.timer);
+    this.timer = window.setTimeout(() => dom.classList.remove('cm-typing'), STEADY_MS);
+  }
+  destroy() {
+    clearTimeout(this.timer);
+  }
+});
+
 const editableConf = (on: boolean): Extension => [EditorView.editable.of(on), EditorState.readOnly.of(!on)];
 
 export function bindEditor(parent: HTMLElement, opts: EditorOptions): BoundEditor {
@@ -54,6 +77,7 @@ export function bindEditor(parent: HTMLElement, opts: EditorOptions): BoundEdito
     file ? [lineNumbers(), foldGutter(), highlightActiveLineGutter()] : [],
     highlightSpecialChars(),
     drawSelection(),
+    steadyCursor,
     dropCursor(),
     EditorState.allowMultipleSelections.of(true),
     indentOnInput(),
