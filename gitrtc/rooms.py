@@ -391,13 +391,17 @@ class Room:
 
     def _post(self, frame: bytes, sender: Connection | None) -> bool:
         """Add `frame` to the readers' batches; True if a flush is now due (none was)."""
-        first = not self._posted
-        for conn in self.readers:
-            if conn is not sender and conn.post(frame):
-                self._posted.append(conn)
+        posted = self._posted
+        first = not posted
+        for conn in self.readers:  # `Connection.post`, inline: this runs per reader per update
+            if conn is not sender and not conn.closed:
+                batch = conn._batch
+                batch.append(frame)
+                if len(batch) == 1:
+                    posted.append(conn)
         if self.relay is not None:
             self.relay(self, frame, sender)
-        return first and bool(self._posted)
+        return first and bool(posted)
 
     def _flush_posted(self) -> None:
         posted, self._posted = self._posted, []
