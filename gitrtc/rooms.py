@@ -307,10 +307,9 @@ class Room:
         self._full_step2 = None
         watch = self.cell_deletes
         noted = watch.before(update) if watch is not None and checked is not None and checked.structural else None
-        doc = self.doc
         try:
-            with doc.transaction(origin=origin):
-                doc.apply_update(update)
+            with self.doc.transaction(origin=origin):
+                self.doc.apply_update(update)
         except Exception as exc:  # pycrdt raises plain exceptions for undecodable updates
             raise ProtocolError(f"malformed update: {exc}") from exc
         credit = changed
