@@ -17,7 +17,7 @@ import json
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import protocol
 from .errors import ProtocolError
@@ -179,3 +179,45 @@ def _item_id(value: object) -> bool:
 def _optional(value: object, kind: type) -> bool:
     """`value` is null or of `kind` (a bool is not an int here)."""
     return value is None or (isinstance(value, kind) and not isinstance(value, bool))
+
+
+class Heartbeat(NamedTuple):
+    """A connection's last accepted presence, as bytes: one entry for `client_id` with a
+    state. y-websocket clients send the same state again every 15 s (W3: every 3 s) with
+    only the clock moved; such a repeat is `repeats` it and needs neither `parse` nor
+    `refusal`. Performance trick, one seam: the room takes it only while the connection
+    still owns `client_id`, and then `refusal` cannot decide otherwise than it did (same
+    bytes, same role, the id neither someone else's nor new); tests/test_awareness_heartbeat.py
+    compares it with the full path."""
+
+    client_id: int
+    #: The update up to its clock (the entry count, 1, and the client id).
+    prefix: bytes
+    #: The update after its clock (the state's length and bytes).
+    tail: bytes
+
+
+def heartbeat(payload: bytes, entries: list[Entry]) -> Heartbeat | None:
+    """What a repeat of `payload` (accepted, its `entries` parsed) looks like; None unless
+    it is one entry with a state."""
+    if len(entries) != 1 or entries[0].state is None:
+        return None
+    _, pos = protocol.read_var_uint(payload, 0)
+    _, clock_at = protocol.read_var_uint(payload, pos)
+    _, tail_at = protocol.read_var_uint(payload, clock_at)
+    return Heartbeat(entries[0].client_id, payload[:clock_at], payload[tail_at:])
+
+
+def repeats(payload: bytes, beat: Heartbeat) -> bool:
+    """Whether `payload` is `beat`'s entry again with any clock: its prefix, a well-formed
+    var-uint (lib0's are prefix-free, so the split is the parser's), its tail."""
+    prefix, tail = beat.prefix, beat.tail
+    if not (payload.startswith(prefix) and payload.endswith(tail)):
+        return False
+    clock = payload[len(prefix) : len(payload) - len(tail)]
+    size = len(clock)
+    if size == 1:
+        return clock[0] < 0x80
+    if size == 0 or size > 9 or clock[-1] >= 0x80:
+        return False
+    return all(byte >= 0x80 for byte in clock[:-1])

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_SYNC, _STEP1, _UPDATE = MessageType.SYNC, SyncType.STEP1, SyncType.UPDATE
+_EMPTY_UPDATE = protocol.EMPTY_UPDATE
+
 
 class Transport(Protocol):
     """The few things a room needs from a network connection."""
@@ -66,6 +69,8 @@ class Connection:
         self._max_queued_frames = limits.max_queued_frames
         #: The awareness client ids this connection introduced (it alone may update them).
         self.awareness_ids: set[int] = set()
+        #: Its last accepted presence, which a repeat may skip the checks for (`awareness.Heartbeat`).
+        self.heartbeat: awareness.Heartbeat | None = None
         #: Whether document updates are accepted (not for viewers, nor in the session room,
         #: whose document only the server writes).
         self.may_write = participant.role != "viewer"
@@ -238,11 +243,14 @@ class Room:
     async def receive(self, conn: Connection, frame: bytes) -> None:
         """Handle one frame from `conn`; `ProtocolError` if it is malformed."""
         msg = protocol.parse(frame)
-        if msg.type is MessageType.SYNC:
-            if msg.sync is SyncType.STEP1:
+        if msg.type is _SYNC:
+            if msg.sync is _STEP1:
                 conn.enqueue(self._step2_for(msg.payload))
-            else:
-                await self._receive_update(conn, frame, msg)
+                return
+            store = self.store
+            if store is not None and not store.has_capacity and conn.may_write:
+                await store.wait_capacity()  # the one wait on an update's path (writer backpressure)
+            self._receive_update(conn, frame, msg)
         elif msg.type is MessageType.AWARENESS:
             self._receive_awareness(conn, frame, msg.payload)
         elif msg.type is MessageType.QUERY_AWARENESS:
@@ -268,24 +276,25 @@ class Room:
         except Exception as exc:  # pycrdt raises plain exceptions for undecodable input
             raise ProtocolError(f"malformed state vector: {exc}") from exc
 
-    async def _receive_update(self, conn: Connection, frame: bytes, msg: protocol.Message) -> None:
+    def _receive_update(self, conn: Connection, frame: bytes, msg: protocol.Message) -> None:
+        """A sync update or step 2, once the store has room: checked, applied, logged and
+        (once durable) forwarded. Synchronous (no coroutine of its own): every edit takes it."""
         update = msg.payload
-        if update == protocol.EMPTY_UPDATE:
+        if update == _EMPTY_UPDATE:
             return
-        if conn.read_only:
+        if not conn.may_write:
             if protocol.would_change(self.doc, update):
                 conn.enqueue(protocol.permission_denied("read-only"))
             return
         if not self.accepting:
             conn.enqueue(protocol.permission_denied("session-ending"))
             return
-        if self.store is not None and not self.store.has_capacity:
-            await self.store.wait_capacity()
         origin = conn.origin
         # A client sends an update message only for its own local change; a step 2 (sent on
         # every connect) often repeats what we have, so it is checked before it is applied.
         # No document observer runs on this hot path (it would encode every update again).
-        changed = msg.sync is SyncType.UPDATE or protocol.would_change(self.doc, update)
+        is_update = msg.sync is _UPDATE
+        changed = is_update or protocol.would_change(self.doc, update)
         checked = None
         guard = self.guard
         if changed and guard is not None:
@@ -308,11 +317,16 @@ class Room:
         except Exception as exc:  # pycrdt raises plain exceptions for undecodable updates
             raise ProtocolError(f"malformed update: {exc}") from exc
         credit = changed
-        if guard is not None and checked is not None:
+        if checked is not None and guard is not None:
             guard.accept(checked)
             credit = checked.credit  # edits of roots the file does not render earn no credit
-        forward = frame if msg.sync is SyncType.UPDATE else protocol.sync_update(update)
-        self._log_and_forward(update, forward, conn, conn.credit if credit else None)
+        forward = frame if is_update else protocol.sync_update(update)
+        store = self.store
+        if store is None:
+            self._fanout(forward, conn)
+        else:
+            store.append(self.name, update, conn.credit if credit else None, self._forward_stored, forward, conn)
+            self.logged_since_compaction += 1
         if changed and self._on_change is not None:
             self._on_change(self, origin)
         if watch is not None and noted is not None:
@@ -331,8 +345,17 @@ class Room:
 
     def _receive_awareness(self, conn: Connection, frame: bytes, payload: bytes) -> None:
         """Apply and forward a client's presence, unless `awareness.refusal` refuses it."""
-        entries = awareness.parse(payload)
         owners = self.awareness_owners
+        beat = conn.heartbeat
+        if beat is not None and owners.get(beat.client_id) is conn and awareness.repeats(payload, beat):
+            # the same state again, new clock: refusal would say what it said (`awareness.Heartbeat`)
+            try:
+                self.awareness.apply_awareness_update(payload, conn)
+            except (ValueError, UnicodeDecodeError, RuntimeError, IndexError) as exc:
+                raise ProtocolError(f"malformed awareness update: {exc}") from exc
+            self._fanout(frame, conn)
+            return
+        entries = awareness.parse(payload)
         # ids of other people's connections (the same person reconnecting before their old
         # connection is dropped takes theirs over)
         others = [
@@ -356,6 +379,7 @@ class Room:
                 previous.awareness_ids.discard(entry.client_id)
             conn.awareness_ids.add(entry.client_id)
             owners[entry.client_id] = conn
+        conn.heartbeat = awareness.heartbeat(payload, entries)
         self._fanout(frame, conn)
 
     def _fanout(self, frame: bytes, sender: Connection | None) -> None:
@@ -372,13 +396,17 @@ class Room:
 
     def _post(self, frame: bytes, sender: Connection | None) -> bool:
         """Add `frame` to the readers' batches; True if a flush is now due (none was)."""
-        first = not self._posted
-        for conn in self.readers:
-            if conn is not sender and conn.post(frame):
-                self._posted.append(conn)
+        posted = self._posted
+        first = not posted
+        for conn in self.readers:  # `Connection.post`, inline: this runs per reader per update
+            if conn is not sender and not conn.closed:
+                batch = conn._batch
+                batch.append(frame)
+                if len(batch) == 1:
+                    posted.append(conn)
         if self.relay is not None:
             self.relay(self, frame, sender)
-        return first and bool(self._posted)
+        return first and bool(posted)
 
     def _flush_posted(self) -> None:
         posted, self._posted = self._posted, []

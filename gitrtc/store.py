@@ -184,6 +184,9 @@ class Store:
         self._idle.set()
         self._capacity = asyncio.Event()
         self._capacity.set()
+        #: False while too many appends are waiting for the disk (see `wait_capacity`); an
+        #: attribute, not a property: every update asks.
+        self.has_capacity = True
         self._failure: BaseException | None = None
         #: Participants already credited since the last commit (one row each, not per edit).
         self._credited: set[str] = set()
@@ -398,13 +401,9 @@ class Store:
             pending.callbacks.append((after_durable, args))
         if len(pending.updates) >= MAX_PENDING:
             self._capacity.clear()
+            self.has_capacity = False
         if not self._writing:
             self._write_next()
-
-    @property
-    def has_capacity(self) -> bool:
-        """False while too many appends are waiting for the disk (see `wait_capacity`)."""
-        return self._capacity.is_set()
 
     async def wait_capacity(self) -> None:
         """Wait while too many appends are waiting for the disk (writer backpressure)."""
@@ -426,6 +425,7 @@ class Store:
         """
         batch, self._pending = self._pending, _Pending()
         self._capacity.set()
+        self.has_capacity = True
         self._writing = True
         self._idle.clear()
         self._worker.call(self._commit, (batch,), self._written)
@@ -445,6 +445,7 @@ class Store:
             self._failure = error
             self._pending = _Pending()
             self._capacity.set()
+            self.has_capacity = True
             self._writing = False
             self._idle.set()
             if self.on_failure is not None:

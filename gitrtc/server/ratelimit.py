@@ -8,7 +8,7 @@ are never discarded (a dropped edit is a bug).
 from __future__ import annotations
 
 import asyncio
-import time
+from time import monotonic
 
 #: A reader yields to the other connections after this many messages in a row, so one
 #: busy connection cannot starve the rest between its rate-limit waits.
@@ -23,20 +23,30 @@ class RateLimit:
         self.rate = rate
         self.burst = burst
         self.tokens = burst
-        self.stamp = time.monotonic()
+        self.stamp = monotonic()
         self.waited = 0.0
         self.count = 0
 
-    async def take(self) -> None:
-        """Take one message's token, waiting while the bucket is empty."""
+    def spend(self) -> float | None:
+        """Take one message's token; None if the reader may go on at once, else the seconds
+        to wait first (0: yield to the other connections, `FAIR_SHARE`).
+
+        Synchronous, so the read loop pays no coroutine per message (it awaits only when
+        this returns a delay)."""
         self.count += 1
-        if self.count % FAIR_SHARE == 0:
-            await asyncio.sleep(0)
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        now = monotonic()
+        tokens = self.tokens + (now - self.stamp) * self.rate - 1
+        burst_left = self.burst - 1
+        self.tokens = tokens if tokens < burst_left else burst_left
         self.stamp = now
-        self.tokens -= 1
         if self.tokens < 0:
             delay = -self.tokens / self.rate
             self.waited += delay
+            return delay
+        return 0.0 if self.count % FAIR_SHARE == 0 else None
+
+    async def take(self) -> None:
+        """Take one message's token, waiting while the bucket is empty."""
+        delay = self.spend()
+        if delay is not None:
             await asyncio.sleep(delay)

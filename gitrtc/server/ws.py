@@ -6,6 +6,7 @@ import asyncio
 import logging
 import struct
 from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 
 from aiohttp import WSMsgType, web
 
@@ -162,7 +163,7 @@ async def room_socket(request: web.Request, session: Session) -> web.StreamRespo
         return ws
     transport.keep_alive()
     try:
-        await read_frames(ws, transport, conn, limits, lambda frame: room.receive(conn, frame))
+        await read_frames(ws, transport, conn, limits, partial(room.receive, conn))
     except ProtocolError as exc:
         log.info("closing %s's connection: %s", conn.participant.name, exc)
         await conn.close(exc.close_code, str(exc))
@@ -186,16 +187,23 @@ async def read_frames(
     """A client's binary frames, rate limited (presence frames twice), each given to
     `deliver` until the socket or the connection closes; pings answered, a text frame
     refused (1003). The one read loop of a direct client and a relay's client."""
-    limit = RateLimit(limits.rate, limits.burst)
-    presence = RateLimit(limits.presence_rate, limits.presence_burst)
+    spend = RateLimit(limits.rate, limits.burst).spend
+    presence = RateLimit(limits.presence_rate, limits.presence_burst).spend
+    binary = WSMsgType.BINARY
     async for msg in ws:
-        if msg.type is WSMsgType.BINARY:
-            await limit.take()
-            if msg.data[:1] in PRESENCE_MESSAGES:  # relayed to the whole room, or all of it sent back
-                await presence.take()
+        if msg.type is binary:
+            # per message: no coroutine for the rate limits, which wait only when they must
+            data = msg.data
+            delay = spend()
+            if delay is not None:
+                await asyncio.sleep(delay)
+            if data[:1] in PRESENCE_MESSAGES:  # relayed to the whole room, or all of it sent back
+                delay = presence()
+                if delay is not None:
+                    await asyncio.sleep(delay)
             if conn.closed:
                 break
-            await deliver(msg.data)
+            await deliver(data)
         elif msg.type is WSMsgType.PONG:
             transport.answered = True
         elif msg.type is WSMsgType.PING:
