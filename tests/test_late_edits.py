@@ -20,30 +20,11 @@ from gitrtc.requests import encode
 
 from .conftest import Live, live_session
 from .support import YClient, async_wait_until, get_json, git, make_repo
-
-
-def notebook(*sources: str) -> str:
-    cells = [
-        {"cell_type": "code", "id": f"c{i}", "metadata": {}, "source": s, "outputs": [], "execution_count": None}
-        for i, s in enumerate(sources)
-    ]
-    return json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}, indent=1) + "\n"
-
-
-def cell_sources(doc: Doc[Any]) -> dict[str, str]:
-    return {str(c["id"]): str(c["source"]) for c in doc.get("cells", type=Array)}
+from .test_cell_deletes import cell_sources, notebook, offline_copy
 
 
 def cell(doc: Doc[Any], cid: str) -> dict[str, Any]:
     return next(c.to_py() for c in doc.get("cells", type=Array) if c.get("id") == cid)
-
-
-async def offline_copy(live: Live, path: str) -> Doc[Any]:
-    """A client's document as it was when it went offline (synced, then disconnected)."""
-    doc: Doc[Any] = Doc()
-    async with YClient(live.ws(path, name="Bob", email="bob@example.org"), doc) as client:
-        await client.wait_synced()
-    return doc
 
 
 def bob(live: Live, doc: Doc[Any]) -> YClient:
