@@ -132,9 +132,9 @@ async def test_a_live_move_carries_outputs_metadata_and_execution_count(tmp_path
                 assert moved["metadata"] == {"tags": ["slow"]}
                 assert [o["text"] for o in moved["outputs"]] == ["1\n"]
                 assert open_conflicts(room.doc) == []
-                for doc in (alice.doc, b.doc):
+                for doc in (alice.doc, b.doc):  # Alice had the run already: wait for the move too
+                    await async_wait_until(lambda d=doc: list(cell_sources(d)) == ["c1", "c2", "c0"], what="moved")
                     await async_wait_until(lambda d=doc: cell(d, "c0")["execution_count"] == 1, what="converged")
-                    assert list(cell_sources(doc)) == ["c1", "c2", "c0"]
         done = await live.session.end("moved")
         assert done.commit
     committed = json.loads(git(repo, "show", "HEAD:nb.ipynb"))
