@@ -11,6 +11,7 @@ here; git's ignore rules are applied by the file set.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 from collections.abc import Awaitable, Callable
@@ -113,7 +114,15 @@ class FolderWatch:
                 loop.call_soon_threadsafe(started)
                 paths = {path for _change, path in changes if _not_git(path)}
                 if paths and not stop.is_set():  # taken in on the loop, one batch at a time
-                    asyncio.run_coroutine_threadsafe(self._take(paths), loop).result()
+                    taking = asyncio.run_coroutine_threadsafe(self._take(paths), loop)
+                    while True:  # never blocked for good on a loop that is closing
+                        try:
+                            taking.result(timeout=TIMEOUT_MS / 1000)
+                            break
+                        except concurrent.futures.TimeoutError:
+                            if stop.is_set():
+                                taking.cancel()
+                                return
 
         try:
             await asyncio.to_thread(watched)
