@@ -89,10 +89,15 @@ class Client(YClient):
     async def ask(
         self, op: str, args: dict[str, Any] | None = None, service: str = "kernel", timeout: float = 60
     ) -> dict[str, Any]:
+        rid = await self.tell(op, args, service)
+        return await async_wait_until(lambda: self.answers.get(rid), timeout, f"the answer to {op}")
+
+    async def tell(self, op: str, args: dict[str, Any] | None = None, service: str = "kernel") -> int:
+        """Send a request without waiting for its answer; its id."""
         rid = next(self._ids)
         body = json.dumps({"id": rid, "service": service, "op": op, "args": args or {}}).encode()
         await self.send_raw(protocol.request_frame(body))
-        return await async_wait_until(lambda: self.answers.get(rid), timeout, f"the answer to {op}")
+        return rid
 
     def cell_state(self, cell: str) -> str | None:
         states = [e["data"]["state"] for e in self.events if e["event"] == "kernel.cell" and e["data"]["cell"] == cell]
@@ -469,6 +474,23 @@ async def test_private_outputs_reach_only_their_owner(live: Live) -> None:
         assert not [e for e in bob.events if e["data"].get("scope") == "private"]
         assert (await alice.ask("private", {"on": False}))["ok"]
         assert live.session.kernels.private == {}
+
+
+async def test_a_run_sent_right_after_switching_private_runs_privately(live: Live) -> None:
+    # the browser sends "my own kernel" then Shift-Enter without waiting for the answer;
+    # the run used to reach the shared kernel while the switch still looked up the kernelspec
+    secret = "switched-first-51c9"
+    async with client(live, name="Alice") as alice:
+        await alice.wait_synced()
+        await set_source(live, alice, 1, f"print('{secret}')")
+        switch = await alice.tell("private", {"on": True})
+        run = await alice.tell("run", {"cells": ["c2"]})
+        answer = await async_wait_until(lambda: alice.answers.get(run), 60, "the answer to run")
+        assert alice.answers[switch]["ok"]
+        assert answer["data"]["scope"] == "private"
+        await async_wait_until(lambda: alice.cell_state("c2") == "done", 60, "done")
+        assert live.session.kernels.shared == {}
+        assert all(secret not in json.dumps(o) for o in cell(alice.doc, "c2")["outputs"])
 
 
 @pytest.mark.limits(private_kernels=1)

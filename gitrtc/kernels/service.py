@@ -45,6 +45,9 @@ class KernelService:
         self.owner = ""
         self.shared: dict[str, KernelRunner] = {}  # room name → its shared kernel
         self.private: dict[tuple[Connection, str], KernelRunner] = {}
+        # held while a participant switches a notebook's private kernel on or off: their
+        # later requests wait for it, so "my own kernel" then Shift-Enter runs privately
+        self._switching: dict[tuple[Connection, str], asyncio.Lock] = {}
         self._specs: dict[str, str] = {}  # kernelspec names found installed
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="rtc-outputs")
         self._closing: set[asyncio.Task[None]] = set()
@@ -70,6 +73,15 @@ class KernelService:
         if call.room.kind != "notebook":
             raise RequestError("only notebooks run code: open a notebook")
         self._check_run(call.conn)
+        key = (call.conn, call.room.name)
+        if call.op == "private":
+            lock = self._switching.setdefault(key, asyncio.Lock())
+            async with lock:
+                return await op(self, call)
+        switch = self._switching.get(key)
+        if switch is not None and switch.locked():
+            async with switch:  # the switch asked before this request comes first
+                pass
         return await op(self, call)
 
     def _check_run(self, conn: Connection) -> None:
@@ -96,6 +108,8 @@ class KernelService:
             runner.disconnected(conn)
         for key in [k for k in self.private if k[0] is conn]:
             self._close_later(self.private.pop(key))
+        for key in [k for k in self._switching if k[0] is conn]:
+            del self._switching[key]
 
     async def close(self) -> None:
         """The session ends: stop every kernel (outputs written so far stay, and the full
