@@ -28,6 +28,7 @@ export class KernelPanel {
   private enabled = false;
   private refusal: string | null = null;
   private privateOn = false;
+  private switching = 0; // private switches asked and not yet answered
   private readonly states = { shared: new Map<string, CellState>(), private: new Map<string, CellState>() };
 
   constructor(private readonly root: HTMLElement, provider: WebsocketProvider) {
@@ -57,8 +58,11 @@ export class KernelPanel {
     const d = answer.data;
     this.enabled = Boolean(d.enabled);
     this.refusal = d.refusal ?? null;
-    this.privateOn = Boolean(d.private_on);
-    this.privateBox.checked = this.privateOn;
+    if (!this.switching) {
+      // a state asked before a switch the user just made must not undo it on screen
+      this.privateOn = Boolean(d.private_on);
+      this.privateBox.checked = this.privateOn;
+    }
     this.element.hidden = !this.enabled;
     this.notice.textContent = this.enabled ? `Code runs on ${d.owner || "the owner"}'s machine.` : '';
     this.controls.hidden = Boolean(this.refusal);
@@ -86,7 +90,13 @@ export class KernelPanel {
   }
 
   private async setPrivate(on: boolean): Promise<void> {
-    const answer = await this.request('private', { on });
+    this.switching++;
+    let answer: Answer;
+    try {
+      answer = await this.request('private', { on });
+    } finally {
+      this.switching--;
+    }
     this.privateOn = answer.ok ? on : !on;
     this.privateBox.checked = this.privateOn;
     if (!this.privateOn) {
