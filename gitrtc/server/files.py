@@ -4,7 +4,8 @@ tree, quick-open finds names with `?find=`, and `?path=` answers for one file).
 
 A folder's listing is paged (`offset`, `limit`: at most `MAX_PAGE` entries, so a folder of
 1,000,000 entries is never one giant answer) and served from an index of every folder,
-built once per `files_version` (not a scan of every shared file per request)."""
+built once per `files_version`, in a thread (not a scan of every shared file per request,
+nor a quarter-second stall of the loop at 100,000 files)."""
 
 from __future__ import annotations
 
@@ -66,6 +67,7 @@ def add_routes(app: web.Application, session: Session) -> None:
         if "path" in query:
             return web.json_response(entry(session, query["path"]))
         offset, limit = _number(query.get("offset"), 0), min(_number(query.get("limit"), PAGE), MAX_PAGE)
+        await views_ready(session, "find" in query)
         return web.json_response(tree(session, query.get("dir", ""), query.get("find"), offset, max(limit, 1)))
 
     async def api_raw(request: web.Request) -> web.StreamResponse:
@@ -150,20 +152,32 @@ class _Paths:
 _PATHS: weakref.WeakKeyDictionary[Session, tuple[tuple[int, int], _Paths]] = weakref.WeakKeyDictionary()
 
 
+def _paths_key(session: Session) -> tuple[int, int]:
+    m = session.manifest
+    return (m.files_version, len(m.files))
+
+
+def _build_paths(files: list[Any]) -> _Paths:
+    """(any thread) The quick-open text of `files`, a copy of the manifest's list."""
+    paths = [f.path.lower() for f in files]
+    starts = [0, *itertools.accumulate(len(p) + 1 for p in paths)]
+    return _Paths("\n".join(paths), starts, files)
+
+
+def _paths(session: Session) -> _Paths:
+    key = _paths_key(session)
+    cached = _PATHS.get(session)
+    if cached is None or cached[0] != key:
+        cached = key, _build_paths(list(session.manifest.files))
+        _PATHS[session] = cached
+    return cached[1]
+
+
 def _find(session: Session, needle: str) -> list[Any]:
     """The first `MAX_RANKED` shared files (in the manifest's order) whose path contains
     `needle` (lower-case), from a text rebuilt once per `files_version`."""
-    m = session.manifest
-    key = (m.files_version, len(m.files))
-    cached = _PATHS.get(session)
-    if cached is None or cached[0] != key:
-        files = list(m.files)
-        paths = [f.path.lower() for f in files]
-        starts = [0, *itertools.accumulate(len(p) + 1 for p in paths)]
-        cached = key, _Paths("\n".join(paths), starts, files)
-        _PATHS[session] = cached
     found: list[Any] = []
-    here = cached[1]
+    here = _paths(session)
     if "\n" in needle:  # no path holds one: it would match across two
         return found
     at = here.text.find(needle) if needle else 0
@@ -174,13 +188,43 @@ def _find(session: Session, needle: str) -> list[Any]:
     return found
 
 
+def _index_key(session: Session) -> tuple[int, int, int, int]:
+    m = session.manifest
+    return (m.files_version, len(m.files), len(m.binaries), len(m.skipped))
+
+
 def _index(session: Session) -> dict[str, _Folder]:
     """Every folder's entries, rebuilt when the file set changed (one pass over it)."""
-    m = session.manifest
-    key = (m.files_version, len(m.files), len(m.binaries), len(m.skipped))
+    key = _index_key(session)
     cached = _INDEX.get(session)
-    if cached is not None and cached[0] == key:
-        return cached[1]
+    if cached is None or cached[0] != key:
+        m = session.manifest
+        cached = key, _build_index(list(m.files), list(m.binaries), list(m.skipped))
+        _INDEX[session] = cached
+    return cached[1]
+
+
+async def views_ready(session: Session, find: bool) -> None:
+    """Rebuild the quick-open text (`find`) or the folder index in a thread if the file set
+    changed since they were built: at 100,000 files a rebuild is a quarter of a second, a
+    stall every room on the loop would feel. Only the copies of the lists are made here."""
+    m = session.manifest
+    if find:
+        key = _paths_key(session)
+        cached = _PATHS.get(session)
+        if cached is None or cached[0] != key:
+            built = await asyncio.to_thread(_build_paths, list(m.files))
+            _PATHS[session] = key, built
+    else:
+        index_key = _index_key(session)
+        held = _INDEX.get(session)
+        if held is None or held[0] != index_key:
+            index = await asyncio.to_thread(_build_index, list(m.files), list(m.binaries), list(m.skipped))
+            _INDEX[session] = index_key, index
+
+
+def _build_index(files: list[Any], binaries: list[str], skipped: list[tuple[str, str]]) -> dict[str, _Folder]:
+    """(any thread) Every folder's entries, from copies of the manifest's lists."""
     index: dict[str, _Folder] = {}
     subfolders: dict[str, set[str]] = {}
 
@@ -199,18 +243,17 @@ def _index(session: Session) -> dict[str, _Folder]:
                 child = up
         return here
 
-    for f in m.files:
+    for f in files:
         folder_of(f.path).files.append(f)
-    for path in m.binaries:
+    for path in binaries:
         folder_of(path).binaries.append(path)
-    for path, reason in m.skipped:
+    for path, reason in skipped:
         folder_of(path).skipped.append((path, reason))
     for parent, names in subfolders.items():
         index.setdefault(parent, _Folder()).folders = sorted(names)
     for here in index.values():
         here.files.sort(key=lambda f: f.path)
         here.binaries.sort()
-    _INDEX[session] = (key, index)
     return index
 
 
