@@ -22,8 +22,10 @@ server edit:
 
 The grave's own copy grows by each late edit, so further keystrokes in flight merge in
 the same way. Graves are bounded (`MAX_GRAVES`, `MAX_GRAVE_BYTES`: the oldest go first)
-and live in memory: after a restart of the server an edit to a cell deleted before it is
-lost as in Yjs. `rtc join` checks this on its own side (`celldeletes.watch_remote_deletes`),
+and live in memory: a notebook room holding graves younger than `Limits.graves_hold` is
+not unloaded while idle (`idle.py`), so a client that comes back hours later is still
+covered; after a restart of the server an edit to a cell deleted before it is lost as in
+Yjs. `rtc join` checks this on its own side (`celldeletes.watch_remote_deletes`),
 so its connections are not looked at here (the cell would come back twice).
 """
 
@@ -74,6 +76,8 @@ class Graves:
 
     def __init__(self) -> None:
         self._graves: deque[Grave] = deque()
+        #: When a grave was last made or took a late edit (`time.monotonic`).
+        self.newest = 0.0
 
     def __bool__(self) -> bool:
         return bool(self._graves)
@@ -81,6 +85,7 @@ class Graves:
     def bury(self, grave: Grave) -> None:
         """Keep `grave`; drop the oldest beyond the bounds."""
         self._graves.append(grave)
+        self.newest = time.monotonic()
         while len(self._graves) > MAX_GRAVES or (
             len(self._graves) > 1
             and sum(len(s) for s in {id(g.state): g.state for g in self._graves}.values()) > MAX_GRAVE_BYTES
@@ -112,6 +117,8 @@ class Graves:
                         added = hit = True
             if hit:
                 found.append(grave)
+        if found:
+            self.newest = time.monotonic()
         return found
 
     def bring_back(self, hits: list[Grave], update: bytes, doc: Doc[Any], edit: Edit) -> int:

@@ -58,6 +58,10 @@ class Limits:
     #: Seconds a room must stay without connections and unsaved edits (two looks this
     #: far apart) before it is unloaded: memory stays bounded on a 100,000-file tree.
     unload_idle_after: float = 120.0
+    #: Seconds a notebook room that had cells deleted or moved stays loaded with nobody
+    #: connected: its graves (`lateedits`) live in memory, and an offline participant's
+    #: edit of such a cell is brought back only while they are there.
+    graves_hold: float = 24 * 3600.0
     preload_bytes: int = 32 * MiB
     #: A start of more files than this reads none of them (`launch`): each is listed by
     #: name (`.ipynb`: a notebook, else text) and read when its room is first opened;

@@ -183,6 +183,7 @@ class Session:
                 self.limits.unload_idle_after,
                 lambda: self.kernels.enabled,
                 lambda: self.state == "live",
+                self.limits.graves_hold,
             ),
         )
         self.tasks.start(PRELOAD, self.registry.preload(lambda: self.state == "live"))

@@ -15,6 +15,7 @@ from pycrdt import Array, Doc, Map, Text
 from gitrtc import protocol
 from gitrtc.conflicts import open_conflicts
 from gitrtc.documents.notebook_ops import ycell_from_dict
+from gitrtc.limits import Limits
 from gitrtc.origins import KernelOutput
 from gitrtc.requests import encode
 
@@ -254,3 +255,41 @@ async def test_an_offline_edit_of_a_cell_deleted_by_a_save_on_the_owners_disk_co
             )
             await async_wait_until(lambda: cell_sources(b.doc) == expected, what="Bob converged")
         await async_wait_until(lambda: "# Bob, offline" in (repo / "nb.ipynb").read_text(), what="written back")
+
+
+async def test_a_deleted_cells_room_waits_for_the_offline_editor_while_idle(tmp_path: Path) -> None:
+    """Alice deletes a cell and leaves; the room is idle far longer than an idle room is
+    kept, yet Bob, offline all along, still gets his edit of that cell back when he
+    returns: the room's graves kept it loaded (`Limits.graves_hold`)."""
+    repo = make_repo(tmp_path / "r", {"nb.ipynb": notebook("a = 1\n", "b = 2\n"), "notes.md": "Notes\n"})
+    async with live_session(repo, ["nb.ipynb", "notes.md"], Limits(unload_idle_after=0.1)) as live:
+        bob_doc = await offline_copy(live, "nb.ipynb")
+        name = live.room("nb.ipynb")
+        room = live.session.rooms[name]
+        bob_doc.get("cells", type=Array)[1]["source"].insert(0, "# Bob\n")
+        async with live.client("nb.ipynb") as alice:
+            await alice.wait_synced()
+            del alice.doc.get("cells", type=Array)[1]
+            await async_wait_until(lambda: list(cell_sources(room.doc)) == ["c0"], what="the delete")
+        async with live.client("notes.md") as reader:  # a room opened after, and left
+            await reader.wait_synced()
+        notes = live.room("notes.md")
+        await async_wait_until(lambda: notes not in live.session.registry.rooms, what="the other idle room unloaded")
+        assert name in live.session.registry.rooms
+        async with bob(live, bob_doc) as b:
+            await b.wait_synced()
+            back = {"c0": "a = 1\n", "c1": "# Bob\nb = 2\n"}
+            await async_wait_until(lambda: cell_sources(live.session.rooms[name].doc) == back, what="the cell back")
+
+
+async def test_graves_older_than_the_hold_let_the_room_go(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", {"nb.ipynb": notebook("a = 1\n", "b = 2\n")})
+    async with live_session(repo, ["nb.ipynb"], Limits(unload_idle_after=0.1, graves_hold=0.3)) as live:
+        name = live.room("nb.ipynb")
+        async with live.client("nb.ipynb") as alice:
+            await alice.wait_synced()
+            room = live.session.rooms[name]
+            del alice.doc.get("cells", type=Array)[1]
+            await async_wait_until(lambda: list(cell_sources(room.doc)) == ["c0"], what="the delete")
+        assert room.cell_deletes is not None and room.cell_deletes.graves
+        await async_wait_until(lambda: name not in live.session.registry.rooms, what="the room unloaded")
