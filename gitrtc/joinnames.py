@@ -131,8 +131,13 @@ def label(value: object, limit: int = 200) -> str:
 
 def shared_files(value: object) -> list[SharedFile]:
     """The session's `files` listing, every entry checked; no path twice, none inside another."""
-    if not isinstance(value, list) or len(value) > MAX_FILES:
-        raise _refuse("file list", type(value).__name__, f"expected a list of at most {MAX_FILES} files")
+    if not isinstance(value, list):
+        raise _refuse("file list", type(value).__name__, "expected a list of files")
+    if len(value) > MAX_FILES:  # a large tree shared whole: not hostile, too big to mirror
+        raise JoinError(
+            f"this session shares {len(value):,} files and rtc join mirrors at most {MAX_FILES:,} "
+            "(one connection each): open the link in a browser, or ask the owner to share a smaller folder"
+        )
     files: list[SharedFile] = []
     seen_paths: set[str] = set()
     seen_rooms: set[str] = set()

@@ -239,6 +239,18 @@ async def test_hostile_names_are_refused_and_nothing_is_written(
     assert not any(folder.iterdir())
 
 
+async def test_a_session_too_large_to_mirror_says_so_and_what_to_do(
+    tmp_path: Path, hostile: list[HostileServer]
+) -> None:
+    files = [{"path": f"d/f{i}.md", "kind": "text", "room": f"abcdefgh.{i:016x}"} for i in range(10_001)]
+    server = await serve(hostile, session_json(files=files), {})
+    folder = tmp_path / "join"
+    code, _out, err = await rtc_join(server.url, str(folder))
+    one_line_refusal(code, err, "10,001 files", "at most 10,000", "browser")
+    assert "unsafe" not in err
+    assert not any(folder.iterdir())
+
+
 async def test_a_malformed_update_from_the_server_is_a_one_line_error(
     tmp_path: Path, hostile: list[HostileServer]
 ) -> None:
