@@ -1,12 +1,15 @@
 """Soak: dozens of clients making random edits and reconnecting for minutes.
 
-    .venv/bin/python benchmarks/soak.py [--clients 40] [--seconds 180] [--seed 1]
+    .venv/bin/python benchmarks/soak.py [--clients 40] [--seconds 180] [--seed 1] [--cells 0.05]
 
 Starts a real `rtc start` in a throwaway repository, drives real pycrdt clients over
 WebSockets (random inserts and deletes in a Markdown file and in notebook cells, random
 disconnects with edits made while offline), then reconnects everyone, waits for
 convergence, ends the session with `rtc stop`, and checks every client's document
-against the committed files. Prints figures; exits 1 on any difference. Loopback only,
+against the committed files. With `--cells P`, an edit is with probability P a cell
+inserted, deleted or moved (as JupyterLab moves: a delete and a copy with the id), online
+or offline, and the committed notebook must also hold no cell id twice (the server brings
+back cells deleted under someone's edit: never twice). Prints figures; exits 1 on any difference. Loopback only,
 bounded in time.
 """
 
@@ -22,11 +25,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from pycrdt import Array, Doc, Text
+from pycrdt import Array, Doc, Map, Text
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from gitrtc.documents.notebook_ops import ycell_from_dict  # noqa: E402
 from tests.support import RtcProcess, YClient, make_repo  # noqa: E402  (the tests' real client)
 
 NOTEBOOK = (
@@ -64,6 +68,30 @@ class Participant:
         self.clients: dict[str, YClient] = {}
         self.edits = 0
         self.reconnects = 0
+        self.cell_ops = 0.0
+        self.made = 0
+
+    def cell_op(self) -> None:
+        """A cell inserted, deleted or moved (delete + a copy with its id, as JupyterLab)."""
+        cells = self.docs["nb.ipynb"].get("cells", type=Array)
+        n, roll = len(cells), self.rng.random()
+        if n < 3 or (roll < 0.4 and n < 30):
+            self.made += 1
+            cid = f"p{self.n}-{self.made}"
+            cell = {"cell_type": "code", "source": f"# {cid}\n", "metadata": {}, "outputs": [], "execution_count": None}
+            cells.insert(self.rng.randint(0, n), ycell_from_dict(cell, cid))
+        elif roll < 0.7:
+            del cells[self.rng.randrange(n)]
+        else:
+            i, j = self.rng.randrange(n), self.rng.randrange(n)
+            ycell = cells[i]
+            if not isinstance(ycell, Map):
+                return
+            value, cid = ycell.to_py(), ycell.get("id")
+            with self.docs["nb.ipynb"].transaction():
+                del cells[i]
+                cells.insert(min(j, len(cells)), ycell_from_dict(value, cid))
+        self.edits += 1
 
     async def connect(self) -> None:
         for path, url in self.urls.items():
@@ -78,6 +106,9 @@ class Participant:
         self.clients = {}
 
     def edit(self) -> None:
+        if self.rng.random() < self.cell_ops:
+            self.cell_op()
+            return
         if self.rng.random() < 0.5:
             text = self.docs["notes.md"].get("source", type=Text)
         else:
@@ -118,6 +149,11 @@ def file_text(path: str, doc: Doc) -> str:
     return json.dumps([str(c["source"]) for c in doc.get("cells", type=Array)])
 
 
+def committed_ids(repo: Path) -> list[str]:
+    data = subprocess.run(["git", "show", "HEAD:nb.ipynb"], cwd=repo, capture_output=True, text=True, check=True).stdout
+    return [c.get("id") for c in json.loads(data)["cells"]]
+
+
 def committed_text(repo: Path, path: str) -> str:
     data = subprocess.run(["git", "show", f"HEAD:{path}"], cwd=repo, capture_output=True, text=True, check=True).stdout
     if path == "notes.md":
@@ -125,7 +161,7 @@ def committed_text(repo: Path, path: str) -> str:
     return json.dumps(["".join(c["source"]) for c in json.loads(data)["cells"]])
 
 
-async def soak(clients: int, seconds: float, seed: int, repo: Path) -> dict[str, object]:
+async def soak(clients: int, seconds: float, seed: int, repo: Path, cells: float = 0.0) -> dict[str, object]:
     proc = RtcProcess(repo, ["notes.md", "nb.ipynb"])
     try:
         info = proc.wait_ready(60)
@@ -144,6 +180,7 @@ async def soak(clients: int, seconds: float, seed: int, repo: Path) -> dict[str,
                 p: f"{proc.ws_base}{r}?token={info['token']}&name=P{n}&email=p{n}@example.org" for p, r in rooms.items()
             }
             people.append(Participant(n, urls, random.Random(seed * 1000 + n)))
+            people[-1].cell_ops = cells
         started = time.monotonic()
         await asyncio.gather(*(p.run(started + seconds) for p in people))
         converge_start = time.monotonic()
@@ -160,10 +197,14 @@ async def soak(clients: int, seconds: float, seed: int, repo: Path) -> dict[str,
         store = sum(f.stat().st_size for f in (repo / ".git" / "rtc" / "sessions").rglob("*") if f.is_file())
         for p in people:
             await p.disconnect()
-        done = await asyncio.to_thread(proc.stop, "-m", "soak")
+        # cells deleted under someone's edit came back flagged: commit them as they are
+        done = await asyncio.to_thread(proc.stop, "-m", "soak", *(["--take-current"] if cells else []))
         if done.returncode != 0:
             raise SystemExit(f"rtc stop failed: {done.stderr}")
         mismatches = [path for path in rooms if committed_text(repo, path) != file_text(path, people[0].docs[path])]
+        ids = committed_ids(repo)
+        if len(ids) != len(set(ids)):
+            mismatches.append(f"nb.ipynb holds a cell id twice: {sorted(i for i in set(ids) if ids.count(i) > 1)}")
         return {
             "clients": clients,
             "seconds": seconds,
@@ -171,6 +212,7 @@ async def soak(clients: int, seconds: float, seed: int, repo: Path) -> dict[str,
             "reconnects": sum(p.reconnects for p in people),
             "converged_after_s": round(converged, 2),
             "store_bytes_at_end": store,
+            "cells_at_end": len(ids),
             "mismatches": mismatches,
         }
     finally:
@@ -182,10 +224,11 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=40)
     parser.add_argument("--seconds", type=float, default=180)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--cells", type=float, default=0.0, help="share of edits that insert, delete or move a cell")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         repo = make_repo(Path(tmp) / "soak", {"notes.md": "# Notes\n", "nb.ipynb": NOTEBOOK})
-        figures = asyncio.run(soak(args.clients, args.seconds, args.seed, repo))
+        figures = asyncio.run(soak(args.clients, args.seconds, args.seed, repo, args.cells))
     print(json.dumps(figures, indent=2))
     sys.exit(1 if figures["mismatches"] else 0)
 

@@ -23,6 +23,13 @@ unseen edits into the copy, a kernel's included (`cellcarry.carry_moved`).
 Every cell a client's update deletes (or moves) also leaves a grave on the server, so
 that an edit of it arriving *after* the delete is kept too (`lateedits`).
 
+Two moves of one cell at the same time (by two people, or one of them offline) leave two
+copies with its id, which Yjs keeps both of: an invalid notebook, and one cell shown
+twice. After a structural update the server makes them one (`merge_copies`): the first
+copy in the notebook stays and takes what only the other has (`cellcarry.carry_moved`,
+conflicts flagged), the others are deleted, leaving graves, so that keystrokes still on
+their way into a dropped copy follow into the kept one.
+
 Only updates that delete a cell (a level-1 item of the `cells` root, from the room's
 `DocumentGuard` index) pay for this: a copy of the document, like the guard's own check
 of structural updates.
@@ -44,7 +51,7 @@ from .documents.notebook import CONFLICT_PREFIX
 from .documents.notebook_ops import ycell_from_dict
 from .errors import ProtocolError, RejectedEditError
 from .lateedits import Grave, Graves, place_after
-from .origins import ServerEdit
+from .origins import MovedCopies, ServerEdit
 
 if TYPE_CHECKING:
     from .client import RoomClient
@@ -93,7 +100,7 @@ class DeleteWatch:
         ):
             return None
         cells = self.doc.get("cells", type=Array)
-        ids = [ycell.get("id") if isinstance(ycell, Map) else None for ycell in cells]
+        ids = _ids(cells)
         return Noted(self.doc.get_update(), ids, deletes)
 
     def late(self, update: bytes) -> list[Grave]:
@@ -107,6 +114,46 @@ class DeleteWatch:
         graves = self.graves
         return graves.bring_back(hits, update, self.doc, edit) if graves is not None else 0
 
+    def merge_copies(self, edit: Edit) -> int:
+        """After a client's structural update: make one cell of each set of cells sharing
+        an id (moves made at the same time), through `edit` (a room's `Room.edit`, which
+        leaves graves for the copies dropped). How many copies were dropped."""
+        cells = self.doc.get("cells", type=Array)
+        ids = [cid for cid in _ids(cells) if cid is not None]
+        if len(set(ids)) == len(ids):
+            return 0
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        dropped = 0
+
+        def merge() -> None:
+            nonlocal dropped
+            state = self.doc.get("state", type=Map)
+
+            def flag(record: dict[str, Any]) -> None:
+                state[f"{CONFLICT_PREFIX}{secrets.token_hex(6)}"] = {**record, "at": stamp}
+
+            first: dict[Any, Map[Any]] = {}
+            extra: list[int] = []
+            for j, ycell in enumerate(cells):
+                cid = ycell.get("id") if isinstance(ycell, Map) else None
+                if cid is None:
+                    continue
+                if cid in first:
+                    extra.append(j)
+                else:
+                    first[cid] = ycell
+            for j in reversed(extra):
+                copy = cells[j]
+                kept = first[copy.get("id")]
+                value, kept_value = copy.to_py() or {}, kept.to_py() or {}
+                if value != kept_value:  # edits made into either copy: both kept
+                    carry_moved(kept, kept_value, value, flag, "a move of this cell made at the same time")
+                del cells[j]
+                dropped += 1
+
+        edit(merge, MovedCopies())
+        return dropped
+
     def before_server_edit(self) -> Noted | None:
         """Before a server edit that may delete cells (a save on the owner's disk merged
         in): the document as it was, so that `after(..., keep=False)` leaves graves for
@@ -115,7 +162,7 @@ class DeleteWatch:
         if self.graves is None:
             return None
         cells = self.doc.get("cells", type=Array)
-        ids = [ycell.get("id") if isinstance(ycell, Map) else None for ycell in cells]
+        ids = _ids(cells)
         return Noted(self.doc.get_update(), ids, {})
 
     def after(self, noted: Noted, who: str, edit: Edit, keep: bool = True) -> int:
@@ -134,7 +181,7 @@ class DeleteWatch:
         before = scells.to_py() or []
         # cells gone, cells whose neighbours changed (moved: a copy inserted elsewhere) and
         # cells whose content changed (a moved copy lacks what its mover never saw)
-        ids_now = [ycell.get("id") if isinstance(ycell, Map) else None for ycell in cells]
+        ids_now = _ids(cells)
         suspects = [
             (i, cid)
             for i, cid in enumerate(noted.ids)
@@ -196,6 +243,10 @@ class DeleteWatch:
 #: Cell fields a kernel run writes: items there that a deleter had not seen are outputs
 #: arriving, not someone's edit, and do not keep a deleted cell.
 RUN_FIELDS = ("outputs", "execution_count", "execution_state")
+
+
+def _ids(cells: Array[Any]) -> list[Any]:
+    return [ycell.get("id") if isinstance(ycell, Map) else None for ycell in cells]
 
 
 def _neighbours(ids: list[Any], i: int) -> tuple[Any, Any]:

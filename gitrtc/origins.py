@@ -62,6 +62,12 @@ class ServerEdit:
     """A change the server makes itself (the session room's state, the end notice)."""
 
 
+@dataclass(frozen=True, slots=True)
+class MovedCopies:
+    """The server making one cell of the copies that moves made at the same time leave
+    (each move deletes the cell and inserts a copy with its id: two moves, two copies)."""
+
+
 def credit_for(origin: object) -> Participant | None:
     """Who a change with this origin is credited to as a co-author, if anyone.
 
@@ -87,7 +93,7 @@ def dirties_disk(origin: object) -> bool:
     server's own change (the session room has no file). A shared kernel's outputs do,
     and so does a plugin service's change.
     """
-    return isinstance(origin, (ClientEdit, DiskMerge, DiskLoad, KernelOutput, ServiceEdit))
+    return isinstance(origin, (ClientEdit, DiskMerge, DiskLoad, KernelOutput, ServiceEdit, MovedCopies))
 
 
 def coalesced_on_disk(origin: object) -> bool:

@@ -21,7 +21,7 @@ from pycrdt import Awareness, Doc, merge_updates
 from . import awareness, protocol
 from .errors import ProtocolError, RejectedEditError, TooSlowError
 from .limits import DEFAULT, Limits
-from .origins import ClientEdit, DiskMerge, Participant, credit_for
+from .origins import ClientEdit, DiskMerge, MovedCopies, Participant, credit_for
 from .protocol import MessageType, SyncType
 from .store import Store
 from .validation import DocumentGuard
@@ -331,6 +331,8 @@ class Room:
             self._on_change(self, origin)
         if watch is not None and noted is not None:
             watch.after(noted, conn.participant.name, self.edit)  # a cell with unseen edits comes back
+        if watch is not None and checked is not None and checked.structural:
+            watch.merge_copies(self.edit)  # two moves of one cell at once: one cell again
         if watch is not None and late:
             watch.bring_back(late, update, self.edit)  # so does a cell edited after its delete
 
@@ -425,8 +427,10 @@ class Room:
         captured: list[bytes] = []
         self._full_step2 = None
         watch = self.cell_deletes
-        # a save merged from the owner's disk may delete cells: graves for them (`lateedits`)
-        noted = watch.before_server_edit() if watch is not None and isinstance(origin, DiskMerge) else None
+        # a save merged from the owner's disk may delete cells, and so does making one cell
+        # of moved copies: graves for them (`lateedits`)
+        graves = isinstance(origin, (DiskMerge, MovedCopies))
+        noted = watch.before_server_edit() if watch is not None and graves else None
         subscription = self.doc.observe(lambda event: captured.append(event.update))
         try:
             with self.doc.transaction(origin=origin):
@@ -444,7 +448,8 @@ class Room:
 
             deletes = yupdate.decode(update, 1 << 30).deletes
             if deletes:
-                watch.after(Noted(noted.state, noted.ids, deletes), "the owner's disk", self.edit, keep=False)
+                who = "the owner's disk" if isinstance(origin, DiskMerge) else "someone at the same time"
+                watch.after(Noted(noted.state, noted.ids, deletes), who, self.edit, keep=False)
         self._log_and_forward(update, protocol.sync_update(update), None, credit_for(origin))
         if self._on_change is not None:
             self._on_change(self, origin)

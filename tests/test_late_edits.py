@@ -293,3 +293,45 @@ async def test_graves_older_than_the_hold_let_the_room_go(tmp_path: Path) -> Non
             await async_wait_until(lambda: list(cell_sources(room.doc)) == ["c0"], what="the delete")
         assert room.cell_deletes is not None and room.cell_deletes.graves
         await async_wait_until(lambda: name not in live.session.registry.rooms, what="the room unloaded")
+
+
+def ids(doc: Doc[Any]) -> list[str]:
+    return [str(c.get("id")) for c in doc.get("cells", type=Array)]
+
+
+async def test_two_moves_of_one_cell_at_once_leave_one_cell_with_both_edits(tmp_path: Path) -> None:
+    """Bob, offline, moves c0 to the end and adds a line to it; Alice moves c0 below c1.
+    Each move deletes the cell and inserts a copy with its id, so Yjs alone keeps two
+    copies: one cell shown twice, and a notebook nbformat calls invalid. The server makes
+    one cell of them, where the first copy stands, with Bob's line."""
+    repo = make_repo(tmp_path / "r", {"nb.ipynb": notebook("a = 1\n", "b = 2\n", "c = 3\n")})
+    async with live_session(repo, ["nb.ipynb"]) as live:
+        bob_doc = await offline_copy(live, "nb.ipynb")
+        room = live.session.rooms[live.room("nb.ipynb")]
+        bcells = bob_doc.get("cells", type=Array)
+        with bob_doc.transaction():
+            value = bcells[0].to_py()
+            del bcells[0]
+            bcells.append(ycell_from_dict(value, "c0"))
+        bcells[2]["source"].insert(0, "# Bob\n")
+        async with live.client("nb.ipynb") as alice:
+            await alice.wait_synced()
+            acells = alice.doc.get("cells", type=Array)
+            with alice.doc.transaction():
+                value = acells[0].to_py()
+                del acells[0]
+                acells.insert(1, ycell_from_dict(value, "c0"))
+            await async_wait_until(lambda: ids(room.doc) == ["c1", "c0", "c2"], what="Alice's move")
+            async with bob(live, bob_doc) as b:
+                await b.wait_synced()
+                want = {"c1": "b = 2\n", "c0": "# Bob\na = 1\n", "c2": "c = 3\n"}
+                for doc in (room.doc, alice.doc, b.doc):
+                    await async_wait_until(
+                        lambda d=doc: ids(d) == ["c1", "c0", "c2"] and cell_sources(d) == want, what="one c0"
+                    )
+                assert open_conflicts(room.doc) == []
+        done = await live.session.end("moved twice")
+        assert done.commit
+    committed = json.loads(git(repo, "show", "HEAD:nb.ipynb"))
+    assert [c["id"] for c in committed["cells"]] == ["c1", "c0", "c2"]
+    assert "".join(committed["cells"][1]["source"]) == "# Bob\na = 1\n"
