@@ -19,8 +19,8 @@ is the seam between a notebook's document and its file bytes for write-back
 - `problem` checks it as the full check does, cell by cell and, in a code cell, output by
   output: a cell checked once is not checked again, and a changed code cell is checked
   without its outputs, then with each output it did not have before (an image appended
-  to a cell of ten images costs one image's check, not eleven: 3-7 ms per append in a
-  flood before); only a failure runs the full check (for its exact message).
+  to a cell of ten images costs one image's check, not eleven: the cost of a write-back
+  in a flood grew with the cell); only a failure runs the full check (for its message).
 
 The bytes and the verdict are those of the full render, always (the property test in
 `tests/test_notebookcache.py` holds them equal over random edit sequences on the corpus).
