@@ -10,6 +10,12 @@ timed in its two parts and its bytes are checked against the full render. Median
 images. Run it with PYTHONPATH pointing at another checkout to compare (a checkout
 without `documents/notebookcache.py` renders the whole notebook every time); on one
 with it, `--full` renders without the seam too.
+
+`--outputs N` (300 by default; 0: not run) then appends N small outputs (a progress
+line's `display_data`) one by one to one cell of the K-Means notebook, checked against
+nbformat's schema as a notebook valid at the start is, and gives the thread's part (the
+check, then the formatting) over the first ten and the last ten: a check of the whole
+changed cell grows with its outputs, a check of the changed outputs does not.
 """
 
 from __future__ import annotations
@@ -80,10 +86,35 @@ def measure(data: bytes, images: int, seam: bool) -> tuple[float, float, int]:
     return statistics.median(loop), statistics.median(thread), len(out)
 
 
+def measure_outputs(data: bytes, outputs: int) -> tuple[float, float]:
+    """Mean ms of the thread's part of a render after each of the first ten and the last
+    ten of `outputs` small outputs appended to one cell."""
+    codec = NotebookCodec("nb.ipynb", data, 64 << 20)
+    doc: pycrdt.Doc[Any] = pycrdt.Doc()
+    codec.load_into(doc, None)
+    guard = DocumentGuard(doc, codec, "nb.ipynb")
+    guard.strict = True  # nbformat's schema too
+    cells = doc.get("cells", type=pycrdt.Array)
+    target = next(c for c in cells if isinstance(c.get("outputs"), pycrdt.Array))
+    guard.render()
+    thread = []
+    for k in range(outputs):
+        bundle = {"text/plain": f"step {k}", "text/html": f"<b>step {k}</b>"}
+        with doc.transaction():
+            target["outputs"].append(pycrdt.Map({"output_type": "display_data", "data": bundle, "metadata": {}}))
+        guard.version += 1
+        finish = guard.render_later()
+        t1 = time.perf_counter()
+        finish()
+        thread.append(1000 * (time.perf_counter() - t1))
+    return statistics.mean(thread[:10]), statistics.mean(thread[-10:])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=10)
     parser.add_argument("--full", action="store_true", help="also render without the seam")
+    parser.add_argument("--outputs", type=int, default=300, help="small outputs appended to one cell (0: none)")
     args = parser.parse_args()
     import gitrtc
 
@@ -93,6 +124,10 @@ def main() -> None:
             loop, thread, size = measure(data, args.images, seam)
             arm = "with the seam" if seam and hasattr(DocumentGuard, "_file_problem") else "full render"
             print(f"{label:18} {arm:14} loop {loop:6.1f} ms  thread {thread:6.1f} ms  (final {size / 1e6:.1f} MB)")
+    if args.outputs >= 20:
+        first, last = measure_outputs(KMEANS.read_bytes(), args.outputs)
+        label = f"K-Means, {args.outputs} small outputs into one cell"
+        print(f"{label}: thread {first:.2f} ms (first 10) → {last:.2f} ms (last 10)")
 
 
 if __name__ == "__main__":

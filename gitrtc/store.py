@@ -11,7 +11,10 @@ in the log is appended to the journal (one `write`); the journal is folded into 
 in one transaction when it passes `Limits.journal_limit`, before any other write to the log,
 before every read of it, and at close and open (a kill leaves it unfolded).
 Checkpoints (the WAL copied into the database, with two fsyncs) run on a second thread
-and connection, so no keystroke waits for one."""
+and connection, so no keystroke waits for one. That thread also compresses the big rows
+(`DEFER_FROM`: a kernel's image output) that the store thread writes as they are: a
+keystroke's batch queued behind a 270 KB row waited for its zlib (~6-12 ms), now for a
+plain insert."""
 
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ import os
 import sqlite3
 import struct
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,10 +62,12 @@ MAX_PENDING = 20_000
 
 
 def _defer_to_the_loop() -> None:
-    """(store thread) Be scheduled as a batch thread: woken with a transaction, it no
-    longer preempts the event loop's thread on the same core mid-tick, but runs when the
-    loop waits (or its share comes up), so a busy loop hands it bigger batches. W1 on one
-    core: 22,000 hand-overs for 260,000 updates before, each two context switches."""
+    """(store and checkpoint threads) Be scheduled as a batch thread: woken with a
+    transaction, it no longer preempts the event loop's thread on the same core mid-tick,
+    but runs when the loop waits (or its share comes up), so a busy loop hands it bigger
+    batches. W1 on one core: 22,000 hand-overs for 260,000 updates before, each two
+    context switches. The checkpoint thread's compression of big rows, 6-12 ms each, yields
+    to the loop the same way."""
     try:
         os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
     except (AttributeError, OSError):  # not Linux: the default policy, which works too
@@ -80,6 +86,10 @@ def pack(updates: list[bytes]) -> bytes:
 
 #: Log rows at least this big are stored zlib-compressed when that makes them smaller.
 COMPRESS_FROM = 128
+#: Rows at least this big are written uncompressed by the store thread and compressed
+#: later by the checkpoint thread (`Store._compress_sync`): compressing a 270 KB image
+#: output took the store thread 6-12 ms, and every batch after it waited that long.
+DEFER_FROM = 64 * 1024
 #: The WAL is cut back to this size when it restarts (by default SQLite keeps it at its
 #: peak). Successive commits mostly rewrite the same few pages, so a checkpoint copies little.
 WAL_LIMIT = 64 * 1024
@@ -166,7 +176,7 @@ class Store:
         #: What the journal holds and the log does not yet: (room id, updates) per batch.
         self._journaled: list[tuple[int, list[bytes]]] = []
         #: The checkpointing connection, used only on its own thread.
-        self._checkpoints = Worker("rtc-checkpoint")
+        self._checkpoints = Worker("rtc-checkpoint", initializer=_defer_to_the_loop)  # compression too
         self._checkpoint_db: sqlite3.Connection | None = None
         self._checkpointer: asyncio.Task[None] | None = None
         #: Checkpoints completed so far (the WAL is folded into the database file at each).
@@ -177,6 +187,13 @@ class Store:
         self._room_ids: dict[str, int] = {}
         #: Room id → its newest row, still uncompressed and taking batches (store thread only).
         self._open_rows: dict[int, _OpenRow] = {}
+        #: Big rows (`DEFER_FROM`) of the transaction being written (store thread only) ...
+        self._written_raw: list[int] = []
+        #: ... and, once it committed, those that the checkpoint thread is to compress
+        #: (seqs; appended on the store thread, taken on the checkpoint thread).
+        self._raw_rows: deque[int] = deque()
+        #: Whether the checkpoint thread looked for big rows an earlier run left uncompressed.
+        self._raw_scanned = False
         self._pending = _Pending()
         #: A batch is with the store thread (one at a time, so batches commit in order).
         self._writing = False
@@ -268,13 +285,17 @@ class Store:
             await asyncio.sleep(self._checkpoint_every)
             self._wrote.clear()
             try:
+                await self._checkpoints.run(self._compress_sync)
+            except sqlite3.Error as exc:  # those rows stay as they are: uncompressed, and complete
+                log.warning("could not compress log rows of %s: %s", self.path, exc)
+            try:
                 await self._checkpoints.run(self._checkpoint_sync)
             except sqlite3.Error as exc:  # the WAL still holds every commit: the next one retries
                 log.warning("checkpoint of %s failed: %s", self.path, exc)
             else:
                 self.checkpoints += 1
 
-    def _checkpoint_sync(self) -> None:
+    def _checkpoint_connection(self) -> sqlite3.Connection:
         db = self._checkpoint_db
         if db is None:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -282,7 +303,20 @@ class Store:
             db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT}")
             db.execute("PRAGMA wal_autocheckpoint=0")
             self._checkpoint_db = db
-        db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        return db
+
+    def _checkpoint_sync(self) -> None:
+        self._checkpoint_connection().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    def _compress_sync(self) -> None:
+        """(checkpoint thread) Compress the big rows the store thread wrote as they are, and
+        once per run those an earlier run left so (killed before it got to them)."""
+        db = self._checkpoint_connection()
+        if not self._raw_scanned:
+            self._raw_scanned = True
+            left = db.execute("SELECT seq FROM log WHERE z = 0 AND length(data) >= ?", (DEFER_FROM,))
+            self._raw_rows.extend(seq for (seq,) in left.fetchall())
+        _compress_rows(db, self._raw_rows)
 
     def _close_checkpoint_db(self) -> None:
         if self._checkpoint_db is not None:
@@ -300,6 +334,7 @@ class Store:
                     self._db.execute("BEGIN")
                     for row in self._open_rows.values():
                         self._seal(row)
+                _compress_rows(self._db, self._raw_rows)  # folded just now, or not reached yet
             except sqlite3.Error as exc:  # the rows stay as they are: uncompressed, and complete
                 log.warning("could not compress the last log rows of %s: %s", self.path, exc)
             self._open_rows = {}
@@ -530,6 +565,7 @@ class Store:
             self._forget_uncommitted_rooms()
             raise
         self._open_rows = open_rows
+        self._raw_written()
 
     def _log(self, room_id: int, items: list[bytes], open_rows: dict[int, _OpenRow]) -> None:
         """Add a batch to the room's open row, or seal that and start a new one."""
@@ -545,15 +581,29 @@ class Store:
             self._seal(row)
         data = items[0] if len(items) == 1 else pack(items)
         if size >= ROW_TARGET:
-            db.execute(
-                "INSERT INTO log (room, data, z, n) VALUES (?, ?, ?, ?)", (room_id, *encode_row(data), len(items))
-            )
+            self._insert_row(room_id, data, len(items))
             return
         seq = db.execute(
             "INSERT INTO log (room, data, z, n) VALUES (?, ?, 0, ?)", (room_id, data, len(items))
         ).lastrowid
         assert seq is not None
         open_rows[room_id] = _OpenRow(seq, list(items), size)
+
+    def _insert_row(self, room_id: int, data: bytes, n: int) -> None:
+        """A full row: compressed now, or if big, as it is (see `DEFER_FROM`)."""
+        db = self._connection()
+        if len(data) < DEFER_FROM:
+            db.execute("INSERT INTO log (room, data, z, n) VALUES (?, ?, ?, ?)", (room_id, *encode_row(data), n))
+            return
+        seq = db.execute("INSERT INTO log (room, data, z, n) VALUES (?, ?, 0, ?)", (room_id, data, n)).lastrowid
+        assert seq is not None
+        self._written_raw.append(seq)
+
+    def _raw_written(self) -> None:
+        """(store thread) The transaction committed: its big rows are the checkpoint thread's
+        to compress (see `_forget_uncommitted_rooms` when it did not)."""
+        self._raw_rows.extend(self._written_raw)
+        self._written_raw = []
 
     def _seal(self, row: _OpenRow) -> None:
         """Store a full open row compressed (when that makes it smaller)."""
@@ -589,6 +639,7 @@ class Store:
         """
         await self.flush()
         await self._run(self._compact_sync, room, state())
+        self._wrote.set()  # the checkpoint thread has a big row to compress, maybe
 
     def _compact_sync(self, room: str, state: bytes) -> None:
         db = self._connection()
@@ -598,8 +649,9 @@ class Store:
                 db.execute("BEGIN")
                 room_id = self._room_id(room)
                 db.execute("DELETE FROM log WHERE room = ?", (room_id,))
-                db.execute("INSERT INTO log (room, data, z, n) VALUES (?, ?, ?, 1)", (room_id, *encode_row(state)))
+                self._insert_row(room_id, state, 1)
             self._open_rows.pop(room_id, None)
+            self._raw_written()
             # give the freed pages back and cut the WAL down: the file shrinks with the log
             db.execute("PRAGMA incremental_vacuum").fetchall()
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
@@ -646,6 +698,7 @@ class Store:
         (and start new rows: the open ones may not hold what memory says)."""
         self._room_ids = {}
         self._open_rows = {}
+        self._written_raw = []
 
     def _connection(self) -> sqlite3.Connection:
         if self._db is None:
@@ -674,6 +727,21 @@ class Store:
             return self._connection().execute(sql, args).fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"the session store cannot be read: {exc}") from exc
+
+
+def _compress_rows(db: sqlite3.Connection, seqs: deque[int]) -> None:
+    """Compress the uncompressed rows `seqs` (taken from it) where that makes them smaller,
+    each in its own short transaction. A row compacted away meanwhile is left alone, and one
+    whose seq now names another row is compressed only if it is still the bytes read."""
+    while seqs:
+        seq = seqs.popleft()
+        found = db.execute("SELECT data FROM log WHERE seq = ? AND z = 0", (seq,)).fetchone()
+        if found is None:
+            continue
+        raw = bytes(found[0])
+        data, z = encode_row(raw)  # the long part, holding no lock (zlib lets the GIL go)
+        if z:
+            db.execute("UPDATE log SET data = ?, z = 1 WHERE seq = ? AND z = 0 AND data = ?", (data, seq, raw))
 
 
 def files_meta(db: sqlite3.Connection) -> list[dict[str, str]]:

@@ -4,7 +4,9 @@ order, a joiner gets the latest state, the log replays exactly, every editor is 
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
+import random
 import sqlite3
 from pathlib import Path
 
@@ -379,6 +381,66 @@ async def test_the_wal_is_checkpointed_while_keystrokes_go_on(tmp_path: Path) ->
     assert peak < unchecked / 4, (peak, unchecked)
     assert path.stat().st_size > sum(map(len, updates))  # the rows reached the database file
     assert not wal.exists() or wal.stat().st_size == 0
+
+
+def _image_output(seed: int) -> bytes:
+    """An update the size of a kernel's 200 KB image output (270 KB of base64)."""
+    return base64.b64encode(random.Random(seed).randbytes(200_000))
+
+
+def _log_rows(path: Path) -> list[tuple[int, int]]:
+    """(z, stored bytes) of every log row, read beside the store (WAL: a reader of its own)."""
+    db = sqlite3.connect(path)
+    try:
+        return [(z, size) for z, size in db.execute("SELECT z, LENGTH(data) FROM log ORDER BY seq")]
+    finally:
+        db.close()
+
+
+async def test_a_big_row_is_written_as_it_is_and_compressed_by_the_checkpoint_thread(tmp_path: Path) -> None:
+    """A kernel's image output: the store thread writes it uncompressed (the keystrokes
+    queued behind it wait for an insert, not for 6-12 ms of zlib), the checkpoint thread
+    compresses it later, at close what is left is compressed, a row a killed run left
+    uncompressed is compressed by the next run; the log replays the same bytes throughout."""
+    images = [_image_output(i) for i in range(4)]
+    path = tmp_path / "s.sqlite"
+    store = await _store(path, Limits(checkpoint_every=3600))  # no checkpoint until the close
+    try:
+        store.append("nb", images[0])  # a new room: straight into the log
+        await store.flush()
+        store.append("nb", images[1])  # a known one: the journal, folded (past its limit)
+        await store.flush()
+        assert _log_rows(path) == [(0, len(images[0])), (0, len(images[1]))]
+        assert await store.updates("nb") == images[:2]
+    finally:
+        await store.close()
+    rows = _log_rows(path)
+    assert [z for z, _ in rows] == [1, 1] and all(size < len(images[0]) for _, size in rows)
+
+    db = sqlite3.connect(path)  # as a run killed before compressing it leaves a row
+    db.execute("UPDATE log SET data = ?, z = 0 WHERE seq = (SELECT MIN(seq) FROM log)", (images[0],))
+    db.commit()
+    db.close()
+    store = await _store(path, Limits(checkpoint_every=0.01))
+    try:
+        assert await store.updates("nb") == images[:2]
+        store.append("nb", images[2])
+        store.append("other", b"x")  # two rooms: a batch for the log, not the journal
+        await store.flush()
+        assert (0, len(images[2])) in _log_rows(path)
+        await async_wait_until(lambda: all(z == 1 for z, size in _log_rows(path) if size > 1000), what="compressed")
+        assert await store.updates("nb") == images[:3]
+        await store.compact("nb", lambda: images[3])  # the state of a whole notebook: big too
+        assert await store.updates("nb") == images[3:]
+        await async_wait_until(lambda: all(z == 1 for z, size in _log_rows(path) if size > 1000), what="compressed")
+    finally:
+        await store.close()
+    store = await _store(path)
+    try:
+        assert await store.updates("nb") == images[3:]
+        assert await store.updates("other") == [b"x"]
+    finally:
+        await store.close()
 
 
 def test_the_cli_runs_on_uvloop_where_it_is_installed() -> None:

@@ -289,6 +289,45 @@ def test_an_output_appended_to_one_cell_reads_checks_and_writes_that_cell_only()
     assert renderer.stats.full == 0
 
 
+def test_an_output_appended_is_checked_alone_not_with_the_cells_earlier_outputs() -> None:
+    """An image a second into one cell: each write-back checks the cell without its
+    outputs and the new image, not the images before it (the check's cost is bounded by
+    the change, not by the cell); the verdicts stay the full check's, a bad output too."""
+    guard, doc, codec = _guard_of("pdsh/05.11-K-Means.ipynb")
+    guard.strict = True  # nbformat's schema too, as for a notebook that was valid at the start
+    renderer = guard.renderer
+    assert renderer is not None
+    outputs_seen: list[int] = []
+
+    def check(value: dict[str, Any]) -> str | None:  # the guard's, counting the outputs it is shown
+        outputs_seen.append(sum(len(cell.get("outputs", ())) for cell in value["cells"]))
+        return guard._file_problem(value)
+
+    cells = doc.get("cells", type=Array)
+    outputs = cells[7]["outputs"]
+    assert renderer.problem(renderer.snapshot(), check) is None  # the first check sees everything
+    for i in range(5):
+        with doc.transaction():
+            outputs.append(
+                Map({"output_type": "display_data", "data": {"image/png": f"{i}" * 200_000}, "metadata": {}})
+            )
+        outputs_seen.clear()
+        snap = renderer.snapshot()
+        assert renderer.problem(snap, check) is None
+        assert sorted(outputs_seen) == [0, 1], f"after image {i}"  # the cell without outputs, the image
+        assert guard._file_problem(codec.file_value(doc)) is None
+    with doc.transaction():
+        cells[7]["source"] += "# typed"
+        outputs.append(Map({"output_type": "error", "ename": "E"}))  # nbformat refuses it
+    snap = renderer.snapshot()
+    problem = renderer.problem(snap, check)
+    assert problem is not None and problem == guard._file_problem(codec.file_value(doc))
+    del outputs[len(outputs) - 1]
+    outputs_seen.clear()
+    assert renderer.problem(renderer.snapshot(), check) is None
+    assert sorted(outputs_seen) == [0], "the images were found fine before: not checked again"
+
+
 def test_the_renderer_stops_watching_when_closed() -> None:
     guard, doc, _codec = _guard_of("nbformat/test4.5.ipynb")
     renderer = guard.renderer

@@ -16,8 +16,11 @@ is the seam between a notebook's document and its file bytes for write-back
 - `dump` (any thread) formats it with `jsonformat.dumps_like_bytes` and a `jsonformat.Memo`
   of the previous call, so unchanged cells and outputs are not formatted (nor encoded, nor
   copied level by level) again: the file's bytes are one join of cached pieces;
-- `problem` checks it as the full check does, cell by cell: a cell checked once is not
-  checked again; only a failure runs the full check (for its exact message).
+- `problem` checks it as the full check does, cell by cell and, in a code cell, output by
+  output: a cell checked once is not checked again, and a changed code cell is checked
+  without its outputs, then with each output it did not have before (an image appended
+  to a cell of ten images costs one image's check, not eleven: the cost of a write-back
+  in a flood grew with the cell); only a failure runs the full check (for its message).
 
 The bytes and the verdict are those of the full render, always (the property test in
 `tests/test_notebookcache.py` holds them equal over random edit sequences on the corpus).
@@ -43,6 +46,11 @@ __all__ = ["NotebookRender", "RenderStats", "Snapshot"]
 #: Depths (as `jsonformat` counts them) memoized: a cell, and an output of a cell.
 _CELL_DEPTH, _OUTPUT_DEPTH = 3, 5
 _ALL = 1 << 62  # `_Dirty.since` for "every output"
+
+
+#: A cell's own verdict: the cell value, the top it was checked with, whether it passed,
+#: and its outputs found fine.
+_Checked = tuple[dict[str, Any], dict[str, Any], bool, list[Any]]
 
 
 @dataclass(slots=True)
@@ -80,6 +88,8 @@ class RenderStats:
     outputs_read: int = 0
     #: Cells checked (`problem`) again.
     cells_checked: int = 0
+    #: Outputs checked (`problem`) again: those of a changed cell that are new objects.
+    outputs_checked: int = 0
     #: Snapshots that fell back to the full `file_value`.
     full: int = 0
 
@@ -113,9 +123,13 @@ class NotebookRender:
         self._lock = threading.Lock()  # the memo and the checks' cache: one render at a time
         self._memo: Memo | None = None
         self._memo_reference: object = None
-        # id(cell value) → (cell value, top, verdict): a cell's own check, by identity
-        self._checked: dict[int, tuple[dict[str, Any], dict[str, Any], bool]] = {}
+        # id(cell value) → (cell value, top, verdict, its outputs found fine): a cell's own
+        # check, by identity
+        self._checked: dict[int, _Checked] = {}
         self._top_checked: tuple[dict[str, Any], bool] | None = None
+        # id(output) → output, for the outputs of code cells found fine (by identity: an
+        # output unchanged since the last snapshot is the same object)
+        self._fine_outputs: dict[int, Any] = {}
         # Watched: the cells list (shallow: cells added, removed, moved), `meta`, and per
         # cell its own keys (shallow), its outputs and other maps or lists (deep). Never
         # a text: pycrdt makes an event of every keystroke for a text's watchers, which
@@ -318,32 +332,65 @@ class NotebookRender:
         return self._memo.misses if self._memo is not None else 0
 
     def problem(self, snap: Snapshot, check: Callable[[dict[str, Any]], str | None]) -> str | None:
-        """`check(snap.value)`, where `check` looks at the top-level keys and at each cell on
-        its own (a conjunction, as `DocumentGuard`'s checks are): each cell is checked in a
-        notebook of its own, once; only if one fails is the whole value checked, for the
-        message. The check must be the same function on every call."""
+        """`check(snap.value)`, where `check` looks at the top-level keys, at each cell on
+        its own and at each output of a code cell on its own (a conjunction, as
+        `DocumentGuard`'s checks are: nbformat's schema checks an output alone, at the same
+        depth in any code cell): each cell is checked in a notebook of its own, once, a
+        code cell without its outputs and then with each output not found fine before;
+        only if one fails is the whole value checked, for the message. The check must be
+        the same function on every call."""
         top = snap.top
         if top is None or not self._lock.acquire(blocking=False):
             return check(snap.value)
         try:
             if self._top_checked is None or self._top_checked[0] is not top:
                 self._checked.clear()
+                self._fine_outputs.clear()
                 self._top_checked = (top, check({**top, "cells": []}) is None)
             fine = self._top_checked[1]
-            checked: dict[int, tuple[dict[str, Any], dict[str, Any], bool]] = {}
+            checked: dict[int, _Checked] = {}
+            fine_outputs: dict[int, Any] = {}
             for cell in snap.value["cells"]:
                 hit = self._checked.get(id(cell))
                 if hit is None or hit[0] is not cell:
                     self.stats.cells_checked += 1
-                    probe = dict(top)
-                    probe["cells"] = [cell]
-                    hit = (cell, top, check(probe) is None)
+                    hit = (cell, top, *self._cell_fine(cell, top, check))
                 checked[id(cell)] = hit
                 fine = fine and hit[2]
+                for output in hit[3]:
+                    fine_outputs[id(output)] = output
             self._checked = checked
+            self._fine_outputs = fine_outputs
         finally:
             self._lock.release()
         return None if fine else check(snap.value)
+
+    def _cell_fine(
+        self, cell: dict[str, Any], top: dict[str, Any], check: Callable[[dict[str, Any]], str | None]
+    ) -> tuple[bool, list[Any]]:
+        """Whether `cell` passes `check` in a notebook of its own: a code cell without its
+        outputs, then with each output not already found fine (`_fine_outputs`), alone;
+        and its outputs found fine (kept when the cell fails: one bad output removed, the
+        others are not checked again)."""
+        outputs = cell.get("outputs")
+        if cell.get("cell_type") != "code" or not isinstance(outputs, list):
+            return check({**top, "cells": [cell]}) is None, []
+        known = self._fine_outputs
+        fine = [output for output in outputs if known.get(id(output)) is output]
+        shell = dict(cell)
+        shell["outputs"] = []
+        probe = {**top, "cells": [shell]}
+        if check(probe) is not None:
+            return False, fine
+        fine = []
+        for output in outputs:
+            if known.get(id(output)) is not output:
+                self.stats.outputs_checked += 1
+                shell["outputs"] = [output]
+                if check(probe) is not None:
+                    return False, fine
+            fine.append(output)
+        return True, fine
 
 
 def _unwatch(watches: list[tuple[Any, Any]]) -> None:
