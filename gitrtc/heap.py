@@ -3,7 +3,8 @@
 CPython's full (generation 2) collection walks every tracked object. A server with
 hundreds of rooms holds a quarter of a million of them for as long as it serves (the
 rooms' documents, connections, awareness states), and each full collection stalled
-every room for 110–230 ms: the p99 of W3 at 400 rooms × 5 clients (`benchmarks/`).
+every room for 110–230 ms on a quiet machine (73–121 ms of CPU): the p99 of W3 at
+400 rooms × 5 clients (`benchmarks/README.md`).
 
 `steady` freezes (`gc.freeze`) whatever survives a full collection: frozen objects are
 in the permanent generation, which later collections skip, so a full collection only
