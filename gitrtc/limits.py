@@ -67,6 +67,9 @@ class Limits:
     #: name (`.ipynb`: a notebook, else text) and read when its room is first opened;
     #: up to it, every file is read and classified by its content at once.
     read_at_start: int = 2000
+    #: Seconds between full garbage collections over everything (`heap.steady`: in between,
+    #: what survived a full collection is frozen, so collections skip it and stay short).
+    heap_sweep_every: float = 600.0
     #: Journal bytes beyond which the store folds the journal into the log.
     journal_limit: int = 256 * 1024
     #: Seconds between the store's checkpoints while batches are written.

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from rich.console import Console
 from rich.live import Live
 
-from .. import launch, sessionfile
+from .. import heap, launch, sessionfile
 from ..errors import PortBusyError
 from ..server import serving
 from ..session import EndResult, Session
@@ -88,6 +88,7 @@ async def run(plan: launch.Plan, options: Options, console: Console) -> EndResul
         async with prepared as session:
             try:
                 async with contextlib.AsyncExitStack() as serving_stack:  # the server, while in it
+                    serving_stack.enter_context(heap.steady(plan.limits.heap_sweep_every))
                     port, control = await _listen(serving_stack, session, options, prepared.notes)
                     if options.redis:
                         from ..relay.owner import serving_relays  # Redis only with --redis
