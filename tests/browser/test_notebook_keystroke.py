@@ -322,9 +322,9 @@ BURST = 30
 
 
 def test_others_edits_that_arrive_together_are_applied_together_all_in_order(start_session, people):
-    # web/src/remotebatch.ts: updates that come in while the page is busy (or within a
-    # frame or two of each other) are applied in one transaction, one editor update,
-    # not one each; none is lost and the text is in the order it was typed
+    # web/src/remotebatch.ts: updates that come in while the page is busy (or within its
+    # hold, 50 ms, of each other) are applied in one transaction, one editor update, not
+    # one each; none is lost and the text is in the order it was typed
     session = start_session({"big.ipynb": notebook()})
     page = people.page(viewport={"width": 1280, "height": 1400})
     received: list[bytes] = []
@@ -365,6 +365,37 @@ def test_others_edits_that_arrive_together_are_applied_together_all_in_order(sta
         assert len(received) >= BURST, len(received)
         updates = counts(page)["editor"].get("c2", 0)
         assert 1 <= updates <= 3, updates
+        assert not page.errors, page.errors
+    finally:
+        bob.close()
+
+
+def test_others_edits_held_are_applied_before_this_persons_next_key(start_session, people):
+    # web/src/remotebatch.ts: others' edits wait for this person's next key (up to the
+    # hold, here made a minute) and are applied in its keydown, before it: drawn in the
+    # key's own frame, and the key lands on the text with them
+    session = start_session({"big.ipynb": notebook()})
+    page = people.page(viewport={"width": 1280, "height": 1400})
+    page.add_init_script("window.__gitrtcHoldMs = 60000")
+    page.add_init_script("localStorage.setItem('gitrtc.identity', JSON.stringify({name: 'Ada'}))")
+    page.goto(session.url_for("big.ipynb"))
+    nb = page.locator(".doc-notebook")
+    expect(nb).to_have_attribute("data-ready", "true")
+    mine = page.locator(".cell[data-cell-id=c5] .cm-content")
+    mine.click()
+    page.keyboard.press("Control+End")
+    bob = Person(room_url(session, "big.ipynb", "Bob"), "Bob")
+    try:
+        bob.insert("c2", "bob = 1\n")
+        wait_for(page, lambda: page.evaluate("window.__gitrtcHeld()") >= 1, "Bob's edit held")
+        shown = lambda: {c["id"]: c["source"] for c in snapshot(page, "big.ipynb")}  # noqa: E731
+        assert not shown()["c2"].startswith("bob"), shown()["c2"]
+        page.keyboard.press("!")
+        # no waiting: the key's own keydown applied it
+        now = shown()
+        assert now["c2"] == "bob = 1\nx2 = 2\ny2 = x2 * 2\nprint(y2)", now["c2"]
+        assert now["c5"].endswith("print(y5)!"), now["c5"]
+        assert page.evaluate("window.__gitrtcHeld()") == 0
         assert not page.errors, page.errors
     finally:
         bob.close()

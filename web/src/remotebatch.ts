@@ -33,6 +33,9 @@ type Handler = (encoder: encoding.Encoder, decoder: decoding.Decoder, provider: 
 
 /** each room's apply-what-is-held, run when this person presses a key */
 const onKey = new Set<() => void>();
+/** each room's number of updates held (for the tests: window.__gitrtcHeld()) */
+const holding = new Set<() => number>();
+(window as unknown as { __gitrtcHeld: () => number }).__gitrtcHeld = () => [...holding].reduce((n, f) => n + f(), 0);
 let listening = false;
 
 function listenForInput(): void {
@@ -95,12 +98,15 @@ export function batchRemoteUpdates(provider: WebsocketProvider): void {
       };
     },
   });
+  const count = () => held.length;
   onKey.add(apply);
+  holding.add(count);
   provider.on('connection-close', apply);
   const destroy = provider.destroy.bind(provider);
   provider.destroy = () => {
     apply();
     onKey.delete(apply);
+    holding.delete(count);
     destroy();
   };
 }
