@@ -38,7 +38,8 @@ each, as arrow keys or clicks make; typing alone does not move a Yjs relative po
 --metric latency|cpu: one phase only. --profile N: a CPU profile (DevTools protocol Profiler) of the typing in the big
 notebook, its N functions of most self time printed. GITRTC_TRACE_DIR=DIR keeps the
 traces (for DevTools); GITRTC_EXTRA_CSS adds a style before the typing (to try a CSS
-change without a build).
+change without a build); GITRTC_HOLD_MS=N holds others' edits for a key up to N ms
+instead of 50 (web/src/remotebatch.ts; 0: each applied as it comes, as before it).
 
 Needs the built client (`cd web && npm run build`) and python playwright. Not a test.
 """
@@ -66,6 +67,7 @@ from tests.support import RtcProcess, get_json, make_repo  # noqa: E402
 
 SMALL = 20
 EXTRA_CSS = os.environ.get("GITRTC_EXTRA_CSS")  # a style tried while typing (experiments)
+HOLD_MS = os.environ.get("GITRTC_HOLD_MS")  # others' edits held for a key this long (web/src/remotebatch.ts; 0: off)
 TRACE_DIR = os.environ.get("GITRTC_TRACE_DIR")  # keep the traces there (for a look in DevTools)
 KEY_GAP_MS = 60
 QUIET_MS = 1000  # interactive: this long without a long task
@@ -258,6 +260,8 @@ def measure(
 
     page = open_page(browser, "Measured", probe=False)
     page.add_init_script(PROBE)
+    if HOLD_MS is not None:
+        page.add_init_script(f"window.__gitrtcHoldMs = {float(HOLD_MS)}")
     page.goto(url)
     page.wait_for_function(
         f"() => document.querySelectorAll('.doc-notebook:not([hidden]) .cell').length === {n_cells}"

@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 import pytest
+from pycrdt import Array, Map, Text
 
 from .conftest import expect, snapshot, wait_for
 from .helpers import room_url
@@ -310,3 +311,91 @@ def test_typing_starts_no_animation_and_hidden_toolbars_have_no_opacity(start_se
     mine_run = page.locator(".cell[data-cell-id=c5] .cell-run")
     assert mine_run.evaluate("(b) => getComputedStyle(b).color") != "rgba(0, 0, 0, 0)"
     assert not page.errors, page.errors
+
+
+def is_doc_update(frame: Any) -> bool:
+    """A y-websocket sync message carrying a document update (message 0, sync type 2)."""
+    return isinstance(frame, bytes) and frame[:2] == b"\x00\x02"
+
+
+BURST = 30
+
+
+def test_others_edits_that_arrive_together_are_applied_together_all_in_order(start_session, people):
+    # web/src/remotebatch.ts: updates that come in while the page is busy (or within its
+    # hold, 50 ms, of each other) are applied in one transaction, one editor update, not
+    # one each; none is lost and the text is in the order it was typed
+    session = start_session({"big.ipynb": notebook()})
+    page = people.page(viewport={"width": 1280, "height": 1400})
+    received: list[bytes] = []
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda f: received.append(f) if is_doc_update(f) else None))
+    page.add_init_script("localStorage.setItem('gitrtc.identity', JSON.stringify({name: 'Ada'}))")
+    page.goto(session.url_for("big.ipynb"))
+    nb = page.locator(".doc-notebook")
+    expect(nb).to_have_attribute("data-ready", "true")
+    expect(nb.locator(".cell[data-cell-id=c2] .cm-editor")).to_have_count(1)
+    bob = Person(room_url(session, "big.ipynb", "Bob"), "Bob")
+    try:
+        page.evaluate("window.__gitrtcCounts.reset()")
+        received.clear()
+        # the page is busy for a while (a long task) while Bob types BURST keys, each its
+        # own update, so they all reach the page before it can look at any of them
+        page.evaluate(
+            "() => { setTimeout(() => { const end = performance.now() + 2500; while (performance.now() < end); }, 0); }"
+        )
+        typed = "".join(f"{i} " for i in range(BURST))
+
+        async def burst() -> None:
+            cells = bob.client.doc.get("cells", type=Array)
+            src = next(c for c in cells if isinstance(c, Map) and c.get("id") == "c2")["source"]
+            assert isinstance(src, Text)
+            at = 0
+            for i in range(BURST):
+                src.insert(at, f"{i} ")
+                at += len(f"{i} ")
+                await bob.client.flush()
+
+        bob.call(burst())
+        shown = lambda: {c["id"]: c["source"] for c in snapshot(page, "big.ipynb")}["c2"]  # noqa: E731
+        wait_for(page, lambda: shown().startswith(typed), f"Bob's {BURST} keys in c2")
+        assert shown() == typed + "x2 = 2\ny2 = x2 * 2\nprint(y2)"
+        expect(page.locator(".cell[data-cell-id=c2] .cm-content")).to_contain_text(typed.strip())
+        # they came as BURST messages (the server does not merge them) and made far fewer
+        # editor updates (each used to make its own)
+        assert len(received) >= BURST, len(received)
+        updates = counts(page)["editor"].get("c2", 0)
+        assert 1 <= updates <= 3, updates
+        assert not page.errors, page.errors
+    finally:
+        bob.close()
+
+
+def test_others_edits_held_are_applied_before_this_persons_next_key(start_session, people):
+    # web/src/remotebatch.ts: others' edits wait for this person's next key (up to the
+    # hold, here made a minute) and are applied in its keydown, before it: drawn in the
+    # key's own frame, and the key lands on the text with them
+    session = start_session({"big.ipynb": notebook()})
+    page = people.page(viewport={"width": 1280, "height": 1400})
+    page.add_init_script("window.__gitrtcHoldMs = 60000")
+    page.add_init_script("localStorage.setItem('gitrtc.identity', JSON.stringify({name: 'Ada'}))")
+    page.goto(session.url_for("big.ipynb"))
+    nb = page.locator(".doc-notebook")
+    expect(nb).to_have_attribute("data-ready", "true")
+    mine = page.locator(".cell[data-cell-id=c5] .cm-content")
+    mine.click()
+    page.keyboard.press("Control+End")
+    bob = Person(room_url(session, "big.ipynb", "Bob"), "Bob")
+    try:
+        bob.insert("c2", "bob = 1\n")
+        wait_for(page, lambda: page.evaluate("window.__gitrtcHeld()") >= 1, "Bob's edit held")
+        shown = lambda: {c["id"]: c["source"] for c in snapshot(page, "big.ipynb")}  # noqa: E731
+        assert not shown()["c2"].startswith("bob"), shown()["c2"]
+        page.keyboard.press("!")
+        # no waiting: the key's own keydown applied it
+        now = shown()
+        assert now["c2"] == "bob = 1\nx2 = 2\ny2 = x2 * 2\nprint(y2)", now["c2"]
+        assert now["c5"].endswith("print(y5)!"), now["c5"]
+        assert page.evaluate("window.__gitrtcHeld()") == 0
+        assert not page.errors, page.errors
+    finally:
+        bob.close()

@@ -10,6 +10,7 @@ import type { Awareness } from 'y-protocols/awareness';
 import { readAuthMessage } from 'y-protocols/auth';
 import * as encoding from 'lib0/encoding';
 import type { Identity } from './identity';
+import { batchRemoteUpdates } from './remotebatch';
 
 /** How often an open connection is asked for an answer (y-protocols' query-awareness,
  * which the server answers with everyone's presence), and how long past that with nothing
@@ -65,6 +66,7 @@ export class Connections {
       connect: !this.stopped,
     });
     this.providers.set(provider, room);
+    batchRemoteUpdates(provider); // others' edits applied once per frame (remotebatch.ts)
     sendOwnPresenceOnly(provider);
     // y-websocket only logs a refusal; the app shows it (e.g. an edit the server would not accept)
     provider.messageHandlers[2] = (_encoder, decoder) => {
