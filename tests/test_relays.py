@@ -871,3 +871,104 @@ def test_a_relay_resyncs_on_a_gap_in_a_channels_numbering_or_a_new_owner_and_not
         assert code(on_c) == RESYNC
 
     asyncio.run(scenario())
+
+
+def test_the_in_streams_writer_sends_a_turns_burst_in_one_write_in_order_with_no_task(
+    redis_server: RedisServer,
+) -> None:
+    """`bus.Writer` (a relay's `in` stream): the entries added in one event loop turn go
+    to Redis in one write, whole and in order, and cost no task (their replies are checked
+    in the connection's callback); an error reply and a lost connection reach `on_error`,
+    and the next entry connects again."""
+    from gitrtc.relay import bus
+
+    async def scenario() -> None:
+        key = f"writer-test-{time.monotonic_ns()}"
+        errors: list[Exception] = []
+        writer = bus.Writer(bus.Link(redis_server.url), key, errors.append)
+        writer.add({"n": -1})
+        await writer.drain()  # connected
+        tasks = len(asyncio.all_tasks())
+        for i in range(300):
+            writer.add_packed(bus.pack({"t": "m"}) + bus.field(b"n", str(i).encode()))
+        assert len(asyncio.all_tasks()) == tasks  # no task for a burst
+        await asyncio.sleep(0)  # the turn ends: one write
+        assert (writer.writes, writer.written) == (2, 301)
+        for i in range(300, 310):  # written while the burst's replies may still be due
+            writer.add({"n": i})
+            await asyncio.sleep(0)
+        await writer.drain()
+        assert errors == []
+        link = bus.Link(redis_server.url)
+        read = await bus.read(link, key, b"0-0")
+        assert [int(e[b"n"]) for _id, e in read] == list(range(-1, 310))
+        # an error reply (XADD on a string) reaches on_error
+        await link.run([["SET", key + "-string", "x"]])
+        wrong = bus.Writer(bus.Link(redis_server.url), key + "-string", errors.append)
+        wrong.add({"n": 0})
+        await wrong.drain()
+        assert len(errors) == 1 and "WRONGTYPE" in str(errors[0])
+        wrong.close()
+        # a lost connection with entries unanswered reaches on_error; the next one reconnects
+        del errors[:]
+        await asyncio.to_thread(redis_server.kill)
+        writer.add({"n": 310})
+        await writer.drain()
+        assert errors and all(isinstance(e, (ConnectionError, OSError)) for e in errors)
+        await asyncio.to_thread(redis_server.start)
+        del errors[:]
+        writer.add({"n": 311})
+        await writer.drain()
+        assert errors == []
+        read = await bus.read(link, key, b"0-0")
+        assert int(read[-1][1][b"n"]) == 311
+        writer.close()
+        link.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_burst_through_a_relay_reaches_readers_on_both_relays_whole_and_in_order(cluster: Cluster) -> None:
+    """200 updates sent back to back by a writer on relay A (the relay batches what it
+    reads in one turn into one write to Redis): each reader, on relay A and on relay B,
+    gets every one exactly once and in the order typed (each arrival shows the text one
+    word longer), and nothing of the burst after the update sent behind it."""
+    from gitrtc import protocol
+    from gitrtc.client import RoomClient
+
+    async def scenario() -> None:
+        writer = RoomClient(cluster.url(1, "b.md", name="Writer"), send_local=False)
+        readers = [YClient(cluster.url(where, "b.md", name=f"R{where}")) for where in (1, 2)]
+        seen: list[list[str]] = [[], []]
+        for i, reader in enumerate(readers):
+
+            def note(client: RoomClient, i: int = i) -> None:
+                seen[i].append(str(client.doc.get("source", type=Text)))
+
+            reader.on_update = note
+        async with aiohttp.ClientSession() as http:
+            tasks = [asyncio.ensure_future(c.run(http)) for c in (writer, *readers)]
+            try:
+                for c in (writer, *readers):
+                    await asyncio.wait_for(c.synced.wait(), 30)
+                text = writer.doc.get("source", type=Text)
+                updates: list[bytes] = []
+                writer.doc.observe(lambda e: updates.append(e.update))
+                words = [f"w{i:03d} " for i in range(200)]
+                for word in words:
+                    text.insert(len(text), word)
+                assert writer.ws is not None
+                for update in updates:  # back to back, no turn given up in between
+                    await writer.ws.send_bytes(protocol.sync_update(update))
+                text.insert(len(text), "end")  # behind the burst: a double would come before it
+                await writer.ws.send_bytes(protocol.sync_update(updates[-1]))
+                for i in range(2):
+                    await async_wait_until(lambda i=i: len(seen[i]) >= 201, what="the burst on both relays")
+                expected = ["# B\n" + "".join(words[: k + 1]) for k in range(200)]
+                expected.append(expected[-1] + "end")
+                assert seen == [expected, expected]
+            finally:
+                for task in tasks:
+                    task.cancel()
+
+    asyncio.run(scenario())

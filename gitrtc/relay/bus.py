@@ -99,6 +99,8 @@ async def last_id(redis: Redis, key: str) -> bytes:
 
 
 Command = Sequence[bytes | str | int]
+#: What takes a batch's replies in `_Wire.send_packed`: the replies, or the loss of them.
+Answered = Callable[[list[Any] | Exception], None]
 
 
 class Link:
@@ -179,8 +181,9 @@ class _Wire(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.lost = False
         self.parser = hiredis.Reader(replyError=ResponseError)
-        #: Per batch sent and not fully answered: its replies so far, how many, its future.
-        self.waiting: deque[tuple[list[Any], int, asyncio.Future[list[Any]]]] = deque()
+        #: Per batch sent and not fully answered: its replies so far, how many, and who
+        #: takes them (a future, or a callback run right in `data_received`).
+        self.waiting: deque[tuple[list[Any], int, asyncio.Future[list[Any]] | Answered]] = deque()
 
     def send(self, commands: Sequence[Command]) -> asyncio.Future[list[Any]]:
         """Write `commands` at once; a future of their replies (errors among them as values)."""
@@ -194,6 +197,16 @@ class _Wire(asyncio.Protocol):
         self.waiting.append(([], len(commands), future))
         self.transport.write(b"".join(pack_command(tuple(c)) for c in commands))
         return future
+
+    def send_packed(self, data: bytes, count: int, answered: Answered) -> None:
+        """Write `count` commands packed already; `answered` gets their replies (errors
+        among them as values), or the `ConnectionError` that lost them, from the
+        connection's own callbacks: no future, no task, no extra loop turn."""
+        if self.lost or self.transport is None:
+            answered(ConnectionError("the connection to Redis was lost"))
+            return
+        self.waiting.append(([], count, answered))
+        self.transport.write(data)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast("asyncio.Transport", transport)  # uvloop's are not subclasses
@@ -215,12 +228,15 @@ class _Wire(asyncio.Protocol):
                 log.warning("Redis sent a reply nobody waits for")
                 self.close()
                 return
-            replies, count, future = waiting[0]
+            replies, count, taker = waiting[0]
             replies.append(reply)
             if len(replies) == count:
                 waiting.popleft()
-                if not future.done():
-                    future.set_result(replies)
+                if isinstance(taker, asyncio.Future):
+                    if not taker.done():
+                        taker.set_result(replies)
+                else:
+                    taker(replies)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -232,54 +248,120 @@ class _Wire(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
         waiting, self.waiting = self.waiting, deque()
-        for _replies, _count, future in waiting:
-            if not future.done():
-                future.set_exception(ConnectionError("the connection to Redis was lost"))
+        for _replies, _count, taker in waiting:
+            if isinstance(taker, asyncio.Future):
+                if not taker.done():
+                    taker.set_exception(ConnectionError("the connection to Redis was lost"))
+            else:
+                taker(ConnectionError("the connection to Redis was lost"))
 
 
 class Writer:
-    """Appends entries to one stream in the order given, pipelined: entries added during
-    one round trip go in the next, so a burst costs a round trip per batch, not per entry.
+    """Appends entries to one stream in the order given, pipelined: what is added in one
+    event loop turn (a burst of frames read from a client's socket at once) goes to
+    Redis in one write, and the next write does not wait for the previous one's replies
+    (one connection keeps the order). The replies are checked as they come, in the
+    connection's callback: an entry costs no task, no future and no loop turn of its
+    own, only the wake of its reply (under load, one reply read covers many entries).
 
-    `on_error` is called when a batch could not be written (its entries are lost: the
-    readers see the gap and resync).
+    `on_error` is called when entries could not be written (an error reply, or the
+    connection lost with entries unanswered: they may be lost, so the relay resyncs its
+    clients); the next entry connects again.
     """
 
     def __init__(self, link: Link, key: str, on_error: Callable[[Exception], None]) -> None:
+        import hiredis
+
         self.link = link
         self.key = key
         self.on_error = on_error
-        self._pending: list[Fields] = []
-        self._task: asyncio.Task[None] | None = None
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._pack_command: Callable[[Any], bytes] = hiredis.pack_command
+        self._pending: list[bytes] = []  # packed entries not written yet
+        self._scheduled = False
+        self._wire: _Wire | None = None
+        self._opening: asyncio.Task[None] | None = None
+        self._unanswered = 0  # writes whose replies are still due
+        self._drained: list[asyncio.Future[None]] = []
+        #: Writes made and entries written (what a test or a benchmark reads).
+        self.writes = 0
+        self.written = 0
 
     def add(self, fields: Fields) -> None:
         """Append `fields` after everything added before."""
-        self._pending.append(fields)
-        if self._task is None:
-            self._idle.clear()
-            self._task = asyncio.get_running_loop().create_task(self._write())
+        self.add_packed(pack(fields))
 
-    async def _write(self) -> None:
+    def add_packed(self, entry: bytes) -> None:
+        """Append an entry packed already (`pack`, or a prefix + `field`)."""
+        self._pending.append(entry)
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        if not self._pending:
+            return
+        wire = self._wire
+        if wire is None or wire.lost or wire.transport is None:
+            if self._opening is None:
+                self._opening = asyncio.get_running_loop().create_task(self._open())
+            return
+        batch, self._pending = self._pending, []
+        pack_command, key = self._pack_command, self.key
+        self._unanswered += 1
+        self.writes += 1
+        self.written += len(batch)
+        wire.send_packed(
+            b"".join([pack_command(("XADD", key, "*", "m", e)) for e in batch]), len(batch), self._answered
+        )
+
+    def _answered(self, replies: list[Any] | Exception) -> None:
+        self._unanswered -= 1
+        if isinstance(replies, Exception):
+            log.warning("bus entries may be lost: %s", replies)
+            self.on_error(replies)
+        else:
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    log.warning("lost bus entries: %s", reply)
+                    self.on_error(reply)
+                    break
+        self._wake()
+
+    async def _open(self) -> None:
         from redis.exceptions import RedisError
 
         try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                try:
-                    await self.link.run([["XADD", self.key, "*", "m", pack(f)] for f in batch])
-                except (RedisError, OSError) as exc:
-                    log.warning("lost %d bus entries: %s", len(batch), exc)
-                    self.on_error(exc)
+            self._wire = await self.link._open()
+        except (RedisError, OSError) as exc:
+            log.warning("lost %d bus entries: %s", len(self._pending), exc)
+            self._pending = []
+            self.on_error(exc)
         finally:
-            self._task = None
-            self._idle.set()
+            self._opening = None
+        self._flush()
+        self._wake()
+
+    def _wake(self) -> None:
+        if not self._unanswered and not self._pending and self._opening is None:
+            drained, self._drained = self._drained, []
+            for future in drained:
+                if not future.done():
+                    future.set_result(None)
 
     async def drain(self) -> None:
-        """Wait until everything added so far was written (or failed)."""
-        while self._task is not None:
-            await self._idle.wait()
+        """Wait until everything added so far was written and answered (or failed)."""
+        self._flush()
+        if self._unanswered or self._pending or self._opening is not None:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._drained.append(future)
+            await future
+
+    def close(self) -> None:
+        """Drop the connection (what is unanswered fails: `on_error`)."""
+        if self._wire is not None:
+            self._wire.close()
+        self.link.close()
 
 
 class Publisher:
@@ -291,8 +373,11 @@ class Publisher:
     the gap in the numbers) and the next publication connects again."""
 
     def __init__(self, link: Link, on_error: Callable[[Exception], None]) -> None:
+        import hiredis
+
         self.link = link
         self.on_error = on_error
+        self._pack_command: Callable[[Any], bytes] = hiredis.pack_command
         self._pending: list[bytes] = []
         self._wire: _Wire | None = None
         self._scheduled = False
@@ -300,11 +385,12 @@ class Publisher:
 
     def add(self, item: tuple[bytes, Fields]) -> None:
         """Publish `item` (channel, fields) after everything added before."""
-        import hiredis
-
         channel, fields = item
-        pack_command: Callable[[Any], bytes] = hiredis.pack_command
-        self._pending.append(pack_command(("PUBLISH", channel, pack(fields))))
+        self.add_packed(channel, pack(fields))
+
+    def add_packed(self, channel: bytes, entry: bytes) -> None:
+        """Publish an entry packed already on `channel`, after everything added before."""
+        self._pending.append(self._pack_command(("PUBLISH", channel, entry)))
         if not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._flush)
@@ -483,6 +569,12 @@ def pack(fields: Fields) -> bytes:
         data = value if isinstance(value, bytes) else str(value).encode()
         parts.append(_FIELD.pack(len(key), len(data)) + key + data)
     return b"".join(parts)
+
+
+def field(name: bytes, value: bytes) -> bytes:
+    """One packed field: `pack(a) + field(b"f", frame)` packs `a` with `f` added, so a
+    caller can pack what is the same for every entry once."""
+    return _FIELD.pack(len(name), len(value)) + name + value
 
 
 def unpack(data: bytes) -> Entry:

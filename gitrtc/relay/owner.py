@@ -86,9 +86,10 @@ class Owner:
         self.url = url
         self.keys = bus.keys(session.manifest.session)
         self.instance = uuid.uuid4().hex[:12]
+        self._signed = bus.field(b"o", self.instance.encode())  # packed once, on every entry
         #: Per channel, the number of the last entry published there.
         self.seq: dict[bytes, int] = {}
-        self._channels: dict[str, bytes] = {}  # room → its channel
+        self._channels: dict[str, tuple[bytes, bytes]] = {}  # room → its channel, its entries' head
         self.remotes: dict[Key, RemoteConnection] = {}
         #: Frames of clients whose admission is still running (room loading), in order.
         self.joining: dict[Key, list[bytes]] = {}
@@ -105,11 +106,13 @@ class Owner:
 
     def publish(self, channel: bytes, fields: bus.Fields) -> None:
         """Publish an entry on `channel`, numbered there (relays detect a gap by the numbers)."""
+        self.publish_packed(channel, bus.pack(fields))
+
+    def publish_packed(self, channel: bytes, entry: bytes) -> None:
+        """`publish` of fields packed already."""
         number = self.seq.get(channel, 0) + 1
         self.seq[channel] = number
-        fields["o"] = self.instance
-        fields["n"] = number
-        self.out.add((channel, fields))
+        self.out.add_packed(channel, entry + self._signed + bus.field(b"n", b"%d" % number))
 
     def relay_channel(self, relay: bytes) -> bytes:
         """The channel of what relay `relay`'s clients are sent one by one."""
@@ -122,10 +125,13 @@ class Owner:
             transport = sender.transport
             assert isinstance(transport, RemoteTransport)
             who = transport.relay + b":" + transport.cid
-        channel = self._channels.get(room.name)
-        if channel is None:
-            channel = self._channels[room.name] = bus.room_channel(self.session.manifest.session, room.name)
-        self.publish(channel, {"t": "b", "r": room.name, "s": who, "f": frame})
+        known = self._channels.get(room.name)
+        if known is None:  # the room's channel, and its entries' fixed fields packed once
+            head = bus.pack({"t": "b", "r": room.name})
+            known = self._channels[room.name] = (bus.room_channel(self.session.manifest.session, room.name), head)
+        channel, head = known
+        field = bus.field
+        self.publish_packed(channel, head + field(b"s", who) + field(b"f", frame))
 
     def _lost(self, exc: Exception) -> None:
         # the relays see the gap in the numbers and resync their clients

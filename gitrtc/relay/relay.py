@@ -98,7 +98,7 @@ class Relay:
         self.channels: dict[str, Channel] = {}
         self.subscriber: bus.Subscriber | None = None
         self.owner_alive = False
-        self._owner: str | None = None  # the owner instance whose entries we read
+        self._owner: bytes | None = None  # the owner instance whose entries we read
         self._next: dict[bytes, int] = {}  # per channel, the number expected next from it
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -131,7 +131,7 @@ class Relay:
             await asyncio.wait_for(self.redis.aclose(), bus.CLOSE_WITHIN)
         if self.subscriber is not None:
             self.subscriber.close()
-        self.inbox.link.close()
+        self.inbox.close()
 
     def resync(self, why: str) -> None:
         """Close every client with 1012 (they reconnect and resync): something was missed."""
@@ -217,7 +217,7 @@ class Relay:
             conn.flush()
 
     def _dispatch(self, channel: bytes, entry: bus.Entry, posted: list[Connection]) -> None:
-        owner = bus.text(entry, b"o")
+        owner = entry.get(b"o", b"")
         number = int(entry.get(b"n", b"0"))
         if owner != self._owner:
             if self._owner is not None:
@@ -326,8 +326,11 @@ class Relay:
                 return ws
             transport.keep_alive()
 
+            head = bus.pack({**base, "t": "m"})  # the same for each of its frames
+            add, field = self.inbox.add_packed, bus.field
+
             async def deliver(frame: bytes) -> None:
-                self.inbox.add({**base, "t": "m", "f": frame})
+                add(head + field(b"f", frame))
 
             await read_frames(ws, transport, conn, limits, deliver)
         finally:
