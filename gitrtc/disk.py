@@ -195,6 +195,8 @@ class DiskSync:
         self._branch_ok = branch_ok
         self._on_event = on_event or (lambda message: None)
         self.files: dict[str, FileState] = {}
+        #: Files being renamed (`move`): old path → state, an edit meanwhile marks it dirty.
+        self._moving: dict[str, FileState] = {}
         #: Whether a folder watcher reports changes of `path` (then it is not polled);
         #: `watched("")` says whether a watcher runs at all.
         self.watched: Callable[[str], bool] = lambda path: False
@@ -339,12 +341,18 @@ class DiskSync:
     async def move(self, old: str, new: str) -> None:
         """Track `old`'s state under `new` (the file was renamed): what the disk and the
         document last agreed on moves with it; unsaved edits are written at `new`."""
-        state = await self.untrack(old)
+        state = self.files.get(old)
         if state is None:
             return
-        state.path = new
-        state.abspath = os.path.join(self.workdir, new)
-        state.seen = await asyncio.get_running_loop().run_in_executor(_DISK, shared_stat, self.workdir, new)
+        # the room still says `old` until the move is done: an edit meanwhile lands here
+        self._moving[old] = state
+        try:
+            await self.untrack(old)
+            state.path = new
+            state.abspath = os.path.join(self.workdir, new)
+            state.seen = await asyncio.get_running_loop().run_in_executor(_DISK, shared_stat, self.workdir, new)
+        finally:
+            del self._moving[old]
         state.missing = state.seen is None
         self._generation += 1
         self.files[new] = state
@@ -393,8 +401,15 @@ class DiskSync:
         Called for every edit, so it only notes the time; the one pending timer works out
         when the file is due (a quiet period, or the maximum delay while typing goes on).
         """
-        state = self.files[path]
+        state = self.files.get(path)
         loop = asyncio.get_running_loop()
+        if state is None:  # renamed right now (`move`): dirty, written at its new name
+            state = self._moving[path]
+            state.last_change = loop.time()
+            if not state.dirty:
+                state.dirty, state.first_dirty, state.outputs_only = True, state.last_change, coalesce
+            state.outputs_only = state.outputs_only and coalesce
+            return
         state.last_change = now = loop.time()
         if not state.dirty:
             state.dirty = True
