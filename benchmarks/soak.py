@@ -1,6 +1,6 @@
 """Soak: dozens of clients making random edits and reconnecting for minutes.
 
-    .venv/bin/python benchmarks/soak.py [--clients 40] [--seconds 180] [--seed 1] [--cells 0.05]
+    .venv/bin/python benchmarks/soak.py [--clients 40] [--seconds 180] [--seed 1] [--cells 0.05] [--disk]
 
 Starts a real `rtc start` in a throwaway repository, drives real pycrdt clients over
 WebSockets (random inserts and deletes in a Markdown file and in notebook cells, random
@@ -9,7 +9,11 @@ convergence, ends the session with `rtc stop`, and checks every client's documen
 against the committed files. With `--cells P`, an edit is with probability P a cell
 inserted, deleted or moved (as JupyterLab moves: a delete and a copy with the id), online
 or offline, and the committed notebook must also hold no cell id twice (the server brings
-back cells deleted under someone's edit: never twice). Prints figures; exits 1 on any difference. Loopback only,
+back cells deleted under someone's edit: never twice). With `--disk`, the owner also edits
+`notes.md` on disk about once a second (read, add a marked line, write, as an editor
+saves) while clients type there (inserting only, so that nothing may remove a marker):
+every marker must reach the commit (its characters in order), and the file on disk must
+end as the commit holds it. Prints figures; exits 1 on any difference. Loopback only,
 bounded in time.
 """
 
@@ -24,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from pycrdt import Array, Doc, Map, Text
 
@@ -64,12 +69,13 @@ class Participant:
         self.n = n
         self.urls = urls
         self.rng = rng
-        self.docs = {path: Doc() for path in urls}
+        self.docs: dict[str, Doc[Any]] = {path: Doc() for path in urls}
         self.clients: dict[str, YClient] = {}
         self.edits = 0
         self.reconnects = 0
         self.cell_ops = 0.0
         self.made = 0
+        self.insert_only = False  # `--disk`: no deletes in notes.md, where the owner's lines go
 
     def cell_op(self) -> None:
         """A cell inserted, deleted or moved (delete + a copy with its id, as JupyterLab)."""
@@ -78,7 +84,13 @@ class Participant:
         if n < 3 or (roll < 0.4 and n < 30):
             self.made += 1
             cid = f"p{self.n}-{self.made}"
-            cell = {"cell_type": "code", "source": f"# {cid}\n", "metadata": {}, "outputs": [], "execution_count": None}
+            cell: dict[str, Any] = {
+                "cell_type": "code",
+                "source": f"# {cid}\n",
+                "metadata": {},
+                "outputs": [],
+                "execution_count": None,
+            }
             cells.insert(self.rng.randint(0, n), ycell_from_dict(cell, cid))
         elif roll < 0.7:
             del cells[self.rng.randrange(n)]
@@ -87,10 +99,10 @@ class Participant:
             ycell = cells[i]
             if not isinstance(ycell, Map):
                 return
-            value, cid = ycell.to_py(), ycell.get("id")
+            value, moved = ycell.to_py() or {}, str(ycell.get("id"))
             with self.docs["nb.ipynb"].transaction():
                 del cells[i]
-                cells.insert(min(j, len(cells)), ycell_from_dict(value, cid))
+                cells.insert(min(j, len(cells)), ycell_from_dict(value, moved))
         self.edits += 1
 
     async def connect(self) -> None:
@@ -109,7 +121,8 @@ class Participant:
         if self.rng.random() < self.cell_ops:
             self.cell_op()
             return
-        if self.rng.random() < 0.5:
+        in_notes = self.rng.random() < 0.5
+        if in_notes:
             text = self.docs["notes.md"].get("source", type=Text)
         else:
             cells = self.docs["nb.ipynb"].get("cells", type=Array)
@@ -117,7 +130,8 @@ class Participant:
                 return
             text = cells[self.rng.randrange(len(cells))]["source"]
         length = len(str(text))
-        if length > 20 and self.rng.random() < 0.3:
+        deletes = not (self.insert_only and in_notes)
+        if deletes and length > 20 and self.rng.random() < 0.3:
             start = self.rng.randrange(length - 1)
             chars = str(text)
             end = min(length, start + self.rng.randint(1, 3))
@@ -143,7 +157,7 @@ class Participant:
         await self.disconnect()
 
 
-def file_text(path: str, doc: Doc) -> str:
+def file_text(path: str, doc: Doc[Any]) -> str:
     if path == "notes.md":
         return str(doc.get("source", type=Text))
     return json.dumps([str(c["source"]) for c in doc.get("cells", type=Array)])
@@ -161,7 +175,27 @@ def committed_text(repo: Path, path: str) -> str:
     return json.dumps(["".join(c["source"]) for c in json.loads(data)["cells"]])
 
 
-async def soak(clients: int, seconds: float, seed: int, repo: Path, cells: float = 0.0) -> dict[str, object]:
+async def owner_edits(repo: Path, until: float, rng: random.Random, markers: list[str]) -> None:
+    """The owner saving `notes.md` from an editor now and then: a marked line added."""
+    path = repo / "notes.md"
+    while time.monotonic() < until:
+        await asyncio.sleep(rng.uniform(0.5, 1.5))
+        lines = path.read_text().split("\n")
+        marker = f"OWNER-{len(markers)}-SAVED"
+        lines.insert(rng.randint(0, len(lines)), marker)
+        path.write_text("\n".join(lines))
+        markers.append(marker)
+
+
+def has_in_order(text: str, marker: str) -> bool:
+    """Whether `marker`'s characters are in `text` in order (others may type inside it)."""
+    it = iter(text)
+    return all(ch in it for ch in marker)
+
+
+async def soak(
+    clients: int, seconds: float, seed: int, repo: Path, cells: float = 0.0, disk: bool = False
+) -> dict[str, object]:
     proc = RtcProcess(repo, ["notes.md", "nb.ipynb"])
     try:
         info = proc.wait_ready(60)
@@ -181,8 +215,13 @@ async def soak(clients: int, seconds: float, seed: int, repo: Path, cells: float
             }
             people.append(Participant(n, urls, random.Random(seed * 1000 + n)))
             people[-1].cell_ops = cells
+            people[-1].insert_only = disk
         started = time.monotonic()
-        await asyncio.gather(*(p.run(started + seconds) for p in people))
+        markers: list[str] = []
+        owner = [owner_edits(repo, started + seconds, random.Random(seed), markers)] if disk else []
+        await asyncio.gather(*(p.run(started + seconds) for p in people), *owner)
+        if disk:
+            await asyncio.sleep(3)  # the owner's last save: seen on disk and merged before the check
         converge_start = time.monotonic()
         for p in people:
             await p.connect()
@@ -203,6 +242,13 @@ async def soak(clients: int, seconds: float, seed: int, repo: Path, cells: float
             raise SystemExit(f"rtc stop failed: {done.stderr}")
         mismatches = [path for path in rooms if committed_text(repo, path) != file_text(path, people[0].docs[path])]
         ids = committed_ids(repo)
+        if disk:
+            notes = committed_text(repo, "notes.md")
+            lost = [m for m in markers if not has_in_order(notes, m)]
+            if lost:
+                mismatches.append(f"the owner's saved lines lost: {lost}")
+            if (repo / "notes.md").read_text() != notes:
+                mismatches.append("notes.md on disk differs from the commit")
         if len(ids) != len(set(ids)):
             mismatches.append(f"nb.ipynb holds a cell id twice: {sorted(i for i in set(ids) if ids.count(i) > 1)}")
         return {
@@ -213,6 +259,7 @@ async def soak(clients: int, seconds: float, seed: int, repo: Path, cells: float
             "converged_after_s": round(converged, 2),
             "store_bytes_at_end": store,
             "cells_at_end": len(ids),
+            "owner_saves": len(markers) if disk else 0,
             "mismatches": mismatches,
         }
     finally:
@@ -225,10 +272,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=180)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--cells", type=float, default=0.0, help="share of edits that insert, delete or move a cell")
+    parser.add_argument("--disk", action="store_true", help="the owner saves notes.md on disk meanwhile")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         repo = make_repo(Path(tmp) / "soak", {"notes.md": "# Notes\n", "nb.ipynb": NOTEBOOK})
-        figures = asyncio.run(soak(args.clients, args.seconds, args.seed, repo, args.cells))
+        figures = asyncio.run(soak(args.clients, args.seconds, args.seed, repo, args.cells, args.disk))
     print(json.dumps(figures, indent=2))
     sys.exit(1 if figures["mismatches"] else 0)
 
