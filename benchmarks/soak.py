@@ -10,10 +10,10 @@ against the committed files. With `--cells P`, an edit is with probability P a c
 inserted, deleted or moved (as JupyterLab moves: a delete and a copy with the id), online
 or offline, and the committed notebook must also hold no cell id twice (the server brings
 back cells deleted under someone's edit: never twice). With `--disk`, the owner also edits
-`notes.md` on disk about once a second (read, add a marked line, write, as an editor
-saves) while clients type there (inserting only, so that nothing may remove a marker):
-every marker must reach the commit (its characters in order), and the file on disk must
-end as the commit holds it. Prints figures; exits 1 on any difference. Loopback only,
+`notes.md` or `nb.ipynb` on disk about once a second (read, add a marked line or Markdown
+cell, write, as an editor saves) while clients type (inserting only, so that nothing may
+remove a marker): every marker must reach the commit (its characters in order), and the
+files on disk must end as the commit holds them. Prints figures; exits 1 on any difference. Loopback only,
 bounded in time.
 """
 
@@ -75,7 +75,7 @@ class Participant:
         self.reconnects = 0
         self.cell_ops = 0.0
         self.made = 0
-        self.insert_only = False  # `--disk`: no deletes in notes.md, where the owner's lines go
+        self.insert_only = False  # `--disk`: no text deleted, so nothing may remove the owner's markers
 
     def cell_op(self) -> None:
         """A cell inserted, deleted or moved (delete + a copy with its id, as JupyterLab)."""
@@ -130,7 +130,7 @@ class Participant:
                 return
             text = cells[self.rng.randrange(len(cells))]["source"]
         length = len(str(text))
-        deletes = not (self.insert_only and in_notes)
+        deletes = not self.insert_only
         if deletes and length > 20 and self.rng.random() < 0.3:
             start = self.rng.randrange(length - 1)
             chars = str(text)
@@ -176,14 +176,22 @@ def committed_text(repo: Path, path: str) -> str:
 
 
 async def owner_edits(repo: Path, until: float, rng: random.Random, markers: list[str]) -> None:
-    """The owner saving `notes.md` from an editor now and then: a marked line added."""
-    path = repo / "notes.md"
+    """The owner saving from an editor now and then: a marked line added to `notes.md`, or
+    a marked Markdown cell (id `owner-K`) inserted into `nb.ipynb`, written as Jupyter does."""
     while time.monotonic() < until:
         await asyncio.sleep(rng.uniform(0.5, 1.5))
-        lines = path.read_text().split("\n")
         marker = f"OWNER-{len(markers)}-SAVED"
-        lines.insert(rng.randint(0, len(lines)), marker)
-        path.write_text("\n".join(lines))
+        if rng.random() < 0.5:
+            path = repo / "notes.md"
+            lines = path.read_text().split("\n")
+            lines.insert(rng.randint(0, len(lines)), marker)
+            path.write_text("\n".join(lines))
+        else:
+            path = repo / "nb.ipynb"
+            nb = json.loads(path.read_text())
+            cell = {"cell_type": "markdown", "id": f"owner-{len(markers)}", "metadata": {}, "source": marker}
+            nb["cells"].insert(rng.randint(0, len(nb["cells"])), cell)
+            path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
         markers.append(marker)
 
 
@@ -243,12 +251,14 @@ async def soak(
         mismatches = [path for path in rooms if committed_text(repo, path) != file_text(path, people[0].docs[path])]
         ids = committed_ids(repo)
         if disk:
-            notes = committed_text(repo, "notes.md")
-            lost = [m for m in markers if not has_in_order(notes, m)]
+            committed = committed_text(repo, "notes.md") + committed_text(repo, "nb.ipynb")
+            lost = [m for m in markers if not has_in_order(committed, m)]
             if lost:
-                mismatches.append(f"the owner's saved lines lost: {lost}")
-            if (repo / "notes.md").read_text() != notes:
-                mismatches.append("notes.md on disk differs from the commit")
+                mismatches.append(f"the owner's saved lines or cells lost: {lost}")
+            for path in rooms:
+                on_disk = subprocess.run(["git", "diff", "--quiet", "--", path], cwd=repo, check=False)
+                if on_disk.returncode != 0:
+                    mismatches.append(f"{path} on disk differs from the commit")
         if len(ids) != len(set(ids)):
             mismatches.append(f"nb.ipynb holds a cell id twice: {sorted(i for i in set(ids) if ids.count(i) > 1)}")
         return {
