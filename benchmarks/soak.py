@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import subprocess
 import sys
@@ -168,21 +169,31 @@ def committed_ids(repo: Path) -> list[str]:
     return [c.get("id") for c in json.loads(data)["cells"]]
 
 
-def committed_text(repo: Path, path: str) -> str:
+def committed_text(repo: Path, path: str, kind: str | None = None) -> str:
+    """The committed file at `path` as `file_text` shows it (`kind`: its starting name)."""
     data = subprocess.run(["git", "show", f"HEAD:{path}"], cwd=repo, capture_output=True, text=True, check=True).stdout
-    if path == "notes.md":
+    if (kind or path) == "notes.md":
         return data
     return json.dumps(["".join(c["source"]) for c in json.loads(data)["cells"]])
 
 
-async def owner_edits(repo: Path, until: float, rng: random.Random, markers: list[str]) -> None:
+async def owner_edits(
+    repo: Path, until: float, rng: random.Random, markers: list[str], names: dict[str, str], renames: bool
+) -> None:
     """The owner saving from an editor now and then: a marked line added to `notes.md`, or
-    a marked Markdown cell (id `owner-K`) inserted into `nb.ipynb`, written as Jupyter does."""
+    a marked Markdown cell (id `owner-K`) inserted into `nb.ipynb`, written as Jupyter does;
+    with `renames`, the Markdown file is also renamed back and forth (`names`: its name now)."""
     while time.monotonic() < until:
         await asyncio.sleep(rng.uniform(0.5, 1.5))
-        marker = f"OWNER-{len(markers)}-SAVED"
+        if renames and rng.random() < 0.3:
+            new = "renamed.md" if names["notes.md"] == "notes.md" else "notes.md"
+            os.rename(repo / names["notes.md"], repo / new)
+            names["notes.md"] = new
+            markers.append("")  # a rename: no marker to find
+            continue
+        marker = f"OWNER-{len(markers)}-SAVED"  # unique: a rename counts too
         if rng.random() < 0.5:
-            path = repo / "notes.md"
+            path = repo / names["notes.md"]
             lines = path.read_text().split("\n")
             lines.insert(rng.randint(0, len(lines)), marker)
             path.write_text("\n".join(lines))
@@ -202,9 +213,15 @@ def has_in_order(text: str, marker: str) -> bool:
 
 
 async def soak(
-    clients: int, seconds: float, seed: int, repo: Path, cells: float = 0.0, disk: bool = False
+    clients: int,
+    seconds: float,
+    seed: int,
+    repo: Path,
+    cells: float = 0.0,
+    disk: bool = False,
+    renames: bool = False,
 ) -> dict[str, object]:
-    proc = RtcProcess(repo, ["notes.md", "nb.ipynb"])
+    proc = RtcProcess(repo, ["."] if renames else ["notes.md", "nb.ipynb"])  # renames live in a shared folder
     try:
         info = proc.wait_ready(60)
         rooms = {}
@@ -226,7 +243,8 @@ async def soak(
             people[-1].insert_only = disk
         started = time.monotonic()
         markers: list[str] = []
-        owner = [owner_edits(repo, started + seconds, random.Random(seed), markers)] if disk else []
+        names = {path: path for path in rooms}  # a path given at the start → its name now
+        owner = [owner_edits(repo, started + seconds, random.Random(seed), markers, names, renames)] if disk else []
         await asyncio.gather(*(p.run(started + seconds) for p in people), *owner)
         if disk:
             await asyncio.sleep(3)  # the owner's last save: seen on disk and merged before the check
@@ -248,14 +266,16 @@ async def soak(
         done = await asyncio.to_thread(proc.stop, "-m", "soak", *(["--take-current"] if cells else []))
         if done.returncode != 0:
             raise SystemExit(f"rtc stop failed: {done.stderr}")
-        mismatches = [path for path in rooms if committed_text(repo, path) != file_text(path, people[0].docs[path])]
+        mismatches = [
+            path for path in rooms if committed_text(repo, names[path], path) != file_text(path, people[0].docs[path])
+        ]
         ids = committed_ids(repo)
         if disk:
-            committed = committed_text(repo, "notes.md") + committed_text(repo, "nb.ipynb")
-            lost = [m for m in markers if not has_in_order(committed, m)]
+            committed = committed_text(repo, names["notes.md"], "notes.md") + committed_text(repo, "nb.ipynb")
+            lost = [m for m in markers if m and not has_in_order(committed, m)]
             if lost:
                 mismatches.append(f"the owner's saved lines or cells lost: {lost}")
-            for path in rooms:
+            for path in names.values():
                 on_disk = subprocess.run(["git", "diff", "--quiet", "--", path], cwd=repo, check=False)
                 if on_disk.returncode != 0:
                     mismatches.append(f"{path} on disk differs from the commit")
@@ -269,7 +289,8 @@ async def soak(
             "converged_after_s": round(converged, 2),
             "store_bytes_at_end": store,
             "cells_at_end": len(ids),
-            "owner_saves": len(markers) if disk else 0,
+            "owner_saves": len([m for m in markers if m]),
+            "owner_renames": len([m for m in markers if not m]),
             "mismatches": mismatches,
         }
     finally:
@@ -283,10 +304,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--cells", type=float, default=0.0, help="share of edits that insert, delete or move a cell")
     parser.add_argument("--disk", action="store_true", help="the owner saves notes.md on disk meanwhile")
+    parser.add_argument("--renames", action="store_true", help="with --disk: the owner renames notes.md back and forth")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         repo = make_repo(Path(tmp) / "soak", {"notes.md": "# Notes\n", "nb.ipynb": NOTEBOOK})
-        figures = asyncio.run(soak(args.clients, args.seconds, args.seed, repo, args.cells, args.disk))
+        figures = asyncio.run(soak(args.clients, args.seconds, args.seed, repo, args.cells, args.disk, args.renames))
     print(json.dumps(figures, indent=2))
     sys.exit(1 if figures["mismatches"] else 0)
 
