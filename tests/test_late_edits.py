@@ -28,6 +28,15 @@ def cell(doc: Doc[Any], cid: str) -> dict[str, Any]:
     return next(c.to_py() for c in doc.get("cells", type=Array) if c.get("id") == cid)
 
 
+def move_cell(doc: Doc[Any], index: int, to: int | None = None) -> None:
+    """JupyterLab's move: the cell deleted and a copy with its id inserted at `to` (the end)."""
+    cells = doc.get("cells", type=Array)
+    with doc.transaction():
+        value = cells[index].to_py()
+        del cells[index]
+        cells.insert(len(cells) if to is None else to, ycell_from_dict(value, value["id"]))
+
+
 def bob(live: Live, doc: Doc[Any]) -> YClient:
     return YClient(live.ws("nb.ipynb", name="Bob", email="bob@example.org"), doc)
 
@@ -109,11 +118,7 @@ async def test_a_live_move_carries_outputs_metadata_and_execution_count(tmp_path
     async with live_session(repo, ["nb.ipynb"]) as live:
         bob_doc = await offline_copy(live, "nb.ipynb")
         room = live.session.rooms[live.room("nb.ipynb")]
-        bcells = bob_doc.get("cells", type=Array)
-        with bob_doc.transaction():
-            value = bcells[0].to_py()
-            del bcells[0]
-            bcells.append(ycell_from_dict(value, "c0"))
+        move_cell(bob_doc, 0)
         async with live.client("nb.ipynb") as alice:
             await alice.wait_synced()
             alice.doc.get("cells", type=Array)[0]["metadata"]["tags"] = ["slow"]
@@ -156,11 +161,7 @@ async def test_an_edit_arriving_after_a_live_move_follows_the_cell(tmp_path: Pat
         bcell["metadata"]["tags"] = ["bob"]
         async with live.client("nb.ipynb") as alice:
             await alice.wait_synced()
-            acells = alice.doc.get("cells", type=Array)
-            with alice.doc.transaction():
-                value = acells[0].to_py()
-                del acells[0]
-                acells.append(ycell_from_dict(value, "c0"))
+            move_cell(alice.doc, 0)
             await async_wait_until(lambda: list(cell_sources(room.doc)) == ["c1", "c0"], what="the move")
             async with bob(live, bob_doc) as b:
                 await b.wait_synced()
@@ -308,19 +309,11 @@ async def test_two_moves_of_one_cell_at_once_leave_one_cell_with_both_edits(tmp_
     async with live_session(repo, ["nb.ipynb"]) as live:
         bob_doc = await offline_copy(live, "nb.ipynb")
         room = live.session.rooms[live.room("nb.ipynb")]
-        bcells = bob_doc.get("cells", type=Array)
-        with bob_doc.transaction():
-            value = bcells[0].to_py()
-            del bcells[0]
-            bcells.append(ycell_from_dict(value, "c0"))
-        bcells[2]["source"].insert(0, "# Bob\n")
+        move_cell(bob_doc, 0)
+        bob_doc.get("cells", type=Array)[2]["source"].insert(0, "# Bob\n")
         async with live.client("nb.ipynb") as alice:
             await alice.wait_synced()
-            acells = alice.doc.get("cells", type=Array)
-            with alice.doc.transaction():
-                value = acells[0].to_py()
-                del acells[0]
-                acells.insert(1, ycell_from_dict(value, "c0"))
+            move_cell(alice.doc, 0, 1)
             await async_wait_until(lambda: ids(room.doc) == ["c1", "c0", "c2"], what="Alice's move")
             async with bob(live, bob_doc) as b:
                 await b.wait_synced()
