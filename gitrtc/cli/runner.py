@@ -95,7 +95,7 @@ async def run(plan: launch.Plan, options: Options, console: Console) -> EndResul
 
                         await serving_stack.enter_async_context(serving_relays(session, options.redis))
                     await _publish(session, options, port, control)
-                    print_intro(console, session.snapshot(), prepared.notes)
+                    print_intro(console, session.snapshot(0), prepared.notes)  # it shows no file rows
                     if not options.certfile and not is_loopback(options.host):
                         console.print(
                             "⚠ listening beyond this machine without TLS: tokens travel in clear "
