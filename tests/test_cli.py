@@ -205,6 +205,19 @@ def test_unshareable_files_are_listed_and_skipped(tmp_path: Path) -> None:
     assert "skipped img.png" in out and "skipped latin1.txt" in out
 
 
+def test_thousands_of_unshareable_files_are_counted_not_printed(tmp_path: Path) -> None:
+    latin1 = {f"data/t{i:02d}.txt": "caf\xe9".encode("latin-1") for i in range(25)}
+    repo = make_repo(tmp_path / "r", {**FILES, **latin1})
+    proc = RtcProcess(repo, [])
+    try:
+        proc.wait_ready()
+        out, _ = proc.terminate()
+    finally:
+        proc.kill()
+    assert out.count("skipped data/t") == 20, out
+    assert "… and 5 more skipped lines" in out, out
+
+
 def test_stale_session_file_is_replaced_and_stop_without_session_fails(tmp_path: Path) -> None:
     repo = make_repo(tmp_path / "r", FILES)
     rtc = repo / ".git" / "rtc"

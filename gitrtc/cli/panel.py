@@ -68,6 +68,10 @@ class SessionPanel:
         return Panel(Group(*parts), title="gitrtc", border_style="blue")
 
 
+#: Skipped files and notes printed at the start, each; the rest are counted.
+INTRO_ROWS = 20
+
+
 def print_intro(console: Console, s: SessionSnapshot, notes: list[str]) -> None:
     """The plain (non-live) start lines: URLs, skipped files, notes."""
     console.print(
@@ -77,10 +81,14 @@ def print_intro(console: Console, s: SessionSnapshot, notes: list[str]) -> None:
     )
     for note in notes:
         console.print(f"  {note}", style="yellow", highlight=False, soft_wrap=True)
-    for path, reason in s.skipped:
-        console.print(f"  skipped {path}: {reason}", style="yellow", highlight=False)
-    for path, warning in s.warnings:
-        console.print(f"  note {path}: {warning}", style="yellow", highlight=False)
+    for label, rows in (("skipped", s.skipped), ("note", s.warnings)):
+        for path, why in rows[:INTRO_ROWS]:
+            console.print(f"  {label} {path}: {why}", style="yellow", highlight=False)
+        if len(rows) > INTRO_ROWS:  # a large tree may have thousands: the browser's tree lists them all
+            more = len(rows) - INTRO_ROWS
+            console.print(
+                f"  … and {more:,} more {label} lines (the browser's file tree lists every file)", style="yellow"
+            )
 
 
 def print_result(console: Console, result: EndResult) -> None:
