@@ -330,11 +330,11 @@ class DiskSync:
         state = self.files.get(path)
         if state is None:
             return None
-        if state.timer is not None:
+        if state.task is not None and not state.task.done():
+            await asyncio.shield(state.task)  # meanwhile a due timer only sets itself again
+        if state.timer is not None:  # cancelled after the wait: an edit during it sets one too
             state.timer.cancel()
             state.timer = None
-        if state.task is not None and not state.task.done():
-            await asyncio.shield(state.task)
         self._generation += 1
         return self.files.pop(path, None)
 
@@ -402,14 +402,11 @@ class DiskSync:
         when the file is due (a quiet period, or the maximum delay while typing goes on).
         """
         state = self.files.get(path)
-        loop = asyncio.get_running_loop()
-        if state is None:  # renamed right now (`move`): dirty, written at its new name
+        # renamed right now: `move` finds it dirty and sets the timer at its new name
+        moving = state is None
+        if state is None:
             state = self._moving[path]
-            state.last_change = loop.time()
-            if not state.dirty:
-                state.dirty, state.first_dirty, state.outputs_only = True, state.last_change, coalesce
-            state.outputs_only = state.outputs_only and coalesce
-            return
+        loop = asyncio.get_running_loop()
         state.last_change = now = loop.time()
         if not state.dirty:
             state.dirty = True
@@ -420,7 +417,7 @@ class DiskSync:
             if state.timer is not None and state.timer.when() > self._due(state):
                 state.timer.cancel()  # set for outputs only: an edit is due sooner
                 state.timer = None
-        if state.timer is None:
+        if state.timer is None and not moving:
             state.timer = loop.call_at(self._due(state), self._start_write, path)
 
     def _due(self, state: FileState) -> float:
