@@ -14,7 +14,9 @@ import bisect
 import itertools
 import json
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -133,12 +135,6 @@ class _Folder:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-#: Each session's folder index and the state it was built for.
-_INDEX: weakref.WeakKeyDictionary[Session, tuple[tuple[int, int, int, int], dict[str, _Folder]]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
 @dataclass(slots=True)
 class _Paths:
     """Every shared path, lower-cased, in one string (a query is found by `str.find`, in C)."""
@@ -148,13 +144,50 @@ class _Paths:
     files: list[Any]  # FileEntry
 
 
-#: Each session's quick-open text and the state it was built for.
-_PATHS: weakref.WeakKeyDictionary[Session, tuple[tuple[int, int], _Paths]] = weakref.WeakKeyDictionary()
+#: Each session's views of its file set and the state each was built for (`_stale`): the
+#: quick-open text (`_Paths`) and the folder index (`dict[str, _Folder]`).
+_Views = weakref.WeakKeyDictionary[Session, tuple[tuple[int, ...], Any]]
+_PATHS: _Views = weakref.WeakKeyDictionary()
+_INDEX: _Views = weakref.WeakKeyDictionary()
 
 
-def _paths_key(session: Session) -> tuple[int, int]:
+def _stale(session: Session, find: bool) -> tuple[tuple[int, ...], Callable[[], Any]] | None:
+    """If the quick-open text (`find`) or the folder index was built for another state of
+    the file set: the state now and the view's build, from copies of the manifest's lists
+    (to run on any thread); None while the view is current."""
     m = session.manifest
-    return (m.files_version, len(m.files))
+    key: tuple[int, ...]
+    if find:
+        views, key = _PATHS, (m.files_version, len(m.files))
+    else:
+        views, key = _INDEX, (m.files_version, len(m.files), len(m.binaries), len(m.skipped))
+    held = views.get(session)
+    if held is not None and held[0] == key:
+        return None
+    if find:
+        return key, partial(_build_paths, list(m.files))
+    return key, partial(_build_index, list(m.files), list(m.binaries), list(m.skipped))
+
+
+def _view(session: Session, find: bool) -> Any:
+    """The quick-open text (`find`) or the folder index, built here if stale (the API has
+    it built in a thread first: `views_ready`)."""
+    views = _PATHS if find else _INDEX
+    stale = _stale(session, find)
+    if stale is not None:
+        views[session] = stale[0], stale[1]()
+    return views[session][1]
+
+
+async def views_ready(session: Session, find: bool) -> None:
+    """Rebuild the quick-open text (`find`) or the folder index in a thread if the file set
+    changed since it was built: at 100,000 files a rebuild is a quarter of a second, a
+    stall every room on the loop would feel. Only the copies of the lists are made here."""
+    stale = _stale(session, find)
+    if stale is not None:
+        key, build = stale
+        built = await asyncio.to_thread(build)
+        (_PATHS if find else _INDEX)[session] = key, built
 
 
 def _build_paths(files: list[Any]) -> _Paths:
@@ -164,20 +197,11 @@ def _build_paths(files: list[Any]) -> _Paths:
     return _Paths("\n".join(paths), starts, files)
 
 
-def _paths(session: Session) -> _Paths:
-    key = _paths_key(session)
-    cached = _PATHS.get(session)
-    if cached is None or cached[0] != key:
-        cached = key, _build_paths(list(session.manifest.files))
-        _PATHS[session] = cached
-    return cached[1]
-
-
 def _find(session: Session, needle: str) -> list[Any]:
     """The first `MAX_RANKED` shared files (in the manifest's order) whose path contains
     `needle` (lower-case), from a text rebuilt once per `files_version`."""
     found: list[Any] = []
-    here = _paths(session)
+    here: _Paths = _view(session, find=True)
     if "\n" in needle:  # no path holds one: it would match across two
         return found
     at = here.text.find(needle) if needle else 0
@@ -186,41 +210,6 @@ def _find(session: Session, needle: str) -> list[Any]:
         found.append(here.files[n])
         at = here.text.find(needle, here.starts[n + 1]) if needle else here.starts[n + 1]
     return found
-
-
-def _index_key(session: Session) -> tuple[int, int, int, int]:
-    m = session.manifest
-    return (m.files_version, len(m.files), len(m.binaries), len(m.skipped))
-
-
-def _index(session: Session) -> dict[str, _Folder]:
-    """Every folder's entries, rebuilt when the file set changed (one pass over it)."""
-    key = _index_key(session)
-    cached = _INDEX.get(session)
-    if cached is None or cached[0] != key:
-        m = session.manifest
-        cached = key, _build_index(list(m.files), list(m.binaries), list(m.skipped))
-        _INDEX[session] = cached
-    return cached[1]
-
-
-async def views_ready(session: Session, find: bool) -> None:
-    """Rebuild the quick-open text (`find`) or the folder index in a thread if the file set
-    changed since they were built: at 100,000 files a rebuild is a quarter of a second, a
-    stall every room on the loop would feel. Only the copies of the lists are made here."""
-    m = session.manifest
-    if find:
-        key = _paths_key(session)
-        cached = _PATHS.get(session)
-        if cached is None or cached[0] != key:
-            built = await asyncio.to_thread(_build_paths, list(m.files))
-            _PATHS[session] = key, built
-    else:
-        index_key = _index_key(session)
-        held = _INDEX.get(session)
-        if held is None or held[0] != index_key:
-            index = await asyncio.to_thread(_build_index, list(m.files), list(m.binaries), list(m.skipped))
-            _INDEX[session] = index_key, index
 
 
 def _build_index(files: list[Any], binaries: list[str], skipped: list[tuple[str, str]]) -> dict[str, _Folder]:
@@ -268,7 +257,8 @@ def tree(session: Session, folder: str, find: str | None = None, offset: int = 0
         found.sort(key=lambda f: (find.lower() not in f.path.rsplit("/", 1)[-1].lower(), len(f.path)))
         return {"files": [_file(f) for f in found[:MAX_FOUND]], "more": len(found) > MAX_FOUND}
     name = folder.strip("/")
-    here = _index(session).get(name, _Folder())
+    index: dict[str, _Folder] = _view(session, find=False)
+    here = index.get(name, _Folder())
     pages: list[list[Any]] = []
     skip, room = offset, limit
     for part in (here.folders, here.files, here.binaries, here.skipped):
