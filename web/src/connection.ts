@@ -66,7 +66,7 @@ export class Connections {
       connect: !this.stopped,
     });
     this.providers.set(provider, room);
-    batchRemoteUpdates(provider); // others' edits applied once per frame (remotebatch.ts)
+    batchRemoteUpdates(provider); // others' edits held for this person's next key, 50 ms at most (remotebatch.ts)
     sendOwnPresenceOnly(provider);
     // y-websocket only logs a refusal; the app shows it (e.g. an edit the server would not accept)
     provider.messageHandlers[2] = (_encoder, decoder) => {
