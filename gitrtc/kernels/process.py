@@ -188,6 +188,10 @@ class KernelProcess:
             execution = self.executions.get(msg.get("parent_header", {}).get("msg_id", ""))
             if execution is not None:
                 execution.on_iopub(msg["header"]["msg_type"], msg.get("content", {}))
+            # Messages already queued come back without a loop turn (a done future), so a
+            # flooding kernel's burst would be read, decoded and handled in one go while
+            # every room's keystrokes wait: one turn per message lets them in between.
+            await asyncio.sleep(0)
 
     async def _read_shell(self) -> None:
         while True:
