@@ -125,7 +125,7 @@ class Link:
             async with self._opening:
                 wire = self._wire
                 if wire is None or wire.lost:
-                    wire = self._wire = await self._open()
+                    wire = self._wire = await self.open_wire()
         try:
             replies = await wire.send(commands)
         except asyncio.CancelledError:
@@ -136,7 +136,9 @@ class Link:
                 raise reply
         return replies
 
-    async def _open(self) -> _Wire:
+    async def open_wire(self) -> _Wire:
+        """A new connection to this link's Redis, authenticated and on its database, not
+        kept by the link (a `Writer` or `Publisher` holds its own, with replies its way)."""
         wire = _Wire()
         options = await _connect(self.url, wire)
         setup: list[Command] = []
@@ -332,7 +334,7 @@ class Writer:
         from redis.exceptions import RedisError
 
         try:
-            self._wire = await self.link._open()
+            self._wire = await self.link.open_wire()
         except (RedisError, OSError) as exc:
             log.warning("lost %d bus entries: %s", len(self._pending), exc)
             self._pending = []
@@ -413,7 +415,7 @@ class Publisher:
         from redis.exceptions import RedisError
 
         try:
-            wire = await self.link._open()
+            wire = await self.link.open_wire()
             assert wire.transport is not None
             wire.transport.write(b"*3\r\n$6\r\nCLIENT\r\n$5\r\nREPLY\r\n$3\r\nOFF\r\n")
             self._wire = wire
